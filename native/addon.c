@@ -63,6 +63,7 @@ struct spare;
 
 struct addon {
   struct pool pool;
+  uint16_t vxlan_port; /* setVxlanPort's (0: never called, USO_VXLAN_PORT), kept over a new setPool */
   napi_ref pool_refs[11];
   int pool_set;
   struct port ports[MAX_PORTS];
@@ -242,9 +243,26 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   for (int k = 0; k < 11 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
   struct super_ref *old_super = a->pool_set ? a->pool.d_super : NULL;
   memcpy(a->pool_refs, refs, sizeof refs);
+  p.vxlan_port = a->vxlan_port ? a->vxlan_port : USO_VXLAN_PORT;
   a->pool = p;
   a->pool_set = 1;
   free(old_super);
+  return NULL;
+}
+
+/* setVxlanPort(port: 1..65535): the VXLAN UDP destination port this thread's C paths take for VXLAN
+ * (Felix's vxlanPort; 4789 until called): the receive merge and USO delivery (rxsuper.c), the
+ * transmit USO merge (uso.c) and a tunnel super-frame's cut. Called once, when the engine starts,
+ * not per packet or batch; kept over a later setPool. */
+static napi_value set_vxlan_port(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t port = 0;
+  if (argc != 1 || arg_u32(env, argv[0], &port) || port == 0 || port > 65535) return throw_type(env, "setVxlanPort(port: 1..65535)");
+  a->vxlan_port = (uint16_t)port;
+  a->pool.vxlan_port = (uint16_t)port;
   return NULL;
 }
 
@@ -1617,18 +1635,19 @@ static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info
  * JS, as if they were one batch for one port, and returns what each message would carry: the
  * number of input frames, the bytes after the vnet header (the merged frame, or the frame itself),
  * and the vnet header (null for a frame sent on its own). No syscall.
- * usoCoalesceForTest(frames, mtu) does the same with the underlay's VXLAN merging (uso_span,
- * uso_write_header), `mtu` standing for the device's. */
+ * usoCoalesceForTest(frames, mtu, vxlanPort = 4789) does the same with the underlay's VXLAN merging
+ * (uso_span, uso_write_header), `mtu` standing for the device's. */
 static napi_value coalesce_for_test(napi_env env, napi_callback_info info, int uso) {
   const char *what = uso ? "usoCoalesceForTest" : "groCoalesceForTest";
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   bool isarr = false;
-  uint32_t mtu = 0;
+  uint32_t mtu = 0, vport = USO_VXLAN_PORT;
   if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
-      (uso && (argc != 2 || napi_get_value_uint32(env, argv[1], &mtu) != napi_ok)))
-    return throw_type(env, uso ? "usoCoalesceForTest(frames: Uint8Array[], mtu: number)" : "groCoalesceForTest(frames: Uint8Array[])");
+      (uso && (argc < 2 || argc > 3 || napi_get_value_uint32(env, argv[1], &mtu) != napi_ok ||
+               (argc == 3 && (napi_get_value_uint32(env, argv[2], &vport) != napi_ok || vport == 0 || vport > 65535)))))
+    return throw_type(env, uso ? "usoCoalesceForTest(frames: Uint8Array[], mtu: number, vxlanPort?: 1..65535)" : "groCoalesceForTest(frames: Uint8Array[])");
   uint32_t n = 0;
   napi_get_array_length(env, argv[0], &n);
   if (n == 0 || n > MAX_BATCH) return throw_errno(env, ERANGE, what);
@@ -1648,7 +1667,7 @@ static napi_value coalesce_for_test(napi_env env, napi_callback_info info, int u
   for (uint32_t k = 0; k < n;) {
     struct gro_merge m;
     struct uso_merge u;
-    uint32_t c = uso ? uso_span(f + k, lens + k, n - k, mtu, &u) : gro_span(f + k, lens + k, n - k, &m);
+    uint32_t c = uso ? uso_span(f + k, lens + k, n - k, mtu, (uint16_t)vport, &u) : gro_span(f + k, lens + k, n - k, &m);
     napi_value o, buf, vbuf, ab;
     napi_create_object(env, &o);
     set_num(env, o, "frames", c);
@@ -1775,6 +1794,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
     { "setSchedSlice", NULL, set_sched_slice, NULL, NULL, NULL, napi_default, NULL },
     { "superCut", NULL, super_cut, NULL, NULL, NULL, napi_default, NULL },
+    { "setVxlanPort", NULL, set_vxlan_port, NULL, NULL, NULL, napi_default, NULL },
     { "takeRejected", NULL, take_rejected, NULL, NULL, NULL, napi_default, NULL },
     { "superRest", NULL, super_rest_js, NULL, NULL, NULL, napi_default, NULL },
     { "offloadDeliverForTest", NULL, offload_deliver_for_test, NULL, NULL, NULL, napi_default, NULL },

@@ -1549,7 +1549,7 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     }
     if (p->tx_gso & TX_GSO_UDP) {
       struct uso_merge u;
-      c = uso_span(g->f + k, g->len + k, lim, p->mtu, &u);
+      c = uso_span(g->f + k, g->len + k, lim, p->mtu, pl->vxlan_port, &u);
       if (c > 1) {
         uso_write_header(g->f[k], &u, g->hdr[nm], &g->vh[nm]);
         g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };

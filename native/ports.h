@@ -228,6 +228,10 @@ struct pool {
   struct super_ref *d_super; /* DESC_F_SUPER: where the rest is (C only, ndesc entries) */
   uint32_t *txlist;   /* descriptor indices to send, filled by JS per output port */
   uint32_t ntxlist;
+  /* The VXLAN UDP destination port (Felix's vxlanPort; 4789 by default): what the receive merge
+   * (rx_merge, rx_super's USO path), the transmit USO merge and a tunnel super-frame's cut take for
+   * VXLAN. Set once per thread (setVxlanPort) before its ports open; never per packet. */
+  uint16_t vxlan_port;
 };
 
 /* Largest frame received whole: a 64 KiB GSO super-frame (the kernel's default gso_max_size) with

@@ -153,7 +153,7 @@ const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, uin
   }
   const uint8_t *u = f + e->ol4;
   e->l3 = e->ol4 + 8 + 8 + 14;
-  if (len < e->l3 + 20 || rd16(u + 2) != 4789 || rd16(u + 4) != len - e->ol4 || !(u[8] & 0x08)) return NULL;
+  if (len < e->l3 + 20 || rd16(u + 2) != pl->vxlan_port || rd16(u + 4) != len - e->ol4 || !(u[8] & 0x08)) return NULL;
   const struct super_ref *r = super_check(pl, i, e->l3);
   if (!r || rd16(f + e->l3 - 2) != (r->v6 ? 0x86dd : 0x0800)) return NULL;
   return r;
@@ -200,7 +200,7 @@ void merge_open(struct port *p, struct pool *pl, uint32_t i, const struct virtio
   if (len < INNER_IP + 40 || rd16(f + 12) != 0x0800) return;
   const uint8_t *o = f + 14, *ip = f + INNER_IP;
   if (o[0] != 0x45 || o[9] != 17 || (rd16(o + 6) & 0x3fff) || rd16(o + 2) != len - 14) return;
-  if (rd16(o + 22) != 4789 || rd16(o + 24) != len - 34 || !(o[28] & 0x08)) return;
+  if (rd16(o + 22) != pl->vxlan_port || rd16(o + 24) != len - 34 || !(o[28] & 0x08)) return;
   if (rd16(f + OUTER + 12) != 0x0800) return;
   if (ip[0] != 0x45 || ip[9] != 6 || (rd16(ip + 6) & 0x3fff) || rd16(ip + 2) != len - INNER_IP) return;
   uint32_t doff = (uint32_t)(ip[32] >> 4) * 4;
@@ -322,7 +322,7 @@ uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, ui
   if (!p->rx_merge || !p->super_avail || g->tun || g->proto != 17 || g->nseg < 2 || g->nseg > GRO_MAX_SEGS) return 0;
   if (!pl->d_super || !pl->d_segs || !pl->d_more) return 0;
   if (frame < p->super_avail || frame + g->hdrs + g->payload > p->super_avail + RX_BIG) return 0;
-  if (rd16(frame + g->l4 + 2) != 4789) return 0;
+  if (rd16(frame + g->l4 + 2) != pl->vxlan_port) return 0;
   uint8_t *d0 = p->super_avail + (frame - p->super_avail) + g->hdrs; /* the VXLAN header of datagram 0 */
   const uint32_t V = 8 + 14;                                          /* VXLAN + inner Ethernet */
   if (g->mss < V + 40 || !(d0[0] & 0x08)) return 0;

@@ -85,7 +85,7 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
 
 /* Receive (from rx_deliver, as super_deliver; both rx_super and rx_merge on): a podway peer sends a
  * run of VXLAN datagrams as one UDP GSO message (uso.c), which a veth underlay with offloads on
- * hands over whole (GSO_UDP_L4). When every datagram in it is VXLAN (port 4789, I flag) carrying
+ * hands over whole (GSO_UDP_L4). When every datagram in it is VXLAN (the pool's vxlan_port, 4789 by default; I flag) carrying
  * the next in-order TCP segment of one inner flow, with the rules of merge_append (same VXLAN and
  * inner Ethernet header, inner IPv4 but id + k, length and checksum / IPv6 but payload length, TCP
  * ports and data offset, seq in order, ACK with or without PSH, equal payloads but a shorter last,
@@ -102,7 +102,7 @@ uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, ui
 /* Send: descriptor i (DESC_F_SUPER) is segment 0 of a live super-frame inside a tunnel JS put
  * around it (a pod's super-frame encapsulated for another node), its outer IP header at ol3 (14:
  * behind Ethernet; 0: an IP packet for a raw port such as tx4): VXLAN (outer IPv4
- * without options and not a fragment, or IPv6 with UDP next; UDP to 4789 with the VXLAN I flag;
+ * without options and not a fragment, or IPv6 with UDP next; UDP to the pool's vxlan_port with the VXLAN I flag;
  * outer lengths exactly the frame's) or IPIP (outer IPv4, protocol 4). l3: the inner IP header;
  * ol4: the outer UDP header (0: IPIP); ov6: the outer header is IPv6. */
 struct super_encap {

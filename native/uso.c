@@ -33,7 +33,7 @@ struct dgram {
   uint8_t v6;
 };
 
-static int candidate(const uint8_t *f, uint32_t len, struct dgram *d) {
+static int candidate(const uint8_t *f, uint32_t len, uint16_t vport, struct dgram *d) {
   if (len < 14) return 0;
   uint16_t et = rd16(f + 12);
   const uint8_t *ip = f + 14;
@@ -63,7 +63,7 @@ static int candidate(const uint8_t *f, uint32_t len, struct dgram *d) {
     return 0;
   }
   const uint8_t *uh = f + d->l4;
-  if (rd16(uh + 2) != USO_VXLAN_PORT) return 0;
+  if (rd16(uh + 2) != vport) return 0;
   if (!(uh[8] & 0x08)) return 0; /* VXLAN I flag: a VNI follows */
   d->payload = ulen - 8;
   return 1;
@@ -93,10 +93,11 @@ static int same_flow(const uint8_t *a, const uint8_t *b, const struct dgram *d) 
   return memcmp(a + d->l4, b + d->l4, 4) == 0;  /* UDP ports */
 }
 
-uint32_t uso_span(const uint8_t *const *f, const uint32_t *lens, uint32_t n, uint32_t mtu, struct uso_merge *m) {
+uint32_t uso_span(const uint8_t *const *f, const uint32_t *lens, uint32_t n, uint32_t mtu, uint16_t vxlan_port, struct uso_merge *m) {
   struct dgram d0, cur;
+  const uint16_t vport = vxlan_port ? vxlan_port : USO_VXLAN_PORT;
   m->count = 1;
-  if (n < 2 || !candidate(f[0], lens[0], &d0) || d0.l3len > mtu) return 1;
+  if (n < 2 || !candidate(f[0], lens[0], vport, &d0) || d0.l3len > mtu) return 1;
   m->l4 = d0.l4;
   m->v6 = d0.v6;
   m->mss = d0.payload;
@@ -106,7 +107,7 @@ uint32_t uso_span(const uint8_t *const *f, const uint32_t *lens, uint32_t n, uin
   int first_checked = 0;
   uint32_t k = 1;
   for (; k < n && k < USO_MAX_SEGS; k++) {
-    if (!candidate(f[k], lens[k], &cur) || cur.v6 != d0.v6) break;
+    if (!candidate(f[k], lens[k], vport, &cur) || cur.v6 != d0.v6) break;
     if (cur.payload > m->mss || cur.payload == 0) break;
     if (fixed + m->payload + cur.payload > 0xffff) break;
     if (!same_flow(f[0], f[k], &d0)) break;

@@ -19,8 +19,9 @@
 #define USO_MAX_SEGS 64
 /* Outer headers a merged message starts with: Ethernet + IPv6 + UDP (IPv4 + UDP is shorter). */
 #define USO_HDR_MAX (14 + 40 + 8)
-/* The VXLAN UDP destination port (IANA, and what Calico uses). Only VXLAN is merged: its outer UDP
- * checksum is podway's own (0 over IPv4), and the inner frame carries its own checksums. */
+/* The default VXLAN UDP destination port (IANA, and Calico's default vxlanPort). Only VXLAN is
+ * merged: its outer UDP checksum is podway's own (0 over IPv4), and the inner frame carries its own
+ * checksums. The port in use is the pool's (pool.vxlan_port, Felix's vxlanPort), given to uso_span. */
 #define USO_VXLAN_PORT 4789
 
 struct uso_merge {
@@ -34,8 +35,9 @@ struct uso_merge {
 /* How many frames from f[0] merge into one UDP GSO message (at least 1). A frame that is not a
  * VXLAN datagram of f[0]'s outer flow (see uso.c), is larger than f[0]'s, or whose IP length is
  * over `mtu` (the device's: a datagram the kernel would refuse on its own must still be refused),
- * ends the run. lens are the frames' lengths in the pool. */
-uint32_t uso_span(const uint8_t *const *f, const uint32_t *lens, uint32_t n, uint32_t mtu, struct uso_merge *m);
+ * ends the run. lens are the frames' lengths in the pool; vxlan_port is the VXLAN UDP destination
+ * port in use (0: USO_VXLAN_PORT). */
+uint32_t uso_span(const uint8_t *const *f, const uint32_t *lens, uint32_t n, uint32_t mtu, uint16_t vxlan_port, struct uso_merge *m);
 /* UDP payload of frame f (a member of a run planned by uso_span): start offset and length. */
 uint32_t uso_payload(const uint8_t *f, const struct uso_merge *m, uint32_t *len);
 /* Outer headers of the merged message (from the run's first frame, lengths and the partial UDP

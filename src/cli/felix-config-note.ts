@@ -6,7 +6,7 @@
  * per resource, which of its fields podway applies, which it takes from its environment at start
  * only, which values it will ignore as invalid, and which fields it has no equivalent of.
  */
-import { FELIX_FIELDS, FELIX_FIELDS_START_ONLY, FELIX_WIRE_FIELDS, wireFinding } from './felix-settings';
+import { FELIX_FIELDS, FELIX_FIELDS_START_ONLY, FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, parseVxlanField, wireFinding } from './felix-settings';
 
 /** The FelixConfiguration fields podway has an equivalent of: Felix's variable, and podway run's flag. */
 export const FELIX_FIELDS_PODWAY_READS: Readonly<Record<string, { env: string; flag: string }>> = {
@@ -43,14 +43,25 @@ export function felixConfigurationNotes(objects: readonly unknown[]): string[] {
         invalid.push(`${f.field}: ${JSON.stringify(spec[f.field])} ${(e as Error).message}`);
       }
     }
+    // vxlanPort / vxlanVNI: applied when podway run starts (Felix restarts itself on a change)
+    const atStart: string[] = [];
+    for (const f of FELIX_VXLAN_FIELDS) {
+      if (!fields.includes(f.field) || spec[f.field] === null) continue;
+      try {
+        atStart.push(`${f.field} ${parseVxlanField(f.field, spec[f.field])}`);
+      } catch (e) {
+        invalid.push(`${f.field}: ${JSON.stringify(spec[f.field])} ${(e as Error).message}`);
+      }
+    }
     const startOnly = fields.filter((f) => f in FELIX_FIELDS_START_ONLY).map((f) => `${FELIX_FIELDS_START_ONLY[f]!.env}=${scalar(spec[f])} (or ${FELIX_FIELDS_START_ONLY[f]!.flag})`);
     // the tunnel wire fields: podway's own value is fine; another is named (podway run logs it as an error)
     const wire = FELIX_WIRE_FIELDS.map((w) => wireFinding(name, w.field, spec[w.field])).filter((w) => w !== null).map((w) => `${w.field} ${w.value} ${w.reason}`);
-    const other = fields.filter((f) => !(f in FELIX_FIELDS_PODWAY_READS) && !FELIX_WIRE_FIELDS.some((w) => w.field === f));
+    const other = fields.filter((f) => !(f in FELIX_FIELDS_PODWAY_READS) && !FELIX_WIRE_FIELDS.some((w) => w.field === f) && !FELIX_VXLAN_FIELDS.some((w) => w.field === f));
     const target = name === 'default' ? 'every node' : `node ${name.slice('node.'.length)}`;
     const parts = [
       `podway: note: FelixConfiguration ${name} is stored; podway run applies it to ${target}`,
       live.length ? `: ${live.join(', ')} take effect at once, also while it runs (a flag or variable given to podway run wins; \`podway status\` shows where each setting comes from)` : '',
+      atStart.length ? `; ${atStart.join(', ')} (VXLAN, under $FELIX_VXLANPORT / $FELIX_VXLANVNI) takes effect at the next podway run start: restart podway run on every node together with Calico's (a node on another port or VNI cannot reach this node's pods)` : '',
       invalid.length ? `; ignored as invalid (the lower layer's value used): ${invalid.join('; ')}` : '',
       startOnly.length ? `; the metrics settings are read from podway run's environment at its start only: set ${startOnly.join(', ')} (contrib/systemd/podway.env)` : '',
       wire.length ? `; WARNING, the tunnel wire: ${wire.join('; ')}` : '',

@@ -13,7 +13,8 @@
  * docs/calico-differences.md); the other fields of that resource still apply.
  *
  * Every field here is applied live by `podway run` (Felix restarts itself on a change of its
- * resolved settings; podway changes them in place). The metrics fields (prometheusMetrics*) are
+ * resolved settings; podway changes them in place), but vxlanPort and vxlanVNI (FELIX_VXLAN_FIELDS),
+ * taken at podway run's start. The metrics fields (prometheusMetrics*) are
  * not: the metrics server answers /readyz before the datastore is read, so they are taken from
  * --metrics-port / FELIX_PROMETHEUSMETRICS* at start only; a FelixConfiguration giving them is
  * said not to be applied (FELIX_FIELDS_START_ONLY).
@@ -112,20 +113,40 @@ export const FELIX_FIELDS_START_ONLY: Readonly<Record<string, { env: string; fla
 };
 
 /**
- * Felix's tunnel wire settings: podway's VXLAN is UDP port 4789 and VNI 4096 (Felix's defaults) and
- * its tunnel MTUs are computed (Felix's 0, auto). A Calico node told another port or VNI by a
- * FelixConfiguration or FELIX_* loses its connectivity with this node's pods, and an MTU override
+ * Felix's tunnel MTU settings: podway's tunnel MTUs are computed (Felix's 0, auto). An MTU override
  * is not in podway's routes: so a value other than podway's is never silent. Each one given (a
  * FelixConfiguration's node.NAME or default, or podway run's environment) is named in an error in
  * the log and listed by `podway status` (felix settings lines), with podway's value in its place.
  */
 export const FELIX_WIRE_FIELDS: readonly { readonly field: string; readonly env: string; readonly podway: number; readonly what: string; readonly max: number }[] = [
-  { field: 'vxlanPort', env: 'FELIX_VXLANPORT', podway: VXLAN_PORT, what: `podway's VXLAN uses UDP port ${VXLAN_PORT}`, max: 65535 },
-  { field: 'vxlanVNI', env: 'FELIX_VXLANVNI', podway: CALICO_VNI, what: `podway's VXLAN uses VNI ${CALICO_VNI}`, max: 16777215 },
   { field: 'vxlanMTU', env: 'FELIX_VXLANMTU', podway: 0, what: 'podway computes its IPv4 VXLAN MTU from the host interface\'s (MTU - 50)', max: 65535 },
   { field: 'vxlanMTUV6', env: 'FELIX_VXLANMTUV6', podway: 0, what: 'podway computes its IPv6 VXLAN MTU from the host interface\'s (MTU - 70)', max: 65535 },
   { field: 'ipipMTU', env: 'FELIX_IPINIPMTU', podway: 0, what: 'podway computes its IPIP MTU from the host interface\'s (MTU - 20)', max: 65535 },
 ];
+
+/**
+ * Felix's VXLAN port and VNI (vxlanPort, vxlanVNI; FELIX_VXLANPORT, FELIX_VXLANVNI): the UDP
+ * destination port and VNI of the node's VXLAN, sent and received. Felix restarts itself when its
+ * resolved settings change; podway applies them at `podway run`'s start (the tunnel sockets, the
+ * underlay's filter, the nft tables, the addon's C paths and every forwarding thread take them
+ * then): a change while it runs is said (log, status, apply's note) to take effect at the next
+ * start. Layers: FELIX_* > FelixConfiguration node.NAME > default > Calico's 4789 / 4096 (no flag).
+ */
+export const FELIX_VXLAN_FIELDS: readonly { readonly field: 'vxlanPort' | 'vxlanVNI'; readonly env: string; readonly builtIn: number; readonly min: number; readonly max: number }[] = [
+  { field: 'vxlanPort', env: 'FELIX_VXLANPORT', builtIn: VXLAN_PORT, min: 1, max: 65535 },
+  { field: 'vxlanVNI', env: 'FELIX_VXLANVNI', builtIn: CALICO_VNI, min: 0, max: 16777215 },
+];
+
+/** The VXLAN wire: Felix's vxlanPort and vxlanVNI. */
+export interface FelixVxlanWire { readonly vxlanPort: number; readonly vxlanVNI: number }
+
+/** A vxlanPort/vxlanVNI value (a JSON number, or the environment's digits) or throws the reason. */
+export function parseVxlanField(field: string, raw: unknown): number {
+  const f = FELIX_VXLAN_FIELDS.find((x) => x.field === field)!;
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(n) || n < f.min || n > f.max) throw new Error(`is not an integer ${f.min}..${f.max}`);
+  return n;
+}
 
 /** A wire setting given (a FelixConfiguration's field, or FELIX_* variable) with a value podway does not use. */
 export interface UnhonouredFelixField {
@@ -175,6 +196,10 @@ export interface ResolvedFelix {
   readonly notApplied: readonly string[];
   /** Wire settings given with a value podway does not use (FELIX_WIRE_FIELDS). */
   readonly unhonoured: readonly UnhonouredFelixField[];
+  /** vxlanPort and vxlanVNI as the layers give them now (FELIX_VXLAN_FIELDS), each with its source;
+   * an invalid one is in `invalid` (resource "$FELIX_VXLANPORT" for the environment's). */
+  readonly vxlan: FelixVxlanWire;
+  readonly vxlanSource: Readonly<Record<'vxlanPort' | 'vxlanVNI', string>>;
 }
 
 function shown(v: unknown): string {
@@ -229,7 +254,29 @@ export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined,
       if (r) unhonoured.push(r);
     }
   }
-  return { settings: settings as unknown as FelixSettings, source, invalid, notApplied, unhonoured };
+  const vxlan = { vxlanPort: VXLAN_PORT, vxlanVNI: CALICO_VNI };
+  const vxlanSource = { vxlanPort: 'built-in default', vxlanVNI: 'built-in default' };
+  for (const f of FELIX_VXLAN_FIELDS) {
+    let from: string | undefined;
+    const env = local.wireEnv?.[f.env];
+    const given: [string, string, unknown][] = [
+      ...(env === undefined || env === '' ? [] : [[`$${f.env}`, `$${f.env}`, env] as [string, string, unknown]]),
+      ...ordered.filter(([, spec]) => spec !== null && spec[f.field] !== null && spec[f.field] !== undefined).map(([name, spec]) => [name, `FelixConfiguration ${name}`, spec![f.field]] as [string, string, unknown]),
+    ];
+    for (const [resource, src, raw] of given) {
+      try {
+        const v = parseVxlanField(f.field, raw);
+        if (from === undefined) {
+          vxlan[f.field] = v;
+          from = src;
+        }
+      } catch (e) {
+        invalid.push({ resource, field: f.field, value: shown(raw), reason: (e as Error).message });
+      }
+    }
+    vxlanSource[f.field] = from ?? 'built-in default';
+  }
+  return { settings: settings as unknown as FelixSettings, source, invalid, notApplied, unhonoured, vxlan, vxlanSource };
 }
 
 /** A setting's value as `podway status` and the log say it (Felix's words for the enums). */
@@ -261,6 +308,10 @@ export class FelixConfigTracker {
   private unhonouredNow = new Set<string>();
   /** Where the resources last came from: the datastore, the model cache, or none yet. */
   private origin: 'datastore' | 'model cache' | null = null;
+  /** vxlanPort and vxlanVNI in force since the dataplane started (vxlanAtStart), with their sources; null before. */
+  private vxlanInForce: { wire: FelixVxlanWire; source: Readonly<Record<'vxlanPort' | 'vxlanVNI', string>> } | null = null;
+  /** Fields whose configured value differs from the one in force, as last said ("vxlanPort 9000"). */
+  private vxlanPendingNow = new Set<string>();
 
   constructor(private readonly local: LocalFelix, private readonly node: string) {
     this.resolved = resolveFelix(local, undefined, node);
@@ -270,8 +321,23 @@ export class FelixConfigTracker {
     return this.resolved.settings;
   }
 
+  /** The VXLAN wire the dataplane starts on (the resolution now), in force until podway run stops. */
+  vxlanAtStart(): FelixVxlanWire {
+    this.vxlanInForce = { wire: this.resolved.vxlan, source: this.resolved.vxlanSource };
+    this.vxlanPendingNow.clear();
+    return this.resolved.vxlan;
+  }
+
+  /** vxlanPort / vxlanVNI configured now with a value other than the one in force (none before the start). */
+  vxlanPending(): { field: 'vxlanPort' | 'vxlanVNI'; configured: number; source: string; inForce: number }[] {
+    const f = this.vxlanInForce;
+    if (f === null) return [];
+    return FELIX_VXLAN_FIELDS.filter((x) => this.resolved.vxlan[x.field] !== f.wire[x.field])
+      .map((x) => ({ field: x.field, configured: this.resolved.vxlan[x.field], source: this.resolved.vxlanSource[x.field], inForce: f.wire[x.field] }));
+  }
+
   /** Resolve again with a model's resources; what changed, what is newly invalid or not applied. */
-  update(layers: FelixLayers | undefined, origin: 'datastore' | 'model cache'): { changes: FelixChange[]; newInvalid: InvalidFelixField[]; newNotApplied: string[]; newUnhonoured: UnhonouredFelixField[] } {
+  update(layers: FelixLayers | undefined, origin: 'datastore' | 'model cache'): { changes: FelixChange[]; newInvalid: InvalidFelixField[]; newNotApplied: string[]; newUnhonoured: UnhonouredFelixField[]; newVxlanPending: ReturnType<FelixConfigTracker['vxlanPending']> } {
     const was = this.resolved;
     const now = resolveFelix(this.local, layers ?? { default: null, node: null }, this.node);
     this.resolved = now;
@@ -293,7 +359,11 @@ export class FelixConfigTracker {
     this.notAppliedNow = new Set(now.notApplied);
     const newUnhonoured = now.unhonoured.filter((i) => !this.unhonouredNow.has(key(i)));
     this.unhonouredNow = new Set(now.unhonoured.map(key));
-    return { changes, newInvalid, newNotApplied, newUnhonoured };
+    const pending = this.vxlanPending();
+    const pkey = (p: { field: string; configured: number }) => `${p.field} ${p.configured}`;
+    const newVxlanPending = pending.filter((p) => !this.vxlanPendingNow.has(pkey(p)));
+    this.vxlanPendingNow = new Set(pending.map(pkey));
+    return { changes, newInvalid, newNotApplied, newUnhonoured, newVxlanPending };
   }
 
   /** The source of `key`'s value now, e.g. "FelixConfiguration node.a". */
@@ -302,9 +372,15 @@ export class FelixConfigTracker {
   }
 
   /** For `podway status`: each setting, its value and source; invalid fields now and counted. */
-  status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[]; unhonoured: readonly UnhonouredFelixField[] } {
+  status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[]; unhonoured: readonly UnhonouredFelixField[]; vxlanPending: ReturnType<FelixConfigTracker['vxlanPending']> } {
+    // vxlanPort and vxlanVNI: the values in force (from the start on), with where they came from
+    const wire = this.vxlanInForce ?? { wire: this.resolved.vxlan, source: this.resolved.vxlanSource };
     return {
-      settings: FELIX_FIELDS.map((f) => ({ field: f.field, value: felixValueText(f.key, this.resolved.settings[f.key]), source: this.resolved.source[f.key] })),
+      settings: [
+        ...FELIX_FIELDS.map((f) => ({ field: f.field, value: felixValueText(f.key, this.resolved.settings[f.key]), source: this.resolved.source[f.key] })),
+        ...FELIX_VXLAN_FIELDS.map((f) => ({ field: f.field, value: String(wire.wire[f.field]), source: wire.source[f.field] })),
+      ],
+      vxlanPending: this.vxlanPending(),
       origin: this.origin,
       invalid: this.resolved.invalid,
       invalidSeen: this.invalidCount,
@@ -316,8 +392,20 @@ export class FelixConfigTracker {
 
 /** The log line for an invalid field: the resource and field named, what is used instead. */
 export function invalidFieldLine(i: InvalidFelixField, tracker: FelixConfigTracker): string {
-  const f = FELIX_FIELDS.find((x) => x.field === i.field)!;
-  return `FelixConfiguration ${i.resource}: field ${i.field}: ${i.value} ${i.reason}: ignored; ${felixValueText(f.key, tracker.settings[f.key])} from ${tracker.sourceOf(f.key)} in force`;
+  const where = i.resource.startsWith('$') ? i.resource : `FelixConfiguration ${i.resource}`;
+  const f = FELIX_FIELDS.find((x) => x.field === i.field);
+  if (!f) {
+    // vxlanPort / vxlanVNI: what the layers below give, applied at the next start
+    const w = tracker.status().settings.find((s) => s.field === i.field);
+    const pending = tracker.vxlanPending().find((p) => p.field === i.field);
+    return `${where}: field ${i.field}: ${i.value} ${i.reason}: ignored; ${pending ? `${pending.configured} from ${pending.source} configured (takes effect at the next podway run start), ${w?.value} in force` : `${w?.value} from ${w?.source} in force`}`;
+  }
+  return `${where}: field ${i.field}: ${i.value} ${i.reason}: ignored; ${felixValueText(f.key, tracker.settings[f.key])} from ${tracker.sourceOf(f.key)} in force`;
+}
+
+/** The log line (and `podway status` line) for a vxlanPort / vxlanVNI configured but not in force. */
+export function vxlanPendingLine(p: ReturnType<FelixConfigTracker['vxlanPending']>[number]): string {
+  return `${p.field} ${p.configured} (from ${p.source}) takes effect at the next podway run start (Felix restarts itself on a change of it); ${p.inForce} in force until then: Calico nodes already using ${p.configured} and this node cannot reach each other's pods meanwhile`;
 }
 
 /** The log line (and `podway status` line) for a wire setting podway does not honour. */

@@ -30,7 +30,7 @@ import { unenforcedPolicyText } from '../control/policy-kinds';
 /** `podway status`'s policy line: null when no policy is stored. */
 const policyLine = (text: string): string | null => (text ? `policy: ${text}` : null);
 import { startLevel, parseLogLevel } from '../observe/log';
-import { FELIX_WIRE_FIELDS, felixSettingFlags, unhonouredLine, type LocalFelix } from './felix-settings';
+import { FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, felixSettingFlags, unhonouredLine, vxlanPendingLine, type LocalFelix } from './felix-settings';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
@@ -123,9 +123,11 @@ type FelixStatus = ReturnType<import('./felix-settings').FelixConfigTracker['sta
 export function felixStatusLines(f: FelixStatus | undefined): string[] {
   if (!f) return [];
   const lines = [`felix settings${f.origin === 'model cache' ? ' (FelixConfigurations as the model cache has them)' : f.origin === null ? ' (FelixConfigurations not read yet)' : ''}: ${f.settings.map((x) => `${x.field} ${x.value} (${x.source})`).join('; ')}`];
-  for (const i of f.invalid) lines.push(`felix settings: FelixConfiguration ${i.resource} field ${i.field}: ${i.value} ${i.reason}: ignored`);
+  for (const i of f.invalid) lines.push(`felix settings: ${i.resource.startsWith('$') ? i.resource : `FelixConfiguration ${i.resource}`} field ${i.field}: ${i.value} ${i.reason}: ignored`);
+  // vxlanPort / vxlanVNI changed since the start: applied at the next one
+  for (const p of f.vxlanPending ?? []) lines.push(`felix settings: ${vxlanPendingLine(p)}`);
   if (f.invalidSeen > 0) lines.push(`felix settings: ${f.invalidSeen} invalid FelixConfiguration field${f.invalidSeen === 1 ? '' : 's'} ignored since the start${f.invalid.length ? '' : ' (none now)'}`);
-  // Felix's tunnel wire settings with a value podway does not use (its port 4789, VNI 4096, computed MTUs)
+  // Felix's tunnel wire settings with a value podway does not use (its computed MTUs)
   for (const u of f.unhonoured ?? []) lines.push(`felix settings: ${unhonouredLine(u)}`);
   for (const n of f.notApplied) lines.push(`felix settings: FelixConfiguration ${n} not applied (metrics settings: --metrics-port, --metrics-host or FELIX_PROMETHEUSMETRICSENABLED, ...PORT and ...HOST at start)`);
   return lines;
@@ -348,7 +350,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, modelThreadStableMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, felixFrom, felixWireEnv: Object.fromEntries(FELIX_WIRE_FIELDS.map((f) => [f.env, process.env[f.env]])), node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, modelThreadStableMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, felixFrom, felixWireEnv: Object.fromEntries([...FELIX_WIRE_FIELDS, ...FELIX_VXLAN_FIELDS].map((f) => [f.env, process.env[f.env]])), node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending

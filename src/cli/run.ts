@@ -61,7 +61,7 @@ import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
 import { StartupClock } from './startup-clock';
-import { FelixConfigTracker, invalidFieldLine, unhonouredLine, type FelixChange, type LocalFelix } from './felix-settings';
+import { FelixConfigTracker, invalidFieldLine, unhonouredLine, vxlanPendingLine, type FelixChange, type LocalFelix } from './felix-settings';
 
 export interface RunOptions {
   node: string;
@@ -209,9 +209,9 @@ function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, numb
 
 /** What the pod guard (table inet podway) should hold: every veth pod's interface and its own
  * addresses, every local pod's addresses (veth, TAP, TUN: what podway hands the node's kernel
- * itself), the host port, the VXLAN port, the endpoint-to-host action. The NAT fields are unused
+ * itself), the host port, the VXLAN port (Felix's vxlanPort in force), the endpoint-to-host action. The NAT fields are unused
  * there. */
-function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop'): NatSpec {
+function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop', vxlanPort: number): NatSpec {
   const veths = model.endpoints.filter((e) => e.interfaceType === 'veth');
   const names = new Set(veths.map((e) => e.interfaceName));
   const pairs4 = veths.flatMap((e) => e.ips.map((ip) => [e.interfaceName, formatIpv4(ip)] as const));
@@ -227,7 +227,7 @@ function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop
     podAddrs6: unique(pairs6).sort(order),
     podIps4: [...new Set(model.endpoints.flatMap((e) => e.ips.map(formatIpv4)))].sort(),
     podIps6: [...new Set(model.v6.endpoints.flatMap((e) => e.ips6))].sort(),
-    tunnelPorts: [VXLAN_PORT],
+    tunnelPorts: [vxlanPort],
     endpointToHost,
   };
 }
@@ -341,7 +341,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
   /** A model's FelixConfigurations resolved again: what is new said (invalid fields, start-only
    * fields given), the changes returned for the caller to apply. */
   const resolveFelixOf = (model: NodeDataplaneModel, origin: 'datastore' | 'model cache'): FelixChange[] => {
-    const { changes, newInvalid, newNotApplied, newUnhonoured } = felix.update(model.felix, origin);
+    const { changes, newInvalid, newNotApplied, newUnhonoured, newVxlanPending } = felix.update(model.felix, origin);
+    // an error, as a wire value not in force (the log level Error still says it)
+    for (const p of newVxlanPending) felixLog.error(vxlanPendingLine(p), { field: p.field });
     for (const u of newUnhonoured) felixLog.error(unhonouredLine(u), { resource: u.resource.startsWith('$') ? u.resource : `FelixConfiguration ${u.resource}`, field: u.field });
     for (const i of newInvalid) felixLog.error(invalidFieldLine(i, felix), { resource: `FelixConfiguration ${i.resource}`, field: i.field });
     for (const n of newNotApplied) felixLog.warn(`FelixConfiguration ${n}: not applied: podway takes its metrics settings from --metrics-port, --metrics-host or FELIX_PROMETHEUSMETRICSENABLED, ...PORT and ...HOST at start only (its metrics server answers /readyz before the datastore is read)`);
@@ -894,6 +896,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // is set up: the tables, the engine and the workers start on them.
     for (const c of resolveFelixOf(first, onCache ? 'model cache' : 'datastore')) felixLog.info(`${c.field} ${c.now} (from ${c.source})`);
     if (felix.settings.logLevel !== log.level) log.level = felix.settings.logLevel;
+    // Felix's vxlanPort and vxlanVNI: taken now, for this run (the sockets, filters, tables and
+    // every thread start on them); a later change is said to take effect at the next start
+    const vxlanWire = felix.vxlanAtStart();
+    felixLog.info(`VXLAN: UDP port ${vxlanWire.vxlanPort} (${felix.status().settings.find((s) => s.field === 'vxlanPort')?.source}), VNI ${vxlanWire.vxlanVNI} (${felix.status().settings.find((s) => s.field === 'vxlanVNI')?.source}); a change takes effect at the next podway run start`, { vxlanPort: vxlanWire.vxlanPort, vxlanVNI: vxlanWire.vxlanVNI });
+    if (vxlanWire.vxlanPort !== VXLAN_PORT && natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) {
+      // natOutgoing's ports must not take the VXLAN port's replies (checked against 4789 before the datastore was read)
+      if (opts.natPortRange) throw new UsageError(`--nat-port-range: ${opts.natPortRange} holds the VXLAN port ${vxlanWire.vxlanPort} (vxlanPort from ${felix.status().settings.find((s) => s.field === 'vxlanPort')?.source})`);
+      natPorts = defaultNatPortRange(ephemeral, vxlanWire.vxlanPort);
+      if (natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) throw new Error(`vxlanPort ${vxlanWire.vxlanPort} is inside natOutgoing's port range ${natPorts[0]}-${natPorts[1]}: give --nat-port-range LOW-HIGH without it`);
+    }
     let endpointToHost = felix.settings.endpointToHost;
     let natExclusions = felix.settings.natOutgoingExclusions;
     let natToNodes = natExclusions === 'IPPoolsOnly';
@@ -914,7 +926,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const syncNat = (model: NodeDataplaneModel) => {
       // The pod guard first: from the first model on, a veth pod cannot reach the node's tunnel
       // sockets nor its services with a forged source (review C, H1/H2).
-      const wantGuard = guardSpecOf(model, endpointToHost);
+      const wantGuard = guardSpecOf(model, endpointToHost, vxlanWire.vxlanPort);
       const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, natExclusions);
       nat6Chains ||= model.v6.pools.some((p) => p.natOutgoing);
       const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains, natExclusions);
@@ -1006,6 +1018,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
       natToNodes, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods,
+      vxlanPort: vxlanWire.vxlanPort, vxlanVni: vxlanWire.vxlanVNI,
       // the kernel's ephemeral ports (read once above, for natOutgoing's range too) for VXLAN's
       // outer source ports, on this thread and every worker, not read again by each
       vxlanSourcePorts: ephemeral,
@@ -1159,7 +1172,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, vxlanPort: vxlanWire.vxlanPort, vxlanVni: vxlanWire.vxlanVNI, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;

@@ -73,7 +73,7 @@ function compileTerm(f: TraceFilter, link: number): { ipTest: string; all: boole
 }
 
 /** Compile the filter for frames of one layout (capture.ts's Link). */
-export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher {
+export function compileBatchMatcher(f: TraceFilter, link: number, vxlanPort: number = VXLAN_PORT): BatchMatcher {
   // Each term (filterTerms: the filter's or'ed conjunctions) compiles to its own tests; the
   // frame matches when one term's do (IPv6 and ARP: the shared rules in trace.ts, or included).
   const terms = filterTerms(f).map((t) => compileTerm(t, link));
@@ -90,7 +90,7 @@ export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher 
     findIp = `ip=(len>=${E + 20}&&b[f+12]===8&&b[f+13]===0&&(b[f+${E}]>>4)===4)?f+${E}:-1;` +
       `if(ip>=0){const hl=(b[ip]&15)<<2;` +
       `if(b[ip+9]===4){if(len>=${E}+hl+20&&(b[ip+hl]>>4)===4)ip+=hl;}` +
-      `else if(b[ip+9]===17&&len>=${E + 8 + 8 + E + 20}+hl&&b[ip+hl+2]===${VXLAN_PORT >> 8}&&b[ip+hl+3]===${VXLAN_PORT & 255}&&b[ip+hl+${16 + 12}]===8&&b[ip+hl+${16 + 13}]===0&&(b[ip+hl+${16 + E}]>>4)===4)ip+=hl+${16 + E};}`;
+      `else if(b[ip+9]===17&&len>=${E + 8 + 8 + E + 20}+hl&&b[ip+hl+2]===${vxlanPort >> 8}&&b[ip+hl+3]===${vxlanPort & 255}&&b[ip+hl+${16 + 12}]===8&&b[ip+hl+${16 + 13}]===0&&(b[ip+hl+${16 + E}]>>4)===4)ip+=hl+${16 + E};}`;
   } else if (link === VXLAN) {
     const e = 8;
     findIp = `ip=(len>=${e + ETH_HLEN + 20}&&b[f+${e + 12}]===8&&b[f+${e + 13}]===0&&(b[f+${e + ETH_HLEN}]>>4)===4)?f+${e + ETH_HLEN}:-1;`;

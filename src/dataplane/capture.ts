@@ -33,6 +33,7 @@
 import { ETH_HLEN, SLOT_SIZE } from '../packet/layout';
 import { TraceFilter } from './trace';
 import { compileBatchMatcher, BatchMatcher } from './capture-match';
+import { VXLAN_PORT } from '../packet/vxlan';
 import { COUNTER_NAMES } from './counters';
 import { DROP_REASON_COUNT } from '../packet/drop';
 import type { FramePool } from './frame-pool';
@@ -66,11 +67,11 @@ export const Link = {
  * (Ethernet 14, IPv6 40 with UDP right after it, as pipeline6 accepts it, UDP 8, VXLAN 8). */
 export const VXLAN6_OUTER = 14 + 40 + 8 + 8;
 
-/** An underlay frame that is VXLAN over IPv6 (UDP to 4789 right after the fixed IPv6 header) with
+/** An underlay frame that is VXLAN over IPv6 (UDP to `port`, the VXLAN port, right after the fixed IPv6 header) with
  * room for an inner Ethernet header. */
-function isVxlan6(b: Uint8Array, f: number, len: number): boolean {
+function isVxlan6(b: Uint8Array, f: number, len: number, port: number): boolean {
   return len >= VXLAN6_OUTER + ETH_HLEN && b[f + 12] === 0x86 && b[f + 13] === 0xdd && (b[f + 14] >> 4) === 6 &&
-    b[f + 20] === 17 && b[f + 56] === 4789 >> 8 && b[f + 57] === (4789 & 255);
+    b[f + 20] === 17 && b[f + 56] === port >> 8 && b[f + 57] === (port & 255);
 }
 
 /**
@@ -196,10 +197,11 @@ export class CaptureTap {
   /** The filter compiled per port layout (Link.*), on first use. */
   private readonly matchers: (BatchMatcher | undefined)[] = [];
 
-  constructor(opts: CaptureOptions, batch: number) {
+  /** `vxlanPort`: the node's VXLAN UDP port (Felix's vxlanPort), how a tunnel frame is recognised and recorded. */
+  constructor(opts: CaptureOptions, batch: number, private readonly vxlanPort: number = VXLAN_PORT) {
     this.filter = opts.filter;
     // Compile for every layout now: a filter that cannot compile fails at start, not mid-batch.
-    for (const link of [Link.ETHERNET, Link.IP, Link.VXLAN, Link.VXLAN6_UNDERLAY]) this.matchers[link] = compileBatchMatcher(opts.filter, link);
+    for (const link of [Link.ETHERNET, Link.IP, Link.VXLAN, Link.VXLAN6_UNDERLAY]) this.matchers[link] = compileBatchMatcher(opts.filter, link, vxlanPort);
     this.stage = opts.stage;
     this.snaplen = Math.max(64, Math.min(DEFAULT_SNAPLEN, opts.snaplen ?? DEFAULT_SNAPLEN));
     this.remaining = Math.max(1, opts.count);
@@ -256,7 +258,7 @@ export class CaptureTap {
     const decap6 = stage === Stage.DECAP && link === Link.ETHERNET && ports.isUnderlay?.(port) === true;
     const mlink = decap6 ? Link.VXLAN6_UNDERLAY : link;
     // The part every frame pays: find the header, compare a few fields (compiled per filter).
-    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
+    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink, this.vxlanPort));
     const k = match(b, pool.slot, pool.off, lens, n, list, ipAt);
     this.nMatched = k;
     if (k === 0) return;
@@ -275,7 +277,7 @@ export class CaptureTap {
       if (stage === Stage.RX) this.record(ports.portName[port], '', b, f, len, link, ports.nodeIp, peer, sport, i);
       else if (stage === Stage.DROP) this.keep(i, b, f, len, link, ports.nodeIp, peer, sport);
       else if (decap6) {
-        if (isVxlan6(b, f, len)) this.keep(i, b, f + VXLAN6_OUTER, len - VXLAN6_OUTER, Link.ETHERNET, 0, 0, 0);
+        if (isVxlan6(b, f, len, this.vxlanPort)) this.keep(i, b, f + VXLAN6_OUTER, len - VXLAN6_OUTER, Link.ETHERNET, 0, 0, 0);
         // IPv4 tunnels taken on the underlay port (engine: tunnels on the underlay): the matcher
         // found the inner IPv4 header behind the outer one; VXLAN keeps its inner Ethernet header
         else if (ip > f + ETH_HLEN) {
@@ -341,7 +343,7 @@ export class CaptureTap {
     const b = pool.bytes;
     const f = pool.start(d);
     const len = pool.len[d];
-    if (!this.matchesOne(b, pool.slot[d], pool.off[d], len, isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : Link.ETHERNET)) return;
+    if (!this.matchesOne(b, pool.slot[d], pool.off[d], len, isVxlan6(b, f, len, this.vxlanPort) ? Link.VXLAN6_UNDERLAY : Link.ETHERNET)) return;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
     this.record(iface, reason === 0 ? '' : this.comment(reason), b, f, len, Link.ETHERNET, 0, 0, 0, -1);
   }
@@ -349,7 +351,7 @@ export class CaptureTap {
   /** Whether one frame (`len` bytes at slot/off of `bytes`, as a batch's descriptor) matches the
    * filter laid out as `mlink`: the batch matcher over a batch of one. */
   private matchesOne(bytes: Uint8Array, slot: number, off: number, len: number, mlink: number): boolean {
-    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
+    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink, this.vxlanPort));
     this.oneSlot[0] = slot;
     this.oneOff[0] = off;
     this.oneLen[0] = len;
@@ -369,10 +371,10 @@ export class CaptureTap {
     const b = pool.bytes;
     const f = pool.start(d);
     const len = pool.len[d];
-    if (!this.matchesOne(b, pool.slot[d], pool.off[d], len, link === Link.ETHERNET && isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : link)) return;
+    if (!this.matchesOne(b, pool.slot[d], pool.off[d], len, link === Link.ETHERNET && isVxlan6(b, f, len, this.vxlanPort) ? Link.VXLAN6_UNDERLAY : link)) return;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
     // (record's VXLAN outer header runs from `peer` to `nodeIp`: here from the node to the destination)
-    if (link === Link.VXLAN) this.record(iface, this.comment(reason), b, f, len, link, pool.addr[d], nodeIp, 4789, -1);
+    if (link === Link.VXLAN) this.record(iface, this.comment(reason), b, f, len, link, pool.addr[d], nodeIp, this.vxlanPort, -1);
     else this.record(iface, this.comment(reason), b, f, len, link, 0, 0, 0, -1);
   }
 
@@ -390,7 +392,7 @@ export class CaptureTap {
       const f = at + 4;
       at = f + len;
       if (at > n) break;
-      if (!this.matchesOne(recs, 0, f, len, link === Link.ETHERNET && isVxlan6(recs, f, len) ? Link.VXLAN6_UNDERLAY : link)) continue;
+      if (!this.matchesOne(recs, 0, f, len, link === Link.ETHERNET && isVxlan6(recs, f, len, this.vxlanPort) ? Link.VXLAN6_UNDERLAY : link)) continue;
       this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
       this.record(iface, this.comment(reason), recs, f, len, link, 0, 0, 0, -1);
     }
@@ -403,7 +405,7 @@ export class CaptureTap {
   /** Keep a copy of the frame (as an Ethernet frame) until its verdict is known. */
   private keep(i: number, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number): void {
     const at = i * (SLOT_SIZE + 64);
-    const n = writeAsEthernet(this.scratch, at, b, f, len, link, nodeIp, peer, sport);
+    const n = writeAsEthernet(this.scratch, at, b, f, len, link, nodeIp, peer, sport, this.vxlanPort);
     this.scratchLen[i] = n;
   }
 
@@ -441,13 +443,13 @@ export class CaptureTap {
     p += name.length;
     this.buf.set(com, p);
     p += com.length;
-    let dl = writeAsEthernet(this.buf, p, b, f, len, link, nodeIp, peer, sport);
+    let dl = writeAsEthernet(this.buf, p, b, f, len, link, nodeIp, peer, sport, this.vxlanPort);
     let orig = dl;
     if (sup) {
       const out = this.restOut;
       const rest = this.superRest!(d, this.buf, p + dl, Math.min(restMax, Math.max(0, this.snaplen - dl)), out);
       if (rest > 0) {
-        growToSuper(this.buf, p, dl, rest, out[0], out[1]);
+        growToSuper(this.buf, p, dl, rest, out[0], out[1], this.vxlanPort);
         orig = dl + rest;
         dl = Math.min(orig, dl + Math.min(restMax, Math.max(0, this.snaplen - dl)));
       }
@@ -496,9 +498,9 @@ const superUdp = new Int32Array(SUPER_LEVELS);
  * (0 past 65,535), an outer UDP checksum over IPv4 becomes 0, the TCP header takes the
  * super-frame's FIN/PSH and its checksum is updated incrementally (length, flags, the payload
  * added). The header chain is walked first: nothing is changed unless it ends in a TCP header
- * inside the record (UDP to another port than 4789, another protocol: the record stays segment 0's).
+ * inside the record (UDP to another port than `vxlanPort`, another protocol: the record stays segment 0's).
  */
-export function growToSuper(out: Uint8Array, at: number, len: number, rest: number, tcpFlags: number, restSum: number): void {
+export function growToSuper(out: Uint8Array, at: number, len: number, rest: number, tcpFlags: number, restSum: number, vxlanPort: number = VXLAN_PORT): void {
   const end = at + len;
   let l3 = at + ETH_HLEN;
   let n = 0;
@@ -526,7 +528,7 @@ export function growToSuper(out: Uint8Array, at: number, len: number, rest: numb
     }
     if (proto === 4 || proto === 41) { l3 = l4; continue; } // IP-in-IP: the inner IP header right behind
     // VXLAN: the inner Ethernet frame behind UDP (8) and VXLAN (8)
-    if (proto !== 17 || l4 + 16 > end || ((out[l4 + 2] << 8) | out[l4 + 3]) !== 4789) return;
+    if (proto !== 17 || l4 + 16 > end || ((out[l4 + 2] << 8) | out[l4 + 3]) !== vxlanPort) return;
     superUdp[n - 1] = l4;
     l3 = l4 + 16 + ETH_HLEN;
   }
@@ -580,10 +582,10 @@ export function growToSuper(out: Uint8Array, at: number, len: number, rest: numb
 /**
  * Copy a frame to `out` at `at` as an Ethernet frame: as it is, behind a pseudo Ethernet header
  * (IP), or behind a pseudo Ethernet header and the outer IPv4/UDP headers it arrived in (VXLAN
- * payloads: from the tunnel peer's address and port to the node's port 4789). Returns the bytes
+ * payloads: from the tunnel peer's address and port to the node's VXLAN port, `dport`). Returns the bytes
  * written.
  */
-function writeAsEthernet(out: Uint8Array, at: number, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number): number {
+function writeAsEthernet(out: Uint8Array, at: number, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number, dport: number): number {
   if (link === Link.ETHERNET) {
     out.set(b.subarray(f, f + len), at);
     return len;
@@ -607,7 +609,7 @@ function writeAsEthernet(out: Uint8Array, at: number, b: Uint8Array, f: number, 
     out[h + 10] = c >> 8; out[h + 11] = c & 255;
     const u = h + 20;
     const ul = 8 + len;
-    out[u] = sport >> 8; out[u + 1] = sport & 255; out[u + 2] = 4789 >> 8; out[u + 3] = 4789 & 255;
+    out[u] = sport >> 8; out[u + 1] = sport & 255; out[u + 2] = dport >> 8; out[u + 3] = dport & 255;
     out[u + 4] = ul >> 8; out[u + 5] = ul & 255; out[u + 6] = 0; out[u + 7] = 0;
     p = u + 8;
   }

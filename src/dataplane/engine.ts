@@ -14,7 +14,8 @@ import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, type PortStats } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from './pipeline';
-import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
+import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED, CALICO_VNI } from './nexthops';
+import { VXLAN_PORT } from '../packet/vxlan';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import type { NextHops6 } from './nexthops6';
 import { GATEWAY_IP6 } from './pipeline6';
@@ -29,7 +30,7 @@ import { HostProgrammer, HostState, HostLearnedRoute, HostPoolRoute, HostAddress
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } from './counters';
 import { checkModel } from './model-check';
-import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
+import { installTunnelRx, installedTunnelPort, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
 import { addressKey, netnsInode, orphanPodLine, readPodDevice, readPodPeerAddresses, type OrphanPodAddress } from './orphan-pods';
@@ -61,6 +62,11 @@ export interface EngineOptions {
    * by the kernel); podway run reads the node's once and passes it to every forwarding thread.
    * Default: the node's, read at construction (port-range.ts). */
   vxlanSourcePorts?: readonly [number, number];
+  /** Felix's vxlanPort and vxlanVNI (podway run resolves them from FELIX_VXLANPORT/FELIX_VXLANVNI and
+   * the FelixConfigurations at its start; felix-settings.ts): the UDP destination port and VNI of
+   * this node's VXLAN, sent and received, for the engine's life. Default 4789 and 4096 (Calico's). */
+  vxlanPort?: number;
+  vxlanVni?: number;
   /** Reverse-path filtering of decapsulated IPv4 (Pipeline.rpFilter: 0 off, 1 strict, 2 loose).
    * Default: the node's, read at construction as its tunnel devices would have it (rp-filter.ts). */
   rpFilter?: number;
@@ -241,7 +247,6 @@ interface EndpointPort {
   mtu: number;
 }
 
-const VXLAN_PORT = 4789;
 /** The TUN device joining the node's stack to the pod network. */
 export const HOST_PORT_NAME = 'podway0';
 /**
@@ -554,6 +559,10 @@ export class Engine {
     this.pipe = new Pipeline(this.pool, this.batch, this.io);
     const sports = opts.vxlanSourcePorts ?? readLocalPortRange();
     this.pipe.setVxlanSourcePorts(sports[0], sports[1]);
+    this.pipe.vxlanPort = opts.vxlanPort ?? VXLAN_PORT;
+    this.pipe.vni = opts.vxlanVni ?? CALICO_VNI;
+    // the addon's C paths (receive merge, USO, a super-frame's cut) take the port from here on
+    this.io.setVxlanPort?.(this.pipe.vxlanPort);
     this.pipe.rpFilter = opts.rpFilter ?? readTunnelRpFilter();
     this.rpFilterGiven = opts.rpFilter !== undefined;
     this.pipe.natToNodes = this.natToNodes;
@@ -859,6 +868,8 @@ export class Engine {
         neighborFailed: (ip) => this.neighbors.failed(ip),
         nextHop: (ip) => gateways.get(ip) ?? ip,
         natToNodes: this.natToNodes,
+        vni: this.pipe.vni,
+        vxlanPort: this.pipe.vxlanPort,
       }, this.pipe.nh);
       const known = new Set<number>(model.node.knownNodeIps);
       // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
@@ -981,7 +992,7 @@ export class Engine {
     }
     const nodeIp = model.node.ip;
     if (this.manageHost) {
-      const why = installTunnelRx(ul.name, fmt4(nodeIp), VXLAN_PORT, model.v6.ip6);
+      const why = this.installTunnelTable(ul.name, fmt4(nodeIp), model.v6.ip6);
       this.ownsTunnelTable = why === null;
       this.tunnelsOnUnderlay = why === null;
       this.tunnelTable6 = why === null ? model.v6.ip6 : null;
@@ -1001,8 +1012,8 @@ export class Engine {
       this.infra.tx6 = this.openTx6();
       // IPv6-only node: no IPv4 address to receive VXLAN or IPIP on (no such sockets).
       if (nodeIp !== null) {
-        this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
-        this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
+        this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: this.pipe.vxlanPort, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
+        this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${this.pipe.vxlanPort})`);
       }
       this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
       // A raw socket gets a copy of every packet (no fanout), and the TUN is single-queue: worker 0.
@@ -1025,7 +1036,7 @@ export class Engine {
     } catch (e) {
       this.closeInfra();
       const code = errnoOf(e);
-      if (code === 'EADDRINUSE') throw new Error(`UDP ${nodeIp === null ? `[${model.v6.ip6}]` : formatIpv4(nodeIp)}:${VXLAN_PORT} is busy: is a kernel vxlan device or another podway using it on this node? (${(e as Error).message})`);
+      if (code === 'EADDRINUSE') throw new Error(`UDP ${nodeIp === null ? `[${model.v6.ip6}]` : formatIpv4(nodeIp)}:${this.pipe.vxlanPort} is busy: is a kernel vxlan device or another podway using it on this node? (${(e as Error).message})`);
       throw e;
     }
     this.pipe.tx4Port = this.infra.tx4;
@@ -1047,11 +1058,11 @@ export class Engine {
   private openVxlan6(ip6: string | null): number {
     if (ip6 === null || !this.tunnelsOnUnderlay || this.tunnelTable6 !== ip6) return -1;
     try {
-      const p = this.io.openUdp({ addr6: ip6Bytes(ip6), port: VXLAN_PORT, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
-      this.pipe.setPort(p, Role.VXLAN6_RX, `vxlan6([${ip6}]:${VXLAN_PORT})`);
+      const p = this.io.openUdp({ addr6: ip6Bytes(ip6), port: this.pipe.vxlanPort, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
+      this.pipe.setPort(p, Role.VXLAN6_RX, `vxlan6([${ip6}]:${this.pipe.vxlanPort})`);
       return p;
     } catch (e) {
-      this.log.warn(`no IPv6 VXLAN socket on [${ip6}]:${VXLAN_PORT} (${(e as Error).message}): fragmented VXLAN over IPv6 is lost`, { component: 'host' });
+      this.log.warn(`no IPv6 VXLAN socket on [${ip6}]:${this.pipe.vxlanPort} (${(e as Error).message}): fragmented VXLAN over IPv6 is lost`, { component: 'host' });
       return -1;
     }
   }
@@ -1074,7 +1085,7 @@ export class Engine {
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
   private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
-    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT, steer: this.steer() }), sndbuf: 4 << 20, txGso: this.txGso, txSocket: this.txSocket, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name), ...this.holdTx });
+    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: this.pipe.vxlanPort, steer: this.steer() }), sndbuf: 4 << 20, txGso: this.txGso, txSocket: this.txSocket, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name), ...this.holdTx });
     this.underlayFilterStale = false;
     return p;
   }
@@ -1094,7 +1105,7 @@ export class Engine {
   private restoreTunnelRx(before: TunnelState, tableChanged: boolean, ul: string, nodeIp: number | null): void {
     if (this.manageHost && tableChanged) {
       if (before.owns) {
-        const why = installTunnelRx(ul, fmt4(nodeIp), VXLAN_PORT, before.ip6);
+        const why = this.installTunnelTable(ul, fmt4(nodeIp), before.ip6);
         if (why !== null) {
           this.failures.tunnelTable++;
           removeTunnelRx();
@@ -1166,7 +1177,7 @@ export class Engine {
     let vxlan = -1;
     let ipip = -1;
     try {
-      vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
+      vxlan = this.io.openUdp({ addr: nodeIp, port: this.pipe.vxlanPort, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
       if (this.infra.ipip >= 0) ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: sockBuf });
     } catch (e) {
       if (vxlan >= 0) this.io.close(vxlan);
@@ -1179,7 +1190,7 @@ export class Engine {
     // If the port then cannot be opened, the table goes back (restoreTunnelRx).
     let tableChanged = false;
     if (this.manageHost) {
-      const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
+      const why = this.installTunnelTable(ul.name, formatIpv4(nodeIp), model.v6.ip6);
       tableChanged = why === null || this.ownsTunnelTable;
       if (why === null) {
         this.ownsTunnelTable = true;
@@ -1214,7 +1225,7 @@ export class Engine {
       this.watch(p);
       if (old >= 0) this.forgetPort(old);
     };
-    swap('vxlan', vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
+    swap('vxlan', vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${this.pipe.vxlanPort})`);
     swap('ipip', ipip, Role.IPIP_RX, 'ipip(proto 4)');
     swap('underlay', underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     this.pipe.underlayPort = this.infra.underlay;
@@ -1249,7 +1260,7 @@ export class Engine {
     const was = this.infraAt!.ip6;
     let tableChanged = false;
     if (this.manageHost && this.ownsTunnelTable && was !== model.v6.ip6) {
-      const why = installTunnelRx(ul.name, fmt4(model.node.ip), VXLAN_PORT, model.v6.ip6);
+      const why = this.installTunnelTable(ul.name, fmt4(model.node.ip), model.v6.ip6);
       if (why === null) {
         tableChanged = true;
         this.tunnelTable6 = model.v6.ip6;
@@ -1263,7 +1274,7 @@ export class Engine {
     } else if (this.manageHost && was !== model.v6.ip6) {
       // No table (nft refused it before): tried again on a new address, as followIp4 does; once in
       // place, the underlay port's filter must take the tunnels too (reopened below).
-      const why = installTunnelRx(ul.name, fmt4(model.node.ip), VXLAN_PORT, model.v6.ip6);
+      const why = this.installTunnelTable(ul.name, fmt4(model.node.ip), model.v6.ip6);
       if (why === null) {
         tableChanged = true;
         this.ownsTunnelTable = true;
@@ -1346,7 +1357,7 @@ export class Engine {
     if (this.stopped || !this.manageHost || !model || !at || !ul || !this.tunnelTableWrong()) return this.watchTunnelTable();
     // a model rejected after its new address was followed: its retry (apply) installs the table
     if (at.ip !== model.node.ip || at.ip6 !== model.v6.ip6) return this.watchTunnelTable();
-    const why = installTunnelRx(ul.name, fmt4(at.ip), VXLAN_PORT, at.ip6);
+    const why = this.installTunnelTable(ul.name, fmt4(at.ip), at.ip6);
     if (why !== null) {
       this.failures.tunnelTable++;
       const missing = /not found/.test(why);
@@ -1386,6 +1397,21 @@ export class Engine {
   }
 
   /** Where this engine reads tunnels now: what worker engines are told (apply's `tunnels`). */
+  /** The VXLAN port the tunnel table a previous run left matched, when another (vxlanPort changed
+   * between the runs): read once, before this engine's first install; null: none, or the same. */
+  private vxlanOldPort: number | null | undefined = undefined;
+
+  /** Install the tunnel table (nft-tunnels.ts) for this run's VXLAN port, and the previous run's
+   * port (dropped, counted vxlan_old_port) when it differed. */
+  private installTunnelTable(ul: string, nodeIp: string | null, ip6: string | null): string | null {
+    if (this.vxlanOldPort === undefined) {
+      const was = installedTunnelPort();
+      this.vxlanOldPort = was !== null && was !== this.pipe.vxlanPort ? was : null;
+      if (this.vxlanOldPort !== null) this.log.warn(`vxlanPort changed since the last run (${this.vxlanOldPort} -> ${this.pipe.vxlanPort}): VXLAN still arriving on ${this.vxlanOldPort} (nodes not moved yet) is dropped by the kernel, counted vxlan_old_port (nft list counter inet ${TUNNEL_TABLE} vxlan_old_port), until podway run stops`, { component: 'host' });
+    }
+    return installTunnelRx(ul, nodeIp, this.pipe.vxlanPort, ip6, 'nft', this.vxlanOldPort);
+  }
+
   tunnelRx(): TunnelRx {
     return { onUnderlay: this.tunnelsOnUnderlay, ip6: this.tunnelTable6, ip: this.infraAt?.ip ?? null };
   }
@@ -2931,7 +2957,7 @@ export class Engine {
    */
   startCapture(opts: CaptureOptions, onChunk: (chunk: Uint8Array | null, lost: number, end: boolean) => void): () => void {
     if (this.pipe.capture) throw new Error('a capture is already running');
-    const tap = new CaptureTap(opts, this.batch);
+    const tap = new CaptureTap(opts, this.batch, this.pipe.vxlanPort);
     this.pipe.capture = tap;
     let reported = 0;
     let ended = false;

@@ -32,7 +32,7 @@ export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Appl
     const port = ctx.portOf(ep.interfaceName);
     if (port >= 0) v6.setPortAddrs(port, (byIf.get(ep.interfaceName) ?? []).map(ip6Bytes));
   }
-  const nh = buildNextHops6(m, ctx, v6.nh ?? undefined);
+  const nh = buildNextHops6(m, { portOf: ctx.portOf, neighbor6: ctx.neighbor6, neighborFailed6: ctx.neighborFailed6, vni: pipe.vni, vxlanPort: pipe.vxlanPort }, v6.nh ?? undefined);
   v6.nh = nh;
   if (m.ip6 !== null) v6.nodeIp6.set(ip6Bytes(m.ip6));
   v6.hasNodeIp6 = m.ip6 !== null;

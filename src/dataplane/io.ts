@@ -236,6 +236,11 @@ export interface PacketIO {
    * written, 0 (nothing written) when it is no longer a live super-frame, n is too small or a
    * segment would not fit its slot. The neighbour queue holds a super-frame so. */
   superCut?(desc: number, l3: number, places: Uint32Array, n: number): number;
+  /** The VXLAN UDP destination port (Felix's vxlanPort) the addon's C paths take for VXLAN: the
+   * receive merge, USO delivery and transmit merge, a tunnel super-frame's cut (native/ports.h
+   * pool.vxlan_port; 4789 until called). Once per thread, when the engine starts. Absent in MemoryIO
+   * (its ports merge nothing). */
+  setVxlanPort?(port: number): void;
   /** The payload of descriptor `desc`'s super-frame behind segment 0's: its first `max` bytes
    * copied to dst[at..]; out[0] the super-frame's TCP flags, out[1] the ones'-complement sum of
    * all of it (as if it began on an even offset). Returns its length, -1 when `desc` is not a live

@@ -7,6 +7,7 @@ import type { NodeDataplaneModel, Route } from '../control';
 import { RouteTable4, Fib4, NO_ROUTE } from '../lpm';
 import type { RouteChange4 } from '../lpm';
 import { buildVxlanTemplate, parseMac } from '../packet';
+import { VXLAN_PORT } from '../packet/vxlan';
 import { mask32 } from '../lpm/cidr';
 
 export const NhKind = {
@@ -59,6 +60,9 @@ export interface NextHops {
   /** This node's VTEP MAC (the model's node.vtepMac): the inner destination VXLAN to it carries,
    * and the inner source of the VXLAN it sends. */
   readonly vtepMac: Uint8Array;
+  /** The VNI and UDP destination port the VXLAN templates carry (Felix's vxlanVNI, vxlanPort). */
+  readonly vni: number;
+  readonly vxlanPort: number;
 }
 
 /**
@@ -115,6 +119,9 @@ export interface NextHopContext {
    * masqueraded as outside ones, so only this node's own address makes a route CHECK; false
    * (IPPoolsAndHostIPs): every node's address does. */
   natToNodes?: boolean;
+  /** Felix's vxlanVNI and vxlanPort in force (default CALICO_VNI, VXLAN_PORT): what VXLAN is sent with. */
+  vni?: number;
+  vxlanPort?: number;
 }
 
 const KIND_OF: Record<Route['kind'], number> = {
@@ -153,6 +160,8 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
   const tpl: Uint8Array[] = new Array(n);
   const empty = new Uint8Array(0);
   const localVtepMac = parseMac(model.node.vtepMac);
+  const vni = ctx.vni ?? CALICO_VNI;
+  const vxlanPort = ctx.vxlanPort ?? VXLAN_PORT;
   const ports = routes.map((r) => (r.kind === 'local' && r.endpoint ? ctx.portOf(r.endpoint) : -1));
   // A local endpoint whose interface is not attached is left out of the FIB, so its address falls
   // back to the block's blackhole (as in Calico, where the /32 route only exists with the interface).
@@ -179,7 +188,8 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
       tpl[i] = buildVxlanTemplate({
         srcIp: model.node.ip ?? 0, // IPv4 routes (VXLAN ones too) exist only with an IPv4 node address
         dstIp: r.nodeIp,
-        vni: CALICO_VNI,
+        vni,
+        dstPort: vxlanPort,
         ttl: 64,
         innerDstMac: parseMac(r.vtepMac),
         innerSrcMac: localVtepMac,
@@ -203,7 +213,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
     prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
     routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
   }
-  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, natExit, fib: table.fib, table, installed, vtepMac: localVtepMac };
+  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, natExit, fib: table.fib, table, installed, vtepMac: localVtepMac, vni, vxlanPort };
 }
 
 function prefixKey(addr: number, len: number): number {

@@ -10,6 +10,7 @@ import type { RouteChange6 } from '../lpm/route-table6';
 import { NO_ROUTE } from '../lpm/constants';
 import { parseMac } from '../packet/ethernet';
 import { buildVxlan6Template } from '../packet/vxlan6';
+import { VXLAN_PORT } from '../packet/vxlan';
 import { NhKind, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 
 export interface NextHops6 {
@@ -35,6 +36,9 @@ export interface NextHops6 {
   readonly installed: ReadonlyMap<string, number>;
   /** This node's IPv6 VTEP MAC (the model's vtepMac6): the inner destination IPv6 VXLAN to it carries. */
   readonly vtepMac: Uint8Array;
+  /** The VNI and UDP destination port the VXLAN templates carry (Felix's vxlanVNI, vxlanPort). */
+  readonly vni: number;
+  readonly vxlanPort: number;
 }
 
 export interface NextHop6Context {
@@ -43,6 +47,9 @@ export interface NextHop6Context {
   neighbor6(ip6: string): Uint8Array | undefined;
   /** True while that neighbour is FAILED (no MAC, its probes unanswered). */
   neighborFailed6?(ip6: string): boolean;
+  /** Felix's vxlanVNI and vxlanPort in force (default CALICO_VNI, VXLAN_PORT). */
+  vni?: number;
+  vxlanPort?: number;
 }
 
 const KIND_OF: Record<Route6['kind'], number> = { local: NhKind.LOCAL, blackhole: NhKind.BLACKHOLE, vxlan: NhKind.VXLAN, direct: NhKind.DIRECT, host: NhKind.HOST };
@@ -82,6 +89,8 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
     }));
   }
   const localVtepMac = parseMac(model.vtepMac6);
+  const vni = ctx.vni ?? CALICO_VNI;
+  const vxlanPort = ctx.vxlanPort ?? VXLAN_PORT;
   for (let i = 0; i < n; i++) {
     const r = routes[i];
     kind[i] = KIND_OF[r.kind];
@@ -99,7 +108,7 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
       }
     }
     if (r.kind === 'vxlan' && r.nodeIp6 !== null && r.vtepMac !== null && model.ip6 !== null) {
-      tpl[i] = buildVxlan6Template({ srcIp: ip6Bytes(model.ip6), dstIp: ip6Bytes(r.nodeIp6), vni: CALICO_VNI, hopLimit: 64, innerDstMac: parseMac(r.vtepMac), innerSrcMac: localVtepMac });
+      tpl[i] = buildVxlan6Template({ srcIp: ip6Bytes(model.ip6), dstIp: ip6Bytes(r.nodeIp6), vni, dstPort: vxlanPort, hopLimit: 64, innerDstMac: parseMac(r.vtepMac), innerSrcMac: localVtepMac });
     }
   }
   const hits = new Float64Array(n);
@@ -108,7 +117,7 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
     prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
     routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
   }
-  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed, vtepMac: localVtepMac };
+  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed, vtepMac: localVtepMac, vni, vxlanPort };
 }
 
 /** Record a resolved underlay IPv6 neighbour (16 bytes at b[ipOff]) in every next hop through it. */

@@ -31,6 +31,11 @@
  * the outer IPv4 UDP and IPIP fragments to the node left to the kernel's reassembly (not only VXLAN: a later fragment has no port),
  * `fragments6` the outer IPv6 fragments to the node's IPv6 address.
  *
+ * Felix's vxlanPort (podway run's, at its start): the rules match it. When the table a previous
+ * run left matched another port (vxlanPort changed between the two runs), VXLAN still arriving on
+ * that old port from nodes not moved yet is dropped here too, counted `vxlan_old_port` (not taken
+ * by podway, not answered with ICMP port unreachable by the kernel), for this run's life.
+ *
  * The addresses are the ones podway uses (the Node's bgp.ipv4Address / ipv6Address): the engine
  * installs the table again, whole, when either changes (engine.ts followIp4 for IPv4, followIp6
  * for IPv6), so the rules never name an address the node gave up.
@@ -45,15 +50,18 @@ export const TUNNEL_TABLE = 'podway_tunnels';
 /** The table as one nft transaction (`add` then `delete`: replaces a copy a crashed run left).
  * `nodeIp6`: the node's IPv6 address, whose VXLAN (always taken on the underlay port: pipeline6)
  * is dropped the same way; without the rule the kernel answered it with ICMPv6 port unreachable. */
-export function tunnelRxProgram(underlay: string, nodeIp: string | null, vxlanPort: number, nodeIp6: string | null = null): string {
+export function tunnelRxProgram(underlay: string, nodeIp: string | null, vxlanPort: number, nodeIp6: string | null = null, oldVxlanPort: number | null = null): string {
+  const old = oldVxlanPort !== null && oldVxlanPort !== vxlanPort;
   const v6 = nodeIp6
     ? `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} exthdr frag missing udp dport ${vxlanPort} counter name "vxlan6" drop` +
+      (old ? `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} udp dport ${oldVxlanPort} counter name "vxlan_old_port" drop` : '') +
       `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} exthdr frag exists counter name "fragments6"`
     : '';
   // An IPv6-only node (nodeIp null: no IPv4 address) has no IPv4 tunnel rules.
   const v4 = nodeIp === null
     ? ''
     : `\n    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 udp dport ${vxlanPort} counter name "vxlan" drop` +
+      (old ? `\n    iifname "${underlay}" ip daddr ${nodeIp} udp dport ${oldVxlanPort} counter name "vxlan_old_port" drop` : '') +
       `\n    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 ip protocol 4 counter name "ipip" drop` +
       `\n    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff != 0 ip protocol { udp, 4 } counter name "fragments"`;
   return `add table inet ${TUNNEL_TABLE}
@@ -64,6 +72,7 @@ table inet ${TUNNEL_TABLE} {
   counter vxlan6 { }
   counter fragments { }
   counter fragments6 { }
+  counter vxlan_old_port { }
   chain prerouting {
     type filter hook prerouting priority -450; policy accept;${v4}${v6}
   }
@@ -72,16 +81,27 @@ table inet ${TUNNEL_TABLE} {
 }
 
 /** Install the table; returns null, or why it could not be (nft missing or refusing). */
-export function installTunnelRx(underlay: string, nodeIp: string | null, vxlanPort: number, nodeIp6: string | null = null, nft = 'nft'): string | null {
+export function installTunnelRx(underlay: string, nodeIp: string | null, vxlanPort: number, nodeIp6: string | null = null, nft = 'nft', oldVxlanPort: number | null = null): string | null {
   if (!isSafeIfname(underlay)) return `interface name ${JSON.stringify(underlay)} not usable in an nft rule`;
   if (nodeIp6 !== null && !/^[0-9a-fA-F:.]{2,45}$/.test(nodeIp6)) return `IPv6 address ${JSON.stringify(nodeIp6)} not usable in an nft rule`;
   try {
-    execFileSync(nft, ['-f', '-'], { input: tunnelRxProgram(underlay, nodeIp, vxlanPort, nodeIp6), stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
+    execFileSync(nft, ['-f', '-'], { input: tunnelRxProgram(underlay, nodeIp, vxlanPort, nodeIp6, oldVxlanPort), stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
     return null;
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
     if (err.code === 'ENOENT') return 'the nft command was not found (package nftables)';
     return ((err.stderr ?? '').toString().trim() || err.message).split('\n')[0];
+  }
+}
+
+/** The VXLAN port the table in place matches (a previous run's), or null: no table, or nft missing. */
+export function installedTunnelPort(nft = 'nft'): number | null {
+  try {
+    const text = execFileSync(nft, ['list', 'table', 'inet', TUNNEL_TABLE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+    const m = /udp dport (\d+) counter (?:packets \d+ bytes \d+ )?name "vxlan6?" drop/.exec(text) ?? /udp dport (\d+) counter name "vxlan6?"/.exec(text);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
   }
 }
 

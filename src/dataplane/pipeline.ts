@@ -42,7 +42,7 @@ export const Role = {
   POD_L2: 1,
   /** A pod's TUN device: IP packets, no Ethernet, no ARP. */
   POD_TUN: 2,
-  /** UDP socket on the node IP, port 4789: VXLAN payloads from other nodes. */
+  /** UDP socket on the node IP, the VXLAN port (4789, or Felix's vxlanPort): VXLAN payloads from other nodes. */
   VXLAN_RX: 3,
   /** Raw socket for protocol 4: IPIP packets from other nodes. */
   IPIP_RX: 4,
@@ -54,7 +54,7 @@ export const Role = {
   /** The host port: a TUN device (podway0) joining the node's own stack to the pod network. The
    * kernel routes the pools into it (node -> pods), and podway hands it pod traffic for the node. */
   HOST_TUN: 7,
-  /** UDP socket on the node's IPv6 address, port 4789: VXLAN over IPv6 the kernel reassembled
+  /** UDP socket on the node's IPv6 address, the VXLAN port: VXLAN over IPv6 the kernel reassembled
    * from outer fragments (unfragmented VXLAN over IPv6 arrives on the underlay port). */
   VXLAN6_RX: 8,
   /** Raw IPv6 IPPROTO_RAW socket (transmit only): pod packets for another node's own IPv6 address,
@@ -172,6 +172,11 @@ export class Pipeline implements CapturePorts {
   /** Felix's allowVXLANPacketsFromWorkloads / allowIPIPPacketsFromWorkloads (default false): a pod's
    * own UDP to port 4789 / IP-in-IP is dropped `encap_from_pod` unless allowed (IPv6 too). */
   allowVxlanFromPods = false;
+  /** Felix's vxlanPort and vxlanVNI in force: the UDP destination port and VNI this node's VXLAN
+   * is sent with and recognised by (the engine sets them once, before its ports open; a change
+   * takes effect at podway run's next start). */
+  vxlanPort = VXLAN_PORT;
+  vni = CALICO_VNI;
   allowIpipFromPods = false;
   /** Reverse-path filtering of what is decapsulated from VXLAN and IPIP, as the node's kernel does
    * it on vxlan.calico and tunl0: the larger of net.ipv4.conf.all and .default rp_filter (Felix sets
@@ -476,7 +481,7 @@ export class Pipeline implements CapturePorts {
     if (proto === IPPROTO_IPIP) return !this.allowIpipFromPods;
     if (proto !== IPPROTO_UDP || this.allowVxlanFromPods || (((b[ip + 6] & 0x1f) | b[ip + 7]) !== 0)) return false;
     const udp = ip + ((b[ip] & 0x0f) << 2);
-    return udp + 4 <= ip + len && ((b[udp + 2] << 8) | b[udp + 3]) === VXLAN_PORT;
+    return udp + 4 <= ip + len && ((b[udp + 2] << 8) | b[udp + 3]) === this.vxlanPort;
   }
 
   /** From the node's own stack (podway0): the node talking to a pod here or on another node. */
@@ -502,7 +507,7 @@ export class Pipeline implements CapturePorts {
     if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
     if (len < 8 + ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
-    if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== CALICO_VNI) return this.drop(Drop.BAD_VNI);
+    if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== this.vni) return this.drop(Drop.BAD_VNI);
     const ecn = (this.pool.flags[i] & DescFlag.ECN_MASK) >>> DescFlag.ECN_SHIFT;
     return this.vxlanInner(i, f + 8, len - 8, peer, true, ecn);
   }
@@ -521,7 +526,7 @@ export class Pipeline implements CapturePorts {
     if (this.trace !== null) {
       // (the socket path opened the record already, before the outer checks)
       if (this.tr === null) this.startTrace(ip, -1);
-      if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}${viaSocket ? '' : ' (underlay port)'}`);
+      if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${this.vni}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}${viaSocket ? '' : ' (underlay port)'}`);
     }
     if (outerEcn !== 0 && !this.ecnDecap(ip, outerEcn)) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
     return this.deliverDecapsulated(i, ip, viaSocket, NhKind.VXLAN);
@@ -630,14 +635,14 @@ export class Pipeline implements CapturePorts {
     }
     // Anything else for the node (a filter without `tunnels`, a test harness) is the kernel's.
     const udp = ip + ((b[ip] & 15) << 2);
-    if (proto !== IPPROTO_UDP || len < udp - ip + 8 || ((b[udp + 2] << 8) | b[udp + 3]) !== VXLAN_PORT) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
+    if (proto !== IPPROTO_UDP || len < udp - ip + 8 || ((b[udp + 2] << 8) | b[udp + 3]) !== this.vxlanPort) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
     if ((this.tunnels & Tunnel.VXLAN) === 0) return this.traceOuterDrop(ip, 'vxlan (underlay port)', Reason.TUNNEL_MODE_UNUSED);
     if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(ip, 'vxlan (underlay port)', Reason.UNKNOWN_TUNNEL_SOURCE);
     // The outer UDP checksum is not summed here (the UDP socket's kernel did it in C): what it
     // covers beyond the inner packet's own checksums is the VXLAN header, checked field by field,
     // and the inner MACs, which the route rewrites. Summing it in JS would cost a pass over every
     // packet (with transmit GSO a podway sender's VXLAN carries the kernel's checksum).
-    const eth = decapVxlanPacket(b, ip, len, CALICO_VNI, VXLAN_PORT, false);
+    const eth = decapVxlanPacket(b, ip, len, this.vni, this.vxlanPort, false);
     // the outer header's options (the kernel's copy was dropped before its option check): answered to the node
     if (eth === -Drop.BAD_IP_OPTIONS) return this.badOptions(i, -1, ip);
     if (eth < 0) return this.traceOuterDrop(ip, 'vxlan (underlay port)', -eth);
@@ -838,7 +843,7 @@ export class Pipeline implements CapturePorts {
         const sport = vxlanSourcePort(innerFlowHash(b, eth, total + ETH_HLEN, this.flowSeed), this.sportMin, this.sportMax);
         const id = this.outerId(i);
         const start = encapVxlan(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport, id);
-        if (tr !== null) tr.stages.push(`vxlan encap: outer ${formatIpv4(this.addr.nodeIp)}:${sport} -> ${formatIpv4(nhs.ip[nh])}:4789 udp csum 0, vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}, ${total + 50} bytes on the wire`);
+        if (tr !== null) tr.stages.push(`vxlan encap: outer ${formatIpv4(this.addr.nodeIp)}:${sport} -> ${formatIpv4(nhs.ip[nh])}:${this.vxlanPort} udp csum 0, vni ${this.vni}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}, ${total + 50} bytes on the wire`);
         return this.sendOuter(i, nh, start, total + ETH_HLEN + 36);
       }
       case NhKind.IPIP: {

@@ -20,13 +20,13 @@ import {
 } from '../packet/icmpv6';
 import { NDP_OPT_TARGET_LLADDR, answerNeighborSolicitInPlace, answerRouterSolicitInPlace, isNdpType, linkLocalFromMac, ndpFindOption, validateNdp } from '../packet/ndp';
 import { decapVxlan6Packet, encapVxlan6 } from '../packet/vxlan6';
-import { VXLAN_PORT, vxlanInnerMacOk } from '../packet/vxlan';
+import { vxlanInnerMacOk } from '../packet/vxlan';
 import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv6, ipv6EcnAt } from '../packet/ecn';
 import { jhash3, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst6, isMartianSrc6 } from '../packet/martian';
 import { DescFlag, SLOT_SHIFT } from './frame-pool';
-import { NhKind, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
+import { NhKind, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import type { NextHops6 } from './nexthops6';
 import { Reason, Event, Reason6, Event6 } from './counters';
 import type { Pipeline } from './pipeline';
@@ -204,7 +204,7 @@ export class Pipeline6 {
     if (w[0] !== IPPROTO_UDP6 || this.p.allowVxlanFromPods || (w[2] !== 0 && w[3] !== 0)) return false;
     const b = this.b;
     const end = ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
-    return w[1] + 4 <= end && ((b[w[1] + 2] << 8) | b[w[1] + 3]) === VXLAN_PORT;
+    return w[1] + 4 <= end && ((b[w[1] + 2] << 8) | b[w[1] + 3]) === this.p.vxlanPort;
   }
 
   /**
@@ -265,10 +265,10 @@ export class Pipeline6 {
     }
     const u = this.p.addr.underlayMac;
     for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
-    if (nhdr === IPPROTO_UDP6 && this.hasNodeIp6 && this.isNodeIp6(ip + 24) && end - ip >= IPV6_HEADER_LEN + 8 && ((b[ip + 42] << 8) | b[ip + 43]) === VXLAN_PORT) {
+    if (nhdr === IPPROTO_UDP6 && this.hasNodeIp6 && this.isNodeIp6(ip + 24) && end - ip >= IPV6_HEADER_LEN + 8 && ((b[ip + 42] << 8) | b[ip + 43]) === this.p.vxlanPort) {
       if ((this.p.tunnels & TUNNEL_VXLAN6) === 0) return this.traceOuterDrop(ip, Reason.TUNNEL_MODE_UNUSED);
       if (!this.isKnownNode6(ip + 8)) return this.traceOuterDrop(ip, Reason.UNKNOWN_TUNNEL_SOURCE);
-      const inner = decapVxlan6Packet(b, ip, len - ETH_HLEN, CALICO_VNI);
+      const inner = decapVxlan6Packet(b, ip, len - ETH_HLEN, this.p.vni, this.p.vxlanPort);
       if (inner < 0) return this.traceOuterDrop(ip, -inner);
       if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.traceOuterDrop(ip, Reason.VXLAN_INNER_MAC);
       if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.traceOuterDrop(ip, Reason.UNSUPPORTED_ETHERTYPE);
@@ -300,7 +300,7 @@ export class Pipeline6 {
     if (!this.hasNodeIp6 || !this.isKnownNode6(f - 16)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
     if (len < 8 + ETH_HLEN + IPV6_HEADER_LEN) return this.drop(Drop.TOO_SHORT);
     if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
-    if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== CALICO_VNI) return this.drop(Drop.BAD_VNI);
+    if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== this.p.vni) return this.drop(Drop.BAD_VNI);
     const inner = f + 8;
     if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.drop(Reason.VXLAN_INNER_MAC);
     if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
@@ -390,7 +390,7 @@ export class Pipeline6 {
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
         const sport = vxlanSourcePort(this.flowHash(ip), this.sportMin, this.sportMax);
         const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport);
-        if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> [${nhs.routes[nh].nodeIp6}]:4789 from port ${sport}, udp checksum computed, vni ${CALICO_VNI}, inner dst ${nhs.routes[nh].vtepMac}`);
+        if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> [${nhs.routes[nh].nodeIp6}]:${this.p.vxlanPort} from port ${sport}, udp checksum computed, vni ${this.p.vni}, inner dst ${nhs.routes[nh].vtepMac}`);
         const out = this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
         // encapsulated and framed: held for the neighbour's MAC (written over the zeros toUnderlay left)
         return known === MAC_KNOWN ? out : this.holdFor(i, inPort, nh);
@@ -777,6 +777,6 @@ function word(b: Uint8Array, o: number): number {
 export function describeNextHop6(nhs: NextHops6, nh: number): string {
   const r = nhs.routes[nh];
   const via = r.nodeIp6 ? ` via ${r.nodeIp6}` : '';
-  return `${r.cidr} ${NH_KIND_NAMES[nhs.kind[nh]]}${via}${r.kind === 'vxlan' ? ` vni ${CALICO_VNI}` : ''}`;
+  return `${r.cidr} ${NH_KIND_NAMES[nhs.kind[nh]]}${via}${r.kind === 'vxlan' ? ` vni ${nhs.vni}` : ''}`;
 }
 

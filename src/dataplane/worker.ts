@@ -20,7 +20,7 @@ import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; backpressure?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; natToNodes?: boolean; vxlanSourcePorts?: [number, number]; allowVxlanFromPods?: boolean; allowIpipFromPods?: boolean; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; backpressure?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; natToNodes?: boolean; vxlanSourcePorts?: [number, number]; vxlanPort?: number; vxlanVni?: number; allowVxlanFromPods?: boolean; allowIpipFromPods?: boolean; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -54,6 +54,8 @@ if (parentPort) {
     allowIpipFromPods: init.allowIpipFromPods,
     // the main thread's read of net.ipv4.ip_local_port_range (run.ts)
     vxlanSourcePorts: init.vxlanSourcePorts,
+    vxlanPort: init.vxlanPort,
+    vxlanVni: init.vxlanVni,
     log,
     onNeighbor: (ip, mac, announced) => port.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }),
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),

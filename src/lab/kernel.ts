@@ -3,7 +3,8 @@
  * compared with (and the peer it must interoperate with):
  * - per veth pod: proxy_arp=1, proxy_delay=0, `<pod>/32 dev caliX scope link`;
  * - forwarding on; the node's own block blackholed;
- * - VXLAN: a `vxlan.calico` device (VNI 4096, dstport 4789, learning off, the node's VTEP MAC and
+ * - VXLAN: a `vxlan.calico` device (VNI 4096, dstport 4789 unless `wire` gives Felix's vxlanVNI /
+ *   vxlanPort, learning off, the node's VTEP MAC and
  *   address), and per remote node a permanent neighbour, a permanent FDB entry and
  *   `<block> via <remote VTEP> dev vxlan.calico onlink`;
  * - unencapsulated: `<block> via <remote node IP> dev eth0 onlink`.
@@ -16,6 +17,9 @@ import { NAT_TABLE } from '../dataplane/nft-nat';
 import { TUNNEL_TABLE } from '../dataplane/nft-tunnels';
 
 export type KernelMode = 'vxlan' | 'direct';
+
+/** Felix's vxlanPort and vxlanVNI for a kernel node's VXLAN devices (default 4789, 4096). */
+export interface KernelVxlanWire { port?: number; vni?: number }
 
 /** The kernel baseline's masquerade table (only ever inside a lab node's namespace). */
 const LAB_MASQ_TABLE = 'lab-masq';
@@ -54,7 +58,7 @@ export function resetNode(lab: Lab, node: LabNode): void {
  * per remote node a permanent neighbour, FDB entry and `<block6> via <VTEP6> dev vxlan-v6.calico
  * onlink`; unencapsulated: `<block6> via <node IPv6> dev eth0 onlink`.
  */
-function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode): void {
+function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode, wire: KernelVxlanWire): void {
   if (!node.ip6 || !node.block6 || !node.vtep6) return;
   nsRun(node, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.eth0.forwarding=1']);
   nsRun(node, ['ip', '-6', 'route', 'replace', 'blackhole', node.block6]);
@@ -66,7 +70,7 @@ function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode): void {
   }
   const others = lab.nodes.filter((o) => o !== node && o.ip6 && o.block6 && o.vtep6);
   if (mode === 'vxlan') {
-    nsRun(node, ['ip', 'link', 'add', 'vxlan-v6.calico', 'type', 'vxlan', 'id', '4096', 'dstport', '4789', 'local', node.ip6, 'dev', 'eth0', 'nolearning']);
+    nsRun(node, ['ip', 'link', 'add', 'vxlan-v6.calico', 'type', 'vxlan', 'id', String(wire.vni ?? 4096), 'dstport', String(wire.port ?? 4789), 'local', node.ip6, 'dev', 'eth0', 'nolearning']);
     nsRun(node, ['ip', 'link', 'set', 'vxlan-v6.calico', 'address', deriveVtepMac(node.name, 6), 'mtu', '1430', 'up']);
     nsRun(node, ['ip', '-6', 'addr', 'add', `${node.vtep6}/128`, 'dev', 'vxlan-v6.calico', 'nodad']);
     for (const other of others) {
@@ -80,7 +84,7 @@ function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode): void {
   }
 }
 
-export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): void {
+export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode, wire: KernelVxlanWire = {}): void {
   resetNode(lab, node);
   // Writing ip_forward only propagates to the interfaces when the value changes, so the per-interface
   // switches podway turned off (forwarding=0 on the underlay and pod veths) are set back one by one.
@@ -93,7 +97,7 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): 
     if (p.mac) nsRun(node, ['ip', 'neigh', 'replace', p.ip, 'lladdr', p.mac, 'dev', p.ifname, 'nud', 'permanent']);
   }
   if (mode === 'vxlan') {
-    nsRun(node, ['ip', 'link', 'add', 'vxlan.calico', 'type', 'vxlan', 'id', '4096', 'dstport', '4789', 'local', node.ip, 'dev', 'eth0', 'nolearning']);
+    nsRun(node, ['ip', 'link', 'add', 'vxlan.calico', 'type', 'vxlan', 'id', String(wire.vni ?? 4096), 'dstport', String(wire.port ?? 4789), 'local', node.ip, 'dev', 'eth0', 'nolearning']);
     nsRun(node, ['ip', 'link', 'set', 'vxlan.calico', 'address', deriveVtepMac(node.name), 'mtu', '1450', 'up']);
     nsRun(node, ['ip', 'addr', 'add', `${node.vtep}/32`, 'dev', 'vxlan.calico']);
     for (const other of lab.nodes) {
@@ -108,7 +112,7 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): 
       if (other !== node) nsRun(node, ['ip', 'route', 'replace', other.block, 'via', other.ip, 'dev', 'eth0', 'onlink']);
     }
   }
-  if (lab.dualStack) configureKernelNode6(lab, node, mode);
+  if (lab.dualStack) configureKernelNode6(lab, node, mode, wire);
 }
 
 /**

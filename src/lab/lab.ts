@@ -117,6 +117,8 @@ export class Lab {
   readonly tag = randomBytes(3).toString('hex');
   readonly dir = mkdtempSync(path.join(tmpdir(), 'podway-lab-'));
   readonly file = path.join(this.dir, 'cluster.yaml');
+  /** More YAML documents the resource file carries (e.g. a FelixConfiguration), written by setMode. */
+  extraResources: string[] = [];
   readonly fabric = `pw-fab-${this.tag}`;
   readonly nodes: LabNode[] = [];
   private readonly namespaces: string[] = [];
@@ -532,7 +534,7 @@ spec:
   ipNetworks:${p.ip ? `\n    - ${p.ip}/32` : ''}${p.ip6 ? `\n    - "${p.ip6}/128"` : ''}${p.mac ? `\n  mac: "${p.mac}"` : ''}`);
       }
     }
-    return docs.join('\n---\n') + '\n';
+    return [...docs, ...this.extraResources].join('\n---\n') + '\n';
   }
 
   node(name: string): LabNode {

@@ -87,14 +87,14 @@ export function encapVxlan6(b: Uint8Array, off: number, len: number, tpl: Uint8A
  * inner Ethernet offset or -reason: UDP to the VXLAN port, length, checksum (mandatory over IPv6:
  * zero is refused, as by Linux without udp6zerocsumrx), I flag, VNI.
  */
-export function decapVxlan6Packet(b: Uint8Array, ip: number, len: number, expectedVni: number): number {
+export function decapVxlan6Packet(b: Uint8Array, ip: number, len: number, expectedVni: number, port = VXLAN_PORT): number {
   const plen = (b[ip + 4] << 8) | b[ip + 5];
   if (b[ip + 6] !== IPPROTO_UDP6) return -Drop.BAD_PROTOCOL;
   if (plen < UDP_HLEN + VXLAN_HLEN + ETH_HLEN || IPV6_HEADER_LEN + plen > len) return -Drop.TOO_SHORT;
   const udp = ip + IPV6_HEADER_LEN;
   const ulen = (b[udp + 4] << 8) | b[udp + 5];
   if (ulen !== plen) return -Drop.BAD_UDP_LENGTH;
-  if (((b[udp + 2] << 8) | b[udp + 3]) !== VXLAN_PORT) return -Drop.NOT_VXLAN;
+  if (((b[udp + 2] << 8) | b[udp + 3]) !== port) return -Drop.NOT_VXLAN;
   if (((b[udp + 6] << 8) | b[udp + 7]) === 0) return -Drop.BAD_L4_CHECKSUM;
   if (fold16(sum16(b, udp, ulen, sum16(b, ip + 8, 32, IPPROTO_UDP6 + ulen))) !== 0xffff) return -Drop.BAD_L4_CHECKSUM;
   const vx = udp + UDP_HLEN;

@@ -49,10 +49,13 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
   assert.equal([plain.code, plain.err], [0, '']);
 });
 
-test('the note warns of a tunnel wire setting podway does not use (port, VNI, MTU), not of podway\'s own values', () => {
+test('the note: vxlanPort/vxlanVNI take effect at the next podway run start (an invalid one named); an MTU podway does not use is warned of', () => {
   const [n] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'node.n1' }, spec: { vxlanPort: 8472, vxlanVNI: 4096, vxlanMTU: 1300, bpfEnabled: false } }]);
-  assert.match(n!, "; WARNING, the tunnel wire: vxlanPort 8472 is not honoured: podway's VXLAN uses UDP port 4789; a Calico node using 8472 and this node cannot reach each other's pods; vxlanMTU 1300 is not honoured");
-  assert.not.match(n!, 'vxlanVNI');
+  assert.match(n!, '; vxlanPort 8472, vxlanVNI 4096 (VXLAN, under $FELIX_VXLANPORT / $FELIX_VXLANVNI) takes effect at the next podway run start');
+  assert.match(n!, '; WARNING, the tunnel wire: vxlanMTU 1300 is not honoured');
+  assert.not.match(n!, 'is not honoured: podway\'s VXLAN');
+  const [bad] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'default' }, spec: { vxlanPort: 0, vxlanVNI: 1.5 } }]);
+  assert.match(bad!, 'ignored as invalid (the lower layer\'s value used): vxlanPort: 0 is not an integer 1..65535; vxlanVNI: 1.5 is not an integer 0..16777215');
   assert.match(n!, /podway has no equivalent of bpfEnabled$/);
 });
 

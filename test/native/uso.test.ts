@@ -20,7 +20,7 @@ import { fold, rd16, sum16, wr16 } from './wire-ref';
 import { collect as collectOn, sendBatch as sendOn, resegment as resegmentOn, Message } from './pool-frames';
 
 interface TestHooks {
-  usoCoalesceForTest(frames: Uint8Array[], mtu: number): Message[];
+  usoCoalesceForTest(frames: Uint8Array[], mtu: number, vxlanPort?: number): Message[];
 }
 const hooks = nativeAddon() as unknown as TestHooks;
 const pool = new FramePool(512);
@@ -235,6 +235,15 @@ test('only VXLAN datagrams with sound headers and checksums merge; the rest go a
   checkPlan(r, [2, 1, 2], 'bad checksum in the middle');
   checkPlan(run(1), [1], 'a single datagram');
   checkPlan([vx({ inner: 0 }), vx({ inner: 0, id: 0xfff9 })], [2], 'VXLAN header and no inner bytes');
+});
+
+test('the VXLAN port is the one given (Felix\'s vxlanPort, setVxlanPort): datagrams to 8472 merge only when 8472 is the port; to 4789 then they go alone', () => {
+  const run = (dport: number) => [0, 1, 2, 3].map((k) => vx({ inner: 1000, dport, id: 0x2000 + k, seed: k + 1 }));
+  assert.equal(hooks.usoCoalesceForTest(run(8472), MTU).map((m) => m.frames), [1, 1, 1, 1], 'the default port 4789: not VXLAN');
+  assert.equal(hooks.usoCoalesceForTest(run(8472), MTU, 8472).map((m) => m.frames), [4], 'port 8472 given: one message');
+  assert.equal(hooks.usoCoalesceForTest(run(4789), MTU, 8472).map((m) => m.frames), [1, 1, 1, 1], 'the old port once 8472 is in use: alone');
+  assert.throws(() => hooks.usoCoalesceForTest(run(4789), MTU, 0), /vxlanPort/);
+  assert.throws(() => (nativeAddon() as unknown as { setVxlanPort(p: number): void }).setVxlanPort(65536), /setVxlanPort/);
 });
 
 test('limits: at most 64 datagrams and 65535 bytes of IP per message', () => {

@@ -5,6 +5,7 @@
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { COUNTER_NAMES, Event, Event6 } from '../../src/dataplane/counters';
@@ -391,6 +392,80 @@ export const STALL_MS = 1000;
 
 export function allowedGap(r: StreamResult, windows: { t0: number; t1: number }[], floorMs = STALL_MS): number {
   return Math.max(floorMs, 2 * gapOutside(r, windows));
+}
+
+/**
+ * The run-queue wait of each podway's forwarding thread (its main thread), sampled every `everyMs`
+ * while a stream runs: /proc/PID/task/PID/schedstat's second field, the ns the thread spent
+ * runnable but waiting for a CPU. A loaded host makes it grow; a podway that is stuck (stopped,
+ * sleeping on a lock, waiting for a timer) does not gain any. Samples: per node, [epoch ms, wait ns].
+ */
+export function watchRunQueue(lab: Lab, everyMs = 20): { stop(): Map<string, [number, number][]> } {
+  const samples = new Map<string, [number, number][]>();
+  const read = (): void => {
+    for (const n of lab.nodes) {
+      const pid = n.proc?.pid;
+      if (pid === undefined || n.proc!.exitCode !== null) continue;
+      let wait: number;
+      try {
+        wait = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]);
+      } catch {
+        continue; // gone meanwhile
+      }
+      if (!Number.isFinite(wait)) continue;
+      let xs = samples.get(n.name);
+      if (!xs) samples.set(n.name, (xs = []));
+      xs.push([Date.now(), wait]);
+    }
+  };
+  read();
+  const timer = setInterval(read, everyMs);
+  timer.unref();
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+      return samples;
+    },
+  };
+}
+
+/**
+ * The longest run-queue wait (ms) of one forwarding thread (watchRunQueue) over [from, to]: from
+ * the last sample at or before `from` to the first at or after `to` (so up to a sample's interval
+ * more on either side; all samples there are if the test itself was not scheduled meanwhile).
+ */
+export function runQueueWaitIn(samples: Map<string, [number, number][]>, from: number, to: number): number {
+  let most = 0;
+  for (const xs of samples.values()) {
+    if (xs.length < 2) continue;
+    let a = xs[0]!;
+    let b = xs[xs.length - 1]!;
+    for (const x of xs) if (x[0] <= from) a = x;
+    for (let k = xs.length - 1; k >= 0; k--) if (xs[k]![0] >= to) b = xs[k]!;
+    if (b[0] > a[0]) most = Math.max(most, (b[1] - a[1]) / 1e6);
+  }
+  return most;
+}
+
+/**
+ * "No stall" around an edit: the stream's longest gap in [t0, t1] (gapIn) under `allowed`
+ * (allowedGap), or longer only by what a podway's forwarding thread spent waiting for a CPU during
+ * that gap (runQueueWaitIn): on a loaded host a gap of 1.3 s whose forwarding thread waited 0.5 s
+ * on a run queue is the host's, not podway's. A podway that holds the flow itself (stopped, a
+ * retry timer, a lock) gains no run-queue wait and fails, at any load. Returns the failure's text,
+ * or null.
+ */
+export function stallIn(r: StreamResult, t0: number, t1: number, allowed: number, runQueue: Map<string, [number, number][]>): { gap: number; waited: number; failure: string | null } {
+  const g = gapIn(r, t0, t1);
+  if (g.maxGapMs < allowed) return { gap: g.maxGapMs, waited: 0, failure: null };
+  const waited = runQueueWaitIn(runQueue, g.at - g.maxGapMs, g.at);
+  const excess = g.maxGapMs - allowed;
+  return {
+    gap: g.maxGapMs,
+    waited,
+    failure: waited >= excess ? null : `${g.maxGapMs.toFixed(1)} ms without packets (allowed ${allowed.toFixed(1)} ms; a forwarding thread waited ${waited.toFixed(1)} ms for a CPU meantime, less than the ${excess.toFixed(1)} ms over)`,
+  };
 }
 
 /**

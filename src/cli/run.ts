@@ -13,7 +13,8 @@ import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from 
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
-import { NodeAddressStore, readNodeEntry } from './join';
+import { readNodeEntry } from './join';
+import { NodeAddressStoreThread } from './address-store-thread';
 import { joinInThread } from './join-thread';
 import type { KvEntry } from '../control/kv/kv';
 import { ReRegistration } from './re-register';
@@ -1502,7 +1503,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // another process wrote there that no interface here holds is written back (repairStoredAddress).
     // The monitor's reads and writes of this node's Node go through one store of its own, opened
     // at its first look and closed once it stopped (join.ts NodeAddressStore), not one per look.
-    const nodeAddresses = spec.kind === 'file' || pollMs === 0 ? null : new NodeAddressStore(spec, opts.node);
+    // (in a thread of its own, address-store-thread.ts: its EtcdKv, etcd3, is not loaded, and its
+    // calls not encoded, on the forwarding thread)
+    const nodeAddresses = spec.kind === 'file' || pollMs === 0 ? null : new NodeAddressStoreThread(spec, opts.node);
     const monitor = nodeAddresses === null ? null : new AddressMonitor({
       intervalMs: pollMs,
       source: { v4: source4, v6: source6 },
@@ -1518,11 +1521,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // so are this thread's (the monitor's own read or write of the Node waiting on one, a
       // registration under way): their calls are given up and go on over new ones (etcd-kv.ts)
       addressLeft: (gone) => {
+        nodeAddresses.reconnect();
         reconnectEtcdStoresOf(spec);
         source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`);
       },
       // those new connections may have found no way out and wait in gRPC's backoff: again, at once
       addressAppeared: (added) => {
+        nodeAddresses.reconnect();
         reconnectEtcdStoresOf(spec);
         source?.reconnectDatastore(`node address ${added.join(', ')} appeared`);
       },
@@ -1746,8 +1751,11 @@ async function startNeighborWait(eng: Engine, maxMs: number, stopped: () => bool
   return { total: n.total, unresolved: n.unresolved, text };
 }
 
-/** This thread's etcd connections made again (etcd-kv.ts reconnectEtcdStores); the etcd client is
- * loaded for an etcd: datastore only (a file: or embedded store never loads it: startup-modules). */
+/** This thread's etcd connections made again (etcd-kv.ts reconnectEtcdStores), if it has any: the
+ * etcd client is not loaded here for that (the address monitor's store is in a thread of its own;
+ * the deferred DEL replay's loads it; a file: or embedded store never does: startup-modules). */
 function reconnectEtcdStoresOf(spec: { kind: string }): void {
-  if (spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).reconnectEtcdStores();
+  if (spec.kind !== 'etcd') return;
+  const loaded = require.cache[require.resolve('../control/kv/etcd-kv')];
+  if (loaded) (loaded.exports as typeof import('../control/kv/etcd-kv')).reconnectEtcdStores();
 }

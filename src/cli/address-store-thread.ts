@@ -1,0 +1,77 @@
+/**
+ * join.ts NodeAddressStore's methods, run in a thread of its own (address-store-worker.ts) so that
+ * nothing of the address monitor's etcd calls runs on the forwarding thread: the thread starts at
+ * the first call (the monitor's first look) and ends at close(). Errors come back as their message
+ * (the monitor reads no more of them).
+ */
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
+import type { DatastoreSpec } from '../control/kv/spec';
+import type { NodeAddressStore } from './join';
+import type { AddressStoreAnswer, AddressStoreRequest, AddressStoreWorkerData } from './address-store-worker';
+
+type Update = NodeAddressStore['update'];
+type Request = Extract<AddressStoreRequest, { id: number }>;
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+
+export class NodeAddressStoreThread {
+  private worker: Worker | null = null;
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  private closed = false;
+
+  constructor(private readonly spec: DatastoreSpec, private readonly node: string) {}
+
+  stored(): ReturnType<NodeAddressStore['stored']> {
+    return this.ask({ op: 'stored' }) as ReturnType<NodeAddressStore['stored']>;
+  }
+
+  update(change: Parameters<Update>[0], expect?: Parameters<Update>[1]): ReturnType<Update> {
+    return this.ask({ op: 'update', change, ...(expect !== undefined ? { expect } : {}) }) as ReturnType<Update>;
+  }
+
+  /** New connections for the store (the node's address left or appeared); nothing if not opened. */
+  reconnect(): void {
+    this.worker?.postMessage({ op: 'reconnect' } satisfies AddressStoreRequest);
+  }
+
+  /** Closes the store and ends the thread (if started); later calls fail. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.worker) return;
+    await this.ask({ op: 'close' }, true).catch(() => undefined);
+  }
+
+  private thread(): Worker {
+    if (this.worker) return this.worker;
+    const data: AddressStoreWorkerData = { spec: this.spec, node: this.node };
+    const w = new Worker(path.resolve(__dirname, 'address-store-worker.js'), { workerData: data });
+    w.unref(); // the monitor's timer and the store's calls are what keep the process running
+    w.on('message', (m: AddressStoreAnswer) => {
+      const p = this.waiting.get(m.id);
+      if (!p) return;
+      this.waiting.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new Error(m.message));
+    });
+    const gone = (why: string) => {
+      if (this.worker === w) this.worker = null;
+      for (const p of this.waiting.values()) p.reject(new Error(`node ${this.node}: the Node address store's thread ${why}`));
+      this.waiting.clear();
+    };
+    w.on('error', (e) => gone(`failed: ${e.message}`));
+    w.on('exit', (code) => gone(`ended (${code})`));
+    return (this.worker = w);
+  }
+
+  private ask(req: WithoutId<Request>, closing = false): Promise<unknown> {
+    if (this.closed && !closing) return Promise.reject(new Error(`node ${this.node}: the Node address store is closed`));
+    const id = this.next++;
+    const w = this.thread();
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      w.postMessage({ ...req, id } as AddressStoreRequest);
+    });
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The address monitor's store of this node's Node (join.ts NodeAddressStore: its reads and its
+ * compare-and-swap writes of the Node's addresses) in a thread of its own, for `podway run`
+ * (address-store-thread.ts starts it and is the only user). Not on the forwarding thread: its
+ * store is an EtcdKv (etcd3, grpc-js, protobufjs), whose loading at the monitor's first look held
+ * that thread for seconds on a loaded machine (5.1-7.1 s at load 18; bench/README.md, "The gap of
+ * a restart"), and whose calls' encoding and decoding run there at every look.
+ *
+ * workerData: { spec, node }. Messages taken: {id, op:'stored'}, {id, op:'update', change,
+ * expect?}, {op:'reconnect'} (the node's address left or appeared: new connections),
+ * {id, op:'close'}; answered with {id, ok:true, value} or {id, ok:false, message}.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { NodeAddressStore } from './join';
+import type { DatastoreSpec } from '../control/kv/spec';
+
+export interface AddressStoreWorkerData {
+  readonly spec: DatastoreSpec;
+  readonly node: string;
+}
+
+export type AddressStoreRequest =
+  | { id: number; op: 'stored' }
+  | { id: number; op: 'update'; change: Parameters<NodeAddressStore['update']>[0]; expect?: Parameters<NodeAddressStore['update']>[1] }
+  | { id: number; op: 'close' }
+  | { op: 'reconnect' };
+
+export type AddressStoreAnswer = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string };
+
+if (parentPort) {
+  const port = parentPort;
+  const data = workerData as AddressStoreWorkerData;
+  const store = new NodeAddressStore(data.spec, data.node);
+  port.on('message', (m: AddressStoreRequest) => {
+    if (m.op === 'reconnect') {
+      if (data.spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).reconnectEtcdStores();
+      return;
+    }
+    const work = m.op === 'stored' ? store.stored() : m.op === 'update' ? store.update(m.change, m.expect) : store.close();
+    work.then(
+      (value) => {
+        port.postMessage({ id: m.id, ok: true, value } satisfies AddressStoreAnswer);
+        if (m.op === 'close') port.close(); // the thread ends once the store's sockets are closed
+      },
+      (e: unknown) => port.postMessage({ id: m.id, ok: false, message: e instanceof Error ? e.message : String(e) } satisfies AddressStoreAnswer),
+    );
+  });
+}

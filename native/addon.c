@@ -1036,6 +1036,8 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
   set_num(env, o, "txRejected", (double)p->st.tx_rejected);
   set_num(env, o, "txHeadDropped", (double)p->st.tx_head_dropped);
+  set_num(env, o, "txBacklogDropped", (double)p->st.tx_backlog_dropped);
+  set_num(env, o, "rxReadFailed", (double)p->st.rx_read_failed);
   set_num(env, o, "txTooBigLen", (double)p->tx_toobig_len);
   set_num(env, o, "txCalls", (double)p->st.tx_calls);
   if (p->hold_rx) {
@@ -1058,6 +1060,8 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "rxGsoSegments", (double)p->st.rx_gso_segments);
     set_num(env, o, "rxGsoBad", (double)p->st.rx_gso_bad);
     set_num(env, o, "rxGsoDropped", (double)p->st.rx_gso_dropped);
+    set_num(env, o, "rxBadCsum", (double)p->st.rx_bad_csum);
+    set_num(env, o, "rxShort", (double)p->st.rx_short);
     set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
     set_num(env, o, "rxScatterFrames", (double)p->st.rx_scatter_frames);
     set_num(env, o, "rxRingStalls", (double)p->st.rx_ring_stalls);
@@ -1625,6 +1629,7 @@ static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info
   set_num(env, o, "gsoSegments", (double)p->st.rx_gso_segments);
   set_num(env, o, "gsoBad", (double)p->st.rx_gso_bad);
   set_num(env, o, "gsoDropped", (double)p->st.rx_gso_dropped);
+  set_num(env, o, "badCsum", (double)p->st.rx_bad_csum);
   set_num(env, o, "csumCompleted", (double)p->st.rx_csum_completed);
   set_num(env, o, "truncated", (double)p->st.rx_truncated);
   return o;

@@ -29,8 +29,37 @@ static uint16_t l4_csum(const uint8_t *ip, const uint8_t *l4, uint32_t l4len, ui
   return (uint16_t)~csum_fold(csum_add(l4, l4len, pseudo_sum(ip, v6, proto, l4len)));
 }
 
+/* Whether a plain frame's NEEDS_CSUM offsets name an L4 checksum the kernel offloads: inside the
+ * frame, csum_offset TCP's (16) or UDP's (6), and csum_start the TCP/UDP header right behind the
+ * IPv4/IPv6 header, or, behind another protocol (IPIP, GRE, IPv6 extension headers) or inside a UDP
+ * datagram that carries a tunnel (VXLAN: an inner header at least 8 + 8 + 14 + 20 bytes in), past
+ * that header. Never into the Ethernet or IP header, another part of the L4 header or the payload
+ * (a pod's kernel takes those: it checks only that they lie in the frame). Not IP: the frame bound
+ * only (the pipeline drops what it does not forward). */
+static int csum_offsets_ok(const uint8_t *f, uint32_t len, uint32_t start, uint32_t off) {
+  if (start >= len || off > len - start || len - start - off < 2) return 0;
+  if (len < 14) return 1;
+  uint16_t et = rd16(f + 12);
+  uint32_t l4;
+  uint8_t proto;
+  if (et == 0x0800 && len >= 34) {
+    l4 = 14 + (uint32_t)(f[14] & 15) * 4;
+    proto = f[23];
+  } else if (et == 0x86dd && len >= 54) {
+    l4 = 54;
+    proto = f[20];
+  } else {
+    return 1;
+  }
+  if (off != 16 && off != 6) return 0;
+  if (start < l4) return 0;
+  if (proto == 6) return start == l4 && off == 16;
+  if (proto == 17) return start == l4 ? off == 6 : start >= l4 + 8 + 8 + 14 + 20;
+  return 1;
+}
+
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset) {
-  if (csum_start >= len || csum_offset > len - csum_start || len - csum_start - csum_offset < 2) return -1;
+  if (!csum_offsets_ok(f, len, csum_start, csum_offset)) return -1;
   /* The field holds the folded pseudo-header sum; summing over it adds it in. */
   uint16_t c = (uint16_t)~csum_fold(csum_add(f + csum_start, len - csum_start, 0));
   if (c == 0) c = 0xffff;
@@ -70,8 +99,9 @@ static int plan_l4(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
                    uint32_t l3, uint32_t l4, uint8_t proto, uint8_t v6, struct gso_plan *g) {
   uint32_t hdrs, csum_at;
   if (l4_bounds(f, len, l4, proto, &hdrs, &csum_at) != GSO_OK) return GSO_BAD;
-  /* csum_start/offset, when given, must name this L4 checksum (we compute it ourselves anyway). */
-  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD;
+  /* csum_start/offset, when given, must name this L4 checksum (we compute it ourselves anyway):
+   * offsets into another header or the payload are bad_partial_csum, not gso_bad */
+  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD_CSUM;
   g->l3 = l3;
   g->l4 = l4;
   g->hdrs = hdrs;
@@ -119,13 +149,23 @@ static int ipv6_ext(uint8_t nh) {
 static int gso_plan_tunnel(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, unsigned type,
                            uint32_t cap, uint32_t ohl, uint8_t ov6, uint8_t outer, uint8_t proto, struct gso_plan *g) {
   const uint32_t ol3 = 14;
-  if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || vh->csum_start <= ol3 + ohl) return GSO_BAD;
+  if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) return GSO_BAD;
+  /* at the outer L4 header: the protocol is not the GSO type's (bad); before it: into the outer
+   * Ethernet or IP header, no L4 header at all (bad_partial_csum) */
+  if (vh->csum_start == ol3 + ohl) return GSO_BAD;
+  if (vh->csum_start < ol3 + ohl) return GSO_BAD_CSUM;
   if (outer != 17 && (outer != 4 || ov6)) return GSO_UNSUPPORTED;
   uint32_t ol4 = 0, l3 = ol3 + ohl;
   uint8_t v6 = 0;
   if (outer == 17) {
     ol4 = l3;
     l3 = ol4 + 8 + 8 + 14;
+  }
+  /* before the first byte an inner L4 header could start at: into the outer UDP, VXLAN, inner
+   * Ethernet or inner IP header (a UDP frame's csum_start pointed past its UDP header, with no
+   * tunnel there): no L4 header, bad_partial_csum */
+  if (vh->csum_start < l3 + 20) return GSO_BAD_CSUM;
+  if (outer == 17) {
     if (len < l3 || rd16(f + ol4 + 4) != len - ol4) return GSO_BAD;
     uint16_t et = rd16(f + l3 - 2); /* the inner Ethernet header's type */
     if (et == 0x86dd) v6 = 1;
@@ -142,7 +182,7 @@ static int gso_plan_tunnel(const uint8_t *f, uint32_t len, const struct virtio_n
     if (ipv4_whole(f, len, l3, &ihl) != GSO_OK || f[l3 + 9] != proto) return GSO_BAD;
     l4 = l3 + ihl;
   }
-  if (l4 != vh->csum_start) return GSO_BAD;
+  if (l4 != vh->csum_start) return GSO_BAD_CSUM; /* the inner L4 header is elsewhere */
   int v = plan_l4(f, len, vh, cap, l3, l4, proto, v6, g);
   g->tun = 1;
   g->ol3 = ol3;
@@ -300,7 +340,7 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
     memcpy(dst, frame, len);
     if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
       if (csum_complete_partial(dst, len, h.csum_start, h.csum_offset) < 0) {
-        p->st.rx_gso_bad++;
+        p->st.rx_bad_csum++; /* its offsets lie outside the frame */
         return 0;
       }
       p->st.rx_csum_completed++;
@@ -324,6 +364,7 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
   if (v != GSO_OK) {
     p->gso_next = 0;
     if (v == GSO_BAD) p->st.rx_gso_bad++;
+    else if (v == GSO_BAD_CSUM) p->st.rx_bad_csum++;
     else p->st.rx_gso_dropped++;
     return 0;
   }

@@ -46,6 +46,7 @@ enum gso_verdict {
   GSO_OK = 0,
   GSO_BAD = -1,         /* metadata or headers inconsistent: drop, count rx_gso_bad */
   GSO_UNSUPPORTED = -2, /* well formed but not segmented here (VLAN, IPv6 extension headers, UFO, segment > slot) */
+  GSO_BAD_CSUM = -3,    /* NEEDS_CSUM offsets that do not name the L4 header's checksum: drop, count rx_bad_csum */
 };
 
 /* A pod port's limits on GSO frames (open option gsoMin, set by the engine on veth pod ports only):
@@ -94,7 +95,9 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
 uint32_t gso_write_headers_pay(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst, const uint8_t *pay);
 /* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
  * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
- * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets are outside the frame. */
+ * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets do not name a TCP or UDP
+ * checksum: outside the frame, into the Ethernet or IP header, not the L4 header's checksum field
+ * (gso.c csum_offsets_ok; counted rx_bad_csum by the caller). */
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset);
 
 /* Receive into descriptor i (shared with rxsuper.c): rx_slot points it at its slot's headroom and

@@ -802,7 +802,8 @@ static int recv_staged(struct port *p, uint16_t port_id, struct pool *pl, uint32
       seen++;
       continue;
     }
-    if (sg->len[k] < p->vnet_len) { /* cannot happen: the kernel always writes the header */
+    if (sg->len[k] < p->vnet_len) { /* not expected (the kernel always writes the header): dropped, counted */
+      p->st.rx_short++;
       sg->cur++;
       seen++;
       continue;
@@ -911,7 +912,8 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
  * packet. So a read of exactly the slot capacity cannot tell a packet that fitted from one that was
  * cut. We read with a second, one-byte iovec behind the slot: a packet that fits never reaches it,
  * so any result above the capacity means the packet was cut (flagged, counted, length clamped), and
- * an EFAULT/EINVAL is counted as truncated too (that packet is gone; the next read goes on). */
+ * an EFAULT/EINVAL is counted as truncated too and in rx_read_failed (that packet is gone, no
+ * descriptor shows it: the engine counts it under the drop reason read_failed; the next read goes on). */
 static int recv_fd_loop(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0;
   uint32_t cap = pl->slot_size - pl->headroom;
@@ -923,7 +925,11 @@ static int recv_fd_loop(struct port *p, uint16_t port_id, struct pool *pl, uint3
     ssize_t r = readv(p->fd, iov, 2);
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-      if ((errno == EFAULT || errno == EINVAL) && cut++ < max) { p->st.rx_truncated++; continue; }
+      if ((errno == EFAULT || errno == EINVAL) && cut++ < max) { /* that packet is gone: counted */
+        p->st.rx_truncated++;
+        p->st.rx_read_failed++;
+        continue;
+      }
       if (n) break; /* report the error on the next call; deliver what we have */
       return -errno;
     }
@@ -1126,6 +1132,7 @@ uint32_t port_backlog(const struct port *p) {
 void port_drop_backlog(struct port *p, int err) {
   if (!p->txq) return;
   p->st.tx_errors += p->txq->count;
+  p->st.tx_backlog_dropped += p->txq->count;
   p->last_errno = err;
   free(p->txq);
   p->txq = NULL;

@@ -39,8 +39,11 @@ struct port_stats {
   /* receive offloads (ports with a vnet header, see gso.h) */
   uint64_t rx_gso_frames;     /* super-frames cut into segments */
   uint64_t rx_gso_segments;   /* descriptors those made */
-  uint64_t rx_gso_bad;        /* dropped: offload metadata or headers inconsistent (GSO, or a
-                                 partial checksum whose offsets lie outside the frame) */
+  uint64_t rx_gso_bad;        /* dropped: offload metadata or headers inconsistent (GSO lengths,
+                                 sizes, types; not the checksum offsets: rx_bad_csum) */
+  uint64_t rx_bad_csum;       /* dropped: a partial checksum (NEEDS_CSUM) whose csum_start/csum_offset
+                                 lie outside the frame, or, on a GSO frame, do not name its L4
+                                 header's checksum field (they point into other headers or the payload) */
   uint64_t rx_gso_dropped;    /* dropped: well formed but not segmented here (IPv6 GSO, UFO,
                                  VLAN-tagged, a segment larger than a slot) */
   uint64_t rx_csum_completed; /* frames whose partial L4 checksum was completed in C */
@@ -78,6 +81,15 @@ struct port_stats {
    * and TX_HEAD_MS (a frame the device drops every time, e.g. bigger than a veth peer's MTU) */
   uint64_t tx_rejected;
   uint64_t tx_head_dropped;   /* of those, the ones dropped from the head of the backlog */
+  /* frames the backlog held when it was discarded (counted in tx_errors too): the socket failed
+   * (a poll error: device gone or down), no handle could watch it, or the port closed */
+  uint64_t tx_backlog_dropped;
+  /* receive drops no descriptor shows: */
+  uint64_t rx_short;          /* a staged AF_PACKET message shorter than its vnet header (the kernel
+                                 always writes one: not expected) */
+  uint64_t rx_read_failed;    /* TUN/TAP: a read failed for one packet (EFAULT/EINVAL, how older
+                                 kernels answer a packet longer than the slot): that packet is gone
+                                 (counted in rx_truncated too, as before) */
   /* back-pressure (addon.c, native/README.md) */
   uint64_t rx_held;           /* a port with hold_rx: times it was held back (not read) because the
                                  port its last batch fed had a backlog over its high-water mark */

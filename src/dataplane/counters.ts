@@ -143,9 +143,10 @@ export const Reason = {
   /** A frame with a virtio-net header (a pod's veth, the underlay with offloads) whose offload
    * metadata or headers do not hold together, dropped by the addon as it reads (native/gso.c, the
    * port's rxGsoBad): a TCP gso_size under the pod floor (POD_GSO_MIN: thousands of segments from one
-   * frame), lengths that lie, GSO on a fragment, UDP GSO over the kernel's 128 segments, a partial
-   * checksum whose offsets lie outside the frame. Counted here and in the port's DROPS when the
-   * engine reads the port's stats (as vlan_tagged). */
+   * frame), lengths that lie, GSO on a fragment, UDP GSO over the kernel's 128 segments, a GSO type
+   * that is not the packet's protocol. Partial checksum offsets that lie are bad_partial_csum (the
+   * port's rxBadCsum). Counted here and in the port's DROPS when the engine reads the port's stats
+   * (as vlan_tagged). */
   GSO_BAD: base + 49,
   /** A well-formed super-frame podway does not segment, dropped by the addon as it reads (the
    * port's rxGsoDropped): IPv6 with extension headers, UFO, a VLAN tag in the frame, a segment
@@ -156,6 +157,15 @@ export const Reason = {
    * what any frame of the pod teaches (its source MAC). The answer to podway's request is the event
    * arp_learned. */
   ARP_REPLY_UNSOLICITED: base + 51,
+  /** A TUN/TAP read failed for one packet (EFAULT/EINVAL: how older kernels answer a packet longer
+   * than the pool slot; 6.18 cuts it instead, `truncated`): that packet is gone, no descriptor shows
+   * it (native/ports.c recv_fd_loop, the port's rxReadFailed). Counted as vlan_tagged is. */
+  READ_FAILED: base + 52,
+  /** Frames waiting in a port's transmit backlog (the kernel had refused them for a full queue),
+   * discarded with it: the port's socket failed (a poll error: its device went away or down), no
+   * poll handle could watch it, or the port was closed (its pod deleted, the node stopping). The
+   * port's txBacklogDropped, and the backlog a port held when the engine closed it. */
+  TX_BACKLOG_DROPPED: base + 53,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -212,7 +222,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 52;
+export const COUNTER_COUNT = base + 54;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

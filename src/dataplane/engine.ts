@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
 import { macEquals } from '../packet/ethernet';
+import { Drop } from '../packet/drop';
 import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, type PortStats } from './io';
 import { nativeIO } from './native';
@@ -1617,7 +1618,7 @@ export class Engine {
   private detachEndpoint(name: string, p: number): void {
     const cur = this.endpoints.get(name);
     this.checkRejectedPort(p); // its last refusals, into the DROPS carried below
-    this.checkNativeDropsPort(p);
+    this.checkNativeDropsPort(p, true); // and its last native drops, the backlog the close discards
     if (cur) {
       const [last] = pipelineSnapshot(this.pipe, this.io, [{ port: p, kind: cur.kind, workload: cur.ep.key }]).ports;
       const before = this.carried.get(name);
@@ -1647,9 +1648,11 @@ export class Engine {
     // its refusals since the last tick are counted; the id's next port starts from 0
     this.checkRejectedPort(p);
     this.rejectedSeen[p] = 0;
-    this.checkNativeDropsPort(p);
+    // its last native drops; and the frames its backlog holds now, which the close discards
+    this.checkNativeDropsPort(p, true);
     for (const seen of this.nativeSeen) seen[p] = 0;
     this.io.close(p);
+    this.backlogTaken[p] = 0;
     this.pipe.clearPort(p);
     // the slot's next pod is asked for its MAC at once, not a second after this one was
     this.podMacAskedAt[p] = 0;
@@ -1896,6 +1899,10 @@ export class Engine {
     ['rxVlanTagged', Reason.VLAN_TAGGED],
     ['rxGsoBad', Reason.GSO_BAD],
     ['rxGsoDropped', Reason.GSO_UNSUPPORTED],
+    ['rxBadCsum', Reason.BAD_PARTIAL_CSUM],
+    ['rxShort', Drop.TOO_SHORT],
+    ['rxReadFailed', Reason.READ_FAILED],
+    ['txBacklogDropped', Reason.TX_BACKLOG_DROPPED],
   ];
   /** Per NATIVE_DROPS entry and port, the count already taken into the reasons and DROPS. */
   private readonly nativeSeen = Engine.NATIVE_DROPS.map(() => new Float64Array(MAX_PORTS));
@@ -1907,13 +1914,24 @@ export class Engine {
     for (const e of this.endpoints.values()) this.checkNativeDropsPort(e.port);
   }
 
-  private checkNativeDropsPort(p: number): void {
+  /** Per port: its backlog was counted tx_backlog_dropped as it is being closed (once). */
+  private readonly backlogTaken = new Uint8Array(MAX_PORTS);
+
+  /** checkNativeDrops for one port; `closing`: it is about to be closed, so the frames its backlog
+   * holds now (which the close discards) are counted too, once. */
+  private checkNativeDropsPort(p: number, closing = false): void {
     if (p < 0) return;
     let st: PortStats;
     try {
       st = this.io.stats(p);
     } catch {
       return;
+    }
+    const left = closing && !this.backlogTaken[p] ? (st.txBacklog ?? 0) : 0;
+    if (closing) this.backlogTaken[p] = 1;
+    if (left > 0) {
+      this.pipe.counters[Reason.TX_BACKLOG_DROPPED] += left;
+      this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += left;
     }
     const kinds = Engine.NATIVE_DROPS;
     for (let k = 0; k < kinds.length; k++) {
@@ -2832,6 +2850,12 @@ export class Engine {
         txQueued: st.txQueued ?? 0,
         ...(st.rxGsoFrames ? { rxGsoFrames: st.rxGsoFrames, rxGsoSegments: st.rxGsoSegments } : {}),
         ...(st.rxGsoBad || st.rxGsoDropped ? { rxGsoBad: st.rxGsoBad, rxGsoDropped: st.rxGsoDropped } : {}),
+        // the addon's other drops (NATIVE_DROPS), when there are any
+        ...(st.rxVlanTagged ? { rxVlanTagged: st.rxVlanTagged } : {}),
+        ...(st.rxBadCsum ? { rxBadCsum: st.rxBadCsum } : {}),
+        ...(st.rxShort ? { rxShort: st.rxShort } : {}),
+        ...(st.rxReadFailed ? { rxReadFailed: st.rxReadFailed } : {}),
+        ...(st.txBacklogDropped ? { txBacklogDropped: st.txBacklogDropped } : {}),
         ...(st.rxCsumCompleted ? { rxCsumCompleted: st.rxCsumCompleted } : {}),
         ...(st.rxScatterFrames ? { rxScatterFrames: st.rxScatterFrames } : {}),
         ...(st.rxRingStalls ? { rxRingStalls: st.rxRingStalls } : {}),

@@ -147,6 +147,16 @@ export interface PortStats {
   rxRingStalls?: number; rxRingRearming?: number;
   /** AF_PACKET: 802.1Q/802.1ad-tagged frames dropped in C (drop reason vlan_tagged). */
   rxVlanTagged?: number;
+  /** AF_PACKET with vnetHdr: frames dropped in C whose partial checksum offsets (csum_start,
+   * csum_offset) lie outside the frame or, on a GSO frame, do not name its L4 checksum (drop reason
+   * bad_partial_csum; not in rxGsoBad); staged messages shorter than their vnet header (too_short). */
+  rxBadCsum?: number; rxShort?: number;
+  /** TUN/TAP: reads that failed for one packet, EFAULT/EINVAL (in rxTruncated too; drop reason
+   * read_failed). */
+  rxReadFailed?: number;
+  /** Frames the transmit backlog held when it was discarded: the socket failed (a poll error) or no
+   * handle could watch it (in txErrors too; drop reason tx_backlog_dropped). */
+  txBacklogDropped?: number;
   /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
   txGroFrames?: number; txGroSegments?: number;
   /** AF_PACKET with txGso: GSO messages sent, the frames they carried (in txPackets too), and

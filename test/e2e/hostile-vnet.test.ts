@@ -4,7 +4,7 @@
  *
  * A pod with CAP_NET_RAW in its own namespace can send on its interface through AF_PACKET with
  * PACKET_VNET_HDR and a virtio-net header of its choosing. The kernel checks part of it
- * (virtio_net_hdr_to_skb: csum_start/csum_offset inside the frame and at the L4 checksum, GSO type
+ * (virtio_net_hdr_to_skb: csum_start/csum_offset inside the frame, and for GSO at the L4 checksum, GSO type
  * against the protocol, at most 128 UDP segments, gso_size 0) and refuses the send (EINVAL); what it
  * takes goes on as a GSO skb:
  * - veth: the host end hands it to podway's packet socket whole, with a vnet header made from the
@@ -28,7 +28,7 @@ import { Bg, py, pyJson, PY_START_MS } from './tools';
 let lab: Lab | null = null;
 let ok = false;
 
-type Port = { port: string; rx: number; drops: number; rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxSuperFrames?: number };
+type Port = { port: string; rx: number; drops: number; rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxSuperFrames?: number; rxBadCsum?: number };
 type Counters = { reasons: Record<string, number>; ports: Port[] };
 async function counters(): Promise<Counters> {
   return (await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as Counters;
@@ -168,7 +168,7 @@ async function attack(from: string, cases: Case[], port: number): Promise<{ resu
   return { results: r.results.slice(0, cases.length), got: got.filter((g) => g[0] !== MARKER) };
 }
 
-test('veth pod: hostile virtio-net headers are refused by its kernel, or reach podway and are counted rxGsoBad / rxGsoDropped, never delivered; honest super-frames and the pod\'s traffic still pass', async () => {
+test('veth pod: hostile virtio-net headers are refused by its kernel, or reach podway and are counted rxGsoBad / rxGsoDropped / rxBadCsum, never delivered; honest super-frames and the pod\'s traffic still pass', async () => {
   const pod = lab!.pod('bad-v');
   const cases: Case[] = [
     ...REFUSED,
@@ -182,6 +182,11 @@ test('veth pod: hostile virtio-net headers are refused by its kernel, or reach p
     { name: 'TCPV4 with ECN, hdr_len 1 (a lie the kernel rewrites)', tag: 16, proto: 'tcp', len: 3000, vnet: tcpH(1400, { type: TCPV4 | ECN, hdrLen: 1 }) },
     { name: 'UDP GSO 20 x 100 (honest)', tag: 17, proto: 'udp', len: 2000, vnet: udpH(100) },
     { name: 'UDP GSO, gso_size over the payload: a plain frame over the MTU', tag: 18, proto: 'udp', len: 3000, vnet: udpH(60000) },
+    // partial checksum offsets the pod's kernel takes on a frame it does not segment (inside the
+    // frame, csum_start 20 bytes in or more): podway does not complete them (bad_partial_csum)
+    { name: 'plain UDP, csum_start into its payload', tag: 19, proto: 'udp', len: 500, vnet: [NC, 0, 0, 0, 28, 6] },
+    { name: 'plain UDP, csum_offset TCP\'s', tag: 20, proto: 'udp', len: 500, vnet: [NC, 0, 0, 0, 20, 16] },
+    { name: 'plain UDP, csum_start into the IPv4 header', tag: 21, proto: 'udp', len: 500, vnet: [NC, 0, 0, 0, 10, 6] },
   ];
   const c0 = await counters();
   const { results, got } = await attack('bad-v', cases, 47_501);
@@ -202,8 +207,11 @@ test('veth pod: hostile virtio-net headers are refused by its kernel, or reach p
   const why2 = `${why} reasons ${JSON.stringify([c0.reasons, c1.reasons])}`;
   assert.is(reason(c0, c1, 'gso_bad'), d(p0, p1, 'rxGsoBad'), `gso_bad is rxGsoBad: ${why2}`);
   assert.is(reason(c0, c1, 'gso_unsupported'), d(p0, p1, 'rxGsoDropped'), `gso_unsupported is rxGsoDropped: ${why2}`);
+  // the lying checksum offsets: their own reason, not gso_bad
+  assert.is(d(p0, p1, 'rxBadCsum'), 3, `rxBadCsum: ${why2}`);
+  assert.is(reason(c0, c1, 'bad_partial_csum'), 3, `bad_partial_csum: ${why2}`);
   // (at least: the pod's own kernel may send a frame podway drops meanwhile, an IPv6 MLD report)
-  assert.ok(d(p0, p1, 'drops') >= d(p0, p1, 'rxGsoBad') + d(p0, p1, 'rxGsoDropped') + reason(c0, c1, 'truncated'), `the port's drops: ${why2}`);
+  assert.ok(d(p0, p1, 'drops') >= d(p0, p1, 'rxGsoBad') + d(p0, p1, 'rxGsoDropped') + d(p0, p1, 'rxBadCsum') + reason(c0, c1, 'truncated'), `the port's drops: ${why2}`);
   // segmented: the two honest UDP GSO frames and the TCP one with ECN (whole as a pod super-frame, or cut)
   assert.is(d(p0, p1, 'rxGsoFrames') + d(p0, p1, 'rxSuperFrames'), 3, `rxGsoFrames + rxSuperFrames: ${why}`);
   assert.is(lab!.ping('bad-v', lab!.pod('dst').ip, 2, 56, ['-W', '3']).received, 2, 'bad-v still reaches dst');

@@ -446,6 +446,97 @@ test('AF_PACKET: 802.1Q/802.1ad-tagged frames (tag in the kernel\'s metadata, TP
   });
 });
 
+/** Sends each case from `ifname` with AF_PACKET and PACKET_VNET_HDR: IPv4 TCP or UDP 10.206.0.1 ->
+ * .2 from port 40000 + tag, `len` payload bytes, behind an Ethernet header to 02:..:02, with the
+ * case's virtio-net header [flags, gso_type, hdr_len, gso_size, csum_start, csum_offset] (csum_start
+ * from the frame's start) and `ipLen` added to the IPv4 total length (a lie). Prints each send's
+ * result ('ok' or the error). */
+const PY_VNET_CASES = `
+import socket, struct, sys, json
+a = json.loads(sys.argv[1])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+s.bind((a['ifname'], 0))
+src, dst = bytes([10, 206, 0, 1]), bytes([10, 206, 0, 2])
+def csum(b):
+    if len(b) % 2: b += b'\\0'
+    t = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while t >> 16: t = (t & 0xffff) + (t >> 16)
+    return (~t) & 0xffff
+out = []
+for c in a['cases']:
+    body = bytes([c['tag'] & 0xff]) * c['len']
+    if c['proto'] == 'tcp':
+        l4 = bytearray(struct.pack('!HHIIBBHHH', 40000 + c['tag'], 7777, 1, 1, 0x50, 0x10, 65535, 0, 0) + body); proto, co = 6, 16
+    else:
+        l4 = bytearray(struct.pack('!HHHH', 40000 + c['tag'], 7777, 8 + c['len'], 0) + body); proto, co = 17, 6
+    struct.pack_into('!H', l4, co, (~csum(src + dst + struct.pack('!BBH', 0, proto, len(l4)))) & 0xffff)
+    ip = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(l4) + c.get('ipLen', 0), c['tag'], 0x4000, 64, proto, 0, src, dst))
+    struct.pack_into('!H', ip, 10, csum(bytes(ip)))
+    frame = bytes.fromhex('020000000002020000000001') + b'\\x08\\x00' + bytes(ip) + bytes(l4)
+    try: s.send(struct.pack('<BBHHHH', *c['vnet']) + frame); out.append('ok')
+    except OSError as e: out.append(e.strerror)
+print(json.dumps(out))
+`;
+
+test('AF_PACKET with a vnet header, through a real veth: partial checksum offsets that lie are counted rxBadCsum (drop reason bad_partial_csum), apart from rxGsoBad; nothing of either delivered; honest frames are (V2 ring, V2 ring with scatter receive, V3 ring, staged recvmmsg)', async () => {
+  await withNetns(['bca', 'bcb'], async ([A, B]) => {
+    veth(A, 'bca0', B, 'bcb0');
+    const NC = 1, TCPV4 = 1, UDP_L4 = 5;
+    // csum_start counted from the frame's start: Ethernet 14 + IPv4 20, so the L4 header is at 34
+    type Case = { tag: number; proto: 'tcp' | 'udp'; len: number; vnet: number[]; ipLen?: number; want: 'csum' | 'bad' | 'segments' | 'refused' };
+    const cases: Case[] = [
+      // what the sender's kernel takes (for a frame it does not segment it checks only that the
+      // checksum field lies in the frame, csum_start at least 20 bytes in; a TCPV4 frame whose
+      // payload fits one gso_size is not GSO for it): they reach the packet socket as given
+      { tag: 1, proto: 'tcp', len: 500, vnet: [NC, 0, 0, 0, 24, 16], want: 'csum' }, // into the IPv4 header
+      { tag: 2, proto: 'tcp', len: 500, vnet: [NC, 0, 0, 0, 34, 20], want: 'csum' }, // not TCP's checksum field
+      { tag: 3, proto: 'tcp', len: 500, vnet: [NC, TCPV4, 54, 1400, 38, 16], want: 'csum' }, // 4 bytes into the TCP header
+      { tag: 4, proto: 'udp', len: 500, vnet: [NC, 0, 0, 0, 42, 6], want: 'csum' }, // into the UDP payload
+      { tag: 9, proto: 'tcp', len: 3000, vnet: [NC, TCPV4, 54, 1400, 34, 16], ipLen: -100, want: 'bad' }, // IPv4 total length a lie: gso_bad
+      { tag: 5, proto: 'udp', len: 2000, vnet: [NC, UDP_L4, 42, 100, 34, 6], want: 'segments' }, // honest: 20 segments
+      { tag: 6, proto: 'tcp', len: 500, vnet: [NC, 0, 0, 0, 34, 16], want: 'segments' }, // honest plain frame, checksum completed
+      // refused by the sender's kernel (EINVAL): outside the frame, or not the protocol's offset for GSO
+      { tag: 7, proto: 'tcp', len: 500, vnet: [NC, 0, 0, 0, 2000, 16], want: 'refused' },
+      { tag: 8, proto: 'tcp', len: 3000, vnet: [NC, TCPV4, 54, 1400, 34, 6], want: 'refused' },
+    ];
+    const paths: [string, Record<string, unknown>][] = [
+      ['V2 ring', { ring: true, ringVersion: 2, vnetHdr: true }],
+      ['V2 ring, scatter receive', { ring: true, ringVersion: 2, vnetHdr: true, scatterRx: true }],
+      ['V3 ring', { ring: true, ringVersion: 3, vnetHdr: true }],
+      ['staged recvmmsg', { ring: false, vnetHdr: true }],
+    ];
+    for (const [what, opts] of paths) {
+      const p = native.openPacket('bcb0', { netns: ns(B), ...opts });
+      try {
+        const results = JSON.parse(A.exec('python3', ['-c', PY_VNET_CASES, JSON.stringify({ ifname: 'bca0', cases })]).trim()) as string[];
+        const why = `${what}: sends ${JSON.stringify(results)}`;
+        for (const [k, c] of cases.entries()) assert.is(results[k], c.want === 'refused' ? 'Invalid argument' : 'ok', `case ${c.tag}: ${why}`);
+        const got = new Map<number, number>();
+        const tagOf = (i: number) => (get16(pool.start(i) + 12) === 0x0800 && b[pool.start(i) + 23] !== 0 ? get16(pool.start(i) + 34) - 40000 : -1);
+        const want = { csum: cases.filter((c) => c.want === 'csum').length, bad: cases.filter((c) => c.want === 'bad').length };
+        await waitFor(() => {
+          const n = native.recv(p, 10, 64);
+          for (let i = 10; i < 10 + n; i++) got.set(tagOf(i), (got.get(tagOf(i)) ?? 0) + 1);
+          const st = native.stats(p);
+          return (got.get(6) ?? 0) >= 1 && (got.get(5) ?? 0) >= 20 && (st.rxBadCsum ?? 0) >= want.csum && (st.rxGsoBad ?? 0) >= want.bad;
+        }, 3000);
+        const st = native.stats(p);
+        const why2 = `${why}, delivered ${JSON.stringify([...got])}, stats ${JSON.stringify({ rxBadCsum: st.rxBadCsum, rxGsoBad: st.rxGsoBad, rxGsoDropped: st.rxGsoDropped, rxTruncated: st.rxTruncated })}`;
+        assert.is(st.rxBadCsum, want.csum, `rxBadCsum: ${why2}`);
+        assert.is(st.rxGsoBad, want.bad, `rxGsoBad: ${why2}`);
+        assert.is(st.rxGsoDropped, 0, `rxGsoDropped: ${why2}`);
+        for (const t of [1, 2, 3, 4, 7, 8, 9]) assert.is(got.get(t) ?? 0, 0, `case ${t} delivered: ${why2}`);
+        assert.is(got.get(5), 20, `the honest UDP GSO frame's segments: ${why2}`);
+        assert.is(got.get(6), 1, `the honest plain frame: ${why2}`);
+        assert.is(st.rxCsumCompleted, 1, `its checksum completed: ${why2}`);
+      } finally {
+        native.close(p);
+      }
+    }
+  });
+});
+
 test('preparePacket: ports prepared ahead (at most 2) are bound by openPacket with the same options and receive frames', async () => {
   await withNetns(['spa'], async ([A]) => {
     // Spares are made in the process's own namespace: the receiving end is a uniquely named veth

@@ -286,6 +286,29 @@ test('AF_PACKET: close() drops the backlog: nothing the kernel had refused reach
   });
 });
 
+test('AF_PACKET: a backlog discarded because its socket failed (the device deleted under it) is counted txBacklogDropped (drop reason tx_backlog_dropped), in txErrors too: every frame sent, rejected or dropped so', async () => {
+  await withNetns(['bda', 'bdb'], async ([A, B]) => {
+    veth(A, 'da0', B, 'db0');
+    slowQdisc(A, 'da0');
+    const pa = native.openPacket('da0', { netns: A.path, sndbuf: 4096, bpf: dropAll });
+    try {
+      ethFrames(256, 0);
+      assert.is(native.send(pa, 0, 256), 256);
+      const s1 = stats(pa);
+      assert.ok(s1.txBacklog > 100, `the kernel refused most of the burst (sent ${s1.txPackets})`);
+      A.ip('link', 'del', 'da0');
+      assert.ok(await waitFor(() => stats(pa).txBacklog === 0, 5000), `backlog ${stats(pa).txBacklog}`);
+      const s2 = stats(pa) as typeof s1 & { txBacklogDropped?: number };
+      const why = JSON.stringify({ s1: { txPackets: s1.txPackets, txBacklog: s1.txBacklog }, s2: { txPackets: s2.txPackets, txRejected: s2.txRejected, txBacklogDropped: s2.txBacklogDropped, txErrors: s2.txErrors, lastError: s2.lastError } });
+      assert.ok((s2.txBacklogDropped ?? 0) > 0, `txBacklogDropped: ${why}`);
+      assert.is(s2.txPackets + (s2.txRejected ?? 0) + (s2.txBacklogDropped ?? 0), 256, `every frame counted once: ${why}`);
+      assert.is(s2.txErrors, (s2.txRejected ?? 0) + (s2.txBacklogDropped ?? 0), `txErrors: ${why}`);
+    } finally {
+      native.close(pa);
+    }
+  });
+});
+
 test('AF_PACKET: a qdisc that drops (ENOBUFS) while the socket polls writable is retried without a busy loop', async () => {
   // a big send buffer never fills: the 3000-byte tbf queue overflows first and the kernel drops
   // (AF_PACKET reports ENOBUFS), so POLLOUT says "writable" all along

@@ -18,7 +18,7 @@ import { withNetns, waitFor, Netns, linksUp } from '../helpers/netns';
 import { POD_GSO_MIN } from '../../src/dataplane/io';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
 
-interface DeliverResult { n: number; done: number; gsoFrames: number; gsoSegments: number; gsoBad: number; gsoDropped: number; csumCompleted: number; truncated: number }
+interface DeliverResult { n: number; done: number; gsoFrames: number; gsoSegments: number; gsoBad: number; gsoDropped: number; badCsum: number; csumCompleted: number; truncated: number }
 interface TestHooks {
   offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean, gsoMin?: number): DeliverResult;
   vnetTapForTest(name: string, netns: string): number;
@@ -352,8 +352,9 @@ test('VXLAN over IPv6 tunnel super-frame (TCPv6 inside): segments by the rules, 
 test('tunnel super-frames with metadata that does not match the headers: dropped and counted, not guessed', () => {
   const inner = frame({ payload: 5000 });
   const vx = tunnel(inner, 'vxlan');
-  const cases: [string, Uint8Array, Uint8Array, 'bad' | 'dropped'][] = [
-    ['csum_start not the inner TCP header', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { csumStart: 70 }), 'bad'],
+  const cases: [string, Uint8Array, Uint8Array, 'bad' | 'dropped' | 'csum'][] = [
+    ['csum_start not the inner TCP header', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { csumStart: 70 }), 'csum'],
+    ['csum_start into the outer IPv4 header', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { csumStart: 24 }), 'csum'],
     ['csum_start at the outer UDP header', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { csumStart: 34, csumOffset: 6 }), 'bad'],
     ['no NEEDS_CSUM: nothing says where the inner header is', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { flags: 0 }), 'bad'],
     ['the inner protocol is not the GSO type\'s', vx, tunnelVnet('vxlan', GSO_UDP_L4, 1398), 'bad'],
@@ -368,6 +369,7 @@ test('tunnel super-frames with metadata that does not match the headers: dropped
     assert.is(r.n, 0, `${what}: nothing delivered`);
     assert.is(r.gsoBad - before.gsoBad, kind === 'bad' ? 1 : 0, `${what}: gsoBad`);
     assert.is(r.gsoDropped - before.gsoDropped, kind === 'dropped' ? 1 : 0, `${what}: gsoDropped`);
+    assert.is(r.badCsum - before.badCsum, kind === 'csum' ? 1 : 0, `${what}: badCsum`);
   }
 });
 
@@ -456,16 +458,17 @@ test('gso_size at or above the payload: one segment, as the kernel sends it (che
 });
 
 /** Each case: frame and header that must be dropped and counted, nothing delivered. */
-function badCases(): Array<[string, Uint8Array, Uint8Array, 'bad' | 'dropped']> {
+/** 'csum': the partial checksum's offsets lie (badCsum, drop reason bad_partial_csum), not gsoBad. */
+function badCases(): Array<[string, Uint8Array, Uint8Array, 'bad' | 'dropped' | 'csum']> {
   const f = () => frame({ payload: 4000 });
   const mut = (fn: (x: Uint8Array) => void) => { const x = f(); fn(x); return x; };
   const ipv6 = mut((x) => wr16(x, 12, 0x86dd));
   return [
     ['gso_size 0', f(), tcpVnet(0), 'bad'],
     ['hdr_len beyond the frame', f(), tcpVnet(1448, { hdrLen: 5000 }), 'bad'],
-    ['csum_start not at the TCP header', f(), tcpVnet(1448, { csumStart: 30 }), 'bad'],
-    ['csum_start beyond the frame', f(), tcpVnet(1448, { csumStart: 60000 }), 'bad'],
-    ['csum_offset not the TCP checksum', f(), tcpVnet(1448, { csumOffset: 18 }), 'bad'],
+    ['csum_start not at the TCP header', f(), tcpVnet(1448, { csumStart: 30 }), 'csum'],
+    ['csum_start beyond the frame', f(), tcpVnet(1448, { csumStart: 60000 }), 'csum'],
+    ['csum_offset not the TCP checksum', f(), tcpVnet(1448, { csumOffset: 18 }), 'csum'],
     ['unknown gso type', f(), tcpVnet(1448, { gsoType: 2 }), 'bad'],
     ['IHL 4', mut((x) => (x[14] = 0x44)), tcpVnet(1448), 'bad'],
     ['IHL past the frame', frame({ payload: 0 }).subarray(0, 14 + 20 + 10), tcpVnet(1448), 'bad'],
@@ -478,14 +481,23 @@ function badCases(): Array<[string, Uint8Array, Uint8Array, 'bad' | 'dropped']> 
     ['TCPV4 on a UDP packet', mut((x) => (x[23] = 17)), tcpVnet(1448), 'bad'],
     ['TCPV4 on an IPv6 ethertype', ipv6, tcpVnet(1448), 'bad'],
     ['frame shorter than an Ethernet header', new Uint8Array(10), tcpVnet(1448, { hdrLen: 0 }), 'bad'],
-    ['plain frame, partial checksum offset past the end', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 34, csumOffset: 531 }), 'bad'],
-    ['plain frame, csum_start past the end', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 566, csumOffset: 0 }), 'bad'],
+    ['plain frame, partial checksum offset past the end', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 34, csumOffset: 531 }), 'csum'],
+    ['plain frame, csum_start past the end', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 566, csumOffset: 0 }), 'csum'],
+    ['plain frame, csum_start into the IPv4 header', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 24, csumOffset: 16 }), 'csum'],
+    ['plain frame, csum_offset not TCP\'s', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 34, csumOffset: 20 }), 'csum'],
+    ['plain frame, csum_start 4 bytes into the TCP header', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 38, csumOffset: 16 }), 'csum'],
+    ['plain UDP frame, csum_start into its payload', frame({ proto: 17, payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 42, csumOffset: 6 }), 'csum'],
+    ['plain IPv6 frame, csum_start into the IPv6 header', frame6({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 30, csumOffset: 16 }), 'csum'],
     ['TCPV6 on an IPv4 packet behind an IPv6 ethertype', ipv6, tcpVnet(1448, { gsoType: GSO_TCPV6 }), 'bad'],
     ['TCPV6 on an IPv4 frame', f(), tcpVnet(1448, { gsoType: GSO_TCPV6 }), 'bad'],
     ['TCPV4 on an IPv6 frame', frame6({ payload: 4000 }), tcp6Vnet(1428, { gsoType: GSO_TCPV4 }), 'bad'],
     ['IPv6 payload length shorter than the frame', (() => { const x = frame6({ payload: 4000 }); wr16(x, 18, 100); return x; })(), tcp6Vnet(1428), 'bad'],
     ['IPv6 TCPV6 on a UDP packet', frame6({ proto: 17, payload: 4000 }), tcp6Vnet(1428, { csumOffset: 6 }), 'bad'],
-    ['IPv6 csum_start not at the TCP header', frame6({ payload: 4000 }), tcp6Vnet(1428, { csumStart: 34 }), 'bad'],
+    ['IPv6 csum_start not at the TCP header', frame6({ payload: 4000 }), tcp6Vnet(1428, { csumStart: 34 }), 'csum'],
+    ['csum_start into the TCP header (its offset TCP\'s)', f(), tcpVnet(1448, { csumStart: 38 }), 'csum'],
+    ['csum_start into the payload', f(), tcpVnet(1448, { csumStart: 200 }), 'csum'],
+    ['UDP GSO, csum_start past the UDP header and no VXLAN there', frame({ proto: 17, payload: 4000 }), udpVnet(1000).map((v, i) => (i === 6 ? 42 : v)), 'csum'],
+    ['UDP GSO, csum_offset not UDP\'s', frame({ proto: 17, payload: 4000 }), udpVnet(1000).map((v, i) => (i === 8 ? 16 : v)), 'csum'],
     ['IPv6 super-frame with a hop-by-hop header (not segmented here)', (() => { const x = frame6({ payload: 4000 }); x[20] = 0; return x; })(), tcp6Vnet(1428), 'dropped'],
     ['legacy UFO', f(), tcpVnet(1448, { gsoType: 3 }), 'dropped'],
     ['segments larger than a slot', f(), tcpVnet(CAP), 'dropped'],
@@ -502,6 +514,7 @@ test('bad offload metadata and headers: each dropped and counted, nothing delive
     assert.is(pool.len[10], 0x1234, `${what}: no descriptor written`);
     assert.is(r.gsoBad - before.gsoBad, kind === 'bad' ? 1 : 0, `${what}: gsoBad`);
     assert.is(r.gsoDropped - before.gsoDropped, kind === 'dropped' ? 1 : 0, `${what}: gsoDropped`);
+    assert.is(r.badCsum - before.badCsum, kind === 'csum' ? 1 : 0, `${what}: badCsum`);
   }
 });
 

@@ -10,7 +10,8 @@
 // everything inside the pod's namespace runs as `nsenter --net=PATH ip ...` (one `ip -batch` for
 // the addresses and routes).
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { release } from 'node:os';
 import { CniError, CNI_CODES } from './errors';
 import type { InterfaceType } from '../control/resource-names';
@@ -228,10 +229,15 @@ export function podRoutes6(netns: string): RouteJson[] {
 export interface LinkIndex {
   readonly ifindex: number;
   readonly peer: number | null;
+  /**
+   * The namespace ID (as the namespace it was shown from numbers it) of a veth peer's namespace;
+   * null when the peer is in the same namespace (or the link has no peer).
+   */
+  readonly peerNetnsid: number | null;
   readonly altnames: readonly string[];
 }
 
-interface LinkShowJson { ifindex: number; link_index?: number; altnames?: string[] }
+interface LinkShowJson { ifindex: number; link_index?: number; link_netnsid?: number; altnames?: string[] }
 
 /** `name` in this namespace (netns null) or in `netns`, or null when it does not exist. */
 export function linkIndex(netns: string | null, name: string): LinkIndex | null {
@@ -244,5 +250,54 @@ export function linkIndex(netns: string | null, name: string): LinkIndex | null 
   }
   const [l] = JSON.parse(out) as LinkShowJson[];
   if (!l) return null;
-  return { ifindex: l.ifindex, peer: typeof l.link_index === 'number' ? l.link_index : null, altnames: l.altnames ?? [] };
+  return { ifindex: l.ifindex, peer: typeof l.link_index === 'number' ? l.link_index : null, peerNetnsid: typeof l.link_netnsid === 'number' ? l.link_netnsid : null, altnames: l.altnames ?? [] };
+}
+
+/**
+ * The namespace ID this (the plugin's) namespace gives the network namespace at `path` (the
+ * `link_netnsid` a veth whose peer is there shows), or null when it has none (no link here has a
+ * peer there) or it cannot be told. iproute2 has no query by path: a /run/netns/NAME namespace (also
+ * through a symlinked directory such as /var/run/netns) is found by name in `ip netns list-id`, a
+ * /proc/PID/ns/net one with lsns (util-linux, as nsenter) for that process, by the namespace's
+ * inode. Any other bind mount cannot be told (null).
+ */
+export function netnsIdOf(path: string): number | null {
+  let real = path;
+  try {
+    real = join(realpathSync(dirname(path)), basename(path));
+  } catch {
+    return null;
+  }
+  const named = /^\/run\/netns\/([^/]+)$/.exec(real);
+  if (named) {
+    const ids = JSON.parse(run('ip', ['-j', 'netns', 'list-id']) || '[]') as { nsid?: number; name?: string }[];
+    const hit = ids.find((x) => x.name === named[1] && typeof x.nsid === 'number');
+    return hit ? hit.nsid! : null;
+  }
+  const ofPid = /^\/proc\/([0-9]+)\/ns\/net$/.exec(real);
+  if (!ofPid) return null;
+  let ino: number;
+  try {
+    ino = statSync(path).ino;
+  } catch {
+    return null;
+  }
+  for (const line of run('lsns', ['-t', 'net', '-n', '-r', '-o', 'NS,NETNSID', '-p', ofPid[1]]).split('\n')) {
+    const [ns, id] = line.trim().split(/\s+/);
+    if (Number(ns) === ino && /^[0-9]+$/.test(id ?? '')) return Number(id);
+  }
+  return null;
+}
+
+/**
+ * Whether `pod` (a link in the namespace at `netns`) and the host veth `host` (in this namespace)
+ * are the two ends of one veth: each names the other's index as its peer, and the host end's peer
+ * is in `netns` (indexes alone are not enough: every namespace numbers its own links, and a veth of
+ * another pair in `netns` can have the same numbers). null when so; else why not.
+ */
+export function vethPairMismatch(netns: string, pod: LinkIndex, host: LinkIndex, hostName: string): string | null {
+  if (pod.peer !== host.ifindex || host.peer !== pod.ifindex) return `not the peer of the host veth ${hostName}`;
+  const nsid = host.peerNetnsid === null ? null : netnsIdOf(netns);
+  if (host.peerNetnsid === null || nsid !== host.peerNetnsid) return `the host veth ${hostName}'s peer (index ${host.peer}) is in another namespace (nsid ${host.peerNetnsid ?? 'none: this one'}), not in ${netns}`;
+  return null;
 }

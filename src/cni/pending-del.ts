@@ -27,7 +27,7 @@
 //
 // File name: <network>+<containerID>+<ifname>.json. '+' is in neither a network name nor a
 // container ID, so two attachments never share a file.
-import { storedInterfaceType } from '../control/wep-interface';
+import { INTERFACE_NETNS_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
 import { closeSync, constants as fsc, fstatSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -316,7 +316,7 @@ export function unchanged(s: SpooledEntry): boolean {
 
 export interface Released {
   /** Endpoints deleted, with their spec and interface type (DEL removes a host veth they name). */
-  readonly deleted: { readonly ref: EndpointRef; readonly spec: JsonObject; readonly interfaceType: string }[];
+  readonly deleted: { readonly ref: EndpointRef; readonly spec: JsonObject; readonly interfaceType: string; readonly interfaceNetns: string | null }[];
   /** Endpoints left because another container holds them now ("namespace/name"). */
   readonly kept: string[];
 }
@@ -337,7 +337,7 @@ export interface Released {
  * its key is IPAM's for it.
  */
 export async function releaseInStore(kv: KvStore, handle: string | null, endpoints: readonly EndpointRef[], containerID: string): Promise<Released> {
-  const deleted: { ref: EndpointRef; spec: JsonObject; interfaceType: string }[] = [];
+  const deleted: Released['deleted'] = [];
   const kept = new Set<string>();
   const deleteEndpoints = async () => {
     for (const ref of endpoints) {
@@ -351,7 +351,8 @@ export async function releaseInStore(kv: KvStore, handle: string | null, endpoin
       }
       try {
         await deleteResource(kv, { info: WEP, name: ref.name, namespace: ref.namespace }, found.entry.modRevision);
-        deleted.push({ ref, spec, interfaceType: storedInterfaceType(found.object) });
+        const netns = ((((found.object.metadata ?? {}) as JsonObject).annotations ?? {}) as Record<string, unknown>)[INTERFACE_NETNS_ANNOTATION];
+        deleted.push({ ref, spec, interfaceType: storedInterfaceType(found.object), interfaceNetns: typeof netns === 'string' ? netns : null });
       } catch (e) {
         if (!(e instanceof ResourceError && e.reason === 'not-found')) throw e;
       }

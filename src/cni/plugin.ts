@@ -26,7 +26,7 @@ import { blockPrefix, HANDLE_PREFIX, handleKey, nodeKey, parseBlockKey } from '.
 import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
-import { CALICO_API_VERSION } from '../control/resource-names';
+import { CALICO_API_VERSION, NAME_PATTERN } from '../control/resource-names';
 import { INTERFACE_NETNS_ANNOTATION, INTERFACE_TYPE_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
 
@@ -381,8 +381,9 @@ function notThisContainers(env: CniEnv, conf: NetConf, interfaceName: string, ea
   const pod = netlink.linkIndex(env.netns, env.ifname);
   if (conf.interfaceType === 'veth') {
     const host = netlink.linkIndex(null, interfaceName);
-    if (pod && host && pod.peer === host.ifindex && host.peer === pod.ifindex) return null;
-    if (pod) return `${where} is not this container's interface (${host ? `not the peer of its host veth ${interfaceName}` : `its host veth ${interfaceName} is gone, and a veth's ends go together`}): another pod's?`;
+    const mismatch = pod && host ? netlink.vethPairMismatch(env.netns, pod, host, interfaceName) : null;
+    if (pod && host && mismatch === null) return null;
+    if (pod) return `${where} is not this container's interface (${mismatch ?? `its host veth ${interfaceName} is gone, and a veth's ends go together`}): another pod's?`;
     if (host) return `${where} does not exist, and this container's host veth ${interfaceName} has its pod end elsewhere: in the namespace its first ADD gave`;
     return null;
   }
@@ -487,12 +488,35 @@ function ipv4OnIpv6OnlyNode(conf: NetConf, v4: string, source: 'auto' | 'delegat
   return `${source.requested}: ${v4} asked for, but ${notRouted}; assigned as asked, as Calico's plugin does`;
 }
 
+/**
+ * Refuses (code 4, naming the variable) an ADD whose WorkloadEndpoint name would not be a Calico
+ * resource name: libcalico-go takes any container ID in spec.containerID (letters of either case)
+ * but names must be lowercase RFC 1123 subdomains, and the plain-CNI name holds the container ID
+ * ("<node>-cni-<containerID>-<ifname>"). Calico's plugin finds out only when it writes the endpoint,
+ * after the address and the veth are made (then undone); checked here before anything is made. A
+ * pod named in CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME) names its endpoint after the pod and
+ * takes any container ID, as Calico's does.
+ */
+function requireEndpointName(conf: NetConf, env: CniEnv, id: PodIdentity): void {
+  const name = workloadEndpointName(conf.nodename, id, env.containerId, env.ifname);
+  if (name.length <= 253 && NAME_PATTERN.test(name)) return;
+  const bad = (v: string): boolean => !/^[a-z0-9.-]*$/.test(v);
+  const culprit = id.orchestrator === 'cni' && bad(env.containerId) ? `CNI_CONTAINERID ${JSON.stringify(env.containerId)}`
+    : bad(env.ifname) ? `CNI_IFNAME ${JSON.stringify(env.ifname)}`
+    : id.orchestrator === 'k8s' && bad(id.pod) ? `CNI_ARGS K8S_POD_NAME ${JSON.stringify(id.pod)}`
+    : name.length > 253 ? `CNI_CONTAINERID ${JSON.stringify(env.containerId)}` : `the WorkloadEndpoint name`;
+  const why = name.length > 253 ? `${name.length} characters, at most 253` : "lowercase a-z, 0-9, '-' and '.' only";
+  const hint = id.orchestrator === 'cni' ? ' (a pod named in CNI_ARGS K8S_POD_NAMESPACE and K8S_POD_NAME names its endpoint after the pod, and then takes any container ID)' : '';
+  throw new CniError(CNI_CODES.INVALID_ENV, `ADD ${env.containerId}: ${culprit} cannot be part of WorkloadEndpoint name ${JSON.stringify(name)}: a Calico resource name is ${why}; refused before anything is made${hint}`);
+}
+
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
   for (const w of [...unknownSettings(conf.raw), ...unhonouredSettings(conf.raw)]) process.stderr.write(`podway: ${configOrigin(conf.raw)}: ${w}\n`);
   requireNetns(env.netns);
   zodWithoutJit();
   if (conf.interfaceType !== 'veth') endpointNetns(env.netns);
   const id = podIdentity(env.args, env.containerId);
+  requireEndpointName(conf, env, id);
   const handle = handleId(conf.name, env.containerId);
   // Checked before anything is made; a delegated IPAM plugin reads CNI_ARGS itself (host-local: IP=).
   const requested = conf.ipam ? null : requestedIps(env, conf);
@@ -722,6 +746,34 @@ function endpointCandidates(conf: NetConf, env: CniEnv): { name: string; namespa
   return out;
 }
 
+/**
+ * Why CNI_IFNAME in CNI_NETNS (`pod`, there) is not provably this container's interface, or null
+ * when it is: the proof ADD's notThisContainers asks for. A veth: the peer of this container's host
+ * veth (by the name ADD gives it: with the pod's name from CNI_ARGS, or the container ID alone),
+ * each end naming the other and the host end's peer in CNI_NETNS. A tap/tun device: it carries
+ * this container's altname.
+ */
+function podLinkNotOurs(env: CniEnv, conf: NetConf, pod: netlink.LinkIndex): string {
+  const ids = [podIdentity(env.args, env.containerId), podIdentity({}, env.containerId)];
+  if (conf.interfaceType === 'veth') {
+    const why: string[] = [];
+    for (const name of [...new Set(ids.map((id) => hostVethName(id, env.containerId)))]) {
+      const host = netlink.linkIndex(null, name);
+      if (!host) {
+        why.push(`no host veth ${name}`);
+        continue;
+      }
+      const mismatch = netlink.vethPairMismatch(env.netns, pod, host, name);
+      if (mismatch === null) return '';
+      why.push(mismatch);
+    }
+    return `not this container's veth (${why.join('; ')})`;
+  }
+  const names = [...new Set(ids.map((id) => podDeviceName(conf.interfaceType as 'tap' | 'tun', id, env.containerId)))];
+  if (pod.altnames.some((a) => names.includes(a))) return '';
+  return `not this container's ${conf.interfaceType} device (it has no altname ${names.join(' or ')})`;
+}
+
 async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   await delAttachment(env, conf, stdin);
   // Done with the container: its ADD lock file goes (when no ADD holds it).
@@ -738,8 +790,17 @@ async function delAttachment(env: CniEnv, conf: NetConf, stdin: string): Promise
   let lookedInside = false;
   if (env.netns !== '' && existsSync(env.netns)) {
     try {
-      podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
+      // Only an interface provably this container's goes (the proof ADD asks before remaking one):
+      // a DEL naming a wrong or reused CNI_NETNS, or a stale container ID, would otherwise delete
+      // another pod's. Left, it is said; this container's address and endpoint are released below.
+      const pod = netlink.linkIndex(env.netns, env.ifname);
       lookedInside = true;
+      const foreign = pod ? podLinkNotOurs(env, conf, pod) : '';
+      if (foreign) {
+        process.stderr.write(`podway: DEL ${env.containerId}: CNI_IFNAME ${env.ifname} in CNI_NETNS ${env.netns} is ${foreign}: left as it is (another pod's?); only this container's IPAM handle and WorkloadEndpoint are released\n`);
+      } else if (pod) {
+        podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
+      }
     } catch (e) {
       // Not a namespace any more (e.g. an unmounted bind-mount point): nothing of ours is in it.
       if (!(e instanceof CniError && /nsenter/.test(e.message) && /reassociate|Invalid argument|No such file/.test(e.message))) throw e;
@@ -813,9 +874,21 @@ async function delAttachment(env: CniEnv, conf: NetConf, stdin: string): Promise
   } finally {
     await closeStore(conf, kv);
   }
-  for (const { spec, interfaceType } of released.deleted) {
-    // This container's veth went with its pod end above; otherwise (namespace gone first) remove the host end.
-    if (!podLinkDeleted && typeof spec.interfaceName === 'string' && interfaceType === 'veth') netlink.deleteHostLink(spec.interfaceName);
+  for (const { spec, interfaceType, interfaceNetns } of released.deleted) {
+    if (podLinkDeleted || typeof spec.interfaceName !== 'string') continue;
+    // This container's veth went with its pod end above; otherwise (namespace gone first, or
+    // CNI_IFNAME there not ours) remove the host end: the veth its own endpoint names.
+    if (interfaceType === 'veth') netlink.deleteHostLink(spec.interfaceName);
+    // A tap/tun device in another namespace than CNI_NETNS (the one its endpoint names): removed
+    // there when it carries its altname, as its address is released.
+    else if (interfaceNetns !== null && interfaceNetns !== env.netns && typeof spec.endpoint === 'string' && existsSync(interfaceNetns)) {
+      try {
+        const dev = netlink.linkIndex(interfaceNetns, spec.endpoint);
+        if (dev && dev.altnames.includes(spec.interfaceName)) netlink.deletePodLink(interfaceNetns, spec.endpoint);
+      } catch (e) {
+        process.stderr.write(`podway: DEL ${env.containerId}: its ${interfaceType} device ${spec.interfaceName} in ${interfaceNetns} (its endpoint's namespace): ${(e as Error).message}\n`);
+      }
+    }
   }
   removePlainVeth();
 }

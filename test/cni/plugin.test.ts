@@ -594,7 +594,7 @@ test('an embedded datastore directory that does not exist: ADD refused (7), STAT
   });
 });
 
-test('a failed ADD leaves nothing half-made: pool exhausted (106, names the pool, says borrowing was tried), WorkloadEndpoint write refused after the veth', async () => {
+test('a failed ADD leaves nothing half-made: pool exhausted (106, names the pool, says borrowing was tried), the pod\'s routes refused after the address and the veth', async () => {
   await withHarness(async (h) => {
     const pods = [0, 1, 2, 3, 4].map((i) => h.pod(`ex${i}`));
     const ids = pods.map((_, i) => cid(`x${i}`));
@@ -607,12 +607,13 @@ test('a failed ADD leaves nothing half-made: pool exhausted (106, names the pool
     assert.not.ok((await h.handles()).includes(`podway.${ids[4]}`));
     for (let i = 0; i < 4; i++) assert.is((await h.call({ command: 'DEL', containerId: ids[i], netns: pods[i].path, ifname: 'eth0' })).exitCode, 0);
 
-    // A container ID Calico's endpoint names cannot hold (upper case): the veth and address are
-    // made, the WorkloadEndpoint write is refused, and both are undone.
-    const late = await h.call({ command: 'ADD', containerId: `Upper${ids[4]}`, netns: pods[4].path, ifname: 'eth0' });
+    // A route in the pod's namespace that the pod's own conflicts with (169.254.1.1 already
+    // routed): the address and the veth are made, the pod's routes refused, and both are undone.
+    pods[4].ip('route', 'add', '169.254.1.1', 'dev', 'lo');
+    const late = await h.call({ command: 'ADD', containerId: `late${ids[4]}`, netns: pods[4].path, ifname: 'eth0' });
     assert.is.not(late.exitCode, 0);
-    assert.is(late.json.code, 104, late.stdout);
-    assert.match(late.json.msg, 'WorkloadEndpoint');
+    assert.is(late.json.code, 101, late.stdout);
+    assert.match(late.json.msg, 'File exists', late.stdout);
     assert.equal(h.ipJson(pods[4], 'link', 'show').map((l) => l.ifname), ['lo'], 'pod end removed');
     assert.equal(h.caliLinks(), [], 'host end removed');
     assert.equal(await h.handles(), [], 'address released');

@@ -137,13 +137,18 @@ export function readEtcdTls(tls: EtcdTlsFiles | undefined): { ca: Buffer; cert?:
 
 /**
  * etcd's own words when it is up but cannot serve (most members down, or this one cut off from
- * them), with what they mean to an operator: "etcdserver: no leader" (a member asked to serve only
+ * them), and a TLS hello dropped by an endpoint (https:// given for a plain-http etcd?), with what
+ * they mean to an operator: "etcdserver: no leader" (a member asked to serve only
  * with a leader has none) and "etcdserver: request timed out" (a member could not commit or
  * confirm a call with a quorum in time).
  */
 export function quorumHint(reason: string): string {
   if (/etcdserver: no leader/.test(reason)) return `etcd has no leader, no quorum (most members down or cut off?): ${reason}`;
   if (/etcdserver: request timed out/.test(reason)) return `etcd could not reach a quorum in time (most members down or cut off?): ${reason}`;
+  // An https:// endpoint whose etcd serves plain http: the server drops the TLS hello, which is
+  // also what a connection cut at that moment looks like, so a hint (retried as an outage), not a
+  // configuration error as the "wrong version number" answer of tlsRejection is.
+  if (/socket disconnected before secure TLS connection was established/i.test(reason)) return `${reason} (the endpoint may not speak TLS: an http:// etcd given as https://?)`;
   return reason;
 }
 

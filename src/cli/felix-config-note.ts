@@ -9,7 +9,7 @@
 import { FELIX_FIELDS, FELIX_FIELDS_START_ONLY, FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, parseVxlanField, wireFinding } from './felix-settings';
 
 /** The FelixConfiguration fields podway has an equivalent of: Felix's variable, and podway run's flag. */
-export const FELIX_FIELDS_PODWAY_READS: Readonly<Record<string, { env: string; flag: string }>> = {
+export const FELIX_FIELDS_PODWAY_READS: Readonly<Record<string, { env: string; flag?: string }>> = {
   ...Object.fromEntries(FELIX_FIELDS.map((f) => [f.field, { env: f.env, flag: f.flag }])),
   ...FELIX_FIELDS_START_ONLY,
 };
@@ -38,7 +38,7 @@ export function felixConfigurationNotes(objects: readonly unknown[]): string[] {
       if (!fields.includes(f.field) || spec[f.field] === null) continue;
       try {
         f.parse(spec[f.field]);
-        live.push(`${f.field} (under ${f.flag} and $${f.env})`);
+        live.push(`${f.field} (under ${f.flag ? `${f.flag} and ` : ''}$${f.env})`);
       } catch (e) {
         invalid.push(`${f.field}: ${JSON.stringify(spec[f.field])} ${(e as Error).message}`);
       }

@@ -24,6 +24,7 @@ import { parseLogLevel, type LogLevel } from '../observe/log';
 import { NAT_OUTGOING_EXCLUSIONS, type NatOutgoingExclusions } from '../dataplane/nat';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { CALICO_VNI } from '../dataplane/nexthops';
+import { FELIX_MTU_FIELDS, parseTunnelMtu } from '../control/felix-mtu';
 
 /** The effective values of the settings podway applies from Felix's layers. */
 export interface FelixSettings {
@@ -32,6 +33,11 @@ export interface FelixSettings {
   endpointToHost: 'accept' | 'drop';
   allowVxlanFromPods: boolean;
   allowIpipFromPods: boolean;
+  /** Felix's vxlanMTU, vxlanMTUV6, ipipMTU (0: auto). The model thread computes the model's MTUs
+   * from the same layers (control/felix-mtu.ts), so a change comes with a new model. */
+  vxlanMtu: number;
+  vxlanMtuV6: number;
+  ipipMtu: number;
 }
 export type FelixKey = keyof FelixSettings;
 
@@ -39,8 +45,8 @@ interface FieldDef {
   /** The FelixConfiguration spec field. */
   readonly field: string;
   readonly key: FelixKey;
-  /** podway run's flag and Felix's variable (LOG_LEVEL, read before FELIX_LOGSEVERITYSCREEN, too). */
-  readonly flag: string;
+  /** podway run's flag (none for the MTUs) and Felix's variable (LOG_LEVEL, read before FELIX_LOGSEVERITYSCREEN, too). */
+  readonly flag?: string;
   readonly env: string;
   /** podway's default (defaultEndpointToHostAction: accept, what calico.yaml sets; Felix's own is Drop). */
   readonly builtIn: FelixSettings[FelixKey];
@@ -97,13 +103,15 @@ export const FELIX_FIELDS: readonly FieldDef[] = [
   },
   { field: 'allowVXLANPacketsFromWorkloads', key: 'allowVxlanFromPods', flag: '--allow-vxlan-from-pods', env: 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS', builtIn: false, parse: felixBool },
   { field: 'allowIPIPPacketsFromWorkloads', key: 'allowIpipFromPods', flag: '--allow-ipip-from-pods', env: 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS', builtIn: false, parse: felixBool },
+  // the tunnel MTUs (0: auto, the underlay's less the overhead): control/felix-mtu.ts
+  ...FELIX_MTU_FIELDS.map((m) => ({ field: m.field, key: (m.tunnel === 'vxlan' ? 'vxlanMtu' : m.tunnel === 'vxlan6' ? 'vxlanMtuV6' : 'ipipMtu') as FelixKey, env: m.env, builtIn: 0, parse: (v: unknown) => parseTunnelMtu(v, m.min) })),
 ];
 
 /** Felix fields podway takes from its environment (or flags) at start only, never from a FelixConfiguration. */
 /** podway run's flags of the settings above, for its --help (main.ts: a name without FELIX_ in it,
  * as the note's test reads every FELIX_ word of main.ts as a variable podway reads). */
 export function felixSettingFlags(): string[] {
-  return FELIX_FIELDS.map((f) => f.flag);
+  return FELIX_FIELDS.flatMap((f) => (f.flag ? [f.flag] : []));
 }
 
 export const FELIX_FIELDS_START_ONLY: Readonly<Record<string, { env: string; flag: string }>> = {
@@ -113,15 +121,12 @@ export const FELIX_FIELDS_START_ONLY: Readonly<Record<string, { env: string; fla
 };
 
 /**
- * Felix's tunnel MTU settings: podway's tunnel MTUs are computed (Felix's 0, auto). An MTU override
- * is not in podway's routes: so a value other than podway's is never silent. Each one given (a
+ * Felix's tunnel wire settings podway does not use: none left (vxlanPort and vxlanVNI are
+ * FELIX_VXLAN_FIELDS, the MTUs FELIX_FIELDS: control/felix-mtu.ts); kept for the next. Each one given (a
  * FelixConfiguration's node.NAME or default, or podway run's environment) is named in an error in
  * the log and listed by `podway status` (felix settings lines), with podway's value in its place.
  */
 export const FELIX_WIRE_FIELDS: readonly { readonly field: string; readonly env: string; readonly podway: number; readonly what: string; readonly max: number }[] = [
-  { field: 'vxlanMTU', env: 'FELIX_VXLANMTU', podway: 0, what: 'podway computes its IPv4 VXLAN MTU from the host interface\'s (MTU - 50)', max: 65535 },
-  { field: 'vxlanMTUV6', env: 'FELIX_VXLANMTUV6', podway: 0, what: 'podway computes its IPv6 VXLAN MTU from the host interface\'s (MTU - 70)', max: 65535 },
-  { field: 'ipipMTU', env: 'FELIX_IPINIPMTU', podway: 0, what: 'podway computes its IPIP MTU from the host interface\'s (MTU - 20)', max: 65535 },
 ];
 
 /**
@@ -217,7 +222,7 @@ export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined,
     let from: string | undefined;
     if (local.values[f.key] !== undefined) {
       value = local.values[f.key];
-      from = local.from[f.key] ?? f.flag;
+      from = local.from[f.key] ?? f.flag ?? `$${f.env}`;
     }
     // every resource's value is judged (an invalid one is said even where a higher layer wins)
     for (const [name, spec] of ordered) {
@@ -282,6 +287,7 @@ export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined,
 /** A setting's value as `podway status` and the log say it (Felix's words for the enums). */
 export function felixValueText(key: FelixKey, v: FelixSettings[FelixKey]): string {
   if (key === 'endpointToHost') return v === 'drop' ? 'Drop' : 'Accept';
+  if ((key === 'vxlanMtu' || key === 'vxlanMtuV6' || key === 'ipipMtu') && v === 0) return '0 (auto)';
   return String(v);
 }
 
@@ -312,6 +318,15 @@ export class FelixConfigTracker {
   private vxlanInForce: { wire: FelixVxlanWire; source: Readonly<Record<'vxlanPort' | 'vxlanVNI', string>> } | null = null;
   /** Fields whose configured value differs from the one in force, as last said ("vxlanPort 9000"). */
   private vxlanPendingNow = new Set<string>();
+  /** Tunnel MTUs set above what the underlay takes (control/felix-mtu.ts tunnelMtuWarnings). */
+  private mtuWarnings: readonly string[] = [];
+
+  /** The model's tunnel MTU warnings now; those new since the last call returned (for the log). */
+  setMtuWarnings(now: readonly string[]): string[] {
+    const fresh = now.filter((w) => !this.mtuWarnings.includes(w));
+    this.mtuWarnings = now;
+    return fresh;
+  }
 
   constructor(private readonly local: LocalFelix, private readonly node: string) {
     this.resolved = resolveFelix(local, undefined, node);
@@ -372,7 +387,7 @@ export class FelixConfigTracker {
   }
 
   /** For `podway status`: each setting, its value and source; invalid fields now and counted. */
-  status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[]; unhonoured: readonly UnhonouredFelixField[]; vxlanPending: ReturnType<FelixConfigTracker['vxlanPending']> } {
+  status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[]; unhonoured: readonly UnhonouredFelixField[]; vxlanPending: ReturnType<FelixConfigTracker['vxlanPending']>; mtuWarnings: readonly string[] } {
     // vxlanPort and vxlanVNI: the values in force (from the start on), with where they came from
     const wire = this.vxlanInForce ?? { wire: this.resolved.vxlan, source: this.resolved.vxlanSource };
     return {
@@ -386,6 +401,7 @@ export class FelixConfigTracker {
       invalidSeen: this.invalidCount,
       notApplied: this.resolved.notApplied,
       unhonoured: this.resolved.unhonoured,
+      mtuWarnings: this.mtuWarnings,
     };
   }
 }

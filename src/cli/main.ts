@@ -31,6 +31,7 @@ import { unenforcedPolicyText } from '../control/policy-kinds';
 const policyLine = (text: string): string | null => (text ? `policy: ${text}` : null);
 import { startLevel, parseLogLevel } from '../observe/log';
 import { FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, felixSettingFlags, unhonouredLine, vxlanPendingLine, type LocalFelix } from './felix-settings';
+import { FELIX_MTU_FIELDS, parseTunnelMtu, type TunnelMtuSettings } from '../control/felix-mtu';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
@@ -129,6 +130,8 @@ export function felixStatusLines(f: FelixStatus | undefined): string[] {
   if (f.invalidSeen > 0) lines.push(`felix settings: ${f.invalidSeen} invalid FelixConfiguration field${f.invalidSeen === 1 ? '' : 's'} ignored since the start${f.invalid.length ? '' : ' (none now)'}`);
   // Felix's tunnel wire settings with a value podway does not use (its computed MTUs)
   for (const u of f.unhonoured ?? []) lines.push(`felix settings: ${unhonouredLine(u)}`);
+  // tunnel MTUs set above what the underlay takes (applied, but podway does not fragment)
+  for (const w of f.mtuWarnings ?? []) lines.push(`felix settings: WARNING ${w}`);
   for (const n of f.notApplied) lines.push(`felix settings: FelixConfiguration ${n} not applied (metrics settings: --metrics-port, --metrics-host or FELIX_PROMETHEUSMETRICSENABLED, ...PORT and ...HOST at start)`);
   return lines;
 }
@@ -310,6 +313,18 @@ export function buildProgram(): Command {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
+      // Felix's tunnel MTUs from the environment (vxlanMTU...; felix-mtu.ts): a bad one stops the start
+      const tunnelMtuEnv: TunnelMtuSettings = {};
+      for (const m of FELIX_MTU_FIELDS) {
+        const text = process.env[m.env];
+        if (text === undefined || text.trim() === '') continue;
+        try {
+          tunnelMtuEnv[m.tunnel] = parseTunnelMtu(text, m.min);
+        } catch (e) {
+          throw new UsageError(`$${m.env}: ${JSON.stringify(text)} ${(e as Error).message}`);
+        }
+        felixFrom[m.tunnel === 'vxlan' ? 'vxlanMtu' : m.tunnel === 'vxlan6' ? 'vxlanMtuV6' : 'ipipMtu'] = `$${m.env}`;
+      }
       for (const k of Object.keys(felixFrom) as (keyof typeof felixFrom)[]) if (felixFrom[k] === undefined) delete felixFrom[k];
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
       let autodetectPollMs: number;
@@ -350,7 +365,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, modelThreadStableMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, felixFrom, felixWireEnv: Object.fromEntries([...FELIX_WIRE_FIELDS, ...FELIX_VXLAN_FIELDS].map((f) => [f.env, process.env[f.env]])), node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, modelThreadStableMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, felixFrom, tunnelMtuEnv, felixWireEnv: Object.fromEntries([...FELIX_WIRE_FIELDS, ...FELIX_VXLAN_FIELDS].map((f) => [f.env, process.env[f.env]])), node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending

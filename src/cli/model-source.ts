@@ -24,6 +24,7 @@
  * restarted all the same, at most every 30 s, as runit restarts Felix and the kubelet a
  * crash-looping calico-node, never giving up: the main thread forwards on meanwhile.
  */
+import type { TunnelMtuSettings } from '../control/felix-mtu';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { Backoff } from '../util/backoff';
@@ -48,6 +49,9 @@ export interface ModelSourceBgp {
    * its model cache written in this boot of the machine (run.ts). A thread started again after one
    * died always does: this process forwarded all along. */
   readonly forwardingKept?: boolean;
+  /** Felix's tunnel MTUs from podway run's environment (FELIX_VXLANMTU...: felix-mtu.ts), for
+   * the model (over the FelixConfigurations). */
+  readonly tunnelMtuEnv?: TunnelMtuSettings;
   /** The BGP agent's log lines (sessions up and down, skipped peers). */
   readonly onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
@@ -239,7 +243,7 @@ export class ModelSource {
   private spawnWorker(heldLearned: readonly LearnedRoute[] | undefined, forwardingKept: boolean): Worker {
     const bgp = this.bgp;
     const hangAfterMs = bgp.hangAfterMs ?? MODEL_THREAD_HEARTBEAT.timeoutMs;
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec: this.spec, node: this.node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned, forwardingKept } });
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec: this.spec, node: this.node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned, forwardingKept, tunnelMtuEnv: bgp.tunnelMtuEnv } });
     this.workerGone = false;
     this.death = null;
     /** This thread's end was handled (its 'exit', or given up waiting for it after a terminate). */

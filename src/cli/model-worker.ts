@@ -64,12 +64,13 @@ import { KvDatastore } from '../control/kv-datastore';
 import { findUnderlay } from '../dataplane/host';
 import type { NodeStatus } from '../control/bgp/agent';
 import type { LearnedRoute } from '../control/route-calc';
+import type { TunnelMtuSettings } from '../control/felix-mtu';
 import { secretFromDir } from './bgp-secrets';
 import type { Datastore } from '../control/datastore';
 import { bgpInputsOf, snapshotOfBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 import { speakerNotStartedStatus } from '../control/bgp/readiness';
 
-interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string; routerId?: string; heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean }
+interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string; routerId?: string; heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean; tunnelMtuEnv?: TunnelMtuSettings }
 
 /** How long the learned routes of an earlier run are held at most (BGP's graceful restart time, as
  * our peers keep ours, and as the engine holds the kernel's learned routes it adopts). */
@@ -173,7 +174,8 @@ if (parentPort) {
   }
 
   const modelFor = (snap: ClusterSnapshot): NodeDataplaneModel => {
-    const bgp = agent ? { bgp: { learned, complete } } : {};
+    // Felix's tunnel MTU settings: podway run's FELIX_* over the snapshot's FelixConfigurations
+    const bgp = { ...(agent ? { bgp: { learned, complete } } : {}), ...(init.tunnelMtuEnv ? { tunnelMtuEnv: init.tunnelMtuEnv } : {}) };
     const first = computeNodeModel(snap, init.node, bgp);
     // IPv6-only node (no IPv4 address): the interface holding its IPv6 address
     const at = first.node.ip ?? first.v6.ip6 ?? '';

@@ -63,6 +63,7 @@ import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
 import { StartupClock } from './startup-clock';
 import { FelixConfigTracker, invalidFieldLine, unhonouredLine, vxlanPendingLine, type FelixChange, type LocalFelix } from './felix-settings';
+import { FELIX_MTU_FIELDS, tunnelMtuWarnings, type TunnelMtuSettings } from '../control/felix-mtu';
 
 export interface RunOptions {
   node: string;
@@ -136,6 +137,10 @@ export interface RunOptions {
    * default read from the datastore (felix-settings.ts). A setting left undefined above was given
    * neither way: the FelixConfigurations or the built-in default give it. */
   felixFrom?: LocalFelix['from'];
+  /** Felix's tunnel MTUs from podway run's environment (FELIX_VXLANMTU, FELIX_VXLANMTUV6,
+   * FELIX_IPINIPMTU; control/felix-mtu.ts), over the FelixConfigurations: for the model thread (the
+   * model's MTUs) and the settings' status. */
+  tunnelMtuEnv?: TunnelMtuSettings;
   /** The FELIX_* tunnel wire variables of podway run's environment (felix-settings.ts FELIX_WIRE_FIELDS). */
   felixWireEnv?: LocalFelix['wireEnv'];
   /** Run the BGP speaker with Calico's peering model (`--bgp`, CALICO_NETWORKING_BACKEND=bird). */
@@ -337,8 +342,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
   if (opts.endpointToHost !== undefined) felixValues.endpointToHost = opts.endpointToHost;
   if (opts.allowVxlanFromPods !== undefined) felixValues.allowVxlanFromPods = opts.allowVxlanFromPods;
   if (opts.allowIpipFromPods !== undefined) felixValues.allowIpipFromPods = opts.allowIpipFromPods;
+  if (opts.tunnelMtuEnv?.vxlan !== undefined) felixValues.vxlanMtu = opts.tunnelMtuEnv.vxlan;
+  if (opts.tunnelMtuEnv?.vxlan6 !== undefined) felixValues.vxlanMtuV6 = opts.tunnelMtuEnv.vxlan6;
+  if (opts.tunnelMtuEnv?.ipip !== undefined) felixValues.ipipMtu = opts.tunnelMtuEnv.ipip;
   const felix = new FelixConfigTracker({ values: felixValues, from: opts.felixFrom ?? {}, wireEnv: opts.felixWireEnv }, opts.node);
   const felixLog = log.child({ component: 'felix-config' });
+  // The CNI plugin reads the FelixConfigurations for the pod MTU, not podway run's environment
+  for (const m of FELIX_MTU_FIELDS) {
+    const v = opts.tunnelMtuEnv?.[m.tunnel];
+    if (v) felixLog.warn(`$${m.env} ${v} applies to this node's tunnel routes and TAP/TUN pods; the CNI plugin does not read podway run's environment, so veth pods get their MTU from the FelixConfigurations (${m.field}) and the pools: set ${m.field} in FelixConfiguration default or node.${opts.node} (or "mtu" in the CNI config) for them to get it too`);
+  }
   /** A model's FelixConfigurations resolved again: what is new said (invalid fields, start-only
    * fields given), the changes returned for the caller to apply. */
   const resolveFelixOf = (model: NodeDataplaneModel, origin: 'datastore' | 'model cache'): FelixChange[] => {
@@ -599,7 +612,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m), onPolicies, ...(opts.modelThreadHangMs !== undefined ? { hangAfterMs: opts.modelThreadHangMs } : {}), ...(opts.modelThreadStableMs !== undefined ? { stableAfterMs: opts.modelThreadStableMs } : {}) };
+    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m), onPolicies, ...(opts.tunnelMtuEnv ? { tunnelMtuEnv: opts.tunnelMtuEnv } : {}), ...(opts.modelThreadHangMs !== undefined ? { hangAfterMs: opts.modelThreadHangMs } : {}), ...(opts.modelThreadStableMs !== undefined ? { stableAfterMs: opts.modelThreadStableMs } : {}) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;
@@ -1130,6 +1143,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       eng.apply(model, routes);
       nodeMetrics?.applied((performance.now() - t0) / 1000);
       health.setTunnelGaps(tunnelAddressGaps(model));
+      // a tunnel MTU set above what the underlay takes: applied, warned once while it lasts
+      const inUse = { vxlan: model.encap.vxlan, ipip: model.encap.ipip, vxlan6: model.v6.vxlan };
+      for (const w of felix.setMtuWarnings(tunnelMtuWarnings(model.mtu.underlay, { vxlan: model.mtu.vxlan, ipip: model.mtu.ipip, vxlan6: model.v6.vxlanMtu }, inUse, model.node.ip === null))) felixLog.warn(w);
     };
     // The engine refused the cached model itself (not nft missing, not a worker failing): only then
     // is the cache set aside.

@@ -25,6 +25,7 @@ import type { AllocationBlock } from '../control/ipam/block';
 import { blockPrefix, HANDLE_PREFIX, handleKey, nodeKey, parseBlockKey } from '../control/ipam/keys';
 import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
+import { podMtuOf, resolveTunnelMtus, tunnelMtus, tunnelsInUse } from '../control/felix-mtu';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
 import { CALICO_API_VERSION, NAME_PATTERN } from '../control/resource-names';
 import { INTERFACE_NETNS_ANNOTATION, INTERFACE_TYPE_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
@@ -41,6 +42,7 @@ export interface PluginOutput {
 
 const WEP = kindInfo('WorkloadEndpoint')!;
 const IPPOOL = kindInfo('IPPool')!;
+const FELIX_CONFIGURATION = kindInfo('FelixConfiguration')!;
 
 // ---------------------------------------------------------------------------------------------
 // Datastore access
@@ -236,20 +238,24 @@ export function nodeUnderlayMtu(nodeJson: string, ipv6Only: boolean): number | n
 }
 
 /**
- * The pod MTU when the config has none, as Calico's with veth_mtu 0 (Felix's detected MTU): the
- * node's underlay MTU (`underlay`: nodeUnderlayMtu, 1500 when unknown) less the largest overhead
- * of the encapsulations the enabled pools use: 70 with an IPv6 VXLAN pool (outer IPv6), 50 with an
- * IPv4 VXLAN pool, 20 IPIP, else none (1430, 1450, 1480, 1500 on a 1500 underlay). On an IPv6-only
- * node the IPv6 pools alone, as its model sets the pods' MTU (IPv4 pools are not used there).
+ * The pod MTU when the config has none, as Calico's with veth_mtu 0 (Felix's pod MTU): the smallest
+ * tunnel MTU of the encapsulations the pools use (a disabled pool too, as Felix's encapsulation
+ * calculator), each Felix's vxlanMTU / vxlanMTUV6 / ipipMTU from FelixConfiguration node.<node> or
+ * default when set, else the node's underlay MTU (`underlay`: nodeUnderlayMtu, 1500 when unknown)
+ * less the overhead: IPv4 VXLAN 50, IPIP 20, IPv6 VXLAN 70 (1450, 1480, 1430 on a 1500 underlay);
+ * the underlay's with none. On an IPv6-only node the IPv6 pools alone, as its model sets the pods'
+ * MTU (IPv4 pools are not used there). The same function as `podway run`'s model
+ * (control/felix-mtu.ts), so the two agree; podway run's own FELIX_* environment is not seen here.
  */
-async function poolMtu(kv: KvStore, ipv6Only: boolean, underlay: number): Promise<number> {
-  const pools = (await listResources(kv, IPPOOL)).items.map((r) => (r.object.spec ?? {}) as JsonObject)
-    .filter((s) => s.disabled !== true && (!ipv6Only || String(s.cidr ?? '').includes(':')));
-  const vxlan = pools.filter((s) => s.vxlanMode && s.vxlanMode !== 'Never');
-  if (vxlan.some((s) => String(s.cidr ?? '').includes(':'))) return underlay - 70;
-  if (vxlan.length > 0) return underlay - 50;
-  if (pools.some((s) => s.ipipMode && s.ipipMode !== 'Never')) return underlay - 20;
-  return underlay;
+async function poolMtu(kv: KvStore, ipv6Only: boolean, underlay: number, nodename: string): Promise<number> {
+  const pools = (await listResources(kv, IPPOOL)).items.map((r) => (r.object.spec ?? {}) as JsonObject);
+  const felix = (await listResources(kv, FELIX_CONFIGURATION)).items;
+  const spec = (name: string) => {
+    const o = felix.find((r) => (r.object.metadata as JsonObject | undefined)?.name === name)?.object.spec;
+    return o !== null && typeof o === 'object' && !Array.isArray(o) ? (o as JsonObject) : null;
+  };
+  const settings = resolveTunnelMtus({ default: spec('default'), node: spec(`node.${nodename}`) });
+  return podMtuOf(underlay, tunnelMtus(underlay, settings), tunnelsInUse(pools), ipv6Only);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,8 +535,9 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
     // spec.bgp.ipv4Address: podway run --ip none) routes no IPv4 (pool MTU, ipv4OnIpv6OnlyNode).
     const node = await kv.get(nodeKey(conf.nodename));
     const ipv6Only = node !== null && isIpv6Only(nodeFamilies(node.value));
-    // an explicit "mtu" wins; else the node's underlay less the pools' encapsulation (poolMtu)
-    const mtu = conf.mtu ?? (await poolMtu(kv, ipv6Only, (node && nodeUnderlayMtu(node.value, ipv6Only)) ?? 1500));
+    // an explicit "mtu" wins; else Felix's pod MTU: the tunnels' (FelixConfiguration, else the
+    // node's underlay less the overhead) of the pools' encapsulations (poolMtu)
+    const mtu = conf.mtu ?? (await poolMtu(kv, ipv6Only, (node && nodeUnderlayMtu(node.value, ipv6Only)) ?? 1500, conf.nodename));
     // Everything made so far, undone in reverse order when a later step fails.
     const undo: (() => unknown)[] = [];
     try {

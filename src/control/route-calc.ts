@@ -10,6 +10,10 @@
 // - Disabled pools still route their existing blocks with their encapsulation, and still count
 //   towards "encapsulation enabled" for MTUs: Felix's route resolver and encapsulation calculator
 //   do not look at `disabled`, which only stops IPAM from handing out new addresses.
+// - The tunnel MTUs are Felix's (felix-mtu.ts, shared with the CNI plugin): FelixConfiguration
+//   vxlanMTU / ipipMTU / vxlanMTUV6 (or podway run's FELIX_* of them), else the underlay's less the
+//   overhead; the pod MTU the smallest of the tunnels in use. A tunnel route's MTU is its tunnel's,
+//   at most what the underlay takes once encapsulated (podway does not fragment the outer packet).
 // - IPv6 pools, blocks and addresses are modelled by route-calc6.ts (model.v6).
 // - A remote route is withheld (listed in `withheld`, not in `routes`) while the remote node's IP
 //   is unknown, or, for a VXLAN tunnel route, while its VTEP IP (or our own) is unknown.
@@ -27,6 +31,7 @@ import type { InterfaceType, IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
 import { computeNodeModel6, type NodeModel6 } from './route-calc6';
 import { Selector, type Labels } from './ipam/selector';
+import { podMtuOf, resolveTunnelMtus, TUNNEL_OVERHEAD, tunnelMtus, tunnelsInUse, type TunnelMtuSettings } from './felix-mtu';
 
 /**
  * Felix's route classes (felix/routetable RouteClass, same numbers). When two routes have the same
@@ -46,7 +51,7 @@ export const RouteClass = {
 export type RouteClass = (typeof RouteClass)[keyof typeof RouteClass];
 
 /** Bytes each encapsulation adds to an IPv4 packet (outer IP 20; VXLAN adds UDP 8 + VXLAN 8 + Ethernet 14). */
-export const ENCAP_OVERHEAD = { vxlan: 50, ipip: 20 } as const;
+export const ENCAP_OVERHEAD = { vxlan: TUNNEL_OVERHEAD.vxlan, ipip: TUNNEL_OVERHEAD.ipip } as const;
 export const DEFAULT_UNDERLAY_MTU = 1500;
 
 /**
@@ -163,9 +168,12 @@ export function poolCallsForTunnel(pool: IPPool, labels: Labels): boolean {
 
 export interface MtuModel {
   readonly underlay: number;
+  /** The tunnels' MTUs (Calico's vxlan.calico and tunl0 device MTU): Felix's vxlanMTU / ipipMTU
+   * when set, else the underlay's less the overhead (felix-mtu.ts). A route through one takes at
+   * most the underlay's MTU less the overhead too. */
   readonly vxlan: number;
   readonly ipip: number;
-  /** MTU for pod interfaces: the smallest of the enabled encapsulations (underlay when none). */
+  /** MTU for pod interfaces: the smallest of the tunnels in use, IPv6 VXLAN's too (underlay when none). */
   readonly pod: number;
 }
 
@@ -248,6 +256,9 @@ export interface LearnedRoute {
 export interface RouteCalcOptions {
   /** MTU of the underlay NIC (default 1500). */
   readonly underlayMtu?: number;
+  /** Felix's tunnel MTU settings from podway run's environment (FELIX_VXLANMTU...), over the
+   * snapshot's FelixConfigurations (felix-mtu.ts resolveTunnelMtus). */
+  readonly tunnelMtuEnv?: TunnelMtuSettings;
   /** BGP mode: routes of IPIP and unencapsulated pools come from these learned routes. */
   /** `complete`: every BGP peer's routes are all here (End-of-RIB from each, each family; NodeModel's
    * kernelRoutesComplete). */
@@ -330,14 +341,16 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
   const localSubnet = self.subnet;
 
   const encap = { vxlan: pools.some((p) => p.encap === 'vxlan'), ipip: pools.some((p) => p.encap === 'ipip') };
-  const vxlanMtu = underlay - ENCAP_OVERHEAD.vxlan;
-  const ipipMtu = underlay - ENCAP_OVERHEAD.ipip;
+  const tunnels = tunnelMtus(underlay, resolveTunnelMtus(felixLayersOf(snapshot, nodeName), options.tunnelMtuEnv));
   const mtu: MtuModel = {
     underlay,
-    vxlan: vxlanMtu,
-    ipip: ipipMtu,
-    pod: Math.min(underlay, encap.vxlan ? vxlanMtu : Infinity, encap.ipip ? ipipMtu : Infinity),
+    vxlan: tunnels.vxlan,
+    ipip: tunnels.ipip,
+    pod: podMtuOf(underlay, tunnels, tunnelsInUse(snapshot.ipPools.map((p) => p.spec))),
   };
+  // what a tunnel route forwards: its tunnel's MTU, at most what the underlay takes encapsulated
+  const vxlanMtu = Math.min(tunnels.vxlan, underlay - ENCAP_OVERHEAD.vxlan);
+  const ipipMtu = Math.min(tunnels.ipip, underlay - ENCAP_OVERHEAD.ipip);
 
   // Every candidate route, per CIDR, in the order found (later = newer for tie-breaking).
   const candidates = new Map<string, Route[]>();
@@ -533,7 +546,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     pools,
     mtu,
     encap,
-    v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod, options.bgp, kernelRoutes),
+    v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod, options.bgp, kernelRoutes, tunnels.vxlan6),
     ...(options.bgp ? { kernelRoutes, kernelRoutesComplete: options.bgp.complete === true } : {}),
   };
 }
@@ -549,7 +562,9 @@ export const NO_IPV4_REASON = 'this node has no IPv4 address (no spec.bgp.ipv4Ad
  */
 function ipv6OnlyModel(snapshot: ClusterSnapshot, nodeName: string, self: NodeInfo, pools: readonly PoolModel[], underlay: number, options: RouteCalcOptions): NodeDataplaneModel {
   const kernelRoutes: KernelLearnedRoute[] = [];
-  const v6 = computeNodeModel6(snapshot, nodeName, underlay, underlay, options.bgp, kernelRoutes);
+  const tunnels = tunnelMtus(underlay, resolveTunnelMtus(felixLayersOf(snapshot, nodeName), options.tunnelMtuEnv));
+  const pod = podMtuOf(underlay, tunnels, tunnelsInUse(snapshot.ipPools.map((p) => p.spec)), true);
+  const v6 = computeNodeModel6(snapshot, nodeName, underlay, pod, options.bgp, kernelRoutes, tunnels.vxlan6);
   if (v6.ip6 === null) {
     throw new Error(`node ${JSON.stringify(nodeName)} has neither spec.bgp.ipv4Address nor spec.bgp.ipv6Address in ${snapshot.source}`);
   }
@@ -582,8 +597,8 @@ function ipv6OnlyModel(snapshot: ClusterSnapshot, nodeName: string, self: NodeIn
     routes: [],
     withheld,
     pools: [],
-    // The pods' MTU from the IPv6 pools alone (IPv6 VXLAN: underlay - 70), as Felix's for such a node.
-    mtu: { underlay, vxlan: underlay - ENCAP_OVERHEAD.vxlan, ipip: underlay - ENCAP_OVERHEAD.ipip, pod: v6.vxlan ? Math.min(underlay, v6.vxlanMtu) : underlay },
+    // The pods' MTU from the IPv6 pools alone (IPv6 VXLAN's tunnel MTU: underlay - 70 unless set).
+    mtu: { underlay, vxlan: tunnels.vxlan, ipip: tunnels.ipip, pod },
     encap: { vxlan: false, ipip: false },
     v6,
     ...(options.bgp ? { kernelRoutes, kernelRoutesComplete: options.bgp.complete === true } : {}),

@@ -89,7 +89,8 @@ export interface NodeModel6 {
   readonly routes: readonly Route6[];
   readonly withheld: readonly WithheldRoute[];
   readonly pools: readonly PoolModel6[];
-  /** IPv6 VXLAN path MTU (underlay - 70) and whether an IPv6 pool enables VXLAN. */
+  /** The IPv6 VXLAN tunnel's MTU (Felix's vxlanMTUV6, else underlay - 70; its routes take at most
+   * underlay - 70) and whether an IPv6 pool enables VXLAN. */
   readonly vxlanMtu: number;
   readonly vxlan: boolean;
 }
@@ -187,7 +188,7 @@ export function cidrsAround6(c: Cidr6, addr: readonly number[], toLen = 128): Ci
  * `kernel`: where the learned IPv6 routes the node's kernel needs are appended (NodeDataplaneModel's
  * kernelRoutes).
  */
-export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number, bgp?: { readonly learned: readonly LearnedRoute[] }, kernel?: KernelLearnedRoute[]): NodeModel6 {
+export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number, bgp?: { readonly learned: readonly LearnedRoute[] }, kernel?: KernelLearnedRoute[], tunnelMtu?: number): NodeModel6 {
   const labels = snapshot.nodes.find((n) => n.metadata.name === nodeName)?.metadata.labels ?? {};
   const pools: (PoolModel6 & { c: Cidr6 })[] = [];
   for (const pool of snapshot.ipPools) {
@@ -200,7 +201,10 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
   const nodes = new Map<string, Node6Info>();
   for (const node of snapshot.nodes) nodes.set(node.metadata.name, node6InfoOf(node));
   const self = nodes.get(nodeName) ?? { ip6: null, subnet6: null, vtepIp6: null, vtepMac6: deriveVtepMac(nodeName, 6) };
-  const vxlanMtu = underlayMtu - VXLAN6_OVERHEAD;
+  // the tunnel's MTU (Felix's vxlanMTUV6, else underlay - 70: route-calc.ts), and what its routes
+  // forward: at most what the underlay takes encapsulated
+  const vxlanMtu = tunnelMtu ?? underlayMtu - VXLAN6_OVERHEAD;
+  const vxlanPathMtu = Math.min(vxlanMtu, underlayMtu - VXLAN6_OVERHEAD);
   const vxlan = pools.some((p) => p.encap === 'vxlan');
   const localMtu = Math.min(podMtu, vxlan ? vxlanMtu : Infinity);
 
@@ -242,7 +246,7 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
       if (self.ip6 === null) return withhold('local IPv6 address unknown');
       if (remote.vtepIp6 === null) return withhold('IPv6 VTEP unknown');
       if (self.vtepIp6 === null) return withhold('local IPv6 VTEP unknown');
-      return add({ ...base, kind: 'vxlan', class: RouteClass.VXLANTunnel, vtepIp6: remote.vtepIp6, vtepMac: remote.vtepMac6, mtu: vxlanMtu });
+      return add({ ...base, kind: 'vxlan', class: RouteClass.VXLANTunnel, vtepIp6: remote.vtepIp6, vtepMac: remote.vtepMac6, mtu: vxlanPathMtu });
     }
     return add({ ...direct, class: RouteClass.NoEncap });
   };

@@ -267,12 +267,14 @@ export const HOST_PORT_NAME = 'podway0';
  * take.
  */
 export function poolRouteMtu(model: NodeDataplaneModel, pool: { readonly cidr: string; readonly encap: 'vxlan' | 'ipip' | 'none' }, linkMtu?: number): number | null {
-  const less = linkMtu !== undefined && linkMtu >= 68 && linkMtu < model.mtu.underlay ? model.mtu.underlay - linkMtu : 0;
+  // the underlay as it is now, and each tunnel's MTU (Felix's setting or auto) at most what it takes
+  // encapsulated: podway does not fragment the outer packet
+  const underlay = linkMtu !== undefined && linkMtu >= 68 && linkMtu < model.mtu.underlay ? linkMtu : model.mtu.underlay;
   if (pool.cidr.includes(':')) {
-    const mtu = (pool.encap === 'vxlan' ? model.v6.vxlanMtu : model.mtu.underlay) - less;
+    const mtu = pool.encap === 'vxlan' ? Math.min(model.v6.vxlanMtu, underlay - VXLAN6_OVERHEAD) : underlay;
     return mtu >= 1280 ? mtu : null;
   }
-  const mtu = (pool.encap === 'vxlan' ? model.mtu.vxlan : pool.encap === 'ipip' ? model.mtu.ipip : model.mtu.underlay) - less;
+  const mtu = pool.encap === 'vxlan' ? Math.min(model.mtu.vxlan, underlay - ENCAP_OVERHEAD.vxlan) : pool.encap === 'ipip' ? Math.min(model.mtu.ipip, underlay - ENCAP_OVERHEAD.ipip) : underlay;
   return mtu >= 68 ? mtu : null;
 }
 
@@ -2291,7 +2293,9 @@ export class Engine {
    * and host routes keep theirs.
    */
   private boundRouteMtus(modelMtu: number, linkMtu: number): void {
-    const less = linkMtu >= 68 && linkMtu < modelMtu;
+    // the model's routes are bounded by its underlay MTU already (route-calc.ts: a tunnel MTU set
+    // above it too); the link's, while lower, bounds them again
+    const underlay = linkMtu >= 68 && linkMtu < modelMtu ? linkMtu : modelMtu;
     const bound = (nh: { count: number; kind: Uint8Array; mtu: Uint16Array; routes: readonly { mtu: number }[] } | null, v6: boolean): void => {
       if (nh === null) return;
       for (let i = 0; i < nh.count; i++) {
@@ -2299,7 +2303,7 @@ export class Engine {
         const overhead = k === NhKind.VXLAN ? (v6 ? VXLAN6_OVERHEAD : ENCAP_OVERHEAD.vxlan) : k === NhKind.IPIP ? ENCAP_OVERHEAD.ipip : k === NhKind.DIRECT ? 0 : -1;
         if (overhead < 0) continue;
         const own = Math.min(nh.routes[i].mtu, 0xffff);
-        nh.mtu[i] = less ? Math.min(own, Math.max(v6 ? 1280 : 68, linkMtu - overhead)) : own;
+        nh.mtu[i] = Math.min(own, Math.max(v6 ? 1280 : 68, underlay - overhead));
       }
     };
     bound(this.pipe.nh ?? null, false);

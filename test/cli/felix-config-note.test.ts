@@ -49,10 +49,12 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
   assert.equal([plain.code, plain.err], [0, '']);
 });
 
-test('the note: vxlanPort/vxlanVNI take effect at the next podway run start (an invalid one named); an MTU podway does not use is warned of', () => {
-  const [n] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'node.n1' }, spec: { vxlanPort: 8472, vxlanVNI: 4096, vxlanMTU: 1300, bpfEnabled: false } }]);
+test('the note: vxlanPort/vxlanVNI take effect at the next podway run start (an invalid one named); the MTUs apply at once (an invalid one named)', () => {
+  const [n] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'node.n1' }, spec: { vxlanPort: 8472, vxlanVNI: 4096, vxlanMTU: 1300, ipipMTU: 12, bpfEnabled: false } }]);
   assert.match(n!, '; vxlanPort 8472, vxlanVNI 4096 (VXLAN, under $FELIX_VXLANPORT / $FELIX_VXLANVNI) takes effect at the next podway run start');
-  assert.match(n!, '; WARNING, the tunnel wire: vxlanMTU 1300 is not honoured');
+  assert.match(n!, ': vxlanMTU (under $FELIX_VXLANMTU) take effect at once');
+  assert.match(n!, 'ipipMTU: 12 is not 0 (auto) or an MTU 68..65535');
+  assert.not.match(n!, 'WARNING, the tunnel wire');
   assert.not.match(n!, 'is not honoured: podway\'s VXLAN');
   const [bad] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'default' }, spec: { vxlanPort: 0, vxlanVNI: 1.5 } }]);
   assert.match(bad!, 'ignored as invalid (the lower layer\'s value used): vxlanPort: 0 is not an integer 1..65535; vxlanVNI: 1.5 is not an integer 0..16777215');
@@ -62,7 +64,7 @@ test('the note: vxlanPort/vxlanVNI take effect at the next podway run start (an 
 test('the note knows every FELIX_* variable podway run reads (src/cli/main.ts, src/cli/run.ts, src/observe/log.ts), and no other', () => {
   const read = new Set<string>();
   for (const f of ['src/cli/main.ts', 'src/cli/run.ts', 'src/observe/log.ts']) {
-    for (const m of readFileSync(path.join(ROOT, f), 'utf8').matchAll(/\bFELIX_[A-Z]+\b/g)) read.add(m[0]);
+    for (const m of readFileSync(path.join(ROOT, f), 'utf8').matchAll(/\bFELIX_[A-Z0-9]+\b/g)) read.add(m[0]);
   }
   const known = new Set(Object.values(FELIX_FIELDS_PODWAY_READS).map((v) => v.env));
   assert.equal([...read].sort(), [...known].sort());

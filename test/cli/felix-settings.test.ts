@@ -10,6 +10,7 @@ import { FelixConfigTracker, invalidFieldLine, resolveFelix, unhonouredLine, vxl
 import { felixStatusLines } from '../../src/cli/main';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { felixLayersOf } from '../../src/control/route-calc';
+import { resolveTunnelMtus } from '../../src/control/felix-mtu';
 
 const NODE = 'n1';
 
@@ -22,13 +23,16 @@ test('precedence: flag > environment > node.NAME > default > built-in, with the 
     },
     NODE,
   );
-  assert.equal(r.settings, { logLevel: 'warn', natOutgoingExclusions: 'IPPoolsOnly', endpointToHost: 'accept', allowVxlanFromPods: false, allowIpipFromPods: true });
+  assert.equal(r.settings, { logLevel: 'warn', natOutgoingExclusions: 'IPPoolsOnly', endpointToHost: 'accept', allowVxlanFromPods: false, allowIpipFromPods: true, vxlanMtu: 0, vxlanMtuV6: 0, ipipMtu: 0 });
   assert.equal(r.source, {
     logLevel: 'FelixConfiguration default',
     natOutgoingExclusions: 'FelixConfiguration node.n1',
     endpointToHost: '$FELIX_DEFAULTENDPOINTTOHOSTACTION',
     allowVxlanFromPods: 'built-in default',
     allowIpipFromPods: '--allow-ipip-from-pods',
+    vxlanMtu: 'built-in default',
+    vxlanMtuV6: 'built-in default',
+    ipipMtu: 'built-in default',
   });
   assert.equal(r.invalid, []);
   // Felix's Return is accept here, as for the variable; booleans as JSON or Felix's words
@@ -36,7 +40,7 @@ test('precedence: flag > environment > node.NAME > default > built-in, with the 
   assert.is(b.settings.endpointToHost, 'accept');
   assert.is(b.settings.allowVxlanFromPods, true);
   // none at all: podway's built-in defaults (accept, as calico.yaml sets; Felix's own is Drop)
-  assert.equal(resolveFelix({ values: {}, from: {} }, undefined, NODE).settings, { logLevel: 'info', natOutgoingExclusions: 'IPPoolsOnly', endpointToHost: 'accept', allowVxlanFromPods: false, allowIpipFromPods: false });
+  assert.equal(resolveFelix({ values: {}, from: {} }, undefined, NODE).settings, { logLevel: 'info', natOutgoingExclusions: 'IPPoolsOnly', endpointToHost: 'accept', allowVxlanFromPods: false, allowIpipFromPods: false, vxlanMtu: 0, vxlanMtuV6: 0, ipipMtu: 0 });
 });
 
 test('an invalid field is ignored for the lower layer\'s value, named; the resource\'s other fields still apply', () => {
@@ -107,7 +111,7 @@ test('vxlanPort and vxlanVNI: FELIX_* > node.NAME > default > 4789/4096, each wi
   u = t.update({ default: { vxlanPort: 4790, vxlanVNI: 1, logSeverityScreen: 'Debug' }, node: null }, 'datastore');
   assert.equal(u.newVxlanPending, [], 'said once');
   const s = t.status();
-  assert.equal(s.settings.filter((x) => x.field.startsWith('vxlan')), [{ field: 'vxlanPort', value: '8472', source: 'FelixConfiguration default' }, { field: 'vxlanVNI', value: '1', source: 'FelixConfiguration default' }]);
+  assert.equal(s.settings.filter((x) => x.field === 'vxlanPort' || x.field === 'vxlanVNI'), [{ field: 'vxlanPort', value: '8472', source: 'FelixConfiguration default' }, { field: 'vxlanVNI', value: '1', source: 'FelixConfiguration default' }]);
   const lines = felixStatusLines(s);
   assert.ok(lines[0]!.includes('vxlanPort 8472 (FelixConfiguration default); vxlanVNI 1 (FelixConfiguration default)'), lines[0]);
   assert.ok(lines.includes('felix settings: vxlanPort 4790 (from FelixConfiguration default) takes effect at the next podway run start (Felix restarts itself on a change of it); 8472 in force until then: Calico nodes already using 4790 and this node cannot reach each other\'s pods meanwhile'), lines.join('\n'));
@@ -119,27 +123,32 @@ test('vxlanPort and vxlanVNI: FELIX_* > node.NAME > default > 4789/4096, each wi
   assert.equal(u.newInvalid.map((i) => invalidFieldLine(i, t)), ['FelixConfiguration node.n1: field vxlanVNI: "one" is not an integer 0..16777215: ignored; 1 from FelixConfiguration default in force']);
 });
 
-test('the tunnel MTU settings (vxlanMTU, vxlanMTUV6, ipipMTU): a value podway does not use is named, never silent', () => {
-  // calicoctl's form, as the Calico-migration review put it by hand; podway's own values are fine
-  const layers = { default: { vxlanMTU: 0, ipipMTU: 1400 }, node: { vxlanMTU: 1300, vxlanMTUV6: 'x' } };
-  const env = { FELIX_VXLANMTU: '' };
-  const r = resolveFelix({ values: {}, from: {}, wireEnv: env }, layers, NODE);
-  assert.equal(r.unhonoured.map(unhonouredLine), [
-    'FelixConfiguration node.n1: field vxlanMTU: 1300 is not honoured: podway computes its IPv4 VXLAN MTU from the host interface\'s (MTU - 50)',
-    'FelixConfiguration node.n1: field vxlanMTUV6: "x" is not a number 0..65535: ignored (podway computes its IPv6 VXLAN MTU from the host interface\'s (MTU - 70))',
-    'FelixConfiguration default: field ipipMTU: 1400 is not honoured: podway computes its IPIP MTU from the host interface\'s (MTU - 20)',
+test('the tunnel MTUs (vxlanMTU, vxlanMTUV6, ipipMTU) are settings: Felix\'s precedence, 0 auto, an invalid one named and ignored; the model\'s resolution agrees', () => {
+  const layers = { default: { vxlanMTU: 1400, ipipMTU: 1300, vxlanMTUV6: 1350 }, node: { vxlanMTU: 0, ipipMTU: 67, vxlanMTUV6: 1279 } };
+  const r = resolveFelix({ values: { vxlanMtuV6: 1400 }, from: { vxlanMtuV6: '$FELIX_VXLANMTUV6' } }, layers, NODE);
+  // node.n1's 0 is auto and wins over default's 1400 (as Felix's higher layer); its invalid ones fall to default's
+  assert.equal([r.settings.vxlanMtu, r.settings.ipipMtu, r.settings.vxlanMtuV6], [0, 1300, 1400]);
+  assert.equal([r.source.vxlanMtu, r.source.ipipMtu, r.source.vxlanMtuV6], ['FelixConfiguration node.n1', 'FelixConfiguration default', '$FELIX_VXLANMTUV6']);
+  assert.equal(r.invalid.map((i) => `${i.resource} ${i.field} ${i.value} ${i.reason}`), [
+    'node.n1 vxlanMTUV6 1279 is not 0 (auto) or an MTU 1280..65535',
+    'node.n1 ipipMTU 67 is not 0 (auto) or an MTU 68..65535',
   ]);
-  // the tracker: each said once while it lasts (the log's error), listed by status until fixed
-  const t = new FelixConfigTracker({ values: {}, from: {}, wireEnv: {} }, NODE);
-  let u = t.update(layers, 'datastore');
-  assert.equal(u.newUnhonoured.map((x) => `${x.resource} ${x.field}`), ['node.n1 vxlanMTU', 'node.n1 vxlanMTUV6', 'default ipipMTU']);
-  u = t.update({ ...layers, node: { vxlanMTU: 1300 } }, 'datastore');
-  assert.equal(u.newUnhonoured, [], 'said once');
-  const lines = felixStatusLines(t.status());
-  assert.ok(lines.includes('felix settings: FelixConfiguration node.n1: field vxlanMTU: 1300 is not honoured: podway computes its IPv4 VXLAN MTU from the host interface\'s (MTU - 50)'), lines.join('\n'));
-  assert.not.ok(lines.some((l) => l.includes('vxlanMTUV6')), 'the fixed one no longer listed');
-  // none given, or podway's own values: nothing
-  assert.equal(resolveFelix({ values: {}, from: {}, wireEnv: { FELIX_IPINIPMTU: '0' } }, undefined, NODE).unhonoured, []);
+  assert.equal(r.unhonoured, [], 'no longer "not honoured"');
+  // the model thread's (and the CNI plugin's) resolution of the same layers gives the same values
+  assert.equal(resolveTunnelMtus(layers, { vxlan6: 1400 }), { vxlan: 0, ipip: 1300, vxlan6: 1400 });
+  for (const bad of [-1, 65536, 1.5, 'abc', true, 40]) {
+    assert.equal(resolveFelix({ values: {}, from: {} }, { default: { vxlanMTU: bad }, node: null }, NODE).invalid.map((i) => i.field), ['vxlanMTU'], String(bad));
+    assert.equal(resolveTunnelMtus({ default: { vxlanMTU: bad }, node: null }), {}, String(bad));
+  }
+  // a change is a change of the settings (said "applied live"; the model brings the MTUs), status says 0 is auto
+  const t = new FelixConfigTracker({ values: {}, from: {} }, NODE);
+  const u = t.update({ default: { vxlanMTU: 1400 }, node: null }, 'datastore');
+  assert.equal(u.changes.map((c) => `${c.field} ${c.was} -> ${c.now} (${c.source})`), ['vxlanMTU 0 (auto) -> 1400 (FelixConfiguration default)']);
+  assert.equal(t.status().settings.find((x) => x.field === 'ipipMTU'), { field: 'ipipMTU', value: '0 (auto)', source: 'built-in default' });
+  // a tunnel MTU above what the underlay takes: warned (once), listed by status
+  assert.equal(t.setMtuWarnings(['w']), ['w']);
+  assert.equal(t.setMtuWarnings(['w']), []);
+  assert.ok(felixStatusLines(t.status()).includes('felix settings: WARNING w'));
 });
 
 test('a YAML file datastore gives this node\'s FelixConfigurations (default, node.NAME) and no other\'s; one name twice is refused', () => {

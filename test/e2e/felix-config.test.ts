@@ -40,7 +40,7 @@ interface Status { felix?: FelixStatus; logLevel?: string; nat?: { natOutgoingEx
 const FELIX = kindInfo('FelixConfiguration')!;
 
 /** podway run's environment and flags for every start here: one setting from each local layer. */
-const ENV = { FELIX_ALLOWVXLANPACKETSFROMWORKLOADS: 'false', FELIX_ALLOWIPIPPACKETSFROMWORKLOADS: 'false', FELIX_VXLANMTUV6: '1200' };
+const ENV = { FELIX_ALLOWVXLANPACKETSFROMWORKLOADS: 'false', FELIX_ALLOWIPIPPACKETSFROMWORKLOADS: 'false', FELIX_VXLANMTUV6: '1400' };
 const ARGS = ['--allow-ipip-from-pods'];
 
 for (const kind of ['embedded', 'etcd'] as const) {
@@ -150,26 +150,25 @@ for (const kind of ['embedded', 'etcd'] as const) {
     assert.ok(n1.proc && n1.proc.exitCode === null, 'podway runs on');
   });
 
-  t('the tunnel MTU settings podway does not use (vxlanMTU; FELIX_VXLANMTUV6): an error naming each, listed by status; vxlanPort/vxlanVNI changed while running: said to take effect at the next start', async () => {
+  t('the tunnel MTUs are settings (vxlanMTU; FELIX_VXLANMTUV6), nothing listed as not honoured; vxlanPort/vxlanVNI changed while running: said to take effect at the next start', async () => {
     const n1 = lab!.node('node1');
     const podwayStatus = () => execFileSync(process.execPath, [path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js'), 'status', '--control', n1.control], { encoding: 'utf8', timeout: 10_000 });
     // the environment's, from the start
-    assert.match(podwayStatus(), 'felix settings: $FELIX_VXLANMTUV6: field vxlanMTUV6: "1200" is not honoured');
+    assert.match(podwayStatus(), 'vxlanMTUV6 1400 ($FELIX_VXLANMTUV6)');
     const mark = n1.log.length;
     // as calicoctl writes it (the Calico-migration review's resource)
     await put('node.node1', { logSeverityScreen: 'Error', vxlanPort: 8472, vxlanVNI: 1, vxlanMTU: 1300 });
     const listed = () => (async () => ((await status()).felix?.unhonoured ?? []).map((u) => `${u.resource} ${u.field} ${u.value}`).sort().join(','))();
-    assert.ok(await until(async () => (await listed()) === '$FELIX_VXLANMTUV6 vxlanMTUV6 "1200",node.node1 vxlanMTU 1300', 10_000, 100), `status lists them: ${await listed()}`);
+    // the MTU: a setting in force (the log is at Error here: its "applied live" is a warning; e2e/felix-mtu)
+    await settled({ vxlanMTU: ['1300', 'FelixConfiguration node.node1'] }, 'the MTU applied');
+    assert.is(await listed(), '', 'nothing listed as not honoured');
     assert.ok(await waitLog(n1, /vxlanPort 8472 \(from FelixConfiguration node\.node1\) takes effect at the next podway run start .*; 4789 in force until then/, mark, 10_000), `the port: ${n1.log.slice(mark).join(' | ')}`);
     assert.ok(await waitLog(n1, /vxlanVNI 1 \(from FelixConfiguration node\.node1\) takes effect at the next podway run start/, mark, 10_000), 'the VNI');
-    assert.ok(await waitLog(n1, /FelixConfiguration node\.node1: field vxlanMTU: 1300 is not honoured/, mark, 10_000), 'the MTU');
-    assert.ok(n1.log.slice(mark).some((l) => /"level":"error"/.test(l) && /vxlanMTU/.test(l)), 'logged as an error');
     const text = podwayStatus();
     assert.match(text, 'felix settings: vxlanPort 8472 (from FelixConfiguration node.node1) takes effect at the next podway run start');
     assert.match(text, 'vxlanPort 4789 (built-in default)');
     // podway's own values: nothing said
     await put('node.node1', { logSeverityScreen: 'Error', vxlanPort: 4789, vxlanVNI: 4096 });
-    assert.ok(await until(async () => (await listed()) === '$FELIX_VXLANMTUV6 vxlanMTUV6 "1200"', 10_000, 100), `no longer listed: ${await listed()}`);
     assert.ok(await until(async () => ((await status()) as { felix?: { vxlanPending?: unknown[] } }).felix?.vxlanPending?.length === 0, 10_000, 100), 'nothing pending with podway\'s own values');
     await put('node.node1', { logSeverityScreen: 'Error' });
   });

@@ -187,6 +187,57 @@ export function listNamespaces(): PodNamespace[] {
 const MAX_NAMESPACES = 4096;
 
 /**
+ * How a namespace's `ip -j -d addr show` is keyed in a scan: `n:NAME` (a /run/netns name, read with
+ * `ip -n NAME`), `p:PATH` (/proc/PID/ns/net, read with `nsenter --net=PATH ip`).
+ */
+export const namespaceKey = (s: PodNamespace): string => (s.name !== '' ? `n:${s.name}` : `p:${s.path}`);
+
+// One shell reads every namespace given (its arguments, namespaceKey's form) in turn: a line
+// \x01INDEX before each one's `ip -j -d addr show` (one line of JSON), a line \x02 after one that failed.
+const BATCH_SCRIPT = 'i=0; for k do printf \'\\001%d\\n\' "$i"; '
+  + 'case $k in n:*) ip -j -n "${k#n:}" -d addr show ;; *) nsenter --net="${k#p:}" ip -j -d addr show ;; esac 2>/dev/null || printf \'\\002\\n\'; '
+  + 'i=$((i+1)); done';
+
+/**
+ * `ip -j -d addr show` of many namespaces (keys as namespaceKey makes them, not '' for this one)
+ * from one process started here (a shell running one `ip` per namespace) instead of one started
+ * per namespace: podway run's start looks into every namespace on the machine (100 pods: 100
+ * `ip`s from Node's main thread before this). Returns the namespaces read; one that failed or
+ * vanished meanwhile is not in it (its caller reads it alone, as before, for the error), nor is
+ * any when the shell could not run.
+ */
+export async function readNamespaceAddrs(keys: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const todo = keys.filter((k) => /^[np]:./.test(k) && !k.includes('\n'));
+  if (todo.length === 0) return out;
+  const { stdout, ok } = await new Promise<{ stdout: string; ok: boolean }>((resolve) => {
+    execFile('sh', ['-c', BATCH_SCRIPT, 'sh', ...todo], { encoding: 'utf8', timeout: 10_000 + 100 * todo.length, maxBuffer: 256 << 20 }, (e, so) => resolve({ stdout: String(so ?? ''), ok: !e }));
+  });
+  let cur = -1;
+  let text: string[] = [];
+  // a section is whole when the next one starts, or (the last) when the shell ended well
+  const close = (whole: boolean) => {
+    if (cur >= 0 && cur < todo.length && whole) out.set(todo[cur]!, text.join('\n'));
+    text = [];
+  };
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('\x01')) {
+      close(true);
+      cur = Number(line.slice(1));
+      if (!Number.isInteger(cur)) cur = -1;
+    } else if (line === '\x02') {
+      text = [];
+      cur = -1; // failed: not kept
+    } else if (cur >= 0) {
+      text.push(line);
+    }
+  }
+  close(ok);
+  for (const [k, v] of out) if (v.trim() === '') out.delete(k);
+  return out;
+}
+
+/**
  * The addresses every pod veth's peer (the pod's own interface, in its namespace) holds: a veth
  * pod's address lives there, not on the host side, and stays there whatever the datastore or the
  * node's routes say (a route podway wrote is removed with its endpoint; a pod made under another
@@ -194,8 +245,10 @@ const MAX_NAMESPACES = 4096;
  * (`ip netns list-id` maps the veth's link-netnsid to it; podman, containerd and CRI-O name theirs
  * so); a veth whose peer's namespace has no name is looked for in the namespaces processes are in
  * (/proc/PID/ns/net: a runtime that names none), by its peer's ifindex pointing back at it, and
- * listed in `unread` when found in none (or in more than one). `ip` is run 2 + (one per pod
- * namespace) times (and once per namespace on the machine when a veth's is unnamed).
+ * listed in `unread` when found in none (or in more than one). `ip` is run twice, then once per
+ * pod namespace (and once per namespace on the machine when a veth's is unnamed), those from one
+ * shell (readNamespaceAddrs): three processes started from here, whatever the count of pods; a
+ * namespace that shell could not read (gone meanwhile, or failed) is read alone, as before.
  * `exclude`: host-side names not to look at (an ADD's own, being made). `skipRouted` (the CNI
  * ADD's scan, run on every ADD under the IPAM lock): veths with a host route are not looked into
  * (two `ip route` reads instead of one `ip` per pod namespace). `devicesOf` (podway run's scan):
@@ -233,16 +286,39 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
       /* none named: each veth is looked for through /proc below */
     }
   }
-  // `ip -j -d addr show` of each namespace read, by name ('' this one) or by path (/proc)
+  // `ip -j -d addr show` of each namespace read, by name ('' this one) or by path (/proc): those
+  // read together (readNamespaceAddrs) first, then any one not read so alone (its error said)
+  const batched = new Map<string, string>();
   const byNs = new Map<string, Promise<string>>();
   const addrsOf = (key: string, args: () => Promise<string>) => {
     let p = byNs.get(key);
-    if (!p) byNs.set(key, (p = args()));
+    if (!p) {
+      const b = batched.get(key);
+      byNs.set(key, (p = b !== undefined ? Promise.resolve(b) : args()));
+    }
     return p;
+  };
+  const prefetch = async (keys: Iterable<string>) => {
+    const want = [...new Set(keys)].filter((k) => k !== 'n:' && !batched.has(k) && !byNs.has(k));
+    if (want.length < 2) return; // one: read alone, as the batch would
+    for (const [k, v] of await readNamespaceAddrs(want)) batched.set(k, v);
   };
   const named = (ns: string) => addrsOf(`n:${ns}`, () => ip(ns === '' ? ['-d', 'addr', 'show'] : ['-n', ns, '-d', 'addr', 'show']));
   const entered = (s: PodNamespace) => (s.name !== '' ? named(s.name) : addrsOf(`p:${s.path}`, () => run('nsenter', [`--net=${s.path}`, 'ip', '-j', '-d', 'addr', 'show'])));
   let spaces: PodNamespace[] | null = null;
+  {
+    // the namespaces this scan will look into, read at once: the pods' named ones, and (devicesOf) every one
+    const keys: string[] = [];
+    for (const v of veths) {
+      const ns = v.nsid === null ? undefined : names.get(v.nsid);
+      if (ns !== undefined && v.peerIndex !== null) keys.push(`n:${ns}`);
+    }
+    if (opts.devicesOf !== undefined) {
+      spaces = listNamespaces();
+      keys.push(...spaces.map(namespaceKey));
+    }
+    await prefetch(keys);
+  }
   const found: OrphanPodAddress[] = [];
   const unread: string[] = [];
   const peerAddresses = (v: (typeof veths)[number], ns: string, addrs: string) => {
@@ -265,7 +341,10 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
         unread.push(`${v.ifname} (its pod's namespace, nsid ${v.nsid}, has no name under /run/netns)`);
         continue;
       }
-      spaces ??= listNamespaces();
+      if (spaces === null) {
+        spaces = listNamespaces();
+        await prefetch(spaces.map(namespaceKey));
+      }
       const hits: { s: PodNamespace; addrs: string }[] = [];
       for (const s of spaces) {
         let addrs: string;

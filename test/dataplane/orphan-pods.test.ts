@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { addressKey, hostRouteDevices, isPeerIn, orphanPodLine, peerAddressesIn, podDevicesIn, podVethPeers } from '../../src/dataplane/orphan-pods';
+import { addressKey, hostRouteDevices, isPeerIn, listNamespaces, namespaceKey, orphanPodLine, peerAddressesIn, podDevicesIn, podVethPeers, readNamespaceAddrs } from '../../src/dataplane/orphan-pods';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { until } from '../helpers/until';
@@ -133,6 +133,29 @@ test('readPodPeerAddresses: a pod veth whose namespace has no name is found thro
     } finally {
       holder.kill('SIGKILL');
     }
+  });
+});
+
+test('readNamespaceAddrs: several namespaces read by one shell; the alias\'d tap found in the one holding it; a namespace gone mid-scan left out, not failing the rest', async () => {
+  await withNetns(['opb1', 'opb2', 'opb3', 'opbgone'], async ([n1, n2, n3, gone]) => {
+    const nodeName = `opb-${process.pid}`;
+    const alt = `tap${randomBytes(6).toString('hex').slice(0, 10)}c`;
+    sh('ip', ['-n', n2!.name, 'tuntap', 'add', 'dev', 'eth0', 'mode', 'tap']);
+    sh('ip', ['-n', n2!.name, 'link', 'property', 'add', 'dev', 'eth0', 'altname', alt]);
+    sh('ip', ['-n', n2!.name, 'link', 'set', 'dev', 'eth0', 'alias', `podway:${nodeName}`]);
+    sh('ip', ['-n', n2!.name, 'addr', 'add', '10.250.1.4/32', 'dev', 'eth0']);
+    const mine = new Set([n1, n2, n3, gone].map((n) => `n:${n!.name}`));
+    const keys = listNamespaces().map(namespaceKey).filter((k) => mine.has(k));
+    assert.equal(keys.length, 4, 'the four listed');
+    // one vanishes between the listing and the read, and a /proc namespace whose process is gone
+    sh('ip', ['netns', 'del', gone!.name]);
+    const read = await readNamespaceAddrs([...keys, 'p:/proc/999999999/ns/net']);
+    assert.equal([...read.keys()].sort(), [n1, n2, n3].map((n) => `n:${n!.name}`).sort(), 'the three still there, not the gone one');
+    for (const n of [n1, n3]) assert.equal(podDevicesIn(read.get(`n:${n!.name}`)!, nodeName), [], `${n!.name} holds none`);
+    assert.equal(podDevicesIn(read.get(`n:${n2!.name}`)!, nodeName), [{ ifname: alt, address: '10.250.1.4' }]);
+    // the same facts as that namespace's own `ip -j -d addr show` (the path taken before)
+    assert.equal(JSON.parse(read.get(`n:${n2!.name}`)!), JSON.parse(sh('ip', ['-j', '-n', n2!.name, '-d', 'addr', 'show'])));
+    assert.equal((await readNamespaceAddrs([`n:${gone!.name}`])).size, 0, 'only a gone one: none, no error');
   });
 });
 

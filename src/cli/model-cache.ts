@@ -15,9 +15,9 @@
  * thrown into the engine) is refused with the reason, never used. Writes are rate-bounded (ModelCacheWriter): at most one per interval, the newest applied
  * model winning, so frequent datastore changes cost one JSON encoding per interval at most.
  */
+import { makeDirs } from '../util/make-dirs';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
 import type { DatastoreSpec } from '../control/kv/spec';
@@ -356,7 +356,7 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
  */
 export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, nodeIdentity: NodeIdentity, bgp: BgpInputs | null = null, bootId: string | null = currentBootId()): Promise<number> {
   const data = cacheText(node, datastore, model, appliedAt, bgp, bootId, nodeIdentity);
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await makeDirs(path.dirname(file), { mode: 0o700, what: `model cache ${file}` });
   await replaceFile(file, data, { mode: 0o600 });
   return data.length;
 }

@@ -10,7 +10,8 @@
 // ADD holds it (a waiter that opened the removed file notices and opens the path again:
 // FlockLock.tryTake), so files do not pile up; DEL does not wait for the lock (a DEL overlapping
 // an ADD is caught by the ADD: plugin.ts, "released while it was wiring the pod").
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { makeDirsSync } from '../util/make-dirs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { FlockLock, FlockTimeoutError } from './flock-lock';
@@ -38,7 +39,7 @@ export async function withContainerLock<T>(o: ContainerLockOptions, containerId:
   const dir = containerLockDir(o.ipamLockFile);
   const setting = `"ipam_lock_file" in the network config (${o.ipamLockFile})`;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirsSync(dir, { mode: 0o700 });
   } catch (e) {
     throw new CniError(CNI_CODES.IO_FAILURE, `container lock directory ${dir} (beside ${setting}): cannot make it: ${(e as Error).message}`);
   }

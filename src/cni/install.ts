@@ -2,7 +2,8 @@
 // checkout's compiled plugin with this Node) in the CNI bin directory, and a conflist naming it in
 // the CNI config directory. Both carry what the runtime's minimal environment lacks: the absolute
 // paths of node and the plugin, a PATH with iproute2 and nsenter, the datastore and the node name.
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { makeDirsSync } from '../util/make-dirs';
+import { existsSync, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { resolveDatastoreSpec } from '../control/open-datastore';
@@ -188,8 +189,8 @@ export function installCni(opts: InstallOptions): Installed {
   }
   const conflist = conflistPath(path.resolve(opts.confDir), name, opts.priority);
   const text = conflistText({ ...opts, conflist });
-  mkdirSync(opts.binDir, { recursive: true });
-  mkdirSync(opts.confDir, { recursive: true });
+  makeDirsSync(opts.binDir, { what: 'cni install: --bin-dir' });
+  makeDirsSync(opts.confDir, { what: 'cni install: --conf-dir' });
   const plugin = path.join(path.resolve(opts.binDir), 'podway');
   if (existsSync(plugin) && !readFileSync(plugin, 'utf8').includes(SHIM_MARKER)) {
     throw new Error(`cni install: ${plugin} exists and was not written by podway cni install; not replacing it`);

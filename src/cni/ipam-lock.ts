@@ -23,7 +23,8 @@
 // here, is stale at once (its holder would hold the kernel lock we now hold), and so is an old token of another PID namespace
 // whose lock is older than any IPAM operation lasts (LEGACY_FOREIGN_MAX_MS), left by an old
 // plugin that crashed before the upgrade.
-import { lstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { makeDirsSync } from '../util/make-dirs';
+import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FileLock, FileLockAbortedError, FileLockTimeoutError, sweepDeadTokens } from '../control/kv/file-lock';
 import { FlockAbortedError, FlockLock, FlockTimeoutError, pidNamespace } from './flock-lock';
@@ -116,7 +117,7 @@ export function legacyDeadIf(lockFile: string, foreignMaxMs = LEGACY_FOREIGN_MAX
 export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   try {
     // /run is a tmpfs: the directory is gone after a reboot.
-    mkdirSync(dirname(o.file), { recursive: true, mode: 0o755 });
+    makeDirsSync(dirname(o.file), { mode: 0o755 });
   } catch (e) {
     throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): cannot make its directory: ${(e as Error).message}`);
   }

@@ -27,8 +27,9 @@
 //
 // File name: <network>+<containerID>+<ifname>.json. '+' is in neither a network name nor a
 // container ID, so two attachments never share a file.
+import { makeDirsSync } from '../util/make-dirs';
 import { INTERFACE_NETNS_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
-import { closeSync, constants as fsc, fstatSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { handleId } from './names';
@@ -87,7 +88,7 @@ const SPOOL_SETTING = '"pending_del_dir"';
 
 /** The spool directory, made private if missing; one others may write to is refused. */
 export function openSpoolDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirsSync(dir, { mode: 0o700, what: SPOOL_SETTING });
   requirePrivateDir(dir, SPOOL_SETTING);
 }
 

@@ -17,7 +17,8 @@
 //
 // Never a reason to fail: a limiter that cannot work (no addon, a directory it may not use) or a
 // wait past its bound lets the process go on without a slot, with a warning on stderr.
-import { closeSync, futimesSync, mkdirSync, writeSync, ftruncateSync } from 'node:fs';
+import { makeDirsSync } from '../util/make-dirs';
+import { closeSync, futimesSync, writeSync, ftruncateSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { loadFlockAddon, openPrivate } from './flock-lock';
@@ -74,7 +75,7 @@ export async function takeSlot(o: SlotOptions): Promise<SlotResult> {
   try {
     const flock = loadFlockAddon();
     const dir = dirname(o.ipamLockFile);
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    makeDirsSync(dir, { mode: 0o755, what: `concurrency_limit's slots beside ${o.ipamLockFile}` });
     requirePrivateDir(dir, `concurrency_limit's slots beside ${o.ipamLockFile}`);
     for (let i = 0; i < o.limit; i++) fds.push(openPrivate(slotFileOf(o.ipamLockFile, i)));
     const prefix = `${basename(o.ipamLockFile)}.slot.`;

@@ -8,8 +8,9 @@
  * `podway run` adds to the status (readiness, log level) and adds commands (log-level) through
  * ControlExtras.
  */
+import { makeDirsSync } from '../util/make-dirs';
 import * as net from 'node:net';
-import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, lstatSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import type { Engine } from './engine';
@@ -227,26 +228,8 @@ function prepareSocketDir(dir: string, ownerUid: number): string | null {
   return null;
 }
 
-/**
- * mkdirSync(dir, { recursive: true }) without its endless retry: Node's loops for ever (100% CPU)
- * where mkdir says ENOENT although the parent exists (under /proc: `--control /proc/nope/n.sock`).
- * The missing directories are made one at a time from the deepest existing one, so such a refusal
- * throws (ENOENT naming the directory). Returns the first directory made, as mkdirSync does.
- */
-function mkdirParents(dir: string, mode: number): string | undefined {
-  const missing: string[] = [];
-  let cur = path.resolve(dir);
-  while (!existsSync(cur)) {
-    missing.unshift(cur);
-    const up = path.dirname(cur);
-    if (up === cur) break;
-    cur = up;
-  }
-  // a file (not a directory) in the way: Node's own error (EEXIST, ENOTDIR), which does not loop
-  if (missing.length === 0 || !statSync(cur).isDirectory()) return mkdirSync(dir, { recursive: true, mode });
-  for (const d of missing) mkdirSync(d, { mode });
-  return missing[0];
-}
+/** mkdir -p without Node's endless retry (util/make-dirs.ts: `--control /proc/nope/n.sock` is an error, not a hang). */
+const mkdirParents = (dir: string, mode: number): string | undefined => makeDirsSync(dir, { mode });
 
 /**
  * bind() with umask 0177, so the socket file is 0600 from the moment it exists (the 'listening'

@@ -7,9 +7,10 @@
  * - traffic between a pod and its own node still uses the kernel: a /32 route and a permanent
  *   neighbour entry per veth pod, as Felix programs them.
  */
+import { makeDirsSync } from '../util/make-dirs';
 import { execFile, execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { readFileSync, writeFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, renameSync, rmSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
 import { canonicalIpv6 } from '../packet/ipv6';
@@ -409,7 +410,7 @@ export function readForwardingRecord(rec: ForwardingRecord): string | null {
 function writeForwardingRecord(rec: ForwardingRecord, value: string): void {
   const tmp = `${rec.file}.${process.pid}.tmp`;
   try {
-    mkdirSync(nodePath.dirname(rec.file), { recursive: true, mode: 0o755 });
+    makeDirsSync(nodePath.dirname(rec.file), { mode: 0o755 });
     writeFileSync(tmp, `${value}\n`);
     renameSync(tmp, rec.file);
   } catch (e) {

@@ -41,8 +41,9 @@
 // sequential create+update pairs: 1,600-4,000 ops/s batched, 840-1,940 ops/s with sync 'always'
 // (etcd 3.4 on the same disk through EtcdKv: 280-540 ops/s). Eight processes contending (the
 // test's 3,200 successful writes plus CAS retries) take ~3.5 s.
+import { makeDirs } from '../../util/make-dirs';
 import { existsSync, watch as fsWatch, FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
+import { open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock, sweepDeadTokens } from './file-lock';
@@ -174,7 +175,7 @@ export class FileKv implements KvStore {
 
   /** Brings this process's view up to date with the files. Runs inside the queue. */
   private async refresh(locked: boolean): Promise<void> {
-    if (!this.loaded) await mkdir(this.dir, { recursive: true });
+    if (!this.loaded) await makeDirs(this.dir, { what: `embedded store ${this.dir}` });
     for (let attempt = 0; ; attempt++) {
       let st;
       try {
@@ -515,7 +516,7 @@ export class FileKv implements KvStore {
    */
   private async acquireLock(): Promise<void> {
     if (!this.loaded) {
-      await mkdir(this.dir, { recursive: true }).catch((e) => { throw this.systemError(e, `cannot make the store's directory ${this.dir}`); });
+      await makeDirs(this.dir).catch((e) => { throw this.systemError(e, `cannot make the store's directory ${this.dir}`); });
     }
     try {
       await this.lock.acquire();

@@ -9,21 +9,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CniHarness } from './harness';
+import { CniHarness, withHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { isRoot, Netns } from '../helpers/netns';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
-
-async function withHarness(fn: (h: CniHarness) => Promise<void>): Promise<void> {
-  const h = new CniHarness();
-  try {
-    await h.setup();
-    await fn(h);
-  } finally {
-    await h.cleanup();
-  }
-}
 
 /** A namespace's eth0 as the kernel has it (index, MAC, addresses), or null. */
 function eth0(h: CniHarness, ns: Netns): { ifindex: number; mac: string; addrs: string[] } | null {

@@ -7,21 +7,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CniHarness } from './harness';
+import { CniHarness, withHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { isRoot } from '../helpers/netns';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
-
-async function withHarness(fn: (h: CniHarness) => Promise<void>): Promise<void> {
-  const h = new CniHarness();
-  try {
-    await h.setup();
-    await fn(h);
-  } finally {
-    await h.cleanup();
-  }
-}
 
 /** eth0 of a namespace: its MAC and addresses (null when it has none). */
 function eth0(h: CniHarness, ns: Parameters<CniHarness['ipJson']>[0]): { mac: string; addrs: string[] } | null {

@@ -280,3 +280,14 @@ export class CniHarness {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/** Runs `fn` with a harness set up (with `pool` when given) and cleaned up however `fn` ends. */
+export async function withHarness(fn: (h: CniHarness) => Promise<void>, pool?: Parameters<CniHarness['setup']>[0]): Promise<void> {
+  const h = new CniHarness();
+  try {
+    await h.setup(pool);
+    await fn(h);
+  } finally {
+    await h.cleanup();
+  }
+}

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { CniHarness } from './harness';
+import { CniHarness, withHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { IPAM_CONFIG_KEY } from '../../src/control/ipam/keys';
 import { RESOURCES_PREFIX } from '../../src/control/calico-kinds';
@@ -27,16 +27,6 @@ import { isRoot, sh } from '../helpers/netns';
 import { loadedModules, REPORT_MODULES } from '../helpers/module-report';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
-
-async function withHarness(fn: (h: CniHarness) => Promise<void>, pool?: Parameters<CniHarness['setup']>[0]): Promise<void> {
-  const h = new CniHarness();
-  try {
-    await h.setup(pool);
-    await fn(h);
-  } finally {
-    await h.cleanup();
-  }
-}
 
 const cid = (n: string | number): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
 

@@ -382,11 +382,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // The TLS files read and checked before anything is touched (the errors EtcdKv gives), without
   // loading an etcd client: this thread loads none (the registration runs in a thread of its own
   // with the light client, join-thread.ts; the model thread loads etcd3; bench/README.md, "Start-up time").
-  // A TLS file that cannot be read or is not PEM: a configuration error (exit 2), so that the systemd
-  // unit's RestartPreventExitStatus=2 stops there instead of restarting every 2 s with it.
+  // A TLS file that is there but unreadable or not PEM: a configuration error (exit 2), so that the
+  // systemd unit's RestartPreventExitStatus=2 stops there instead of restarting every 2 s with it.
+  // One not there yet (ENOENT) stays 1: at boot another unit may write it a moment later, and a unit
+  // stopped for good by that would leave the node without a dataplane until someone came.
   try {
     if (spec.kind === 'etcd') (require('../control/kv/etcd-common') as typeof import('../control/kv/etcd-common')).readEtcdTls(spec.tls);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw e;
     throw new UsageError(`run: ${(e as Error).message}`);
   }
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;

@@ -110,7 +110,8 @@ export function readTlsFile(kind: keyof typeof TLS_FILES, path: string): Buffer 
   try {
     data = readFileSync(path);
   } catch (e) {
-    throw new Error(`etcd TLS: cannot read the ${what} file ${path} (${names}): ${(e as Error).message}`);
+    // the errno kept: a file not there yet (ENOENT) may come right by itself, podway run tells it apart
+    throw Object.assign(new Error(`etcd TLS: cannot read the ${what} file ${path} (${names}): ${(e as Error).message}`), { code: (e as NodeJS.ErrnoException).code });
   }
   try {
     if (kind === 'key') createPrivateKey(data);

@@ -121,6 +121,14 @@ type FelixStatus = ReturnType<import('./felix-settings').FelixConfigTracker['sta
 /** `podway status`'s lines for Felix's settings: each in force with where it came from (the flag,
  * the variable, FelixConfiguration node.NAME or default, the built-in default), then the
  * FelixConfiguration fields ignored as invalid and those podway does not apply. */
+/** `podway status`'s line for an underlay neighbour that does not answer: the node on the link
+ * (its address is the neighbour), or every node behind a gateway that does not answer. */
+export function unreachableNodeLine(u: { neighbor: string; nodes: string[]; nodeIps: string[]; since: string }): string {
+  const onLink = u.nodeIps.length === 1 && u.nodeIps[0] === u.neighbor;
+  const who = u.nodes.length === 0 ? `underlay neighbour ${u.neighbor}` : onLink ? `node ${u.nodes.join(', ')} (${u.neighbor})` : `node${u.nodes.length === 1 ? '' : 's'} ${u.nodes.join(', ')} (via gateway ${u.neighbor})`;
+  return `${who}: underlay neighbour unreachable since ${u.since}; ${u.nodes.length === 1 ? 'its' : 'their'} pods cannot be reached`;
+}
+
 export function felixStatusLines(f: FelixStatus | undefined): string[] {
   if (!f) return [];
   const lines = [`felix settings${f.origin === 'model cache' ? ' (FelixConfigurations as the model cache has them)' : f.origin === null ? ' (FelixConfigurations not read yet)' : ''}: ${f.settings.map((x) => `${x.field} ${x.value} (${x.source})`).join('; ')}`];
@@ -407,6 +415,8 @@ export function buildProgram(): Command {
     // things, two lines (Engine.checkNodeAddress)
     if (s.underlayDown) lines.push(`underlay down: ${s.underlayDown.reason} (since ${s.underlayDown.since})`);
     if (s.nodeAddressMissing) lines.push(`node address missing: ${s.nodeAddressMissing}`);
+    // an underlay neighbour whose probes go unanswered: the nodes behind it (Engine.unreachableNodes)
+    for (const u of (s.unreachableNodes ?? []) as { neighbor: string; nodes: string[]; nodeIps: string[]; since: string }[]) lines.push(unreachableNodeLine(u));
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);
     // endpoints whose interface has been missing for long (--endpoint-missing-after), with the cleanup

@@ -2697,6 +2697,35 @@ export class Engine {
     return { total: all.length, unresolved: all.filter((e) => e.mac === null).map((e) => e.ip) };
   }
 
+  /**
+   * The other nodes behind an underlay neighbour whose probes went unanswered (FAILED, or in the
+   * round after one, no answer since): their pods cannot be reached from here. One row per
+   * neighbour: the node's address for an on-link node, a gateway (every node behind it) otherwise.
+   * `since`: when its first unanswered round ended. The node still forwards for the others, so
+   * /readyz does not count this (docs/observability.md).
+   */
+  unreachableNodes(): Array<{ neighbor: string; nodes: string[]; nodeIps: string[]; since: string }> {
+    const out: Array<{ neighbor: string; nodes: string[]; nodeIps: string[]; since: string }> = [];
+    const nh = this.pipe.nh;
+    for (const f of this.neighbors.failedEntries()) {
+      const nodes = new Set<string>();
+      const ips = new Set<string>();
+      for (let i = 0; nh && i < nh.count; i++) {
+        const k = nh.kind[i];
+        if ((k === NhKind.DIRECT || k === NhKind.VXLAN || k === NhKind.IPIP) && nh.gw[i] === f.key >>> 0) {
+          nodes.add(nh.routes[i].node);
+          if (nh.routes[i].nodeIp !== null) ips.add(formatIpv4(nh.routes[i].nodeIp!));
+        }
+      }
+      out.push({ neighbor: formatIpv4(f.key), nodes: [...nodes].sort(), nodeIps: [...ips].sort(), since: new Date(f.since).toISOString() });
+    }
+    for (const f of this.neighbors6.failedEntries6()) {
+      const rs = (this.model?.v6.routes ?? []).filter((r) => r.nodeIp6 === f.ip6);
+      out.push({ neighbor: f.ip6, nodes: [...new Set(rs.map((r) => r.node))].sort(), nodeIps: [f.ip6], since: new Date(f.since).toISOString() });
+    }
+    return out;
+  }
+
   status() {
     const m = this.model;
     return {
@@ -2736,6 +2765,8 @@ export class Engine {
       underlayDown: this.underlayDown ? { reason: this.underlayDown.reason, since: this.underlayDown.since.toISOString() } : null,
       hostChanges: this.liveNotes(),
       hostProgramming: this.host ? (({ lastCommands, ...st }) => st)(this.host.status()) : null,
+      // underlay neighbours that do not answer, and the nodes behind them (unreachableNodes)
+      unreachableNodes: this.unreachableNodes(),
       neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },
       neighbors6: { entries: this.neighbors6.table.entries(), counters: this.neighbors6.table.counters() },
       // packets held now for unresolved neighbours (this thread's), and the bounds
@@ -2916,7 +2947,7 @@ export class Engine {
       if (live) addPortCounts(live, c);
       else if (this.pending.has(name)) snap.ports.push({ ...c, workload: this.pending.get(name)!.ep.key });
     }
-    return { ...snap, failures: { ...this.failures }, orphanPodAddresses: this.liveOrphans().length };
+    return { ...snap, failures: { ...this.failures }, orphanPodAddresses: this.liveOrphans().length, underlayNeighborsFailed: this.neighbors.failedEntries().length + this.neighbors6.failedEntries6().length };
   }
 
   /** The endpoints waiting for their interface, since when (observe/stale-endpoints.ts). */

@@ -161,6 +161,11 @@ export class Neighbors6 {
     return id !== undefined && this.table.failed(id);
   }
 
+  /** The neighbours `failed6` is true for, with when their first unanswered round ended (ms epoch). */
+  failedEntries6(): Array<{ ip6: string; since: number }> {
+    return this.table.failedEntries().map((f) => ({ ip6: this.textOf.get(f.key) ?? `#${f.key}`, since: f.since }));
+  }
+
   /** An unresolved (or failed) next hop's address, 16 bytes at b[off]: solicit it when the table
    * says a probe is due (at most one per retransmit interval, none during a hold-down). */
   request(b: Uint8Array, off: number, now: number): void {

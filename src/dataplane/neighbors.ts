@@ -162,6 +162,8 @@ class Entry {
   updatedAt: number;
   /** Rounds failed in a row (the hold-down's back-off); 0 after an answer. */
   failStreak = 0;
+  /** When the first of those rounds failed (status: "unreachable since"). */
+  failedSince = 0;
 
   constructor(readonly ip: number, now: number) {
     this.updatedAt = now;
@@ -361,6 +363,15 @@ export class NeighborTable {
     return e !== undefined && !e.known && e.failStreak > 0;
   }
 
+  /** The addresses `failed` is true for, with when their first unanswered round ended (ms epoch
+   * of the table's clock), sorted by address: `podway status`'s unreachable nodes, the gauge
+   * podway_underlay_neighbors_failed. */
+  failedEntries(): Array<{ key: number; since: number }> {
+    const out: Array<{ key: number; since: number }> = [];
+    for (const e of this.byIp.values()) if (!e.known && e.failStreak > 0) out.push({ key: e.ip, since: e.failedSince });
+    return out.sort((a, b) => a.key - b.key);
+  }
+
   /** Age the entries; returns the probes to send and the MACs withdrawn. Called once a second. */
   tick(now: number): NeighborTick {
     const probe: number[] = [];
@@ -432,6 +443,7 @@ export class NeighborTable {
   }
 
   private fail(e: Entry, now: number): void {
+    if (e.failStreak === 0) e.failedSince = now;
     e.state = FAILED;
     e.probes = 0;
     e.nextProbeAt = now + Math.min(this.maxHoldDownMs, this.holdDownMs * 2 ** Math.min(e.failStreak, 16));

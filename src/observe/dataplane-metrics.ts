@@ -68,6 +68,7 @@ export class DataplaneCollector implements Collector {
     snapshotHistogram(reg, 'podway_tx_batch_size', 'Frames per send call.', BATCH_BOUNDS, hist(() => this.snapshot.txBatches));
 
     snapshotGauge(reg, 'podway_orphan_pod_addresses', 'Addresses pod interfaces on this node hold that no workload endpoint of the datastore names (`orphan pod:` in podway status): IPAM may give them to another pod.', [], () => [[{}, this.snapshot.orphanPodAddresses ?? 0]]);
+    snapshotGauge(reg, 'podway_underlay_neighbors_failed', 'Underlay neighbours (other nodes on the link, or gateways) whose ARP/NDP probes go unanswered: the pods behind them cannot be reached from this node (`underlay neighbour unreachable` in podway status). /readyz stays 200: the node forwards for the others.', [], () => [[{}, this.snapshot.underlayNeighborsFailed ?? 0]]);
     const endpoints = (): Sample[] => [[{}, new Set(this.snapshot.ports.filter((p) => p.workload !== '').map((p) => p.name)).size]];
     snapshotGauge(reg, 'podway_active_local_endpoints', 'Workload endpoints attached on this node.', [], endpoints);
     snapshotGauge(reg, 'felix_active_local_endpoints', 'Number of active endpoints on this host (Felix\'s name for podway_active_local_endpoints).', [], endpoints);

@@ -43,6 +43,9 @@ export interface DataplaneSnapshot {
   failures?: Record<string, number>;
   /** Pod interface addresses no endpoint names (the host-managing engine's orphan pods, orphan-pods.ts). */
   orphanPodAddresses?: number;
+  /** Underlay neighbours (IPv4 and IPv6) whose probes go unanswered (Engine.unreachableNodes).
+   * Every forwarding thread keeps its own table of the same neighbours: merged as the largest. */
+  underlayNeighborsFailed?: number;
 }
 
 /** Adds one port's counts into another's (same port: several workers, or before and after a reopen). */
@@ -66,6 +69,7 @@ export function mergeSnapshots(all: readonly DataplaneSnapshot[]): DataplaneSnap
     addInto(out.txBatches, s.txBatches);
     for (const [k, n] of Object.entries(s.failures ?? {})) (out.failures ??= {})[k] = (out.failures[k] ?? 0) + n;
     if (s.orphanPodAddresses !== undefined) out.orphanPodAddresses = (out.orphanPodAddresses ?? 0) + s.orphanPodAddresses;
+    if (s.underlayNeighborsFailed !== undefined) out.underlayNeighborsFailed = Math.max(out.underlayNeighborsFailed ?? 0, s.underlayNeighborsFailed);
     for (const p of s.ports) {
       const m = byName.get(p.name);
       if (!m) {

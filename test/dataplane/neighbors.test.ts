@@ -272,9 +272,12 @@ test('FAILED again and again: the hold-down doubles up to maxHoldDownMs, an answ
   // gap = hold-down + one retrans interval (the round's probe, then its failure)
   assert.equal(gaps, [11_000, 21_000, 31_000, 31_000]);
   assert.is(t.counters().failedNow, 1);
+  // status's "unreachable since": the first failed round, kept through the later ones
+  assert.equal(t.failedEntries(), [{ key: A >>> 0, since: failAt[0] }]);
   assert.ok(reply(t, A, MAC_A, now + 1), 'a late answer during the hold-down still resolves it');
   assert.not.ok(t.failed(A));
   assert.is(t.counters().failedNow, 0);
+  assert.equal(t.failedEntries(), [], 'answered: no longer listed');
   // reset: the next failure waits the base hold-down again
   now += 1;
   let r = t.tick((now += 30_000));
@@ -283,6 +286,7 @@ test('FAILED again and again: the hold-down doubles up to maxHoldDownMs, an answ
   r = t.tick(now);
   while (r.probe.length === 0) r = t.tick((now += 100));
   assert.is(now - f1, 10_000, 'hold-down back to the base after an answer');
+  assert.equal(t.failedEntries(), [{ key: A >>> 0, since: f1 }], 'a new outage: since its own first failed round');
 });
 
 test('the bound: wanted addresses beyond maxEntries are refused, counted, and reported once per overflow', () => {

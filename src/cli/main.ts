@@ -30,7 +30,7 @@ import { unenforcedPolicyText } from '../control/policy-kinds';
 /** `podway status`'s policy line: null when no policy is stored. */
 const policyLine = (text: string): string | null => (text ? `policy: ${text}` : null);
 import { startLevel, parseLogLevel } from '../observe/log';
-import { FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, felixSettingFlags, unhonouredLine, vxlanPendingLine, type LocalFelix } from './felix-settings';
+import { FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, felixSettingFlags, parseVxlanField, unhonouredLine, vxlanPendingLine, type LocalFelix } from './felix-settings';
 import { FELIX_MTU_FIELDS, parseTunnelMtu, type TunnelMtuSettings } from '../control/felix-mtu';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
@@ -332,6 +332,17 @@ export function buildProgram(): Command {
           throw new UsageError(`$${m.env}: ${JSON.stringify(text)} ${(e as Error).message}`);
         }
         felixFrom[m.tunnel === 'vxlan' ? 'vxlanMtu' : m.tunnel === 'vxlan6' ? 'vxlanMtuV6' : 'ipipMtu'] = `$${m.env}`;
+      }
+      // FELIX_VXLANPORT / FELIX_VXLANVNI: a bad one stops the start as the other FELIX_ variables do
+      // (it was logged and ignored, the only FELIX_ variable so treated)
+      for (const f of FELIX_VXLAN_FIELDS) {
+        const text = process.env[f.env];
+        if (text === undefined || text.trim() === '') continue;
+        try {
+          parseVxlanField(f.field, text);
+        } catch (e) {
+          throw new UsageError(`$${f.env}: ${JSON.stringify(text)} ${(e as Error).message}`);
+        }
       }
       for (const k of Object.keys(felixFrom) as (keyof typeof felixFrom)[]) if (felixFrom[k] === undefined) delete felixFrom[k];
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);

@@ -73,9 +73,12 @@ export function createLogger(opts: LoggerOptions = {}): Log {
   // every CLI start through main.ts) does not pay for it.
   const pino = require('pino') as typeof import('pino');
   const human = opts.human ?? isatty(2);
-  // Synchronous: nothing is lost at exit; a full pipe (EAGAIN) is waited on; a stderr that is gone
-  // loses its lines instead of ending podway (fdLines).
-  const dest: { write(s: string): unknown } = opts.write ? { write: opts.write } : fdLines(2);
+  // Synchronous: nothing is lost at exit; a full pipe (EAGAIN) is waited on (one line: once a line
+  // timed out, lines are dropped until the pipe takes one again); a stderr that is gone loses its
+  // lines instead of ending podway; lost lines are counted and said (fdLines).
+  const dest: { write(s: string): unknown } = opts.write
+    ? { write: opts.write }
+    : fdLines(2, human ? { lostLine: (n) => humanLine(lostLinesLine(n)) } : {});
   const stream = human ? { write: (s: string) => void dest.write(humanLine(s)) } : dest;
   const p = pino(
     {
@@ -93,37 +96,73 @@ export function createLogger(opts: LoggerOptions = {}): Log {
 const FULL_PIPE_TRIES = 50;
 const FULL_PIPE_WAIT_MS = 100;
 
+/** The line that says how many lines were lost before it (JSON, as the logger's own lines). */
+export function lostLinesLine(n: number): string {
+  return `${JSON.stringify({ level: 'warn', time: new Date().toISOString(), msg: `${n} log line${n === 1 ? '' : 's'} lost: the log output was full or gone`, lost: n })}\n`;
+}
+
 /**
  * Lines written to `fd` synchronously (each whole before the call returns, as pino's sonic-boom
  * did with sync: true). A full pipe (EAGAIN) is waited on, at most FULL_PIPE_TRIES x
- * FULL_PIPE_WAIT_MS; a destination that is gone (EIO: the terminal of a `podway run ... &` was
- * closed; EPIPE: the reader of the pipe went; any other write error) drops the line and counts
- * it in `lost`. sonic-boom emitted these as an 'error' event nobody could handle well (unhandled:
- * podway ended at its next log line after the terminal hung up; handled: every later line was
- * kept in its buffer, without bound): podway forwards on without its log instead.
+ * FULL_PIPE_WAIT_MS, for one line: after a line timed out, later lines are dropped at their first
+ * EAGAIN without waiting, until a write goes through again (a reader that is stuck would otherwise
+ * stall the forwarding thread 5 s per log line). A destination that is gone (EIO: the terminal of
+ * a `podway run ... &` was closed; EPIPE: the reader of the pipe went; any other write error)
+ * drops the line. Every dropped line is counted in `lost`, and the next line that is written is
+ * preceded by one saying how many were lost since the last one written (`lostLine`); a line
+ * dropped after part of it went out is ended with '\n' before anything else is written, so the
+ * next line is not glued to it. sonic-boom emitted these as an 'error' event nobody could handle
+ * well (unhandled: podway ended at its next log line after the terminal hung up; handled: every
+ * later line was kept in its buffer, without bound): podway forwards on without its log instead.
  */
-export function fdLines(fd: number): { write(s: string): void; readonly lost: number } {
+export function fdLines(
+  fd: number,
+  opts: { lostLine?: (n: number) => string } = {},
+): { write(s: string): void; readonly lost: number } {
   const { writeSync } = require('node:fs') as typeof import('node:fs');
+  const lostLine = opts.lostLine ?? lostLinesLine;
   let lost = 0;
+  /** Lines lost since the last line written (said before the next one). */
+  let unsaid = 0;
+  /** A line timed out on a full pipe: later lines do not wait until a write goes through. */
+  let stuck = false;
+  /** The last byte written ended a line (false: a dropped line was cut, '\n' goes first). */
+  let atLineStart = true;
   const waitCell = new Int32Array(new SharedArrayBuffer(4));
   return {
     write(s: string): void {
-      let buf = Buffer.from(s, 'utf8');
+      const head = (atLineStart ? '' : '\n') + (unsaid > 0 ? lostLine(unsaid) : '');
+      const headBytes = Buffer.byteLength(head, 'utf8');
+      let buf = Buffer.from(head + s, 'utf8');
+      let sent = 0;
       let tries = 0;
       while (buf.length > 0) {
+        let n = 0;
+        let code: string | undefined;
         try {
-          const n = writeSync(fd, buf);
-          buf = buf.subarray(n);
+          n = writeSync(fd, buf);
         } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          if ((code === 'EAGAIN' || code === 'EBUSY') && ++tries < FULL_PIPE_TRIES) {
-            Atomics.wait(waitCell, 0, 0, FULL_PIPE_WAIT_MS);
-            continue;
-          }
-          lost++;
-          return;
+          code = (e as NodeJS.ErrnoException).code ?? 'EIO';
         }
+        if (n > 0) {
+          stuck = false;
+          atLineStart = buf[n - 1] === 0x0a;
+          sent += n;
+          if (headBytes > 0 && sent >= headBytes) unsaid = 0;
+          buf = buf.subarray(n);
+          continue;
+        }
+        const full = code === undefined || code === 'EAGAIN' || code === 'EBUSY';
+        if (full && !stuck && ++tries < FULL_PIPE_TRIES) {
+          Atomics.wait(waitCell, 0, 0, FULL_PIPE_WAIT_MS);
+          continue;
+        }
+        if (full) stuck = true;
+        lost++;
+        unsaid++;
+        return;
       }
+      unsaid = 0;
     },
     get lost() {
       return lost;

@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openSync, closeSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createLogger, fdLines, humanLine, levelLogger, parseLogLevel, startLevel } from '../../src/observe/log';
@@ -55,6 +56,64 @@ test('fdLines: whole lines to the fd; a destination that fails (here /dev/full: 
     } finally {
       closeSync(full);
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Runs in a child (the test's own guard: killed after 20 s), on a FIFO whose reader never reads:
+// the pipe is filled, one page freed, then a line longer than the page (part of it goes out) and
+// 999 short ones. Only the first line may wait for the pipe; after it, lines are dropped at once.
+const STUCK_READER = `
+const fs = require('node:fs');
+const { fdLines } = require(process.argv[1]);
+const fifo = process.argv[2];
+const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+const w = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+const fill = Buffer.alloc(65536, 0x2e);
+for (let i = 0; i < 1000; i++) {
+  try { fs.writeSync(w, fill); } catch (e) { if (e.code === 'EAGAIN') break; throw e; }
+}
+const freed = fs.readSync(r, Buffer.alloc(4096));
+const out = fdLines(w, { lostLine: (n) => 'LOST ' + n + '\\n' });
+out.write('x'.repeat(10000) + '\\n');
+for (let i = 0; i < 999; i++) out.write('line ' + i + '\\n');
+const lost = out.lost;
+const drain = () => {
+  const parts = [];
+  const b = Buffer.alloc(65536);
+  for (let i = 0; i < 1000; i++) {
+    let n = 0;
+    try { n = fs.readSync(r, b); } catch (e) { if (e.code === 'EAGAIN') break; throw e; }
+    if (n === 0) break;
+    parts.push(Buffer.from(b.subarray(0, n)));
+  }
+  return Buffer.concat(parts).toString('latin1');
+};
+let text = drain();
+out.write('after\\n');
+text += drain();
+process.stdout.write(JSON.stringify({ freed, lost, lostAfter: out.lost, text: text.replace(/^\\.+/, '') }));
+`;
+
+test('fdLines on a pipe whose reader is stuck (O_NONBLOCK, full): one line waits, the next 999 are dropped at once and counted; the cut line is ended and the loss said in the next line written', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), `podway-fdlines-stuck-${process.pid}-`));
+  try {
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Without the fix every line waits its 5 s: 1000 lines would take 83 minutes, so the guard
+    // (SIGKILL after 20 s) ends the child and execFileSync throws.
+    const out = execFileSync(process.execPath, ['-e', STUCK_READER, path.join(__dirname, '../../src/observe/log'), fifo], {
+      timeout: 20_000,
+      killSignal: 'SIGKILL',
+      encoding: 'utf8',
+    });
+    const r = JSON.parse(out) as { freed: number; lost: number; lostAfter: number; text: string };
+    assert.is(r.freed, 4096);
+    assert.is(r.lost, 1000, 'every line counted as lost');
+    assert.is(r.lostAfter, 1000, 'the line after the reader came back is written');
+    // the part of the long line that went out, ended by '\n'; then the count; then the new line
+    assert.match(r.text, /^x+\nLOST 1000\nafter\n$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1641,6 +1641,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         log.info(`${sig}: stopping (forwarding on until the datastore work has ended)`);
         notifier?.stopping(`${sig}: stopping`);
         stopping = true; // a model still on its way is not applied after this
+        eng.stopping(); // a signal to the whole group ends the spawner helper's ip monitor too: no news
         abortStart.abort(); // a start still waiting for the datastore (on the cached model)
         clearTimeout(retryStart);
         routeTable.stop();

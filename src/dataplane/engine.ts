@@ -744,6 +744,12 @@ export class Engine {
     this.onUnderlayRoutes();
   }
 
+  /** podway began to stop (SIGINT/SIGTERM; forwarding goes on until stop()): what ends with a
+   * signal to the whole process group (the spawner helper's `ip monitor`) is not warned about. */
+  stopping(): void {
+    this.localWatch?.stopping();
+  }
+
   /** Start the `ip monitor` that tells the local table's changes (host-managing engine, once). */
   private watchLocal(): void {
     const sp = this.spawner;

@@ -18,6 +18,12 @@
  * 10 s); while none runs, `live`
  * is false and the engine reads the local table every 5 s as before. Each time one starts, one read
  * follows (what changed while none ran).
+ *
+ * Once podway is stopping (`stopping()`, at its SIGINT/SIGTERM) the monitor's end is no news: a
+ * signal to the whole process group (Ctrl-C, `timeout`, systemd's KillMode=mixed) also ends the
+ * spawner helper, and with it this monitor, while podway stops. So the warning that it was lost
+ * waits LOST_WARN_GRACE_MS (the helper's exit can be read before podway's own signal) and is not
+ * written once podway is stopping or stopped; nor is the monitor started again.
  */
 import type { SpawnFn, ChildLike } from './spawner';
 import { Backoff } from '../util/backoff';
@@ -66,10 +72,15 @@ export interface LocalWatchOptions {
 
 export const LOCAL_WATCH_ARGS = ['-o', 'monitor', 'address', 'route'];
 
+/** How long the warning that the monitor was lost waits for podway's own stop (see above; at most half the pause before the next start). */
+export const LOST_WARN_GRACE_MS = 500;
+
 export class LocalTableWatch {
   private child: ChildLike | null = null;
   private pid: number | undefined = undefined;
   private stopped = false;
+  /** podway is stopping: the monitor's end is not warned about nor followed by a new one. */
+  private quiet = false;
   private debounce: NodeJS.Timeout | null = null;
   private routeDebounce: NodeJS.Timeout | null = null;
   private restart: NodeJS.Timeout | null = null;
@@ -145,13 +156,17 @@ export class LocalTableWatch {
     this.live = false;
     this.pid = undefined;
     this.partial = '';
-    if (this.stopped) return;
+    if (this.stopped || this.quiet) return;
     // one that ran a while starts again soon; one that keeps dying at once waits longer each time
     if (was && Date.now() - this.upAt >= 10_000) this.restartWait.reset();
     const pause = this.restartWait.next();
-    this.o.log('warn', `node's own addresses: ip monitor ${why}; the local table is read every 5 s until it runs again (started again in ${pause / 1000} s)`);
+    const warn = setTimeout(() => {
+      if (!this.stopped && !this.quiet) this.o.log('warn', `node's own addresses: ip monitor ${why}; the local table is read every 5 s until it runs again (started again in ${pause / 1000} s)`);
+    }, Math.min(LOST_WARN_GRACE_MS, pause / 2)); // before the new one starts
+    warn.unref();
     this.restart = setTimeout(() => {
       this.restart = null;
+      if (this.quiet) return;
       this.start();
     }, pause);
     this.restart.unref();
@@ -196,6 +211,12 @@ export class LocalTableWatch {
       if (!this.stopped) this.o.onChange();
     }, this.o.debounceMs ?? 150);
     this.debounce.unref();
+  }
+
+  /** podway began to stop (its SIGINT/SIGTERM): the monitor runs on until stop(), but its end, as
+   * a signal to the whole process group brings, is neither warned about nor restarted. */
+  stopping(): void {
+    this.quiet = true;
   }
 
   /** Stop the monitor (by its PID) and every timer. */

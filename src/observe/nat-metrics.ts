@@ -3,7 +3,9 @@
  * same figures `podway counters` shows under `nat`) read once per scrape, and the flow bound, so an
  * operator can alert on `--nat-max-flows` being hit (podway_nat_refused_flows_total rising) or on
  * ICMP errors quoting no known flow. Nothing here runs on the forwarding path: the counters are
- * the kernel's, read with one `nft -j list counters` per scrape (nft-nat.ts counters()).
+ * the kernel's, read with `nft -j list counters` (nft-nat.ts counters()) at most every
+ * NFT_COUNTERS_MAX_AGE_MS: a scrape within that of the last read serves its figures (nft takes
+ * 0.3-1.1 s per read on a loaded node, three tables per scrape), and scrapes that meet share one read.
  *
  * Why no "flows in use" gauge: the kernel keeps the number of NATed flows only inside the output
  * chain's `ct count` (not readable); counting them would mean dumping conntrack on every scrape.
@@ -16,6 +18,46 @@ import type { Registry } from 'prom-client';
 import type { NatCounters } from '../dataplane/nft-nat';
 import { Collector, Sample, snapshotCounter, snapshotGauge } from './metrics';
 
+/** The nft counters in /metrics are at most this old (docs/observability.md). */
+export const NFT_COUNTERS_MAX_AGE_MS = 5000;
+
+export interface NftCacheOptions {
+  /** Default NFT_COUNTERS_MAX_AGE_MS. */
+  maxAgeMs?: number;
+  /** Monotonic milliseconds (default performance.now). */
+  now?: () => number;
+}
+
+/** One nft read at most every maxAgeMs; concurrent refreshes share the read under way. A read
+ * that fails (null: nft busy, the table gone at stop) keeps the last figures: a counter that fell
+ * to 0 would look like a reset to Prometheus. */
+class CachedCounters {
+  last: NatCounters | null = null;
+  private readAt = -Infinity;
+  private pending: Promise<void> | null = null;
+  private readonly maxAgeMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly read: () => Promise<NatCounters | null>, o: NftCacheOptions = {}) {
+    this.maxAgeMs = o.maxAgeMs ?? NFT_COUNTERS_MAX_AGE_MS;
+    this.now = o.now ?? (() => performance.now());
+  }
+
+  refresh(): Promise<void> {
+    if (this.pending) return this.pending;
+    if (this.now() - this.readAt < this.maxAgeMs) return Promise.resolve();
+    this.pending = this.read()
+      .then((c) => {
+        this.last = c ?? this.last;
+      }, () => undefined)
+      .finally(() => {
+        this.readAt = this.now();
+        this.pending = null;
+      });
+    return this.pending;
+  }
+}
+
 export interface NatSource {
   /** The table's counters, or null while there is no table (nft missing, podway stopping). */
   counters(): Promise<NatCounters | null>;
@@ -24,16 +66,20 @@ export interface NatSource {
 }
 
 export class NatCollector implements Collector {
-  /** The counters last read (null until a table was read: the series then read 0). */
-  last: NatCounters | null = null;
+  private readonly cache: CachedCounters;
 
   /** `ipv6`: the IPv6 table's collector (podway_nat6_* series, help texts saying IPv6). */
-  constructor(private readonly source: NatSource, private readonly ipv6 = false) {}
+  constructor(private readonly source: NatSource, private readonly ipv6 = false, cache: NftCacheOptions = {}) {
+    this.cache = new CachedCounters(() => source.counters(), cache);
+  }
 
-  /** A read that fails (nft busy, the table gone at stop) keeps the last figures: a counter that
-   * fell to 0 would look like a reset to Prometheus. */
-  async refresh(): Promise<void> {
-    this.last = (await this.source.counters()) ?? this.last;
+  /** The counters last read (null until a table was read: the series then read 0). */
+  get last(): NatCounters | null {
+    return this.cache.last;
+  }
+
+  refresh(): Promise<void> {
+    return this.cache.refresh();
   }
 
   register(reg: Registry): void {
@@ -55,16 +101,22 @@ export class NatCollector implements Collector {
 
 /**
  * The pod guard's table (`table inet podway`, nft-nat.ts guardTableProgram) as metrics, read the
- * same way (one `nft -j list counters` per scrape): what veth pods sent the node's kernel that it
+ * same way (`nft -j list counters`, at most every NFT_COUNTERS_MAX_AGE_MS): what veth pods sent the node's kernel that it
  * must not take.
  */
 export class PodGuardCollector implements Collector {
-  last: NatCounters | null = null;
+  private readonly cache: CachedCounters;
 
-  constructor(private readonly counters: () => Promise<NatCounters | null>) {}
+  constructor(counters: () => Promise<NatCounters | null>, cache: NftCacheOptions = {}) {
+    this.cache = new CachedCounters(counters, cache);
+  }
 
-  async refresh(): Promise<void> {
-    this.last = (await this.counters()) ?? this.last;
+  get last(): NatCounters | null {
+    return this.cache.last;
+  }
+
+  refresh(): Promise<void> {
+    return this.cache.refresh();
   }
 
   register(reg: Registry): void {

@@ -255,36 +255,65 @@ export function linkIndex(netns: string | null, name: string): LinkIndex | null 
 
 /**
  * The namespace ID this (the plugin's) namespace gives the network namespace at `path` (the
- * `link_netnsid` a veth whose peer is there shows), or null when it has none (no link here has a
- * peer there) or it cannot be told. iproute2 has no query by path: a /run/netns/NAME namespace (also
- * through a symlinked directory such as /var/run/netns) is found by name in `ip netns list-id`, a
- * /proc/PID/ns/net one with lsns (util-linux, as nsenter) for that process, by the namespace's
- * inode. Any other bind mount cannot be told (null).
+ * `link_netnsid` a veth whose peer is there shows); 'none' when it provably has none here (no link
+ * here has a peer there); null when it cannot be told. Never throws: a failing `ip`/lsns, bad
+ * output, a path gone or a process exited meanwhile answer null ("cannot tell").
+ *
+ * iproute2 has no query by path, so the namespace is found by its inode (stat of `path`, any path:
+ * /run/netns/NAME, /proc/PID/ns/net, /var/run/docker/netns/ID, a CRI-O namespaces_dir...) among
+ * the namespaces named in `ip netns list-id` (/run/netns/NAME, by the inode of that file) and the
+ * namespaces some process is in (lsns, util-linux as nsenter, which gives their NETNSID). A
+ * namespace only a bind mount outside /run/netns holds, with no process in it, cannot be told.
  */
-export function netnsIdOf(path: string): number | null {
-  let real = path;
+export function netnsIdOf(path: string): number | 'none' | null {
   try {
-    real = join(realpathSync(dirname(path)), basename(path));
+    return netnsIdByInode(path);
   } catch {
     return null;
   }
-  const named = /^\/run\/netns\/([^/]+)$/.exec(real);
-  if (named) {
-    const ids = JSON.parse(run('ip', ['-j', 'netns', 'list-id']) || '[]') as { nsid?: number; name?: string }[];
-    const hit = ids.find((x) => x.name === named[1] && typeof x.nsid === 'number');
-    return hit ? hit.nsid! : null;
-  }
-  const ofPid = /^\/proc\/([0-9]+)\/ns\/net$/.exec(real);
-  if (!ofPid) return null;
-  let ino: number;
+}
+
+function netnsIdByInode(path: string): number | 'none' | null {
+  const st = statSync(path);
+  // Only a namespace file (nsfs) has a namespace's inode: anything else cannot be told.
+  if (st.dev !== statSync('/proc/self/ns/net').dev) return null;
+  const ino = st.ino;
+  let ids: { nsid?: number; name?: string }[] | null = null;
   try {
-    ino = statSync(path).ino;
+    const parsed: unknown = JSON.parse(run('ip', ['-j', 'netns', 'list-id']) || '[]');
+    if (Array.isArray(parsed)) ids = parsed as { nsid?: number; name?: string }[];
+  } catch {
+    /* cannot tell this way: lsns below */
+  }
+  for (const x of ids ?? []) {
+    if (typeof x?.nsid !== 'number' || typeof x.name !== 'string' || x.name.includes('/')) continue;
+    try {
+      const named = statSync(join('/run/netns', x.name));
+      if (named.dev === st.dev && named.ino === ino) return x.nsid;
+    } catch {
+      /* removed meanwhile */
+    }
+  }
+  // A /run/netns/NAME namespace (also through a symlinked directory such as /var/run/netns) that
+  // `ip netns list-id` does not list has no namespace ID here.
+  if (ids !== null) {
+    try {
+      if (/^\/run\/netns\/[^/]+$/.test(join(realpathSync(dirname(path)), basename(path)))) return 'none';
+    } catch {
+      /* cannot tell this way */
+    }
+  }
+  let out: string;
+  try {
+    out = run('lsns', ['-t', 'net', '-n', '-r', '-o', 'NS,NETNSID']);
   } catch {
     return null;
   }
-  for (const line of run('lsns', ['-t', 'net', '-n', '-r', '-o', 'NS,NETNSID', '-p', ofPid[1]]).split('\n')) {
+  for (const line of out.split('\n')) {
     const [ns, id] = line.trim().split(/\s+/);
-    if (Number(ns) === ino && /^[0-9]+$/.test(id ?? '')) return Number(id);
+    if (Number(ns) !== ino) continue;
+    if (/^[0-9]+$/.test(id ?? '')) return Number(id);
+    return id === 'unassigned' ? 'none' : null;
   }
   return null;
 }
@@ -293,11 +322,18 @@ export function netnsIdOf(path: string): number | null {
  * Whether `pod` (a link in the namespace at `netns`) and the host veth `host` (in this namespace)
  * are the two ends of one veth: each names the other's index as its peer, and the host end's peer
  * is in `netns` (indexes alone are not enough: every namespace numbers its own links, and a veth of
- * another pair in `netns` can have the same numbers). null when so; else why not.
+ * another pair in `netns` can have the same numbers; when `netns`'s namespace ID cannot be told,
+ * netnsIdOf, they are all there is). null when so; else why not.
  */
 export function vethPairMismatch(netns: string, pod: LinkIndex, host: LinkIndex, hostName: string): string | null {
   if (pod.peer !== host.ifindex || host.peer !== pod.ifindex) return `not the peer of the host veth ${hostName}`;
-  const nsid = host.peerNetnsid === null ? null : netnsIdOf(netns);
-  if (host.peerNetnsid === null || nsid !== host.peerNetnsid) return `the host veth ${hostName}'s peer (index ${host.peer}) is in another namespace (nsid ${host.peerNetnsid ?? 'none: this one'}), not in ${netns}`;
+  const elsewhere = `the host veth ${hostName}'s peer (index ${host.peer}) is in another namespace (nsid ${host.peerNetnsid ?? 'none: this one'}), not in ${netns}`;
+  if (host.peerNetnsid === null) return elsewhere;
+  const nsid = netnsIdOf(netns);
+  // Cannot tell (a namespace only a bind mount outside /run/netns holds, or lsns failing): the
+  // two-way index check above stands alone, as before the namespace was counted. Refusing instead
+  // would leave such a pod's veth for good and refuse its repeated ADD every time.
+  if (nsid === null) return null;
+  if (nsid !== host.peerNetnsid) return elsewhere;
   return null;
 }

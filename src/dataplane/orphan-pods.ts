@@ -15,7 +15,7 @@
  * too (cni/orphan-hold.ts): no pod, here or on another node, is given it.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { POD_DEVICE_ALIAS, POD_DEVICE_NAME } from '../control/ipam/orphan-holds';
 
@@ -204,14 +204,46 @@ const BATCH_SCRIPT = 'i=0; for k do printf \'\\001%d\\n\' "$i"; '
  * per namespace: podway run's start looks into every namespace on the machine (100 pods: 100
  * `ip`s from Node's main thread before this). Returns the namespaces read; one that failed or
  * vanished meanwhile is not in it (its caller reads it alone, as before, for the error), nor is
- * any when the shell could not run.
+ * any when the shell could not run, or did not end within `timeoutMs` (10 s + 100 ms a namespace
+ * by default: then its whole process group is killed, a hung `ip` or `nsenter` with it).
  */
-export async function readNamespaceAddrs(keys: readonly string[]): Promise<Map<string, string>> {
+export async function readNamespaceAddrs(keys: readonly string[], opts: { timeoutMs?: number } = {}): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const todo = keys.filter((k) => /^[np]:./.test(k) && !k.includes('\n'));
   if (todo.length === 0) return out;
+  const timeoutMs = opts.timeoutMs ?? 10_000 + 100 * todo.length;
   const { stdout, ok } = await new Promise<{ stdout: string; ok: boolean }>((resolve) => {
-    execFile('sh', ['-c', BATCH_SCRIPT, 'sh', ...todo], { encoding: 'utf8', timeout: 10_000 + 100 * todo.length, maxBuffer: 256 << 20 }, (e, so) => resolve({ stdout: String(so ?? ''), ok: !e }));
+    // A process group of its own, killed whole at the timeout: execFile's own timeout kills only
+    // the shell, and a hung `ip` or `nsenter` kept the stdout open, so execFile (which waits for
+    // 'close') never answered: podway run's start, or a CNI ADD under the IPAM lock, hung with it.
+    // (execFile passes no `detached` to spawn: spawn itself.)
+    const child = spawn('sh', ['-c', BATCH_SCRIPT, 'sh', ...todo], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    const killGroup = () => {
+      failed = true;
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // the group already gone
+      }
+    };
+    const timer = setTimeout(killGroup, timeoutMs);
+    child.stdout!.on('data', (b: Buffer) => {
+      size += b.length;
+      if (size > 256 << 20) killGroup(); // as execFile's maxBuffer
+      else chunks.push(b);
+    });
+    let done = false;
+    const end = (ok: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve({ stdout: Buffer.concat(chunks).toString('utf8'), ok });
+    };
+    child.on('error', () => end(false)); // sh could not start
+    child.on('close', (code) => end(!failed && code === 0));
   });
   let cur = -1;
   let text: string[] = [];

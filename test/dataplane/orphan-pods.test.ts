@@ -3,6 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { addressKey, hostRouteDevices, isPeerIn, listNamespaces, namespaceKey, orphanPodLine, peerAddressesIn, podDevicesIn, podVethPeers, readNamespaceAddrs } from '../../src/dataplane/orphan-pods';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -157,6 +159,47 @@ test('readNamespaceAddrs: several namespaces read by one shell; the alias\'d tap
     assert.equal(JSON.parse(read.get(`n:${n2!.name}`)!), JSON.parse(sh('ip', ['-j', '-n', n2!.name, '-d', 'addr', 'show'])));
     assert.equal((await readNamespaceAddrs([`n:${gone!.name}`])).size, 0, 'only a gone one: none, no error');
   });
+});
+
+test('readNamespaceAddrs: an `ip` that hangs (holding the stdout) is killed with its shell at the timeout; the scan answers (none read) instead of hanging', async () => {
+  // The hung `ip`: a script first in PATH that sleeps in its place (a real hang cannot be had on
+  // demand). Before the fix only the shell was killed and the call waited for the sleep's end.
+  const dir = mkdtempSync(path.join(tmpdir(), `podway-revfixrun-${process.pid}-`));
+  const oldPath = process.env.PATH;
+  const pidFile = path.join(dir, 'ip.pid');
+  let guard: NodeJS.Timeout | undefined;
+  try {
+    writeFileSync(path.join(dir, 'ip'), `#!/bin/sh\necho $$ > '${pidFile}'\nexec sleep 120\n`);
+    chmodSync(path.join(dir, 'ip'), 0o755);
+    process.env.PATH = `${dir}:${oldPath}`;
+    const read = await Promise.race([
+      readNamespaceAddrs([`n:revfixrun-${process.pid}`], { timeoutMs: 1000 }),
+      new Promise<'guard'>((resolve) => { guard = setTimeout(() => resolve('guard'), 20_000); }),
+    ]);
+    process.env.PATH = oldPath;
+    assert.ok(read !== 'guard', 'the scan answered (the 20 s guard did not fire)');
+    assert.is((read as Map<string, string>).size, 0, 'nothing read from a hung ip');
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    assert.ok(pid > 0);
+    const alive = () => {
+      try {
+        return existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    assert.ok(await until(() => !alive(), 5000), 'the hung ip killed with its shell');
+  } finally {
+    clearTimeout(guard);
+    process.env.PATH = oldPath;
+    try {
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      if (pid > 0) process.kill(pid, 'SIGKILL');
+    } catch {
+      // not started, or already gone
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

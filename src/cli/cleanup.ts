@@ -5,7 +5,7 @@
  * nftables tables (`ip podway`, `ip6 podway`, `inet podway`, `inet podway_tunnels`) in place, as a
  * crash does and as Felix leaves its rules: the next start replaces each in one transaction, so a
  * restart costs no table deletes. Stopped for good (an uninstall, another dataplane taking over),
- * they are no longer wanted: `table inet podway_tunnels` drops the node's VXLAN (UDP 4789) and IPIP
+ * they are no longer wanted: `table inet podway_tunnels` drops the node's VXLAN (UDP to the VXLAN port, 4789 unless vxlanPort says otherwise) and IPIP
  * packets before any socket sees them, the NAT tables masquerade pool sources, the pod guard drops
  * veth pods' forged sources. This command deletes them, sets the underlay's IPv4 forwarding back from
  * the record a killed run left (a clean stop sets it back itself), and removes a killed run's stale

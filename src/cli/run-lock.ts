@@ -1,6 +1,6 @@
 // One `podway run` per network namespace. A node's podway owns what the namespace has one of:
-// `podway0`, the nftables tables `ip podway` and `inet podway_tunnels`, UDP 4789, the Node it
-// registers. A second run (another --control path gets it past the control socket's check) used
+// `podway0`, the nftables tables `ip podway` and `inet podway_tunnels`, the VXLAN UDP port (4789
+// unless vxlanPort says otherwise), the Node it registers. A second run (another --control path gets it past the control socket's check) used
 // to register the Node again (with its own --ip), replace the running one's NAT table and, when it
 // then failed on the busy VXLAN port, delete the running one's tunnel table on its way out.
 //
@@ -57,7 +57,7 @@ export async function takeRunLock(self: RunLockHolder): Promise<Server> {
     const holder = await askHolder();
     const who = holder ? `for node ${holder.node} (pid ${holder.pid}, control ${holder.control})` : '(it does not say which node)';
     throw new Error(`another podway run is running in this network namespace ${who}: one podway per node, it owns podway0, `
-      + `the nftables tables and UDP 4789 here; stop it first (nothing was changed)`);
+      + `the nftables tables and the VXLAN UDP port here; stop it first (nothing was changed)`);
   }
   server.unref();
   return server;

@@ -106,7 +106,7 @@ export const Reason = {
    * packet that is not ECN-capable (Not-ECT): RFC 6040 section 4.2 drops it, as Linux's vxlan and
    * ipip do (their rx_frame_errors), since the congestion signal cannot be passed on. */
   TUNNEL_ECN_NOT_ECT: base + 43,
-  /** A pod's own VXLAN (UDP to port 4789) or IP-in-IP (protocol 4) packet, IPv4 or IPv6, to any
+  /** A pod's own VXLAN (UDP to the VXLAN port: 4789 unless vxlanPort says otherwise) or IP-in-IP (protocol 4) packet, IPv4 or IPv6, to any
    * destination: Felix drops both in every workload's from-chain ("Drop VXLAN/IPinIP encapped
    * packets originating in workloads") unless FelixConfiguration allowVXLANPacketsFromWorkloads /
    * allowIPIPPacketsFromWorkloads (podway: --allow-vxlan-from-pods, --allow-ipip-from-pods, or the

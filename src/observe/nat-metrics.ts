@@ -122,7 +122,7 @@ export class PodGuardCollector implements Collector {
   register(reg: Registry): void {
     const one = (pick: (c: NatCounters) => number | undefined) => (): Sample[] => [[{}, (this.last ? pick(this.last) : 0) ?? 0]];
     snapshotCounter(reg, 'podway_pod_guard_spoofed_total', 'Frames from veth pods whose source is not the pod\'s own address, dropped before the node\'s kernel took them (podway\'s own copy counts source_check).', [], one((c) => c.podSpoofed));
-    snapshotCounter(reg, 'podway_pod_guard_tunnel_total', 'Tunnel packets (VXLAN UDP 4789, IPIP) from veth pods, dropped before the node\'s kernel took them.', [], one((c) => c.podTunnel));
+    snapshotCounter(reg, 'podway_pod_guard_tunnel_total', 'Tunnel packets (VXLAN to the VXLAN port, 4789 unless vxlanPort says otherwise; IPIP) from veth pods, dropped before the node\'s kernel took them.', [], one((c) => c.podTunnel));
     snapshotCounter(reg, 'podway_pod_guard_to_host_total', 'New connections from pods (veth, TAP, TUN) to the node\'s own addresses dropped (--endpoint-to-host drop).', [], one((c) => c.podToHost));
   }
 }

@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { DatastoreSpec } from '../control/kv/spec';
+import { silentLog, type Log } from '../observe/log';
 import type { NodeAddressStore } from './join';
 import type { AddressStoreAnswer, AddressStoreRequest, AddressStoreWorkerData } from './address-store-worker';
 
@@ -20,7 +21,7 @@ export class NodeAddressStoreThread {
   private readonly waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   private closed = false;
 
-  constructor(private readonly spec: DatastoreSpec, private readonly node: string) {}
+  constructor(private readonly spec: DatastoreSpec, private readonly node: string, private readonly log: Log = silentLog) {}
 
   stored(): ReturnType<NodeAddressStore['stored']> {
     return this.ask({ op: 'stored' }) as ReturnType<NodeAddressStore['stored']>;
@@ -57,6 +58,9 @@ export class NodeAddressStoreThread {
     });
     const gone = (why: string) => {
       if (this.worker === w) this.worker = null;
+      // With no call waiting nobody hears of it otherwise (the next call starts a new thread);
+      // the end that close() asked for is not news.
+      if (this.waiting.size === 0 && !this.closed) this.log.warn(`the Node address store's thread ${why}; a new one starts at the next call`, { node: this.node });
       for (const p of this.waiting.values()) p.reject(new Error(`node ${this.node}: the Node address store's thread ${why}`));
       this.waiting.clear();
     };

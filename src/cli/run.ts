@@ -1530,7 +1530,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // at its first look and closed once it stopped (join.ts NodeAddressStore), not one per look.
     // (in a thread of its own, address-store-thread.ts: its EtcdKv, etcd3, is not loaded, and its
     // calls not encoded, on the forwarding thread)
-    const nodeAddresses = spec.kind === 'file' || pollMs === 0 ? null : new NodeAddressStoreThread(spec, opts.node);
+    const nodeAddresses = spec.kind === 'file' || pollMs === 0 ? null : new NodeAddressStoreThread(spec, opts.node, log);
     const monitor = nodeAddresses === null ? null : new AddressMonitor({
       intervalMs: pollMs,
       source: { v4: source4, v6: source6 },

@@ -139,16 +139,23 @@ test('a super-frame for a pod whose MAC is unknown waits whole and leaves with i
   const web = lab!.pod('web-1');
   const go = path.join(dir, 'go');
   const env = { PEER_TIMEOUT_S: '240' };
-  const server = spawnCollected('ip', ['netns', 'exec', quiet.ns, 'env', `PEER_TIMEOUT_S=${env.PEER_TIMEOUT_S}`, process.execPath, PEER, 'recv', quiet.ip, '5301'], 250_000);
+  const server = spawnCollected('ip', ['netns', 'exec', quiet.ns, 'env', `PEER_TIMEOUT_S=${env.PEER_TIMEOUT_S}`, process.execPath, PEER, 'recv', quiet.ip, '5301', String(1 << 20)], 250_000);
   assert.ok(await until(() => /listening/.test(server.out()) || server.proc.exitCode !== null, 15_000), `receiver up: ${server.err()}`);
   const client = spawnCollected('ip', ['netns', 'exec', web.ns, 'env', `PEER_TIMEOUT_S=${env.PEER_TIMEOUT_S}`, process.execPath, PEER, 'send-pause', quiet.ip, '5301', String(1 << 20), String(4 << 20), go], 250_000);
   assert.ok(await until(() => /paused/.test(client.out()) || client.proc.exitCode !== null, 60_000), `first part sent: ${client.err()}`);
+  // the receiver has read the whole first part (its window updates and ACKs sent) before the restart:
+  // under load the sender's 2 s were not always enough, and a pod that speaks after the restart
+  // (an ARP for its gateway to send a late window update) teaches podway its MAC, so nothing waits
+  assert.ok(await until(() => /^got /m.test(server.out()) || server.proc.exitCode !== null, 60_000), `first part read by the receiver: ${server.err()}`);
+  await new Promise((r) => setTimeout(r, 500));
   // podway restarts: quiet-1's MAC is forgotten, and quiet-1 (idle) says nothing
   await lab!.stopPodway('node1');
   await lab!.startPodway('node1', undefined, ['--workers', '1']);
   assert.ok(await until(async () => (await routes(lab!.node('node1'))).some((r) => r.cidr === `${quiet.ip}/32` && r.kind === 'local'), 15_000), 'quiet-1 routed');
   const c0 = await counters();
   assert.is(c0.arp_learned ?? 0, 0, 'quiet-1 has said nothing since the restart');
+  const eps = (await controlRequest(lab!.node('node1').control, { cmd: 'endpoints' }, 5000)) as { networks: string[]; mac: string }[];
+  assert.is(eps.find((e) => e.networks.includes(`${quiet.ip}/32`))?.mac, '', `podway does not know quiet-1's MAC after the restart (counters: ${JSON.stringify(c0)})`);
   writeFileSync(go, '');
   const [cc, sc] = await Promise.all([client.done, server.done]);
   assert.is(cc, 0, `sender: ${client.err()}`);

@@ -1,6 +1,7 @@
 /**
  * A tiny TCP peer for the end-to-end tests (run inside a pod namespace with `ip netns exec`):
- *   node tcp-peer.js recv <ip> <port>        listen, print "listening", then after the sender closes
+ *   node tcp-peer.js recv <ip> <port> [mark] listen, print "listening", (with a mark) print "got MARK"
+ *                                           once MARK bytes were read, then after the sender closes
  *                                           print one JSON line {bytes, sha256, peer} and exit
  *   node tcp-peer.js send <ip> <port> <n>   send n random bytes, print {bytes, sha256}, exit
  *   node tcp-peer.js send-pause <ip> <port> <n1> <n2> <file>
@@ -22,6 +23,8 @@ setTimeout(() => {
 }, Number(process.env.PEER_TIMEOUT_S ?? 60) * 1000).unref();
 
 if (mode === 'recv') {
+  const mark = sizeText === undefined ? Infinity : Number(sizeText);
+  let marked = false;
   const server = net.createServer((c) => {
     const peer = `${c.remoteAddress}:${c.remotePort}`;
     const h = createHash('sha256');
@@ -29,6 +32,10 @@ if (mode === 'recv') {
     c.on('data', (d) => {
       h.update(d);
       bytes += d.length;
+      if (!marked && bytes >= mark) {
+        marked = true;
+        process.stdout.write(`got ${mark}\n`);
+      }
     });
     c.on('end', () => {
       process.stdout.write(JSON.stringify({ bytes, sha256: h.digest('hex'), peer }) + '\n');

@@ -8,10 +8,12 @@
  */
 import { FELIX_FIELDS, FELIX_FIELDS_START_ONLY, FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, parseVxlanField, wireFinding } from './felix-settings';
 
-/** The FelixConfiguration fields podway has an equivalent of: Felix's variable, and podway run's flag. */
+/** The FelixConfiguration fields podway has an equivalent of: Felix's variable, and podway run's flag
+ * (vxlanPort and vxlanVNI have none: taken at start from the variable or the resources). */
 export const FELIX_FIELDS_PODWAY_READS: Readonly<Record<string, { env: string; flag?: string }>> = {
   ...Object.fromEntries(FELIX_FIELDS.map((f) => [f.field, { env: f.env, flag: f.flag }])),
   ...FELIX_FIELDS_START_ONLY,
+  ...Object.fromEntries(FELIX_VXLAN_FIELDS.map((f) => [f.field, { env: f.env }])),
 };
 
 function scalar(v: unknown): string {

@@ -47,6 +47,9 @@ import { Health, type EngineReadiness } from '../observe/health';
 import { bgpNotReady, bgpOffStatus, speakerNotStartedStatus } from '../control/bgp/readiness';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
+import { TunnelDrops } from '../observe/tunnel-drops';
+import { tunnelCounters } from '../dataplane/nft-tunnels';
+import { Reason } from '../dataplane/counters';
 import { applySchedSlice } from '../dataplane/sched-slice';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
@@ -451,6 +454,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
   let nodeMetrics: NodeMetrics | null = null;
   /** The registry (null without --metrics-port): more collectors (BGP, ...) join with metrics?.add(). */
   let metrics: PodwayMetrics | null = null;
+  // The tunnel table's drops (VXLAN on the previous run's port: vxlan_old_port), made by the node's
+  // kernel, read from nft at most every 5 s for `podway counters` and /metrics.
+  const tunnelDrops = new TunnelDrops(() => tunnelCounters());
   if (opts.metricsPort !== undefined) {
     const { PodwayMetrics } = require('../observe/metrics') as typeof import('../observe/metrics');
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
@@ -464,7 +470,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const main = engine.metricsSnapshot();
       const others = await workerStates();
       missingLog.note('metrics', missingWorkers(others));
-      return mergeSnapshots([main, ...others.filter((o): o is WorkerState => o !== null).map((o) => o.snapshot)]);
+      const merged = mergeSnapshots([main, ...others.filter((o): o is WorkerState => o !== null).map((o) => o.snapshot)]);
+      await tunnelDrops.refresh();
+      const old = tunnelDrops.vxlanOldPort;
+      merged.counters[Reason.VXLAN_OLD_PORT] = (merged.counters[Reason.VXLAN_OLD_PORT] ?? 0) + old.packets;
+      merged.counterBytes[Reason.VXLAN_OLD_PORT] = (merged.counterBytes[Reason.VXLAN_OLD_PORT] ?? 0) + old.bytes;
+      return merged;
     }));
     httpServer = await startMetricsServer({ port: opts.metricsPort, host: opts.metricsHost, metrics, health, log: log.child({ component: 'metrics' }) });
     log.info(`metrics on ${opts.metricsHost ?? '*'}:${opts.metricsPort} (/metrics, /livez, /readyz)`, { metricsPort: opts.metricsPort });
@@ -1108,6 +1119,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       taps,
       bgpStatus,
       cniPendingDel: replayer ? () => replayer.status() : undefined,
+      kernelDrops: async () => {
+        await tunnelDrops.refresh();
+        return { vxlan_old_port: tunnelDrops.vxlanOldPort.packets };
+      },
       status: async () => {
         const r = await health.report();
         // first: applied at once at start (same boot), not for an unreachable datastore

@@ -36,6 +36,9 @@ export interface ControlExtras {
   nat6?: { status(): unknown; counters(): Promise<unknown> };
   /** The pod guard's table (table inet podway, nft-nat.ts guardTableProgram). */
   guard?: { status(): unknown; counters(): Promise<unknown> };
+  /** Drops the node's kernel made for podway (reason name -> packets: the tunnel table's
+   * vxlan_old_port, observe/tunnel-drops.ts), added to the reasons of `counters` when not 0. */
+  kernelDrops?: () => Promise<Record<string, number>>;
   /** The deferred CNI DELs' replay (etcd or embedded datastore): its counts join `counters` as cniPendingDel. */
   cniPendingDel?: () => unknown;
   /** Trace and capture across the forwarding workers (default: this engine alone). */
@@ -308,6 +311,7 @@ async function handle(engine: Engine, req: Request, workerCounters: WorkerCounte
       return engine.endpointList();
     case 'counters': {
       const merged = mergeCounters(engine.counters(), await workerCounters());
+      for (const [r, n] of Object.entries(extras.kernelDrops ? await extras.kernelDrops() : {})) if (n > 0) merged.reasons[r] = (merged.reasons[r] ?? 0) + n;
       const withNat4 = extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
       // IPv6's table exists only once an IPv6 pool has natOutgoing (null before)
       const withNat6 = extras.nat6 ? { ...withNat4, nat6: await extras.nat6.counters() } : withNat4;

@@ -166,6 +166,12 @@ export const Reason = {
    * poll handle could watch it, or the port was closed (its pod deleted, the node stopping). The
    * port's txBacklogDropped, and the backlog a port held when the engine closed it. */
   TX_BACKLOG_DROPPED: base + 53,
+  /** VXLAN to the node on the previous run's vxlanPort (vxlanPort changed between two runs; nodes
+   * not moved yet still send there), dropped by the node's kernel in podway's tunnel table (its
+   * `vxlan_old_port` counter, nft-tunnels.ts), never answered port unreachable, for this run's life.
+   * No forwarding thread sees these: the main thread reads the table's counter (at most every 5 s)
+   * for `podway counters` and /metrics (observe/tunnel-drops.ts), and adds it to their sums. */
+  VXLAN_OLD_PORT: base + 54,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -222,7 +228,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 54;
+export const COUNTER_COUNT = base + 55;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

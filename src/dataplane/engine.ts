@@ -1416,7 +1416,7 @@ export class Engine {
     if (this.vxlanOldPort === undefined) {
       const was = installedTunnelPort();
       this.vxlanOldPort = was !== null && was !== this.pipe.vxlanPort ? was : null;
-      if (this.vxlanOldPort !== null) this.log.warn(`vxlanPort changed since the last run (${this.vxlanOldPort} -> ${this.pipe.vxlanPort}): VXLAN still arriving on ${this.vxlanOldPort} (nodes not moved yet) is dropped by the kernel, counted vxlan_old_port (nft list counter inet ${TUNNEL_TABLE} vxlan_old_port), until podway run stops`, { component: 'host' });
+      if (this.vxlanOldPort !== null) this.log.warn(`vxlanPort changed since the last run (${this.vxlanOldPort} -> ${this.pipe.vxlanPort}): VXLAN still arriving on ${this.vxlanOldPort} (nodes not moved yet) is dropped by the kernel, counted vxlan_old_port (podway counters, podway_dropped_packets_total; nft list counter inet ${TUNNEL_TABLE} vxlan_old_port), until podway run stops`, { component: 'host' });
     }
     return installTunnelRx(ul, nodeIp, this.pipe.vxlanPort, ip6, 'nft', this.vxlanOldPort);
   }

@@ -11,7 +11,7 @@
  * change of vxlanPort while podway runs is said (log, status) to take effect at the next start,
  * and the wire stays as it was; at the next start the new port is in force, and VXLAN still
  * arriving on the old port is dropped by the kernel, counted vxlan_old_port (the tunnel table's
- * counter), never answered port unreachable.
+ * counter, shown as that drop reason in `podway counters` and /metrics), never answered port unreachable.
  * Without the feature podway sends 4789/VNI 4096, which node2's kernel never takes: every ping fails.
  */
 import { test } from 'uvu';
@@ -23,6 +23,8 @@ import { Lab, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, tcpTransfer, logMessage, logTail, until, waitLog as waitRaw } from './e2e-kit';
 import type { LabNode } from '../../src/lab/lab';
+import { execBounded } from './tools';
+import { parseMetrics, valueOf } from '../observe/prom-text';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'port-1', type: 'veth' as const }, { name: 'port-tap', type: 'tap' as const }] },
@@ -31,6 +33,7 @@ const SPEC = [
 const PORT = 8472;
 const VNI = 1;
 const MB = 1 << 20;
+const METRICS_PORT = 9091;
 
 let lab: Lab | null = null;
 let ok = false;
@@ -44,7 +47,14 @@ const put = async (name: string, spec: Record<string, unknown>) => {
 interface Status { felix?: { settings: { field: string; value: string; source: string }[]; vxlanPending?: { field: string; configured: number; inForce: number }[]; invalid: { resource: string; field: string }[] } }
 const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status', starting: true }, 5000)) as Status;
 const counters = async () => (await controlRequest(lab!.node('node1').control, { cmd: 'counters' })) as { reasons: Record<string, number>; ports: { port: string }[] };
-const podwayStatusText = () => execFileSync(process.execPath, [path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js'), 'status', '--control', lab!.node('node1').control], { encoding: 'utf8', timeout: 10_000 });
+const podwayText = (cmd: string) => execFileSync(process.execPath, [path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js'), cmd, '--control', lab!.node('node1').control], { encoding: 'utf8', timeout: 10_000 });
+const podwayStatusText = () => podwayText('status');
+/** node1's /metrics (after its restart with --metrics-port), fetched inside node1's namespace. */
+const metricsText = async (): Promise<string> => {
+  const r = await execBounded('ip', ['netns', 'exec', lab!.node('node1').ns, process.execPath, path.join(__dirname, 'http-get.js'), `http://127.0.0.1:${METRICS_PORT}/metrics`], 10_000);
+  if (r.code !== 0) throw new Error(`http-get /metrics: exit ${r.code}: ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim()) as { body: string }).body;
+};
 /** node2's kernel vxlan.calico byte counters. */
 const kernelVxlan = (): { rx: number; tx: number } => {
   const st = JSON.parse(run('ip', ['-s', '-j', '-n', lab!.node('node2').ns, 'link', 'show', 'vxlan.calico']))[0].stats64;
@@ -146,7 +156,7 @@ test('vxlanPort changed while podway runs: said to take effect at the next start
   // back to 8472 for the node2 side, then the restart onto a new port the kernel node follows
   await put('default', { vxlanPort: 4790, vxlanVNI: VNI });
   assert.is(await lab!.stopPodway('node1'), 0, 'stopped');
-  await lab!.startPodway('node1', 20_000, ['--workers', '1']);
+  await lab!.startPodway('node1', 20_000, ['--workers', '1', '--metrics-port', String(METRICS_PORT)]);
   const after = await status();
   assert.equal(after.felix?.settings.find((x) => x.field === 'vxlanPort'), { field: 'vxlanPort', value: '4790', source: 'FelixConfiguration default' });
   const table = run('ip', ['netns', 'exec', n1.ns, 'nft', 'list', 'table', 'inet', 'podway_tunnels']);
@@ -156,6 +166,14 @@ test('vxlanPort changed while podway runs: said to take effect at the next start
   const before = nftCounter('vxlan_old_port');
   sendVxlan(VNI, PORT, 4);
   assert.ok(await until(() => nftCounter('vxlan_old_port') - before >= 4, 5000, 100), `vxlan_old_port counter: ${nftCounter('vxlan_old_port')}`);
+  // ... and shown where operators look: the drop reason vxlan_old_port of `podway counters` and of
+  // /metrics (the nft counter read at most every 5 s: waited for past that)
+  assert.ok(await until(async () => ((await counters()).reasons.vxlan_old_port ?? 0) >= 4, 12_000, 250), `podway counters: ${JSON.stringify((await counters()).reasons)}`);
+  const shown = /^\s*vxlan_old_port\s+(\d+)\s*$/m.exec(podwayText('counters'));
+  assert.ok(shown && Number(shown[1]) >= 4, `podway counters' reasons: ${podwayText('counters')}`);
+  const scraped = async () => valueOf(parseMetrics((await metricsText())), 'podway_dropped_packets_total', { reason: 'vxlan_old_port' }) ?? 0;
+  assert.ok(await until(async () => (await scraped()) >= 4, 12_000, 250), `podway_dropped_packets_total{reason="vxlan_old_port"}: ${await scraped()}`);
+  assert.ok((valueOf(parseMetrics(await metricsText()), 'podway_dropped_bytes_total', { reason: 'vxlan_old_port' }) ?? 0) >= 4 * 78, 'its bytes (4 datagrams of 78 bytes: IPv4 and UDP headers, VXLAN\'s, a 42-byte inner frame)');
   // node2 moved to 4790 as Felix would after its restart: pods reach each other again
   configureKernelNode(lab!, lab!.node('node2'), 'vxlan', { port: 4790, vni: VNI });
   assert.ok(await until(async () => (await kindOf(n1, lab!.node('node2').block)) === 'vxlan', 10_000), 'vxlan route');

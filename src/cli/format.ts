@@ -120,3 +120,9 @@ export function rpFilterText(rp: number | undefined, change?: { at: string; was:
 export function stableAfterWords(ms: number): string {
   return ms === 60_000 ? 'a minute' : `${Math.round(ms / 100) / 10} s`;
 }
+
+/** Log lines podway dropped (observe/log.ts fdLines: its stderr full and not read, or gone), said
+ * only when there were any (null otherwise: the status line lists leave nulls out). */
+export function logDroppedLine(n: unknown): string | null {
+  return typeof n === 'number' && n > 0 ? `log: ${n} line${n === 1 ? '' : 's'} dropped (podway's stderr was full and not read, or gone; podway_log_lines_dropped_total)` : null;
+}

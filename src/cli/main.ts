@@ -11,7 +11,7 @@ import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkerSteer, parseWorkers } fro
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { staleEndpointLine } from '../observe/stale-endpoints';
 import { orphanPodLine } from '../dataplane/orphan-pods';
-import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText, rpFilterText, stableAfterWords } from './format';
+import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText, rpFilterText, stableAfterWords, logDroppedLine } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
@@ -402,6 +402,7 @@ export function buildProgram(): Command {
         `not ready: ${(s.notReady as string[]).join('; ')}`,
         ...((s.cniConfMismatch ?? []) as { message: string }[]).map((c) => `cni config: ${c.message}`),
         s.logLevel ? `log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}` : null,
+        logDroppedLine(s.logLinesDropped),
         ...felixStatusLines(s.felix),
       ].filter((l) => l !== null).join('\n') + '\n';
     }
@@ -474,6 +475,7 @@ export function buildProgram(): Command {
     if (rr) lines.push(`registration failing since ${rr.since} (registering again after: ${rr.why}; attempt ${rr.attempts}): ${rr.error}; next try at ${rr.nextAt}`);
     if (s.datastoreLocked) lines.push(`datastore locked: ClusterInformation default has datastoreReady: false (read ${s.datastoreLocked.checkedAt}; e.g. \`calicoctl datastore migrate lock\`): Calico's Felix and CNI plugin wait until it is unlocked (\`calicoctl datastore migrate unlock\`); podway forwards on and does not unlock it`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
+    lines.push(logDroppedLine(s.logLinesDropped));
     lines.push(...felixStatusLines(s.felix));
     return lines.filter((l) => l !== null).join('\n') + '\n';
   }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer

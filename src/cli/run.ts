@@ -39,14 +39,14 @@ import { startEarlyControlServer, defaultControlPath, type ControlExtras, type E
 import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
 import { workerModelMessage } from '../dataplane/worker-model';
-import { createLogger, parseLogLevel, type LogLevel } from '../observe/log';
+import { createLogger, logLinesDropped, parseLogLevel, type LogLevel } from '../observe/log';
 // prom-client's metrics are required with --metrics-port only (~40 ms of start-up without it).
 import type { PodwayMetrics } from '../observe/metrics';
 import type { NodeMetrics } from '../observe/node-metrics';
 import { Health, type EngineReadiness } from '../observe/health';
 import { bgpNotReady, bgpOffStatus, speakerNotStartedStatus } from '../control/bgp/readiness';
 import { startMetricsServer } from '../observe/http';
-import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
+import { mergeSnapshots, withLogLinesDropped, type DataplaneSnapshot } from '../observe/snapshot';
 import { TunnelDrops } from '../observe/tunnel-drops';
 import { tunnelCounters } from '../dataplane/nft-tunnels';
 import { Reason } from '../dataplane/counters';
@@ -466,7 +466,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     metrics.add(health);
     metrics.add(nodeMetrics);
     metrics.add(new DataplaneCollector(async () => {
-      if (!engine) return mergeSnapshots([]);
+      // the main thread's lost log lines are counted before the engine exists too
+      if (!engine) return withLogLinesDropped(mergeSnapshots([]));
       const main = engine.metricsSnapshot();
       const others = await workerStates();
       missingLog.note('metrics', missingWorkers(others));
@@ -475,7 +476,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const old = tunnelDrops.vxlanOldPort;
       merged.counters[Reason.VXLAN_OLD_PORT] = (merged.counters[Reason.VXLAN_OLD_PORT] ?? 0) + old.packets;
       merged.counterBytes[Reason.VXLAN_OLD_PORT] = (merged.counterBytes[Reason.VXLAN_OLD_PORT] ?? 0) + old.bytes;
-      return merged;
+      return withLogLinesDropped(merged);
     }));
     httpServer = await startMetricsServer({ port: opts.metricsPort, host: opts.metricsHost, metrics, health, log: log.child({ component: 'metrics' }) });
     log.info(`metrics on ${opts.metricsHost ?? '*'}:${opts.metricsPort} (/metrics, /livez, /readyz)`, { metricsPort: opts.metricsPort });
@@ -530,7 +531,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     })();
     control = startEarlyControlServer(sock, async () => {
       const r = await health.report();
-      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReasonSince() || null, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, metricsPort: opts.metricsPort ?? null, felix: felix.status() };
+      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReasonSince() || null, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, logLinesDropped: logLinesDropped(), metricsPort: opts.metricsPort ?? null, felix: felix.status() };
     });
     await new Promise<void>((resolve, reject) => {
       control!.server.once('listening', resolve);
@@ -1139,7 +1140,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: logLinesDropped() + (await workerStates()).reduce((n, w) => n + (w?.snapshot.logLinesDropped ?? 0), 0), metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
       },
       commands: {
         'log-level': (req) => {

@@ -18,7 +18,7 @@ import type { LocalAddresses } from './local-addrs';
 import { serveTaps } from './taps';
 import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
-import { createLogger, type LogLevel } from '../observe/log';
+import { createLogger, logLinesDropped, type LogLevel } from '../observe/log';
 
 interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; backpressure?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; natToNodes?: boolean; vxlanSourcePorts?: [number, number]; vxlanPort?: number; vxlanVni?: number; allowVxlanFromPods?: boolean; allowIpipFromPods?: boolean; node: string; logLevel?: LogLevel }
 
@@ -71,7 +71,7 @@ if (parentPort) {
       else if (msg.type === 'shared-open') engine.sharedOpened(msg.ifname!);
       else if (msg.type === 'local-addresses') engine.setLocalAddresses(msg.local!);
       else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
-      else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: engine.metricsSnapshot(), readiness: engine.readiness() });
+      else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: { ...engine.metricsSnapshot(), logLinesDropped: logLinesDropped() }, readiness: engine.readiness() });
       else if (msg.type === 'log-level') log.level = msg.level!;
       else if (msg.type === 'felix-options') engine.setFelixOptions(msg.options!);
       else if (msg.type === 'rp-filter') engine.setRpFilter(msg.value!);

@@ -96,6 +96,16 @@ export function createLogger(opts: LoggerOptions = {}): Log {
 const FULL_PIPE_TRIES = 50;
 const FULL_PIPE_WAIT_MS = 100;
 
+/** Log lines this thread's fdLines writers dropped (timed out on a stuck pipe, or a destination
+ * gone), since the process (or thread: each worker_thread loads its own copy) started. */
+let linesDropped = 0;
+
+/** Lines this thread's log lost so far (podway_log_lines_dropped_total: the main thread's plus the
+ * forwarding workers', each read in its own thread; `podway status` says it when not 0). */
+export function logLinesDropped(): number {
+  return linesDropped;
+}
+
 /** The line that says how many lines were lost before it (JSON, as the logger's own lines). */
 export function lostLinesLine(n: number): string {
   return `${JSON.stringify({ level: 'warn', time: new Date().toISOString(), msg: `${n} log line${n === 1 ? '' : 's'} lost: the log output was full or gone`, lost: n })}\n`;
@@ -108,7 +118,7 @@ export function lostLinesLine(n: number): string {
  * EAGAIN without waiting, until a write goes through again (a reader that is stuck would otherwise
  * stall the forwarding thread 5 s per log line). A destination that is gone (EIO: the terminal of
  * a `podway run ... &` was closed; EPIPE: the reader of the pipe went; any other write error)
- * drops the line. Every dropped line is counted in `lost`, and the next line that is written is
+ * drops the line. Every dropped line is counted in `lost` (and the thread's logLinesDropped), and the next line that is written is
  * preceded by one saying how many were lost since the last one written (`lostLine`); a line
  * dropped after part of it went out is ended with '\n' before anything else is written, so the
  * next line is not glued to it. sonic-boom emitted these as an 'error' event nobody could handle
@@ -159,6 +169,7 @@ export function fdLines(
         }
         if (full) stuck = true;
         lost++;
+        linesDropped++;
         unsaid++;
         return;
       }

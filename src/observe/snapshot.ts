@@ -7,6 +7,7 @@
 import type { Pipeline } from '../dataplane/pipeline';
 import type { PacketIO } from '../dataplane/io';
 import { PortCounter, PORT_COUNTERS } from '../dataplane/counters';
+import { logLinesDropped } from './log';
 
 export interface PortSample {
   /** The port's name as `podway counters` shows it (a pod's interface, `underlay(eth0)`, ...). */
@@ -46,6 +47,9 @@ export interface DataplaneSnapshot {
   /** Underlay neighbours (IPv4 and IPv6) whose probes go unanswered (Engine.unreachableNodes).
    * Every forwarding thread keeps its own table of the same neighbours: merged as the largest. */
   underlayNeighborsFailed?: number;
+  /** Log lines the thread's log dropped (observe/log.ts logLinesDropped): a forwarding worker's,
+   * sent with its snapshot; the main thread's is added by podway run. Summed. */
+  logLinesDropped?: number;
 }
 
 /** Adds one port's counts into another's (same port: several workers, or before and after a reopen). */
@@ -69,6 +73,7 @@ export function mergeSnapshots(all: readonly DataplaneSnapshot[]): DataplaneSnap
     addInto(out.txBatches, s.txBatches);
     for (const [k, n] of Object.entries(s.failures ?? {})) (out.failures ??= {})[k] = (out.failures[k] ?? 0) + n;
     if (s.orphanPodAddresses !== undefined) out.orphanPodAddresses = (out.orphanPodAddresses ?? 0) + s.orphanPodAddresses;
+    if (s.logLinesDropped !== undefined) out.logLinesDropped = (out.logLinesDropped ?? 0) + s.logLinesDropped;
     if (s.underlayNeighborsFailed !== undefined) out.underlayNeighborsFailed = Math.max(out.underlayNeighborsFailed ?? 0, s.underlayNeighborsFailed);
     for (const p of s.ports) {
       const m = byName.get(p.name);
@@ -106,4 +111,10 @@ export function pipelineSnapshot(pipe: Pipeline, io: PacketIO, ports: readonly {
     rxBatches: Array.from(pipe.rxBatches),
     txBatches: Array.from(pipe.txBatches),
   };
+}
+
+/** The node's snapshot with this thread's lost log lines added to the workers' (podway run's main
+ * thread: its own log's, which no forwarding worker's snapshot carries). */
+export function withLogLinesDropped(s: DataplaneSnapshot): DataplaneSnapshot {
+  return { ...s, logLinesDropped: (s.logLinesDropped ?? 0) + logLinesDropped() };
 }

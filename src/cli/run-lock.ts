@@ -6,7 +6,8 @@
 //
 // The lock is a listening Unix socket in the abstract namespace, which is per network namespace
 // and vanishes with the process that holds it (a crash leaves nothing stale to clean up). Whoever
-// connects is told the holder's node, pid and control socket, so the refusal can name them.
+// connects is told the holder's node, pid and control socket (and, once the holder has taken it,
+// its VXLAN UDP port), so the refusal can name them.
 import { createConnection, createServer, Server } from 'node:net';
 
 /** The abstract socket's name (a leading NUL: never a file). */
@@ -17,6 +18,15 @@ export interface RunLockHolder {
   readonly node: string;
   readonly pid: number;
   readonly control: string;
+  /** The VXLAN UDP port the holder's run holds (Felix's vxlanPort in force), set once it took it:
+   * a run still waiting for its datastore holds none yet. Read at each connection. */
+  vxlanPort?: number;
+}
+
+/** The holder's VXLAN port as it said it, or undefined when it said none (or nothing usable). */
+function portOf(holder: RunLockHolder | null): number | undefined {
+  const p = holder?.vxlanPort;
+  return typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535 ? p : undefined;
 }
 
 /** Asks the holder who it is; null if it does not answer in time. */
@@ -56,8 +66,9 @@ export async function takeRunLock(self: RunLockHolder): Promise<Server> {
     if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new Error(`run lock: ${(e as Error).message}`);
     const holder = await askHolder();
     const who = holder ? `for node ${holder.node} (pid ${holder.pid}, control ${holder.control})` : '(it does not say which node)';
+    const port = portOf(holder);
     throw new Error(`another podway run is running in this network namespace ${who}: one podway per node, it owns podway0, `
-      + `the nftables tables and the VXLAN UDP port here; stop it first (nothing was changed)`);
+      + `the nftables tables and the VXLAN UDP port${port === undefined ? '' : ` ${port}`} here; stop it first (nothing was changed)`);
   }
   server.unref();
   return server;

@@ -36,7 +36,7 @@ import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-pro
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { tunnelAddressGaps } from '../control/tunnel-gaps';
 import { startEarlyControlServer, defaultControlPath, type ControlExtras, type EarlyControlServer } from '../dataplane/control-server';
-import { takeRunLock } from './run-lock';
+import { takeRunLock, type RunLockHolder } from './run-lock';
 import { Taps } from '../dataplane/taps';
 import { workerModelMessage } from '../dataplane/worker-model';
 import { createLogger, logLinesDropped, parseLogLevel, type LogLevel } from '../observe/log';
@@ -508,6 +508,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // an unhandled 'error' event ending podway.
   for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
   const sock = opts.control ?? defaultControlPath(opts.node);
+  // Who holds the run lock, as a second `podway run` here is told (its VXLAN port once taken)
+  const lockHolder: RunLockHolder = { node: opts.node, pid: process.pid, control: sock };
   /** What podway does before it forwards, for `podway status` on the early control socket. */
   let phase = 'waiting for the datastore';
   // Seconds since the process started (not since the socket or the engine came up).
@@ -515,7 +517,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   let control: EarlyControlServer | null = null;
   try {
     // Before the datastore (Node registration) and the host: a second podway here changes nothing.
-    lock = await takeRunLock({ node: opts.node, pid: process.pid, control: sock });
+    lock = await takeRunLock(lockHolder);
     if (spec.kind !== 'file') checkNodeAddresses(opts.ip, opts.ip6);
     // The control socket before the datastore wait (which may last): `podway status` says what
     // podway is waiting for instead of "not running"; a podway already serving this path refuses
@@ -934,6 +936,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // Felix's vxlanPort and vxlanVNI: taken now, for this run (the sockets, filters, tables and
     // every thread start on them); a later change is said to take effect at the next start
     const vxlanWire = felix.vxlanAtStart();
+    lockHolder.vxlanPort = vxlanWire.vxlanPort;
     felixLog.info(`VXLAN: UDP port ${vxlanWire.vxlanPort} (${felix.status().settings.find((s) => s.field === 'vxlanPort')?.source}), VNI ${vxlanWire.vxlanVNI} (${felix.status().settings.find((s) => s.field === 'vxlanVNI')?.source}); a change takes effect at the next podway run start`, { vxlanPort: vxlanWire.vxlanPort, vxlanVNI: vxlanWire.vxlanVNI });
     if (vxlanWire.vxlanPort !== VXLAN_PORT && natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) {
       // natOutgoing's ports must not take the VXLAN port's replies (checked against 4789 before the datastore was read)

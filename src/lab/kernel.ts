@@ -4,8 +4,9 @@
  * - per veth pod: proxy_arp=1, proxy_delay=0, `<pod>/32 dev caliX scope link`;
  * - forwarding on; the node's own block blackholed;
  * - VXLAN: a `vxlan.calico` device (VNI 4096, dstport 4789 unless `wire` gives Felix's vxlanVNI /
- *   vxlanPort, learning off, the node's VTEP MAC and
- *   address), and per remote node a permanent neighbour, a permanent FDB entry and
+ *   vxlanPort, learning off, the node's VTEP MAC and address, the MTU Felix gives it: vxlanMTU, or
+ *   with none or 0 the node's eth0 MTU less 50, src/control/felix-mtu.ts; the settings are `wire.mtu`
+ *   or else the FelixConfigurations of the lab's resource file), and per remote node a permanent neighbour, a permanent FDB entry and
  *   `<block> via <remote VTEP> dev vxlan.calico onlink`;
  * - unencapsulated: `<block> via <remote node IP> dev eth0 onlink`.
  * IPIP is not possible: this kernel has no ipip module.
@@ -15,11 +16,35 @@ import { deriveVtepMac } from '../control';
 import { Lab, LabNode, run } from './lab';
 import { NAT_TABLE } from '../dataplane/nft-nat';
 import { TUNNEL_TABLE } from '../dataplane/nft-tunnels';
+import { resolveTunnelMtus, tunnelMtus, type TunnelMtuSettings } from '../control/felix-mtu';
+import { parseAllDocuments } from 'yaml';
 
 export type KernelMode = 'vxlan' | 'direct';
 
-/** Felix's vxlanPort and vxlanVNI for a kernel node's VXLAN devices (default 4789, 4096). */
-export interface KernelVxlanWire { port?: number; vni?: number }
+/** Felix's vxlanPort and vxlanVNI for a kernel node's VXLAN devices (default 4789, 4096), and its
+ * tunnel MTU settings (vxlanMTU, vxlanMTUV6 as resolveTunnelMtus gives them; default: the lab's
+ * resource file's FelixConfigurations, labFelixMtus: give them for a KV datastore). */
+export interface KernelVxlanWire { port?: number; vni?: number; mtu?: TunnelMtuSettings }
+
+/** The tunnel MTU settings Felix on `node` would read from the lab's resource file (the
+ * FelixConfigurations among lab.extraResources: node.<name> over default), as podway's model does. */
+export function labFelixMtus(lab: Lab, node: LabNode): TunnelMtuSettings {
+  const specs = new Map<string, Record<string, unknown>>();
+  for (const text of lab.extraResources) {
+    for (const doc of parseAllDocuments(text)) {
+      const o = doc.toJS() as { kind?: string; metadata?: { name?: string }; spec?: Record<string, unknown> } | null;
+      if (o?.kind === 'FelixConfiguration' && o.metadata?.name) specs.set(o.metadata.name, o.spec ?? {});
+    }
+  }
+  return resolveTunnelMtus({ default: specs.get('default') ?? null, node: specs.get(`node.${node.name}`) ?? null });
+}
+
+/** The MTU Felix gives the node's VXLAN devices: the settings', or eth0's less the overhead. */
+function kernelTunnelMtus(lab: Lab, node: LabNode, wire: KernelVxlanWire): { vxlan: number; vxlan6: number } {
+  const eth0 = (JSON.parse(nsRun(node, ['ip', '-j', 'link', 'show', 'eth0'])) as { mtu: number }[])[0].mtu;
+  const m = tunnelMtus(eth0, wire.mtu ?? labFelixMtus(lab, node));
+  return { vxlan: m.vxlan, vxlan6: m.vxlan6 };
+}
 
 /** The kernel baseline's masquerade table (only ever inside a lab node's namespace). */
 const LAB_MASQ_TABLE = 'lab-masq';
@@ -54,7 +79,8 @@ export function resetNode(lab: Lab, node: LabNode): void {
  * IPv6 block blackholed, per veth pod `<pod6>/128 dev caliX` with a permanent neighbour and
  * proxy_ndp=1 (the pod's gateway fe80::ecee:eeff:feee:eeee is the cali veth's own link-local
  * address, answered by the kernel); VXLAN: `vxlan-v6.calico` (VNI 4096, dstport 4789, local =
- * the node's IPv6, learning off, MAC 0x66 + sha1(name + "-v6"), the IPv6 VTEP /128, MTU 1430),
+ * the node's IPv6, learning off, MAC 0x66 + sha1(name + "-v6"), the IPv6 VTEP /128, the MTU Felix
+ * gives it: vxlanMTUV6, or eth0's less 70),
  * per remote node a permanent neighbour, FDB entry and `<block6> via <VTEP6> dev vxlan-v6.calico
  * onlink`; unencapsulated: `<block6> via <node IPv6> dev eth0 onlink`.
  */
@@ -71,7 +97,7 @@ function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode, wire: K
   const others = lab.nodes.filter((o) => o !== node && o.ip6 && o.block6 && o.vtep6);
   if (mode === 'vxlan') {
     nsRun(node, ['ip', 'link', 'add', 'vxlan-v6.calico', 'type', 'vxlan', 'id', String(wire.vni ?? 4096), 'dstport', String(wire.port ?? 4789), 'local', node.ip6, 'dev', 'eth0', 'nolearning']);
-    nsRun(node, ['ip', 'link', 'set', 'vxlan-v6.calico', 'address', deriveVtepMac(node.name, 6), 'mtu', '1430', 'up']);
+    nsRun(node, ['ip', 'link', 'set', 'vxlan-v6.calico', 'address', deriveVtepMac(node.name, 6), 'mtu', String(kernelTunnelMtus(lab, node, wire).vxlan6), 'up']);
     nsRun(node, ['ip', '-6', 'addr', 'add', `${node.vtep6}/128`, 'dev', 'vxlan-v6.calico', 'nodad']);
     for (const other of others) {
       const mac = deriveVtepMac(other.name, 6);
@@ -98,7 +124,7 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode, w
   }
   if (mode === 'vxlan') {
     nsRun(node, ['ip', 'link', 'add', 'vxlan.calico', 'type', 'vxlan', 'id', String(wire.vni ?? 4096), 'dstport', String(wire.port ?? 4789), 'local', node.ip, 'dev', 'eth0', 'nolearning']);
-    nsRun(node, ['ip', 'link', 'set', 'vxlan.calico', 'address', deriveVtepMac(node.name), 'mtu', '1450', 'up']);
+    nsRun(node, ['ip', 'link', 'set', 'vxlan.calico', 'address', deriveVtepMac(node.name), 'mtu', String(kernelTunnelMtus(lab, node, wire).vxlan), 'up']);
     nsRun(node, ['ip', 'addr', 'add', `${node.vtep}/32`, 'dev', 'vxlan.calico']);
     for (const other of lab.nodes) {
       if (other === node) continue;

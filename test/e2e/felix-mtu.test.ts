@@ -7,7 +7,10 @@
  * - vxlanMTU 1480, more than the 1500 underlay takes once encapsulated: applied (status), warned in
  *   the log and status, and podway forwards at most 1450 (a bigger DF packet answered with mtu 1450,
  *   not encapsulated into a frame the underlay refuses);
- * - deleted: auto again (1450).
+ * - deleted: auto again (1450);
+ * - node2 turned into a kernel node (src/lab/kernel.ts, the lab's Felix-programmed baseline): its
+ *   vxlan.calico gets the MTU Felix would give it (auto 1450; the resource file's vxlanMTU; the
+ *   datastore's 1400 given as the option), and its kernel answers a 1401-byte DF echo with mtu 1400.
  * Without the change the setting is only reported: the 1401-byte echo crosses and status says 1450.
  */
 import { test } from 'uvu';
@@ -17,6 +20,9 @@ import { applyResource } from '../../src/control/v3-store';
 import { kindInfo, resourceKey } from '../../src/control/calico-kinds';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, logMessage, logTail, nsExec, until } from './e2e-kit';
+import { configureKernelNode, labFelixMtus } from '../../src/lab/kernel';
+import { getResource } from '../../src/control/v3-store';
+import { resolveTunnelMtus } from '../../src/control/felix-mtu';
 
 let lab: Lab | null = null;
 let store: LabKvStore | null = null;
@@ -110,6 +116,36 @@ test('deleted: auto again', async () => {
   assert.equal((await status('node1')).felix!.mtuWarnings ?? [], []);
   assert.ok(await until(() => passes(dfPing(1450)), 10_000, 200), '1450 crosses');
   assert.match(dfPing(1451), /mtu = 1450/);
+});
+
+test('a kernel node (src/lab/kernel.ts, as Felix programs it) takes the tunnel MTU Felix would: 1450 with no setting, vxlanMTU 1400 from the datastore gives its vxlan.calico 1400, and its pod\'s 1401-byte DF echo is answered with mtu 1400 by its kernel', async () => {
+  const n2 = lab!.node('node2');
+  const deviceMtu = () => (JSON.parse(nsExec(n2.ns, ['ip', '-j', 'link', 'show', 'vxlan.calico'])) as { mtu: number }[])[0].mtu;
+  await put({ vxlanMTU: 1400 });
+  await modelMtu(1400);
+  assert.is(await lab!.stopPodway('node2'), 0, 'node2 stopped');
+  // no setting in the lab's resource file (this lab's podways read the KV store): auto, 1500 - 50
+  configureKernelNode(lab!, n2, 'vxlan');
+  assert.is(deviceMtu(), 1450);
+  // the resource file's FelixConfiguration (labFelixMtus), node.<name> over default
+  lab!.extraResources = ['apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  vxlanMTU: 1300', 'apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: node.node2\nspec:\n  vxlanMTU: 1350'];
+  try {
+    assert.equal(labFelixMtus(lab!, n2), { vxlan: 1350 });
+    configureKernelNode(lab!, n2, 'vxlan');
+    assert.is(deviceMtu(), 1350);
+  } finally {
+    lab!.extraResources = [];
+  }
+  // the KV datastore's FelixConfiguration default, given as the option
+  const spec = (await getResource(store!.kv, kindInfo('FelixConfiguration')!, 'default'))!.object.spec as Record<string, unknown>;
+  configureKernelNode(lab!, n2, 'vxlan', { mtu: resolveTunnelMtus({ default: spec, node: null }) });
+  assert.is(deviceMtu(), 1400);
+  // web-2 now behind node2's kernel: 1400 crosses to podway's node1, 1401 is refused by its own kernel
+  const web2 = lab!.pod('web-2');
+  const ping = (total: number) => nsExec(web2.ns, ['sh', '-c', `ip route flush cache; ping -n -c1 -W2 -M do -s ${total - 28} ${lab!.pod('web-1').ip} 2>&1; true`]);
+  let out = '';
+  assert.ok(await until(() => passes(out = ping(1400)), 10_000, 200), `1400 bytes cross: ${out}`);
+  assert.match(out = ping(1401), /mtu = 1400/, `1401 answered by the kernel node with mtu 1400: ${out}`);
   ok = true;
 });
 

@@ -95,9 +95,13 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
 uint32_t gso_write_headers_pay(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst, const uint8_t *pay);
 /* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
  * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
- * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets do not name a TCP or UDP
+ * the kernel's skb_checksum_help does). SCTP (protocol 132, csum_offset 8: the kernel's
+ * csum_not_inet) gets the CRC32c of [csum_start, len) in its 32-bit field instead (as
+ * skb_crc32c_csum_help). Returns 0, or -1 when the offsets do not name a TCP, UDP or SCTP
  * checksum: outside the frame, into the Ethernet or IP header, not the L4 header's checksum field
  * (gso.c csum_offsets_ok; counted rx_bad_csum by the caller). */
+/* CRC32c (Castagnoli) of p[0..len) continuing `crc` (0 to start): RFC 3720 B.4's vectors. */
+uint32_t crc32c(uint32_t crc, const uint8_t *p, uint32_t len);
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset);
 
 /* Receive into descriptor i (shared with rxsuper.c): rx_slot points it at its slot's headroom and

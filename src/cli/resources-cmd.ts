@@ -11,14 +11,14 @@ import { existsSync, unlinkSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { kindFromArgument as kindOfWord, kindInfo, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
 import { openKvStore } from '../control/kv/open';
-import type { KvStore } from '../control/kv/kv';
+import type { KvBatchWrite, KvEntry, KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { checkAgainstRuns, resolveCommandSpec } from './run-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { CALICO_API_VERSION } from '../control/resource-names';
 import {
-  applyResource, createResource, deleteResource, describeIdentity, getResource, Identity, identityOf, JsonObject,
-  listResources, replaceResource, ResourceError, requestedRevision,
+  applyResource, batchTarget, createResource, deleteResource, describeIdentity, getResource, Identity, identityOf, JsonObject,
+  listResources, planBatchWrite, replaceResource, ResourceError, requestedRevision, WriteOptions,
 } from '../control/v3-store';
 import type { FileResource } from './resource-files';
 import type { DeleteReport } from '../control/resource-delete';
@@ -130,9 +130,29 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
       + `claiming its block for the node as Calico's IPAM does)`).join('\n') + '\nnothing was written');
   }
   const options = { namespace: o.namespace };
+  const shown = file === '-' ? '<stdin>' : file;
   let done = 0;
+  /** The error that ends the command at `r` (after `done` resources), as calicoctl words it. */
+  const failure = (r: FileResource, e: unknown): Error => {
+    const reason = e instanceof ResourceError ? e.message : `${(e as Error).message}${storeAccessHint(spec, e)}`;
+    const prefix = done === 0
+      ? `Failed to ${verb} any ${resourcesWord(resources)}`
+      : `Partial success: ${PAST[verb]} the first ${done} out of ${resources.length} resources`;
+    return new Error(`${prefix}: ${where(r, shown)}: ${reason}`);
+  };
+  /** A --skip-exists / --skip-not-exists skip of `r` (counted as handled, as calicoctl counts it), or null. */
+  const skipped = (r: FileResource, e: unknown): string | null => {
+    if (verb === 'delete' && o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') {
+      return `podway: ${where(r, shown)}: ${describeIdentity(identityOf(r.object, o.namespace))} does not exist: skipped (--skip-not-exists)\n`;
+    }
+    if (verb === 'create' && o.skipExists && e instanceof ResourceError && e.reason === 'exists') {
+      return `podway: ${where(r, shown)}: ${describeIdentity(identityOf(r.object, o.namespace))} already exists: skipped (--skip-exists)\n`;
+    }
+    return null;
+  };
   await withKv(spec, async (kv) => {
-    for (const r of resources) {
+    /** One resource written alone (its own read and compare-and-swap, as calicoctl writes each). */
+    const writeOne = async (r: FileResource): Promise<void> => {
       try {
         if (verb === 'apply') await applyResource(kv, r.object, options);
         else if (verb === 'create') await createResource(kv, r.object, options);
@@ -140,22 +160,30 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
         else await deleteAndReport(kv, spec, identityOf(r.object, o.namespace), requestedRevision(r.object), err);
         done++;
       } catch (e) {
-        // Skipped resources count as handled, as calicoctl counts them; stderr says which.
-        if (verb === 'delete' && o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') {
-          err(`podway: ${where(r, file === '-' ? '<stdin>' : file)}: ${describeIdentity(identityOf(r.object, o.namespace))} does not exist: skipped (--skip-not-exists)\n`);
-          done++;
-          continue;
-        }
-        if (verb === 'create' && o.skipExists && e instanceof ResourceError && e.reason === 'exists') {
-          err(`podway: ${where(r, file === '-' ? '<stdin>' : file)}: ${describeIdentity(identityOf(r.object, o.namespace))} already exists: skipped (--skip-exists)\n`);
-          done++;
-          continue;
-        }
-        const reason = e instanceof ResourceError ? e.message : `${(e as Error).message}${storeAccessHint(spec, e)}`;
-        const prefix = done === 0
-          ? `Failed to ${verb} any ${resourcesWord(resources)}`
-          : `Partial success: ${PAST[verb]} the first ${done} out of ${resources.length} resources`;
-        throw new Error(`${prefix}: ${where(r, file === '-' ? '<stdin>' : file)}: ${reason}`);
+        const skip = skipped(r, e);
+        if (skip === null) throw failure(r, e);
+        err(skip);
+        done++;
+      }
+    };
+    // apply, create and replace go in batches where the store takes them (writeBatch: one
+    // transaction of up to maxBatch resources), with the outcome of writing them one at a time.
+    let batches = verb !== 'delete' && (kv.maxBatch ?? 0) > 1 && kv.getMany !== undefined && kv.writeBatch !== undefined;
+    let i = 0;
+    while (i < resources.length) {
+      const chunk = batches && verb !== 'delete' ? takeBatch(verb, resources, i, kv.maxBatch!, options) : [];
+      if (chunk.length === 0) {
+        await writeOne(resources[i++]!);
+        continue;
+      }
+      i += chunk.length;
+      if (!(await writeBatch(kv, verb as Exclude<WriteVerb, 'delete'>, chunk, options, {
+        failure, skipped, err, done: () => done++,
+      }))) {
+        // The store refused so many operations in one transaction (an etcd with a lower
+        // --max-txn-ops): these and the rest one at a time.
+        batches = false;
+        for (const b of chunk) await writeOne(b.r);
       }
     }
   }, false, true);
@@ -164,6 +192,131 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   if (verb !== 'delete') for (const note of felixConfigurationNotes(resources.map((r) => r.object))) err(`${note}\n`);
   // network policy: stored for Calico, not enforced by podway (control/policy-kinds.ts)
   if (verb !== 'delete') for (const note of policyNotes(resources.map((r) => r.object))) err(`${note}\n`);
+}
+
+/** A resource of a batch: what it is in the file, its identity and key (batchTarget). */
+interface BatchItem {
+  readonly r: FileResource;
+  readonly id: Identity;
+  readonly key: string;
+}
+
+/**
+ * The most bytes of resources (as JSON) one batch takes: below etcd's default request limit
+ * (--max-request-bytes, 1.5 MiB) with room for the keys, the stored metadata and the framing.
+ */
+const MAX_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * The resources from `start` on that go in one batch: up to `max`, of distinct keys, under
+ * MAX_BATCH_BYTES (but at least one). It ends before one that is written alone (an IPPool, or
+ * one whose write fails before the store is read: an invalid resourceVersion), which is then
+ * written (or fails) as before; empty when that is the first.
+ */
+function takeBatch(verb: Exclude<WriteVerb, 'delete'>, resources: readonly FileResource[], start: number, max: number, options: WriteOptions): BatchItem[] {
+  const chunk: BatchItem[] = [];
+  const keys = new Set<string>();
+  let bytes = 0;
+  for (let i = start; i < resources.length && chunk.length < max; i++) {
+    const r = resources[i]!;
+    let target: { id: Identity; key: string } | null;
+    try {
+      target = batchTarget(verb, r.object, options);
+    } catch {
+      target = null;
+    }
+    // a key given twice: the second write depends on the first's outcome, so it starts the next batch
+    if (target === null || keys.has(target.key)) break;
+    const size = Buffer.byteLength(JSON.stringify(r.object)) + Buffer.byteLength(target.key) + 512;
+    if (chunk.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
+    bytes += size;
+    keys.add(target.key);
+    chunk.push({ r, ...target });
+  }
+  return chunk;
+}
+
+interface BatchOutcome {
+  /** The error that ends the command at a resource (writeAll's, counting what is done so far). */
+  failure(r: FileResource, e: unknown): Error;
+  /** The skip line of a --skip-exists skip, or null. */
+  skipped(r: FileResource, e: unknown): string | null;
+  err: Out;
+  /** One more resource handled (written or skipped). */
+  done(): void;
+}
+
+/** etcd's refusal of a transaction with more operations than its --max-txn-ops. */
+const TOO_MANY_OPS = /too many operations in txn request/;
+
+/**
+ * Writes `chunk` as writing each alone in file order would: the entries read at once, each
+ * resource's write decided on its entry (planBatchWrite), and the writes up to the first that
+ * fails made as one transaction, every key still as read; then the skip lines, the count and the
+ * error of that first failure, as writeAll's loop says them. When a key changed between the read
+ * and the transaction (another writer), nothing of the chunk was written and it is written one
+ * resource at a time instead, as before. False when the store refuses a transaction this large
+ * (nothing of the chunk read or written).
+ */
+async function writeBatch(kv: KvStore, verb: Exclude<WriteVerb, 'delete'>, chunk: readonly BatchItem[], options: WriteOptions, outcome: BatchOutcome): Promise<boolean> {
+  let current: (KvEntry | null)[];
+  try {
+    current = await kv.getMany!(chunk.map((b) => b.key));
+  } catch (e) {
+    if (TOO_MANY_OPS.test((e as Error).message)) return false;
+    throw outcome.failure(chunk[0]!.r, e);
+  }
+  const steps: ({ write: KvBatchWrite; b: BatchItem } | { skip: string })[] = [];
+  let failed: { b: BatchItem; e: unknown } | null = null;
+  for (let j = 0; j < chunk.length; j++) {
+    const b = chunk[j]!;
+    try {
+      steps.push({ write: planBatchWrite(verb, b.r.object, b.id, b.key, current[j]!, options), b });
+    } catch (e) {
+      const skip = outcome.skipped(b.r, e);
+      if (skip === null) {
+        failed = { b, e };
+        break;
+      }
+      steps.push({ skip });
+    }
+  }
+  const writes = steps.flatMap((s) => ('write' in s ? [s.write] : []));
+  let written: number[] | null;
+  try {
+    written = await kv.writeBatch!(writes);
+  } catch (e) {
+    if (TOO_MANY_OPS.test((e as Error).message)) return false;
+    // the first write of the batch is where it stopped; the skips before it were handled
+    for (const s of steps) {
+      if ('write' in s) throw outcome.failure(s.b.r, e);
+      outcome.err(s.skip);
+      outcome.done();
+    }
+    throw e;
+  }
+  if (written === null) {
+    // Someone wrote one of these keys since the read: nothing of the chunk was written.
+    const writeOne = (b: BatchItem) => (verb === 'apply' ? applyResource : verb === 'create' ? createResource : replaceResource)(kv, b.r.object, options);
+    for (const b of chunk) {
+      try {
+        await writeOne(b);
+        outcome.done();
+      } catch (e) {
+        const skip = outcome.skipped(b.r, e);
+        if (skip === null) throw outcome.failure(b.r, e);
+        outcome.err(skip);
+        outcome.done();
+      }
+    }
+    return true;
+  }
+  for (const s of steps) {
+    if ('skip' in s) outcome.err(s.skip);
+    outcome.done();
+  }
+  if (failed) throw outcome.failure(failed.b.r, failed.e);
+  return true;
 }
 
 /** One note per written policy object of a kind that would filter traffic on a Calico node. */

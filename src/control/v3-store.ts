@@ -13,7 +13,7 @@
 import { asNumberInput } from './as-number';
 import { randomUUID } from 'node:crypto';
 import { ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
-import { KvEntry, KvStore } from './kv/kv';
+import { KvBatchWrite, KvEntry, KvStore } from './kv/kv';
 import {
   blockAffinityFromKv, kindInfo, KindInfo, kindPrefix, parseResourceKey, resourceKey, validateResource,
 } from './calico-kinds';
@@ -322,18 +322,16 @@ async function updateFrom(kv: KvStore, obj: JsonObject, id: Identity, current: K
   if (wanted !== undefined && wanted !== current.modRevision) {
     throw new ResourceError('conflict', `update conflict: ${describeIdentity(id)} has resourceVersion ${current.modRevision}, not ${wanted} (someone changed it; get it again)`);
   }
-  let old: JsonObject;
-  try {
-    old = objectFromEntry(current);
-  } catch {
-    old = {}; // an unreadable stored value is replaced whole
+  if (id.info.kind === 'IPPool') {
+    let old: JsonObject;
+    try {
+      old = objectFromEntry(current);
+    } catch {
+      old = {}; // an unreadable stored value is replaced whole
+    }
+    await checkPool(kv, obj, id, old);
   }
-  const oldMeta = isMapping(old.metadata) ? old.metadata : {};
-  if (id.info.kind === 'IPPool') await checkPool(kv, obj, id, old);
-  const uid = typeof oldMeta.uid === 'string' && oldMeta.uid ? oldMeta.uid : randomUUID();
-  const created = typeof oldMeta.creationTimestamp === 'string' ? oldMeta.creationTimestamp : calicoTimestamp(new Date());
-  const value = JSON.stringify(objectForStorage(obj, id, uid, created));
-  const entry = await kv.update(current.key, value, current.modRevision);
+  const entry = await kv.update(current.key, updatedValue(obj, id, current), current.modRevision);
   if (!entry && wanted !== undefined) {
     throw new ResourceError('conflict', `update conflict: ${describeIdentity(id)} changed while being replaced (resourceVersion ${wanted})`);
   }
@@ -361,6 +359,56 @@ export async function applyResource(kv: KvStore, obj: JsonObject, options: Write
     if (written) return { action: 'replaced', resource: written };
   }
   throw new ResourceError('conflict', `update conflict: ${describeIdentity(id)} kept changing (${CAS_ATTEMPTS} attempts)`);
+}
+
+export type WriteVerb = 'apply' | 'create' | 'replace';
+
+/**
+ * The identity and key of a resource to write with others in one batch (planBatchWrite), or null
+ * when it must be written alone: an IPPool (its checks read the other pools, which the writes
+ * before it in a file may change). Throws the ResourceError its write would (validated()).
+ */
+export function batchTarget(verb: WriteVerb, obj: JsonObject, options: WriteOptions = {}): { id: Identity; key: string } | null {
+  const id = validated(obj, options.namespace);
+  if (id.info.kind === 'IPPool') return null;
+  // apply and replace read the revision asked for before anything else, as they do alone
+  if (verb !== 'create') requestedRevision(obj);
+  return { id, key: resourceKey(id.info, id.name, id.namespace) };
+}
+
+/**
+ * What createResource, replaceResource or applyResource would write for `obj` (batchTarget's
+ * `id` and `key`) when the key's entry is `current` (null: absent), as one write of a batch: the
+ * same value (a new uid and creation time for a create, the stored ones kept for a replace) and
+ * the same condition (absent, or still at current's revision), or the ResourceError that write
+ * would fail with (exists, not found, a resourceVersion that is not current's).
+ */
+export function planBatchWrite(verb: WriteVerb, obj: JsonObject, id: Identity, key: string, current: KvEntry | null, options: WriteOptions = {}): KvBatchWrite {
+  if (current === null || verb === 'create') {
+    if (current !== null) throw new ResourceError('exists', `resource already exists: ${describeIdentity(id)}`);
+    if (verb === 'replace') throw new ResourceError('not-found', `resource does not exist: ${describeIdentity(id)}`);
+    const value = objectForStorage(obj, id, randomUUID(), calicoTimestamp((options.now ?? (() => new Date()))()));
+    return { key, value: JSON.stringify(value), modRevision: 0 };
+  }
+  const wanted = requestedRevision(obj);
+  if (wanted !== undefined && wanted !== current.modRevision) {
+    throw new ResourceError('conflict', `update conflict: ${describeIdentity(id)} has resourceVersion ${current.modRevision}, not ${wanted} (someone changed it; get it again)`);
+  }
+  return { key, value: updatedValue(obj, id, current), modRevision: current.modRevision };
+}
+
+/** The stored value replacing `current` with `obj`: its uid and creation time kept. */
+function updatedValue(obj: JsonObject, id: Identity, current: KvEntry): string {
+  let old: JsonObject;
+  try {
+    old = objectFromEntry(current);
+  } catch {
+    old = {}; // an unreadable stored value is replaced whole
+  }
+  const oldMeta = isMapping(old.metadata) ? old.metadata : {};
+  const uid = typeof oldMeta.uid === 'string' && oldMeta.uid ? oldMeta.uid : randomUUID();
+  const created = typeof oldMeta.creationTimestamp === 'string' ? oldMeta.creationTimestamp : calicoTimestamp(new Date());
+  return JSON.stringify(objectForStorage(obj, id, uid, created));
 }
 
 /** Deletes a resource (only at `resourceVersion` when given); returns what was deleted. */

@@ -152,6 +152,37 @@ export function conformanceSuite(backend: KvBackend) {
     for (const e of all.entries) assert.is(e.value, e.key.slice(p.length));
   });
 
+  test('getMany and writeBatch (stores with maxBatch): all written when every condition holds, none when one fails', async () => {
+    if (store.maxBatch === undefined) return; // a store without batches (etcd3's client): writeAll writes one at a time
+    assert.ok(store.getMany && store.writeBatch, 'maxBatch comes with getMany and writeBatch');
+    const p = freshPrefix('batch');
+    const a = (await store.create(`${p}a`, 'a1'))!;
+    assert.equal(await store.getMany!([`${p}a`, `${p}b`]), [a, null]);
+    // creates (revision 0: absent) and a replace (at a's revision), in one transaction
+    const revs = (await store.writeBatch!([
+      { key: `${p}b`, value: 'b1', modRevision: 0 },
+      { key: `${p}a`, value: 'a2', modRevision: a.modRevision },
+      { key: `${p}c`, value: 'c1', modRevision: 0 },
+    ]))!;
+    assert.is(revs.length, 3);
+    assert.ok(revs[0]! > a.modRevision && revs[1]! >= revs[0]! && revs[2]! >= revs[1]!, `revisions in order: ${revs}`);
+    const [a2, b, c] = await store.getMany!([`${p}a`, `${p}b`, `${p}c`]);
+    assert.equal([a2!.value, a2!.createRevision, a2!.modRevision], ['a2', a.createRevision, revs[1]]);
+    assert.equal([b!.value, b!.createRevision, b!.modRevision], ['b1', revs[0], revs[0]]);
+    assert.equal([c!.value, c!.modRevision], ['c1', revs[2]]);
+    // one condition failing (a stale revision; a create of one that exists; a replace of an absent one): nothing written
+    const before = await store.list(p);
+    assert.is(await store.writeBatch!([{ key: `${p}d`, value: 'd1', modRevision: 0 }, { key: `${p}a`, value: 'a3', modRevision: a.modRevision }]), null, 'stale revision');
+    assert.is(await store.writeBatch!([{ key: `${p}d`, value: 'd1', modRevision: 0 }, { key: `${p}b`, value: 'b2', modRevision: 0 }]), null, 'create of one that exists');
+    assert.is(await store.writeBatch!([{ key: `${p}d`, value: 'd1', modRevision: 0 }, { key: `${p}e`, value: 'e1', modRevision: b!.modRevision }]), null, 'replace of one absent');
+    assert.equal((await store.list(p)).entries, before.entries, 'nothing written');
+    assert.equal(await store.writeBatch!([]), []);
+    // as many as the store takes at once
+    const many = Array.from({ length: store.maxBatch }, (_, i) => ({ key: `${p}m/${String(i).padStart(4, '0')}`, value: `v${i}`, modRevision: 0 }));
+    assert.is((await store.writeBatch!(many))!.length, many.length);
+    assert.equal((await store.getMany!(many.map((m) => m.key))).map((e) => e?.value), many.map((m) => m.value));
+  });
+
   if (backend.watches === false) return test;
 
   test('watch from an older revision delivers exactly the later events, in order, then live ones', async () => {
@@ -181,6 +212,24 @@ export function conformanceSuite(backend: KvBackend) {
     await store.create(`${p}after-close`, 'x');
     await sleep(300);
     assert.is(events.length, 4, 'no events after close');
+  });
+
+  test('a watch sees each write of a batch as its own event, in the order given', async () => {
+    if (store.maxBatch === undefined) return;
+    const p = freshPrefix('batch-watch');
+    const a = (await store.create(`${p}a`, 'a1'))!;
+    const w = collectEvents(store, p, a.modRevision + 1, 3);
+    try {
+      assert.ok(await store.writeBatch!([
+        { key: `${p}z`, value: 'z1', modRevision: 0 },
+        { key: `${p}a`, value: 'a2', modRevision: a.modRevision },
+        { key: `${p}m`, value: 'm1', modRevision: 0 },
+      ]));
+      const events = await w.done;
+      assert.equal(events.map((e) => (e.type === 'put' ? `${e.entry.key.slice(p.length)}=${e.entry.value}` : describe(e))), ['z=z1', 'a=a2', 'm=m1']);
+    } finally {
+      await w.close();
+    }
   });
 
   test('a watch from a compacted revision resyncs with reason compacted', async () => {

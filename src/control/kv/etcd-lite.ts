@@ -40,7 +40,7 @@ import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPA
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
-import { KvEntry, KvGuard, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
+import { KvBatchWrite, KvEntry, KvGuard, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
   Compare,
   decodeDeleteRangeResponse,
@@ -60,6 +60,12 @@ const UNAVAILABLE = 14;
 /** The codes etcd3 counts as recoverable (its isRecoverableError), which EtcdKv reports as unreachable. */
 const RECOVERABLE = new Set([1, 2, DEADLINE_EXCEEDED, 8, 10, 13, UNAVAILABLE]);
 const CODE_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
+/**
+ * The most writes (and reads) in one transaction of writeBatch (getMany): etcd's default
+ * --max-txn-ops, which bounds a transaction's comparisons and its operations alike.
+ */
+export const ETCD_MAX_TXN_OPS = 128;
 
 /** How long close() waits for a connection's graceful end (etcd's answer to GOAWAY) before destroying it. */
 const CLOSE_WAIT_MS = 1000;
@@ -490,6 +496,48 @@ export class EtcdLiteKv implements KvStore {
     this.noteRevision(res.header);
     const op = res.responses[0];
     return res.succeeded && op !== undefined && 'deleteRange' in op && op.deleteRange.deleted > 0;
+  }
+
+  readonly maxBatch = ETCD_MAX_TXN_OPS;
+
+  /** One read-only transaction of a Range per key: every entry at one revision. */
+  async getMany(keys: readonly string[]): Promise<(KvEntry | null)[]> {
+    if (keys.length === 0) return [];
+    if (keys.length > ETCD_MAX_TXN_OPS) throw new RangeError(`getMany: ${keys.length} keys, at most ${ETCD_MAX_TXN_OPS}`);
+    const res = decodeTxnResponse(await this.call(`get ${keys.length} keys from ${keys[0]}`, 'Txn', encodeTxn({
+      compare: [],
+      success: keys.map((k) => ({ range: { key: Buffer.from(k) } })),
+    }), 'read'));
+    this.noteHeader(res.header);
+    if (res.responses.length !== keys.length) throw new Error(`etcd: a read of ${keys.length} keys answered ${res.responses.length}`);
+    return res.responses.map((op, i) => {
+      if (!('range' in op)) throw new Error(`etcd: the read of ${keys[i]} in a transaction answered no range`);
+      const kv = op.range.kvs[0];
+      return kv ? toEntry(kv) : null;
+    });
+  }
+
+  /**
+   * One transaction: each create compares Version(key) == 0, each replace ModRevision(key) ==
+   * its revision (> 0, so the key exists), and all are put if every comparison holds. Sent as a
+   * plain write (never hedged to a second member, so it leaves no copy a create's fence would
+   * have to stop: etcd-fence.ts); a member that took it and did not answer fails it, its outcome
+   * unknown, as one write's.
+   */
+  async writeBatch(writes: readonly KvBatchWrite[]): Promise<number[] | null> {
+    if (writes.length === 0) return [];
+    if (writes.length > ETCD_MAX_TXN_OPS) throw new RangeError(`writeBatch: ${writes.length} writes, at most ${ETCD_MAX_TXN_OPS}`);
+    if (new Set(writes.map((w) => w.key)).size !== writes.length) throw new RangeError('writeBatch: a key written twice');
+    const compare: Compare[] = writes.map((w) => w.modRevision === 0
+      ? { key: Buffer.from(w.key), target: 'version', result: 'equal', value: 0 }
+      : { key: Buffer.from(w.key), target: 'mod', result: 'equal', value: w.modRevision });
+    const res = decodeTxnResponse(await this.call(`write ${writes.length} keys from ${writes[0]!.key}`, 'Txn', encodeTxn({
+      compare,
+      success: writes.map((w) => ({ put: { key: Buffer.from(w.key), value: Buffer.from(w.value) } })),
+    }), 'write'));
+    this.noteRevision(res.header);
+    if (!res.succeeded) return null;
+    return writes.map(() => res.header.revision);
   }
 
   watch(): KvWatch {

@@ -48,7 +48,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock, sweepDeadTokens } from './file-lock';
 import { compareKeys } from './keys';
-import { KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
+import { KvBatchWrite, KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
 import { replaceFile } from '../../util/replace-file';
 
 export interface FileKvOptions {
@@ -69,6 +69,12 @@ const FORMAT = 'podway-kv/1';
 const STATE = 'state.json';
 const BATCHED_SYNC_MS = 100;
 const READ_CHUNK = 64 * 1024;
+/**
+ * The most writes one writeBatch takes: one lock hold and one append for up to 500 records (a
+ * few hundred KB of WorkloadEndpoints), short enough that other writers (the CNI plugin) wait
+ * for the lock about as long as for one fold of the log.
+ */
+const MAX_BATCH = 500;
 
 /** One write, as stored in the log and in the snapshot's history. */
 interface LogRecord {
@@ -139,6 +145,12 @@ export class FileKv implements KvStore {
   private readonly entries = new Map<string, KvEntry>();
   /** Every key, in key order (kept sorted on insert/delete, so list is a binary search). */
   private sortedKeys: string[] = [];
+  /**
+   * Keys added since sortedKeys was last brought in order (not in it yet): merged in by keysInOrder()
+   * when a list, a delete or a fold needs the order, so that many creates in a row (a batch, a
+   * file of thousands applied) do not each move half the array (n inserts into n keys: O(n^2)).
+   */
+  private newKeys: string[] = [];
   /** Events after compactRevision, one per revision, in order: history[i] has revision compactRevision + 1 + i. */
   private history: KvEvent[] = [];
   private logLines = 0;
@@ -212,6 +224,7 @@ export class FileKv implements KvStore {
     this.compactRevision = 0;
     this.entries.clear();
     this.sortedKeys = [];
+    this.newKeys = [];
     this.history = [];
   }
 
@@ -263,6 +276,7 @@ export class FileKv implements KvStore {
     this.compactRevision = snap.compactRevision;
     this.entries.clear();
     this.sortedKeys = new Array(snap.entries.length);
+    this.newKeys = [];
     snap.entries.forEach(([key, value, createRevision, modRevision], i) => {
       this.entries.set(key, { key, value, createRevision, modRevision });
       this.sortedKeys[i] = key;
@@ -343,7 +357,25 @@ export class FileKv implements KvStore {
     }
   }
 
+  /** sortedKeys with the keys added since merged in, in key order. */
+  private keysInOrder(): string[] {
+    if (this.newKeys.length === 0) return this.sortedKeys;
+    const added = this.newKeys.sort(compareKeys);
+    const old = this.sortedKeys;
+    const merged: string[] = new Array(old.length + added.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < old.length && j < added.length) merged[k++] = compareKeys(old[i]!, added[j]!) <= 0 ? old[i++]! : added[j++]!;
+    while (i < old.length) merged[k++] = old[i++]!;
+    while (j < added.length) merged[k++] = added[j++]!;
+    this.sortedKeys = merged;
+    this.newKeys = [];
+    return merged;
+  }
+
   private lowerBound(key: string): number {
+    this.keysInOrder();
     let lo = 0;
     let hi = this.sortedKeys.length;
     while (lo < hi) {
@@ -355,7 +387,7 @@ export class FileKv implements KvStore {
   }
 
   private insertKey(key: string): void {
-    this.sortedKeys.splice(this.lowerBound(key), 0, key);
+    this.newKeys.push(key);
   }
 
   private removeKey(key: string): void {
@@ -409,20 +441,32 @@ export class FileKv implements KvStore {
       this.syncTimer = undefined;
     }
     const compactRevision = Math.min(this.revision, Math.max(this.compactRevision, keepAfter));
-    const history = this.history.slice(compactRevision - this.compactRevision).map(toRecord);
+    const kept = this.history.slice(compactRevision - this.compactRevision);
+    const generation = this.generation + 1;
     await this.writeSnapshot({
       format: FORMAT,
-      generation: this.generation + 1,
+      generation,
       revision: this.revision,
       compactRevision,
-      entries: this.sortedKeys.map(k => {
+      entries: this.keysInOrder().map(k => {
         const e = this.entries.get(k)!;
         return [k, e.value, e.createRevision, e.modRevision];
       }),
-      history,
+      history: kept.map(toRecord),
     });
-    // Read back what we wrote: one code path for every process's view.
-    if (!(await this.reload(true))) throw new Error(`${this.description}: snapshot changed under the lock`);
+    // What we wrote is what we hold (under the lock nobody else writes): taken as read, not read
+    // back (parsing a snapshot of 100,000 entries again at every fold cost ~1 CPU-s each).
+    const st = await stat(this.statePath, { bigint: true });
+    const log = await open(join(this.dir, `log.${generation}`), 'r+');
+    await this.log?.close().catch(() => undefined);
+    this.log = log;
+    this.stateId = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    this.generation = generation;
+    this.compactRevision = compactRevision;
+    this.history = kept;
+    this.logLines = 0;
+    this.logValid = 0;
+    this.logSeen = 0;
   }
 
   /**
@@ -430,6 +474,20 @@ export class FileKv implements KvStore {
    * its revision) or null to write nothing. Returns the appended record's revision, or null.
    */
   private async mutate(decide: () => Omit<LogRecord, 'r'> | null): Promise<number | null> {
+    return this.mutateMany(() => {
+      const one = decide();
+      return one ? [one] : null;
+    });
+  }
+
+  /**
+   * mutate for several records: `decide` returns them (each the next revision, in order) or null
+   * to write nothing; they are appended with one write (and, with sync 'always', one fdatasync).
+   * Returns the first one's revision, or null. Each line is whole or absent on its own: a crash
+   * in the middle of the write leaves the lines before the torn one, as it left the writes made
+   * before it when they were made one at a time.
+   */
+  private async mutateMany(decide: () => Omit<LogRecord, 'r'>[] | null): Promise<number | null> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     const rev = await this.queue.run(async () => {
       await this.acquireLock();
@@ -443,11 +501,13 @@ export class FileKv implements KvStore {
           await log.truncate(this.logValid);
           this.logSeen = this.logValid;
         }
-        const partial = decide();
-        if (!partial) return null;
-        const rec = { r: this.revision + 1, ...partial } as LogRecord;
-        const line = encodeRecord(rec);
-        await this.append(log, line);
+        const partials = decide();
+        if (!partials || partials.length === 0) return null;
+        const first = this.revision + 1;
+        const recs = partials.map((p, i) => ({ r: first + i, ...p }) as LogRecord);
+        const lines = recs.map(encodeRecord);
+        const data = lines.length === 1 ? lines[0]! : Buffer.concat(lines);
+        await this.append(log, data, recs.length);
         let syncFailed: unknown;
         if (this.sync === 'always') {
           try {
@@ -458,13 +518,17 @@ export class FileKv implements KvStore {
         } else {
           this.scheduleSync();
         }
-        // The whole line is in the log (other processes may have read it already), so it is
-        // applied here too even when its fdatasync failed; that failure is still the caller's.
-        this.apply(rec);
-        this.logLines++;
-        this.logValid += line.length;
+        // The whole lines are in the log (other processes may have read them already), so they
+        // are applied here too even when their fdatasync failed; that failure is still the caller's.
+        for (let i = 0; i < recs.length; i++) {
+          this.apply(recs[i]!);
+          this.logLines++;
+          this.logValid += lines[i]!.length;
+        }
         this.logSeen = this.logValid;
-        if (syncFailed !== undefined) throw this.ioError(syncFailed, `revision ${rec.r} was written to log.${this.generation} but its fdatasync failed (it may not survive a crash)`);
+        const last = recs[recs.length - 1]!.r;
+        const what = recs.length === 1 ? `revision ${first}` : `revisions ${first}-${last}`;
+        if (syncFailed !== undefined) throw this.ioError(syncFailed, `${what} ${recs.length === 1 ? 'was written to log.' + this.generation + ' but its fdatasync failed (it may not survive a crash)' : 'were written to log.' + this.generation + ' but their fdatasync failed (they may not survive a crash)'}`);
         if (this.logLines >= this.rotateAfter) {
           // The write is committed already: a fold that fails (no room for the new snapshot) does
           // not make it fail; the log keeps growing and the next write tries the fold again.
@@ -472,7 +536,7 @@ export class FileKv implements KvStore {
             if (this.sync !== 'always') this.scheduleSync(); // rotate() cancelled the pending one
           });
         }
-        return rec.r;
+        return first;
       } finally {
         await this.lock.release();
       }
@@ -487,7 +551,7 @@ export class FileKv implements KvStore {
    * one that fails (ENOSPC, EIO, ...) leaves a partial line no reader takes (its CRC), which is cut
    * off again here (else by the next writer) before the error is thrown: the record is not applied.
    */
-  private async append(log: FileHandle, line: Buffer): Promise<void> {
+  private async append(log: FileHandle, line: Buffer, records = 1): Promise<void> {
     let done = 0;
     try {
       while (done < line.length) {
@@ -497,13 +561,18 @@ export class FileKv implements KvStore {
       }
     } catch (e) {
       this.logSeen = Math.max(this.logSeen, this.logValid + done);
+      let cut = true;
       if (done > 0) {
         try {
           await log.truncate(this.logValid);
           this.logSeen = this.logValid;
-        } catch { /* the next writer cuts it (logSeen > logValid there too) */ }
+        } catch {
+          cut = false; // the next writer cuts it (logSeen > logValid there too)
+        }
       }
-      throw this.ioError(e, `cannot append revision ${this.revision + 1} to log.${this.generation} (${done} of ${line.length} bytes written, not applied)`);
+      if (records === 1) throw this.ioError(e, `cannot append revision ${this.revision + 1} to log.${this.generation} (${done} of ${line.length} bytes written, not applied)`);
+      // Several lines: the whole ones before the failure are valid records if they could not be cut off.
+      throw this.ioError(e, `cannot append revisions ${this.revision + 1}-${this.revision + records} to log.${this.generation} (${done} of ${line.length} bytes written, ${cut ? 'none applied' : 'and not cut off again: the whole lines among them may still be taken as written'})`);
     }
   }
 
@@ -616,6 +685,29 @@ export class FileKv implements KvStore {
       return { k: key, d: 1 };
     });
     return rev !== null;
+  }
+
+  readonly maxBatch = MAX_BATCH;
+
+  getMany(keys: readonly string[]): Promise<(KvEntry | null)[]> {
+    return this.read(() => keys.map((k) => this.entries.get(k) ?? null));
+  }
+
+  /** Every write's condition checked under the writer lock, then all appended at once (or none). */
+  async writeBatch(writes: readonly KvBatchWrite[]): Promise<number[] | null> {
+    if (writes.length === 0) return [];
+    if (writes.length > MAX_BATCH) throw new RangeError(`writeBatch: ${writes.length} writes, at most ${MAX_BATCH}`);
+    if (new Set(writes.map((w) => w.key)).size !== writes.length) throw new RangeError('writeBatch: a key written twice');
+    const first = await this.mutateMany(() => {
+      const recs: Omit<LogRecord, 'r'>[] = [];
+      for (const w of writes) {
+        const cur = this.entries.get(w.key);
+        if (w.modRevision === 0 ? cur !== undefined : cur?.modRevision !== w.modRevision) return null;
+        recs.push(cur ? { k: w.key, v: w.value, c: cur.createRevision } : { k: w.key, v: w.value });
+      }
+      return recs;
+    });
+    return first === null ? null : writes.map((_, i) => first + i);
   }
 
   /** Discards the event history up to `revision` (watches from at or before it must resync). */

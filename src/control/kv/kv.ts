@@ -38,6 +38,17 @@ export interface KvGuard {
   readonly modRevision: number;
 }
 
+/**
+ * One write of a batch (KvStore.writeBatch): `key` created if absent (modRevision 0), or replaced
+ * while its modRevision is still `modRevision`.
+ */
+export interface KvBatchWrite {
+  readonly key: string;
+  readonly value: string;
+  /** 0: create (the key must be absent); otherwise the modRevision the key must still have. */
+  readonly modRevision: number;
+}
+
 export interface KvWatch {
   /** Stop watching; no callback runs after the returned promise resolves. */
   close(): Promise<void>;
@@ -77,6 +88,21 @@ export interface KvStore {
   /** Delete `key` (only if its modRevision is still `modRevision`, when given); false when the
    * comparison failed or the key was absent. */
   delete(key: string, modRevision?: number): Promise<boolean>;
+  /**
+   * Optional (stores that can write many keys in one transaction: the embedded store, the CLI's
+   * etcd client): the most writes one writeBatch (and keys one getMany) may take.
+   */
+  readonly maxBatch?: number;
+  /** Optional (with maxBatch): the entries of `keys` (null: absent), read at one revision. */
+  getMany?(keys: readonly string[]): Promise<(KvEntry | null)[]>;
+  /**
+   * Optional (with maxBatch): `writes` (distinct keys, at most maxBatch) as one transaction: every
+   * condition holds and all are written, or none is (null). Watchers see each write as its own
+   * event, in the order given (etcd: all at the transaction's revision; the embedded store: one
+   * revision each). Returns each write's modRevision. Taking a batch, like any write, can fail
+   * with KvUnavailableError (then whether it was applied may be unknown, as for one write).
+   */
+  writeBatch?(writes: readonly KvBatchWrite[]): Promise<number[] | null>;
   /** Watch keys under `prefix` from `fromRevision` (inclusive). */
   watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers): KvWatch;
   /**

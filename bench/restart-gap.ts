@@ -11,8 +11,19 @@
 // see the same load; node2 runs this build throughout. A row is the build that was stopped (the
 // process that got the signal: the one the step before started); `next` the build started.
 //
-// Usage: node dist/bench/restart-gap.js [--runs 3] [--signals TERM,KILL] [--compare DIR]
+// Beside the pings, a UDP stream web-1 -> web-2 at 1,000 packets a second (test/e2e/udp-stream.ts,
+// each datagram numbered) counted at the receiver: per restart `udp gap` (the longest time between
+// two arrivals), `udp lost` (the numbers missing below the last that arrived), `resume` (the first
+// arrival after the gap, in ms since the new process started: line it up with its `start-up:`
+// phases) and `stall after` (the longest time between arrivals after the gap, until 3 s after the
+// new process's `forwarding`: the forwarding thread held once it forwards, frames delayed). With
+// --cpu-prof DIR each new process runs with `node --cpu-prof --cpu-prof-dir DIR` (every thread
+// writes a profile at its exit; bench/restart-profile.ts reads them), and its log kept there as
+// log-PID.txt.
+//
+// Usage: node dist/bench/restart-gap.js [--runs 3] [--signals TERM,KILL] [--compare DIR] [--cpu-prof DIR]
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, sleep } from '../src/lab/lab';
 import { controlRequest } from '../src/dataplane/control-client';
@@ -20,14 +31,45 @@ import { machineInfo } from './machine';
 import { benchArgsOrExit, compareCheckout, intOption, type BenchArgs } from './e2e/bench-args';
 import { median } from './stats';
 
-const BENCH_ARGS = { usage: 'usage: node dist/bench/restart-gap.js [--runs N] [--signals TERM,KILL] [--compare OTHER_CHECKOUT]', flags: [], options: ['--runs', '--signals', '--compare'] };
+const BENCH_ARGS = { usage: 'usage: node dist/bench/restart-gap.js [--runs N] [--signals TERM,KILL] [--compare OTHER_CHECKOUT] [--cpu-prof DIR]', flags: [], options: ['--runs', '--signals', '--compare', '--cpu-prof'] };
 const ROOT = path.resolve(__dirname, '..', '..');
 const PING_INTERVAL_S = 0.01;
+const STREAM = path.join(ROOT, 'dist', 'test', 'e2e', 'udp-stream.js');
+const UDP_RATE = 1000;
+const UDP_PORT = 5299;
 
 /** stopMs: the old process's exit after the signal; forwardingMs: the new one's `forwarding` line
  * after the signal; gapMs: the longest loss web-1 -> web-2 (gapBackMs the other way); lostBeforeExitMs:
  * the part of it before the old process exited (what the stop costs; the rest is the start's). */
-interface Row { build: string; next: string; signal: string; stopMs: number; forwardingMs: number | null; gapMs: number; gapBackMs: number; lostBeforeExitMs: number; load: number; stopped: string | null; phases: Record<string, number>; apply: Record<string, number> }
+interface Row { build: string; next: string; signal: string; stopMs: number; forwardingMs: number | null; gapMs: number; gapBackMs: number; lostBeforeExitMs: number; load: number; stopped: string | null; phases: Record<string, number>; apply: Record<string, number>; udp: UdpFigures | null }
+
+/** The UDP stream's figures for one restart (see the head of this file); ms. */
+export interface UdpFigures { gapMs: number; lost: number; received: number; resumeMs: number | null; stallAfterMs: number }
+
+/** The stream's figures from its arrivals ([seq, epoch ms], in arrival order); `procStart` the new
+ * process's start (epoch ms) and `forwardingAt` its `forwarding` line (epoch ms), if known. */
+export function udpFigures(arrivals: readonly [number, number][], procStart: number | null, forwardingAt: number | null): UdpFigures {
+  const seen = new Set<number>();
+  let max = -1;
+  let gapMs = 0;
+  let gapEnd = 0;
+  for (let k = 0; k < arrivals.length; k++) {
+    const [seq, t] = arrivals[k]!;
+    seen.add(seq);
+    if (seq > max) max = seq;
+    if (k > 0 && t - arrivals[k - 1]![1] > gapMs) {
+      gapMs = t - arrivals[k - 1]![1];
+      gapEnd = t;
+    }
+  }
+  let stallAfterMs = 0;
+  const until = forwardingAt === null ? Infinity : forwardingAt + 3000;
+  for (let k = 1; k < arrivals.length; k++) {
+    const t = arrivals[k]![1];
+    if (t > gapEnd && t <= until) stallAfterMs = Math.max(stallAfterMs, t - arrivals[k - 1]![1]);
+  }
+  return { gapMs: Math.round(gapMs), lost: max + 1 - seen.size, received: seen.size, resumeMs: procStart === null || gapMs === 0 ? null : Math.round(gapEnd - procStart), stallAfterMs: Math.round(stallAfterMs) };
+}
 
 /** The phases of a start as the new process logs them (run.ts StartupClock: `start-up: PHASE at N
  * ms`, ms since the process started), and the first apply's parts (engine.ts `applied model: ...
@@ -72,10 +114,10 @@ export function longestGap(out: string): { from: number; to: number } | null {
   return best;
 }
 
-function parseArgs(args: BenchArgs): { runs: number; signals: ('TERM' | 'KILL')[]; compare?: string } {
+function parseArgs(args: BenchArgs): { runs: number; signals: ('TERM' | 'KILL')[]; compare?: string; cpuProf?: string } {
   const signals = (args.opt('--signals') ?? 'TERM,KILL').split(',').map((s) => s.trim().toUpperCase());
   for (const s of signals) if (s !== 'TERM' && s !== 'KILL') throw new Error(`--signals: ${s} is not TERM or KILL`);
-  return { runs: intOption(args, '--runs', 3, 1, 50), signals: signals as ('TERM' | 'KILL')[], compare: compareCheckout(args, path.join('bin', 'podway.js')) };
+  return { runs: intOption(args, '--runs', 3, 1, 50), signals: signals as ('TERM' | 'KILL')[], compare: compareCheckout(args, path.join('bin', 'podway.js')), cpuProf: args.opt('--cpu-prof') };
 }
 
 async function main(): Promise<void> {
@@ -88,6 +130,7 @@ async function main(): Promise<void> {
   let p: ChildProcess | null = null;
   const pings: ChildProcess[] = [];
   const before = machineInfo();
+  if (args.cpuProf) mkdirSync(path.resolve(args.cpuProf), { recursive: true });
   try {
     lab.build();
     store = await lab.openKvStore('etcd', 'podway-bench-restart-gap-');
@@ -114,6 +157,16 @@ async function main(): Promise<void> {
           };
           const there = ping(web1.ns, web2.ip, 0);
           const back = ping(web2.ns, web1.ip, 1);
+          // the UDP stream: the receiver first (bounded wait for its `ready`), then the sender, for
+          // at most 120 s (stopped once traffic has been back for 3 s)
+          let rxOut = '';
+          const rx = spawn('ip', ['netns', 'exec', web2.ns, process.execPath, STREAM, 'recv', String(UDP_PORT), '130'], { stdio: ['ignore', 'pipe', 'ignore'] });
+          rx.stdout!.setEncoding('utf8').on('data', (d: string) => (rxOut += d));
+          pings.push(rx);
+          for (const end0 = Date.now() + 30_000; Date.now() < end0 && !rxOut.includes('ready'); ) await sleep(20);
+          if (!rxOut.includes('ready')) throw new Error('the UDP receiver in web-2 did not start');
+          const tx = spawn('ip', ['netns', 'exec', web1.ns, process.execPath, STREAM, 'send', web2.ip, String(UDP_PORT), String(UDP_RATE), '120'], { stdio: 'ignore' });
+          pings.push(tx);
           await sleep(2000);
           const load = machineInfo().loadavg[0];
           const old = p!;
@@ -126,7 +179,8 @@ async function main(): Promise<void> {
           const stopped = pLog.map((l) => /"msg":"(stopped: [^"]*?); the nftables/.exec(l)?.[1]).find((x) => x !== undefined) ?? null;
           // node1 again, with this round's build, the moment the old one is gone
           const log: string[] = [];
-          p = spawn('ip', ['netns', 'exec', n1.ns, process.execPath, path.join(root, 'bin', 'podway.js'), 'run', '--node', 'node1', '--datastore', lab.datastoreSpec, '--control', n1.control, '--model-cache', lab.modelCachePath('node1')], { stdio: ['ignore', 'ignore', 'pipe'] });
+          const prof = args.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(args.cpuProf)] : [];
+          p = spawn('ip', ['netns', 'exec', n1.ns, process.execPath, ...prof, path.join(root, 'bin', 'podway.js'), 'run', '--node', 'node1', '--datastore', lab.datastoreSpec, '--control', n1.control, '--model-cache', lab.modelCachePath('node1')], { stdio: ['ignore', 'ignore', 'pipe'] });
           p.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
           pLog = log;
           const stoppedBuild = pBuild;
@@ -145,14 +199,26 @@ async function main(): Promise<void> {
           // the pings on until traffic has been back for 3 s
           await sleep(3000);
           for (const c of [there, back]) c.kill('SIGINT');
-          await Promise.all([there, back].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())))));
+          tx.kill('SIGKILL'); // `ip netns exec` execs node: the sender itself
+          await Promise.all([there, back, tx].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())))));
+          await sleep(300);
+          rx.kill('SIGTERM'); // it reads what is still queued, then prints its arrivals
+          await new Promise<void>((r) => (rx.exitCode !== null || rx.signalCode !== null ? r() : rx.once('exit', () => r())));
+          const rxLine = rxOut.split('\n').find((l) => l.startsWith('{'));
+          const arrivals = rxLine ? (JSON.parse(rxLine) as { arrivals: [number, number][] }).arrivals : null;
           const [g, gb] = outs.map(longestGap);
           if (!g || !gb) throw new Error(`${label} ${signal}: no loss seen, or no answer after it (web-1 -> web-2: ${JSON.stringify(g)}, back: ${JSON.stringify(gb)})`);
           // the datastore's model in force (its line carries how long the thread was held since `forwarding`)
           for (const end2 = Date.now() + 20_000; Date.now() < end2 && !log.some((l) => l.includes('its model replaces the cached one')); ) await sleep(100);
           const exitAt = t0 + stopMs;
-          const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped, ...startPhases(log) };
+          const sp = startPhases(log);
+          const forwardingAt = t0 + forwardingMs;
+          const procStart = sp.phases.forwarding === undefined ? null : forwardingAt - sp.phases.forwarding;
+          const udp = arrivals ? udpFigures(arrivals, procStart, forwardingAt) : null;
+          const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped, ...sp, udp };
           rows.push(row);
+          if (args.cpuProf) writeFileSync(path.join(path.resolve(args.cpuProf), `phases-${p.pid}.json`), JSON.stringify({ pid: p.pid, phases: row.phases, udp: row.udp, load }));
+          if (args.cpuProf) writeFileSync(path.join(path.resolve(args.cpuProf), `log-${p.pid}.txt`), `${log.join('\n')}\n`);
           process.stderr.write(`${JSON.stringify(row)}\n`);
           await sleep(2000);
         }
@@ -193,6 +259,14 @@ async function main(): Promise<void> {
     const exec = med((r) => (r.forwardingMs !== null && r.phases.forwarding !== undefined ? r.forwardingMs - r.phases.forwarding : undefined));
     const gap = `${med((r) => r.gapMs)} (${Math.min(...xs.map((r) => r.gapMs))}-${Math.max(...xs.map((r) => r.gapMs))})`;
     process.stdout.write(`| ${label} | ${gap} | ${exec} | ${PHASES.map((p) => med((r) => r.phases[p])).join(' | ')} | ${['infra', 'endpoints', 'host'].map((k) => med((r) => r.apply[k])).join(', ')} | ${med((r) => r.phases.held)} |\n`);
+  }
+  // The UDP stream (1,000 pps web-1 -> web-2), per restart, by the build started: `resume` is the
+  // first datagram after the gap in ms since the new process started, beside its `model applied`
+  // and `forwarding` phases (same clock).
+  process.stdout.write(`\n| build started | signal | load | udp gap ms | udp lost | resume | model applied | forwarding | stall after ms | thread held max |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`);
+  for (const r of rows) {
+    const u = r.udp;
+    process.stdout.write(`| ${r.next} | ${r.signal} | ${r.load} | ${u?.gapMs ?? '-'} | ${u?.lost ?? '-'} | ${u?.resumeMs ?? '-'} | ${r.phases['model applied'] ?? '-'} | ${r.phases.forwarding ?? '-'} | ${u?.stallAfterMs ?? '-'} | ${r.phases.held ?? '-'} |\n`);
   }
 }
 

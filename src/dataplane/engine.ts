@@ -185,6 +185,12 @@ export interface EngineOptions {
    * found, or gone ones dropped (podway run holds their addresses in IPAM and releases them,
    * cli/orphan-holds.ts). orphanList() gives those still there. */
   onOrphans?: () => void;
+  /** The start's scan of the pods' namespaces for orphan addresses (findPodOrphans: `ip` and a
+   * shell forked from this thread, and a walk of /proc) waits for startOrphanScan() instead of
+   * starting within the first apply: podway run starts it once it forwards (bench/README.md, "The
+   * gap of a restart": each fork held the forwarding thread 0.1-0.3 s at load 20, in the seconds
+   * the pods' traffic comes back). */
+  deferOrphanScan?: boolean;
   /** First pause before a refused tunnel table is tried again (default TABLE_RETRY_MIN_MS), doubling
    * up to TABLE_RETRY_MAX_MS. */
   tableRetryMs?: number;
@@ -547,6 +553,7 @@ export class Engine {
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
     this.onOrphans = opts.onOrphans ?? (() => {});
+    this.deferOrphanScan = opts.deferOrphanScan ?? false;
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
@@ -2049,6 +2056,16 @@ export class Engine {
   }
 
   private orphanScan: 'pending' | 'complete' | 'partial' = 'pending';
+  private readonly deferOrphanScan: boolean;
+  /** The start's orphan scan is waiting for startOrphanScan() (deferOrphanScan). */
+  private orphanScanWaiting = false;
+
+  /** Starts the start's orphan scan if it waits for this (deferOrphanScan; once only). */
+  startOrphanScan(): void {
+    if (!this.orphanScanWaiting || this.stopped) return;
+    this.orphanScanWaiting = false;
+    void this.findPodOrphans();
+  }
 
   /** The orphans whose interface still exists and that no endpoint names again (dropped from the list otherwise). */
   private liveOrphans(): OrphanPodAddress[] {
@@ -2131,7 +2148,8 @@ export class Engine {
     // address this datastore does not know of (orphan-pods.ts), said per interface and kept for status.
     this.addOrphans(stale.map((f) => ({ ifname: f.ifname, address: addressKey(addr(f)), source: 'route' as const })));
     // and those whose route is gone too (removed by the run that saw their endpoint deleted)
-    void this.findPodOrphans();
+    if (this.deferOrphanScan) this.orphanScanWaiting = true;
+    else void this.findPodOrphans();
     this.host!.adopt(found);
     // Only with BGP (kernelRoutes present): without it, a `proto bird` route is someone else's.
     const learned = model.kernelRoutes === undefined ? [] : reads?.learned ?? readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);

@@ -65,7 +65,7 @@ import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
 import { StartupClock } from './startup-clock';
-import { FelixConfigTracker, invalidFieldLine, unhonouredLine, vxlanPendingLine, type FelixChange, type LocalFelix } from './felix-settings';
+import { FelixConfigTracker, parseVxlanField, invalidFieldLine, unhonouredLine, vxlanPendingLine, type FelixChange, type LocalFelix } from './felix-settings';
 import { FELIX_MTU_FIELDS, tunnelMtuWarnings, type TunnelMtuSettings } from '../control/felix-mtu';
 
 export interface RunOptions {
@@ -372,10 +372,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // forwarding thread's VXLAN source ports and for natOutgoing's range: a file that does not hold
   // a range stops the start, naming it, before anything is touched (docs/networking.md, "The VXLAN source port").
   const ephemeral = readLocalPortRange();
-  // natOutgoing's port range is checked before anything is touched too.
+  // natOutgoing's port range is checked before anything is touched too; against the VXLAN port
+  // here when $FELIX_VXLANPORT gives it (no FelixConfiguration overrides it: felix-settings.ts),
+  // else once the datastore was read (vxlanPort, below: a refusal then exits after undoing the start).
+  const envVxlanText = opts.felixWireEnv?.FELIX_VXLANPORT?.trim();
+  const envVxlanPort = envVxlanText ? parseVxlanField('vxlanPort', envVxlanText) : undefined;
   let natPorts: ReturnType<typeof defaultNatPortRange>;
   try {
-    natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
+    natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, envVxlanPort, '$FELIX_VXLANPORT') : defaultNatPortRange(ephemeral, envVxlanPort ?? VXLAN_PORT);
   } catch (e) {
     // A bad --nat-port-range: exit 2. Without the flag the failure is the host's
     // net.ipv4.ip_local_port_range leaving no NAT ports, not a usage error: exit 1, the same message.
@@ -515,6 +519,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // Seconds since the process started (not since the socket or the engine came up).
   const uptimeSeconds = () => Math.round(process.uptime());
   let control: EarlyControlServer | null = null;
+  /** What the start made so far that a failed start undoes (newest first): threads, timers, the
+   * engine with its host state, the nftables tables (startMade). The run lock, the control socket
+   * and the metrics server go in the finally below, after these. */
+  const made: StartStep[] = [];
+  const startMade = (what: string, undo: () => unknown): void => void made.push({ what, undo });
   try {
     // Before the datastore (Node registration) and the host: a second podway here changes nothing.
     lock = await takeRunLock(lockHolder);
@@ -555,6 +564,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
       return r.ready ? { ready: true, status: `ready: forwarding, ${current?.endpoints.length ?? 0} endpoints, ${current?.routes.length ?? 0} routes` } : { ready: false, status: `forwarding, not ready: ${r.reasons[0]}${more}` };
     });
     await serve(control);
+  } catch (e) {
+    // An error after the start began (a usage error found once the datastore was read, nft
+    // refusing a table, the engine refusing the first model): what the start made is undone, as
+    // a stop does, bounded (undoFailedStart), before the error goes up to main.ts, which exits
+    // with its code (2 for a usage error, 1 otherwise) whatever is left running.
+    await undoFailedStart(made, e as Error, log);
+    throw e;
   } finally {
     clock.done();
     notifier?.close();
@@ -601,6 +617,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const replayer: PendingDelReplayer | null = spec.kind !== 'file'
       ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs)
       : null;
+    if (replayer) startMade('the deferred DEL replay', () => replayer.stop());
+    if (cacheWriter) startMade('the model cache writer', () => cacheWriter.stop());
     if (metrics && replayer) {
       const { PendingDelCollector } = require('../observe/pending-del-metrics') as typeof import('../observe/pending-del-metrics');
       metrics.add(new PendingDelCollector(() => replayer.status()));
@@ -834,6 +852,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     };
     if (!deferDatastore) startDatastoreOnce();
     let source: ModelSource | null = null;
+    // A failed start: no registration retried, no new thread, every model thread ended (one
+    // spawned for the datastore's start, or a start that answered after all).
+    startMade('the model thread', async () => {
+      abortStart.abort();
+      clearTimeout(respawnTimer);
+      await Promise.all([(thread as ModelSource | null)?.close(), (source as ModelSource | null)?.close(), starting?.then((s) => s.source.close(), () => undefined)]);
+    });
     modelThreadRestarts = () => source?.threadStatus().restarts ?? 0;
     modelThreadHangs = () => source?.threadStatus().hangs ?? 0;
     modelThreadFailing = () => (source?.failingReason() ?? '') !== '';
@@ -938,8 +963,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const vxlanWire = felix.vxlanAtStart();
     lockHolder.vxlanPort = vxlanWire.vxlanPort;
     felixLog.info(`VXLAN: UDP port ${vxlanWire.vxlanPort} (${felix.status().settings.find((s) => s.field === 'vxlanPort')?.source}), VNI ${vxlanWire.vxlanVNI} (${felix.status().settings.find((s) => s.field === 'vxlanVNI')?.source}); a change takes effect at the next podway run start`, { vxlanPort: vxlanWire.vxlanPort, vxlanVNI: vxlanWire.vxlanVNI });
-    if (vxlanWire.vxlanPort !== VXLAN_PORT && natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) {
-      // natOutgoing's ports must not take the VXLAN port's replies (checked against 4789 before the datastore was read)
+    if (natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) {
+      // natOutgoing's ports must not take the VXLAN port's replies (the default range was made
+      // without 4789 before the datastore was read; a given one is checked here only)
       if (opts.natPortRange) throw new UsageError(`--nat-port-range: ${opts.natPortRange} holds the VXLAN port ${vxlanWire.vxlanPort} (vxlanPort from ${felix.status().settings.find((s) => s.field === 'vxlanPort')?.source})`);
       natPorts = defaultNatPortRange(ephemeral, vxlanWire.vxlanPort);
       if (natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) throw new Error(`vxlanPort ${vxlanWire.vxlanPort} is inside natOutgoing's port range ${natPorts[0]}-${natPorts[1]}: give --nat-port-range LOW-HIGH without it`);
@@ -1080,12 +1106,26 @@ export async function runNode(opts: RunOptions): Promise<void> {
       deferOrphanScan: true,
     });
     engine = eng;
+    // A failed start from here: the workers ended, the engine stopped (its pod routes, the host
+    // port, the tunnel table), the nftables tables deleted, then the underlay's forwarding set back
+    // once nothing of podway forwards (transit-drop tables gone, workers ended).
+    startMade('the engine, its workers and the nftables tables', async () => {
+      const workersGone = Promise.all(workers.map((w) => w.terminate().catch(() => undefined)));
+      eng.stop({ restoreForwarding: false });
+      await nat.stop();
+      await nat6.stop();
+      await guard.stop();
+      await workersGone;
+      eng.restoreForwarding();
+    });
     if (spec.kind !== 'file') {
       const { OrphanHolder } = require('./orphan-holds') as typeof import('./orphan-holds');
       const { DEFAULT_IPAM_LOCK_FILE } = require('../cni/config') as typeof import('../cni/config');
       const locks = cniIpamLockFiles(cniConfDir, opts.node, DEFAULT_IPAM_LOCK_FILE);
       orphanHolder = new OrphanHolder(opts.node, spec, locks, { list: () => eng.orphanList(), scanComplete: () => eng.orphanScanComplete() }, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.orphanHoldIntervalMs);
       orphanHolder.start();
+      const holder = orphanHolder;
+      startMade('the orphan address holds', () => holder.stop());
     }
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
     // Where the workers were last told tunnels are read (worker-model.ts): a rejected model may
@@ -1245,13 +1285,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       if (count > 1 || opts.workersAuto) log.info(`${count} forwarding worker${count > 1 ? 's' : ''}${opts.workersAuto ? ` (--workers auto: ${availableParallelism()} CPUs, at most ${WORKERS_AUTO_MAX})` : ''}`, { workers: count });
     } catch (e) {
-      const workersGone = Promise.all(workers.map((w) => w.terminate().catch(() => undefined)));
-      server.close();
-      abortStart.abort();
-      await (thread as ModelSource | null)?.close();
-      // On the cache the datastore's start was still under way: one that answered all the same
-      // (before the abort reached it) is closed, or its model thread keeps the process alive.
-      if (!source) void starting?.then((s) => s.source.close(), () => undefined);
+      // The engine, the workers, the tables and the model threads are undone with the rest of the
+      // start (startMade steps, runNode's catch).
       // A cached model this host cannot take (its address gone, say) would stop every restart the
       // same way: it is set aside, and the next start waits for the datastore as without a cache.
       if (cachedRefused && cacheFile) {
@@ -1263,12 +1298,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
           log.error(`the cached model could not be applied (${(e as Error).message}), nor ${cacheFile} be moved aside: ${(re as Error).message}`);
         }
       }
-      eng.stop({ restoreForwarding: false });
-      await nat.stop();
-      await nat6.stop();
-      await guard.stop();
-      await workersGone;
-      eng.restoreForwarding(); // once nothing of podway forwards (transit-drop tables gone, workers ended)
       throw e;
     }
     for (const n of eng.notes) log.info(`host: set ${n}`, { component: 'host' });
@@ -1293,6 +1322,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       log.warn(`rp_filter ${change.was} -> ${change.now} (net.ipv4.conf.all/default.rp_filter changed, the larger of the two taken): decapsulated IPv4 filtered ${RP_FILTER_WORDS[change.now] ?? '?'} from now on`, { component: 'host', rpFilter: change.now, was: change.was });
     }, RP_FILTER_CHECK_MS);
     rpFilterTimer.unref();
+    startMade('the kernel route and rp_filter reads', () => {
+      routeTable.stop();
+      clearInterval(rpFilterTimer);
+    });
     // Models are applied one at a time, the newest winning, whole between two batches; then the
     // kernel's routes are read asynchronously (no `ip` call blocks the forwarding thread) and the
     // model is applied again only if a node's underlay next hop moved.
@@ -1587,6 +1620,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // with backoff, then the model thread); once it answers its model replaces the cached one, as
     // any change does, and what waited for it (tunnel addresses, the address monitor) starts.
     let retryStart: NodeJS.Timeout | undefined;
+    startMade('the address monitor and the registrations', async () => {
+      stopping = true; // no model applied, no tunnel-address join started from here
+      clearTimeout(retryStart);
+      tunnelJoin?.stop();
+      registration?.stop();
+      await (monitor?.stop() ?? Promise.resolve()).then(() => nodeAddresses?.close()).catch(() => undefined);
+    });
     const whenStarted = (p: Promise<FirstModel>) => p.then(({ source: s, first: f, gen: g, bgpInputs: b }) => {
       if (stopping) return void s.close();
       // onCache is left once this first model is applied (applyModel), not before: refused, the
@@ -1738,6 +1778,41 @@ export async function runNode(opts: RunOptions): Promise<void> {
     await stopped;
     startHolds?.disable();
   }
+}
+
+/** Something a start made, and how a failed start undoes it. */
+interface StartStep { readonly what: string; readonly undo: () => unknown }
+
+/** How long a failed start's clean-up may take before podway exits anyway (undoFailedStart): a
+ * stop's own bounds are 5 s for an nft or datastore call under way, 2 s for a thread. */
+export const FAILED_START_UNDO_MS = 8000;
+
+/**
+ * A start failed: its steps undone newest first (the engine and its tables before the threads
+ * that fed it), each awaited; one that throws is said and the next goes on. Bounded by `ms`: past
+ * it the step still under way is named in the log and podway exits anyway (the caller throws).
+ */
+export async function undoFailedStart(steps: StartStep[], error: Error, log: { error(m: string, f?: Record<string, unknown>): void; warn(m: string, f?: Record<string, unknown>): void }, ms = FAILED_START_UNDO_MS): Promise<boolean> {
+  if (steps.length === 0) return true;
+  log.error(`start failed: ${error.message}; undoing what the start made (${steps.map((s) => s.what).reverse().join(', ')})`);
+  let at = '';
+  const all = (async () => {
+    while (steps.length > 0) {
+      const step = steps.pop()!;
+      at = step.what;
+      try {
+        await step.undo();
+      } catch (e) {
+        log.warn(`start failed: undoing ${step.what}: ${(e as Error).message}`);
+      }
+    }
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  // not unref'd: a step waiting on nothing that holds the process must not end it before the bound
+  const done = await Promise.race([all.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)))]);
+  clearTimeout(timer);
+  if (!done) log.error(`start failed: its clean-up did not end within ${ms / 1000} s (still undoing ${at}${steps.length ? `; not undone: ${steps.map((s) => s.what).reverse().join(', ')}` : ''}): exiting anyway`);
+  return done;
 }
 
 /** The first SIGHUP is said; later ones at most once a minute, with how many came meanwhile. */

@@ -458,8 +458,10 @@ export function defaultNatPortRange(ephemeral: readonly [number, number], vxlanP
   throw new Error(`no ports for natOutgoing outside the kernel's ephemeral range ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range): give --nat-port-range LOW-HIGH`);
 }
 
-/** Parse and check `--nat-port-range LO-HI`: a clear error naming the option otherwise. */
-export function parseNatPortRange(text: string, ephemeral: readonly [number, number], vxlanPort: number): [number, number] {
+/** Parse and check `--nat-port-range LO-HI`: a clear error naming the option otherwise. Without
+ * `vxlanPort` (not known yet: podway run checks it once vxlanPort is resolved) that one is not
+ * checked; `vxlanFrom` says where it came from in the error. */
+export function parseNatPortRange(text: string, ephemeral: readonly [number, number], vxlanPort?: number, vxlanFrom?: string): [number, number] {
   const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
   if (!m) throw new Error(`--nat-port-range: "${text}" is not LOW-HIGH (two port numbers, e.g. 61000-65535)`);
   const lo = Number(m[1]);
@@ -471,7 +473,7 @@ export function parseNatPortRange(text: string, ephemeral: readonly [number, num
     lo > hi && `LOW ${lo} is above HIGH ${hi}`,
   ].filter(Boolean);
   if (wrong.length) throw new Error(`--nat-port-range: "${text}": ${wrong.join('; ')} (LOW-HIGH within 1024-65535)`);
-  if (lo <= vxlanPort && vxlanPort <= hi) throw new Error(`--nat-port-range: ${text} holds the VXLAN port ${vxlanPort}`);
+  if (vxlanPort !== undefined && lo <= vxlanPort && vxlanPort <= hi) throw new Error(`--nat-port-range: ${text} holds the VXLAN port ${vxlanPort}${vxlanFrom ? ` (vxlanPort from ${vxlanFrom})` : ''}`);
   if (lo <= ephemeral[1] && ephemeral[0] <= hi) throw new Error(`--nat-port-range: ${text} overlaps the kernel's ephemeral ports ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range)`);
   return [lo, hi];
 }

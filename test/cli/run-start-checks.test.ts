@@ -45,8 +45,8 @@ t.before.each(async () => {
   await ok(['apply', '-f', pool, '--datastore', store]);
 });
 
-async function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const r = await execBounded('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', '--datastore', store,
+async function run(args: string[], env: string[] = []): Promise<{ code: number | null; stderr: string }> {
+  const r = await execBounded('ip', ['netns', 'exec', NS, ...(env.length ? ['env', ...env] : []), process.execPath, BIN, 'run', '--node', 'nx', '--datastore', store,
     '--control', path.join(tempDir(), 'c.sock'), ...args], START_WAIT_MIN_MS); // a start up to its refusal, bounded as Lab.startPodway's
   assert.not.ok(r.timedOut, `podway run ${args.join(' ')} did not exit: ${r.stderr}`);
   return { code: r.code, stderr: r.stderr };
@@ -72,6 +72,102 @@ t('no NAT ports left by the host\'s ephemeral range: exit 1 (a host setting, not
   } finally {
     sysctl('-qw', `net.ipv4.ip_local_port_range=${before}`);
   }
+});
+
+/** `podway cleanup` after a failed start: it takes the run lock (refused while one is held) and
+ * finds no nftables table of podway's, no forwarding record, no control socket. */
+async function nothingLeft(sock: string): Promise<void> {
+  const c = await execBounded('ip', ['netns', 'exec', NS, process.execPath, BIN, 'cleanup', '--node', 'nx', '--control', sock], 60_000);
+  assert.is(c.code, 0, c.stderr);
+  assert.is(c.stdout, 'nothing of podway\'s was left here\n');
+  assert.not.ok(existsSync(sock));
+  // nor the host port, nor a route of podway's (the pool's, towards it)
+  assert.not.match(execFileSync('ip', ['-n', NS, 'link', 'show'], { encoding: 'utf8' }), 'podway0');
+  assert.not.match(execFileSync('ip', ['-n', NS, 'route', 'show', 'table', 'all'], { encoding: 'utf8' }), '10.244.');
+}
+
+t('--nat-port-range holding the VXLAN port: checked against vxlanPort, not 4789: $FELIX_VXLANPORT\'s before anything is touched, a FelixConfiguration\'s once the datastore was read; refused then with exit 2 (podway hung there), the start undone; a vxlanPort in the default NAT range: exit 1, the same', async () => {
+  const sock = path.join(tempDir(), 'c.sock');
+  // $FELIX_VXLANPORT: known at once (no FelixConfiguration overrides it), refused before the Node is registered
+  let r = await run(['--ip', '10.1.1.3/24', '--control', sock, '--nat-port-range', '4000-5000'], ['FELIX_VXLANPORT=4500']);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, '--nat-port-range: 4000-5000 holds the VXLAN port 4500 (vxlanPort from $FELIX_VXLANPORT)');
+  assert.not.match(r.stderr, '4789');
+  assert.not.match(await registeredNodes(), /\bnx\b/);
+  // the vxlanPort in force is known once the datastore was read (after the registration, as
+  // calico-node's): the refusal comes then, what the start made undone, and podway exits
+  r = await run(['--ip', '10.1.1.3/24', '--control', sock, '--nat-port-range', '4000-5000']);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, '\npodway: --nat-port-range: 4000-5000 holds the VXLAN port 4789 (vxlanPort from built-in default)\n');
+  assert.match(r.stderr, /"level":"error".*"start failed: --nat-port-range: 4000-5000 holds the VXLAN port 4789 \(vxlanPort from built-in default\); undoing what the start made \([^)]*the model thread/);
+  assert.not.match(r.stderr, 'did not end within');
+  await nothingLeft(sock);
+  const felix = path.join(tempDir(), 'felix.yaml');
+  writeFileSync(felix, 'apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {vxlanPort: 4600}\n');
+  await ok(['apply', '-f', felix, '--datastore', store]);
+  r = await run(['--ip', '10.1.1.3/24', '--control', sock, '--nat-port-range', '4000-5000']);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, '\npodway: --nat-port-range: 4000-5000 holds the VXLAN port 4600 (vxlanPort from FelixConfiguration default)\n');
+  assert.not.match(r.stderr, '4789');
+  await nothingLeft(sock);
+  // not a usage error: no --nat-port-range, and the default range (above the ephemeral ports) holds vxlanPort
+  const sysctl = (...a: string[]) => execFileSync('ip', ['netns', 'exec', NS, 'sysctl', ...a], { encoding: 'utf8' }).trim();
+  const before = sysctl('-n', 'net.ipv4.ip_local_port_range').split(/\s+/).join(' ');
+  sysctl('-qw', 'net.ipv4.ip_local_port_range=32768 60999');
+  try {
+    writeFileSync(felix, 'apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {vxlanPort: 62000}\n');
+    await ok(['apply', '-f', felix, '--datastore', store]);
+    r = await run(['--ip', '10.1.1.3/24', '--control', sock]);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, "\npodway: vxlanPort 62000 is inside natOutgoing's port range 61000-65535: give --nat-port-range LOW-HIGH without it\n");
+    await nothingLeft(sock);
+  } finally {
+    sysctl('-qw', `net.ipv4.ip_local_port_range=${before}`);
+  }
+});
+
+t('--nat-port-range holding 4789 but not vxlanPort ($FELIX_VXLANPORT 4500): podway starts (it was refused for 4789)', async () => {
+  const sock = path.join(tempDir(), 'c.sock');
+  const r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock, '--nat-port-range', '4700-4800'], { FELIX_VXLANPORT: '4500' });
+  try {
+    assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), r.err());
+    assert.match(r.err(), /"nat: table ip podway created; no pool has natOutgoing, ports 4700-4800"/);
+    r.child.kill('SIGTERM');
+    assert.is(await within(r.exited, STOP_WAIT_MS, 'timeout' as const), 0, r.err());
+  } finally {
+    if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', 'flush', 'ruleset']);
+  }
+});
+
+t('nft refusing the NAT table once the datastore was read (another program owns table ip podway; a pool has natOutgoing): exit 1, the engine, the pod guard and tunnel tables, the host port and its routes undone, the underlay\'s forwarding set back', async () => {
+  const sock = path.join(tempDir(), 'c.sock');
+  const pool = path.join(tempDir(), 'pool-nat.yaml');
+  writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, vxlanMode: Always, natOutgoing: true}\n');
+  await ok(['apply', '-f', pool, '--datastore', store]);
+  const tables = () => execFileSync('ip', ['netns', 'exec', NS, 'nft', 'list', 'tables'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).sort();
+  const forwarding = () => execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-n', 'net.ipv4.conf.d0.forwarding'], { encoding: 'utf8' }).trim();
+  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.d0.forwarding=1']);
+  // An nft session holding table ip podway with the owner flag: the kernel refuses every other
+  // process's change to it (EPERM) until that session ends, which takes the table with it.
+  const holder = spawn('ip', ['netns', 'exec', NS, 'nft', '-i'], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const holderGone = new Promise((res) => holder.once('exit', res));
+  try {
+    holder.stdin!.write('add table ip podway { flags owner; }\n');
+    for (let i = 0; i < 100 && !tables().includes('table ip podway'); i++) await new Promise((res) => setTimeout(res, 100));
+    assert.equal(tables(), ['table ip podway']);
+    const r = await run(['--ip', '10.1.1.3/24', '--control', sock]);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, /\npodway: nft \(create table\): .*Operation not permitted/);
+    assert.match(r.stderr, /"pod guard: table inet podway created/, 'the start had gone that far');
+    assert.match(r.stderr, /"level":"error".*"start failed: nft \(create table\).*undoing what the start made \([^)]*the engine, its workers and the nftables tables/);
+    assert.equal(tables(), ['table ip podway'], 'only the other program\'s table left');
+    assert.is(forwarding(), '1');
+  } finally {
+    holder.kill('SIGKILL');
+    await within(holderGone, 5000, null);
+  }
+  await nothingLeft(sock);
 });
 
 t('--ip held by no interface here: refused naming it, no Node registered', async () => {

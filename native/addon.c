@@ -62,8 +62,9 @@ struct poller {
 struct spare;
 
 struct addon {
+  /* pool.vxlan_port is the one place of this thread's VXLAN port (setVxlanPort): set before or
+   * after the first setPool (the struct is zeroed until then), carried into each new pool. */
   struct pool pool;
-  uint16_t vxlan_port; /* setVxlanPort's (0: never called, USO_VXLAN_PORT), kept over a new setPool */
   napi_ref pool_refs[11];
   int pool_set;
   struct port ports[MAX_PORTS];
@@ -243,7 +244,7 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   for (int k = 0; k < 11 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
   struct super_ref *old_super = a->pool_set ? a->pool.d_super : NULL;
   memcpy(a->pool_refs, refs, sizeof refs);
-  p.vxlan_port = a->vxlan_port ? a->vxlan_port : USO_VXLAN_PORT;
+  p.vxlan_port = a->pool.vxlan_port ? a->pool.vxlan_port : USO_VXLAN_PORT; /* setVxlanPort's, kept */
   a->pool = p;
   a->pool_set = 1;
   free(old_super);
@@ -261,8 +262,7 @@ static napi_value set_vxlan_port(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint32_t port = 0;
   if (argc != 1 || arg_u32(env, argv[0], &port) || port == 0 || port > 65535) return throw_type(env, "setVxlanPort(port: 1..65535)");
-  a->vxlan_port = (uint16_t)port;
-  a->pool.vxlan_port = (uint16_t)port;
+  a->pool.vxlan_port = (uint16_t)port; /* a pool not set yet: setPool takes it from here */
   return NULL;
 }
 

@@ -202,7 +202,8 @@ export interface ResolvedFelix {
   /** Wire settings given with a value podway does not use (FELIX_WIRE_FIELDS). */
   readonly unhonoured: readonly UnhonouredFelixField[];
   /** vxlanPort and vxlanVNI as the layers give them now (FELIX_VXLAN_FIELDS), each with its source;
-   * an invalid one is in `invalid` (resource "$FELIX_VXLANPORT" for the environment's). */
+   * a FelixConfiguration's invalid one is in `invalid` (the environment's is the caller's to refuse:
+   * resolveFelix). */
   readonly vxlan: FelixVxlanWire;
   readonly vxlanSource: Readonly<Record<'vxlanPort' | 'vxlanVNI', string>>;
 }
@@ -211,7 +212,10 @@ function shown(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v);
 }
 
-/** The effective settings from the local layers and the two resources (`layers` undefined: none known). */
+/** The effective settings from the local layers and the two resources (`layers` undefined: none known).
+ * The local layers come checked: `podway run` (main.ts) refuses a bad flag or FELIX_ variable with
+ * exit 2 before anything starts, FELIX_VXLANPORT and FELIX_VXLANVNI among them; one of those that
+ * does not parse here is a caller's mistake, thrown (not ignored as a FelixConfiguration's field is). */
 export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined, node: string): ResolvedFelix {
   const settings = {} as Record<FelixKey, unknown>;
   const source = {} as Record<FelixKey, string>;
@@ -264,8 +268,15 @@ export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined,
   for (const f of FELIX_VXLAN_FIELDS) {
     let from: string | undefined;
     const env = local.wireEnv?.[f.env];
+    if (env !== undefined && env.trim() !== '') {
+      try {
+        vxlan[f.field] = parseVxlanField(f.field, env);
+      } catch (e) {
+        throw new Error(`$${f.env}: ${JSON.stringify(env)} ${(e as Error).message} (the caller checks it: podway run refuses it with exit 2)`);
+      }
+      from = `$${f.env}`;
+    }
     const given: [string, string, unknown][] = [
-      ...(env === undefined || env === '' ? [] : [[`$${f.env}`, `$${f.env}`, env] as [string, string, unknown]]),
       ...ordered.filter(([, spec]) => spec !== null && spec[f.field] !== null && spec[f.field] !== undefined).map(([name, spec]) => [name, `FelixConfiguration ${name}`, spec![f.field]] as [string, string, unknown]),
     ];
     for (const [resource, src, raw] of given) {

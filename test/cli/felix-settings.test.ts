@@ -100,7 +100,10 @@ test('vxlanPort and vxlanVNI: FELIX_* > node.NAME > default > 4789/4096, each wi
   ]);
   assert.equal(r.unhonoured, [], 'no longer "not honoured"');
   for (const bad of [65536, 1.5, '84x', -1, true]) assert.is(resolveFelix({ values: {}, from: {} }, { default: { vxlanPort: bad }, node: null }, NODE).vxlan.vxlanPort, 4789, `vxlanPort ${bad}: ignored`);
-  assert.is(resolveFelix({ values: {}, from: {}, wireEnv: { FELIX_VXLANPORT: 'x' } }, undefined, NODE).invalid[0]?.resource, '$FELIX_VXLANPORT');
+  // the environment's comes checked (main.ts: exit 2, cli/usage-errors): one that does not parse is the caller's mistake
+  assert.throws(() => resolveFelix({ values: {}, from: {}, wireEnv: { FELIX_VXLANPORT: 'x' } }, undefined, NODE), /^\$FELIX_VXLANPORT: "x" is not an integer 1\.\.65535 \(the caller checks it/);
+  // '' is unset, as main.ts takes it
+  assert.equal(resolveFelix({ values: {}, from: {}, wireEnv: { FELIX_VXLANPORT: ' ' } }, undefined, NODE).vxlanSource.vxlanPort, 'built-in default');
   assert.equal(resolveFelix({ values: {}, from: {} }, undefined, NODE).vxlan, { vxlanPort: 4789, vxlanVNI: 4096 });
   // the tracker: the values at the start stay in force; a later change is pending, said once
   const t = new FelixConfigTracker({ values: {}, from: {}, wireEnv: {} }, NODE);

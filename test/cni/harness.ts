@@ -18,6 +18,9 @@ import { registerNode } from '../../src/control/node-registration';
 import { installCni, uninstallCni } from '../../src/cni/install';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { addNetns, ip, Netns, sh, sleep, tag } from '../helpers/netns';
+// types only: the etcd client and server helpers load with withEtcdStoppedAtAdd, not with every CNI test
+import type { EtcdKv } from '../../src/control/kv/etcd-kv';
+import type { EtcdServer } from '../helpers/etcd';
 import { within, START_WAIT_MIN_MS, STOP_WAIT_MS } from '../../src/lab/lab';
 
 const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -289,5 +292,62 @@ export async function withHarness(fn: (h: CniHarness) => Promise<void>, pool?: P
     await fn(h);
   } finally {
     await h.cleanup();
+  }
+}
+
+/** What withEtcdStoppedAtAdd gives its test: etcd, a harness whose plugin runs in this process's
+ * namespace (etcd is on the host's loopback), a client of that etcd, and an ADD's parts. */
+export interface EtcdStoppedAdd {
+  readonly etcd: EtcdServer;
+  readonly h: CniHarness;
+  readonly kv: EtcdKv;
+  /** The plugin config's keys for that etcd (a tap pod, 1.5 s datastore timeout). */
+  readonly extra: Record<string, unknown>;
+  /** The ADD's environment: the `ip` wrapper first on its PATH. */
+  readonly env: Record<string, string>;
+  readonly pod: Netns;
+  readonly containerId: string;
+}
+
+/**
+ * The set-up of the tests that stop etcd (SIGSTOP) in the middle of an ADD, without touching the
+ * plugin: etcd started, a harness (inNodeNetns false: tap pods only), pool `cidr` (/26 blocks) and
+ * this node registered in etcd, and an `ip` wrapper for the ADD's PATH that, at the tap device's
+ * set-up (`ip -batch` in the pod, after IPAM and before the endpoint's write), stops etcd and then
+ * runs `tail` (shell lines: the test's own end of that step, e.g. failing it) before the real `ip`.
+ * Everything is undone however `fn` ends (etcd resumed and stopped, by PID).
+ */
+export async function withEtcdStoppedAtAdd(label: string, cidr: string, tail: string, fn: (s: EtcdStoppedAdd) => Promise<void>): Promise<void> {
+  const { startEtcd, ETCD_BINARY } = await import('../helpers/etcd');
+  const { EtcdKv } = await import('../../src/control/kv/etcd-kv');
+  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+  const etcd = await startEtcd();
+  const h = new CniHarness(undefined, false);
+  const kv = new EtcdKv({ endpoints: [etcd.endpoint] });
+  const wrap = mkdtempSync(path.join(tmpdir(), `podway-${label}-ip-${process.pid}-`));
+  try {
+    await h.setup();
+    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `${label}-pool` }, spec: { cidr, blockSize: 26 } });
+    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
+    writeFileSync(path.join(wrap, 'ip'), `#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ] && [ "$1" = -batch ]; then
+  kill -STOP ${etcd.pid()}
+${tail}
+fi
+exec /usr/sbin/ip "$@"
+`, { mode: 0o755 });
+    await fn({
+      etcd, h, kv,
+      extra: { datastore: undefined, datastore_type: 'etcdv3', etcd_endpoints: etcd.endpoint, interfaceType: 'tap', datastoreTimeoutMs: 1500 },
+      env: { PATH: `${wrap}:/usr/sbin:/usr/bin:/sbin:/bin` },
+      pod: h.pod(label),
+      containerId: `${label}${h.tag}`,
+    });
+  } finally {
+    try { etcd.resume(); } catch { /* gone */ }
+    rmSync(wrap, { recursive: true, force: true });
+    await kv.close().catch(() => undefined);
+    await h.cleanup();
+    await etcd.stop();
   }
 }

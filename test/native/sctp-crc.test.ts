@@ -13,7 +13,7 @@
  * bytes as the SCTP packet must come out with 0x8a9136aa stored least significant byte first); and
  * SCTP packets over IPv4 and IPv6 of many lengths whose field the addon fills as the reference says,
  * the rest of the frame untouched. Offsets that do not name SCTP's field stay bad_partial_csum.
- * Left: the same through a veth into a running podway (a packet socket write with a vnet header).
+ * Through a veth into a running podway: e2e/sctp-crc.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

@@ -12,13 +12,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, routes, logTail, until, nsExec, spawnCollected } from './e2e-kit';
+import { guard, teardown, isRoot, logTail, until, nsExec, spawnCollected } from './e2e-kit';
 
 const PEER = path.join(__dirname, 'tcp-peer.js');
 const SPEC = [
@@ -33,14 +33,65 @@ let lab: Lab | null = null;
 let dir = '';
 let ok = false;
 
-async function counters(): Promise<Record<string, number>> {
-  return ((await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> }).reasons;
+/** A file's text, '' if it cannot be read (a thread or process gone meanwhile). */
+function readOr(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
-/** node2 stops answering ARP (its own requests still go out). */
+/**
+ * What node1's podway is doing (for a request it did not answer): each thread's name, state, CPU
+ * ticks (user+system) and kernel wait channel, and its child processes (a synchronous nft or ip run
+ * by the main thread shows here).
+ */
+function podwayThreads(): string {
+  const pid = lab?.node('node1').proc?.pid;
+  if (pid === undefined) return 'podway not running';
+  const stat = (f: string) => {
+    const s = readOr(f);
+    const close = s.lastIndexOf(')');
+    const rest = s.slice(close + 2).split(' ');
+    return { comm: s.slice(s.indexOf('(') + 1, close), state: rest[0], ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+  };
+  const parts: string[] = [];
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return `podway PID ${pid} gone`;
+  }
+  for (const t of tasks) {
+    const st = stat(`/proc/${pid}/task/${t}/stat`);
+    parts.push(`${t} ${st.comm} ${st.state} cpu ${st.ticks} wchan ${readOr(`/proc/${pid}/task/${t}/wchan`) || '-'}`);
+  }
+  const kids = readdirSync('/proc').filter((d) => /^\d+$/.test(d) && stat(`/proc/${d}/stat`).ppid === pid)
+    .map((d) => `${d} ${readOr(`/proc/${d}/cmdline`).split('\0').join(' ')}`);
+  return `podway PID ${pid} threads: ${parts.join('; ')}; children: ${kids.join('; ') || 'none'}`;
+}
+
+/** One control request to node1's podway (5 s); an unanswered one names the request and what podway was doing. */
+async function ask(cmd: string): Promise<unknown> {
+  try {
+    return await controlRequest(lab!.node('node1').control, { cmd }, 5000);
+  } catch (e) {
+    throw new Error(`${cmd}: ${(e as Error).message}; ${podwayThreads()}`);
+  }
+}
+
+async function counters(): Promise<Record<string, number>> {
+  return ((await ask('counters')) as { reasons: Record<string, number> }).reasons;
+}
+
+/**
+ * node2 says nothing over ARP: its replies and its own requests are dropped (a request for node1
+ * from node2's kernel would tell podway node2's MAC, and nothing would be held).
+ */
 function silence(on: boolean): void {
   const ns = lab!.node('node2').ns;
-  if (on) nsExec(ns, ['nft', `add table arp ${SILENT}; add chain arp ${SILENT} out { type filter hook output priority 0; arp operation reply drop; }`]);
+  if (on) nsExec(ns, ['nft', `add table arp ${SILENT}; add chain arp ${SILENT} out { type filter hook output priority 0; drop; }`]);
   else nsExec(ns, ['nft', `delete table arp ${SILENT}`]);
 }
 
@@ -71,48 +122,53 @@ test('super-frames for node2 while it is resolved after a restart wait whole and
   const server = spawnCollected('ip', ['netns', 'exec', web2.ns, 'env', 'PEER_TIMEOUT_S=240', process.execPath, PEER, 'recv', web2.ip, '5401', String(1 << 20)], 250_000);
   assert.ok(await until(() => /listening/.test(server.out()) || server.proc.exitCode !== null, 15_000), `receiver up: ${server.err()}`);
   const client = spawnCollected('ip', ['netns', 'exec', web1.ns, 'env', 'PEER_TIMEOUT_S=240', process.execPath, PEER, 'send-pause', web2.ip, '5401', String(1 << 20), String(4 << 20), go], 250_000);
-  let silenced = false;
   try {
-    assert.ok(await until(() => /paused/.test(client.out()) || client.proc.exitCode !== null, 60_000), `first part sent: ${client.err()}`);
-    // the receiver has read the whole first part (its window updates and ACKs sent) before the restart:
-    // under load the sender's 2 s were not always enough, and a pod that speaks after the restart
-    // (its late window update) could find podway's neighbour entry in another state than the test means
-    assert.ok(await until(() => /^got /m.test(server.out()) || server.proc.exitCode !== null, 60_000), `first part read by the receiver: ${server.err()}`);
-    await new Promise((r) => setTimeout(r, 500));
-    silence(true);
-    silenced = true;
-    await lab!.stopPodway('node1');
-    await lab!.startPodway('node1', 15_000, PODWAY_ARGS);
-    const unresolved = await until(async () => {
-      const rows = (await routes(lab!.node('node1'))) as unknown as { cidr: string; kind: string; nextHopMac: string }[];
-      const r = rows.find((x) => x.cidr === n2.block);
-      return r?.kind === 'direct' && r.nextHopMac === '';
-    }, 15_000);
-    assert.ok(unresolved, 'node1 routes node2\'s block directly, next hop unresolved');
-    const c0 = await counters();
-    writeFileSync(go, '');
-    const held = await until(async () => ((await counters()).neighbor_queued ?? 0) > 3, 15_000);
-    const c1 = await counters();
-    silence(false);
-    silenced = false;
-    assert.ok(held, `a super-frame held as its segments (more than 3 packets queued): ${JSON.stringify(c1)}`);
-    assert.is(c0.neighbor_queued ?? 0, 0);
+    let silenced = false;
+    try {
+      assert.ok(await until(() => /paused/.test(client.out()) || client.proc.exitCode !== null, 60_000), `first part sent: ${client.err()}`);
+      // the receiver has read the whole first part (its window updates and ACKs sent) before the restart:
+      // under load the sender's 2 s were not always enough, and a pod that speaks after the restart
+      // (its late window update) could find podway's neighbour entry in another state than the test means
+      assert.ok(await until(() => /^got /m.test(server.out()) || server.proc.exitCode !== null, 60_000), `first part read by the receiver: ${server.err()}`);
+      await new Promise((r) => setTimeout(r, 500));
+      silence(true);
+      silenced = true;
+      await lab!.stopPodway('node1');
+      await lab!.startPodway('node1', 15_000, PODWAY_ARGS);
+      const unresolved = await until(async () => {
+        const rows = (await ask('routes')) as { cidr: string; kind: string; nextHopMac: string }[];
+        const r = rows.find((x) => x.cidr === n2.block);
+        return r?.kind === 'direct' && r.nextHopMac === '';
+      }, 15_000);
+      assert.ok(unresolved, 'node1 routes node2\'s block directly, next hop unresolved');
+      const c0 = await counters();
+      writeFileSync(go, '');
+      const held = await until(async () => ((await counters()).neighbor_queued ?? 0) > 3, 15_000);
+      const c1 = await counters();
+      silence(false);
+      silenced = false;
+      assert.ok(held, `a super-frame held as its segments (more than 3 packets queued): ${JSON.stringify(c1)}`);
+      assert.is(c0.neighbor_queued ?? 0, 0);
+    } finally {
+      if (silenced) silence(false);
+    }
+    const [cc, sc] = await Promise.all([client.done, server.done]);
+    assert.is(cc, 0, `sender: ${client.err()}`);
+    assert.is(sc, 0, `receiver: ${server.err()}`);
+    const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as { bytes: number; sha256: string };
+    const sent = last(client.out());
+    const got = last(server.out());
+    assert.is(got.bytes, 5 << 20);
+    assert.is(got.sha256, sent.sha256, 'the stream intact');
+    const c2 = await counters();
+    assert.is(c2.neighbor_queue_sent ?? 0, c2.neighbor_queued ?? 0, `everything held was sent: ${JSON.stringify(c2)}`);
+    assert.is(c2.neighbor_unresolved ?? 0, 0, 'no segment dropped neighbor_unresolved');
+    assert.is(c2.neighbor_queue_timeout ?? 0, 0);
+    ok = true;
   } finally {
-    if (silenced) silence(false);
+    // a failed test does not wait out the pair's 250 s limit (its timers kept this file running)
+    if (!ok) for (const p of [client.proc, server.proc]) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   }
-  const [cc, sc] = await Promise.all([client.done, server.done]);
-  assert.is(cc, 0, `sender: ${client.err()}`);
-  assert.is(sc, 0, `receiver: ${server.err()}`);
-  const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as { bytes: number; sha256: string };
-  const sent = last(client.out());
-  const got = last(server.out());
-  assert.is(got.bytes, 5 << 20);
-  assert.is(got.sha256, sent.sha256, 'the stream intact');
-  const c2 = await counters();
-  assert.is(c2.neighbor_queue_sent ?? 0, c2.neighbor_queued ?? 0, `everything held was sent: ${JSON.stringify(c2)}`);
-  assert.is(c2.neighbor_unresolved ?? 0, 0, 'no segment dropped neighbor_unresolved');
-  assert.is(c2.neighbor_queue_timeout ?? 0, 0);
-  ok = true;
 });
 
 test.run();

@@ -333,8 +333,9 @@ function policyNotes(objects: readonly unknown[]): string[] {
 
 /**
  * A node's `podway run` on this host answering on its default control socket. calicoctl deletes a
- * Node without asking whether it runs; podway does the same but says so: a running node registers
- * itself again (with a new tunnel address) and forwards for pods whose endpoints are gone.
+ * Node without asking whether it runs; podway does the same but says so: a running node does not
+ * register itself again (it registers at start only, as calico/node does): it goes not ready and
+ * forwards on its last model (the released tunnel address included) until it is restarted.
  */
 async function nodeRunsHere(node: string): Promise<string | null> {
   const sock = defaultControlPath(node);
@@ -363,7 +364,7 @@ function describeReport(what: string, r: DeleteReport): string {
 /** Deletes one resource; a Node or IPPool with its IPAM state and endpoints (control/resource-delete.ts), reported on `err`. */
 async function deleteAndReport(kv: KvStore, spec: DatastoreSpec, id: Identity, revision: number | undefined, err: Out): Promise<void> {
   const sock = id.info.kind === 'Node' ? await nodeRunsHere(id.name) : null;
-  if (sock) err(`warning: podway run of node ${id.name} answers on ${sock}: it will register the node again; stop it first to decommission the node\n`);
+  if (sock) err(`${runningNodeWarning(id.name, sock)}\n`);
   const report = await deleteWithCleanup(kv, id, revision);
   if (report) err(describeReport(describeIdentity(id), report));
   if (id.info.kind === 'Node' && report && report.endpoints.length > 0) err(`${liveNodeWarning(id.name, report)}\n`);
@@ -398,6 +399,15 @@ function removeDeletedNodeCache(node: string, spec: DatastoreSpec, running: bool
 }
 
 /**
+ * The Node of a `podway run` answering on this host deleted: it does not register it again (at start
+ * only, as calico/node), so it is stopped (decommissioned) or restarted (registered again).
+ */
+export function runningNodeWarning(node: string, sock: string): string {
+  return `warning: podway run of node ${node} answers on ${sock}: it does not register the node again (it registers at start only, as calico/node does): `
+    + `it goes not ready and forwards on its last state until it stops; stop it to decommission the node, or restart it to register the node again`;
+}
+
+/**
  * A Node deleted with WorkloadEndpoints: it looked alive (podway keeps no heartbeat key; pods on it
  * are the sign), and whatever runs there is not told. Says what becomes of its pods.
  */
@@ -405,7 +415,7 @@ export function liveNodeWarning(node: string, r: DeleteReport): string {
   const eps = r.endpoints.slice(0, 5).join(', ') + (r.endpoints.length > 5 ? `, and ${r.endpoints.length - 5} more` : '');
   return `warning: node ${node} looked alive: it had ${r.endpoints.length} WorkloadEndpoint(s) (${eps}). Pods still running there keep their addresses, which IPAM now has free: `
     + `a podway run still running on ${node} removes their routes, lists them as \`orphan pod:\` in its status and metrics and holds those addresses in IPAM for ${node} (docs/ipam.md); with no podway run there, its CNI ADD holds them at its next pod, and until then another node's IPAM may give them out. `
-    + `Remove those pods on ${node} (their CNI DEL, e.g. podman rm) and stop its podway run to decommission it; to keep the node, re-create its pods after podway run registers it again`;
+    + `Remove those pods on ${node} (their CNI DEL, e.g. podman rm) and stop its podway run to decommission it; to keep the node, restart its podway run (it registers the node at start only, as calico/node does), then re-create those pods`;
 }
 
 // ---------------------------------------------------------------------------------------------

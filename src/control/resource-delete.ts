@@ -11,7 +11,8 @@
 // deleted, one still holding addresses loses its affinity and keeps them until they are released),
 // its BGPPeers and its per-node FelixConfiguration/BGPConfiguration (node.NAME) deleted, then the
 // Node. Like calicoctl it does not ask whether the node is still running: a running `podway run`
-// would register it again (the CLI warns when the node's control socket answers here).
+// does not register it again (at start only, as calico/node): it goes not ready until restarted
+// (the CLI warns when the node's control socket answers here).
 //
 // IPPool (ipPools.Delete): disabled first (nothing is assigned from it any more), then every block
 // affinity inside its CIDR released (ReleasePoolAffinities: empty blocks deleted, blocks with

@@ -5,7 +5,7 @@
 //
 // Choices, following Felix:
 // - IPv6 VXLAN runs over IPv6 between the nodes' `bgp.ipv6Address`es (vxlan-v6.calico, outer
-//   IPv6 + UDP 4789, overhead 70), with `ipv6VXLANTunnelAddr` as VTEP and `vxlanTunnelMACAddrV6`
+//   IPv6 + UDP to the VXLAN port, overhead 70), with `ipv6VXLANTunnelAddr` as VTEP and `vxlanTunnelMACAddrV6`
 //   or the MAC derived from sha1(nodename + "-v6"). Felix never carries IPv6 pods inside IPv4
 //   VXLAN, so neither does podway: a remote IPv6 block of a VXLAN pool is withheld while either
 //   node lacks an IPv6 address or VTEP.

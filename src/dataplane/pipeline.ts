@@ -170,7 +170,7 @@ export class Pipeline implements CapturePorts {
    * natSelectors); false for IPPoolsAndHostIPs, where node addresses keep the pod's address. */
   natToNodes = true;
   /** Felix's allowVXLANPacketsFromWorkloads / allowIPIPPacketsFromWorkloads (default false): a pod's
-   * own UDP to port 4789 / IP-in-IP is dropped `encap_from_pod` unless allowed (IPv6 too). */
+   * own UDP to the VXLAN port (4789 unless vxlanPort says otherwise) / IP-in-IP is dropped `encap_from_pod` unless allowed (IPv6 too). */
   allowVxlanFromPods = false;
   /** Felix's vxlanPort and vxlanVNI in force: the UDP destination port and VNI this node's VXLAN
    * is sent with and recognised by (the engine sets them once, before its ports open; a change

@@ -19,7 +19,7 @@ export function addCniCommands(program: Command): void {
     .option('--node <name>', 'this node, as `podway run --node` (default $NODENAME, else the hostname)')
     .option('--name <name>', 'network name', 'podway')
     .option('--priority <n>', 'conflist file name prefix (runtimes use the first file)', (v) => Number(v), 10)
-    .option('--mtu <n>', 'pod MTU (default: 1450 with a VXLAN pool, 1480 IPIP, else 1500)', (v) => Number(v))
+    .option('--mtu <n>', 'pod MTU, written to the conflist, where it always wins (default: none written: at each ADD the plugin takes Felix\'s pod MTU, the smallest tunnel MTU of the encapsulations the pools use: FelixConfiguration vxlanMTU / ipipMTU / vxlanMTUV6 when set, else the underlay\'s MTU less the overhead, e.g. 1450 with VXLAN on a 1500 underlay; docs/cni.md)', (v) => Number(v))
     .addOption(new Option('--interface-type <type>', 'how pods are attached').choices(['veth', 'tap', 'tun']).default('veth'))
     .option('--control <path>', 'control socket of this node\'s podway run, which STATUS asks (default: podway run\'s, /run/podway/NODE.sock)')
     .option('--ipam-lock-file <path>', 'host-wide lock the plugin holds around IPAM (default /run/podway/ipam.lock)')

@@ -69,4 +69,13 @@ t('--help says where the Felix settings come from: flag, FELIX_ variable, FelixC
   assert.match(r.out, /Felix settings \(--log-level, --nat-outgoing-exclusions, --endpoint-to-host, --allow-vxlan-from-pods, --allow-ipip-from-pods\): the flag, else its FELIX_ variable, else FelixConfiguration node.<this node>, else FelixConfiguration default/);
 });
 
+t('cni install --help: without --mtu the plugin follows Felix\'s pod MTU and the underlay (docs/cni.md), no fixed 1450/1480/1500', async () => {
+  const r = await podway(['cni', 'install', '--help']);
+  assert.is(r.code, 0, r.err);
+  const mtu = r.out.replace(/\s+/g, ' ');
+  assert.match(mtu, 'default: none written: at each ADD the plugin takes Felix\'s pod MTU');
+  assert.match(mtu, 'vxlanMTU / ipipMTU / vxlanMTUV6 when set, else the underlay\'s MTU less the overhead');
+  assert.not.match(mtu, '1480 IPIP, else 1500');
+});
+
 t.run();

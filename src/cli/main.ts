@@ -31,6 +31,7 @@ import { unenforcedPolicyText } from '../control/policy-kinds';
 const policyLine = (text: string): string | null => (text ? `policy: ${text}` : null);
 import { startLevel, parseLogLevel } from '../observe/log';
 import { FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, felixSettingFlags, parseVxlanField, unhonouredLine, vxlanPendingLine, type LocalFelix } from './felix-settings';
+import { versionText } from './version';
 import { FELIX_MTU_FIELDS, parseTunnelMtu, type TunnelMtuSettings } from '../control/felix-mtu';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
@@ -194,6 +195,7 @@ export function buildProgram(): Command {
     // A refusal is one line and the pointer to the help (the whole help after it scrolled the
     // line off a terminal); each command's own pointer is set by oneLineErrors below.
     .showHelpAfterError(false)
+    .version(`podway ${versionText()}`, '-V, --version', 'print podway\'s version (package.json\'s, and the git commit it was built from) and exit')
     .exitOverride();
 
   program
@@ -408,6 +410,7 @@ export function buildProgram(): Command {
     if (s.starting) {
       return [
         `podway is starting on node ${s.node} (pid ${s.pid}), up ${s.uptimeSeconds}s`,
+        s.version ? `version ${versionText(s.version)}` : null,
         `starting: ${s.starting}${s.datastore ? ` (${s.datastore})` : ''}`,
         `not ready: ${(s.notReady as string[]).join('; ')}`,
         ...((s.cniConfMismatch ?? []) as { message: string }[]).map((c) => `cni config: ${c.message}`),
@@ -419,6 +422,7 @@ export function buildProgram(): Command {
     const lines = [
       // an IPv6-only node (IP=none) has no IPv4 address: its IPv6 one, said so
       `podway is running on node ${s.node} (${s.nodeIp ?? `${s.ipv6?.nodeIp ?? 'no address'}, IPv6 only`}), up ${s.uptimeSeconds}s`,
+      s.version ? `version ${versionText(s.version)}` : null,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
       // network policy stored but not enforced (control/policy-kinds.ts): right under readiness
       s.unenforcedPolicies ? policyLine(unenforcedPolicyText(s.unenforcedPolicies)) : null,

@@ -18,6 +18,7 @@ import { NodeAddressStoreThread } from './address-store-thread';
 import { joinInThread } from './join-thread';
 import type { KvEntry } from '../control/kv/kv';
 import { ReRegistration } from './re-register';
+import { buildVersion } from './version';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
@@ -466,6 +467,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
     const { DataplaneCollector } = require('../observe/dataplane-metrics') as typeof import('../observe/dataplane-metrics');
     metrics = new PodwayMetrics();
+    // what runs: podway_build_info{version,commit} 1 (version.ts)
+    const { Gauge } = require('prom-client') as typeof import('prom-client');
+    metrics.add({ register: (reg) => { const v = buildVersion(); new Gauge({ name: 'podway_build_info', help: 'Always 1: the podway that runs, its version (package.json\'s) and the git commit it was built from ("" when not built from a checkout).', labelNames: ['version', 'commit'], registers: [reg] }).set({ version: v.version, commit: v.commit ?? '' }, 1); } });
     nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, datastoreLastSync: () => health.datastoreLastSync(), workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), modelThreadHangs: () => modelThreadHangs(), modelThreadFailing: () => modelThreadFailing(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [], modelCacheWrites: () => modelCacheWrites() });
     metrics.add(health);
     metrics.add(nodeMetrics);
@@ -542,7 +546,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     })();
     control = startEarlyControlServer(sock, async () => {
       const r = await health.report();
-      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReasonSince() || null, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, logLinesDropped: logLinesDropped(), metricsPort: opts.metricsPort ?? null, felix: felix.status() };
+      return { node: opts.node, pid: process.pid, version: buildVersion(), uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReasonSince() || null, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, logLinesDropped: logLinesDropped(), metricsPort: opts.metricsPort ?? null, felix: felix.status() };
     });
     await new Promise<void>((resolve, reject) => {
       control!.server.once('listening', resolve);
@@ -1185,7 +1189,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: logLinesDropped() + (await workerStates()).reduce((n, w) => n + (w?.snapshot.logLinesDropped ?? 0), 0), metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
+        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: logLinesDropped() + (await workerStates()).reduce((n, w) => n + (w?.snapshot.logLinesDropped ?? 0), 0), metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
       },
       commands: {
         'log-level': (req) => {

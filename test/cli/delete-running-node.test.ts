@@ -3,7 +3,7 @@
 // delete says the running node does NOT register again (it registers at start only, as
 // calico/node does) and what to do: stop it to decommission, restart it to keep the node. The run
 // goes not ready, naming the missing Node, and no Node of that name comes back while it runs;
-// restarted, it registers the node again (the advice holds).
+// restarted, it registers the node again (the advice holds). Its status names its version.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn } from 'node:child_process';
@@ -14,6 +14,7 @@ import { BIN, ok, podway, tempDir } from './cli-kit';
 import { controlRequest, defaultControlPath } from '../../src/dataplane/control-client';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import { addNetns } from '../helpers/netns';
+import { buildVersion, versionText } from '../../src/cli/version';
 
 if (process.getuid?.() !== 0) throw new Error('the running-node delete test needs root (a network namespace)');
 
@@ -21,7 +22,7 @@ const NS = `pw-dfx-${randomBytes(3).toString('hex')}`;
 const NODE = `docfix-del-${process.pid}`;
 const STOP_WAIT_MS = 30_000; // contrib/systemd's TimeoutStopSec, as run-start-checks
 
-interface Status { ready?: boolean; notReady?: string[] }
+interface Status { ready?: boolean; notReady?: string[]; version?: unknown }
 
 function startRun(store: string): { child: ReturnType<typeof spawn>; err: () => string; exited: Promise<number | null> } {
   // no --control: the default socket, /run/podway/NODE.sock, the one `podway delete node` asks
@@ -71,6 +72,10 @@ test('delete node under its running podway run: said it does not register again 
     await ok(['apply', '-f', file, '--datastore', store]);
     run = startRun(store);
     assert.ok(await until(async () => (await status())?.ready === true, START_WAIT_MIN_MS), `ready: ${JSON.stringify(await status())} ${run.err().slice(-2000)}`);
+    // status names the build that runs (dist/version.json, as --version: cli/version)
+    assert.equal((await status())?.version, buildVersion());
+    const text = await ok(['status', '--control', defaultControlPath(NODE)]);
+    assert.match(text, new RegExp(`^podway is running on node ${NODE} .*\\nversion ${versionText().replace(/[()]/g, '\\$&')}\\n`));
     // a pod on the node (its endpoint: the sign that it looked alive)
     const wep = path.join(tempDir(), 'wep.yaml');
     writeFileSync(wep, `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {namespace: shop}\nspec: {node: ${NODE}, orchestrator: k8s, pod: web, endpoint: eth0, interfaceName: calidfx0, ipNetworks: [10.244.0.9/32]}\n`);

@@ -20,6 +20,9 @@ function scalar(v: unknown): string {
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
 }
 
+/** "takes" for one field, "take" for several: the verb of the note's lists. */
+const takes = (fields: readonly string[]): string => (fields.length === 1 ? 'takes' : 'take');
+
 /** The note for each FelixConfiguration among `objects` (written resources), one line each; [] when none. */
 export function felixConfigurationNotes(objects: readonly unknown[]): string[] {
   const notes: string[] = [];
@@ -47,10 +50,12 @@ export function felixConfigurationNotes(objects: readonly unknown[]): string[] {
     }
     // vxlanPort / vxlanVNI: applied when podway run starts (Felix restarts itself on a change)
     const atStart: string[] = [];
+    const atStartEnv: string[] = [];
     for (const f of FELIX_VXLAN_FIELDS) {
       if (!fields.includes(f.field) || spec[f.field] === null) continue;
       try {
         atStart.push(`${f.field} ${parseVxlanField(f.field, spec[f.field])}`);
+        atStartEnv.push(`$${f.env}`);
       } catch (e) {
         invalid.push(`${f.field}: ${JSON.stringify(spec[f.field])} ${(e as Error).message}`);
       }
@@ -62,8 +67,8 @@ export function felixConfigurationNotes(objects: readonly unknown[]): string[] {
     const target = name === 'default' ? 'every node' : `node ${name.slice('node.'.length)}`;
     const parts = [
       `podway: note: FelixConfiguration ${name} is stored; podway run applies it to ${target}`,
-      live.length ? `: ${live.join(', ')} take effect at once, also while it runs (a flag or variable given to podway run wins; \`podway status\` shows where each setting comes from)` : '',
-      atStart.length ? `; ${atStart.join(', ')} (VXLAN, under $FELIX_VXLANPORT / $FELIX_VXLANVNI) takes effect at the next podway run start: restart podway run on every node together with Calico's (a node on another port or VNI cannot reach this node's pods)` : '',
+      live.length ? `: ${live.join(', ')} ${takes(live)} effect at once, also while it runs (a flag or variable given to podway run wins; \`podway status\` shows where each setting comes from)` : '',
+      atStart.length ? `; ${atStart.join(', ')} (VXLAN, under ${atStartEnv.join(' / ')}) ${takes(atStart)} effect at the next podway run start: restart podway run on every node together with Calico's (a node on another port or VNI cannot reach this node's pods)` : '',
       invalid.length ? `; ignored as invalid (the lower layer's value used): ${invalid.join('; ')}` : '',
       startOnly.length ? `; the metrics settings are read from podway run's environment at its start only: set ${startOnly.join(', ')} (contrib/systemd/podway.env)` : '',
       wire.length ? `; WARNING, the tunnel wire: ${wire.join('; ')}` : '',

@@ -22,8 +22,8 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
     'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.251.0.0/16}',
   ].join('\n---\n') + '\n');
   const note = [
-    "podway: note: FelixConfiguration default is stored; podway run applies it to every node: natOutgoingExclusions (under --nat-outgoing-exclusions and $FELIX_NATOUTGOINGEXCLUSIONS) take effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from); ignored as invalid (the lower layer's value used): defaultEndpointToHostAction: \"Deny\" is not Drop, Accept or Return; the metrics settings are read from podway run's environment at its start only: set FELIX_PROMETHEUSMETRICSENABLED=true (or --metrics-port) (contrib/systemd/podway.env); podway has no equivalent of bpfEnabled\n",
-    "podway: note: FelixConfiguration node.n1 is stored; podway run applies it to node n1: logSeverityScreen (under --log-level and $FELIX_LOGSEVERITYSCREEN) take effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from)\n",
+    "podway: note: FelixConfiguration default is stored; podway run applies it to every node: natOutgoingExclusions (under --nat-outgoing-exclusions and $FELIX_NATOUTGOINGEXCLUSIONS) takes effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from); ignored as invalid (the lower layer's value used): defaultEndpointToHostAction: \"Deny\" is not Drop, Accept or Return; the metrics settings are read from podway run's environment at its start only: set FELIX_PROMETHEUSMETRICSENABLED=true (or --metrics-port) (contrib/systemd/podway.env); podway has no equivalent of bpfEnabled\n",
+    "podway: note: FelixConfiguration node.n1 is stored; podway run applies it to node n1: logSeverityScreen (under --log-level and $FELIX_LOGSEVERITYSCREEN) takes effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from)\n",
     "podway: note: FelixConfiguration other is stored for Calico's Felix; podway run, as Felix, reads only FelixConfiguration default and node.<node name>\n",
   ].join('');
   for (const verb of ['apply', 'replace', 'delete', 'create']) {
@@ -51,8 +51,12 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
 
 test('the note: vxlanPort/vxlanVNI take effect at the next podway run start (an invalid one named); the MTUs apply at once (an invalid one named)', () => {
   const [n] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'node.n1' }, spec: { vxlanPort: 8472, vxlanVNI: 4096, vxlanMTU: 1300, ipipMTU: 12, bpfEnabled: false } }]);
-  assert.match(n!, '; vxlanPort 8472, vxlanVNI 4096 (VXLAN, under $FELIX_VXLANPORT / $FELIX_VXLANVNI) takes effect at the next podway run start');
-  assert.match(n!, ': vxlanMTU (under $FELIX_VXLANMTU) take effect at once');
+  assert.match(n!, '; vxlanPort 8472, vxlanVNI 4096 (VXLAN, under $FELIX_VXLANPORT / $FELIX_VXLANVNI) take effect at the next podway run start');
+  assert.match(n!, ': vxlanMTU (under $FELIX_VXLANMTU) takes effect at once');
+  // one field: "takes", its own variable only; several: "take"
+  const [port] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'default' }, spec: { vxlanPort: 8472, vxlanMTU: 1300, ipipMTU: 1400 } }]);
+  assert.match(port!, '; vxlanPort 8472 (VXLAN, under $FELIX_VXLANPORT) takes effect at the next podway run start');
+  assert.match(port!, ': vxlanMTU (under $FELIX_VXLANMTU), ipipMTU (under $FELIX_IPINIPMTU) take effect at once');
   assert.match(n!, 'ipipMTU: 12 is not 0 (auto) or an MTU 68..65535');
   assert.not.match(n!, 'WARNING, the tunnel wire');
   assert.not.match(n!, 'is not honoured: podway\'s VXLAN');

@@ -135,7 +135,12 @@ function primitive(w: string[], i: number, f: TraceFilter, what: string): number
     if (i + 1 >= w.length || w[i + 1] === '(' || w[i + 1] === ')') throw new Error(`${what}: "${k}" needs a value`);
     return w[++i];
   };
-  const addr = (s: string) => parseIpv4(s); // throws "invalid IPv4 address ..." itself
+  // digits and dots: an IPv4 address (parseIpv4 names what is wrong with it); anything else (a
+  // name, a typo) is neither family: said so, as an IPv6 address is taken too (no name looked up)
+  const addr = (s: string) => {
+    if (/^[0-9.]+$/.test(s)) return parseIpv4(s);
+    throw new Error(`invalid address "${s}": expected an IPv4 or IPv6 address (names are not looked up)`);
+  };
   const addr6 = (s: string) => formatIpv6(parseIpv6Bytes(s)); // throws "invalid IPv6 address ..."
   if ((k === 'host' || k === 'src' || k === 'dst') && i + 1 < w.length && w[i + 1].includes(':')) {
     const a = addr6(next());

@@ -114,7 +114,7 @@ test('bad input is refused before anything starts', async () => {
   const { sock, server } = await serve(h);
   try {
     const say = () => {};
-    await rejects(() => runCapture({ sock, filter: ['host', 'pod-a'], write: path.join(dir, 'x.pcapng'), say }), /invalid IPv4 address "pod-a"/);
+    await rejects(() => runCapture({ sock, filter: ['host', 'pod-a'], write: path.join(dir, 'x.pcapng'), say }), /invalid address "pod-a": expected an IPv4 or IPv6 address/);
     await rejects(() => runCapture({ sock, filter: ['or', 'icmp'], write: '-', say }), /capture filter: "or" where a filter word was expected/);
     await rejects(() => runCapture({ sock, filter: [], stage: 'ingress', write: '-', say }), /unknown stage "ingress"/);
     await rejects(() => runCapture({ sock, filter: [], count: 0, write: '-', say }), /-n must be a positive whole number/);

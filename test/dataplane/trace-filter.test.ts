@@ -25,7 +25,8 @@ test('parseTraceFilter: host/src/dst, protocols by name or number, port, bare ad
 test('parseTraceFilter refuses what it does not understand', () => {
   assert.throws(() => parseTraceFilter(['host']), /needs a value/);
   // parseIpv4 throws first, naming the text (trace.ts's own "not an IPv4 address" is never reached).
-  assert.throws(() => parseTraceFilter(['host', 'pod-a']), /invalid IPv4 address "pod-a"/);
+  assert.throws(() => parseTraceFilter(['host', 'pod-a']), /invalid address "pod-a": expected an IPv4 or IPv6 address/);
+  assert.throws(() => parseTraceFilter(['dst', 'bogus']), /invalid address "bogus": expected an IPv4 or IPv6 address/);
   assert.throws(() => parseTraceFilter(['src', '10.244.0.300']), /invalid IPv4 address "10\.244\.0\.300"/);
   assert.throws(() => parseTraceFilter(['pod-a']), /unknown word "pod-a"/);
   assert.throws(() => parseTraceFilter(['port', '70000']), /bad port/);

@@ -129,8 +129,47 @@ export function kindInfo(kind: string): KindInfo | undefined {
 export function kindFromArgument(text: string): KindInfo {
   const lower = text.toLowerCase();
   const found = KINDS.find((k) => k.kind.toLowerCase() === lower || k.aliases.includes(lower));
-  if (!found) throw new Error(`unknown resource type ${quoted(text)}; podway knows ${KINDS.map((k) => k.aliases[0]).join(', ')}`);
+  if (!found) {
+    const near = nearestAlias(lower);
+    // each kind with its short names (the aliases list singular, plural pairs: the singulars)
+    const known = KINDS.map((k) => {
+      const short = k.aliases.filter((a, i) => i > 0 && i % 2 === 0);
+      return short.length ? `${k.aliases[0]} (${short.join(', ')})` : k.aliases[0];
+    }).join(', ');
+    throw new Error(`unknown resource type ${quoted(text)}${near ? ` (did you mean ${near}?)` : ''}; podway knows ${known}; each in the plural too (ippools, weps)`);
+  }
   return found;
+}
+
+/** The alias nearest to `text` (optimal string alignment distance: at most 1, or 2 from 5 letters), if one is. */
+function nearestAlias(text: string): string | null {
+  const max = text.length >= 5 ? 2 : 1;
+  let best: string | null = null;
+  let bestD = max + 1;
+  for (const k of KINDS) {
+    for (const a of k.aliases) {
+      const d = editDistance(text, a, max);
+      if (d < bestD) {
+        best = a;
+        bestD = d;
+      }
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance with adjacent transpositions; above `max` it returns max + 1 (inputs are short: a command line word). */
+function editDistance(a: string, b: string, max: number): number {
+  if (Math.abs(a.length - b.length) > max || a.length > 64 || b.length > 64) return max + 1;
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return Math.min(d[a.length]![b.length]!, max + 1);
 }
 
 export function resourceKey(info: KindInfo, name: string, namespace?: string): string {

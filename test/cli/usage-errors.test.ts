@@ -30,7 +30,7 @@ test('bad flag values of run, log-level and ipam release: exit 2 before anything
     [['capture', '--stage', 'bogus', '-w', '-'], /argument 'bogus' is invalid/],
     [['capture', '-s', '10', '-w', '-'], /expected a whole number of bytes from 64 to 262144/],
     [['capture', '--snaplen', '300000', '-w', '-'], /expected a whole number of bytes from 64 to 262144/],
-    [['trace', 'host', 'x'], /invalid IPv4 address "x"/],
+    [['trace', 'host', 'x'], /invalid address "x": expected an IPv4 or IPv6 address/],
     // IP=none (an IPv6-only node) with IP6=none: no address at all
     [['run', '--node', 'usage-x', '--ip', 'none', '--ip6', 'none', '--control', path.join(tempDir(), 'none.sock'), ...store()], /--ip none and --ip6 none \(IP \/ IP6\): a node needs an IPv4 or an IPv6 address/],
   ];
@@ -111,6 +111,9 @@ test('a missing or conflicting operand of the datastore commands: exit 2, told b
     [['delete', 'ippool', 'p', '-f', 'x.yaml'], /^podway: delete: give -f FILE or KIND NAME, not both$/],
     [['delete', 'bogus', 'p'], /^podway: unknown resource type "bogus"; podway knows /],
     [['get', 'bogus'], /^podway: unknown resource type "bogus"; podway knows /],
+    // a near miss: the alias meant; the aliases listed with their kinds
+    [['get', 'ipool'], /^podway: unknown resource type "ipool" \(did you mean ippool\?\); podway knows ippool \(ipp, pool\), node \(no\), workloadendpoint \(wep\), .*bgppeer \(bgpp, bp\), .*; each in the plural too/],
+    [['get', 'wpe'], /^podway: unknown resource type "wpe" \(did you mean wep\?\)/],
     [['get', 'wep', '-n', 'x', '-A'], /^podway: get: give -n NAMESPACE or -A, not both$/],
     [['ipam', 'show', '--ip', 'bogus'], /^podway: ipam show: --ip: invalid IP address "bogus"$/],
     [['ipam', 'check', '--grace-period', '15'], /^podway: --grace-period: invalid duration "15"/],

@@ -82,11 +82,17 @@ export async function checkAgainstRuns(spec: DatastoreSpec, writing: boolean, wa
   const others = (await runsHere()).filter((r) => r.datastore !== null && !sameStore(r.datastore, mine));
   if (others.length === 0) return;
   const runs = others.map((r) => `podway run (node ${r.node}) uses ${r.datastore}`).join('; ');
-  const first = others[0]!.datastore!;
-  const how = first.startsWith('etcd:')
-    ? `give --datastore ${first}, or set DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=${first.slice(5)} (and its ETCD_*_FILE for TLS) as for podway run`
-    : `give --datastore ${first} (or set PODWAY_DATASTORE)`;
+  const howFor = (ds: string) => ds.startsWith('etcd:')
+    ? `give --datastore ${ds}, or set DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=${ds.slice(5)} (and its ETCD_*_FILE for TLS) as for podway run`
+    : `give --datastore ${ds} (or set PODWAY_DATASTORE)`;
+  // each store the runs use, with its nodes: one hint per store, not the first run's for all
+  const stores = new Map<string, string[]>();
+  for (const r of others) stores.set(r.datastore!, [...(stores.get(r.datastore!) ?? []), r.node]);
+  const one = stores.size === 1;
+  const how = one
+    ? howFor(others[0]!.datastore!)
+    : [...stores].map(([ds, nodes]) => `for the store of node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ${howFor(ds)}`).join('; ');
   const head = `${runs}, not ${mine}, the default this command would use (no --datastore, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS set here)`;
   if (writing) throw new Error(`${head}: ${how}; or --datastore ${mine} for that store; nothing was written`);
-  warn(`warning: ${head}; reading ${mine}: for the node's store ${how}\n`);
+  warn(`warning: ${head}; reading ${mine}: ${one ? `for the node's store ${how}` : how}\n`);
 }

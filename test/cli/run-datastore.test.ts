@@ -32,6 +32,12 @@ test('a run on etcd, a command on the default store: writes refused (apply, dele
   let run: ChildProcess | null = null;
   let err = '';
   const dropNs = addNetns(ns);
+  const node2 = `ds-check2-${suffix}`;
+  const ns2 = `pw-dsc2-${suffix}`;
+  const sock2 = `/run/podway/${node2}.sock`;
+  const etcd2 = 'etcd:http://127.0.0.1:2';
+  let run2: ChildProcess | null = null;
+  const dropNs2 = addNetns(ns2);
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     run = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'run', '--node', node, '--datastore', etcd,
@@ -65,6 +71,32 @@ test('a run on etcd, a command on the default store: writes refused (apply, dele
     assert.ok(!existsSync(confDir) || readdirSync(confDir).length === 0, 'cni install wrote a conflist');
     if (!defaultExisted) assert.not.ok(existsSync(DEFAULT_EMBEDDED_DIR), `${DEFAULT_EMBEDDED_DIR} was made`);
 
+    // a second run on another store (in a namespace of its own: one run per namespace): each
+    // store's hint, not the first run's for both
+    execFileSync('ip', ['-n', ns2, 'link', 'set', 'lo', 'up']);
+    run2 = spawn('ip', ['netns', 'exec', ns2, process.execPath, BIN, 'run', '--node', node2, '--datastore', etcd2,
+      '--model-cache', path.join(dir, 'cache2.json'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    run2.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    assert.ok(await until(async () => {
+      try {
+        return ((await controlRequest(sock2, { cmd: 'status', starting: true }, 2000)) as { datastoreSource?: string }).datastoreSource === etcd2;
+      } catch {
+        return false;
+      }
+    }, 60_000, 200), `the second podway run did not answer on ${sock2}: ${err}`);
+    const both = await podway(['get', 'ippool']);
+    const line = both.err.split('\n').find((l) => l.startsWith('warning: ')) ?? '';
+    assert.match(line, `podway run (node ${node}) uses ${etcd}`);
+    assert.match(line, `podway run (node ${node2}) uses ${etcd2}`);
+    assert.match(line, `for the store of node ${node} give --datastore ${etcd}, or set DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=http://127.0.0.1:1 `);
+    assert.match(line, `for the store of node ${node2} give --datastore ${etcd2}, or set DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=http://127.0.0.1:2 `);
+    const write2 = await podway(['apply', '-f', pool]);
+    assert.is(write2.code, 1, write2.err);
+    assert.match(write2.err, `for the store of node ${node2} give --datastore ${etcd2}`);
+    assert.match(write2.err, /nothing was written/);
+    await stop(run2);
+    run2 = null;
+
     // a read: warned, then done on the default store (which may or may not exist here)
     const get = await podway(['get', 'ippool']);
     assert.match(get.err, new RegExp(`^warning: podway run \\(node ${node}\\) uses etcd:http://127\\.0\\.0\\.1:1.*; reading embedded:${DEFAULT_EMBEDDED_DIR}: for the node's store give --datastore `, 'm'));
@@ -81,15 +113,21 @@ test('a run on etcd, a command on the default store: writes refused (apply, dele
     const viaCalico = await podway(['get', 'ippool'], { DATASTORE_TYPE: 'etcdv3', ETCD_ENDPOINTS: 'http://127.0.0.1:1' });
     assert.not.match(viaCalico.err, /podway run \(node/);
   } finally {
-    if (run && run.exitCode === null && run.signalCode === null) {
-      const exited = new Promise((r) => run!.once('exit', r));
-      run.kill('SIGTERM');
-      const timer = setTimeout(() => run!.kill('SIGKILL'), 20_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stop(run);
+    await stop(run2);
     dropNs();
+    dropNs2();
   }
 });
+
+/** SIGTERM, then SIGKILL after 20 s; resolves once it exited. */
+async function stop(run: ChildProcess | null): Promise<void> {
+  if (!run || run.exitCode !== null || run.signalCode !== null) return;
+  const exited = new Promise((r) => run.once('exit', r));
+  run.kill('SIGTERM');
+  const timer = setTimeout(() => run.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
+}
 
 test.run();

@@ -10,6 +10,7 @@ import type { DatastoreSpec } from '../control/kv/spec';
 import { silentLog, type Log } from '../observe/log';
 import type { NodeAddressStore } from './join';
 import type { AddressStoreAnswer, AddressStoreRequest, AddressStoreWorkerData } from './address-store-worker';
+import type { LiveRecord } from '../control/node-live';
 
 type Update = NodeAddressStore['update'];
 type Request = Extract<AddressStoreRequest, { id: number }>;
@@ -31,6 +32,16 @@ export class NodeAddressStoreThread {
     return this.ask({ op: 'update', change, ...(expect !== undefined ? { expect } : {}) }) as ReturnType<Update>;
   }
 
+  /** Hold this node's liveness key from now until close() (join.ts NodeAddressStore.holdLiveness). */
+  holdLiveness(record: LiveRecord): Promise<boolean> {
+    const held = this.ask({ op: 'live', record }) as Promise<boolean>;
+    this.liveRecord = record;
+    return held;
+  }
+
+  /** The liveness key's record, held again by a thread started after one ended. */
+  private liveRecord: LiveRecord | null = null;
+
   /** New connections for the store (the node's address left or appeared); nothing if not opened. */
   reconnect(): void {
     this.worker?.postMessage({ op: 'reconnect' } satisfies AddressStoreRequest);
@@ -50,6 +61,11 @@ export class NodeAddressStoreThread {
     const w = new Worker(path.resolve(__dirname, 'address-store-worker.js'), { workerData: data });
     w.unref(); // the monitor's timer and the store's calls are what keep the process running
     w.on('message', (m: AddressStoreAnswer) => {
+      if ('log' in m) {
+        if (m.log === 'warn') this.log.warn(m.message, { node: this.node });
+        else this.log.info(m.message, { node: this.node });
+        return;
+      }
       const p = this.waiting.get(m.id);
       if (!p) return;
       this.waiting.delete(m.id);
@@ -66,6 +82,8 @@ export class NodeAddressStoreThread {
     };
     w.on('error', (e) => gone(`failed: ${e.message}`));
     w.on('exit', (code) => gone(`ended (${code})`));
+    // A thread started again (its last one ended): it holds the liveness key again (its answer unheard).
+    if (this.liveRecord) w.postMessage({ id: this.next++, op: 'live', record: this.liveRecord } satisfies AddressStoreRequest);
     return (this.worker = w);
   }
 

@@ -6,13 +6,18 @@
  * that thread for seconds on a loaded machine (5.1-7.1 s at load 18; bench/README.md, "The gap of
  * a restart"), and whose calls' encoding and decoding run there at every look.
  *
+ * Also the holder of this node's liveness key on etcd (control/node-live.ts NodeLiveness, through
+ * the same store: {id, op:'live', record}), whose lease is revoked at {op:'close'}.
+ *
  * workerData: { spec, node }. Messages taken: {id, op:'stored'}, {id, op:'update', change,
- * expect?}, {op:'reconnect'} (the node's address left or appeared: new connections),
- * {id, op:'close'}; answered with {id, ok:true, value} or {id, ok:false, message}.
+ * expect?}, {id, op:'live', record}, {op:'reconnect'} (the node's address left or appeared: new
+ * connections), {id, op:'close'}; answered with {id, ok:true, value} or {id, ok:false, message};
+ * the liveness key's news posted as {log:'info'|'warn', message}.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { NodeAddressStore } from './join';
 import type { DatastoreSpec } from '../control/kv/spec';
+import type { LiveRecord } from '../control/node-live';
 
 export interface AddressStoreWorkerData {
   readonly spec: DatastoreSpec;
@@ -23,20 +28,22 @@ export type AddressStoreRequest =
   | { id: number; op: 'stored' }
   | { id: number; op: 'update'; change: Parameters<NodeAddressStore['update']>[0]; expect?: Parameters<NodeAddressStore['update']>[1] }
   | { id: number; op: 'close' }
+  | { id: number; op: 'live'; record: LiveRecord }
   | { op: 'reconnect' };
 
-export type AddressStoreAnswer = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string };
+export type AddressStoreAnswer = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string } | { log: 'info' | 'warn'; message: string };
 
 if (parentPort) {
   const port = parentPort;
   const data = workerData as AddressStoreWorkerData;
-  const store = new NodeAddressStore(data.spec, data.node);
+  const log = (level: 'info' | 'warn') => (message: string) => port.postMessage({ log: level, message } satisfies AddressStoreAnswer);
+  const store = new NodeAddressStore(data.spec, data.node, { info: log('info'), warn: log('warn') });
   port.on('message', (m: AddressStoreRequest) => {
     if (m.op === 'reconnect') {
       if (data.spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).reconnectEtcdStores();
       return;
     }
-    const work = m.op === 'stored' ? store.stored() : m.op === 'update' ? store.update(m.change, m.expect) : store.close();
+    const work = m.op === 'stored' ? store.stored() : m.op === 'update' ? store.update(m.change, m.expect) : m.op === 'live' ? Promise.resolve().then(() => store.holdLiveness(m.record)) : store.close();
     work.then(
       (value) => {
         port.postMessage({ id: m.id, ok: true, value } satisfies AddressStoreAnswer);

@@ -8,13 +8,27 @@
  *
  * The same contract as joinCluster: resolves once registered, waits out an unreachable store
  * (saying so through `say`), rejects with the registration's error (its message; the class is
- * not kept: no caller needs it), or with the signal's reason once aborted.
+ * not kept, except a refusal because the node runs on another host: NodeRunningElsewhereError),
+ * or with the signal's reason once aborted.
  */
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { JoinOptions } from './join';
 import type { JoinWorkerData, JoinWorkerMessage } from './join-worker';
+import { UsageError } from './usage-error';
+
+/**
+ * The start refused: the node runs on another host (control/node-live.ts NodeLiveElsewhereError,
+ * from the registration's thread). A UsageError so that `podway run` exits 2, which the systemd
+ * unit does not restart on (RestartPreventExitStatus=2): a restart would be refused again.
+ */
+export class NodeRunningElsewhereError extends UsageError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NodeRunningElsewhereError';
+  }
+}
 
 /** After an abort, how long the thread may go on (an etcd call under way) before it is terminated. */
 const ABORT_GRACE_MS = 5000;
@@ -66,7 +80,7 @@ export function joinInThread(spec: DatastoreSpec, opts: JoinOptions, say: (m: st
           addFences(m.fences);
           return settle();
         case 'failed': {
-          const e = new Error(m.message);
+          const e = m.liveElsewhere ? new NodeRunningElsewhereError(m.message) : new Error(m.message);
           if (m.stack) e.stack = m.stack;
           return settle(e);
         }

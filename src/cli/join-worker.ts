@@ -18,6 +18,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { joinCluster } from './join';
+import { NodeLiveElsewhereError } from '../control/node-live';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvEntry } from '../control/kv/kv';
 
@@ -37,7 +38,7 @@ export type JoinWorkerMessage =
   | { type: 'cluster-guid'; guid: string | null }
   | { type: 'locked'; locked: boolean }
   | { type: 'done'; fences: { store: string; written: number; moved: number; unwritten: number }[] }
-  | { type: 'failed'; message: string; stack?: string };
+  | { type: 'failed'; message: string; stack?: string; liveElsewhere?: boolean };
 
 if (parentPort) {
   const port = parentPort;
@@ -67,6 +68,6 @@ if (parentPort) {
     onDatastoreLocked: (locked) => post({ type: 'locked', locked }),
   }, (message) => post({ type: 'say', message })).then(
     () => end({ type: 'done', fences: fences?.fenceTotals() ?? [] }),
-    (e: unknown) => end({ type: 'failed', message: e instanceof Error ? e.message : String(e), ...(e instanceof Error && e.stack ? { stack: e.stack } : {}) }),
+    (e: unknown) => end({ type: 'failed', message: e instanceof Error ? e.message : String(e), ...(e instanceof Error && e.stack ? { stack: e.stack } : {}), ...(e instanceof NodeLiveElsewhereError ? { liveElsewhere: true } : {}) }),
   );
 }

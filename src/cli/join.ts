@@ -11,7 +11,9 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvEntry, KvStore } from '../control/kv/kv';
-import { KvConfigError, KvUnavailableError } from '../control/kv/kv';
+import { hasLeaseReads, KvConfigError, KvUnavailableError } from '../control/kv/kv';
+import { awaitNodeFree, NodeLiveness, thisHost, type LiveRecord } from '../control/node-live';
+import { hasLeases } from '../control/kv/kv';
 import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, resourceKey } from '../control/calico-kinds';
@@ -128,11 +130,18 @@ function chooseIpv6(opts: JoinOptions, stored: StoredNode, fromNode: (family: 4 
 
 async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, say: (m: string) => void): Promise<void> {
   const nodeInfo = kindInfo('Node')!;
+  let held: ReadonlySet<string> | null | undefined;
+  // At start on etcd, before anything is written: is this node running on another host (its
+  // liveness key, control/node-live.ts)? Refused then (NodeLiveElsewhereError: exit 2), the Node
+  // untouched; a lease nobody renews is waited out. The embedded store is one machine's (the run
+  // lock covers it).
+  if (opts.atStart && hasLeaseReads(kv)) {
+    await awaitNodeFree(kv, { node: opts.node, me: thisHost(), held: held === undefined ? (held = addressesHeldHere()) : held, say, ...(opts.signal ? { signal: opts.signal } : {}) });
+  }
   const existing = await kv.get(resourceKey(nodeInfo, opts.node));
   opts.onNodeRead?.(existing);
   const stored: StoredNode = existing ? (JSON.parse(existing.value) as StoredNode) : {};
   const warn = opts.warn ?? say;
-  let held: ReadonlySet<string> | null | undefined;
   const replacedStored = { 4: false, 6: false };
   const fromNode = (family: 4 | 6, was: string | undefined, detect: () => string | undefined) => {
     if (!opts.atStart) return was ?? detect();
@@ -231,8 +240,23 @@ export interface NodeAddressChange {
 export class NodeAddressStore {
   private kv: KvStore | null = null;
   private closed = false;
+  private liveness: NodeLiveness | null = null;
 
-  constructor(private readonly spec: DatastoreSpec, private readonly node: string) {}
+  constructor(private readonly spec: DatastoreSpec, private readonly node: string, private readonly log: { info(m: string): void; warn(m: string): void } = { info: () => {}, warn: () => {} }) {}
+
+  /**
+   * Hold this node's liveness key (control/node-live.ts) through this store, from now until
+   * close(): written with a lease of its own, renewed, written again after the lease was lost.
+   * Only on etcd (false elsewhere: the embedded store is one machine's, the run lock covers it).
+   */
+  holdLiveness(record: LiveRecord): boolean {
+    if (this.liveness || this.spec.kind !== 'etcd') return this.liveness !== null;
+    const kv = this.store();
+    if (!hasLeases(kv)) return false;
+    this.liveness = new NodeLiveness(kv, this.node, record, this.log);
+    this.liveness.start();
+    return true;
+  }
 
   private store(): KvStore {
     if (this.closed) throw new Error(`node ${this.node}: the Node address store is closed`);
@@ -293,9 +317,11 @@ export class NodeAddressStore {
     }
   }
 
-  /** Closes the store (if one was opened); later calls fail. */
+  /** Closes the store (if one was opened), the liveness lease revoked first; later calls fail. */
   async close(): Promise<void> {
     this.closed = true;
+    await this.liveness?.stop();
+    this.liveness = null;
     const kv = this.kv;
     this.kv = null;
     await kv?.close();

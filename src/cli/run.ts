@@ -716,7 +716,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
       onNodeVerdict();
     };
     // The Node registered (found or made): the cache records it with the models written after.
-    const onNodeRegistered = (entry: KvEntry): void => cacheWriter?.node(nodeIdentityOf(entry));
+    /** The node's addresses as last registered (its liveness key names them: control/node-live.ts). */
+    let registeredAddresses: string[] = [];
+    const onNodeRegistered = (entry: KvEntry): void => {
+      try {
+        const bgp = (JSON.parse(entry.value) as { spec?: { bgp?: { ipv4Address?: unknown; ipv6Address?: unknown } } }).spec?.bgp;
+        registeredAddresses = [bgp?.ipv4Address, bgp?.ipv6Address].filter((a): a is string => typeof a === 'string' && a !== '');
+      } catch {
+        // the Node as read: its registration checked it
+      }
+      cacheWriter?.node(nodeIdentityOf(entry));
+    };
     const joinHooks = { onClusterGuid, onDatastoreLocked, onNodeRead, onNodeRegistered };
     /** The model thread, spawned if there is none (a dead one replaced). */
     const ensureThread = (): ModelSource => {
@@ -1588,8 +1598,18 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // at its first look and closed once it stopped (join.ts NodeAddressStore), not one per look.
     // (in a thread of its own, address-store-thread.ts: its EtcdKv, etcd3, is not loaded, and its
     // calls not encoded, on the forwarding thread)
-    const nodeAddresses = spec.kind === 'file' || pollMs === 0 ? null : new NodeAddressStoreThread(spec, opts.node, log);
-    const monitor = nodeAddresses === null ? null : new AddressMonitor({
+    // The same thread holds this node's liveness key on etcd (control/node-live.ts), also with
+    // re-detection off: created for every writable datastore (started at its first call).
+    const nodeAddresses = spec.kind === 'file' ? null : new NodeAddressStoreThread(spec, opts.node, log);
+    /** Once registered: the liveness key written and kept alive until the stop (etcd only). */
+    const holdLiveness = () => {
+      if (spec.kind !== 'etcd' || !nodeAddresses) return;
+      const { thisHost } = require('../control/node-live') as typeof import('../control/node-live');
+      const me = thisHost();
+      nodeAddresses.holdLiveness({ ...me, addresses: registeredAddresses, pid: process.pid, started: new Date(Date.now() - process.uptime() * 1000).toISOString() })
+        .catch((e: Error) => dsLog.warn(`node ${opts.node}: its liveness key could not be held: ${e.message}`));
+    };
+    const monitor = nodeAddresses === null || pollMs === 0 ? null : new AddressMonitor({
       intervalMs: pollMs,
       source: { v4: source4, v6: source6 },
       read: () => eng.readNodeAddresses(),
@@ -1618,7 +1638,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       warn: (m) => dsLog.warn(m),
     });
     // On the cached model, once the datastore answers: its Node is written through the datastore.
-    if (source) monitor?.start();
+    if (source) {
+      monitor?.start();
+      holdLiveness();
+    }
     if (monitor) dsLog.info(`node address autodetection: looked at again every ${pollMs / 1000} s (IPv4 ${source4 === 'manual' ? 'given, kept' : source4 === 'autodetect' ? 'first-found' : 'the Node\'s, replaced by first-found once it leaves the node'}; IPv6 ${source6 === 'autodetect' ? 'first-found' : source6 === 'default' ? 'the Node\'s, replaced by first-found once it leaves the node' : 'kept'}; a stored Node address no interface here holds is written back)`);
     // On the cached model: the datastore's start goes on in the background (registration retried
     // with backoff, then the model thread); once it answers its model replaces the cached one, as
@@ -1641,6 +1664,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       latest = { model: f, ms: 0, what: ['datastore answered'], gen: g, bgpInputs: b };
       void applyLatest();
       monitor?.start();
+      holdLiveness();
       replayer?.start();
     }, (e: Error) => {
       if (stopping) return;

@@ -118,6 +118,7 @@ import {
   KvEntry,
   KvEvent,
   KvGuard,
+  KvLeases,
   KvList,
   KvStore,
   KvNotEtcdError,
@@ -420,7 +421,7 @@ export interface Witness {
   readonly mod: number;
 }
 
-export class EtcdKv implements KvStore {
+export class EtcdKv implements KvStore, KvLeases {
   readonly description: string;
   /** "etcd at URL[,URL]", for the lines that say what this etcd did. */
   readonly endpointText: string;
@@ -768,6 +769,65 @@ export class EtcdKv implements KvStore {
       createRevision: Number(prev.create_revision),
       modRevision: Number(res.header.revision),
     };
+  }
+
+  // Leases (kv.ts KvLeases): the liveness key of a running node (control/node-live.ts).
+
+  async getLeased(key: string): Promise<{ entry: KvEntry; lease: string | null } | null> {
+    const res = await this.call(`get ${key}`, () => this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()), 'read');
+    this.noteRevision(res.header);
+    const kv = res.kvs[0];
+    if (!kv) return null;
+    const lease = String(kv.lease ?? '0');
+    return { entry: toEntry(kv), lease: lease === '0' ? null : lease };
+  }
+
+  async leaseTimeToLive(id: string): Promise<number> {
+    const res = await this.call(`lease ${id} time to live`, () => this.client.leaseClient.leaseTimeToLive({ ID: id }, this.callOptions()), 'read');
+    return Number(res.TTL);
+  }
+
+  async grantLease(ttlSeconds: number): Promise<string> {
+    const res = await this.call(`grant a lease of ${ttlSeconds} s`, () => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds, ID: 0 }, this.callOptions()));
+    this.noteRevision(res.header);
+    return String(res.ID);
+  }
+
+  /**
+   * One renewal over etcd's LeaseKeepAlive stream (opened, one request, its answer, closed), as
+   * clientv3's KeepAliveOnce: a renewal is idempotent, so it is a 'read' for the failover. The
+   * stream carries the call's deadline.
+   */
+  async keepAliveLease(id: string): Promise<number> {
+    return this.call(`keep lease ${id} alive`, async () => {
+      const stream = (await this.client.leaseClient.leaseKeepAlive(this.callOptions())) as unknown as NodeJS.EventEmitter & { write(m: { ID: string }): void; end(): void };
+      stream.on('error', () => undefined); // the first one is the answer's; later ones are news to nobody
+      try {
+        return await new Promise<number>((resolve, reject) => {
+          stream.once('data', (r: { TTL?: string | number }) => resolve(Number(r.TTL ?? 0)));
+          stream.once('error', reject);
+          stream.once('end', () => reject(new GRPCUnavailableError('the keep-alive stream ended without an answer')));
+          stream.write({ ID: id });
+        });
+      } finally {
+        stream.end();
+      }
+    }, 'read');
+  }
+
+  async revokeLease(id: string): Promise<void> {
+    try {
+      await this.call(`revoke lease ${id}`, () => this.client.leaseClient.leaseRevoke({ ID: id }, this.callOptions()));
+    } catch (e) {
+      // revoked already, or expired: its keys are gone, which is what was asked
+      if (/lease not found/i.test((e as Error).message)) return;
+      throw e;
+    }
+  }
+
+  async putLeased(key: string, value: string, lease: string): Promise<void> {
+    const res = await this.call(`put ${key}`, () => this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease }, this.callOptions()));
+    this.noteRevision(res.header);
   }
 
   async delete(key: string, modRevision?: number): Promise<boolean> {

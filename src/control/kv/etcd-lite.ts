@@ -40,13 +40,15 @@ import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPA
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
-import { KvBatchWrite, KvEntry, KvGuard, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
+import { KvBatchWrite, KvEntry, KvGuard, KvLeaseReads, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
   Compare,
   decodeDeleteRangeResponse,
+  decodeLeaseTimeToLiveResponse,
   decodeRangeResponse,
   decodeTxnResponse,
   encodeDeleteRange,
+  encodeLeaseTimeToLive,
   encodeRange,
   encodeTxn,
   KeyValue,
@@ -368,7 +370,7 @@ function grpcFrame(message: Buffer): Buffer {
   return Buffer.concat([head, message]);
 }
 
-export class EtcdLiteKv implements KvStore {
+export class EtcdLiteKv implements KvStore, KvLeaseReads {
   readonly description: string;
   private readonly endpoints: readonly string[];
   private readonly timeoutMs: number;
@@ -405,6 +407,20 @@ export class EtcdLiteKv implements KvStore {
     const res = decodeRangeResponse(await this.call(`get ${key}`, 'Range', encodeRange({ key: Buffer.from(key) }), 'read'));
     this.noteHeader(res.header);
     return res.kvs.length > 0 ? toEntry(res.kvs[0]!) : null;
+  }
+
+  async getLeased(key: string): Promise<{ entry: KvEntry; lease: string | null } | null> {
+    const res = decodeRangeResponse(await this.call(`get ${key}`, 'Range', encodeRange({ key: Buffer.from(key) }), 'read'));
+    this.noteHeader(res.header);
+    const kv = res.kvs[0];
+    return kv ? { entry: toEntry(kv), lease: kv.lease ?? null } : null;
+  }
+
+  /** etcd's LeaseTimeToLive (the Lease service): the seconds left, -1 when expired. */
+  async leaseTimeToLive(id: string): Promise<number> {
+    const res = decodeLeaseTimeToLiveResponse(await this.call(`lease ${id} time to live`, 'Lease/LeaseTimeToLive', encodeLeaseTimeToLive(id), 'read'));
+    this.noteRevision(res.header);
+    return res.ttl;
   }
 
   async list(prefix: string): Promise<KvList> {
@@ -647,7 +663,8 @@ export class EtcdLiteKv implements KvStore {
       try {
         stream = session.request({
           ':method': 'POST',
-          ':path': `/etcdserverpb.KV/${method}`,
+          // 'Range': the KV service's; 'Lease/LeaseTimeToLive': another service's
+          ':path': method.includes('/') ? `/etcdserverpb.${method}` : `/etcdserverpb.KV/${method}`,
           'content-type': 'application/grpc',
           te: 'trailers',
           'grpc-timeout': `${Math.max(1, Math.ceil(deadline - monoNow()))}m`,

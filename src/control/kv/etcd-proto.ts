@@ -35,6 +35,19 @@ export class ProtoWriter {
     return this;
   }
 
+  /** An int64 varint field that may be beyond 2^53 (a lease ID), left out when 0. */
+  int64(field: number, n: bigint): this {
+    if (n === 0n) return this;
+    varint(this.head, field * 8);
+    let v = BigInt.asUintN(64, n);
+    while (v >= 0x80n) {
+      this.head.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    this.head.push(Number(v));
+    return this;
+  }
+
   /** A varint field, left out when 0 (proto3's default). */
   uint(field: number, n: number | undefined): this {
     return n ? this.uintAlways(field, n) : this;
@@ -264,10 +277,13 @@ export interface KeyValue {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
+  /** The lease the key is attached to (decimal int64), only when it is attached to one. */
+  readonly lease?: string;
 }
 
 function decodeKeyValue(f: ProtoFields): KeyValue {
-  return { key: bytesField(f, 1), createRevision: numberField(f, 2), modRevision: numberField(f, 3), version: numberField(f, 4), value: bytesField(f, 5) };
+  const lease = bigintField(f, 6);
+  return { key: bytesField(f, 1), createRevision: numberField(f, 2), modRevision: numberField(f, 3), version: numberField(f, 4), value: bytesField(f, 5), ...(lease !== 0n ? { lease: lease.toString() } : {}) };
 }
 
 export interface RangeResponse {
@@ -329,4 +345,24 @@ export function decodeTxnResponse(buf: Buffer): TxnResponse {
     return { other: true };
   });
   return { header: decodeHeader(messageField(f, 1)), succeeded: boolField(f, 2), responses };
+}
+
+// --------------------------------------------------------------------------------------------
+// The Lease service, as far as podway's start reads it (control/node-live.ts): LeaseTimeToLive.
+
+/** etcdserverpb.LeaseTimeToLiveRequest (ID: the lease, decimal int64). */
+export function encodeLeaseTimeToLive(id: string): Buffer {
+  return new ProtoWriter().int64(1, BigInt(id)).finish();
+}
+
+/** etcdserverpb.LeaseTimeToLiveResponse: TTL the seconds left (-1: expired or never granted), grantedTTL the TTL it was granted with. */
+export interface LeaseTimeToLiveResponse {
+  readonly header: ResponseHeader;
+  readonly ttl: number;
+  readonly grantedTtl: number;
+}
+
+export function decodeLeaseTimeToLiveResponse(buf: Buffer): LeaseTimeToLiveResponse {
+  const f = readFields(buf);
+  return { header: decodeHeader(messageField(f, 1)), ttl: numberField(f, 3), grantedTtl: numberField(f, 4) };
 }

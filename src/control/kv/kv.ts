@@ -119,6 +119,40 @@ export interface KvStore {
 }
 
 /**
+ * etcd's leases, as far as podway uses them: the liveness key of a running node
+ * (control/node-live.ts), attached to a lease its podway keeps alive. Only etcd stores have them
+ * (EtcdKv all of it; EtcdLiteKv, a short-lived process's client, the reads a start makes).
+ * Lease IDs are etcd's int64 as decimal text.
+ */
+export interface KvLeaseReads {
+  /** `key`'s entry and the lease it is attached to (null: none), or null when the key is absent. */
+  getLeased(key: string): Promise<{ entry: KvEntry; lease: string | null } | null>;
+  /** The seconds the lease has left (etcd's LeaseTimeToLive); -1 when it expired (or never was). */
+  leaseTimeToLive(id: string): Promise<number>;
+}
+
+export interface KvLeases extends KvLeaseReads {
+  /** A new lease of `ttlSeconds`; its ID. */
+  grantLease(ttlSeconds: number): Promise<string>;
+  /** Renews the lease; its TTL after that, 0 when it is gone (expired, revoked). */
+  keepAliveLease(id: string): Promise<number>;
+  /** Revokes the lease: every key attached to it is deleted. A lease already gone is no error. */
+  revokeLease(id: string): Promise<void>;
+  /** Writes `key` attached to the lease (deleted with it). */
+  putLeased(key: string, value: string, lease: string): Promise<void>;
+}
+
+export function hasLeaseReads(kv: KvStore): kv is KvStore & KvLeaseReads {
+  const k = kv as Partial<KvLeaseReads>;
+  return typeof k.getLeased === 'function' && typeof k.leaseTimeToLive === 'function';
+}
+
+export function hasLeases(kv: KvStore): kv is KvStore & KvLeases {
+  const k = kv as Partial<KvLeases>;
+  return hasLeaseReads(kv) && typeof k.grantLease === 'function' && typeof k.keepAliveLease === 'function' && typeof k.revokeLease === 'function' && typeof k.putLeased === 'function';
+}
+
+/**
  * Thrown when the store cannot be reached (callers retry with backoff). When the call failed to
  * connect nothing was written; when a write timed out after being sent it may have been applied,
  * so a retrying writer re-reads first (a repeated create then returns null for its own write).

@@ -1,0 +1,289 @@
+/**
+ * A running node's liveness key on etcd: `/calico/podway/v1/live/<node>`, attached to an etcd lease
+ * of LIVE_TTL_S seconds that the running `podway run` keeps alive (NodeLiveness, in the thread of
+ * its Node address store: cli/address-store-worker.ts) and revokes at a clean stop (the key goes
+ * with it). Its value says who runs the node (LiveRecord: host name, machine id, the node's
+ * addresses, pid, start time).
+ *
+ * Why: `podway run --node N` started by mistake on another host used to rewrite N's Node address
+ * to its own before it found out (it only warned "two hosts share one node name"); every node then
+ * sent N's pods' traffic to the wrong host until the real N wrote its address back, and under
+ * systemd the mistaken run did it again at every restart. calico-node refuses a Node whose address
+ * another Node has ("node name already in use"-like checks of checkConflictingNodes), but nothing
+ * in Calico tells a live node from a stale Node of the same name: the lease does.
+ *
+ * At start (the registration's first join, before anything is written: cli/join.ts) the key is
+ * read (awaitNodeFree). Absent, expired, or written by this host (same host name and machine id,
+ * or its node address is held by an interface here: a restart, a kill -9 and a start again), the
+ * start goes on. Written by another host, its lease is watched: a podway still running renews it
+ * (every LIVE_TTL_S / 3 s) and the start is refused (NodeLiveElsewhereError: `podway run` exits 2,
+ * the systemd unit's no-restart status) without touching the Node; a lease nobody renews (that
+ * podway stopped uncleanly, its host gone or re-addressed: a real move) expires within its TTL,
+ * and the start waits for that and goes on, saying so. An etcd that does not answer is the
+ * registration's usual wait (the check is part of it).
+ *
+ * The embedded and file: datastores are one machine's: there is no other host to tell apart, and
+ * two runs of one node on that machine are refused by the run lock (cli/run-lock.ts).
+ */
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { isIPv6 } from 'node:net';
+import type { KvLeaseReads, KvLeases, KvStore } from './kv/kv';
+import { canonicalIpv6 } from '../packet/ipv6';
+
+export const LIVE_PREFIX = '/calico/podway/v1/live/';
+/** The lease's TTL: a stopped podway's key is gone within this many seconds. */
+export const LIVE_TTL_S = 15;
+
+export function liveKey(node: string): string {
+  return `${LIVE_PREFIX}${node}`;
+}
+
+/** The liveness key's value. */
+export interface LiveRecord {
+  /** os.hostname() of the host running the node. */
+  readonly host: string;
+  /** /etc/machine-id (null when there is none). */
+  readonly machineId: string | null;
+  /** The node's addresses it registered ("10.77.0.1/24", an IPv6 one). */
+  readonly addresses: readonly string[];
+  readonly pid: number;
+  /** When that podway run started (ISO 8601). */
+  readonly started: string;
+}
+
+/** This host as a LiveRecord names it. */
+export interface ThisHost {
+  readonly host: string;
+  readonly machineId: string | null;
+}
+
+let machineIdRead: string | null | undefined;
+export function thisHost(): ThisHost {
+  if (machineIdRead === undefined) {
+    machineIdRead = null;
+    for (const f of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
+      try {
+        machineIdRead = readFileSync(f, 'utf8').trim() || null;
+        if (machineIdRead) break;
+      } catch {
+        // not there: the next, or none
+      }
+    }
+  }
+  return { host: os.hostname(), machineId: machineIdRead };
+}
+
+/** The record in a key's value; one that does not parse names no host (treated as another's). */
+export function parseLiveRecord(value: string): LiveRecord {
+  try {
+    const v = JSON.parse(value) as Partial<LiveRecord>;
+    return {
+      host: typeof v.host === 'string' ? v.host : '(unnamed)',
+      machineId: typeof v.machineId === 'string' ? v.machineId : null,
+      addresses: Array.isArray(v.addresses) ? v.addresses.filter((a): a is string => typeof a === 'string') : [],
+      pid: typeof v.pid === 'number' ? v.pid : 0,
+      started: typeof v.started === 'string' ? v.started : '?',
+    };
+  } catch {
+    return { host: '(unreadable value)', machineId: null, addresses: [], pid: 0, started: '?' };
+  }
+}
+
+function spelling(addr: string): string {
+  if (!isIPv6(addr)) return addr;
+  try {
+    return canonicalIpv6(addr);
+  } catch {
+    return addr.toLowerCase();
+  }
+}
+
+/**
+ * Whether `rec` was written by this host: the same host name and machine id (both without one:
+ * the name alone), or one of its addresses held by an interface here (`held`, IPv6 canonical;
+ * null: not known).
+ */
+export function writtenHere(rec: LiveRecord, me: ThisHost, held: ReadonlySet<string> | null): boolean {
+  if (rec.host === me.host && rec.machineId === me.machineId) return true;
+  if (held === null) return false;
+  return rec.addresses.some((a) => held.has(spelling(a.split('/')[0]!)));
+}
+
+/** `podway run` refused at start: the node runs on another host (cli/join.ts makes it exit 2). */
+export class NodeLiveElsewhereError extends Error {
+  constructor(message: string, readonly record: LiveRecord) {
+    super(message);
+    this.name = 'NodeLiveElsewhereError';
+  }
+}
+
+export interface AwaitNodeFreeOptions {
+  readonly node: string;
+  readonly me: ThisHost;
+  /** The addresses held here (start-address.ts addressesHeldHere); null: not known. */
+  readonly held: ReadonlySet<string> | null;
+  /** Progress (the wait for a lease nobody renews). */
+  readonly say: (m: string) => void;
+  readonly signal?: AbortSignal;
+  /** Between two reads of the lease (1.5 s: etcd counts whole seconds, see awaitNodeFree). */
+  readonly sampleMs?: number;
+}
+
+function recordText(rec: LiveRecord): string {
+  return `host ${rec.host}${rec.addresses.length ? `, node address ${rec.addresses.join(', ')}` : ''}, pid ${rec.pid}, started ${rec.started}`;
+}
+
+/**
+ * Returns once no other host runs `node` (see the file comment); throws NodeLiveElsewhereError
+ * when one does, and what the store throws (unreachable: the caller's retry).
+ */
+export async function awaitNodeFree(kv: KvLeaseReads, opts: AwaitNodeFreeOptions): Promise<void> {
+  const key = liveKey(opts.node);
+  const sampleMs = opts.sampleMs ?? 1500;
+  let prev: { lease: string; ttl: number; at: number } | null = null;
+  // Bounded: a lease nobody renews is gone within its TTL (LIVE_TTL_S, or what another version
+  // granted: read each time); this many reads is far past any.
+  for (let reads = 0; reads < 600; reads++) {
+    opts.signal?.throwIfAborted();
+    const got = await kv.getLeased(key);
+    if (!got) {
+      if (prev) opts.say(`node ${opts.node}: the other host's liveness lease expired (its podway is not running): registering here`);
+      return;
+    }
+    const rec = parseLiveRecord(got.entry.value);
+    if (writtenHere(rec, opts.me, opts.held)) return;
+    // Not attached to a lease (written by hand): nothing keeps it, nothing to wait for.
+    if (got.lease === null) return;
+    const ttl = await kv.leaseTimeToLive(got.lease);
+    if (ttl < 0) return; // expired: the key goes with it
+    // etcd gives whole seconds left, rounded down: a lease nobody renewed has at least one less
+    // after 1.2 s or more (sampleMs apart), so the same or more means renewed; read sooner (a
+    // shorter sampleMs), only more does.
+    const at = performance.now();
+    if (prev && (got.lease !== prev.lease || ttl > prev.ttl || (ttl === prev.ttl && at - prev.at >= 1200))) {
+      throw new NodeLiveElsewhereError(
+        `node ${opts.node} is running on another host: its liveness key ${key} was written by ${recordText(rec)}, and that podway keeps renewing its lease. `
+          + `Not registering here (host ${opts.me.host}): the Node is left as it is (two hosts under one node name take each other's pods' traffic). `
+          + `If this host is to run as ${opts.node}, stop podway on ${rec.host} first (a clean stop removes the key at once; after an unclean stop its lease expires within ${LIVE_TTL_S} s and a start here waits for that); `
+          + `otherwise give this host its own node name (--node or NODENAME)`,
+        rec,
+      );
+    }
+    if (!prev) {
+      opts.say(`node ${opts.node}: its liveness key ${key} was written by another host (${recordText(rec)}); the other run's liveness lease expires in ${ttl} s unless its podway renews it: waiting to see (a running one renews it within ${Math.ceil(LIVE_TTL_S / 3)} s, and this start is refused)`);
+    }
+    prev = { lease: got.lease, ttl, at };
+    await new Promise<void>((r) => {
+      const t = setTimeout(done, sampleMs);
+      function done() {
+        clearTimeout(t);
+        opts.signal?.removeEventListener('abort', done);
+        r();
+      }
+      opts.signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+  throw new Error(`node ${opts.node}: its liveness key ${key} neither expired nor was renewed in 600 reads`);
+}
+
+/**
+ * The running podway's liveness key (see the file comment): granted and written by start(),
+ * renewed every TTL / 3 s, granted and written again when the lease was lost (etcd away longer
+ * than the TTL: no exit, the key comes back once etcd answers), revoked by stop(). A key another
+ * host holds with a live lease (it took the node over while this one's lease was lost) is not
+ * overwritten: said, and looked at again at the next renewal.
+ */
+export class NodeLiveness {
+  private lease: string | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private current: Promise<void> | null = null;
+  private stopped = false;
+  private written = 0;
+  private lastProblem = '';
+  private readonly me = thisHost();
+
+  constructor(
+    private readonly kv: KvStore & KvLeases,
+    private readonly node: string,
+    private readonly record: LiveRecord,
+    private readonly log: { info(m: string): void; warn(m: string): void },
+    private readonly ttl = LIVE_TTL_S,
+  ) {}
+
+  start(): void {
+    if (this.timer || this.stopped) return;
+    this.timer = setInterval(() => void this.tick(), Math.max(1000, (this.ttl * 1000) / 3));
+    void this.tick();
+  }
+
+  /** The lease this run holds now (null: none, or lost). */
+  leaseId(): string | null {
+    return this.lease;
+  }
+
+  /** One renewal, or a new lease and key (also called by tests). */
+  tick(): Promise<void> {
+    if (this.current || this.stopped) return this.current ?? Promise.resolve();
+    const p = this.renew().catch((e: unknown) => {
+      if (!this.stopped) this.problem(`node ${this.node}: liveness key ${liveKey(this.node)} not renewed: ${(e as Error)?.message ?? String(e)}; tried again in ${Math.round(this.ttl / 3)} s`);
+    }).finally(() => {
+      this.current = null;
+    });
+    this.current = p;
+    return p;
+  }
+
+  private async renew(): Promise<void> {
+    const key = liveKey(this.node);
+    if (this.lease !== null) {
+      const left = await this.kv.keepAliveLease(this.lease);
+      if (left > 0) {
+        this.lastProblem = '';
+        return;
+      }
+      this.log.warn(`node ${this.node}: its liveness lease ${this.lease} expired (etcd did not hear from this podway for ${this.ttl} s): granting a new one and writing ${key} again`);
+      this.lease = null;
+    }
+    const got = await this.kv.getLeased(key);
+    if (got && got.lease !== null) {
+      const rec = parseLiveRecord(got.entry.value);
+      if (!writtenHere(rec, this.me, null) && (await this.kv.leaseTimeToLive(got.lease)) > 0) {
+        this.problem(`node ${this.node}: its liveness key ${key} is held by another host (${recordText(rec)}) with a live lease: not overwritten; another podway runs under this node's name there (stop one of them, or give it another --node)`);
+        return;
+      }
+    }
+    const id = await this.kv.grantLease(this.ttl);
+    if (this.stopped) {
+      await this.kv.revokeLease(id).catch(() => undefined);
+      return;
+    }
+    try {
+      await this.kv.putLeased(key, JSON.stringify(this.record), id);
+    } catch (e) {
+      await this.kv.revokeLease(id).catch(() => undefined);
+      throw e;
+    }
+    this.lease = id;
+    this.lastProblem = '';
+    this.log.info(`node ${this.node}: liveness key ${key} ${this.written++ === 0 ? 'written' : 'written again'} (lease of ${this.ttl} s, renewed every ${Math.round(this.ttl / 3)} s while podway runs)`);
+  }
+
+  /** No more renewals; the lease revoked (the key deleted with it), within `waitMs`. */
+  async stop(waitMs = 2000): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const bounded = <T>(p: Promise<T>) => Promise.race([p.catch(() => undefined), new Promise<void>((r) => setTimeout(r, waitMs).unref())]);
+    await bounded(this.current ?? Promise.resolve());
+    const id = this.lease;
+    this.lease = null;
+    if (id !== null) await bounded(this.kv.revokeLease(id));
+  }
+
+  private problem(m: string): void {
+    if (m === this.lastProblem) return;
+    this.lastProblem = m;
+    this.log.warn(m);
+  }
+}

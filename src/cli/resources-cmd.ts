@@ -246,8 +246,9 @@ interface BatchOutcome {
   done(): void;
 }
 
-/** etcd's refusal of a transaction with more operations than its --max-txn-ops. */
-const TOO_MANY_OPS = /too many operations in txn request/;
+/** etcd's refusal of a transaction with more operations than its --max-txn-ops, or larger than its
+ * --max-request-bytes (below the 1.5 MiB default MAX_BATCH_BYTES is sized for): one at a time then. */
+const TOO_MANY_OPS = /too many operations in txn request|request is too large/;
 
 /**
  * Writes `chunk` as writing each alone in file order would: the entries read at once, each

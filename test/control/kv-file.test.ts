@@ -8,6 +8,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { FileKv } from '../../src/control/kv/file-kv';
 import { KvUnavailableError } from '../../src/control/kv/kv';
 import { collectEvents, conformanceSuite } from '../helpers/kv-conformance';
@@ -297,6 +298,52 @@ test('lock tokens of killed writers (lock.<pid>.<random>) are swept by the next 
 function dumpElsewhere(dir: string): { revision: number; entries: Record<string, string> } {
   return JSON.parse(execFileSync(process.execPath, [WORKER, 'dump', dir], { timeout: 30_000, encoding: 'utf8' }));
 }
+
+test('a batch written only in part (its last line missing or torn) is taken by no reader, and cut by the next writer', async () => {
+  const dir = tempDir();
+  const store = new FileKv({ dir });
+  try {
+    const a = (await store.create('/a', 'whole'))!;
+    const log = join(dir, `log.${JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).generation}`);
+    const line = (rec: object) => {
+      const json = JSON.stringify(rec);
+      return `${crc32(Buffer.from(json)).toString(16).padStart(8, '0')} ${json}\n`;
+    };
+    // what a batch of three leaves when its write fails after two whole lines and could not be
+    // cut off again: two lines saying more follow, then a torn third
+    const r = a.modRevision;
+    appendFileSync(log, line({ r: r + 1, k: '/b', v: 'B', m: 1 }) + line({ r: r + 2, k: '/c', v: 'C', m: 1 }));
+    const reader = new FileKv({ dir });
+    try {
+      assert.is(await reader.get('/b'), null, 'a batch without its last line is not taken');
+      appendFileSync(log, '1234abcd {"r":' + (r + 3) + ',"k":"/d","v":"D');
+      assert.is(await reader.get('/c'), null, 'nor with a torn last line');
+      assert.is((await reader.list('/')).revision, r);
+      // the reader writes next: it cuts the partial batch off and writes after the last whole write
+      const z = (await reader.create('/z', 'z'.repeat(50)))!;
+      assert.is(z.modRevision, r + 1);
+      assert.not.match(readFileSync(log, 'utf8'), '"/b"');
+      const fresh = new FileKv({ dir });
+      try {
+        assert.is((await fresh.get('/z'))!.value, 'z'.repeat(50), 'a write after the cut is kept');
+        assert.is(await fresh.get('/b'), null);
+        assert.is((await fresh.list('/')).revision, r + 1);
+      } finally {
+        await fresh.close();
+      }
+      // a whole batch is taken whole, every write its own revision and event
+      const revs = await store.writeBatch!([{ key: '/x', value: 'X', modRevision: 0 }, { key: '/y', value: 'Y', modRevision: 0 }]);
+      assert.equal(revs, [r + 2, r + 3]);
+      assert.is((await reader.get('/y'))!.value, 'Y');
+      assert.is((await reader.get('/x'))!.modRevision, r + 2);
+    } finally {
+      await reader.close();
+    }
+  } finally {
+    await store.close();
+  }
+});
+
 
 /** Fills the filesystem of `file`'s directory (ENOSPC), leaving `keepPages` pages free. */
 function fillDisk(file: string, keepPages: number): void {

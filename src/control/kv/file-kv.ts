@@ -83,6 +83,9 @@ interface LogRecord {
   v?: string;
   c?: number;
   d?: 1;
+  /** More of the same batch follow: readers apply a batch's lines only once its last one (without
+   * `m`) is whole, so a batch is all or none for them, even when its write fails half-way. */
+  m?: 1;
 }
 
 interface Snapshot {
@@ -292,12 +295,16 @@ export class FileKv implements KvStore {
     return true;
   }
 
-  /** Applies the whole valid records appended to the log since we last looked. */
+  /** Applies the whole valid records appended to the log since we last looked; a batch's lines
+   * (`m` on all but its last) only once the batch is whole. */
   private async readLogTail(): Promise<void> {
     const log = this.log;
     if (!log) return;
     let pending = Buffer.alloc(0);
     let pos = this.logValid;
+    // a batch's lines read so far, and their bytes: applied together when its last line is read
+    let batch: LogRecord[] = [];
+    let batchBytes = 0;
     for (;;) {
       const buf = Buffer.allocUnsafe(READ_CHUNK);
       const { bytesRead } = await log.read(buf, 0, READ_CHUNK, pos);
@@ -308,23 +315,32 @@ export class FileKv implements KvStore {
       for (;;) {
         const nl = pending.indexOf(0x0a, start);
         if (nl < 0) break;
-        const rec = this.parseLine(pending.subarray(start, nl));
+        const rec = this.parseLine(pending.subarray(start, nl), this.revision + 1 + batch.length);
         if (!rec) {
-          // A torn or corrupt line: nothing after it counts (the next writer truncates here).
+          // A torn or corrupt line: nothing after it counts, nor the unfinished batch before it
+          // (the next writer truncates at logValid).
           this.logSeen = pos;
           return;
         }
-        this.apply(rec);
-        this.logLines++;
-        this.logValid += nl + 1 - start;
+        batchBytes += nl + 1 - start;
         start = nl + 1;
+        if (rec.m) {
+          batch.push(rec);
+          continue;
+        }
+        for (const r of batch) this.apply(r);
+        this.apply(rec);
+        this.logLines += batch.length + 1;
+        this.logValid += batchBytes;
+        batch = [];
+        batchBytes = 0;
       }
       pending = pending.subarray(start);
     }
     this.logSeen = pos;
   }
 
-  private parseLine(line: Buffer): LogRecord | null {
+  private parseLine(line: Buffer, revision: number): LogRecord | null {
     if (line.length < 10 || line[8] !== 0x20) return null;
     const json = line.subarray(9);
     if (crc32(json).toString(16).padStart(8, '0') !== line.subarray(0, 8).toString('latin1')) return null;
@@ -334,7 +350,7 @@ export class FileKv implements KvStore {
     } catch {
       return null;
     }
-    if (rec.r !== this.revision + 1 || typeof rec.k !== 'string') return null;
+    if (rec.r !== revision || typeof rec.k !== 'string') return null;
     return rec;
   }
 
@@ -483,9 +499,9 @@ export class FileKv implements KvStore {
   /**
    * mutate for several records: `decide` returns them (each the next revision, in order) or null
    * to write nothing; they are appended with one write (and, with sync 'always', one fdatasync).
-   * Returns the first one's revision, or null. Each line is whole or absent on its own: a crash
-   * in the middle of the write leaves the lines before the torn one, as it left the writes made
-   * before it when they were made one at a time.
+   * Returns the first one's revision, or null. The batch is whole or absent for every reader: its
+   * lines but the last carry `m` (more follow), and readers apply them only with the last, so a
+   * write that fails or a crash half-way leaves none of it taken (the next writer cuts it off).
    */
   private async mutateMany(decide: () => Omit<LogRecord, 'r'>[] | null): Promise<number | null> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
@@ -505,7 +521,8 @@ export class FileKv implements KvStore {
         if (!partials || partials.length === 0) return null;
         const first = this.revision + 1;
         const recs = partials.map((p, i) => ({ r: first + i, ...p }) as LogRecord);
-        const lines = recs.map(encodeRecord);
+        // every line of a batch but its last says more follow: readers take the batch whole or not at all
+        const lines = recs.map((rec, i) => encodeRecord(i < recs.length - 1 ? { ...rec, m: 1 } : rec));
         const data = lines.length === 1 ? lines[0]! : Buffer.concat(lines);
         await this.append(log, data, recs.length);
         let syncFailed: unknown;
@@ -571,8 +588,8 @@ export class FileKv implements KvStore {
         }
       }
       if (records === 1) throw this.ioError(e, `cannot append revision ${this.revision + 1} to log.${this.generation} (${done} of ${line.length} bytes written, not applied)`);
-      // Several lines: the whole ones before the failure are valid records if they could not be cut off.
-      throw this.ioError(e, `cannot append revisions ${this.revision + 1}-${this.revision + records} to log.${this.generation} (${done} of ${line.length} bytes written, ${cut ? 'none applied' : 'and not cut off again: the whole lines among them may still be taken as written'})`);
+      // Several lines: no reader takes them without the last (m), cut off or not.
+      throw this.ioError(e, `cannot append revisions ${this.revision + 1}-${this.revision + records} to log.${this.generation} (${done} of ${line.length} bytes written, none applied${cut ? '' : '; the partial batch is cut off by the next writer'})`);
     }
   }
 

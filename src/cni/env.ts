@@ -17,14 +17,26 @@ export interface CniEnv {
 // The spec's container ID rule: alphanumerics plus '_', '.', '-', starting with an alphanumeric.
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
-/** CNI_ARGS "K=V;K2=V2" as a map; a part without '=' is refused. */
-export function parseCniArgs(text: string): Record<string, string> {
+/**
+ * CNI_ARGS "K=V;K2=V2" as a map. Strict (ADD, CHECK): a part without '=' is refused. Tolerant (DEL,
+ * `warn` given): such a part is said through `warn` and passed over, so a DEL the runtime passes odd arguments still cleans up
+ * what CNI_CONTAINERID, CNI_IFNAME and CNI_NETNS name and succeeds, as the CNI spec wants of DEL
+ * (a kubelet would otherwise retry it for ever).
+ */
+export function parseCniArgs(text: string, warn?: (msg: string) => void): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of text.split(';')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new CniError(CNI_CODES.INVALID_ENV, `CNI_ARGS: ${JSON.stringify(part)} is not KEY=VALUE (expected K=V;K2=V2)`);
-    out[part.slice(0, eq)] = part.slice(eq + 1);
+    if (eq <= 0) {
+      const why = `CNI_ARGS: ${JSON.stringify(part)} is not KEY=VALUE (expected K=V;K2=V2)`;
+      if (!warn) throw new CniError(CNI_CODES.INVALID_ENV, why);
+      warn(`${why}: passed over`);
+      continue;
+    }
+    const key = part.slice(0, eq);
+    const value = part.slice(eq + 1);
+    out[key] = value;
   }
   return out;
 }
@@ -41,7 +53,8 @@ export function checkIfname(name: string, source: string): string {
   return name;
 }
 
-export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
+/** The CNI_* environment; `warn` is where DEL's tolerated CNI_ARGS faults are said (parseCniArgs). */
+export function readEnv(env: NodeJS.ProcessEnv, warn: (msg: string) => void = () => undefined): CniEnv {
   const command = env.CNI_COMMAND;
   if (!command) throw invalid('CNI_COMMAND', 'is not set (expected one of ' + VERBS.join(', ') + ')');
   if (!(VERBS as readonly string[]).includes(command)) throw invalid('CNI_COMMAND', `${JSON.stringify(command)} is unknown (expected one of ${VERBS.join(', ')})`);
@@ -58,7 +71,7 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
     if (verb !== 'DEL' && netns === '') throw invalid('CNI_NETNS', `is not set (required for ${verb})`);
     if (netns !== '' && !netns.startsWith('/')) throw invalid('CNI_NETNS', `${JSON.stringify(netns)} is not an absolute path`);
   }
-  const args = parseCniArgs(env.CNI_ARGS ?? '');
+  const args = parseCniArgs(env.CNI_ARGS ?? '', verb === 'DEL' ? warn : undefined);
   const path = (env.CNI_PATH ?? '').split(':').filter((p) => p !== '');
   return { command: verb, containerId, netns, ifname, args, path };
 }

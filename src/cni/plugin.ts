@@ -1138,12 +1138,25 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
+/** The cniVersion stdin's config names when it is one podway speaks; null otherwise (not JSON, none, another). */
+function stdinVersion(stdin: string): string | null {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
+    return typeof v === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Runs one plugin call: the CNI env and stdin in, stdout and exit code out. */
 export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): Promise<PluginOutput> {
-  let version = '1.1.0';
+  // Errors are said in the config's cniVersion whenever stdin names one podway speaks, also those
+  // found before the config is read (the CNI_* environment's): a runtime of an older version
+  // parses them by it.
+  let version = stdinVersion(stdin) ?? '1.1.0';
   let raw: Record<string, unknown> | null = null;
   try {
-    const env = readEnv(processEnv);
+    const env = readEnv(processEnv, (m) => process.stderr.write(`podway: DEL ${processEnv.CNI_CONTAINERID ?? ''}: ${m}\n`));
     if (env.command === 'VERSION') {
       let asked = '1.1.0';
       try {
@@ -1155,7 +1168,6 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): P
       return { stdout: JSON.stringify({ cniVersion: asked, supportedVersions: [...SUPPORTED_VERSIONS] }) + '\n', exitCode: 0 };
     }
     raw = decodeConfig(stdin);
-    if (typeof raw.cniVersion === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(raw.cniVersion)) version = raw.cniVersion;
     configVersion(raw);
     // DEL tears down with what it needs: a config field it does not use, set wrong since ADD, is
     // reported on stderr (the runtime logs it) instead of leaving the pod impossible to delete.

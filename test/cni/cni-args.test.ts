@@ -1,0 +1,62 @@
+/**
+ * CNI_ARGS the plugin cannot read (podman user review, MED 2): a DEL still tears the container down
+ * and succeeds (the CNI spec: DEL cleans up what it can; a kubelet would retry a failed one for
+ * ever), saying on stderr what it passed over; an ADD refuses them (code 4) in the config's
+ * cniVersion, not the newest one. Root and network namespaces (harness.ts: the installed plugin).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { withHarness } from './harness';
+import { Ipam } from '../../src/control/ipam';
+import { isRoot } from '../helpers/netns';
+
+if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
+
+test('DEL with malformed CNI_ARGS: the pod is torn down (interface, address, endpoint) and DEL succeeds, stderr naming what was passed over', async () => {
+  await withHarness(async (h) => {
+    // A plain CNI pod, DEL'd with CNI_ARGS=garbage; a pod named in CNI_ARGS, DEL'd with its names and a bad part.
+    const plain = h.pod('argsplain');
+    const named = h.pod('argsnamed');
+    const a = `argsa${h.tag}`;
+    const b = `argsb${h.tag}`;
+    await h.add(plain, a);
+    await h.add(named, b, { args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=argspod' });
+    assert.is(h.caliLinks().length, 2);
+    assert.is((await h.workloadEndpoints()).length, 2);
+
+    const da = await h.call({ command: 'DEL', containerId: a, netns: plain.path, ifname: 'eth0', args: 'garbage' });
+    assert.is(da.exitCode, 0, da.stdout + da.stderr);
+    assert.is(da.stdout, '');
+    assert.match(da.stderr, `DEL ${a}: CNI_ARGS: "garbage" is not KEY=VALUE`);
+    const db = await h.call({ command: 'DEL', containerId: b, netns: named.path, ifname: 'eth0', args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;oops;K8S_POD_NAME=argspod' });
+    assert.is(db.exitCode, 0, db.stdout + db.stderr);
+    assert.match(db.stderr, `DEL ${b}: CNI_ARGS: "oops" is not KEY=VALUE`);
+
+    for (const ns of [plain, named]) assert.equal(h.ipJson(ns, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.equal(h.caliLinks(), []);
+    assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(await h.handles(), []);
+    assert.equal(await new Ipam(h.kv).check(), []);
+  });
+});
+
+test('ADD with malformed CNI_ARGS: refused (4) naming CNI_ARGS, in the config\'s cniVersion', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('argsbad');
+    for (const version of ['0.4.0', '1.0.0', '1.1.0']) {
+      const r = await h.call({ command: 'ADD', containerId: `argsbad${h.tag}`, netns: pod.path, ifname: 'eth0', args: 'garbage', config: h.config(version) });
+      assert.is(r.exitCode, 1, r.stdout + r.stderr);
+      assert.is(r.json?.code, 4, r.stdout);
+      assert.match(r.json.msg, 'CNI_ARGS: "garbage" is not KEY=VALUE');
+      assert.is(r.json.cniVersion, version, `the error in the config's cniVersion: ${r.stdout}`);
+    }
+    // An environment error before the config is read, too (CNI_COMMAND unknown).
+    const verb = await h.call({ command: 'FROB', containerId: `argsbad${h.tag}`, netns: pod.path, ifname: 'eth0', config: h.config('0.4.0') });
+    assert.is(verb.json?.code, 4, verb.stdout);
+    assert.is(verb.json.cniVersion, '0.4.0', verb.stdout);
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.equal(await h.handles(), []);
+  });
+});
+
+test.run();

@@ -18,8 +18,9 @@ export interface CniEnv {
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /**
- * CNI_ARGS "K=V;K2=V2" as a map. Strict (ADD, CHECK): a part without '=' is refused. Tolerant (DEL,
- * `warn` given): such a part is said through `warn` and passed over, so a DEL the runtime passes odd arguments still cleans up
+ * CNI_ARGS "K=V;K2=V2" as a map. Strict (ADD, CHECK): a part without '=' is refused, and so is a key
+ * given twice with two values. Tolerant (DEL, `warn` given): such a part is said through `warn`
+ * and passed over (a repeated key: its last value taken), so a DEL the runtime passes odd arguments still cleans up
  * what CNI_CONTAINERID, CNI_IFNAME and CNI_NETNS name and succeeds, as the CNI spec wants of DEL
  * (a kubelet would otherwise retry it for ever).
  */
@@ -36,6 +37,14 @@ export function parseCniArgs(text: string, warn?: (msg: string) => void): Record
     }
     const key = part.slice(0, eq);
     const value = part.slice(eq + 1);
+    // The same key twice with two values (`IP=A;IP=B`, podman's own IP= after one in the user's
+    // CNI_ARGS): which one is meant cannot be told, where libcni's Go would quietly take the last.
+    // Twice the same value is no question.
+    if (Object.prototype.hasOwnProperty.call(out, key) && out[key] !== value) {
+      const why = `CNI_ARGS: ${key} is given twice (${key}=${out[key]} and ${key}=${value})`;
+      if (!warn) throw new CniError(CNI_CODES.INVALID_ENV, `${why}: which one is meant cannot be told; give it once`);
+      warn(`${why}: the last one taken`);
+    }
     out[key] = value;
   }
   return out;

@@ -59,4 +59,27 @@ test('ADD with malformed CNI_ARGS: refused (4) naming CNI_ARGS, in the config\'s
   });
 });
 
+test('a CNI_ARGS key given twice with two values: ADD refused (4) naming the key, nothing made; DEL takes the last and tears down', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('argstwice');
+    const id = `argstwice${h.tag}`;
+    const r = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0', args: 'IgnoreUnknown=1;IP=10.251.0.51;K8S_POD_NAME=twice;IP=10.251.0.52' });
+    assert.is(r.exitCode, 1, r.stdout + r.stderr);
+    assert.is(r.json?.code, 4, r.stdout);
+    assert.match(r.json.msg, 'CNI_ARGS: IP is given twice (IP=10.251.0.51 and IP=10.251.0.52)');
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.equal(await h.handles(), []);
+    // the same value twice is no question
+    const same = await h.add(pod, id, { args: 'IgnoreUnknown=1;IP=10.251.0.51;IgnoreUnknown=1;IP=10.251.0.51' });
+    assert.is(same.json.ips[0].address, '10.251.0.51/32');
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args: 'K8S_POD_NAME=x;K8S_POD_NAME=' });
+    assert.is(d.exitCode, 0, d.stdout + d.stderr);
+    assert.match(d.stderr, 'CNI_ARGS: K8S_POD_NAME is given twice (K8S_POD_NAME=x and K8S_POD_NAME=): the last one taken');
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.equal(h.caliLinks(), []);
+    assert.equal(await h.handles(), []);
+    assert.equal(await h.workloadEndpoints(), []);
+  });
+});
+
 test.run();

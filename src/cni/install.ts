@@ -131,6 +131,10 @@ export function conflistText(opts: InstallOptions): string {
   plugin.ipam = opts.ipv6Only ? { type: 'podway', assign_ipv4: 'false', assign_ipv6: 'true' } : { type: 'podway' };
   // Where this config lives: the plugin gets only stdin, and names the file in its config errors.
   if (opts.conflist) plugin.conflist = opts.conflist;
+  // The CNI "mac" capability (CONVENTIONS.md): a runtime that has one to give (libcni's
+  // CapabilityArgs "mac") fills runtimeConfig.mac, the pod's MAC (plugin.ts requestedMac). podman
+  // passes CNI_ARGS MAC= instead, which needs no declaration.
+  plugin.capabilities = { mac: true };
   const conf = { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name, plugins: [plugin] };
   return JSON.stringify(conf, null, 2) + '\n';
 }

@@ -79,9 +79,13 @@ export interface PodLink {
   readonly mtu: number;
 }
 
-/** The veth: host end `hostName` (MAC ee:ee:ee:ee:ee:ee, up) in this namespace, pod end `ifname` in `netns`. */
-export function createVeth(hostName: string, netns: string, ifname: string, mtu: number): void {
-  const add = ['link', 'add', hostName, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifname, 'mtu', String(mtu), 'netns', netns];
+/**
+ * The veth: host end `hostName` (MAC ee:ee:ee:ee:ee:ee, up) in this namespace, pod end `ifname` in
+ * `netns`, with the MAC `podMac` when given (CNI_ARGS MAC: set as the pair is made, so the pod end
+ * never has another), else the kernel's random one.
+ */
+export function createVeth(hostName: string, netns: string, ifname: string, mtu: number, podMac: string | null = null): void {
+  const add = ['link', 'add', hostName, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifname, ...(podMac ? ['address', podMac] : []), 'mtu', String(mtu), 'netns', netns];
   const up = ['link', 'set', 'dev', hostName, 'address', HOST_MAC, 'up'];
   // One `ip` process for both (an ADD's processes are much of its time). A batch line is split at
   // whitespace and reads quotes, so a namespace path or name with whitespace, quotes, '#' or
@@ -123,10 +127,11 @@ export function limitPodOffloads(netns: string, ifname: string, sctp = kernelMay
  * A persistent tap/tun device inside the pod's namespace: it is the pod's interface, podway opens it
  * from there by `altName` (names.ts, podDeviceName). Its alias, `podway:<node>`, says whose pod it
  * is: `podway run` on that node finds the device again at its start when no endpoint names it any
- * more (dataplane/orphan-pods.ts podDevicesIn).
+ * more (dataplane/orphan-pods.ts podDevicesIn). A tap device gets `tapMac` when given (CNI_ARGS
+ * MAC): the tap is the pod's own interface, so its MAC is the pod's; a tun has none.
  */
-export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun', mtu: number, altName: string, node: string): void {
-  podIp(netns, ['-batch', '-'], [`tuntap add dev ${ifname} mode ${mode}`, `link set dev ${ifname} mtu ${mtu}`, `link property add dev ${ifname} altname ${altName}`, ...(node.length + POD_DEVICE_ALIAS.length < 256 ? [`link set dev ${ifname} alias ${POD_DEVICE_ALIAS}${node}`] : [])].join('\n') + '\n');
+export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun', mtu: number, altName: string, node: string, tapMac: string | null = null): void {
+  podIp(netns, ['-batch', '-'], [`tuntap add dev ${ifname} mode ${mode}`, ...(tapMac && mode === 'tap' ? [`link set dev ${ifname} address ${tapMac}`] : []), `link set dev ${ifname} mtu ${mtu}`, `link property add dev ${ifname} altname ${altName}`, ...(node.length + POD_DEVICE_ALIAS.length < 256 ? [`link set dev ${ifname} alias ${POD_DEVICE_ALIAS}${node}`] : [])].join('\n') + '\n');
 }
 
 /**

@@ -437,6 +437,44 @@ export function requestedIps(env: CniEnv, conf: NetConf): { ips: string[]; sourc
 }
 
 /**
+ * The MAC the runtime asks for the pod's interface, lowercase with colons; null when it asks for
+ * none (the kernel picks one). Where the reference bridge plugin reads it: CNI_ARGS `MAC=`
+ * (podman's `--mac-address`, CRI-O's), the config's `args.cni.mac`, and runtimeConfig `mac` (the
+ * CNI "mac" capability, which the conflist `podway cni install` writes declares). Where bridge lets
+ * the later override the earlier, two that disagree are refused here (code 4), as IP= and `ips`
+ * are. Refused too (code 4, naming the source): not a 6-byte MAC, all zero, a multicast or
+ * broadcast one (its group bit set: no unicast frame could be addressed to the pod), and
+ * ee:ee:ee:ee:ee:ee, the gateway's MAC on every host end and in every ARP/NDP answer podway gives.
+ * A TUN pod has no link layer: a MAC asked for it is refused, not dropped silently.
+ */
+export function requestedMac(env: CniEnv, conf: NetConf): { mac: string; source: string } | null {
+  const given: { mac: string; source: string }[] = [];
+  const take = (source: string, value: unknown): void => {
+    if (value === undefined || value === null || value === '') return;
+    if (typeof value !== 'string') throw new CniError(CNI_CODES.INVALID_ENV, `${source}: expected a MAC address string, got ${JSON.stringify(value)}`);
+    const m = /^([0-9a-f]{2})([:-])([0-9a-f]{2})\2([0-9a-f]{2})\2([0-9a-f]{2})\2([0-9a-f]{2})\2([0-9a-f]{2})$/i.exec(value.trim());
+    if (!m) throw new CniError(CNI_CODES.INVALID_ENV, `${source}=${value}: not a MAC address (expected six hex bytes, e.g. 02:11:22:33:44:55)`);
+    const bytes = [m[1], m[3], m[4], m[5], m[6], m[7]].map((b) => b.toLowerCase());
+    const mac = bytes.join(':');
+    if (bytes.every((b) => b === '00')) throw new CniError(CNI_CODES.INVALID_ENV, `${source}=${value}: the all-zero MAC is no interface's address`);
+    if ((parseInt(bytes[0], 16) & 1) === 1) throw new CniError(CNI_CODES.INVALID_ENV, `${source}=${value}: a multicast${mac === 'ff:ff:ff:ff:ff:ff' ? ' (broadcast)' : ''} MAC (the low bit of its first byte is set): a pod's interface needs a unicast one, e.g. 02:11:22:33:44:55`);
+    if (mac === netlink.HOST_MAC) throw new CniError(CNI_CODES.INVALID_ENV, `${source}=${value}: ${netlink.HOST_MAC} is the pod gateway's MAC (every host end's, and podway's ARP/NDP answers'): the pod cannot have it`);
+    given.push({ mac, source });
+  };
+  take('CNI_ARGS MAC', env.args.MAC);
+  const args = conf.raw.args;
+  const cni = typeof args === 'object' && args !== null && !Array.isArray(args) ? (args as Record<string, unknown>).cni : undefined;
+  if (typeof cni === 'object' && cni !== null && !Array.isArray(cni)) take('args.cni.mac', (cni as Record<string, unknown>).mac);
+  const rc = conf.raw.runtimeConfig;
+  if (typeof rc === 'object' && rc !== null && !Array.isArray(rc)) take('runtimeConfig.mac', (rc as Record<string, unknown>).mac);
+  if (given.length === 0) return null;
+  const other = given.find((g) => g.mac !== given[0].mac);
+  if (other) throw new CniError(CNI_CODES.INVALID_ENV, `${given[0].source} ${given[0].mac} and ${other.source} ${other.mac} ask for different MACs`);
+  if (conf.interfaceType === 'tun') throw new CniError(CNI_CODES.INVALID_ENV, `${given[0].source}=${given[0].mac}: a tun interface ("interfaceType": "tun" in the network config) has no link layer, so no MAC; use veth or tap for a pod with a set MAC`);
+  return given[0];
+}
+
+/**
  * ipam.ipv4_pools / ipv6_pools as CIDRs, as Calico's plugin resolves them (utils.ResolvePools): a
  * CIDR is taken as it is (host bits cleared), anything else must be the name of an IP pool;
  * refused (code 7, naming the key) when it is neither or of the other family. Whether each is an
@@ -526,6 +564,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
   const handle = handleId(conf.name, env.containerId);
   // Checked before anything is made; a delegated IPAM plugin reads CNI_ARGS itself (host-local: IP=).
   const requested = conf.ipam ? null : requestedIps(env, conf);
+  // The MAC asked for the pod's interface (CNI_ARGS MAC, runtimeConfig.mac), checked before too.
+  const wantMac = requestedMac(env, conf)?.mac ?? null;
   // One ADD of this container at a time (container-lock.ts): a second one finds the first's
   // endpoint and returns its result.
   return withContainerLock({ ipamLockFile: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs }, env.containerId, () => withStore(conf, async (kv) => {
@@ -635,7 +675,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         // Its interface as the first ADD made it: left alone. Anything missing or changed (the
         // veth deleted, an address or route removed): made again whole, on the same addresses.
         const cidrs = earlier.ips.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`));
-        if (wiringProblems(env, conf, cidrs, earlier.mac, conf.interfaceType === 'veth' ? interfaceName : null).length === 0) {
+        // A MAC asked for now that the interface does not have makes it again, with that MAC.
+        if (wiringProblems(env, conf, cidrs, wantMac ?? earlier.mac, conf.interfaceType === 'veth' ? interfaceName : null).length === 0) {
           link = netlink.podLink(env.netns, env.ifname);
           if (conf.interfaceType === 'veth') host = { name: interfaceName, mac: netlink.HOST_MAC };
         } else {
@@ -655,7 +696,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         // Undo first: a create that fails half-way (the pair made, its set-up refused) leaves nothing.
         undo.push(() => netlink.deleteHostLink(interfaceName));
         try {
-          netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
+          netlink.createVeth(interfaceName, env.netns, env.ifname, mtu, wantMac);
         } catch (e) {
           // A veth of this pod's previous sandbox (k8s names are per pod, not per container):
           // Calico replaces it too. Deleted only when it is in the way, so the usual ADD costs one
@@ -677,7 +718,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
             throw r;
           }
           netlink.deleteHostLink(interfaceName);
-          netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
+          netlink.createVeth(interfaceName, env.netns, env.ifname, mtu, wantMac);
         }
         host = { name: interfaceName, mac: netlink.HOST_MAC };
         const why = netlink.limitPodOffloads(env.netns, env.ifname);
@@ -687,7 +728,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         // Checked before: the undo below deletes CNI_IFNAME, which must then be this ADD's.
         if (netlink.podLink(env.netns, env.ifname)) throw ifnameTaken(env);
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
-        netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName, conf.nodename);
+        netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName, conf.nodename, wantMac);
       }
       if (!link) {
         netlink.configurePodSysctls(env.netns, ips, conf.allowIpForwarding);

@@ -8,7 +8,8 @@
 // A flock(2) lock (flock-lock.ts, as the IPAM lock's) on `<ipam_lock_file's dir>/containers/
 // <container ID>.lock`: the kernel lets it go when its holder dies. DEL removes the file when no
 // ADD holds it (a waiter that opened the removed file notices and opens the path again:
-// FlockLock.tryTake), so files do not pile up; DEL does not wait for the lock (a DEL overlapping
+// FlockLock.tryTake), so files do not pile up; so does an ADD that failed having made nothing
+// (plugin.ts: no earlier attachment, every undo step done), which no DEL may follow; DEL does not wait for the lock (a DEL overlapping
 // an ADD is caught by the ADD: plugin.ts, "released while it was wiring the pod").
 import { makeDirsSync } from '../util/make-dirs';
 import { existsSync, unlinkSync } from 'node:fs';
@@ -34,8 +35,18 @@ export interface ContainerLockOptions {
   readonly timeoutMs: number;
 }
 
+/** What fn may ask of the lock it runs under. */
+export interface HeldContainerLock {
+  /**
+   * The lock file goes when fn ends (removed while still held, as DEL removes it): for an ADD
+   * that failed having made nothing, so the container holds nothing here and no DEL may come to
+   * remove it (review LOW 4: the file was left until a DEL).
+   */
+  removeFileOnRelease(): void;
+}
+
 /** Runs fn holding the container's lock; one not taken within the bound is code 11, naming the file. */
-export async function withContainerLock<T>(o: ContainerLockOptions, containerId: string, fn: () => Promise<T>): Promise<T> {
+export async function withContainerLock<T>(o: ContainerLockOptions, containerId: string, fn: (held: HeldContainerLock) => Promise<T>): Promise<T> {
   const dir = containerLockDir(o.ipamLockFile);
   const setting = `"ipam_lock_file" in the network config (${o.ipamLockFile})`;
   try {
@@ -54,7 +65,18 @@ export async function withContainerLock<T>(o: ContainerLockOptions, containerId:
       if (e instanceof FlockTimeoutError) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `ADD ${containerId}: another ADD of this container is still running (${e.message}; bound: "ipam_lock_timeout_ms")`);
       throw new CniError(CNI_CODES.IO_FAILURE, `container lock ${file}: ${(e as Error).message}`);
     }
-    return await fn();
+    let remove = false;
+    try {
+      return await fn({ removeFileOnRelease: () => { remove = true; } });
+    } finally {
+      if (remove) {
+        try {
+          unlinkSync(file);
+        } catch {
+          /* gone already: nothing to remove */
+        }
+      }
+    }
   } finally {
     lock.dispose();
   }

@@ -568,7 +568,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
   const wantMac = requestedMac(env, conf)?.mac ?? null;
   // One ADD of this container at a time (container-lock.ts): a second one finds the first's
   // endpoint and returns its result.
-  return withContainerLock({ ipamLockFile: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs }, env.containerId, () => withStore(conf, async (kv) => {
+  return withContainerLock({ ipamLockFile: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs }, env.containerId, (held) => withStore(conf, async (kv) => {
     // Before anything is read for the pod or made: nothing is changed while the store is locked.
     await requireUnlocked(kv, conf);
     // This node's Node, read once: podway's IPAM needs it registered, and an IPv6-only one (no
@@ -580,6 +580,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
     const mtu = conf.mtu ?? (await poolMtu(kv, ipv6Only, (node && nodeUnderlayMtu(node.value, ipv6Only)) ?? 1500, conf.nodename));
     // Everything made so far, undone in reverse order when a later step fails.
     const undo: (() => unknown)[] = [];
+    // Whether an earlier ADD of this attachment left it (undefined: not read yet).
+    let earlier: EarlierAttachment | null | undefined;
     try {
       // IPv4 first, then IPv6 (Calico's order in ipNetworks and the result).
       const ips: string[] = [];
@@ -587,7 +589,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       // the endpoint the first one wrote and keeps its addresses, as Calico's plugin does: IPAM is
       // not asked again, so the first addresses are not left held on the handle until DEL.
       await replayOwnPending(kv, conf, env.containerId);
-      const earlier = await earlierAttachment(kv, conf, env, id, handle);
+      earlier = await earlierAttachment(kv, conf, env, id, handle);
       if (earlier) {
         ips.push(...earlier.ips);
       } else if (conf.ipam) {
@@ -768,13 +770,21 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         pod: { name: env.ifname, mac: link.mac, sandbox: env.netns, mtu: link.mtu },
       });
     } catch (e) {
+      let undone = true;
       for (const step of undo.reverse()) {
         try {
           await step();
         } catch {
           /* best effort: the original error is what the runtime needs to see */
+          undone = false;
         }
       }
+      // A first ADD refused late ("CNI_IFNAME eth0 already exists"), everything it made undone: the
+      // container holds nothing here, so its lock file goes now rather than waiting for a DEL that
+      // may never come. Kept when an earlier ADD's attachment is there (its DEL removes it), when
+      // an undo step failed (something is left for the DEL), and when the ADD failed before it
+      // could tell (datastore unreachable or locked).
+      if (earlier === null && undone) held.removeFileOnRelease();
       throw e;
     }
   }));

@@ -3,12 +3,15 @@
  * 1 and LOW 5): a repeated ADD of one container naming another CNI_NETNS than its first (where
  * another pod's eth0 is, or nothing), and a first ADD into a namespace that already has
  * CNI_IFNAME, are refused naming CNI_IFNAME and CNI_NETNS, with every pod's interface, address
- * and endpoint as they were. Root and network namespaces (harness.ts).
+ * and endpoint as they were; the refused first ADD leaves no lock file (container-lock.ts). Root
+ * and network namespaces (harness.ts).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CniHarness, withHarness } from './harness';
+import { existsSync } from 'node:fs';
 import { Ipam } from '../../src/control/ipam';
+import { containerLockFile } from '../../src/cni/container-lock';
 import { isRoot } from '../helpers/netns';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
@@ -48,6 +51,8 @@ test('a repeated ADD naming another namespace: refused (4) naming CNI_IFNAME and
     assert.is(eth0(h, qc), null, 'nothing made in qc');
     assert.equal(h.caliLinks().sort(), before.cali);
     assert.equal(await h.workloadEndpoints(), before.weps, 'endpoints not rewritten');
+    // b holds its first ADD's address and interface: its lock file stays for its DEL (review LOW 4)
+    assert.ok(existsSync(containerLockFile(h.ipamLockFile, b)), 'the lock file of a container with an attachment is kept');
 
     // The same ADD of b into its own namespace still answers as before.
     const same = await h.add(qb, b);
@@ -76,6 +81,8 @@ test('a first ADD into a namespace that already has CNI_IFNAME: refused (4) nami
       assert.equal(h.caliLinks(), []);
       assert.equal(await h.handles(), [], 'its address was released');
       assert.equal(await h.workloadEndpoints(), []);
+      // it made nothing: its lock file is not left for a DEL that may never come (review LOW 4)
+      assert.not.ok(existsSync(containerLockFile(h.ipamLockFile, id)), `no lock file left for ${id}`);
     }
     assert.equal(await new Ipam(h.kv).check(), []);
   });

@@ -218,6 +218,12 @@ async function showCommand(o: ShowOpts, out: Out): Promise<void> {
 
 /** Exit status of `ipam check` when it finds problems (1 is an error, 2 a usage error). */
 export const CHECK_FOUND_PROBLEMS = 3;
+/**
+ * ipam check's exit code when it found no problems but could not check a part it was asked to, or
+ * had to pick for itself: several podway processes run here and none was named (--node), or the
+ * one asked did not answer or uses another datastore. Not 0: that would claim a clean check.
+ */
+export const CHECK_INCOMPLETE = 5;
 
 const REPORT_FORMAT = 'podway-ipam-check-report/v1';
 
@@ -282,10 +288,15 @@ export interface OrphanPods {
  * so ipam check reports them only on the node it runs on; elsewhere, or with podway not running,
  * it says they were not checked.
  */
-async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: MissingInterfaces; orphans: { checkedOn: string | null; notChecked: string | null; pods: readonly OrphanPodAddress[] } }> {
-  const neither = (checkedOn: string | null, notChecked: string) => ({ missing: { checkedOn, notChecked, endpoints: [] }, orphans: { checkedOn, notChecked, pods: [] } });
+async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: MissingInterfaces; orphans: { checkedOn: string | null; notChecked: string | null; pods: readonly OrphanPodAddress[] }; incomplete: boolean }> {
   let sock: string | null = o.control ?? null;
   const node = o.node ?? (process.env.NODENAME || undefined);
+  // A part not checked makes the check incomplete (exit CHECK_INCOMPLETE) when it was asked for
+  // (--control, --node, $NODENAME) or when podway runs here but which one was meant cannot be
+  // told; not when no podway here (a check run off the nodes) or the only one is another
+  // datastore's: this node's part is not to be had there, and exit 0 stays as it was.
+  let asked = sock !== null || node !== undefined;
+  const neither = (checkedOn: string | null, notChecked: string) => ({ missing: { checkedOn, notChecked, endpoints: [] }, orphans: { checkedOn, notChecked, pods: [] }, incomplete: asked });
   if (sock === null && node !== undefined) sock = defaultControlPath(node);
   if (sock === null) {
     let socks: string[] = [];
@@ -294,7 +305,8 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
     } catch {
       /* none */
     }
-    if (socks.length !== 1) return neither(null, socks.length ? `several podway processes run here (${socks.join(', ')}): pick one with --node` : 'no podway run here (no /run/podway/*.sock; give --node or --control on the node)');
+    if (socks.length === 0) return neither(null, 'no podway run here (no /run/podway/*.sock; give --node or --control on the node)');
+    if (socks.length > 1) return { ...neither(null, `several podway processes run here (${socks.join(', ')}): pick one with --node`), incomplete: true };
     sock = `/run/podway/${socks[0]}`;
   }
   // Only a podway run on the datastore checked: another one's endpoints are not these addresses'.
@@ -305,6 +317,7 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
   try {
     status = await controlRequest(sock, { cmd: 'status' }, 10_000) as typeof status;
     if (status.datastoreSource !== checked) return neither(sock, `podway run on ${sock} uses datastore ${status.datastoreSource ?? '?'}, not ${checked}`);
+    asked = true; // the podway of this datastore: what it cannot give is a gap
     rows = await controlRequest(sock, { cmd: 'endpoints' }, 10_000);
   } catch (e) {
     return neither(sock, `podway run on ${sock} did not answer: ${(e as Error).message}`);
@@ -314,13 +327,13 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
   const orphans = Array.isArray(orphanRows)
     ? { checkedOn: sock, notChecked: null, pods: orphanRows.filter((r): r is OrphanPodAddress => typeof r?.ifname === 'string' && typeof r?.address === 'string').map((r) => ({ ifname: r.ifname, address: r.address, ...(ORPHAN_SOURCES.has(String(r.source)) ? { source: r.source } : {}) })) }
     : { checkedOn: sock, notChecked: `podway run on ${sock} gave no list of orphan pod interfaces`, pods: [] };
-  if (!Array.isArray(rows)) return { missing: { checkedOn: sock, notChecked: `podway run on ${sock} gave no endpoint list`, endpoints: [] }, orphans };
+  if (!Array.isArray(rows)) return { missing: { checkedOn: sock, notChecked: `podway run on ${sock} gave no endpoint list`, endpoints: [] }, orphans, incomplete: true };
   const waiting: WaitingEndpoint[] = [];
   for (const r of rows as Record<string, unknown>[]) {
     if (typeof r.state !== 'string' || !r.state.startsWith('waiting') || typeof r.since !== 'string') continue;
     waiting.push({ workload: String(r.workload), interface: String(r.interface), networks: Array.isArray(r.networks) ? r.networks.map(String) : [], error: String(r.error ?? ''), since: r.since, missing: r.state === 'waiting: interface missing' });
   }
-  return { missing: { checkedOn: sock, notChecked: null, endpoints: staleEndpoints(waiting, Date.now(), graceMs) }, orphans };
+  return { missing: { checkedOn: sock, notChecked: null, endpoints: staleEndpoints(waiting, Date.now(), graceMs) }, orphans, incomplete: orphans.notChecked !== null };
 }
 
 /** An address as the audit writes it (formatIp), whatever form podway run gave it in. */
@@ -418,6 +431,8 @@ export interface CheckReport {
   readonly missingInterfaces: MissingInterfaces;
   /** This node's pod interfaces holding an address no endpoint of this datastore names (problems). */
   readonly orphanPods: OrphanPods;
+  /** What was not checked that makes the exit code CHECK_INCOMPLETE rather than 0 (empty: all was). */
+  readonly notChecked: readonly string[];
 }
 
 /**
@@ -428,7 +443,7 @@ export interface CheckReport {
  */
 const FORMAT_LIKE = new Set(['yaml', 'yml', 'wide', 'ps', 'name', 'text', 'table', 'json']);
 
-async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
+async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<{ total: number; incomplete: boolean }> {
   const graceMs = graceOf(o.gracePeriod);
   const toFile = o.output !== 'table' && o.output !== 'json' ? o.output : null;
   const formatLikeNewFile = toFile !== null && FORMAT_LIKE.has(toFile.toLowerCase()) && !existsSync(toFile);
@@ -449,6 +464,10 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   }
   const node = await askNode(o, graceMs);
   const missing = node.missing;
+  const notChecked = !node.incomplete ? [] : [
+    ...(missing.notChecked ? [`this node's workload endpoints missing their interface (${missing.notChecked})`] : []),
+    ...(node.orphans.notChecked ? [`this node's orphan pod interfaces (${node.orphans.notChecked})`] : []),
+  ];
   const allocationOf = new Map(audit.allocations.map((a) => [a.ip, a]));
   const orphans: OrphanPods = {
     ...node.orphans,
@@ -472,6 +491,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
     deferredCniReleases: deferred.entries,
     missingInterfaces: missing,
     orphanPods: orphans,
+    notChecked,
   };
   if (toFile !== null) {
     try {
@@ -485,7 +505,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   }
   if (o.output === 'json') {
     out(JSON.stringify(report, null, 2) + '\n');
-    return total;
+    return { total, incomplete: notChecked.length > 0 };
   }
   const lines: string[] = ['Checking IPAM for inconsistencies...', '', 'Loading all IPAM blocks...', `Found ${blocks.length} IPAM blocks.`];
   const byBlock = new Map<string, IpamProblem[]>();
@@ -565,10 +585,12 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   if (orphans.notChecked) lines.push(`  not checked: ${orphans.notChecked}`);
   for (const p of orphans.pods) lines.push(`  ${orphanPodLine(p)}; ${orphanAllocationText(p)}`);
   lines.push(orphans.notChecked ? 'Found ? orphan pod interfaces (not checked).' : `Found ${orphans.pods.length} pod interfaces holding an address no workload endpoint of this datastore names.`, '');
-  lines.push(`Check complete; found ${total} problems.`);
+  lines.push(notChecked.length > 0
+    ? `Check incomplete; found ${total} problems in what was checked; not checked: ${notChecked.join('; ')}.`
+    : `Check complete; found ${total} problems.`);
   if (toFile !== null) lines.push(`Report written to ${toFile}.`);
   out(lines.join('\n') + '\n');
-  return total;
+  return { total, incomplete: notChecked.length > 0 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -976,7 +998,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
 
   ipam
     .command('check')
-    .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems`)
+    .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems, ${CHECK_INCOMPLETE} when it finds none but could not check this node's part (several podway runs here and no --node, or the one asked not answering)`)
     .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report; any other value is a file name, as in calicoctl: -o yaml writes a file named yaml, with a warning)').default('table'))
     .option('--show-all-ips', 'list every allocation and who uses it')
     .option('--node <name>', 'also report this node\'s endpoints whose interface is missing, asking its podway run here (default $NODENAME, else the only podway run here)')
@@ -987,7 +1009,9 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action(async (o: CheckOpts) => {
-      if ((await checkCommand(o, out, err)) > 0) process.exitCode = CHECK_FOUND_PROBLEMS;
+      const r = await checkCommand(o, out, err);
+      if (r.total > 0) process.exitCode = CHECK_FOUND_PROBLEMS;
+      else if (r.incomplete) process.exitCode = CHECK_INCOMPLETE;
     });
 
   ipam

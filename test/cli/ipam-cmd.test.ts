@@ -115,6 +115,21 @@ function ipamSuite(target: Target) {
   });
   const ds = () => ['--datastore', spec];
 
+  test('check that could not ask the podway run named (--control) finds no problems but says what it did not check, exit 5 (not 0)', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const sock = path.join(work, 'no-podway.sock');
+    const r = await podway(['ipam', 'check', '--control', sock, ...ds()]);
+    assert.is(r.code, 5, r.err + r.out);
+    assert.ok(r.out.includes(`  not checked: podway run on ${sock} did not answer`), r.out);
+    assert.match(r.out, /\nCheck incomplete; found 0 problems in what was checked; not checked: this node's workload endpoints missing their interface \(podway run on [^\n]* did not answer[^\n]*; this node's orphan pod interfaces \([^\n]*\)\.\n$/);
+    assert.not.match(r.out, 'Check complete');
+    const j = await podway(['ipam', 'check', '-o', 'json', '--control', sock, ...ds()]);
+    assert.is(j.code, 5, j.err);
+    const report = JSON.parse(j.out);
+    assert.is(report.problemCount, 0);
+    assert.is(report.notChecked.length, 2, j.out);
+  });
+
   test('assign 5, show and show --show-blocks, check clean, plant a leak, check names it, release', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
     const assigned = (await okSpawned(['ipam', 'assign', '--node', 'node1', '--count', '5', '--handle', 'k8s-pod-network.abc', ...ds()])).trim().split('\n');

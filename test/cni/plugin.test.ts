@@ -972,7 +972,7 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
     assert.ok(shim.includes(SHIM_MARKER));
     assert.ok(shim.includes(process.execPath) && shim.includes(path.resolve(__dirname, '../../src/cni/main.js')), shim);
     const conf = JSON.parse(readFileSync(path.join(confDir, '20-pw-net.conflist'), 'utf8'));
-    assert.equal(conf, { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'pw-net', plugins: [{ type: 'podway', datastore: `embedded:${h.storeDir}`, nodename: 'n-1', ipam: { type: 'podway' }, conflist: path.join(confDir, '20-pw-net.conflist') }] });
+    assert.equal(conf, { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'pw-net', plugins: [{ type: 'podway', datastore: `embedded:${h.storeDir}`, nodename: 'n-1', ipam: { type: 'podway' }, conflist: path.join(confDir, '20-pw-net.conflist'), capabilities: { mac: true } }] });
     // the shim answers VERSION with no environment but CNI_COMMAND
     const v = sh('/usr/bin/env', ['-i', 'CNI_COMMAND=VERSION', path.join(binDir, 'podway')]);
     assert.equal(JSON.parse(v).supportedVersions, ['0.4.0', '1.0.0', '1.1.0']);

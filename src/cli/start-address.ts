@@ -10,8 +10,7 @@
  * manifests set IP=autodetect, which detects afresh at every start too.
  */
 import { execFileSync } from 'node:child_process';
-import { isIPv6 } from 'node:net';
-import { canonicalIpv6 } from '../packet/ipv6';
+import { addressSpelling } from '../packet/ipv6';
 
 /** Every address on any interface here (IPv6 canonical), or null when `ip` cannot tell. */
 export function addressesHeldHere(): Set<string> | null {
@@ -23,18 +22,10 @@ export function addressesHeldHere(): Set<string> | null {
     return null;
   }
   const held = new Set<string>();
-  for (const l of links) for (const a of l.addr_info ?? []) if (a.local) held.add(spelling(a.local));
+  for (const l of links) for (const a of l.addr_info ?? []) if (a.local) held.add(addressSpelling(a.local));
   return held;
 }
 
-function spelling(addr: string): string {
-  if (!isIPv6(addr)) return addr;
-  try {
-    return canonicalIpv6(addr);
-  } catch {
-    return addr.toLowerCase();
-  }
-}
 
 export interface StartAddressChoice {
   /** What to register ("addr/prefix"), undefined when there is nothing. */
@@ -51,7 +42,7 @@ export interface StartAddressChoice {
  */
 export function chooseStartAddress(family: 4 | 6, node: string, stored: string | undefined, detect: () => string | undefined, held: ReadonlySet<string> | null): StartAddressChoice {
   if (stored === undefined) return { address: detect() };
-  if (held === null || held.has(spelling(stored.split('/')[0]!))) return { address: stored };
+  if (held === null || held.has(addressSpelling(stored.split('/')[0]!))) return { address: stored };
   const flag = family === 4 ? '--ip (or IP)' : '--ip6 (or IP6)';
   const detected = detect();
   if (detected === undefined) {

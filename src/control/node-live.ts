@@ -27,9 +27,8 @@
  */
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
-import { isIPv6 } from 'node:net';
 import type { KvLeaseReads, KvLeases, KvStore } from './kv/kv';
-import { canonicalIpv6 } from '../packet/ipv6';
+import { addressSpelling } from '../packet/ipv6';
 
 export const LIVE_PREFIX = '/calico/podway/v1/live/';
 /** The lease's TTL: a stopped podway's key is gone within this many seconds. */
@@ -90,14 +89,6 @@ export function parseLiveRecord(value: string): LiveRecord {
   }
 }
 
-function spelling(addr: string): string {
-  if (!isIPv6(addr)) return addr;
-  try {
-    return canonicalIpv6(addr);
-  } catch {
-    return addr.toLowerCase();
-  }
-}
 
 /**
  * Whether `rec` was written by this host: the same host name and machine id (both without one:
@@ -107,7 +98,7 @@ function spelling(addr: string): string {
 export function writtenHere(rec: LiveRecord, me: ThisHost, held: ReadonlySet<string> | null): boolean {
   if (rec.host === me.host && rec.machineId === me.machineId) return true;
   if (held === null) return false;
-  return rec.addresses.some((a) => held.has(spelling(a.split('/')[0]!)));
+  return rec.addresses.some((a) => held.has(addressSpelling(a.split('/')[0]!)));
 }
 
 /** `podway run` refused at start: the node runs on another host (cli/join.ts makes it exit 2). */

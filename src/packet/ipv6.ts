@@ -10,6 +10,7 @@
 // Addresses on the hot path are never materialised: they are compared and copied as four 32-bit
 // words (get32) in place, the same words Fib6.lookup takes.
 
+import { isIPv6 } from 'node:net';
 import { get16, get32, set16 } from './bytes';
 import { Drop, DropReason } from './drop';
 
@@ -226,6 +227,17 @@ export function canonicalIpv6(text: string): string {
     text = `${m[1]}${((o[0] << 8) | o[1]).toString(16)}:${((o[2] << 8) | o[3]).toString(16)}`;
   }
   return formatIpv6(parseIpv6Bytes(text));
+}
+
+/** An address text to compare: IPv6 in its RFC 5952 spelling (an invalid one lower-cased), anything
+ * else (IPv4) as given. Never throws. */
+export function addressSpelling(addr: string): string {
+  if (!isIPv6(addr)) return addr;
+  try {
+    return canonicalIpv6(addr);
+  } catch {
+    return addr.toLowerCase();
+  }
 }
 
 /** RFC 5952 text of the 16 bytes at `off`. */

@@ -17,18 +17,10 @@ import { Lab, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, until, logTail } from './e2e-kit';
 import { Bg, py, pyJson, PY_START_MS } from './tools';
+import { crc32cRef } from '../helpers/crc32c';
 
 let lab: Lab | null = null;
 let ok = false;
-
-function crc32cRef(b: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const x of b) {
-    c ^= x;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 /** Sends one IPv4 SCTP packet (a DATA chunk of `n` bytes) with NEEDS_CSUM at its CRC32c field (0). */
 const PY_SEND = `

@@ -19,6 +19,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { nativeAddon, FramePool } from '../../src/dataplane/native';
 import { wr16 } from './wire-ref';
+import { crc32cRef } from '../helpers/crc32c';
 
 interface DeliverResult { n: number; badCsum: number; csumCompleted: number }
 interface TestHooks { offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): DeliverResult }
@@ -26,15 +27,6 @@ const hooks = nativeAddon() as unknown as TestHooks;
 const pool = new FramePool(64);
 const NEEDS_CSUM = 1;
 
-/** Bitwise CRC32c (reflected 0x82F63B78), RFC 4960 appendix B: the reference. */
-function crc32cRef(b: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const x of b) {
-    c ^= x;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 function vnet(csumStart: number, csumOffset: number): Uint8Array {
   const v = new Uint8Array(10);

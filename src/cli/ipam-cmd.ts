@@ -297,6 +297,9 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
   // datastore's: this node's part is not to be had there, and exit 0 stays as it was.
   let asked = sock !== null || node !== undefined;
   const neither = (checkedOn: string | null, notChecked: string) => ({ missing: { checkedOn, notChecked, endpoints: [] }, orphans: { checkedOn, notChecked, pods: [] }, incomplete: asked });
+  // Only a podway run on the datastore checked: another one's endpoints are not these addresses'.
+  const spec = kvSpec(o, false);
+  const checked = spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   if (sock === null && node !== undefined) sock = defaultControlPath(node);
   if (sock === null) {
     let socks: string[] = [];
@@ -306,12 +309,19 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
       /* none */
     }
     if (socks.length === 0) return neither(null, 'no podway run here (no /run/podway/*.sock; give --node or --control on the node)');
-    if (socks.length > 1) return { ...neither(null, `several podway processes run here (${socks.join(', ')}): pick one with --node`), incomplete: true };
+    if (socks.length > 1) {
+      // Several here (nodes of test clusters, or a socket a killed run left): the one meant is the
+      // one on this datastore; others' endpoints are not these addresses', a silent socket no run.
+      const ours = (await Promise.all(socks.map(async (f) => {
+        const st = await controlRequest(`/run/podway/${f}`, { cmd: 'status' }, 3000).catch(() => null) as { datastoreSource?: string } | null;
+        return st?.datastoreSource === checked ? f : null;
+      }))).filter((f): f is string => f !== null);
+      if (ours.length === 0) return neither(null, `no podway run here uses ${checked} (${socks.join(', ')} here: another datastore's or not answering; give --node or --control on the node)`);
+      if (ours.length > 1) return { ...neither(null, `several podway processes on ${checked} run here (${ours.join(', ')}): pick one with --node`), incomplete: true };
+      socks = ours;
+    }
     sock = `/run/podway/${socks[0]}`;
   }
-  // Only a podway run on the datastore checked: another one's endpoints are not these addresses'.
-  const spec = kvSpec(o, false);
-  const checked = spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   let rows: unknown;
   let status: { datastoreSource?: string; orphanPods?: unknown };
   try {

@@ -21,6 +21,7 @@ import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
 import { reconcileTunnelAddrs, tunnelKind } from '../control/tunnel-addrs';
 import { addressesHeldHere, chooseStartAddress } from './start-address';
 import { Backoff } from '../util/backoff';
+import { abortableSleep } from '../util/abortable-sleep';
 
 export interface JoinOptions {
   node: string;
@@ -91,15 +92,7 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
         const wait = backoff.next();
         if (!(e instanceof KvConfigError)) say(`${e.message}; retrying in ${wait / 1000} s`);
         else if (e.message !== saidConfig) say(`${(saidConfig = e.message)}; retrying (said once)`);
-        await new Promise<void>((r) => {
-          const t = setTimeout(done, wait);
-          function done() {
-            clearTimeout(t);
-            opts.signal?.removeEventListener('abort', done);
-            r();
-          }
-          opts.signal?.addEventListener('abort', done, { once: true });
-        });
+        await abortableSleep(wait, opts.signal);
       }
     }
   } finally {

@@ -27,6 +27,7 @@ import { ENFORCING_KINDS, type PolicyRef } from './policy-kinds';
 import { selectorIssues } from './selector-fields';
 import type { FelixConfiguration } from './calico-kind-schemas';
 import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
+import { abortableSleep } from '../util/abortable-sleep';
 
 /** The prefixes a KvDatastore lists and watches. */
 // The blocks are read for their borrowed addresses (allocations used by another node than the
@@ -72,18 +73,6 @@ interface Slot {
   readonly value: string;
   readonly item: Item | null;
 }
-
-const sleepAbortable = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done);
-  });
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -228,7 +217,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
           const text = errorText(e);
           if (text !== said) this.emitError(new Error(`${this.source}: resync of ${prefix} failed (attempt ${attempt}, retrying in ${wait / 1000} s, backing off to every ${this.retryMaxMs / 1000} s; ${prefix} is not followed meanwhile): ${text}`));
           said = text;
-          await sleepAbortable(wait, this.abort.signal);
+          await abortableSleep(wait, this.abort.signal);
           continue;
         }
         failed++;
@@ -242,7 +231,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
           this.emitError(new Error(`datastore unreachable (attempt ${attempt}, retrying in ${wait / 1000} s): ${e.message}`));
         }
         this.down = true;
-        await sleepAbortable(wait, this.abort.signal);
+        await abortableSleep(wait, this.abort.signal);
       }
     }
   }

@@ -29,6 +29,7 @@ import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import type { KvLeaseReads, KvLeases, KvStore } from './kv/kv';
 import { addressSpelling } from '../packet/ipv6';
+import { abortableSleep } from '../util/abortable-sleep';
 
 export const LIVE_PREFIX = '/calico/podway/v1/live/';
 /** The lease's TTL: a stopped podway's key is gone within this many seconds. */
@@ -165,15 +166,7 @@ export async function awaitNodeFree(kv: KvLeaseReads, opts: AwaitNodeFreeOptions
       opts.say(`node ${opts.node}: its liveness key ${key} was written by another host (${recordText(rec)}); the other run's liveness lease expires in ${ttl} s unless its podway renews it: waiting to see (a running one renews it within ${Math.ceil(LIVE_TTL_S / 3)} s, and this start is refused)`);
     }
     prev = { lease: got.lease, ttl, at };
-    await new Promise<void>((r) => {
-      const t = setTimeout(done, sampleMs);
-      function done() {
-        clearTimeout(t);
-        opts.signal?.removeEventListener('abort', done);
-        r();
-      }
-      opts.signal?.addEventListener('abort', done, { once: true });
-    });
+    await abortableSleep(sampleMs, opts.signal);
   }
   throw new Error(`node ${opts.node}: its liveness key ${key} neither expired nor was renewed in 600 reads`);
 }

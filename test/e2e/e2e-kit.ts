@@ -5,6 +5,7 @@
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
@@ -244,8 +245,22 @@ export async function tcpTransferFromNs(src: { name: string; ns: string }, dst: 
   const ms = Date.now() - t0;
   if (client.code !== 0) throw new Error(`tcp sender ${from} -> ${to} failed (${client.code}): ${client.err.trim()}`);
   if (srv.code !== 0) throw new Error(`tcp receiver ${to} failed (${srv.code}): ${srv.err.trim()}`);
-  const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!);
-  return { sent: last(client.out), received: last(srv.out), ms };
+  return { sent: peerReport(client.out), received: peerReport(srv.out), ms };
+}
+
+/** The last JSON line a tcp-peer printed: its report of the stream (bytes, sha256, ...). */
+export function peerReport<T = { bytes: number; sha256: string }>(out: string): T {
+  return JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).pop()!);
+}
+
+/** A tcp-peer sender and receiver (spawnCollected) both ended 0 and the receiver got `bytes`, as sent. */
+export async function assertStreamIntact(client: Collected, server: Collected, bytes: number): Promise<void> {
+  const [cc, sc] = await Promise.all([client.done, server.done]);
+  assert.is(cc, 0, `sender: ${client.err()}`);
+  assert.is(sc, 0, `receiver: ${server.err()}`);
+  const got = peerReport(server.out());
+  assert.is(got.bytes, bytes);
+  assert.is(got.sha256, peerReport(client.out()).sha256, 'the stream intact');
 }
 
 // ---- control socket and log ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, logTail, until, nsExec, spawnCollected } from './e2e-kit';
+import { guard, teardown, isRoot, logTail, until, nsExec, spawnCollected, assertStreamIntact } from './e2e-kit';
 
 const PEER = path.join(__dirname, 'tcp-peer.js');
 const SPEC = [
@@ -152,14 +152,7 @@ test('super-frames for node2 while it is resolved after a restart wait whole and
     } finally {
       if (silenced) silence(false);
     }
-    const [cc, sc] = await Promise.all([client.done, server.done]);
-    assert.is(cc, 0, `sender: ${client.err()}`);
-    assert.is(sc, 0, `receiver: ${server.err()}`);
-    const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as { bytes: number; sha256: string };
-    const sent = last(client.out());
-    const got = last(server.out());
-    assert.is(got.bytes, 5 << 20);
-    assert.is(got.sha256, sent.sha256, 'the stream intact');
+    await assertStreamIntact(client, server, 5 << 20);
     const c2 = await counters();
     assert.is(c2.neighbor_queue_sent ?? 0, c2.neighbor_queued ?? 0, `everything held was sent: ${JSON.stringify(c2)}`);
     assert.is(c2.neighbor_unresolved ?? 0, 0, 'no segment dropped neighbor_unresolved');

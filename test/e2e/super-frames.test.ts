@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, routes, until, nsExec, spawnCollected, tcpTransfer, logTail, startCapture, tsharkRows, type Collected } from './e2e-kit';
+import { guard, teardown, isRoot, routes, until, nsExec, spawnCollected, assertStreamIntact, tcpTransfer, logTail, startCapture, tsharkRows, type Collected } from './e2e-kit';
 
 const PEER = path.join(__dirname, 'tcp-peer.js');
 const SPEC = [{
@@ -157,14 +157,7 @@ test('a super-frame for a pod whose MAC is unknown waits whole and leaves with i
   const eps = (await controlRequest(lab!.node('node1').control, { cmd: 'endpoints' }, 5000)) as { networks: string[]; mac: string }[];
   assert.is(eps.find((e) => e.networks.includes(`${quiet.ip}/32`))?.mac, '', `podway does not know quiet-1's MAC after the restart (counters: ${JSON.stringify(c0)})`);
   writeFileSync(go, '');
-  const [cc, sc] = await Promise.all([client.done, server.done]);
-  assert.is(cc, 0, `sender: ${client.err()}`);
-  assert.is(sc, 0, `receiver: ${server.err()}`);
-  const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as { bytes: number; sha256: string };
-  const sent = last(client.out());
-  const got = last(server.out());
-  assert.is(got.bytes, 5 << 20);
-  assert.is(got.sha256, sent.sha256, 'the stream intact');
+  await assertStreamIntact(client, server, 5 << 20);
   const c1 = await counters();
   assert.ok((c1.neighbor_queued ?? 0) > 3, `a super-frame held as its segments (more than 3 packets queued): ${JSON.stringify(c1)}`);
   assert.is(c1.neighbor_queue_sent ?? 0, c1.neighbor_queued ?? 0, 'everything held was sent');

@@ -11,9 +11,8 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvEntry, KvStore } from '../control/kv/kv';
-import { hasLeaseReads, KvConfigError, KvUnavailableError } from '../control/kv/kv';
+import { hasLeaseReads, hasLeases, KvConfigError, KvUnavailableError } from '../control/kv/kv';
 import { awaitNodeFree, NodeLiveness, thisHost, type LiveRecord } from '../control/node-live';
-import { hasLeases } from '../control/kv/kv';
 import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, resourceKey } from '../control/calico-kinds';
@@ -123,13 +122,15 @@ function chooseIpv6(opts: JoinOptions, stored: StoredNode, fromNode: (family: 4 
 
 async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, say: (m: string) => void): Promise<void> {
   const nodeInfo = kindInfo('Node')!;
+  // the addresses this host's interfaces hold, read once when first needed
   let held: ReadonlySet<string> | null | undefined;
+  const heldHere = () => (held === undefined ? (held = addressesHeldHere()) : held);
   // At start on etcd, before anything is written: is this node running on another host (its
   // liveness key, control/node-live.ts)? Refused then (NodeLiveElsewhereError: exit 2), the Node
   // untouched; a lease nobody renews is waited out. The embedded store is one machine's (the run
   // lock covers it).
   if (opts.atStart && hasLeaseReads(kv)) {
-    await awaitNodeFree(kv, { node: opts.node, me: thisHost(), held: held === undefined ? (held = addressesHeldHere()) : held, say, ...(opts.signal ? { signal: opts.signal } : {}) });
+    await awaitNodeFree(kv, { node: opts.node, me: thisHost(), held: heldHere(), say, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
   const existing = await kv.get(resourceKey(nodeInfo, opts.node));
   opts.onNodeRead?.(existing);
@@ -138,7 +139,7 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   const replacedStored = { 4: false, 6: false };
   const fromNode = (family: 4 | 6, was: string | undefined, detect: () => string | undefined) => {
     if (!opts.atStart) return was ?? detect();
-    const c = chooseStartAddress(family, opts.node, was, detect, held === undefined ? (held = addressesHeldHere()) : held);
+    const c = chooseStartAddress(family, opts.node, was, detect, heldHere());
     if (c.warning) warn(c.warning);
     if (was !== undefined && c.address !== was) replacedStored[family] = true;
     return c.address;

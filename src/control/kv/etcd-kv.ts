@@ -651,13 +651,7 @@ export class EtcdKv implements KvStore, KvLeases {
   }
 
   async get(key: string): Promise<KvEntry | null> {
-    const res = await this.call(`get ${key}`, () =>
-      this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()),
-      'read',
-    );
-    if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
-    this.noteRevision(res.header);
-    return res.kvs.length > 0 ? toEntry(res.kvs[0]) : null;
+    return (await this.getLeased(key))?.entry ?? null;
   }
 
   async list(prefix: string): Promise<KvList> {
@@ -775,6 +769,7 @@ export class EtcdKv implements KvStore, KvLeases {
 
   async getLeased(key: string): Promise<{ entry: KvEntry; lease: string | null } | null> {
     const res = await this.call(`get ${key}`, () => this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()), 'read');
+    if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     this.noteRevision(res.header);
     const kv = res.kvs[0];
     if (!kv) return null;

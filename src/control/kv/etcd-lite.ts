@@ -40,7 +40,7 @@ import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPA
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
-import { KvBatchWrite, KvEntry, KvGuard, KvLeaseReads, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
+import { checkBatch, KvBatchWrite, KvEntry, KvGuard, KvLeaseReads, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
   Compare,
   decodeDeleteRangeResponse,
@@ -404,9 +404,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseReads {
   }
 
   async get(key: string): Promise<KvEntry | null> {
-    const res = decodeRangeResponse(await this.call(`get ${key}`, 'Range', encodeRange({ key: Buffer.from(key) }), 'read'));
-    this.noteHeader(res.header);
-    return res.kvs.length > 0 ? toEntry(res.kvs[0]!) : null;
+    return (await this.getLeased(key))?.entry ?? null;
   }
 
   async getLeased(key: string): Promise<{ entry: KvEntry; lease: string | null } | null> {
@@ -541,9 +539,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseReads {
    * unknown, as one write's.
    */
   async writeBatch(writes: readonly KvBatchWrite[]): Promise<number[] | null> {
-    if (writes.length === 0) return [];
-    if (writes.length > ETCD_MAX_TXN_OPS) throw new RangeError(`writeBatch: ${writes.length} writes, at most ${ETCD_MAX_TXN_OPS}`);
-    if (new Set(writes.map((w) => w.key)).size !== writes.length) throw new RangeError('writeBatch: a key written twice');
+    if (!checkBatch(writes, ETCD_MAX_TXN_OPS)) return [];
     const compare: Compare[] = writes.map((w) => w.modRevision === 0
       ? { key: Buffer.from(w.key), target: 'version', result: 'equal', value: 0 }
       : { key: Buffer.from(w.key), target: 'mod', result: 'equal', value: w.modRevision });

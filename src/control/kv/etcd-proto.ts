@@ -355,14 +355,13 @@ export function encodeLeaseTimeToLive(id: string): Buffer {
   return new ProtoWriter().int64(1, BigInt(id)).finish();
 }
 
-/** etcdserverpb.LeaseTimeToLiveResponse: TTL the seconds left (-1: expired or never granted), grantedTTL the TTL it was granted with. */
+/** etcdserverpb.LeaseTimeToLiveResponse: TTL the seconds left (-1: expired or never granted). */
 export interface LeaseTimeToLiveResponse {
   readonly header: ResponseHeader;
   readonly ttl: number;
-  readonly grantedTtl: number;
 }
 
 export function decodeLeaseTimeToLiveResponse(buf: Buffer): LeaseTimeToLiveResponse {
   const f = readFields(buf);
-  return { header: decodeHeader(messageField(f, 1)), ttl: numberField(f, 3), grantedTtl: numberField(f, 4) };
+  return { header: decodeHeader(messageField(f, 1)), ttl: numberField(f, 3) };
 }

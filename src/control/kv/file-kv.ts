@@ -48,7 +48,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock, sweepDeadTokens } from './file-lock';
 import { compareKeys } from './keys';
-import { KvBatchWrite, KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
+import { checkBatch, KvBatchWrite, KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
 import { replaceFile } from '../../util/replace-file';
 
 export interface FileKvOptions {
@@ -112,6 +112,11 @@ function toEvent(rec: LogRecord): KvEvent {
 function toRecord(ev: KvEvent): LogRecord {
   if (ev.type === 'delete') return { r: ev.modRevision, k: ev.key, d: 1 };
   return { r: ev.entry.modRevision, k: ev.entry.key, v: ev.entry.value, c: ev.entry.createRevision };
+}
+
+/** What tells one state.json from another (replaced whole by each fold): readers reload when it changes. */
+function stateIdOf(st: { ino: bigint; size: bigint; mtimeNs: bigint }): string {
+  return `${st.ino}:${st.size}:${st.mtimeNs}`;
 }
 
 function isErrno(e: unknown, code: string): boolean {
@@ -208,7 +213,7 @@ export class FileKv implements KvStore {
         await this.initialize();
         continue;
       }
-      const id = `${st.ino}:${st.size}:${st.mtimeNs}`;
+      const id = stateIdOf(st);
       if (id !== this.stateId) {
         if (await this.reload(locked)) return;
         if (attempt >= 20) throw new Error(`${this.description}: the snapshot keeps changing while being read`);
@@ -242,7 +247,7 @@ export class FileKv implements KvStore {
     if (!fh) return false;
     try {
       const st = await fh.stat({ bigint: true });
-      id = `${st.ino}:${st.size}:${st.mtimeNs}`;
+      id = stateIdOf(st);
       const text = await fh.readFile('utf8');
       try {
         snap = JSON.parse(text) as Snapshot;
@@ -476,7 +481,7 @@ export class FileKv implements KvStore {
     const log = await open(join(this.dir, `log.${generation}`), 'r+');
     await this.log?.close().catch(() => undefined);
     this.log = log;
-    this.stateId = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    this.stateId = stateIdOf(st);
     this.generation = generation;
     this.compactRevision = compactRevision;
     this.history = kept;
@@ -712,9 +717,7 @@ export class FileKv implements KvStore {
 
   /** Every write's condition checked under the writer lock, then all appended at once (or none). */
   async writeBatch(writes: readonly KvBatchWrite[]): Promise<number[] | null> {
-    if (writes.length === 0) return [];
-    if (writes.length > MAX_BATCH) throw new RangeError(`writeBatch: ${writes.length} writes, at most ${MAX_BATCH}`);
-    if (new Set(writes.map((w) => w.key)).size !== writes.length) throw new RangeError('writeBatch: a key written twice');
+    if (!checkBatch(writes, MAX_BATCH)) return [];
     const first = await this.mutateMany(() => {
       const recs: Omit<LogRecord, 'r'>[] = [];
       for (const w of writes) {

@@ -49,6 +49,15 @@ export interface KvBatchWrite {
   readonly modRevision: number;
 }
 
+/** The arguments every writeBatch refuses (more than the store's `max`, a key twice), as a
+ * RangeError; false for an empty batch (nothing to write: the store returns [] at once). */
+export function checkBatch(writes: readonly KvBatchWrite[], max: number): boolean {
+  if (writes.length === 0) return false;
+  if (writes.length > max) throw new RangeError(`writeBatch: ${writes.length} writes, at most ${max}`);
+  if (new Set(writes.map((w) => w.key)).size !== writes.length) throw new RangeError('writeBatch: a key written twice');
+  return true;
+}
+
 export interface KvWatch {
   /** Stop watching; no callback runs after the returned promise resolves. */
   close(): Promise<void>;

@@ -22,7 +22,7 @@ import { formatIp, netContains, parseIp } from '../control/ipam/net';
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../control/kv/cluster-guid';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
-import { resolveCommandSpec } from './run-datastore';
+import { resolveCommandSpec, specText } from './run-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { FILE_DATASTORE_READ_ONLY, withKv } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
@@ -299,7 +299,10 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
   const neither = (checkedOn: string | null, notChecked: string) => ({ missing: { checkedOn, notChecked, endpoints: [] }, orphans: { checkedOn, notChecked, pods: [] }, incomplete: asked });
   // Only a podway run on the datastore checked: another one's endpoints are not these addresses'.
   const spec = kvSpec(o, false);
-  const checked = spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
+  const checked = specText(spec);
+  type Status = { datastoreSource?: string; orphanPods?: unknown };
+  // the status of the socket picked among several (asked already: not asked again)
+  let picked: Status | null = null;
   if (sock === null && node !== undefined) sock = defaultControlPath(node);
   if (sock === null) {
     let socks: string[] = [];
@@ -313,19 +316,20 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
       // Several here (nodes of test clusters, or a socket a killed run left): the one meant is the
       // one on this datastore; others' endpoints are not these addresses', a silent socket no run.
       const ours = (await Promise.all(socks.map(async (f) => {
-        const st = await controlRequest(`/run/podway/${f}`, { cmd: 'status' }, 3000).catch(() => null) as { datastoreSource?: string } | null;
-        return st?.datastoreSource === checked ? f : null;
-      }))).filter((f): f is string => f !== null);
+        const st = await controlRequest(`/run/podway/${f}`, { cmd: 'status' }, 3000).catch(() => null) as Status | null;
+        return st?.datastoreSource === checked ? { f, st } : null;
+      }))).filter((o): o is { f: string; st: Status } => o !== null);
       if (ours.length === 0) return neither(null, `no podway run here uses ${checked} (${socks.join(', ')} here: another datastore's or not answering; give --node or --control on the node)`);
-      if (ours.length > 1) return { ...neither(null, `several podway processes on ${checked} run here (${ours.join(', ')}): pick one with --node`), incomplete: true };
-      socks = ours;
+      if (ours.length > 1) return { ...neither(null, `several podway processes on ${checked} run here (${ours.map((o) => o.f).join(', ')}): pick one with --node`), incomplete: true };
+      socks = [ours[0]!.f];
+      picked = ours[0]!.st;
     }
     sock = `/run/podway/${socks[0]}`;
   }
   let rows: unknown;
-  let status: { datastoreSource?: string; orphanPods?: unknown };
+  let status: Status;
   try {
-    status = await controlRequest(sock, { cmd: 'status' }, 10_000) as typeof status;
+    status = picked ?? await controlRequest(sock, { cmd: 'status' }, 10_000) as Status;
     if (status.datastoreSource !== checked) return neither(sock, `podway run on ${sock} uses datastore ${status.datastoreSource ?? '?'}, not ${checked}`);
     asked = true; // the podway of this datastore: what it cannot give is a gap
     rows = await controlRequest(sock, { cmd: 'endpoints' }, 10_000);

@@ -460,8 +460,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
   /** The registry (null without --metrics-port): more collectors (BGP, ...) join with metrics?.add(). */
   let metrics: PodwayMetrics | null = null;
   // The tunnel table's drops (VXLAN on the previous run's port: vxlan_old_port), made by the node's
-  // kernel, read from nft at most every 5 s for `podway counters` and /metrics.
-  const tunnelDrops = new TunnelDrops(() => tunnelCounters());
+  // kernel, read from nft at most every 5 s for `podway counters` and /metrics; only when the table
+  // has that rule (a previous run on another vxlanPort): no nft forked from this thread otherwise.
+  const tunnelDrops = new TunnelDrops(() => (engine?.previousVxlanPort != null ? tunnelCounters() : Promise.resolve(null)));
   if (opts.metricsPort !== undefined) {
     const { PodwayMetrics } = require('../observe/metrics') as typeof import('../observe/metrics');
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');

@@ -1417,6 +1417,12 @@ export class Engine {
    * between the runs): read once, before this engine's first install; null: none, or the same. */
   private vxlanOldPort: number | null | undefined = undefined;
 
+  /** The previous run's VXLAN port the tunnel table drops (and counts: vxlan_old_port), or null:
+   * none (then the table has no such rule, and nothing to read). */
+  get previousVxlanPort(): number | null {
+    return this.vxlanOldPort ?? null;
+  }
+
   /** Install the tunnel table (nft-tunnels.ts) for this run's VXLAN port, and the previous run's
    * port (dropped, counted vxlan_old_port) when it differed. */
   private installTunnelTable(ul: string, nodeIp: string | null, ip6: string | null): string | null {

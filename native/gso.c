@@ -78,7 +78,9 @@ static const uint32_t crc32c_table[256] = {
   0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
-uint32_t crc32c(uint32_t crc, const uint8_t *p, uint32_t len) {
+/* CRC32c (Castagnoli) of p[0..len) continuing `crc` (0 to start): RFC 3720 B.4's vectors.
+ * Static: csum_complete_partial is its one caller (it inlines). */
+static uint32_t crc32c(uint32_t crc, const uint8_t *p, uint32_t len) {
   crc = ~crc;
   for (uint32_t i = 0; i < len; i++) crc = crc32c_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
   return ~crc;

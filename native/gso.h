@@ -100,8 +100,6 @@ uint32_t gso_write_headers_pay(const uint8_t *f, const struct gso_plan *g, uint3
  * skb_crc32c_csum_help). Returns 0, or -1 when the offsets do not name a TCP, UDP or SCTP
  * checksum: outside the frame, into the Ethernet or IP header, not the L4 header's checksum field
  * (gso.c csum_offsets_ok; counted rx_bad_csum by the caller). */
-/* CRC32c (Castagnoli) of p[0..len) continuing `crc` (0 to start): RFC 3720 B.4's vectors. */
-uint32_t crc32c(uint32_t crc, const uint8_t *p, uint32_t len);
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset);
 
 /* Receive into descriptor i (shared with rxsuper.c): rx_slot points it at its slot's headroom and

@@ -19,7 +19,7 @@ import type { NatCounters } from '../dataplane/nft-nat';
 import { Collector, Sample, snapshotCounter, snapshotGauge } from './metrics';
 import { CachedCounters, type NftCacheOptions } from './nft-cache';
 
-export { NFT_COUNTERS_MAX_AGE_MS, CachedCounters, type NftCacheOptions } from './nft-cache';
+export { NFT_COUNTERS_MAX_AGE_MS } from './nft-cache';
 
 export interface NatSource {
   /** The table's counters, or null while there is no table (nft missing, podway stopping). */

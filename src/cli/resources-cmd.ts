@@ -178,7 +178,7 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
       }
       i += chunk.length;
       if (!(await writeBatch(kv, verb as Exclude<WriteVerb, 'delete'>, chunk, options, {
-        failure, skipped, err, done: () => done++,
+        failure, skipped, err, done: () => done++, writeOne,
       }))) {
         // The store refused so many operations in one transaction (an etcd with a lower
         // --max-txn-ops): these and the rest one at a time.
@@ -244,6 +244,8 @@ interface BatchOutcome {
   err: Out;
   /** One more resource handled (written or skipped). */
   done(): void;
+  /** writeAll's write of one resource alone (its own read and compare-and-swap; counted, skipped or thrown). */
+  writeOne(r: FileResource): Promise<void>;
 }
 
 /** etcd's refusal of a transaction with more operations than its --max-txn-ops, or larger than its
@@ -298,18 +300,7 @@ async function writeBatch(kv: KvStore, verb: Exclude<WriteVerb, 'delete'>, chunk
   }
   if (written === null) {
     // Someone wrote one of these keys since the read: nothing of the chunk was written.
-    const writeOne = (b: BatchItem) => (verb === 'apply' ? applyResource : verb === 'create' ? createResource : replaceResource)(kv, b.r.object, options);
-    for (const b of chunk) {
-      try {
-        await writeOne(b);
-        outcome.done();
-      } catch (e) {
-        const skip = outcome.skipped(b.r, e);
-        if (skip === null) throw outcome.failure(b.r, e);
-        outcome.err(skip);
-        outcome.done();
-      }
-    }
+    for (const b of chunk) await outcome.writeOne(b.r);
     return true;
   }
   for (const s of steps) {

@@ -10,6 +10,7 @@
 // when one is close, for the places a person wrote the resource: `podway apply|create|replace -f`
 // and the `file:` datastore. Resources read back from etcd or the embedded store are not checked
 // (a newer Calico may have written fields this list does not know). Zod-free.
+import { editDistance } from '../util/edit-distance';
 
 /** A mapping's known keys; a key whose value is `true` is not looked into. */
 type FieldTree = { readonly [key: string]: FieldTree | true };
@@ -61,20 +62,6 @@ function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Levenshtein distance, capped: only "is it within 2" matters. */
-function distance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 2) return 3;
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[b.length]!;
-}
-
 /** The known key a typo most likely meant: same letters in another case, else within 2 edits. */
 export function closest(key: string, known: readonly string[]): string | undefined {
   const lower = key.toLowerCase();
@@ -83,7 +70,7 @@ export function closest(key: string, known: readonly string[]): string | undefin
   let best: string | undefined;
   let bestDistance = 3;
   for (const k of known) {
-    const d = distance(lower, k.toLowerCase());
+    const d = editDistance(lower, k.toLowerCase(), 2);
     if (d < bestDistance) [best, bestDistance] = [k, d];
   }
   return best;

@@ -15,6 +15,7 @@ import type { z } from 'zod';
 import type { BlockAffinity } from './resources';
 import { AFFINITY_STATES, CALICO_API_VERSION } from './resource-names';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
+import { editDistance } from '../util/edit-distance';
 
 // Types of the schemas moved to calico-kind-schemas.ts (type-only: nothing is loaded for them).
 export type { BGPConfiguration, BGPPeer } from './calico-kind-schemas';
@@ -143,12 +144,13 @@ export function kindFromArgument(text: string): KindInfo {
 
 /** The alias nearest to `text` (optimal string alignment distance: at most 1, or 2 from 5 letters), if one is. */
 function nearestAlias(text: string): string | null {
+  if (text.length > 64) return null; // a command-line word, not a text to align
   const max = text.length >= 5 ? 2 : 1;
   let best: string | null = null;
   let bestD = max + 1;
   for (const k of KINDS) {
     for (const a of k.aliases) {
-      const d = editDistance(text, a, max);
+      const d = editDistance(text, a, max, true);
       if (d < bestD) {
         best = a;
         bestD = d;
@@ -156,20 +158,6 @@ function nearestAlias(text: string): string | null {
     }
   }
   return best;
-}
-
-/** Levenshtein distance with adjacent transpositions; above `max` it returns max + 1 (inputs are short: a command line word). */
-function editDistance(a: string, b: string, max: number): number {
-  if (Math.abs(a.length - b.length) > max || a.length > 64 || b.length > 64) return max + 1;
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return Math.min(d[a.length]![b.length]!, max + 1);
 }
 
 export function resourceKey(info: KindInfo, name: string, namespace?: string): string {

@@ -977,11 +977,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // every thread start on them); a later change is said to take effect at the next start
     const vxlanWire = felix.vxlanAtStart();
     lockHolder.vxlanPort = vxlanWire.vxlanPort;
-    felixLog.info(`VXLAN: UDP port ${vxlanWire.vxlanPort} (${felix.status().settings.find((s) => s.field === 'vxlanPort')?.source}), VNI ${vxlanWire.vxlanVNI} (${felix.status().settings.find((s) => s.field === 'vxlanVNI')?.source}); a change takes effect at the next podway run start`, { vxlanPort: vxlanWire.vxlanPort, vxlanVNI: vxlanWire.vxlanVNI });
+    const wireSource = (field: string) => felix.status().settings.find((s) => s.field === field)?.source;
+    const vxlanPortSource = wireSource('vxlanPort');
+    felixLog.info(`VXLAN: UDP port ${vxlanWire.vxlanPort} (${vxlanPortSource}), VNI ${vxlanWire.vxlanVNI} (${wireSource('vxlanVNI')}); a change takes effect at the next podway run start`, { vxlanPort: vxlanWire.vxlanPort, vxlanVNI: vxlanWire.vxlanVNI });
     if (natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) {
       // natOutgoing's ports must not take the VXLAN port's replies (the default range was made
       // without 4789 before the datastore was read; a given one is checked here only)
-      if (opts.natPortRange) throw new UsageError(`--nat-port-range: ${opts.natPortRange} holds the VXLAN port ${vxlanWire.vxlanPort} (vxlanPort from ${felix.status().settings.find((s) => s.field === 'vxlanPort')?.source})`);
+      if (opts.natPortRange) throw new UsageError(`--nat-port-range: ${opts.natPortRange} holds the VXLAN port ${vxlanWire.vxlanPort} (vxlanPort from ${vxlanPortSource})`);
       natPorts = defaultNatPortRange(ephemeral, vxlanWire.vxlanPort);
       if (natPorts[0] <= vxlanWire.vxlanPort && vxlanWire.vxlanPort <= natPorts[1]) throw new Error(`vxlanPort ${vxlanWire.vxlanPort} is inside natOutgoing's port range ${natPorts[0]}-${natPorts[1]}: give --nat-port-range LOW-HIGH without it`);
     }

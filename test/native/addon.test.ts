@@ -762,9 +762,13 @@ test('close: a process or worker_thread ends cleanly with releases still pending
         // terminate(): kept alive, so terminate ends it (else it may end by itself first, code 0:
         // seen once on a loaded fresh machine)
         (end === 'terminate' ? 'setInterval(()=>{},1e6);' : ''), { eval: true });
+      // 'exit' is listened for from the start: a worker that ends before its message is read has
+      // the message and 'exit' emitted in one turn, so a listener added after the message would
+      // never fire and the test would end with nothing left to wait on (stop CI of session 25).
+      const exited = new Promise<number>((resolve) => w.once('exit', resolve));
       const queued = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
       assert.is(queued, 8, `${end}: releases queued in the worker`);
-      const code = end === 'terminate' ? await w.terminate() : await new Promise<number>((resolve) => w.once('exit', resolve));
+      const code = end === 'terminate' ? await w.terminate() : await exited;
       assert.is(code, end === 'terminate' ? 1 : 0, `${end}: exit code`);
       assert.is(openFds(), fds0, `${end}: every fd the worker opened is closed once it is gone`);
     }

@@ -347,9 +347,15 @@ export class FelixConfigTracker {
     return this.resolved.settings;
   }
 
+  /** vxlanPort and vxlanVNI as the layers give them now, with their sources (before a model was
+   * read: podway run's environment, checked by main.ts, or the built-in default). */
+  vxlanNow(): { readonly wire: FelixVxlanWire; readonly source: Readonly<Record<'vxlanPort' | 'vxlanVNI', string>> } {
+    return { wire: this.resolved.vxlan, source: this.resolved.vxlanSource };
+  }
+
   /** The VXLAN wire the dataplane starts on (the resolution now), in force until podway run stops. */
   vxlanAtStart(): FelixVxlanWire {
-    this.vxlanInForce = { wire: this.resolved.vxlan, source: this.resolved.vxlanSource };
+    this.vxlanInForce = this.vxlanNow();
     this.vxlanPendingNow.clear();
     return this.resolved.vxlan;
   }
@@ -400,7 +406,7 @@ export class FelixConfigTracker {
   /** For `podway status`: each setting, its value and source; invalid fields now and counted. */
   status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[]; unhonoured: readonly UnhonouredFelixField[]; vxlanPending: ReturnType<FelixConfigTracker['vxlanPending']>; mtuWarnings: readonly string[] } {
     // vxlanPort and vxlanVNI: the values in force (from the start on), with where they came from
-    const wire = this.vxlanInForce ?? { wire: this.resolved.vxlan, source: this.resolved.vxlanSource };
+    const wire = this.vxlanInForce ?? this.vxlanNow();
     return {
       settings: [
         ...FELIX_FIELDS.map((f) => ({ field: f.field, value: felixValueText(f.key, this.resolved.settings[f.key]), source: this.resolved.source[f.key] })),

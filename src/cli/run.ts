@@ -27,7 +27,6 @@ import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, p
 import { readLocalPortRange } from '../dataplane/port-range';
 import type { NatOutgoingExclusions } from '../dataplane/nat';
 import { ageText, guardSummary } from './format';
-import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
 import { CniConfCheck, cniIpamLockFiles, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
@@ -66,7 +65,7 @@ import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
 import { StartupClock } from './startup-clock';
-import { FelixConfigTracker, parseVxlanField, invalidFieldLine, unhonouredLine, vxlanPendingLine, type FelixChange, type LocalFelix } from './felix-settings';
+import { FelixConfigTracker, invalidFieldLine, unhonouredLine, vxlanPendingLine, type FelixChange, type LocalFelix } from './felix-settings';
 import { FELIX_MTU_FIELDS, tunnelMtuWarnings, type TunnelMtuSettings } from '../control/felix-mtu';
 
 export interface RunOptions {
@@ -374,13 +373,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // a range stops the start, naming it, before anything is touched (docs/networking.md, "The VXLAN source port").
   const ephemeral = readLocalPortRange();
   // natOutgoing's port range is checked before anything is touched too; against the VXLAN port
-  // here when $FELIX_VXLANPORT gives it (no FelixConfiguration overrides it: felix-settings.ts),
-  // else once the datastore was read (vxlanPort, below: a refusal then exits after undoing the start).
-  const envVxlanText = opts.felixWireEnv?.FELIX_VXLANPORT?.trim();
-  const envVxlanPort = envVxlanText ? parseVxlanField('vxlanPort', envVxlanText) : undefined;
+  // here when $FELIX_VXLANPORT gives it (no FelixConfiguration overrides it: felix-settings.ts; the
+  // tracker has resolved it already, from the environment or the built-in default), else once the
+  // datastore was read (vxlanPort, below: a refusal then exits after undoing the start).
+  const localVxlan = felix.vxlanNow();
+  const envVxlanPort = localVxlan.source.vxlanPort.startsWith('$') ? localVxlan.wire.vxlanPort : undefined;
   let natPorts: ReturnType<typeof defaultNatPortRange>;
   try {
-    natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, envVxlanPort, '$FELIX_VXLANPORT') : defaultNatPortRange(ephemeral, envVxlanPort ?? VXLAN_PORT);
+    natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, envVxlanPort, localVxlan.source.vxlanPort) : defaultNatPortRange(ephemeral, localVxlan.wire.vxlanPort);
   } catch (e) {
     // A bad --nat-port-range: exit 2. Without the flag the failure is the host's
     // net.ipv4.ip_local_port_range leaving no NAT ports, not a usage error: exit 1, the same message.

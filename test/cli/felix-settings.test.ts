@@ -105,6 +105,8 @@ test('vxlanPort and vxlanVNI: FELIX_* > node.NAME > default > 4789/4096, each wi
   // '' is unset, as main.ts takes it
   assert.equal(resolveFelix({ values: {}, from: {}, wireEnv: { FELIX_VXLANPORT: ' ' } }, undefined, NODE).vxlanSource.vxlanPort, 'built-in default');
   assert.equal(resolveFelix({ values: {}, from: {} }, undefined, NODE).vxlan, { vxlanPort: 4789, vxlanVNI: 4096 });
+  // before a model was read, the tracker has the environment's (podway run checks --nat-port-range against it at once)
+  assert.equal(new FelixConfigTracker({ values: {}, from: {}, wireEnv: { FELIX_VXLANPORT: ' 4500' } }, NODE).vxlanNow(), { wire: { vxlanPort: 4500, vxlanVNI: 4096 }, source: { vxlanPort: '$FELIX_VXLANPORT', vxlanVNI: 'built-in default' } });
   // the tracker: the values at the start stay in force; a later change is pending, said once
   const t = new FelixConfigTracker({ values: {}, from: {}, wireEnv: {} }, NODE);
   t.update({ default: { vxlanPort: 8472, vxlanVNI: 1 }, node: null }, 'datastore');

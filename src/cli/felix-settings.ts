@@ -276,18 +276,18 @@ export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined,
       }
       from = `$${f.env}`;
     }
-    const given: [string, string, unknown][] = [
-      ...ordered.filter(([, spec]) => spec !== null && spec[f.field] !== null && spec[f.field] !== undefined).map(([name, spec]) => [name, `FelixConfiguration ${name}`, spec![f.field]] as [string, string, unknown]),
-    ];
-    for (const [resource, src, raw] of given) {
+    // every resource's value is judged, as FELIX_FIELDS' are (an invalid one is said even where a higher layer wins)
+    for (const [name, spec] of ordered) {
+      const raw = spec?.[f.field];
+      if (raw === null || raw === undefined) continue;
       try {
         const v = parseVxlanField(f.field, raw);
         if (from === undefined) {
           vxlan[f.field] = v;
-          from = src;
+          from = `FelixConfiguration ${name}`;
         }
       } catch (e) {
-        invalid.push({ resource, field: f.field, value: shown(raw), reason: (e as Error).message });
+        invalid.push({ resource: name, field: f.field, value: shown(raw), reason: (e as Error).message });
       }
     }
     vxlanSource[f.field] = from ?? 'built-in default';

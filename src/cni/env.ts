@@ -12,6 +12,11 @@ export interface CniEnv {
   readonly ifname: string;
   readonly args: Readonly<Record<string, string>>;
   readonly path: readonly string[];
+  /**
+   * A DEL's CNI_ARGS had a part passed over (parseCniArgs with `warn`): a malformed part or a key
+   * given twice; the pod's name ADD had may be missing from `args` or differ.
+   */
+  readonly argsFaulty?: boolean;
 }
 
 // The spec's container ID rule: alphanumerics plus '_', '.', '-', starting with an alphanumeric.
@@ -80,7 +85,8 @@ export function readEnv(env: NodeJS.ProcessEnv, warn: (msg: string) => void = ()
     if (verb !== 'DEL' && netns === '') throw invalid('CNI_NETNS', `is not set (required for ${verb})`);
     if (netns !== '' && !netns.startsWith('/')) throw invalid('CNI_NETNS', `${JSON.stringify(netns)} is not an absolute path`);
   }
-  const args = parseCniArgs(env.CNI_ARGS ?? '', verb === 'DEL' ? warn : undefined);
+  let argsFaulty = false;
+  const args = parseCniArgs(env.CNI_ARGS ?? '', verb === 'DEL' ? (m) => { argsFaulty = true; warn(m); } : undefined);
   const path = (env.CNI_PATH ?? '').split(':').filter((p) => p !== '');
-  return { command: verb, containerId, netns, ifname, args, path };
+  return { command: verb, containerId, netns, ifname, args, path, argsFaulty };
 }

@@ -838,7 +838,48 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   await removeContainerLock(conf.ipamLockFile, env.containerId);
 }
 
-async function delAttachment(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+/**
+ * The pod's identity from the record ADD kept, for a DEL whose CNI_ARGS had a part passed over
+ * (env.argsFaulty: `K8S_POD_NAME` without '=', say): k8s names the host veth, the tap/tun altname
+ * and the WorkloadEndpoint after the pod, not the container, so with the pod's name lost DEL would
+ * find neither and leave them. The endpoint ADD wrote for this attachment (this container ID and
+ * CNI_IFNAME, on this node, of this network) names the pod: `env` with its K8S_POD_NAMESPACE and
+ * K8S_POD_NAME, said on stderr; `env` as it is when there is no such endpoint or it is a plain CNI one.
+ */
+async function identityFromRecord(kv: KvStore, conf: NetConf, env: CniEnv): Promise<CniEnv> {
+  for (const r of (await listResources(kv, WEP)).items) {
+    const meta = (r.object.metadata ?? {}) as JsonObject;
+    const spec = (r.object.spec ?? {}) as JsonObject;
+    const net = ((meta.annotations ?? {}) as Record<string, string>)[NETWORK_ANNOTATION];
+    if (spec.containerID !== env.containerId || spec.endpoint !== env.ifname || spec.node !== conf.nodename) continue;
+    if ((net !== undefined && net !== conf.name) || spec.orchestrator !== 'k8s') continue;
+    if (typeof spec.pod !== 'string' || spec.pod === '' || typeof meta.namespace !== 'string' || meta.namespace === '') continue;
+    const id: PodIdentity = { orchestrator: 'k8s', namespace: meta.namespace, pod: spec.pod };
+    // The name ADD gives this pod's endpoint: anything else is no record of this plugin's.
+    if (meta.name !== workloadEndpointName(conf.nodename, id, env.containerId, env.ifname)) continue;
+    if (env.args.K8S_POD_NAMESPACE === id.namespace && env.args.K8S_POD_NAME === id.pod) return env;
+    process.stderr.write(`podway: DEL ${env.containerId}: the pod's name is taken from its WorkloadEndpoint ${id.namespace}/${meta.name} (K8S_POD_NAMESPACE=${id.namespace};K8S_POD_NAME=${id.pod}), not from CNI_ARGS\n`);
+    return { ...env, args: { ...env.args, K8S_POD_NAMESPACE: id.namespace, K8S_POD_NAME: id.pod } };
+  }
+  return env;
+}
+
+async function delAttachment(given: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+  let env = given;
+  // CNI_ARGS partly passed over: who the pod is comes from its endpoint, read before anything is
+  // removed by name. The store opened for it is the one the release below uses; a failure to read
+  // it (etcd down) is that release's to handle (deferred), not met twice.
+  let kvEarly: KvStore | null = null;
+  let lookupError: unknown = null;
+  if (env.argsFaulty && !embeddedStoreMissing(conf)) {
+    try {
+      kvEarly = await openStore(conf);
+      env = await identityFromRecord(kvEarly, conf, env);
+    } catch (e) {
+      lookupError = e;
+      process.stderr.write(`podway: DEL ${env.containerId}: CNI_ARGS was passed over in part, and the pod's WorkloadEndpoint could not be read to tell who it is: ${((datastoreError(conf, e) as Error)?.message ?? String(e))}; going on with CNI_ARGS as read\n`);
+    }
+  }
   // The pod's interface first (with a veth, the host end goes with it); a namespace already gone
   // took its interfaces with it.
   let podLinkDeleted = false;
@@ -846,36 +887,45 @@ async function delAttachment(env: CniEnv, conf: NetConf, stdin: string): Promise
   // name still there has its pod end elsewhere (this container's other attachment: another
   // network's eth0, whose ADD came first) and is not ours to remove by name.
   let lookedInside = false;
-  if (env.netns !== '' && existsSync(env.netns)) {
-    try {
-      // Only an interface provably this container's goes (the proof ADD asks before remaking one):
-      // a DEL naming a wrong or reused CNI_NETNS, or a stale container ID, would otherwise delete
-      // another pod's. Left, it is said; this container's address and endpoint are released below.
-      const pod = netlink.linkIndex(env.netns, env.ifname);
-      lookedInside = true;
-      const foreign = pod ? podLinkNotOurs(env, conf, pod) : '';
-      if (foreign) {
-        process.stderr.write(`podway: DEL ${env.containerId}: CNI_IFNAME ${env.ifname} in CNI_NETNS ${env.netns} is ${foreign}: left as it is (another pod's?); only this container's IPAM handle and WorkloadEndpoint are released\n`);
-      } else if (pod) {
-        podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
+  try {
+    if (env.netns !== '' && existsSync(env.netns)) {
+      try {
+        // Only an interface provably this container's goes (the proof ADD asks before remaking one):
+        // a DEL naming a wrong or reused CNI_NETNS, or a stale container ID, would otherwise delete
+        // another pod's. Left, it is said; this container's address and endpoint are released below.
+        const pod = netlink.linkIndex(env.netns, env.ifname);
+        lookedInside = true;
+        const foreign = pod ? podLinkNotOurs(env, conf, pod) : '';
+        if (foreign) {
+          process.stderr.write(`podway: DEL ${env.containerId}: CNI_IFNAME ${env.ifname} in CNI_NETNS ${env.netns} is ${foreign}: left as it is (another pod's?); only this container's IPAM handle and WorkloadEndpoint are released\n`);
+        } else if (pod) {
+          podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
+        }
+      } catch (e) {
+        // Not a namespace any more (e.g. an unmounted bind-mount point): nothing of ours is in it.
+        if (!(e instanceof CniError && /nsenter/.test(e.message) && /reassociate|Invalid argument|No such file/.test(e.message))) throw e;
       }
-    } catch (e) {
-      // Not a namespace any more (e.g. an unmounted bind-mount point): nothing of ours is in it.
-      if (!(e instanceof CniError && /nsenter/.test(e.message) && /reassociate|Invalid argument|No such file/.test(e.message))) throw e;
     }
+    if (conf.ipam) runIpamPlugin(conf.ipam.type, 'DEL', env, stdin);
+  } catch (e) {
+    if (kvEarly) await closeStore(conf, kvEarly);
+    throw e;
   }
-  if (conf.ipam) runIpamPlugin(conf.ipam.type, 'DEL', env, stdin);
   const plainVeth = conf.interfaceType === 'veth' && !('K8S_POD_NAME' in env.args && env.args.K8S_POD_NAME);
   // Plain CNI veth names come from the container ID alone, so this one can be nobody else's.
   const removePlainVeth = () => { if (!podLinkDeleted && !lookedInside && plainVeth) netlink.deleteHostLink(hostVethName(podIdentity({}, env.containerId), env.containerId)); };
   // A store that does not exist holds nothing of this container's: DEL (retried after a refused
   // ADD) succeeds without making it.
-  if (embeddedStoreMissing(conf)) return removePlainVeth();
+  if (embeddedStoreMissing(conf)) {
+    if (kvEarly) await closeStore(conf, kvEarly);
+    return removePlainVeth();
+  }
   const handle = conf.ipam ? null : handleId(conf.name, env.containerId);
   const endpoints = endpointCandidates(conf, env);
   let released: Released;
-  const kv = await openStore(conf);
+  const kv = kvEarly ?? (await openStore(conf));
   try {
+    if (lookupError !== null) throw lookupError;
     // Whether etcd answers, before the lock: DELs finding it down are deferred side by side, not
     // one after another behind a lock each holds while waiting for etcd. The same read says
     // whether the datastore is locked (`calicoctl datastore migrate lock`).

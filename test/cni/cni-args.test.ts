@@ -40,6 +40,33 @@ test('DEL with malformed CNI_ARGS: the pod is torn down (interface, address, end
   });
 });
 
+test('DEL whose K8S_POD_NAME part is malformed: the pod\'s veth (named after the pod) and its endpoint go all the same, found by the container\'s record', async () => {
+  await withHarness(async (h) => {
+    const named = h.pod('argspodname');
+    const gone = h.pod('argspodgone');
+    const c = `argsc${h.tag}`;
+    const d = `argsd${h.tag}`;
+    await h.add(named, c, { args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=argspodc' });
+    await h.add(gone, d, { args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=argspodd' });
+    assert.is(h.caliLinks().length, 2);
+    // The namespace still there: its eth0 is proven this container's through the veth ADD named after the pod.
+    const dc = await h.call({ command: 'DEL', containerId: c, netns: named.path, ifname: 'eth0', args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME' });
+    assert.is(dc.exitCode, 0, dc.stdout + dc.stderr);
+    assert.match(dc.stderr, `DEL ${c}: CNI_ARGS: "K8S_POD_NAME" is not KEY=VALUE`);
+    assert.match(dc.stderr, `DEL ${c}: the pod's name is taken from its WorkloadEndpoint default/`);
+    assert.not.match(dc.stderr, 'left as it is', dc.stderr);
+    assert.equal(h.ipJson(named, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.is(h.caliLinks().length, 1);
+    // No CNI_NETNS (the namespace gone first): the host veth goes by the endpoint's interfaceName.
+    const dd = await h.call({ command: 'DEL', containerId: d, ifname: 'eth0', args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME;IgnoreUnknown=1' });
+    assert.is(dd.exitCode, 0, dd.stdout + dd.stderr);
+    assert.equal(h.caliLinks(), []);
+    assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(await h.handles(), []);
+    assert.equal(await new Ipam(h.kv).check(), []);
+  });
+});
+
 test('ADD with malformed CNI_ARGS: refused (4) naming CNI_ARGS, in the config\'s cniVersion', async () => {
   await withHarness(async (h) => {
     const pod = h.pod('argsbad');

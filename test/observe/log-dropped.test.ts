@@ -29,7 +29,7 @@ const worker = { ports: [], counters: [], counterBytes: [], rxBatches: [], txBat
 const metrics = new PodwayMetrics({ processMetrics: false });
 metrics.add(new DataplaneCollector(async () => withLogLinesDropped(mergeSnapshots([worker]))));
 metrics.scrape().then((text) => {
-  process.stdout.write(JSON.stringify({ before, dropped: logLinesDropped(), text, status: logDroppedLine(logLinesDropped() + 3) }));
+  process.stdout.write(JSON.stringify({ before, dropped: logLinesDropped(), text, status: logDroppedLine(withLogLinesDropped(mergeSnapshots([worker])).logLinesDropped) }));
 });
 `;
 

@@ -82,9 +82,10 @@ export function resetNode(lab: Lab, node: LabNode): void {
  * the node's IPv6, learning off, MAC 0x66 + sha1(name + "-v6"), the IPv6 VTEP /128, the MTU Felix
  * gives it: vxlanMTUV6, or eth0's less 70),
  * per remote node a permanent neighbour, FDB entry and `<block6> via <VTEP6> dev vxlan-v6.calico
- * onlink`; unencapsulated: `<block6> via <node IPv6> dev eth0 onlink`.
+ * onlink`; unencapsulated (`mtus` null: configureKernelNode reads the VXLAN MTUs once for both
+ * families): `<block6> via <node IPv6> dev eth0 onlink`.
  */
-function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode, wire: KernelVxlanWire): void {
+function configureKernelNode6(lab: Lab, node: LabNode, wire: KernelVxlanWire, mtus: { vxlan6: number } | null): void {
   if (!node.ip6 || !node.block6 || !node.vtep6) return;
   nsRun(node, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.eth0.forwarding=1']);
   nsRun(node, ['ip', '-6', 'route', 'replace', 'blackhole', node.block6]);
@@ -95,9 +96,9 @@ function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode, wire: K
     if (p.mac) nsRun(node, ['ip', '-6', 'neigh', 'replace', p.ip6, 'lladdr', p.mac, 'dev', p.ifname, 'nud', 'permanent']);
   }
   const others = lab.nodes.filter((o) => o !== node && o.ip6 && o.block6 && o.vtep6);
-  if (mode === 'vxlan') {
+  if (mtus) {
     nsRun(node, ['ip', 'link', 'add', 'vxlan-v6.calico', 'type', 'vxlan', 'id', String(wire.vni ?? 4096), 'dstport', String(wire.port ?? 4789), 'local', node.ip6, 'dev', 'eth0', 'nolearning']);
-    nsRun(node, ['ip', 'link', 'set', 'vxlan-v6.calico', 'address', deriveVtepMac(node.name, 6), 'mtu', String(kernelTunnelMtus(lab, node, wire).vxlan6), 'up']);
+    nsRun(node, ['ip', 'link', 'set', 'vxlan-v6.calico', 'address', deriveVtepMac(node.name, 6), 'mtu', String(mtus.vxlan6), 'up']);
     nsRun(node, ['ip', '-6', 'addr', 'add', `${node.vtep6}/128`, 'dev', 'vxlan-v6.calico', 'nodad']);
     for (const other of others) {
       const mac = deriveVtepMac(other.name, 6);
@@ -122,9 +123,11 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode, w
     nsRun(node, ['ip', 'route', 'replace', `${p.ip}/32`, 'dev', p.ifname, 'scope', 'link']);
     if (p.mac) nsRun(node, ['ip', 'neigh', 'replace', p.ip, 'lladdr', p.mac, 'dev', p.ifname, 'nud', 'permanent']);
   }
-  if (mode === 'vxlan') {
+  // VXLAN: the MTUs Felix gives both families' devices, read once (eth0's, the FelixConfigurations)
+  const mtus = mode === 'vxlan' ? kernelTunnelMtus(lab, node, wire) : null;
+  if (mtus) {
     nsRun(node, ['ip', 'link', 'add', 'vxlan.calico', 'type', 'vxlan', 'id', String(wire.vni ?? 4096), 'dstport', String(wire.port ?? 4789), 'local', node.ip, 'dev', 'eth0', 'nolearning']);
-    nsRun(node, ['ip', 'link', 'set', 'vxlan.calico', 'address', deriveVtepMac(node.name), 'mtu', String(kernelTunnelMtus(lab, node, wire).vxlan), 'up']);
+    nsRun(node, ['ip', 'link', 'set', 'vxlan.calico', 'address', deriveVtepMac(node.name), 'mtu', String(mtus.vxlan), 'up']);
     nsRun(node, ['ip', 'addr', 'add', `${node.vtep}/32`, 'dev', 'vxlan.calico']);
     for (const other of lab.nodes) {
       if (other === node) continue;
@@ -138,7 +141,7 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode, w
       if (other !== node) nsRun(node, ['ip', 'route', 'replace', other.block, 'via', other.ip, 'dev', 'eth0', 'onlink']);
     }
   }
-  if (lab.dualStack) configureKernelNode6(lab, node, mode, wire);
+  if (lab.dualStack) configureKernelNode6(lab, node, wire, mtus);
 }
 
 /**

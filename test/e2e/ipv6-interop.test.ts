@@ -45,6 +45,10 @@ test('the kernel node has vxlan-v6.calico with Felix\'s IPv6 VTEP MAC, and podwa
   const n2 = lab!.node('node2');
   const link = JSON.parse(run('ip', ['-j', '-n', n2.ns, 'link', 'show', 'vxlan-v6.calico']))[0];
   assert.is(link.address, deriveVtepMac('node2', 6));
+  // both families' devices get the MTUs Felix gives them (no vxlanMTU/vxlanMTUV6 set: eth0's less the overhead)
+  const eth0 = JSON.parse(run('ip', ['-j', '-n', n2.ns, 'link', 'show', 'eth0']))[0].mtu as number;
+  assert.is(link.mtu, eth0 - 70, 'vxlan-v6.calico: eth0 less 70');
+  assert.is(JSON.parse(run('ip', ['-j', '-n', n2.ns, 'link', 'show', 'vxlan.calico']))[0].mtu, eth0 - 50, 'vxlan.calico: eth0 less 50');
   const r = (await routes(lab!.node('node1'))).find((x) => x.cidr === n2.block6) as unknown as { vtepMac: string; via: string };
   assert.is(r.vtepMac, deriveVtepMac('node2', 6));
   assert.is(r.via, n2.ip6);

@@ -418,9 +418,10 @@ export class FileKv implements KvStore {
 
   // ---- writing -----------------------------------------------------------------------------
 
-  /** Creates the first snapshot (under the lock, when state.json does not exist). */
+  /** Creates the first snapshot (under the lock, when state.json does not exist); the caller
+   * then loads it as any other (its log opened there). */
   private async initialize(): Promise<void> {
-    await this.writeSnapshot({
+    const log = await this.writeSnapshot({
       format: FORMAT,
       generation: 1,
       revision: 0,
@@ -428,19 +429,26 @@ export class FileKv implements KvStore {
       entries: [],
       history: [],
     });
+    await log.close();
   }
 
-  /** Writes `snap` and its empty log, then makes it current (the rename is the commit point). */
-  private async writeSnapshot(snap: Snapshot): Promise<void> {
+  /** Writes `snap` and its empty log, then makes it current (the rename is the commit point).
+   * Returns the new log, open read-write (as load opens it): the caller's to keep or close. */
+  private async writeSnapshot(snap: Snapshot): Promise<FileHandle> {
     // The log exists before the snapshot naming it does, so a reader never finds it missing.
-    const logFh = await open(join(this.dir, `log.${snap.generation}`), 'w');
-    await logFh.close();
-    await replaceFile(this.statePath, JSON.stringify(snap));
-    // Older logs (and any left by a crash mid-rotation) are no longer named by the snapshot.
-    for (const name of await readdir(this.dir)) {
-      const m = /^log\.(\d+)$/.exec(name);
-      if (m && Number(m[1]) !== snap.generation) await unlink(join(this.dir, name)).catch(() => undefined);
+    const log = await open(join(this.dir, `log.${snap.generation}`), 'w+');
+    try {
+      await replaceFile(this.statePath, JSON.stringify(snap));
+      // Older logs (and any left by a crash mid-rotation) are no longer named by the snapshot.
+      for (const name of await readdir(this.dir)) {
+        const m = /^log\.(\d+)$/.exec(name);
+        if (m && Number(m[1]) !== snap.generation) await unlink(join(this.dir, name)).catch(() => undefined);
+      }
+    } catch (e) {
+      await log.close().catch(() => undefined);
+      throw e;
     }
+    return log;
   }
 
   /**
@@ -464,7 +472,7 @@ export class FileKv implements KvStore {
     const compactRevision = Math.min(this.revision, Math.max(this.compactRevision, keepAfter));
     const kept = this.history.slice(compactRevision - this.compactRevision);
     const generation = this.generation + 1;
-    await this.writeSnapshot({
+    const log = await this.writeSnapshot({
       format: FORMAT,
       generation,
       revision: this.revision,
@@ -477,8 +485,10 @@ export class FileKv implements KvStore {
     });
     // What we wrote is what we hold (under the lock nobody else writes): taken as read, not read
     // back (parsing a snapshot of 100,000 entries again at every fold cost ~1 CPU-s each).
-    const st = await stat(this.statePath, { bigint: true });
-    const log = await open(join(this.dir, `log.${generation}`), 'r+');
+    const st = await stat(this.statePath, { bigint: true }).catch(async (e) => {
+      await log.close().catch(() => undefined);
+      throw e;
+    });
     await this.log?.close().catch(() => undefined);
     this.log = log;
     this.stateId = stateIdOf(st);

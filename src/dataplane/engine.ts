@@ -1412,7 +1412,6 @@ export class Engine {
     this.onTunnelRx(this.tunnelRx());
   }
 
-  /** Where this engine reads tunnels now: what worker engines are told (apply's `tunnels`). */
   /** The VXLAN port the tunnel table a previous run left matched, when another (vxlanPort changed
    * between the runs): read once, before this engine's first install; null: none, or the same. */
   private vxlanOldPort: number | null | undefined = undefined;
@@ -1434,6 +1433,7 @@ export class Engine {
     return installTunnelRx(ul, nodeIp, this.pipe.vxlanPort, ip6, 'nft', this.vxlanOldPort);
   }
 
+  /** Where this engine reads tunnels now: what worker engines are told (apply's `tunnels`). */
   tunnelRx(): TunnelRx {
     return { onUnderlay: this.tunnelsOnUnderlay, ip6: this.tunnelTable6, ip: this.infraAt?.ip ?? null };
   }

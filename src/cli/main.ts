@@ -512,7 +512,10 @@ export function buildProgram(): Command {
     // workers that did not answer in time: the sums above lack their part
     const missing = (r.missingWorkers ?? []) as number[];
     const gone = missing.length ? `\nnot counted: worker${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not answer in time\n` : '';
-    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + nat6 + guard + cni + bgp;
+    // nft tables podway holds that could not be read (nft missing, a table deleted under it): their lines are left out
+    const notRead = Object.entries((r.nftNotRead ?? {}) as Record<string, string>);
+    const nft = notRead.length ? `\nnot read: ${notRead.map(([t, why]) => `table ${t} (${why})`).join(', ')}\n` : '';
+    return table(r.ports) + '\n' + table(reasons) + failures + gone + nft + nat + nat6 + guard + cni + bgp;
   });
   // node status: the BGP sessions, as calicoctl node status.
   addNodeCommands(program, controlPath);

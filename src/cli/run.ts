@@ -23,7 +23,7 @@ import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
-import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, natCountersOf, parseNatPortRange, type NatCounters } from '../dataplane/nft-nat';
 import { readLocalPortRange } from '../dataplane/port-range';
 import type { NatOutgoingExclusions } from '../dataplane/nat';
 import { ageText, guardSummary } from './format';
@@ -48,7 +48,9 @@ import { bgpNotReady, bgpOffStatus, speakerNotStartedStatus } from '../control/b
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, withLogLinesDropped, type DataplaneSnapshot } from '../observe/snapshot';
 import { TunnelDrops } from '../observe/tunnel-drops';
-import { tunnelCounters } from '../dataplane/nft-tunnels';
+import { TUNNEL_NFT_TABLE, tunnelDropsOf } from '../dataplane/nft-tunnels';
+import { tableKey } from '../dataplane/nft-counters';
+import { NftCounterCache } from '../observe/nft-cache';
 import { Reason } from '../dataplane/counters';
 import { applySchedSlice } from '../dataplane/sched-slice';
 import { Worker } from 'node:worker_threads';
@@ -459,10 +461,26 @@ export async function runNode(opts: RunOptions): Promise<void> {
   let nodeMetrics: NodeMetrics | null = null;
   /** The registry (null without --metrics-port): more collectors (BGP, ...) join with metrics?.add(). */
   let metrics: PodwayMetrics | null = null;
-  // The tunnel table's drops (VXLAN on the previous run's port: vxlan_old_port), made by the node's
-  // kernel, read from nft at most every 5 s for `podway counters` and /metrics; only when the table
-  // has that rule (a previous run on another vxlanPort): no nft forked from this thread otherwise.
-  const tunnelDrops = new TunnelDrops(() => (engine?.previousVxlanPort != null ? tunnelCounters() : Promise.resolve(null)));
+  // podway's nft counters for `podway counters` and /metrics, through one cache: one nft run (a
+  // child process) for every table podway holds now, at most every NFT_COUNTERS_MAX_AGE_MS, shared
+  // by the requests and scrapes that meet it (observe/nft-cache.ts). natOutgoing's and the pod
+  // guard's tables once they exist (natTables, set with them below); the tunnel table only when it
+  // has the vxlan_old_port rule (a previous run on another vxlanPort). No table: no nft run.
+  let natTables: NftNat[] = [];
+  const nftCounters = new NftCounterCache(() => [
+    ...natTables.filter((t) => t.active).map((t) => t.table),
+    ...(engine?.previousVxlanPort != null ? [TUNNEL_NFT_TABLE] : []),
+  ]);
+  const natCountersRead = (t: NftNat) => async (): Promise<NatCounters | null> => {
+    const c = await nftCounters.table(t.table);
+    return c ? natCountersOf(c) : null;
+  };
+  // The tunnel table's drops (VXLAN on the previous run's port: vxlan_old_port), made by the node's kernel.
+  const tunnelDrops = new TunnelDrops(async () => {
+    if (engine?.previousVxlanPort == null) return null;
+    const c = await nftCounters.table(TUNNEL_NFT_TABLE);
+    return c ? tunnelDropsOf(c) : null;
+  });
   if (opts.metricsPort !== undefined) {
     const { PodwayMetrics } = require('../observe/metrics') as typeof import('../observe/metrics');
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
@@ -969,6 +987,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const nat = new NftNat((m) => natLog.info(m));
     const nat6 = new NftNat((m) => natLog.info(m), 'nft', {}, NAT_IPV6);
     const guard = new NftNat((m) => natLog.info(m), 'nft', {}, POD_GUARD);
+    natTables = [nat, nat6, guard];
     // The first model's FelixConfigurations (the datastore's, or the model cache's) before anything
     // is set up: the tables, the engine and the workers start on them.
     for (const c of resolveFelixOf(first, onCache ? 'model cache' : 'datastore')) felixLog.info(`${c.field} ${c.now} (from ${c.source})`);
@@ -992,9 +1011,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let natToNodes = natExclusions === 'IPPoolsOnly';
     if (metrics) {
       const { NatCollector, PodGuardCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
-      metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
-      metrics.add(new NatCollector({ counters: () => nat6.counters(), maxFlows: () => (nat6.active ? opts.natMaxFlows ?? 65536 : null) }, true));
-      metrics.add(new PodGuardCollector(() => guard.counters()));
+      metrics.add(new NatCollector({ counters: natCountersRead(nat), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
+      metrics.add(new NatCollector({ counters: natCountersRead(nat6), maxFlows: () => (nat6.active ? opts.natMaxFlows ?? 65536 : null) }, true));
+      metrics.add(new PodGuardCollector(natCountersRead(guard)));
     }
     // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
     // error only once a pool asks for natOutgoing.
@@ -1185,6 +1204,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
       kernelDrops: async () => {
         await tunnelDrops.refresh();
         return { vxlan_old_port: tunnelDrops.vxlanOldPort.packets };
+      },
+      // the tables' counters: a table podway holds but could not read is null, named in nftNotRead with why
+      nftCounters: async () => {
+        const snap = await nftCounters.get();
+        const of = (t: NftNat) => {
+          const c = snap.tables.get(tableKey(t.table));
+          return c ? natCountersOf(c) : null;
+        };
+        return { nat: of(nat), nat6: of(nat6), guard: of(guard), nftAgeMs: Math.round(nftCounters.ageMs(snap)), ...(snap.missing.size ? { nftNotRead: Object.fromEntries(snap.missing) } : {}) };
       },
       status: async () => {
         const r = await health.report();

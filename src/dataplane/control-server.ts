@@ -31,14 +31,18 @@ export type WorkerCounters = () => Promise<(Counters | null)[]>;
 
 /** What the process adds beside the engine's view (natOutgoing's nftables table), if anything. */
 export interface ControlExtras {
-  nat?: { status(): unknown; counters(): Promise<unknown> };
+  nat?: { status(): unknown };
   /** The same for IPv6 pools (table ip6 podway). */
-  nat6?: { status(): unknown; counters(): Promise<unknown> };
+  nat6?: { status(): unknown };
   /** The pod guard's table (table inet podway, nft-nat.ts guardTableProgram). */
-  guard?: { status(): unknown; counters(): Promise<unknown> };
+  guard?: { status(): unknown };
   /** Drops the node's kernel made for podway (reason name -> packets: the tunnel table's
    * vxlan_old_port, observe/tunnel-drops.ts), added to the reasons of `counters` when not 0. */
   kernelDrops?: () => Promise<Record<string, number>>;
+  /** The nft tables' counters merged into `counters` (`nat`, `nat6`, `guard`, each null when the
+   * table is not there or was not read; `nftNotRead`: the tables not read, with why; `nftAgeMs`):
+   * through the nft counter cache (observe/nft-cache.ts), never rejecting. */
+  nftCounters?: () => Promise<Record<string, unknown>>;
   /** The deferred CNI DELs' replay (etcd or embedded datastore): its counts join `counters` as cniPendingDel. */
   cniPendingDel?: () => unknown;
   /** Trace and capture across the forwarding workers (default: this engine alone). */
@@ -310,15 +314,21 @@ async function handle(engine: Engine, req: Request, workerCounters: WorkerCounte
     case 'endpoints':
       return engine.endpointList();
     case 'counters': {
-      const merged = mergeCounters(engine.counters(), await workerCounters());
-      for (const [r, n] of Object.entries(extras.kernelDrops ? await extras.kernelDrops() : {})) if (n > 0) merged.reasons[r] = (merged.reasons[r] ?? 0) + n;
-      const withNat4 = extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
-      // IPv6's table exists only once an IPv6 pool has natOutgoing (null before)
-      const withNat6 = extras.nat6 ? { ...withNat4, nat6: await extras.nat6.counters() } : withNat4;
-      const withGuard = extras.guard ? { ...withNat6, guard: await extras.guard.counters() } : withNat6;
-      const withNat = extras.cniPendingDel ? { ...withGuard, cniPendingDel: extras.cniPendingDel() } : withGuard;
+      // The parts at once: the workers' answers, the nft tables (one cached read for the kernel
+      // drops and the tables: observe/nft-cache.ts), the model thread's BGP sessions. A part that
+      // fails is said in the answer (missingWorkers, nftNotRead), never fails the answer.
+      const [workers, kernelDrops, nft, bgp] = await Promise.all([
+        workerCounters(),
+        extras.kernelDrops ? extras.kernelDrops().catch(() => ({})) : {},
+        extras.nftCounters ? extras.nftCounters().catch((e: Error) => ({ nftNotRead: { all: e.message } })) : {},
+        extras.bgpStatus ? extras.bgpStatus() : null,
+      ]);
+      const merged = mergeCounters(engine.counters(), workers);
+      for (const [r, n] of Object.entries(kernelDrops as Record<string, number>)) if (n > 0) merged.reasons[r] = (merged.reasons[r] ?? 0) + n;
+      // IPv6's table exists only once an IPv6 pool has natOutgoing (nat6 null before)
+      const withNft = { ...merged, ...nft };
+      const withNat = extras.cniPendingDel ? { ...withNft, cniPendingDel: extras.cniPendingDel() } : withNft;
       // Per BGP peer: messages, updates, prefixes received/accepted (only when BGP runs).
-      const bgp = extras.bgpStatus ? await extras.bgpStatus() : null;
       if (!bgp?.enabled) return withNat;
       const bgpPeers = bgp.peers.map((p) => ({
         peer: p.address, type: p.type, state: p.bgpState, messagesIn: p.messagesIn, messagesOut: p.messagesOut,

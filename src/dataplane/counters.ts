@@ -169,7 +169,7 @@ export const Reason = {
   /** VXLAN to the node on the previous run's vxlanPort (vxlanPort changed between two runs; nodes
    * not moved yet still send there), dropped by the node's kernel in podway's tunnel table (its
    * `vxlan_old_port` counter, nft-tunnels.ts), never answered port unreachable, for this run's life.
-   * No forwarding thread sees these: the main thread reads the table's counter (at most every 5 s)
+   * No forwarding thread sees these: the main thread reads the table's counter (observe/nft-cache.ts, at most 2 s old)
    * for `podway counters` and /metrics (observe/tunnel-drops.ts), and adds it to their sums. */
   VXLAN_OLD_PORT: base + 54,
 } as const;

@@ -33,6 +33,7 @@
  * rules and its tests as they were, and a kernel refusing the ip6 family costs IPv4 nothing.
  */
 import { ChildProcess, execFile, execFileSync } from 'node:child_process';
+import type { NamedCounts, NftTable } from './nft-counters';
 import { readFileSync } from 'node:fs';
 import { Backoff } from '../util/backoff';
 import { isSafeIfname } from './ifname';
@@ -576,6 +577,11 @@ export class NftNat {
     return this.spec !== null;
   }
 
+  /** The table this one owns, for the counter reader (nft-counters.ts readNftCounters). */
+  get table(): NftTable {
+    return { family: this.fam.family, name: NAT_TABLE };
+  }
+
   /**
    * start(), and when nft refuses it, start again on the retry timer (the same backoff as a refused
    * update: retry.minMs doubling up to retry.maxMs), with the newest spec update() got meanwhile,
@@ -759,21 +765,6 @@ export class NftNat {
     }
   }
 
-  /** The table's counters (packets NATed out, replies taken back), read without blocking. */
-  counters(): Promise<NatCounters | null> {
-    if (!this.spec) return Promise.resolve(null);
-    return new Promise((resolve) => {
-      execFile(this.nft, ['-j', 'list', 'counters', 'table', this.fam.family, NAT_TABLE], { timeout: 5000 }, (err, out) => {
-        if (err) return resolve(null);
-        try {
-          resolve(parseCounters(out));
-        } catch {
-          resolve(null);
-        }
-      });
-    });
-  }
-
   /** The spec the table holds now (the start spec, then each applied update), for `podway status`. */
   status() {
     const s = this.spec;
@@ -827,21 +818,16 @@ function setsKeyOf(s: NatSpec): string {
   return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods, s.podAddrs4 ?? [], s.podAddrs6 ?? [], s.podIps4 ?? [], s.podIps6 ?? []]);
 }
 
-export function parseCounters(json: string): NatCounters {
-  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0, icmpUnmatched: 0, podTransit: 0 };
-  const doc = JSON.parse(json) as { nftables?: { counter?: { name: string; packets: number; bytes: number } }[] };
-  for (const item of doc.nftables ?? []) {
-    const k = item.counter;
-    if (!k) continue;
-    if (k.name === 'nat_flows') c.flows = k.packets;
-    else if (k.name === 'nat_out') { c.outPackets = k.packets; c.outBytes = k.bytes; }
-    else if (k.name === 'nat_in') { c.inPackets = k.packets; c.inBytes = k.bytes; }
-    else if (k.name === 'nat_refused') c.refused = k.packets;
-    else if (k.name === 'icmp_unmatched') c.icmpUnmatched = k.packets;
-    else if (k.name === 'pod_transit') c.podTransit = k.packets;
-    else if (k.name === 'pod_spoofed') c.podSpoofed = k.packets;
-    else if (k.name === 'pod_tunnel') c.podTunnel = k.packets;
-    else if (k.name === 'pod_to_host') c.podToHost = k.packets;
-  }
+/** The NAT or guard figures from a table's named counters (nft-counters.ts readNftCounters; a
+ * counter the table lacks reads 0, the guard's stay unset without theirs). */
+export function natCountersOf(named: NamedCounts): NatCounters {
+  const p = (name: string) => named[name]?.packets ?? 0;
+  const c: NatCounters = {
+    flows: p('nat_flows'), outPackets: p('nat_out'), outBytes: named.nat_out?.bytes ?? 0, inPackets: p('nat_in'), inBytes: named.nat_in?.bytes ?? 0,
+    refused: p('nat_refused'), icmpUnmatched: p('icmp_unmatched'), podTransit: p('pod_transit'),
+  };
+  if (named.pod_spoofed) c.podSpoofed = p('pod_spoofed');
+  if (named.pod_tunnel) c.podTunnel = p('pod_tunnel');
+  if (named.pod_to_host) c.podToHost = p('pod_to_host');
   return c;
 }

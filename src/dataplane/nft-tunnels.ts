@@ -42,7 +42,8 @@
  *
  * Without nft (or when it refuses) tunnels keep arriving on the sockets as before.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import type { NamedCounts, NftCount, NftTable } from './nft-counters';
 import { isSafeIfname } from './ifname';
 
 export const TUNNEL_TABLE = 'podway_tunnels';
@@ -105,34 +106,14 @@ export function installedTunnelPort(nft = 'nft'): number | null {
   }
 }
 
-/** One named counter of the table: packets and bytes. */
-export interface NftCount { packets: number; bytes: number }
+/** The tunnel table, for the counter reader (nft-counters.ts readNftCounters). */
+export const TUNNEL_NFT_TABLE: NftTable = { family: 'inet', name: TUNNEL_TABLE };
 
-/** The table's `vxlan_old_port` counter as `nft -j list counters table inet podway_tunnels` prints it. */
-export function parseTunnelCounters(json: string): { vxlanOldPort: NftCount } {
-  const doc = JSON.parse(json) as { nftables?: { counter?: { name: string; packets: number; bytes: number } }[] };
-  const out = { vxlanOldPort: { packets: 0, bytes: 0 } };
-  for (const item of doc.nftables ?? []) {
-    const k = item.counter;
-    if (k?.name === 'vxlan_old_port') out.vxlanOldPort = { packets: Number(k.packets) || 0, bytes: Number(k.bytes) || 0 };
-  }
-  return out;
-}
-
-/** The table's drop counters read without blocking (the main thread forwards too), or null: no
- * table (nft missing, podway stopping), nft failing or its answer unreadable. For `podway
- * counters` and /metrics (observe/tunnel-drops.ts), never per packet. */
-export function tunnelCounters(nft = 'nft'): Promise<{ vxlanOldPort: NftCount } | null> {
-  return new Promise((resolve) => {
-    execFile(nft, ['-j', 'list', 'counters', 'table', 'inet', TUNNEL_TABLE], { timeout: 5000 }, (err, out) => {
-      if (err) return resolve(null);
-      try {
-        resolve(parseTunnelCounters(out));
-      } catch {
-        resolve(null);
-      }
-    });
-  });
+/** The table's drops the node's kernel makes for podway (`vxlan_old_port`) from its named counters
+ * (readNftCounters): for `podway counters` and /metrics (observe/tunnel-drops.ts), never per packet. */
+export function tunnelDropsOf(named: NamedCounts): { vxlanOldPort: NftCount } {
+  const k = named.vxlan_old_port;
+  return { vxlanOldPort: { packets: k?.packets ?? 0, bytes: k?.bytes ?? 0 } };
 }
 
 /** Remove the table (an engine stopped without keepTunnelTable, a start that failed; podway run's

@@ -552,12 +552,13 @@ spec:
    * Start `podway run` on a node and wait until its control socket answers `status` (forwarding),
    * for at least START_WAIT_MIN_MS whatever `timeoutMs` says: a bound on the wait, not on podway's
    * speed (a Node process start on a loaded 2-CPU host took over 20 s, the CPU time under 1 s).
-   * `env`: added to this process's environment for it (NODE_OPTIONS, say).
+   * `env`: added to this process's environment for it (NODE_OPTIONS, say). `root`: the checkout
+   * whose bin/podway.js runs (another build's, for a bench comparing two).
    */
-  async startPodway(nodeName: string, timeoutMs = START_WAIT_MIN_MS, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<void> {
+  async startPodway(nodeName: string, timeoutMs = START_WAIT_MIN_MS, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, root = ROOT): Promise<void> {
     timeoutMs = Math.max(timeoutMs, START_WAIT_MIN_MS);
     const n = this.node(nodeName);
-    const bin = path.join(ROOT, 'bin', 'podway.js');
+    const bin = path.join(root, 'bin', 'podway.js');
     // The model cache in the lab's directory (never the host's /var/lib/podway), kept across restarts.
     const cache = extraArgs.includes('--model-cache') ? [] : ['--model-cache', this.modelCachePath(n.name)];
     const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', this.datastoreSpec, '--control', n.control, ...cache, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });

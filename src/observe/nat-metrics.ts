@@ -3,9 +3,11 @@
  * same figures `podway counters` shows under `nat`) read once per scrape, and the flow bound, so an
  * operator can alert on `--nat-max-flows` being hit (podway_nat_refused_flows_total rising) or on
  * ICMP errors quoting no known flow. Nothing here runs on the forwarding path: the counters are
- * the kernel's, read with `nft -j list counters` (nft-nat.ts counters()) at most every
- * NFT_COUNTERS_MAX_AGE_MS: a scrape within that of the last read serves its figures (nft takes
- * 0.3-1.1 s per read on a loaded node, three tables per scrape), and scrapes that meet share one read.
+ * the kernel's, read through the nft counter cache `podway counters` reads through too
+ * (nft-cache.ts: one `nft -j list counters` for every podway table, at most every
+ * NFT_COUNTERS_MAX_AGE_MS, scrapes and requests that meet sharing one run). A table not read
+ * (nft missing, the table gone) keeps the last figures: a counter falling to 0 would look like a
+ * reset to Prometheus.
  *
  * Why no "flows in use" gauge: the kernel keeps the number of NATed flows only inside the output
  * chain's `ct count` (not readable); counting them would mean dumping conntrack on every scrape.
@@ -17,32 +19,26 @@
 import type { Registry } from 'prom-client';
 import type { NatCounters } from '../dataplane/nft-nat';
 import { Collector, Sample, snapshotCounter, snapshotGauge } from './metrics';
-import { CachedCounters, type NftCacheOptions } from './nft-cache';
 
 export { NFT_COUNTERS_MAX_AGE_MS } from './nft-cache';
 
 export interface NatSource {
-  /** The table's counters, or null while there is no table (nft missing, podway stopping). */
+  /** The table's counters (through the cache), or null while there is none or it was not read
+   * (nft missing, podway stopping). */
   counters(): Promise<NatCounters | null>;
   /** The flow bound (`--nat-max-flows`), or null while there is no table (read as 0). */
   maxFlows(): number | null;
 }
 
 export class NatCollector implements Collector {
-  private readonly cache: CachedCounters;
+  /** The counters last read (null until a table was read: the series then read 0). */
+  last: NatCounters | null = null;
 
   /** `ipv6`: the IPv6 table's collector (podway_nat6_* series, help texts saying IPv6). */
-  constructor(private readonly source: NatSource, private readonly ipv6 = false, cache: NftCacheOptions = {}) {
-    this.cache = new CachedCounters(() => source.counters(), cache);
-  }
+  constructor(private readonly source: NatSource, private readonly ipv6 = false) {}
 
-  /** The counters last read (null until a table was read: the series then read 0). */
-  get last(): NatCounters | null {
-    return this.cache.last;
-  }
-
-  refresh(): Promise<void> {
-    return this.cache.refresh();
+  async refresh(): Promise<void> {
+    this.last = (await this.source.counters()) ?? this.last;
   }
 
   register(reg: Registry): void {
@@ -64,22 +60,16 @@ export class NatCollector implements Collector {
 
 /**
  * The pod guard's table (`table inet podway`, nft-nat.ts guardTableProgram) as metrics, read the
- * same way (`nft -j list counters`, at most every NFT_COUNTERS_MAX_AGE_MS): what veth pods sent the node's kernel that it
- * must not take.
+ * same way (the nft counter cache, at most NFT_COUNTERS_MAX_AGE_MS old; a table not read keeps the
+ * last figures): what veth pods sent the node's kernel that it must not take.
  */
 export class PodGuardCollector implements Collector {
-  private readonly cache: CachedCounters;
+  last: NatCounters | null = null;
 
-  constructor(counters: () => Promise<NatCounters | null>, cache: NftCacheOptions = {}) {
-    this.cache = new CachedCounters(counters, cache);
-  }
+  constructor(private readonly counters: () => Promise<NatCounters | null>) {}
 
-  get last(): NatCounters | null {
-    return this.cache.last;
-  }
-
-  refresh(): Promise<void> {
-    return this.cache.refresh();
+  async refresh(): Promise<void> {
+    this.last = (await this.counters()) ?? this.last;
   }
 
   register(reg: Registry): void {

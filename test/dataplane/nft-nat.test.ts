@@ -5,7 +5,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, guardTableProgram, guardSetsProgram, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, guardTableProgram, guardSetsProgram, defaultNatPortRange, parseNatPortRange, natCountersOf, NftNat } from '../../src/dataplane/nft-nat';
+import { parseNftCounters } from '../../src/dataplane/nft-counters';
 import { parseNatOutgoingExclusions } from '../../src/dataplane/nat';
 import { parseEndpointToHost } from '../../src/cli/main';
 
@@ -144,7 +145,7 @@ test('the IPv6 kernel transit drop: pod frames not for the node dropped at prior
   assert.match(natSetsProgram6(t), 'flush set ip6 podway pods\nadd element ip6 podway pods { "cali1234", "cali5678" }\n');
 });
 
-test('counters are read from nft -j', () => {
+test('counters are read from nft -j (the table\'s named counters: nft-counters.ts)', () => {
   const json = JSON.stringify({ nftables: [
     { metainfo: { version: '1.0.6' } },
     { counter: { family: 'ip', name: 'nat_flows', table: 'podway', handle: 1, packets: 12, bytes: 900 } },
@@ -153,7 +154,7 @@ test('counters are read from nft -j', () => {
     { counter: { family: 'ip', name: 'nat_refused', table: 'podway', handle: 4, packets: 2, bytes: 120 } },
     { counter: { family: 'ip', name: 'pod_transit', table: 'podway', handle: 5, packets: 77, bytes: 7700 } },
   ] });
-  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2, icmpUnmatched: 0, podTransit: 77 });
+  assert.equal(natCountersOf(parseNftCounters(json).get('ip podway')!), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2, icmpUnmatched: 0, podTransit: 77 });
 });
 
 test('a live update with the table\'s current spec: only what changed; one pod more or less is one element added or deleted', () => {
@@ -222,7 +223,7 @@ test('the pod guard (table inet podway): tunnels from pods and sources not the p
     { counter: { family: 'inet', name: 'pod_tunnel', table: 'podway', handle: 2, packets: 3, bytes: 400 } },
     { counter: { family: 'inet', name: 'pod_to_host', table: 'podway', handle: 3, packets: 2, bytes: 100 } },
   ] });
-  const c = parseCounters(json);
+  const c = natCountersOf(parseNftCounters(json).get('inet podway')!);
   assert.equal([c.podSpoofed, c.podTunnel, c.podToHost], [5, 3, 2]);
 });
 

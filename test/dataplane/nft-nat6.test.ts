@@ -6,7 +6,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runPrivateNetns, sh } from '../helpers/netns';
-import { NatSpec, NftNat, NAT_IPV6, NAT_TABLE, POD_GUARD } from '../../src/dataplane/nft-nat';
+import { NatSpec, NftNat, NAT_IPV6, NAT_TABLE, POD_GUARD, natCountersOf } from '../../src/dataplane/nft-nat';
+import { readNftCounters } from '../../src/dataplane/nft-counters';
 
 runPrivateNetns();
 
@@ -37,11 +38,15 @@ test('table ip6 podway: created, sets updated live, counters read, deleted at st
     assert.is(nat6.updates, 1, `updated: ${nat6.lastError}`);
     assert.match(sh('nft', ['list', 'set', 'ip6', NAT_TABLE, 'natpools']), 'fd00:11::/64');
     assert.match(sh('nft', ['list', 'set', 'ip6', NAT_TABLE, 'nodes']), 'fd99::3');
-    const c = await nat6.counters();
+    const read = await readNftCounters([nat6.table, v4.table]);
+    assert.equal([...read.missing], []);
+    const c = natCountersOf(read.tables.get('ip6 podway')!);
     assert.equal(c, { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0, icmpUnmatched: 0, podTransit: 0 });
     await nat6.stop();
     assert.equal(tables(), ['table ip podway'], 'only the IPv6 table removed');
-    assert.is(await nat6.counters(), null);
+    const after = await readNftCounters([nat6.table, v4.table]);
+    assert.equal(Object.fromEntries(after.missing), { 'ip6 podway': 'no such table' }, 'the IPv6 table gone, the IPv4 one read');
+    assert.ok(after.tables.has('ip podway'));
   } finally {
     await nat6.stop();
     await v4.stop();

@@ -352,8 +352,12 @@ test('the kernel transit drop: pod frames podway forwards stop before conntrack 
   // to its own node: the kernel answers (the chain lets the node's own addresses through)
   const r = lab.ping('n1-a', n1.ip, 3, 56, ['-W', '3']);
   assert.is(r.received, 3, `n1-a -> node1: ${JSON.stringify(r)}`);
-  const after = (await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { nat: { podTransit: number } };
-  assert.ok(after.nat.podTransit - before.nat.podTransit >= 6, `pod_transit counted the 6 forwarded echo requests: ${JSON.stringify([before.nat, after.nat])}`);
+  // (the nft counters in `podway counters` are up to NFT_COUNTERS_MAX_AGE_MS old: asked again until then)
+  let after = before;
+  assert.ok(await until(async () => {
+    after = (await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { nat: { podTransit: number } };
+    return after.nat.podTransit - before.nat.podTransit >= 6;
+  }, 10_000), `pod_transit counted the 6 forwarded echo requests: ${JSON.stringify([before.nat, after.nat])}`);
   // Without the chain, each forwarded frame ended in the kernel's route lookup (forwarding=0 on
   // the veth) and was counted there.
   assert.is(snmp(n1.ns, 'Ip', 'InAddrErrors') - errs, 0, 'the kernel never routed (and dropped) a forwarded frame');

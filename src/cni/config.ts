@@ -191,16 +191,31 @@ export function unknownSettings(raw: Record<string, unknown>): string[] {
   return out;
 }
 
-/** Parses stdin's JSON (code 6 when it is not JSON). */
-export function decodeConfig(text: string): Record<string, unknown> {
-  let parsed: unknown;
+/**
+ * The network config as it came on stdin, parsed once (main.ts) and passed along: the concurrency
+ * limiter (slots.ts), the error answers' cniVersion, the config parser and a delegated IPAM
+ * plugin's version fallback read `json`; the plugins the config is handed on to get `text` as it came.
+ */
+export interface StdinConfig {
+  readonly text: string;
+  /** The JSON value, or undefined when `text` is not JSON (`error` says why). */
+  readonly json: unknown;
+  readonly error: string | null;
+}
+
+export function parseStdin(text: string): StdinConfig {
   try {
-    parsed = JSON.parse(text);
+    return { text, json: JSON.parse(text) as unknown, error: null };
   } catch (e) {
-    throw new CniError(CNI_CODES.DECODE_FAILURE, `network config on stdin is not JSON: ${(e as Error).message}`);
+    return { text, json: undefined, error: (e as Error).message };
   }
-  if (!isObject(parsed)) throw new CniError(CNI_CODES.DECODE_FAILURE, 'network config on stdin is not a JSON object');
-  return parsed;
+}
+
+/** The config object on stdin (code 6 when it is not JSON, or not an object). */
+export function decodeConfig(stdin: StdinConfig): Record<string, unknown> {
+  if (stdin.error !== null) throw new CniError(CNI_CODES.DECODE_FAILURE, `network config on stdin is not JSON: ${stdin.error}`);
+  if (!isObject(stdin.json)) throw new CniError(CNI_CODES.DECODE_FAILURE, 'network config on stdin is not a JSON object');
+  return stdin.json;
 }
 
 /** The config's cniVersion, checked against the versions this plugin speaks (code 1 otherwise). */

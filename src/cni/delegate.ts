@@ -7,7 +7,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { canonicalIpv6 } from '../packet/ipv6';
 import { CniError, CNI_CODES } from './errors';
 import type { CniEnv } from './env';
-import { versionAtLeast } from './config';
+import { StdinConfig, versionAtLeast } from './config';
 
 export function findPlugin(type: string, cniPath: readonly string[]): string {
   for (const dir of cniPath) {
@@ -28,14 +28,15 @@ export function findPlugin(type: string, cniPath: readonly string[]): string {
  * runtime chose 1.1.0) is asked VERSION and called again with the highest version both speak:
  * the IPAM result's addresses read the same in 0.4.0 and 1.x.
  */
-export function runIpamPlugin(type: string, command: 'ADD' | 'DEL' | 'CHECK', env: CniEnv, stdin: string): Record<string, unknown> | null {
+export function runIpamPlugin(type: string, command: 'ADD' | 'DEL' | 'CHECK', env: CniEnv, stdin: StdinConfig): Record<string, unknown> | null {
   const file = findPlugin(type, env.path);
   try {
-    return execIpam(file, type, command, stdin);
+    return execIpam(file, type, command, stdin.text);
   } catch (e) {
     if (!(e instanceof CniError && e.code === CNI_CODES.INCOMPATIBLE_VERSION)) throw e;
     const theirs = execIpam(file, type, 'VERSION', '{}')?.supportedVersions;
-    const config = JSON.parse(stdin) as Record<string, unknown>;
+    // (the plugin's own config, an object: decodeConfig took it before a plugin was ever run)
+    const config = stdin.json as Record<string, unknown>;
     const ours = ['1.1.0', '1.0.0', '0.4.0'].filter((v) => versionAtLeast(String(config.cniVersion), v));
     const common = ours.find((v) => Array.isArray(theirs) && theirs.includes(v));
     if (!common) throw e;
@@ -48,11 +49,11 @@ export function runIpamPlugin(type: string, command: 'ADD' | 'DEL' | 'CHECK', en
  * only to one that speaks CNI 1.1.0 (older ones, such as host-local 1.1, have neither verb).
  * Returns whether it was forwarded; the plugin's failure is thrown.
  */
-export function forwardToIpam(type: string, command: 'STATUS' | 'GC', env: CniEnv, stdin: string): boolean {
+export function forwardToIpam(type: string, command: 'STATUS' | 'GC', env: CniEnv, stdin: StdinConfig): boolean {
   const file = findPlugin(type, env.path);
   const theirs = execIpam(file, type, 'VERSION', JSON.stringify({ cniVersion: '1.1.0' }))?.supportedVersions;
   if (!Array.isArray(theirs) || !theirs.includes('1.1.0')) return false;
-  execIpam(file, type, command, stdin);
+  execIpam(file, type, command, stdin.text);
   return true;
 }
 

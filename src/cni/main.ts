@@ -6,7 +6,7 @@
 // concurrency slots (slots.ts) and keeps it until it exits: at most concurrency_limit plugin
 // processes do their heavy work at once; the others wait asleep.
 import { readFileSync, writeSync } from 'node:fs';
-import { DEFAULT_IPAM_LOCK_FILE, DEFAULT_IPAM_LOCK_TIMEOUT_MS } from './config';
+import { DEFAULT_IPAM_LOCK_FILE, DEFAULT_IPAM_LOCK_TIMEOUT_MS, parseStdin } from './config';
 import { SLOT_ENV, slotOptionsOf, takeSlot } from './slots';
 
 function readStdin(): string {
@@ -34,10 +34,11 @@ function answerIfLoopEmpties(): void {
 
 async function main(): Promise<void> {
   answerIfLoopEmpties();
-  const stdin = readStdin();
+  // Parsed once here; the slot, the verb and a delegated IPAM plugin's version fallback read the same value.
+  const stdin = parseStdin(readStdin());
   // VERSION loads nothing heavy; a plugin run by a slot holder (a delegated IPAM plugin) has its parent's.
   if (process.env.CNI_COMMAND !== 'VERSION' && !process.env[SLOT_ENV]) {
-    const s = await takeSlot(slotOptionsOf(stdin, { ipamLockFile: DEFAULT_IPAM_LOCK_FILE, timeoutMs: DEFAULT_IPAM_LOCK_TIMEOUT_MS }));
+    const s = await takeSlot(slotOptionsOf(stdin.json, { ipamLockFile: DEFAULT_IPAM_LOCK_FILE, timeoutMs: DEFAULT_IPAM_LOCK_TIMEOUT_MS }));
     if (s.warning !== null) process.stderr.write(`${s.warning}\n`);
     process.env[SLOT_ENV] = s.slot === null ? 'none' : `${s.slot}`;
   }

@@ -7,7 +7,7 @@ import { existsSync, realpathSync, statfsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
-import { configOrigin, configVersion, decodeConfig, unhonouredSettings, unknownSettings, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
+import { configOrigin, configVersion, decodeConfig, unhonouredSettings, unknownSettings, NetConf, parseConfig, parseValidAttachments, StdinConfig, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
 import { holdOrphanAddresses, ORPHAN_HANDLE_PREFIX } from './orphan-hold';
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
@@ -554,7 +554,7 @@ function requireEndpointName(conf: NetConf, env: CniEnv, id: PodIdentity): void 
   throw new CniError(CNI_CODES.INVALID_ENV, `ADD ${env.containerId}: ${culprit} cannot be part of WorkloadEndpoint name ${JSON.stringify(name)}: a Calico resource name is ${why}; refused before anything is made${hint}`);
 }
 
-async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
+async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Record<string, unknown>> {
   for (const w of [...unknownSettings(conf.raw), ...unhonouredSettings(conf.raw)]) process.stderr.write(`podway: ${configOrigin(conf.raw)}: ${w}\n`);
   requireNetns(env.netns);
   zodWithoutJit();
@@ -832,7 +832,7 @@ function podLinkNotOurs(env: CniEnv, conf: NetConf, pod: netlink.LinkIndex): str
   return `not this container's ${conf.interfaceType} device (it has no altname ${names.join(' or ')})`;
 }
 
-async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+async function del(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
   await delAttachment(env, conf, stdin);
   // Done with the container: its ADD lock file goes (when no ADD holds it).
   await removeContainerLock(conf.ipamLockFile, env.containerId);
@@ -864,7 +864,7 @@ async function identityFromRecord(kv: KvStore, conf: NetConf, env: CniEnv): Prom
   return env;
 }
 
-async function delAttachment(given: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
   let env = given;
   // CNI_ARGS partly passed over: who the pod is comes from its endpoint, read before anything is
   // removed by name. The store opened for it is the one the release below uses; a failure to read
@@ -1080,7 +1080,7 @@ function wiringProblems(env: CniEnv, conf: NetConf, addrs: readonly string[], ma
   return problems;
 }
 
-async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+async function check(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
   const prev = readPrevResult(conf.prevResult);
   requireNetns(env.netns);
   const podIf = prev.interfaces.find((i) => i.name === env.ifname && i.sandbox);
@@ -1119,7 +1119,7 @@ async function requirePodway(conf: NetConf): Promise<void> {
   }
 }
 
-async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+async function status(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
   try {
     await withStore(conf, async (kv) => {
       await requireUnlocked(kv, conf);
@@ -1152,7 +1152,7 @@ function handleOwnedElsewhere(conf: NetConf, handle: string, secondary: Readonly
   return otherNetworkHandles.has(handle);
 }
 
-async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+async function gc(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
   // Checked before anything is touched: a missing or malformed list removes nothing.
   const valid = parseValidAttachments(conf.raw);
   const validIds = new Set(valid.map((a) => a.containerID));
@@ -1240,17 +1240,13 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
 // Dispatch
 
 /** The cniVersion stdin's config names when it is one podway speaks; null otherwise (not JSON, none, another). */
-function stdinVersion(stdin: string): string | null {
-  try {
-    const v = (JSON.parse(stdin) as { cniVersion?: unknown } | null)?.cniVersion;
-    return typeof v === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : null;
-  } catch {
-    return null;
-  }
+function stdinVersion(stdin: StdinConfig): string | null {
+  const v = (stdin.json as { cniVersion?: unknown } | null | undefined)?.cniVersion;
+  return typeof v === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : null;
 }
 
-/** Runs one plugin call: the CNI env and stdin in, stdout and exit code out. */
-export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): Promise<PluginOutput> {
+/** Runs one plugin call: the CNI env and stdin (parsed once, main.ts) in, stdout and exit code out. */
+export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: StdinConfig): Promise<PluginOutput> {
   // Errors are said in the config's cniVersion whenever stdin names one podway speaks, also those
   // found before the config is read (the CNI_* environment's): a runtime of an older version
   // parses them by it.
@@ -1259,13 +1255,9 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): P
   try {
     const env = readEnv(processEnv, (m) => process.stderr.write(`podway: DEL ${processEnv.CNI_CONTAINERID ?? ''}: ${m}\n`));
     if (env.command === 'VERSION') {
-      let asked = '1.1.0';
-      try {
-        const v = (JSON.parse(stdin || '{}') as { cniVersion?: unknown }).cniVersion;
-        if (typeof v === 'string' && v !== '') asked = v;
-      } catch {
-        /* VERSION answers whatever stdin holds */
-      }
+      // VERSION answers whatever stdin holds (nothing, not JSON: 1.1.0).
+      const v = (stdin.json as { cniVersion?: unknown } | null | undefined)?.cniVersion;
+      const asked = typeof v === 'string' && v !== '' ? v : '1.1.0';
       return { stdout: JSON.stringify({ cniVersion: asked, supportedVersions: [...SUPPORTED_VERSIONS] }) + '\n', exitCode: 0 };
     }
     raw = decodeConfig(stdin);

@@ -122,15 +122,13 @@ export async function takeSlot(o: SlotOptions): Promise<SlotResult> {
 }
 
 /**
- * The limiter's settings from the raw config text, read before the config parser (and what it
- * loads) is: anything unreadable falls back to the default here, and the parser reports it.
+ * The limiter's settings from the config's JSON value (config.ts parseStdin), read before the
+ * config parser (and what it loads) is: anything unreadable falls back to the default here, and
+ * the parser reports it.
  */
-export function slotOptionsOf(stdin: string, defaults: { ipamLockFile: string; timeoutMs: number }): SlotOptions {
-  let raw: Record<string, unknown> = {};
-  try {
-    const v = JSON.parse(stdin) as unknown;
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) raw = v as Record<string, unknown>;
-  } catch { /* the parser says what is wrong */ }
+export function slotOptionsOf(config: unknown, defaults: { ipamLockFile: string; timeoutMs: number }): SlotOptions {
+  // Not an object (not JSON at all: undefined): the defaults, and the parser says what is wrong.
+  const raw: Record<string, unknown> = config !== null && typeof config === 'object' && !Array.isArray(config) ? (config as Record<string, unknown>) : {};
   const f = raw.ipam_lock_file;
   const t = raw.ipam_lock_timeout_ms;
   const l = raw.concurrency_limit;

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { forwardToIpam, runIpamPlugin } from '../../src/cni/delegate';
+import { parseStdin } from '../../src/cni/config';
 import type { CniEnv } from '../../src/cni/env';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'podway-delegate-'));
@@ -29,7 +30,7 @@ plugin('deaf-ipam', [
 
 test('a plugin that answers without reading its stdin: its answer is taken (the runner\'s EPIPE is not an error)', () => {
   // More than a pipe holds (64 KiB), so the runner is certainly still writing when the plugin exits.
-  const stdin = JSON.stringify({ cniVersion: '1.1.0', name: 'podway', ipam: { type: 'deaf-ipam' }, padding: 'x'.repeat(256 * 1024) });
+  const stdin = parseStdin(JSON.stringify({ cniVersion: '1.1.0', name: 'podway', ipam: { type: 'deaf-ipam' }, padding: 'x'.repeat(256 * 1024) }));
   const r = runIpamPlugin('deaf-ipam', 'ADD', env, stdin);
   assert.equal(r?.ips, [{ address: '10.244.9.9/32' }]);
   assert.is(forwardToIpam('deaf-ipam', 'STATUS', env, stdin), true, 'VERSION read, STATUS forwarded');
@@ -37,7 +38,7 @@ test('a plugin that answers without reading its stdin: its answer is taken (the 
 
 test('a plugin that cannot run (no interpreter) is an error naming it', () => {
   writeFileSync(path.join(dir, 'broken-ipam'), '#!/no/such/interpreter\n', { mode: 0o755 });
-  assert.throws(() => runIpamPlugin('broken-ipam', 'ADD', env, '{}'), /IPAM plugin .*broken-ipam \(ADD\) could not run: spawnSync .*ENOENT/);
+  assert.throws(() => runIpamPlugin('broken-ipam', 'ADD', env, parseStdin('{}')), /IPAM plugin .*broken-ipam \(ADD\) could not run: spawnSync .*ENOENT/);
 });
 
 test.run();

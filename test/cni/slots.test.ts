@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { takeSlot, slotFileOf, slotOptionsOf, defaultConcurrencyLimit } from '../../src/cni/slots';
 import { loadFlockAddon, openPrivate } from '../../src/cni/flock-lock';
-import { parseConfig, unknownSettings } from '../../src/cni/config';
+import { parseConfig, parseStdin, unknownSettings } from '../../src/cni/config';
 import { CniError } from '../../src/cni/errors';
 import { until } from '../helpers/until';
 
@@ -192,9 +192,9 @@ test('concurrency_limit: a known key, 0..1024, checked by the parser; the limite
     }
   }
   parseConfig({ ...base, concurrency_limit: 0 }, {});
-  assert.equal(slotOptionsOf(JSON.stringify({ concurrency_limit: 5, ipam_lock_file: '/x/l' }), { ipamLockFile: '/d/l', timeoutMs: 9 }), { ipamLockFile: '/x/l', timeoutMs: 9, limit: 5 });
-  assert.equal(slotOptionsOf('not json', { ipamLockFile: '/d/l', timeoutMs: 9 }), { ipamLockFile: '/d/l', timeoutMs: 9, limit: defaultConcurrencyLimit() });
-  assert.equal(slotOptionsOf('{"concurrency_limit":"4"}', { ipamLockFile: '/d/l', timeoutMs: 9 }).limit, defaultConcurrencyLimit());
+  assert.equal(slotOptionsOf({ concurrency_limit: 5, ipam_lock_file: '/x/l' }, { ipamLockFile: '/d/l', timeoutMs: 9 }), { ipamLockFile: '/x/l', timeoutMs: 9, limit: 5 });
+  assert.equal(slotOptionsOf(parseStdin('not json').json, { ipamLockFile: '/d/l', timeoutMs: 9 }), { ipamLockFile: '/d/l', timeoutMs: 9, limit: defaultConcurrencyLimit() });
+  assert.equal(slotOptionsOf({ concurrency_limit: '4' }, { ipamLockFile: '/d/l', timeoutMs: 9 }).limit, defaultConcurrencyLimit());
   assert.ok(defaultConcurrencyLimit() >= 2);
 });
 

@@ -267,8 +267,9 @@ export function linkIndex(netns: string | null, name: string): LinkIndex | null 
  * iproute2 has no query by path, so the namespace is found by its inode (stat of `path`, any path:
  * /run/netns/NAME, /proc/PID/ns/net, /var/run/docker/netns/ID, a CRI-O namespaces_dir...) among
  * the namespaces named in `ip netns list-id` (/run/netns/NAME, by the inode of that file) and the
- * namespaces some process is in (lsns, util-linux as nsenter, which gives their NETNSID). A
- * namespace only a bind mount outside /run/netns holds, with no process in it, cannot be told.
+ * namespaces some process is in (lsns, util-linux as nsenter, which gives their NETNSID); a
+ * namespace only a bind mount outside /run/netns holds, with no process in it (or lsns failing),
+ * is named for a moment in a private mount namespace and asked for (netnsIdByMount).
  */
 export function netnsIdOf(path: string): number | 'none' | null {
   try {
@@ -308,19 +309,46 @@ function netnsIdByInode(path: string): number | 'none' | null {
       /* cannot tell this way */
     }
   }
-  let out: string;
+  let out: string | null = null;
   try {
     out = run('lsns', ['-t', 'net', '-n', '-r', '-o', 'NS,NETNSID']);
   } catch {
-    return null;
+    /* lsns failing: by a mount below */
   }
-  for (const line of out.split('\n')) {
+  for (const line of (out ?? '').split('\n')) {
     const [ns, id] = line.trim().split(/\s+/);
     if (Number(ns) !== ino) continue;
     if (/^[0-9]+$/.test(id ?? '')) return Number(id);
-    return id === 'unassigned' ? 'none' : null;
+    if (id === 'unassigned') return 'none';
+    break;
   }
-  return null;
+  // No process in it (only a bind mount outside /run/netns holds it), or lsns failing.
+  return netnsIdByMount(path);
+}
+
+/**
+ * The namespace ID of the namespace at `path` as the kernel answers for that very namespace
+ * (RTM_GETNSID by a descriptor of it, which iproute2 asks for each /run/netns name in `ip netns
+ * list-id`): in a mount namespace of its own (unshare -m, private: nothing is seen outside it), a
+ * tmpfs over /run holds one name, bound to `path` (opened before /run is covered, wherever it
+ * is). 'none' when the kernel gives it no ID here; null when this cannot run.
+ */
+function netnsIdByMount(path: string): number | 'none' | null {
+  let out: string;
+  try {
+    out = run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'exec 3<"$1" && mount -t tmpfs podway-nsid /run && mkdir /run/netns && : >/run/netns/target && mount --bind /proc/self/fd/3 /run/netns/target && exec ip -j netns list-id', 'sh', path]);
+  } catch {
+    return null;
+  }
+  let ids: unknown;
+  try {
+    ids = JSON.parse(out || '[]');
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(ids)) return null;
+  const mine = (ids as { nsid?: unknown; name?: unknown }[]).find((x) => x?.name === 'target');
+  return typeof mine?.nsid === 'number' ? mine.nsid : 'none';
 }
 
 /**
@@ -335,9 +363,9 @@ export function vethPairMismatch(netns: string, pod: LinkIndex, host: LinkIndex,
   const elsewhere = `the host veth ${hostName}'s peer (index ${host.peer}) is in another namespace (nsid ${host.peerNetnsid ?? 'none: this one'}), not in ${netns}`;
   if (host.peerNetnsid === null) return elsewhere;
   const nsid = netnsIdOf(netns);
-  // Cannot tell (a namespace only a bind mount outside /run/netns holds, or lsns failing): the
-  // two-way index check above stands alone, as before the namespace was counted. Refusing instead
-  // would leave such a pod's veth for good and refuse its repeated ADD every time.
+  // Cannot tell (unshare, mount or ip failing: netnsIdByMount): the two-way index check above
+  // stands alone, as before the namespace was counted. Refusing instead would leave such a pod's
+  // veth for good and refuse its repeated ADD every time.
   if (nsid === null) return null;
   if (nsid !== host.peerNetnsid) return elsewhere;
   return null;

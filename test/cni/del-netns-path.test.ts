@@ -3,7 +3,8 @@
  * driver: /var/run/docker/netns/ID; CRI-O's namespaces_dir) and when its namespace ID cannot be
  * read (review of the CNI DEL ownership change, MED 1 and 2): the namespace is found by its inode
  * (a process in it: lsns), and when it cannot be told at all (only a bind mount holds it, or lsns
- * fails) the two-way index check stands alone. Before: ADD, then a repeated ADD repairing the pod
+ * fails) it is named for a moment in a private mount namespace and the kernel asked for its ID, the
+ * two-way index check alone only when that cannot run. Before: ADD, then a repeated ADD repairing the pod
  * was refused (4) every time, DEL left the pod's veth; and a failing lsns made DEL fail before the
  * address was released. Root and network namespaces (harness.ts).
  */
@@ -97,6 +98,45 @@ test('CNI_NETNS a bind mount outside /run/netns (a process in it; then only the 
       // Only the bind mount holds it: cannot be told, the index check alone.
       await stop(sleeper);
       await lifecycle(h, file, `bindm${h.tag}`);
+    });
+  } finally {
+    await stop(sleeper);
+    if (mounted) sh('umount', [file]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('CNI_NETNS only a bind mount holds, whose eth0 has the indexes of this container\'s veth but is another pair\'s: told apart by the namespace (asked of the kernel by a private mount), left as it is', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), `podway-cni26-${process.pid}-`));
+  const file = path.join(dir, 'netns');
+  writeFileSync(file, '');
+  let mounted = false;
+  const sleeper = await sleeperInNewNetns();
+  try {
+    sh('mount', ['--bind', `/proc/${sleeper.pid}/ns/net`, file]);
+    mounted = true;
+    await stop(sleeper); // no process in it: lsns cannot find it
+    await withHarness(async (h) => {
+      const real = h.pod('bindreal');
+      const id = `bindx${h.tag}`;
+      await h.add(real, id);
+      const hostIndex: number = h.ipJson(h.node, 'link', 'show', h.caliLinks()[0])[0].ifindex;
+      const podIndex: number = h.ipJson(real, 'link', 'show', 'eth0')[0].ifindex;
+      // Another pair: eth0 in the bind-mounted namespace, index podIndex, its peer in a third
+      // namespace at index hostIndex: every index the two-way check compares is the same.
+      const other = h.addNs('bindother');
+      other.ip('link', 'add', 'name', 'vother', 'index', String(hostIndex), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', file, 'index', String(podIndex));
+      assert.is(eth0At(file)!.ifindex, podIndex);
+      const del = await h.call({ command: 'DEL', containerId: id, netns: file, ifname: 'eth0' });
+      assert.is(del.exitCode, 0, del.stdout + del.stderr);
+      assert.match(del.stderr, 'is in another namespace', del.stderr);
+      assert.match(del.stderr, 'left as it is', del.stderr);
+      assert.ok(eth0At(file), 'the other pair\'s eth0 is still there');
+      // This container's own veth goes by its endpoint, its pod end with it.
+      assert.equal(h.caliLinks(), []);
+      assert.equal(h.ipJson(real, 'link', 'show').map((l) => l.ifname), ['lo']);
+      assert.equal(await h.handles(), []);
+      assert.equal(await h.workloadEndpoints(), []);
     });
   } finally {
     await stop(sleeper);

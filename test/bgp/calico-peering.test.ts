@@ -100,6 +100,78 @@ test('route reflectors: the reflector skips the mesh, others do not mesh with it
   ]);
 });
 
+test('reverse peerings (confd\'s second pass): the reflectors a peerSelector selects peer back with the nodes the BGPPeer is for, as rr clients', () => {
+  // Calico's documented route-reflector setup: one BGPPeer, from every node to the reflectors.
+  const rr = node('rr1', '10.99.0.100/24', undefined, { bgp: { ipv4Address: '10.99.0.100/24', routeReflectorClusterID: '224.0.0.1' } });
+  const snap = snapshotOf(
+    ippool, labelled(rr, { 'route-reflector': 'true' }), ...nodes,
+    bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('peer-with-rrs', { nodeSelector: 'all()', peerSelector: "route-reflector == 'true'" }),
+  );
+  const reflector = computeBgpPlan(snap, 'rr1');
+  assert.equal(reflector.peers.map((p) => [p.name, p.address, p.type, p.routeReflectorClient, p.passive, p.source]), [
+    ['Node_10_99_0_2', '10.99.0.2', 'node specific', true, true, 'BGPPeer peer-with-rrs (reverse)'],
+    ['Node_10_99_0_3', '10.99.0.3', 'node specific', true, true, 'BGPPeer peer-with-rrs (reverse)'],
+    ['Node_10_99_0_10', '10.99.0.10', 'node specific', true, false, 'BGPPeer peer-with-rrs (reverse)'],
+  ]);
+  assert.equal(reflector.warnings, []);
+  // Every pair has a session on both ends, active on exactly one.
+  for (const n of ['node1', 'node2', 'node3']) {
+    const plan = computeBgpPlan(snap, n);
+    assert.equal(plan.peers.map((p) => [p.address, p.type, p.routeReflectorClient]), [['10.99.0.100', 'node specific', undefined]], n);
+    const back = reflector.peers.find((p) => p.address === plan.speaker.routerId)!;
+    assert.is(plan.peers[0]!.passive !== back.passive, true, n);
+  }
+  // Mesh on: the reflector skips the mesh, the clients mesh among themselves and peer it.
+  const meshed = snapshotOf(ippool, labelled(rr, { 'route-reflector': 'true' }), ...nodes, bgpPeer('peer-with-rrs', { nodeSelector: 'all()', peerSelector: "route-reflector == 'true'" }));
+  assert.equal(computeBgpPlan(meshed, 'rr1').peers.map((p) => p.address), ['10.99.0.2', '10.99.0.3', '10.99.0.10']);
+  assert.equal(computeBgpPlan(meshed, 'node1').peers.map((p) => [p.address, p.type]), [['10.99.0.3', 'node-to-node mesh'], ['10.99.0.10', 'node-to-node mesh'], ['10.99.0.100', 'node specific']]);
+  // A nodeSelector narrows the reverse side too; a password comes along; a reflector of another
+  // cluster is a client (confd: rr_cluster_id differs), one of ours is not.
+  const rr2 = node('rr2', '10.99.0.101/24', undefined, { bgp: { ipv4Address: '10.99.0.101/24', routeReflectorClusterID: '224.0.0.2' } });
+  const rr3 = node('rr3', '10.99.0.102/24', undefined, { bgp: { ipv4Address: '10.99.0.102/24', routeReflectorClusterID: '224.0.0.1' } });
+  const narrow = snapshotOf(
+    ippool, labelled(rr, { 'route-reflector': 'true' }), labelled(rr2, { rack: 'a' }), labelled(rr3, { rack: 'a' }), labelled(nodes[0]!, { rack: 'a' }), ...nodes.slice(1),
+    bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('rack-a', { nodeSelector: "rack == 'a'", peerSelector: "route-reflector == 'true'", password: { secretKeyRef: { name: 'bgp', key: 'rr' } } }),
+  );
+  assert.equal(computeBgpPlan(narrow, 'rr1', { resolveSecret: () => 'pw' }).peers.map((p) => [p.address, p.routeReflectorClient, p.password]), [
+    ['10.99.0.101', true, 'pw'], ['10.99.0.102', undefined, 'pw'], ['10.99.0.2', true, 'pw'],
+  ]);
+  const noSecret = computeBgpPlan(narrow, 'rr1');
+  assert.equal(noSecret.peers, []);
+  assert.equal(noSecret.warnings, ['BGPPeer rack-a: spec.password: secret bgp/rr is not available; reverse peerings left out']);
+});
+
+test('reverse peerings: a BGPPeer whose peerIP is a node\'s address and AS makes that node peer back (the string rule picks the passive side); another AS or port does not', () => {
+  const snap = (spec: Obj, ...extra: Obj[]) => snapshotOf(ippool, ...nodes, bgpConfig({ nodeToNodeMeshEnabled: false }), bgpPeer('one-way', spec), ...extra);
+  const one = snap({ node: 'node1', peerIP: '10.99.0.10', asNumber: 64512 });
+  const fwd = computeBgpPlan(one, 'node1').peers;
+  const back = computeBgpPlan(one, 'node3').peers;
+  assert.equal(fwd.map((p) => [p.name, p.address, p.passive]), [['Node_10_99_0_10', '10.99.0.10', false]], '"10.99.0.10" < "10.99.0.2": node1 dials');
+  assert.equal(back.map((p) => [p.name, p.address, p.type, p.passive, p.source]), [['Node_10_99_0_2', '10.99.0.2', 'node specific', true, 'BGPPeer one-way (reverse)']]);
+  assert.equal(computeBgpPlan(one, 'node2').peers, []);
+  // A global one (no node, no nodeSelector): the named node peers back with every node.
+  const global = snap({ peerIP: '10.99.0.3', asNumber: 64512 });
+  assert.equal(computeBgpPlan(global, 'node2').peers.map((p) => [p.address, p.passive]), [['10.99.0.2', false], ['10.99.0.10', false]]);
+  assert.equal(computeBgpPlan(global, 'node1').peers.map((p) => [p.address, p.type, p.passive]), [['10.99.0.3', 'global', true]]);
+  assert.equal(computeBgpPlan(global, 'node3').peers.map((p) => [p.address, p.type, p.passive]), [['10.99.0.3', 'global', true]]);
+  // Another AS than the node's: an external speaker at that address, no reverse; the forward
+  // session keeps dialling (no passive).
+  const otherAs = snap({ node: 'node1', peerIP: '10.99.0.10', asNumber: 65000 });
+  assert.equal(computeBgpPlan(otherAs, 'node3').peers, []);
+  assert.equal(computeBgpPlan(otherAs, 'node1').peers.map((p) => p.passive), [undefined]);
+  // A port other than the cluster's listenPort: not the node; the same port: the node.
+  const ported = (port: number) => snapshotOf(ippool, ...nodes, bgpConfig({ nodeToNodeMeshEnabled: false, listenPort: 1179 }), bgpPeer('one-way', { node: 'node1', peerIP: `10.99.0.10:${port}`, asNumber: 64512 }));
+  assert.equal(computeBgpPlan(ported(1180), 'node3').peers, []);
+  assert.equal(computeBgpPlan(ported(1179), 'node3').peers.map((p) => [p.address, p.port]), [['10.99.0.2', 1179]]);
+  // An explicit BGPPeer the other way wins over the reverse one, without a warning.
+  const both = snap({ node: 'node1', peerIP: '10.99.0.10', asNumber: 64512 }, bgpPeer('back', { node: 'node3', peerIP: '10.99.0.2:179', asNumber: 64512 }));
+  const at3 = computeBgpPlan(both, 'node3');
+  assert.equal(at3.peers.map((p) => [p.address, p.port, p.source]), [['10.99.0.2', 179, 'BGPPeer back']]);
+  assert.equal(at3.warnings, []);
+});
+
 test('duplicates keep the first rule, our own address is never a peer, bad selectors and missing secrets are reported', () => {
   const snap = snapshotOf(
     ippool, ...nodes,
@@ -240,6 +312,9 @@ test('IPv6 BGPPeers: peerIP with and without [ ]:port, nodeSelector, peerSelecto
     ['Node_fd00__fd', 'node specific', 'fd00::fd', 1179, 65000, 'fd00::2', ['ipv6'], 'pw'],
     ['Global_10_99_0_3', 'global', '10.99.0.3', undefined, 64512, '10.99.0.2', ['ipv4'], undefined],
     ['Global_fd00__3', 'global', 'fd00::3', undefined, 64512, 'fd00::2', ['ipv6'], undefined],
+    // self6 names node1's own IPv6 address and AS: node1 peers back (confd's reverse peering)
+    // with every node over IPv6, those not peered already: node3 (node2 is to-rr's).
+    ['Node_fd00__10', 'node specific', 'fd00::10', undefined, 64512, 'fd00::2', ['ipv6'], undefined],
   ]);
   assert.equal(plan.warnings, []);
   assert.equal(computeBgpPlan(snap, 'node3', { resolveSecret: () => 'pw' }).peers.map((p) => p.address), ['fd00::fe', '10.99.0.3', 'fd00::3', 'fd00::2'], 'node1 is a global peer of the others');

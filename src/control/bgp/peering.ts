@@ -9,12 +9,16 @@
 //   passive, so a restart never races a second connection from the far side. Every node listens
 //   on BGPConfiguration listenPort (default 179), so sessions to other nodes use that port.
 // - Route reflectors: a node with spec.bgp.routeReflectorClusterID skips the mesh, and mesh nodes
-//   do not mesh with it (its sessions come from BGPPeers). A reflector treats same-AS peers that
-//   are not reflectors themselves as `rr client`, with its cluster ID.
+//   do not mesh with it (its sessions come from BGPPeers). A reflector treats same-AS peers
+//   outside its cluster (confd: rr_cluster_id differs from ours) as `rr client`, with its cluster ID.
 // - BGPPeers: `node` (that node only) or `nodeSelector` (nodes whose labels match) make a peer
 //   "node specific"; neither makes it "global" (every node). `peerIP`[:port] + `asNumber` names
 //   one peer; `peerSelector` names the Calico nodes it selects (their address and AS), and between
 //   two Calico nodes the same string rule as the mesh picks the passive side.
+// - Reverse peerings (confd's second pass over the BGPPeers): the nodes a BGPPeer names (its
+//   peerSelector's, or the node whose address and AS are its peerIP and asNumber) peer back with
+//   the nodes it is for (node, nodeSelector, or every node), node specific, after every other
+//   session: so one BGPPeer from all nodes to the route reflectors peers both ways.
 // - IPv6 (Calico's bird6.cfg.template, BIRD for IPv6 beside BIRD for IPv4): when this node has
 //   spec.bgp.ipv6Address, the same mesh and BGPPeer rules run again over IPv6: a mesh session to
 //   every other node that has an IPv6 address (Mesh_fd00__2), from our IPv6 address, passive by the
@@ -34,7 +38,7 @@ import { isIPv6 } from 'node:net';
 import { formatIPv4, parseIPv4, parseIPv4WithPrefix } from '../ipv4';
 import { addressOctets, addressText } from './wire/prefix';
 import type { Node } from '../resources';
-import type { BGPConfiguration } from '../calico-kinds';
+import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
 import type { ClusterSnapshot } from '../snapshot';
 import { Selector } from '../ipam/selector';
 import type { BgpExport, BgpLearnedExportPolicy, BgpPeerConfig, BgpSpeakerOptions } from './speaker';
@@ -205,20 +209,23 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   const v4 = selfIp === null ? null : { localAddress: selfIp, families: ['ipv4'] as const };
   const v6 = selfIp6 === null ? null : { localAddress: selfIp6, families: ['ipv6'] as const };
 
-  const add = (peer: CalicoPeer): void => {
+  /** `quiet`: a reverse peering (below) gives way to any other session to the address without a
+   * warning, as confd's: an explicit forward peering wins over the implicit reverse one. */
+  const add = (peer: CalicoPeer, quiet = false): void => {
     if (peer.address === selfIp || peer.address === selfIp6) return; // ourselves (a global peer list naming every node, say)
     const first = taken.get(peer.address);
     if (first !== undefined) {
-      if (first !== peer.source) warnings.push(`${peer.source}: ${peer.address} is already peered by ${first}; skipped`);
+      if (first !== peer.source && !quiet) warnings.push(`${peer.source}: ${peer.address} is already peered by ${first}; skipped`);
       return;
     }
     taken.set(peer.address, peer.source);
     peers.push(peer);
   };
-  // A reflector reflects for same-AS peers that are not reflectors themselves (BIRD refuses
-  // `rr client` on eBGP sessions, and reflectors of one cluster peer as equals).
+  // A reflector reflects for same-AS peers outside its cluster (confd's template: `rr client`
+  // when the AS is ours, we have a cluster ID and the peer's rr_cluster_id differs from it; BIRD
+  // refuses `rr client` on eBGP sessions, and reflectors of one cluster peer as equals).
   const rrClientOf = (asNumber: number, peerRr: string | null): boolean =>
-    self.rrClusterId !== null && peerRr === null && asNumber === self.asNumber;
+    self.rrClusterId !== null && peerRr !== self.rrClusterId && asNumber === self.asNumber;
 
   // Other Calico nodes listen on the cluster's port (BGPConfiguration listenPort), as we do.
   const nodePort = config?.spec.listenPort !== undefined ? { port: config.spec.listenPort } : {};
@@ -243,17 +250,44 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     }
   }
 
+  // Selectors parsed once per BGPPeer field (a bad one is reported once, by the forward pass).
+  const selectors = new Map<string, Selector | null>();
+  const selectorOf = (source: string, field: 'nodeSelector' | 'peerSelector', text: string, report: boolean): Selector | null => {
+    const key = `${source}\0${field}`;
+    if (!selectors.has(key)) {
+      try {
+        selectors.set(key, new Selector(text));
+      } catch (e) {
+        selectors.set(key, null);
+        if (report) warnings.push(`${source}: spec.${field}: ${(e as Error).message}; skipped`);
+      }
+    }
+    return selectors.get(key)!;
+  };
+  /**
+   * The "local" side of confd's reverse peering for `bgpPeer` at node `n`: which of n's families
+   * the BGPPeer names n by (its peerSelector selects n: both; its peerIP is n's address with n's
+   * AS, spec.asNumber unset or 0 meaning the cluster's, and the port, when given, the cluster's
+   * listenPort when one is set: that family only); null when it does not name n.
+   */
+  const reverseFamilies = (bgpPeer: BGPPeer, n: NodeBgp): { v4: boolean; v6: boolean } | null => {
+    const spec = bgpPeer.spec;
+    const source = `BGPPeer ${bgpPeer.metadata.name}`;
+    if (spec.peerSelector !== undefined && spec.peerSelector !== '') {
+      const sel = selectorOf(source, 'peerSelector', spec.peerSelector, false);
+      return sel && sel.matches(n.labels) ? { v4: true, v6: true } : null;
+    }
+    const target = spec.peerIP === undefined ? null : splitPeerIp(spec.peerIP);
+    if (!target || (target.address !== n.ipText && target.address !== n.ip6Text)) return null;
+    if ((spec.asNumber || defaultAs) !== n.asNumber) return null;
+    if (target.port !== undefined && config?.spec.listenPort !== undefined && target.port !== config.spec.listenPort) return null;
+    return target.address.includes(':') ? { v4: false, v6: true } : { v4: true, v6: false };
+  };
+
   for (const bgpPeer of snapshot.bgpPeers ?? []) {
     const spec = bgpPeer.spec;
     const source = `BGPPeer ${bgpPeer.metadata.name}`;
-    const selector = (field: 'nodeSelector' | 'peerSelector', text: string): Selector | null => {
-      try {
-        return new Selector(text);
-      } catch (e) {
-        warnings.push(`${source}: spec.${field}: ${(e as Error).message}; skipped`);
-        return null;
-      }
-    };
+    const selector = (field: 'nodeSelector' | 'peerSelector', text: string): Selector | null => selectorOf(source, field, text, true);
     if (spec.node !== undefined && spec.node !== '') {
       if (spec.node !== nodeName) continue;
     } else if (spec.nodeSelector !== undefined && spec.nodeSelector !== '') {
@@ -325,11 +359,67 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     }
     const name = `${prefix}_${protocolSuffix(target.address)}`;
     const peerNode = nodeByIp.get(target.address);
+    const family = targetV6 ? v6! : v4!;
+    // A Calico node named by its address and AS peers back (the reverse pass below, on that
+    // node): the same string rule as the mesh then picks the passive side, so one end dials.
+    const reversed = peerNode !== undefined && reverseFamilies(bgpPeer, peerNode) !== null;
     add({
-      ...common, ...(targetV6 ? v6! : v4!), address: target.address, asNumber, name, description: name,
+      ...common, ...family, address: target.address, asNumber, name, description: name,
       ...(target.port !== undefined ? { port: target.port } : {}),
+      ...(reversed ? { passive: target.address > family.localAddress } : {}),
       ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
     });
+  }
+
+  // Reverse peerings (confd's second pass over the BGPPeers, "to add in any missing reverse
+  // peerings"): a BGPPeer whose peerSelector selects this node, or whose peerIP is this node's
+  // address with its AS, makes this node peer back with the nodes the BGPPeer is for (its node,
+  // its nodeSelector's nodes, or every node when it has neither). So a BGPPeer from every node to
+  // the reflectors (`peerSelector: route-reflector == 'true'`) is enough: each reflector peers
+  // with all those nodes, as clients (rrClientOf). Node specific; the BGPPeer's password; any
+  // other session to the same address (mesh, a forward BGPPeer) comes first and wins silently.
+  for (const bgpPeer of snapshot.bgpPeers ?? []) {
+    const spec = bgpPeer.spec;
+    const source = `BGPPeer ${bgpPeer.metadata.name}`;
+    const families = reverseFamilies(bgpPeer, self);
+    if (families === null) continue;
+    let peerNodes: readonly NodeBgp[];
+    if (spec.nodeSelector !== undefined && spec.nodeSelector !== '') {
+      const sel = selectorOf(source, 'nodeSelector', spec.nodeSelector, true);
+      if (!sel) continue;
+      peerNodes = nodes.filter((n) => sel.matches(n.labels));
+    } else if (spec.node !== undefined && spec.node !== '') {
+      peerNodes = nodes.filter((n) => n.name === spec.node);
+    } else {
+      peerNodes = nodes;
+    }
+    peerNodes = peerNodes.filter((n) => n.name !== nodeName);
+    if (peerNodes.length === 0) continue;
+    let password: string | undefined;
+    const ref = spec.password?.secretKeyRef;
+    if (ref) {
+      password = options.resolveSecret?.(ref.name, ref.key);
+      if (password === undefined) {
+        warnings.push(`${source}: spec.password: secret ${ref.name}/${ref.key} is not available; reverse peerings left out`);
+        continue;
+      }
+    }
+    const reverseSource = `${source} (reverse)`;
+    for (const other of peerNodes) {
+      const sessions = [
+        { address: families.v4 ? other.ipText : null, family: v4 },
+        { address: families.v6 ? other.ip6Text : null, family: v6 },
+      ];
+      for (const { address, family } of sessions) {
+        if (address === null || family === null) continue;
+        const name = `Node_${protocolSuffix(address)}`;
+        add({
+          type: 'node specific', source: reverseSource, ...(password !== undefined ? { password } : {}),
+          ...family, ...nodePort, address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
+          ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
+        }, true);
+      }
+    }
   }
 
   const speaker: BgpSpeakerOptions = {

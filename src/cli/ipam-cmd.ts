@@ -320,7 +320,14 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
         return st?.datastoreSource === checked ? { f, st } : null;
       }))).filter((o): o is { f: string; st: Status } => o !== null);
       if (ours.length === 0) return neither(null, `no podway run here uses ${checked} (${socks.join(', ')} here: another datastore's or not answering; give --node or --control on the node)`);
-      if (ours.length > 1) return { ...neither(null, `several podway processes on ${checked} run here (${ours.map((o) => o.f).join(', ')}): pick one with --node`), incomplete: true };
+      // Two or more nodes of this datastore here (a test cluster's): each one's part is its own
+      // (its interfaces, its orphan pods), and this report is one node's. Which one this check
+      // was meant for cannot be told, and neither part is guessed: incomplete (exit 5), naming
+      // the --node of each, one check per node.
+      if (ours.length > 1) {
+        const nodes = ours.map((o) => o.f.slice(0, -'.sock'.length));
+        return { ...neither(null, `several podway runs on ${checked} answer here (${ours.map((o) => o.f).join(', ')}), one node's part each: check each node with ${nodes.map((n) => `--node ${n}`).join(' or ')}`), incomplete: true };
+      }
       socks = [ours[0]!.f];
       picked = ours[0]!.st;
     }

@@ -3,12 +3,14 @@
  * podman passes as CNI_ARGS MAC=, was ignored): the pod's interface (veth pod end, tap device) gets
  * it, so do the result and the WorkloadEndpoint; runtimeConfig.mac (the "mac" capability) too; a
  * bad one, a TUN pod's, or two that disagree are refused (code 4) with nothing made; and podway
- * forwards to and from such a pod, answering its ARP for the gateway. Root and network namespaces
+ * forwards to and from such a pod, answering its ARP for the gateway, and over IPv6 (dual stack)
+ * its neighbour solicitation for the gateway, each pod's entries for the other side right. Root and network namespaces
  * (harness.ts: the installed plugin, a real `podway run`).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CniHarness, RunningPodway, withHarness } from './harness';
+import { applyResource } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { Ipam } from '../../src/control/ipam';
 import { isRoot, sh } from '../helpers/netns';
@@ -107,6 +109,56 @@ test('podway forwards to and from a pod with a set MAC, answering its ARP for th
     assert.is(parsePing(ba, 3).received, 3, `B -> A: ${ba} | ${podway.log.slice(-5).join(' | ')}`);
     assert.is(macOf(h, a), MAC);
     for (const [id, ns] of [[`maca${h.tag}`, a], [`macb${h.tag}`, b]] as const) assert.is((await h.call({ command: 'DEL', containerId: id, netns: ns.path, ifname: 'eth0' })).exitCode, 0);
+  } finally {
+    await podway?.stop();
+    await h.cleanup();
+  }
+});
+
+test('dual stack with set MACs (CNI_ARGS MAC, runtimeConfig.mac): podway answers each pod\'s IPv6 neighbour solicitation for the gateway and forwards to and from it; both sides\' neighbour entries right', async () => {
+  const h = new CniHarness();
+  let podway: RunningPodway | null = null;
+  const macB = '02:11:22:33:44:77';
+  const gw6 = 'fe80::ecee:eeff:feee:eeee';
+  try {
+    await h.setup({ cidr: '10.248.0.0/24', blockSize: 26 });
+    await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool6-${h.tag}` }, spec: { cidr: 'fd00:248::/120', vxlanMode: 'Never' } });
+    h.addUplink();
+    podway = h.startPodway(['--ip6', 'none']);
+    await podway.ready();
+    const a = h.pod('mac6a');
+    const b = h.pod('mac6b');
+    const ra = await h.add(a, `mac6a${h.tag}`, { args: `IgnoreUnknown=1;MAC=${MAC}` });
+    const rb = await h.add(b, `mac6b${h.tag}`, { extra: { runtimeConfig: { mac: macB } } });
+    for (const [r, ns, mac] of [[ra, a, MAC], [rb, b, macB]] as const) {
+      assert.is(r.exitCode, 0, r.stdout + r.stderr);
+      assert.is(r.json.ips.length, 2, `dual stack: ${r.stdout}`);
+      assert.is(macOf(h, ns), mac);
+    }
+    const ip6A = (ra.json.ips[1].address as string).split('/')[0];
+    const ip6B = (rb.json.ips[1].address as string).split('/')[0];
+    assert.match(ip6A, /:/);
+    const attached = await until(async () => ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === 2, 15_000);
+    assert.ok(attached, `podway attached both pods: ${podway.log.slice(-5).join(' | ')}`);
+    // No entry for the gateway on either side: each pod must solicit it (NS from its set MAC) and podway answer.
+    for (const ns of [a, b]) sh('ip', ['-n', ns.name, '-6', 'neigh', 'flush', 'dev', 'eth0']);
+    const ping6 = (from: typeof a, to: string) => sh('ip', ['netns', 'exec', from.name, 'ping', '-6', ...pingArgs(3, ['-W', '2'], { intervalS: 0.2 }), to], { allowFail: true, timeoutMs: 20_000 });
+    const ab = ping6(a, ip6B);
+    assert.is(parsePing(ab, 3).received, 3, `A -> B over IPv6: ${ab} | ${podway.log.slice(-5).join(' | ')}`);
+    const ba = ping6(b, ip6A);
+    assert.is(parsePing(ba, 3).received, 3, `B -> A over IPv6: ${ba} | ${podway.log.slice(-5).join(' | ')}`);
+    for (const ns of [a, b]) {
+      const gw = h.ipJson(ns, '-6', 'neigh', 'show', gw6, 'dev', 'eth0');
+      assert.is(gw[0]?.lladdr, 'ee:ee:ee:ee:ee:ee', `podway answered ${ns.name}'s NS for the gateway: ${JSON.stringify(gw)}`);
+      assert.not.ok(['FAILED', 'INCOMPLETE'].some((st) => (gw[0]?.state ?? []).includes(st)), JSON.stringify(gw));
+      // No entry for the other pod's address: it is off-link, reached through the gateway only.
+      assert.equal(h.ipJson(ns, '-6', 'neigh', 'show', ns === a ? ip6B : ip6A), []);
+    }
+    // The pods' own MACs stayed as asked (replies reached each only because podway addressed it so).
+    assert.is(macOf(h, a), MAC);
+    assert.is(macOf(h, b), macB);
+    for (const [id, ns] of [[`mac6a${h.tag}`, a], [`mac6b${h.tag}`, b]] as const) assert.is((await h.call({ command: 'DEL', containerId: id, netns: ns.path, ifname: 'eth0' })).exitCode, 0);
+    assert.equal(await new Ipam(h.kv).check(), []);
   } finally {
     await podway?.stop();
     await h.cleanup();

@@ -1819,10 +1819,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const st = eng.status();
       log.info(`forwarding: node ${st.nodeIp ?? `${st.ipv6?.nodeIp} (IPv6 only)`} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}; ${neighborWait.text}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock, underlayNeighbors: neighborWait.total, unresolvedNeighbors: neighborWait.unresolved });
       clock.mark('forwarding', neighborWait.text);
-      // The start's scan of the pods' namespaces for orphan addresses (three processes forked from
-      // this thread, 0.1-0.3 s each at load 20, and a walk of /proc) once the first batches are
-      // through: ORPHAN_SCAN_AFTER_MS after forwarding, not inside the first apply (bench/README.md,
-      // "The gap of a restart"). It only feeds status and the IPAM holds (orphan-holds.ts).
+      // The start's scan of the pods' namespaces for orphan addresses (three processes, started by
+      // the spawner's helper: forked from this thread they held it 0.1-0.3 s each at load 20; and a
+      // walk of /proc) once the first batches are through: ORPHAN_SCAN_AFTER_MS after forwarding,
+      // not inside the first apply (bench/README.md, "The gap of a restart"). It only feeds status
+      // and the IPAM holds (orphan-holds.ts).
       setTimeout(() => eng.startOrphanScan(), ORPHAN_SCAN_AFTER_MS).unref();
       // On the cached model: the datastore's start goes on in the background; on a restart on the
       // cache (deferDatastore) it begins only now, podway forwarding. Its heavy parts (the etcd

@@ -34,7 +34,7 @@ import { checkModel } from './model-check';
 import { installTunnelRx, installedTunnelPort, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
-import { addressKey, netnsInode, orphanPodLine, readPodDevice, readPodPeerAddresses, type OrphanPodAddress } from './orphan-pods';
+import { addressKey, netnsInode, orphanPodLine, readPodDevice, readPodPeerAddresses, type OrphanPodAddress, type ScanExec } from './orphan-pods';
 import { LocalTableWatch, mainRoute4 } from './local-watch';
 import { KernelRoutes } from './kernel-routes';
 import { readLocalPortRange } from './port-range';
@@ -186,10 +186,10 @@ export interface EngineOptions {
    * cli/orphan-holds.ts). orphanList() gives those still there. */
   onOrphans?: () => void;
   /** The start's scan of the pods' namespaces for orphan addresses (findPodOrphans: `ip` and a
-   * shell forked from this thread, and a walk of /proc) waits for startOrphanScan() instead of
-   * starting within the first apply: podway run starts it once it forwards (bench/README.md, "The
-   * gap of a restart": each fork held the forwarding thread 0.1-0.3 s at load 20, in the seconds
-   * the pods' traffic comes back). */
+   * shell, started by the spawner's helper when there is one, and a walk of /proc) waits for
+   * startOrphanScan() instead of starting within the first apply: podway run starts it once it
+   * forwards (bench/README.md, "The gap of a restart": each fork from this thread held it 0.1-0.3 s
+   * at load 20, in the seconds the pods' traffic comes back). */
   deferOrphanScan?: boolean;
   /** First pause before a refused tunnel table is tried again (default TABLE_RETRY_MIN_MS), doubling
    * up to TABLE_RETRY_MAX_MS. */
@@ -609,6 +609,12 @@ export class Engine {
     // commands fork it, not this (by then large) process.
     this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log.warn(m, { component: 'spawner' })) : null;
     this.host = this.spawner ? new HostProgrammer({ log: (m) => this.log.warn(`host: ${m}`, { component: 'host' }), spawn: this.spawner.spawn }) : null;
+  }
+
+  /** Commands through the spawner's helper, when there is one (else undefined: started from here). */
+  private spawnerExec(): ScanExec | undefined {
+    const sp = this.spawner;
+    return sp ? (f, a, t) => sp.exec(f, a, t) : undefined;
   }
 
   /** Read the kernel's main IPv4 table without blocking (through the spawner when there is one). */
@@ -2100,7 +2106,9 @@ export class Engine {
   private async findPodOrphans(): Promise<void> {
     let scan: Awaited<ReturnType<typeof readPodPeerAddresses>>;
     try {
-      scan = await readPodPeerAddresses(new Set(), { devicesOf: this.model?.node.name });
+      // its `ip`s and shell started by the spawner's helper: a fork of this process, its rings
+      // mapped, held the forwarding thread 0.2-0.35 s each at load 20 (bench/README.md)
+      scan = await readPodPeerAddresses(new Set(), { devicesOf: this.model?.node.name, exec: this.spawnerExec() });
     } catch (e) {
       this.log.warn(`host: pod interfaces not looked into for addresses no endpoint names: ${(e as Error).message}`, { component: 'host' });
       return;
@@ -2139,7 +2147,7 @@ export class Engine {
 
   /** A tap/tun pod's endpoint deleted: its device, still in its pod's namespace, keeps its addresses. */
   private async podDeviceGone(ifname: string, netns: string): Promise<void> {
-    const d = await readPodDevice(netns, ifname).catch(() => null);
+    const d = await readPodDevice(netns, ifname, this.spawnerExec()).catch(() => null);
     if (!d || this.stopped || !this.model || endpointInterfaces(this.model).includes(ifname)) return;
     this.addOrphans(d.addresses.map((address) => ({ ifname, address, source: 'deleted' as const, netns, netnsInode: d.inode })));
   }

@@ -19,6 +19,14 @@ import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { POD_DEVICE_ALIAS, POD_DEVICE_NAME } from '../control/ipam/orphan-holds';
 
+/**
+ * How a scan starts its commands (`ip`, `nsenter`, the batch shell) and collects their output,
+ * within `timeoutMs`; the command's whole process group is killed at the timeout. `podway run`
+ * passes its Spawner's (spawner.ts: the forwarding thread forks nothing, its rings mapped); the
+ * default starts them from this process (the CNI plugin, tests).
+ */
+export type ScanExec = (file: string, args: string[], timeoutMs: number) => Promise<{ code: number | null; stdout: string; stderr?: string; error?: string | null }>;
+
 export interface OrphanPodAddress {
   readonly ifname: string;
   readonly address: string;
@@ -207,44 +215,47 @@ const BATCH_SCRIPT = 'i=0; for k do printf \'\\001%d\\n\' "$i"; '
  * any when the shell could not run, or did not end within `timeoutMs` (10 s + 100 ms a namespace
  * by default: then its whole process group is killed, a hung `ip` or `nsenter` with it).
  */
-export async function readNamespaceAddrs(keys: readonly string[], opts: { timeoutMs?: number } = {}): Promise<Map<string, string>> {
+export async function readNamespaceAddrs(keys: readonly string[], opts: { timeoutMs?: number; exec?: ScanExec } = {}): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const todo = keys.filter((k) => /^[np]:./.test(k) && !k.includes('\n'));
   if (todo.length === 0) return out;
   const timeoutMs = opts.timeoutMs ?? 10_000 + 100 * todo.length;
-  const { stdout, ok } = await new Promise<{ stdout: string; ok: boolean }>((resolve) => {
-    // A process group of its own, killed whole at the timeout: execFile's own timeout kills only
-    // the shell, and a hung `ip` or `nsenter` kept the stdout open, so execFile (which waits for
-    // 'close') never answered: podway run's start, or a CNI ADD under the IPAM lock, hung with it.
-    // (execFile passes no `detached` to spawn: spawn itself.)
-    const child = spawn('sh', ['-c', BATCH_SCRIPT, 'sh', ...todo], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    const killGroup = () => {
-      failed = true;
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // the group already gone
-      }
-    };
-    const timer = setTimeout(killGroup, timeoutMs);
-    child.stdout!.on('data', (b: Buffer) => {
-      size += b.length;
-      if (size > 256 << 20) killGroup(); // as execFile's maxBuffer
-      else chunks.push(b);
+  const exec = opts.exec;
+  const { stdout, ok } = exec
+    ? await exec('sh', ['-c', BATCH_SCRIPT, 'sh', ...todo], timeoutMs).then((r) => ({ stdout: r.stdout, ok: r.code === 0 && !r.error }), () => ({ stdout: '', ok: false }))
+    : await new Promise<{ stdout: string; ok: boolean }>((resolve) => {
+      // A process group of its own, killed whole at the timeout: execFile's own timeout kills only
+      // the shell, and a hung `ip` or `nsenter` kept the stdout open, so execFile (which waits for
+      // 'close') never answered: podway run's start, or a CNI ADD under the IPAM lock, hung with it.
+      // (execFile passes no `detached` to spawn: spawn itself.)
+      const child = spawn('sh', ['-c', BATCH_SCRIPT, 'sh', ...todo], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let failed = false;
+      const killGroup = () => {
+        failed = true;
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // the group already gone
+        }
+      };
+      const timer = setTimeout(killGroup, timeoutMs);
+      child.stdout!.on('data', (b: Buffer) => {
+        size += b.length;
+        if (size > 256 << 20) killGroup(); // as execFile's maxBuffer
+        else chunks.push(b);
+      });
+      let done = false;
+      const end = (ok: boolean) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve({ stdout: Buffer.concat(chunks).toString('utf8'), ok });
+      };
+      child.on('error', () => end(false)); // sh could not start
+      child.on('close', (code) => end(!failed && code === 0));
     });
-    let done = false;
-    const end = (ok: boolean) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      resolve({ stdout: Buffer.concat(chunks).toString('utf8'), ok });
-    };
-    child.on('error', () => end(false)); // sh could not start
-    child.on('close', (code) => end(!failed && code === 0));
-  });
   let cur = -1;
   let text: string[] = [];
   // a section is whole when the next one starts, or (the last) when the shell ended well
@@ -287,10 +298,16 @@ export async function readNamespaceAddrs(keys: readonly string[], opts: { timeou
  * also the tap/tun pods podway's CNI made for that node (their device, in the pod's namespace, has
  * no host side: every namespace on the machine is looked into, podDevicesIn).
  */
-export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Set(), opts: { skipRouted?: boolean; devicesOf?: string } = {}): Promise<PodPeerAddresses> {
-  const run = (cmd: string, args: string[]) => new Promise<string>((resolve, reject) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, out, err) => (e ? reject(new Error(`${cmd} ${args.join(' ')}: ${String(err).trim() || e.message}`)) : resolve(out)));
-  });
+export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Set(), opts: { skipRouted?: boolean; devicesOf?: string; exec?: ScanExec } = {}): Promise<PodPeerAddresses> {
+  const exec = opts.exec;
+  const run = (cmd: string, args: string[]) => (exec
+    ? exec(cmd, args, 10_000).then((r) => {
+      if (r.code === 0 && !r.error) return r.stdout;
+      throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr ?? '').trim() || r.error || `exit code ${r.code}`}`);
+    })
+    : new Promise<string>((resolve, reject) => {
+      execFile(cmd, args, { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, out, err) => (e ? reject(new Error(`${cmd} ${args.join(' ')}: ${String(err).trim() || e.message}`)) : resolve(out)));
+    }));
   const ip = (args: string[]) => run('ip', ['-j', ...args]);
   let veths: ReturnType<typeof podVethPeers>;
   try {
@@ -333,7 +350,7 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
   const prefetch = async (keys: Iterable<string>) => {
     const want = [...new Set(keys)].filter((k) => k !== 'n:' && !batched.has(k) && !byNs.has(k));
     if (want.length < 2) return; // one: read alone, as the batch would
-    for (const [k, v] of await readNamespaceAddrs(want)) batched.set(k, v);
+    for (const [k, v] of await readNamespaceAddrs(want, { exec })) batched.set(k, v);
   };
   const named = (ns: string) => addrsOf(`n:${ns}`, () => ip(ns === '' ? ['-d', 'addr', 'show'] : ['-n', ns, '-d', 'addr', 'show']));
   const entered = (s: PodNamespace) => (s.name !== '' ? named(s.name) : addrsOf(`p:${s.path}`, () => run('nsenter', [`--net=${s.path}`, 'ip', '-j', '-d', 'addr', 'show'])));
@@ -414,12 +431,15 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
  * Whether a tap/tun pod's device (podway's alternative name `altName`) is still in the namespace
  * at `netns` (a path), and its global addresses there; null when the namespace or the device is gone.
  */
-export async function readPodDevice(netns: string, altName: string): Promise<{ inode: number; addresses: string[] } | null> {
+export async function readPodDevice(netns: string, altName: string, exec?: ScanExec): Promise<{ inode: number; addresses: string[] } | null> {
   const inode = netnsInode(netns);
   if (inode === null) return null;
-  const out = await new Promise<string | null>((resolve) => {
-    execFile('nsenter', [`--net=${netns}`, 'ip', '-j', '-d', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, stdout) => resolve(e ? null : stdout));
-  });
+  const args = [`--net=${netns}`, 'ip', '-j', '-d', 'addr', 'show'];
+  const out = exec
+    ? await exec('nsenter', args, 10_000).then((r) => (r.code === 0 && !r.error ? r.stdout : null), () => null)
+    : await new Promise<string | null>((resolve) => {
+      execFile('nsenter', args, { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, stdout) => resolve(e ? null : stdout));
+    });
   if (out === null) return null;
   const link = parse(out).find((l) => Array.isArray(l.altnames) && (l.altnames as unknown[]).includes(altName));
   if (!link) return null;

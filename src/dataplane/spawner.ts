@@ -49,6 +49,9 @@ class RemoteChild extends EventEmitter implements ChildLike {
   }
 }
 
+/** The most output Spawner.exec collects from one command (as readNamespaceAddrs' bound). */
+const EXEC_MAX_CHARS = 256 << 20;
+
 export class Spawner {
   private helper: ChildProcess | null = null;
   private nextId = 1;
@@ -103,7 +106,9 @@ export class Spawner {
     return child;
   };
 
-  /** Run a command and collect its output (bounded by timeoutMs). */
+  /** Run a command and collect its output (bounded by timeoutMs, and EXEC_MAX_CHARS of output):
+   * past either, the command's process group is killed (the helper starts each in a group of its
+   * own: a shell's `ip` or `nsenter` goes with it) and the answer is an error. */
   exec(file: string, args: string[], timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string; error: string | null }> {
     return new Promise((resolve) => {
       const c = this.spawn(file, args);
@@ -116,12 +121,28 @@ export class Spawner {
         clearTimeout(timer);
         resolve({ code, stdout, stderr, error });
       };
-      const timer = setTimeout(() => {
-        if (c.pid) process.kill(c.pid, 'SIGKILL');
-        finish(null, `timed out after ${timeoutMs} ms`);
-      }, timeoutMs);
-      c.stdout.on('data', (s) => (stdout += s));
-      c.stderr.on('data', (s) => (stderr += s));
+      const kill = (why: string) => {
+        if (c.pid) {
+          try {
+            process.kill(-c.pid, 'SIGKILL');
+          } catch {
+            // the group gone already (it ended as the timer fired)
+          }
+        }
+        finish(null, why);
+      };
+      const timer = setTimeout(() => kill(`timed out after ${timeoutMs} ms`), timeoutMs);
+      const more = () => {
+        if (stdout.length + stderr.length > EXEC_MAX_CHARS) kill(`more than ${EXEC_MAX_CHARS} characters of output`);
+      };
+      c.stdout.on('data', (s) => {
+        stdout += s;
+        more();
+      });
+      c.stderr.on('data', (s) => {
+        stderr += s;
+        more();
+      });
       c.on('error', (e) => finish(null, e.message));
       c.on('close', (code) => finish(code, null));
       c.stdin.end('');

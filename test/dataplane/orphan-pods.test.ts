@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { until } from '../helpers/until';
 import { sh, withNetns } from '../helpers/netns';
+import { Spawner } from '../../src/dataplane/spawner';
 
 test('addressKey: IPv6 as iproute2 prints it, IPv4 as is', () => {
   assert.is(addressKey('10.244.75.65'), '10.244.75.65');
@@ -99,6 +100,19 @@ test('readPodPeerAddresses in a node namespace: every pod veth\'s peer address; 
     assert.equal(all.unread, []);
     const unrouted = scan('{ skipRouted: true }');
     assert.equal(unrouted.found.map((f) => `${f.ifname} ${f.address}`), ['caliop2 10.250.0.2'], 'the routed pod is not looked into');
+    // podway run's scan (engine.ts findPodOrphans) starts its commands through its spawner's
+    // helper (the forwarding thread forks nothing): the same finds, every command the helper's
+    // child (its parent's PID is the helper's), none started by the scanning process itself
+    const sp = JSON.stringify(path.resolve(__dirname, '../../src/dataplane/spawner'));
+    const viaHelper = JSON.parse(node.exec(process.execPath, ['-e', `
+      const { Spawner } = require(${sp}); const s = new Spawner(); const ran = [];
+      const exec = (f, a, t) => { const r = s.exec(f, a, t); r.then(() => ran.push(f)); return r; };
+      const seen = new Set(); const cp = require('node:child_process'); const orig = cp.ChildProcess.prototype.spawn;
+      cp.ChildProcess.prototype.spawn = function (o) { seen.add(o.file); return orig.call(this, o); };
+      require(${mod}).readPodPeerAddresses(new Set(), { exec }).then((r) => { console.log(JSON.stringify({ r, ran, forkedHere: [...seen] })); s.close(); });`], { timeoutMs: 60_000 }).trim().split('\n').pop()!) as { r: typeof all; ran: string[]; forkedHere: string[] };
+    assert.equal(viaHelper.r, all, 'the same finds through the helper');
+    assert.equal([...new Set(viaHelper.ran)].sort(), ['ip', 'sh'], `ip (links, netns ids) and the batch shell ran in the helper: ${viaHelper.ran.join(' ')}`);
+    assert.equal(viaHelper.forkedHere.filter((f) => f !== process.execPath), [], 'only the helper (node) forked from the scanning process');
   });
 });
 
@@ -161,19 +175,23 @@ test('readNamespaceAddrs: several namespaces read by one shell; the alias\'d tap
   });
 });
 
-test('readNamespaceAddrs: an `ip` that hangs (holding the stdout) is killed with its shell at the timeout; the scan answers (none read) instead of hanging', async () => {
+for (const through of ['here', 'the spawner helper'] as const) test(`readNamespaceAddrs: an \`ip\` that hangs (holding the stdout) is killed with its shell at the timeout (started ${through}); the scan answers (none read) instead of hanging`, async () => {
   // The hung `ip`: a script first in PATH that sleeps in its place (a real hang cannot be had on
   // demand). Before the fix only the shell was killed and the call waited for the sleep's end.
   const dir = mkdtempSync(path.join(tmpdir(), `podway-revfixrun-${process.pid}-`));
   const oldPath = process.env.PATH;
   const pidFile = path.join(dir, 'ip.pid');
   let guard: NodeJS.Timeout | undefined;
+  let helper: Spawner | null = null;
   try {
     writeFileSync(path.join(dir, 'ip'), `#!/bin/sh\necho $$ > '${pidFile}'\nexec sleep 120\n`);
     chmodSync(path.join(dir, 'ip'), 0o755);
     process.env.PATH = `${dir}:${oldPath}`;
+    // the helper forked now: its commands see this PATH (Spawner.exec kills the command's group at the timeout)
+    helper = through === 'here' ? null : new Spawner();
+    const h = helper;
     const read = await Promise.race([
-      readNamespaceAddrs([`n:revfixrun-${process.pid}`], { timeoutMs: 1000 }),
+      readNamespaceAddrs([`n:revfixrun-${process.pid}`], { timeoutMs: 1000, ...(h ? { exec: (f: string, a: string[], t: number) => h.exec(f, a, t) } : {}) }),
       new Promise<'guard'>((resolve) => { guard = setTimeout(() => resolve('guard'), 20_000); }),
     ]);
     process.env.PATH = oldPath;
@@ -191,6 +209,7 @@ test('readNamespaceAddrs: an `ip` that hangs (holding the stdout) is killed with
     assert.ok(await until(() => !alive(), 5000), 'the hung ip killed with its shell');
   } finally {
     clearTimeout(guard);
+    helper?.close();
     process.env.PATH = oldPath;
     try {
       const pid = Number(readFileSync(pidFile, 'utf8'));

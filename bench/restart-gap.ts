@@ -21,8 +21,15 @@
 // writes a profile at its exit; bench/restart-profile.ts reads them), and its log kept there as
 // log-PID.txt.
 //
+//
+// Also per restart: the new process's CPU ms (every thread) at each phase (its `start-up:` lines'
+// cpuMs: what the start cost, which the load stretches less than the ms since its start), and web-1's
+// ARP entry for its gateway 169.254.1.1 (podway answers it) through the restart (`ip monitor
+// neigh` in web-1: does the pod's kernel give the gateway up while podway is away, and how soon is
+// it answered once podway is back).
+//
 // Usage: node dist/bench/restart-gap.js [--runs 3] [--signals TERM,KILL] [--compare DIR] [--cpu-prof DIR]
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, sleep } from '../src/lab/lab';
@@ -41,7 +48,7 @@ const UDP_PORT = 5299;
 /** stopMs: the old process's exit after the signal; forwardingMs: the new one's `forwarding` line
  * after the signal; gapMs: the longest loss web-1 -> web-2 (gapBackMs the other way); lostBeforeExitMs:
  * the part of it before the old process exited (what the stop costs; the rest is the start's). */
-interface Row { build: string; next: string; signal: string; stopMs: number; forwardingMs: number | null; gapMs: number; gapBackMs: number; lostBeforeExitMs: number; load: number; stopped: string | null; phases: Record<string, number>; apply: Record<string, number>; udp: UdpFigures | null }
+interface Row { build: string; next: string; signal: string; stopMs: number; forwardingMs: number | null; gapMs: number; gapBackMs: number; lostBeforeExitMs: number; load: number; stopped: string | null; phases: Record<string, number>; cpu: Record<string, number>; apply: Record<string, number>; udp: UdpFigures | null; arp: string }
 
 /** The UDP stream's figures for one restart (see the head of this file); ms. */
 export interface UdpFigures { gapMs: number; lost: number; received: number; resumeMs: number | null; stallAfterMs: number }
@@ -71,20 +78,44 @@ export function udpFigures(arrivals: readonly [number, number][], procStart: num
   return { gapMs: Math.round(gapMs), lost: max + 1 - seen.size, received: seen.size, resumeMs: procStart === null || gapMs === 0 ? null : Math.round(gapEnd - procStart), stallAfterMs: Math.round(stallAfterMs) };
 }
 
+const GATEWAY = '169.254.1.1';
+
+/** web-1's ARP entry for its gateway through a restart, as one line: the state before the signal,
+ * then each change `ip -ts monitor neigh` saw, at ms since the new process started (the clock of
+ * `resume` and the `start-up:` phases), e.g. `REACHABLE; STALE@-5200 DELAY@-120 PROBE@4800
+ * FAILED@7800 INCOMPLETE@7900 REACHABLE@8420`. */
+export function gatewayArp(before: string, monitor: string, procStart: number): string {
+  const state = (l: string) => / (REACHABLE|STALE|DELAY|PROBE|FAILED|INCOMPLETE|PERMANENT|NOARP|NONE)\s*$/.exec(l)?.[1] ?? '?';
+  const out = [before === '' ? 'none' : state(before)];
+  const steps: string[] = [];
+  for (const l of monitor.split('\n')) {
+    const m = /^\[(\d{4}-\d\d-\d\dT[\d:.]+)\] (Deleted )?(\S+) /.exec(l);
+    if (!m || m[3] !== GATEWAY) continue;
+    // `ip -ts` prints local time without a zone; Date.parse reads such a string as local time too
+    steps.push(`${m[2] ? 'deleted ' : ''}${state(l)}@${Math.round(Date.parse(m[1]!.slice(0, 23)) - procStart)}`);
+  }
+  return `${out[0]}; ${steps.join(' ') || 'no change'}`;
+}
+
 /** The phases of a start as the new process logs them (run.ts StartupClock: `start-up: PHASE at N
  * ms`, ms since the process started), and the first apply's parts (engine.ts `applied model: ...
  * (T ms; infra A, endpoints B, gw C, host D)`). */
-export function startPhases(log: readonly string[]): { phases: Record<string, number>; apply: Record<string, number> } {
+export function startPhases(log: readonly string[]): { phases: Record<string, number>; cpu: Record<string, number>; apply: Record<string, number> } {
   const phases: Record<string, number> = {};
+  // the process's CPU ms at each phase (cpuMs; a build before it does not log it)
+  const cpu: Record<string, number> = {};
   let apply: Record<string, number> = {};
   for (const l of log) {
-    let j: { msg?: unknown; startupPhase?: unknown; sinceStartMs?: unknown; heldMaxMs?: unknown };
+    let j: { msg?: unknown; startupPhase?: unknown; sinceStartMs?: unknown; heldMaxMs?: unknown; cpuMs?: unknown };
     try {
       j = JSON.parse(l) as typeof j;
     } catch {
       continue; // not a log line
     }
-    if (typeof j.startupPhase === 'string' && typeof j.sinceStartMs === 'number' && phases[j.startupPhase] === undefined) phases[j.startupPhase] = j.sinceStartMs;
+    if (typeof j.startupPhase === 'string' && typeof j.sinceStartMs === 'number' && phases[j.startupPhase] === undefined) {
+      phases[j.startupPhase] = j.sinceStartMs;
+      if (typeof j.cpuMs === 'number') cpu[j.startupPhase] = j.cpuMs;
+    }
     // the datastore's model in force on a restart on the cache: the forwarding thread's longest
     // hold since `forwarding` (run.ts; not logged by a build before it)
     if (typeof j.heldMaxMs === 'number' && phases.held === undefined) phases.held = j.heldMaxMs;
@@ -94,7 +125,7 @@ export function startPhases(log: readonly string[]): { phases: Record<string, nu
       for (const m of a[2]!.matchAll(/(\w+) ([\d.]+)/g)) apply[m[1]!] = Number(m[2]);
     }
   }
-  return { phases, apply };
+  return { phases, cpu, apply };
 }
 const PHASES = ['modules loaded', 'control socket', 'registered', 'first model', 'host prepared', 'model applied', 'nat tables', 'forwarding'];
 
@@ -168,6 +199,13 @@ async function main(): Promise<void> {
           const tx = spawn('ip', ['netns', 'exec', web1.ns, process.execPath, STREAM, 'send', web2.ip, String(UDP_PORT), String(UDP_RATE), '120'], { stdio: 'ignore' });
           pings.push(tx);
           await sleep(2000);
+          // web-1's neighbour entry for its gateway (169.254.1.1, answered by podway itself: the
+          // host end's proxy_arp is off) through the restart: its state now, then each change
+          const arpStart = execFileSync('ip', ['-n', web1.ns, 'neigh', 'show', GATEWAY], { encoding: 'utf8' }).trim();
+          let arpOut = '';
+          const arpMon = spawn('ip', ['-n', web1.ns, '-ts', 'monitor', 'neigh'], { stdio: ['ignore', 'pipe', 'ignore'] });
+          arpMon.stdout!.setEncoding('utf8').on('data', (d: string) => (arpOut += d));
+          pings.push(arpMon);
           const load = machineInfo().loadavg[0];
           const old = p!;
           const t0 = Date.now();
@@ -198,7 +236,7 @@ async function main(): Promise<void> {
           if (forwardingMs === null) throw new Error(`${label}: node1 did not forward within 60 s: ${log.slice(-5).join(' | ')}`);
           // the pings on until traffic has been back for 3 s
           await sleep(3000);
-          for (const c of [there, back]) c.kill('SIGINT');
+          for (const c of [there, back, arpMon]) c.kill('SIGINT');
           tx.kill('SIGKILL'); // `ip netns exec` execs node: the sender itself
           await Promise.all([there, back, tx].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())))));
           await sleep(300);
@@ -215,9 +253,10 @@ async function main(): Promise<void> {
           const forwardingAt = t0 + forwardingMs;
           const procStart = sp.phases.forwarding === undefined ? null : forwardingAt - sp.phases.forwarding;
           const udp = arrivals ? udpFigures(arrivals, procStart, forwardingAt) : null;
-          const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped, ...sp, udp };
+          const arp = gatewayArp(arpStart, arpOut, procStart ?? t0);
+          const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped, ...sp, udp, arp };
           rows.push(row);
-          if (args.cpuProf) writeFileSync(path.join(path.resolve(args.cpuProf), `phases-${p.pid}.json`), JSON.stringify({ pid: p.pid, phases: row.phases, udp: row.udp, load }));
+          if (args.cpuProf) writeFileSync(path.join(path.resolve(args.cpuProf), `phases-${p.pid}.json`), JSON.stringify({ pid: p.pid, phases: row.phases, cpu: row.cpu, udp: row.udp, load }));
           if (args.cpuProf) writeFileSync(path.join(path.resolve(args.cpuProf), `log-${p.pid}.txt`), `${log.join('\n')}\n`);
           process.stderr.write(`${JSON.stringify(row)}\n`);
           await sleep(2000);
@@ -263,10 +302,25 @@ async function main(): Promise<void> {
   // The UDP stream (1,000 pps web-1 -> web-2), per restart, by the build started: `resume` is the
   // first datagram after the gap in ms since the new process started, beside its `model applied`
   // and `forwarding` phases (same clock).
-  process.stdout.write(`\n| build started | signal | load | udp gap ms | udp lost | resume | model applied | forwarding | stall after ms | thread held max |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`);
+  // `cpu`: the new process's CPU ms (every thread) at `modules loaded` and at `forwarding` (what
+  // the start cost, less stretched by the load than the ms since its start; `-` a build that does not log it).
+  process.stdout.write(`\n| build started | signal | load | udp gap ms | udp lost | resume | model applied | forwarding | cpu: modules, forwarding | stall after ms | thread held max |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n`);
   for (const r of rows) {
     const u = r.udp;
-    process.stdout.write(`| ${r.next} | ${r.signal} | ${r.load} | ${u?.gapMs ?? '-'} | ${u?.lost ?? '-'} | ${u?.resumeMs ?? '-'} | ${r.phases['model applied'] ?? '-'} | ${r.phases.forwarding ?? '-'} | ${u?.stallAfterMs ?? '-'} | ${r.phases.held ?? '-'} |\n`);
+    process.stdout.write(`| ${r.next} | ${r.signal} | ${r.load} | ${u?.gapMs ?? '-'} | ${u?.lost ?? '-'} | ${u?.resumeMs ?? '-'} | ${r.phases['model applied'] ?? '-'} | ${r.phases.forwarding ?? '-'} | ${r.cpu['modules loaded'] ?? '-'}, ${r.cpu.forwarding ?? '-'} | ${u?.stallAfterMs ?? '-'} | ${r.phases.held ?? '-'} |\n`);
+  }
+  // web-1's ARP entry for 169.254.1.1 through each restart (gatewayArp), beside the resume
+  process.stdout.write('\n| build started | resume | forwarding | gateway ARP in web-1: before; changes at ms since the new process started |\n|---|---:|---:|---|\n');
+  for (const r of rows) process.stdout.write(`| ${r.next} | ${r.udp?.resumeMs ?? '-'} | ${r.phases.forwarding ?? '-'} | ${r.arp} |\n`);
+  // CPU medians by the build started
+  process.stdout.write(`\n| build started | cpu ms at: ${PHASES.join(' | ')} |\n|---|${PHASES.map(() => '---:|').join('')}\n`);
+  for (const [label] of builds) {
+    const xs = rows.filter((r) => r.next === label);
+    const med = (f: (r: Row) => number | undefined) => {
+      const v = xs.map(f).filter((x): x is number => x !== undefined);
+      return v.length ? `${median(v).toFixed(0)} (${Math.min(...v)}-${Math.max(...v)})` : '-';
+    };
+    process.stdout.write(`| ${label} | ${PHASES.map((p) => med((r) => r.cpu[p])).join(' | ')} |\n`);
   }
 }
 

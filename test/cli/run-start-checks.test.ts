@@ -349,7 +349,16 @@ t('pod interfaces holding an address no endpoint of this datastore names: ipam c
       execFileSync('ip', ['-n', NS, 'link', 'set', peer, 'up']);
       execFileSync('ip', ['-n', NS, 'route', 'add', `${ip}/32`, 'dev', host, 'scope', 'link']);
     }
-    r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock, '--cni-conf-dir', conf]);
+    // Every `ip` podway runs goes through a wrapper that notes who started it (its parent's PID)
+    // and its arguments, then is the real one: the orphan scan's (its `ip -j netns list-id`, 2 s
+    // after forwarding) must be started by the spawner's helper, not by podway's forwarding
+    // thread (a fork of podway, its rings mapped, held that thread 0.2-0.35 s a process).
+    const bin = path.join(dir, 'bin');
+    const ipLog = path.join(dir, 'ip-parents.log');
+    execFileSync('mkdir', ['-p', bin]);
+    const realIp = execFileSync('sh', ['-c', 'command -v ip'], { encoding: 'utf8' }).trim();
+    writeFileSync(path.join(bin, 'ip'), `#!/bin/sh\necho "$PPID $*" >> '${ipLog}'\nexec '${realIp}' "$@"\n`, { mode: 0o755 });
+    r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock, '--cni-conf-dir', conf], { PATH: `${bin}:${process.env.PATH ?? ''}` });
     assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), r.err());
     const conflist = path.join(conf, '10-podway.conflist');
     const warned = r.err().split('\n').filter((l) => l.includes('CNI config '));
@@ -374,6 +383,17 @@ t('pod interfaces holding an address no endpoint of this datastore names: ipam c
       if (held === null) await new Promise((res) => setTimeout(res, 200));
     }
     assert.is(held, 'podway-orphan.nx.caliorph1', 'podway run held the free orphan address');
+    const scanIps = async () => {
+      for (let i = 0; i < 100; i++) {
+        const found = (existsSync(ipLog) ? readFileSync(ipLog, 'utf8') : '').split('\n').filter((l) => / -j netns list-id$/.test(l));
+        if (found.length > 0) return found;
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      return [];
+    };
+    const scanned = await scanIps();
+    assert.ok(scanned.length > 0, `the orphan scan ran its ip: ${existsSync(ipLog) ? readFileSync(ipLog, 'utf8') : 'no ip run'}`);
+    for (const l of scanned) assert.is.not(Number(l.split(' ')[0]), r.child.pid, `the scan's ip was not forked by podway run itself (${r.child.pid}): ${l}`);
     // ipam check on the node: each counted, with its IPAM state here
     const check = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h']);
     assert.is(check.code, 3, check.out + check.err);
@@ -497,15 +517,18 @@ t('a start logs one line per phase, in order, with the ms since the process star
     assert.ok(await r.waitFor(/"start-up: forwarding at/, START_WAIT_MIN_MS), r.err());
     const phases = r.err().split('\n').flatMap((l) => {
       try {
-        const j = JSON.parse(l) as { msg?: string; startupPhase?: string; sinceStartMs?: number };
-        return j.startupPhase ? [{ phase: j.startupPhase, at: j.sinceStartMs!, msg: j.msg! }] : [];
+        const j = JSON.parse(l) as { msg?: string; startupPhase?: string; sinceStartMs?: number; cpuMs?: number };
+        return j.startupPhase ? [{ phase: j.startupPhase, at: j.sinceStartMs!, cpu: j.cpuMs!, msg: j.msg! }] : [];
       } catch {
         return [];
       }
     });
     assert.equal(phases.map((p) => p.phase), ['modules loaded', 'control socket', 'registered', 'first model', 'host prepared', 'model applied', 'nat tables', 'forwarding'], r.err());
     for (let i = 1; i < phases.length; i++) assert.ok(phases[i]!.at >= phases[i - 1]!.at, `in time order: ${phases.map((p) => p.msg).join(' | ')}`);
-    assert.match(phases[3]!.msg, /^start-up: first model at \d+ ms \(\+\d+ ms\); the datastore's, 0 endpoints$/);
+    // the process's CPU so far with each (never less than the phase before; some to load the modules)
+    assert.ok(phases[0]!.cpu > 0, phases[0]!.msg);
+    for (let i = 1; i < phases.length; i++) assert.ok(phases[i]!.cpu >= phases[i - 1]!.cpu, `CPU grows: ${phases.map((p) => p.msg).join(' | ')}`);
+    assert.match(phases[3]!.msg, /^start-up: first model at \d+ ms \(\+\d+ ms, cpu \d+ ms\); the datastore's, 0 endpoints$/);
     // the apply's line says where its time went
     assert.match(r.err(), /"applied model: \d+ routes, 0 endpoints, 0 withheld \([\d.]+ ms; infra [\d.]+, endpoints [\d.]+, gw [\d.]+, host [\d.]+\)/);
     r.child.kill('SIGTERM');

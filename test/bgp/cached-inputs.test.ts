@@ -59,6 +59,20 @@ test('the plan from the cached inputs is the snapshot\'s plan (speaker, peers wi
   assert.equal(inputs.peers.map((p) => p.name), ['tor', 'rack-a']);
 });
 
+test('another node\'s BGPPeer naming this node by its address is kept: the reverse peering from the cache is the snapshot\'s', () => {
+  const oneWay = snapshotOf(
+    pool('p', '10.244.0.0/16'), node('node1', '10.99.0.2/24'), node('node2', '10.99.0.3/24'),
+    { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false } },
+    bgpPeer('to-node1', { node: 'node2', peerIP: '10.99.0.2', asNumber: 64512 }),
+    bgpPeer('elsewhere', { node: 'node2', peerIP: '10.99.0.99', asNumber: 64512 }),
+  );
+  const inputs = checkBgpInputs(JSON.parse(JSON.stringify(bgpInputsOf(oneWay, 'node1'))));
+  assert.equal(inputs.peers.map((p) => p.name), ['to-node1']);
+  const fromCache = computeBgpPlan(snapshotOfBgpInputs(inputs, 'the model cache'), 'node1', { exports: inputs.exports, learnedExport: inputs.learnedExport });
+  assert.equal(fromCache.peers.map((p) => [p.address, p.source]), [['10.99.0.3', 'BGPPeer to-node1 (reverse)']]);
+  assert.is(JSON.stringify(fromCache.peers), JSON.stringify(computeBgpPlan(oneWay, 'node1').peers));
+});
+
 test('a password is kept as its secret reference, never its value; a secret not there leaves that peer out, said', () => {
   const text = JSON.stringify(bgpInputsOf(snap, 'node1'));
   assert.ok(text.includes('"secretKeyRef":{"name":"bgp","key":"tor"}'), text);

@@ -4,12 +4,14 @@
 // `default`, the BGPPeers that may apply to it, every Node's BGP part (mesh peers, peerSelector,
 // route reflectors), the prefixes it exported and which learned routes it passed on. Passwords are kept as the BGPPeer holds them:
 // secret references (spec.password.secretKeyRef), never a secret's value; the value is read from
-// `--bgp-secrets DIR` when the plan is made, as with the datastore's settings.
+// `--bgp-secrets DIR` when the plan is made (and again when it changes there: watchSecrets), as
+// with the datastore's settings.
 import type { ClusterSnapshot } from '../snapshot';
 import type { Node } from '../resources';
 import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
 import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
 import { computeExports, computeLearnedExportPolicy } from './exports';
+import { splitPeerIp } from './peering';
 import { parsePrefix } from './wire';
 
 export interface BgpInputs {
@@ -17,7 +19,8 @@ export interface BgpInputs {
   readonly nodes: readonly { readonly name: string; readonly labels?: Readonly<Record<string, string>>; readonly bgp?: Readonly<Record<string, unknown>> }[];
   /** The BGPConfiguration `default`, if any (its spec). */
   readonly config: Readonly<Record<string, unknown>> | null;
-  /** BGPPeers that are global or may select this node: name and the spec fields the plan reads. */
+  /** BGPPeers that are global, may select this node, or name it by its address (it peers back):
+   * name and the spec fields the plan reads. */
   readonly peers: readonly { readonly name: string; readonly spec: Readonly<Record<string, unknown>> }[];
   /** The prefixes the node exported (computeExports). */
   readonly exports: readonly BgpExport[];
@@ -32,7 +35,12 @@ const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector
 /** `node`'s BGP inputs in `snap` (only what computeBgpPlan reads; secret references, no values). */
 export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {
   const config = (snap.bgpConfigurations ?? []).find((c) => c.metadata.name === 'default');
-  const peers = (snap.bgpPeers ?? []).filter((p) => !p.spec.node || p.spec.node === node).map((p) => {
+  // Another node's node-specific BGPPeer matters here only when its peerIP is this node's address
+  // (this node peers back: peering.ts's reverse peerings).
+  const self = snap.nodes.find((n) => n.metadata.name === node)?.spec.bgp;
+  const own = new Set([self?.ipv4Address, self?.ipv6Address].map((a) => (a === undefined ? null : splitPeerIp(a.split('/')[0]!)?.address)).filter((a): a is string => !!a));
+  const namesUs = (peerIP: string | undefined): boolean => peerIP !== undefined && own.has(splitPeerIp(peerIP)?.address ?? '');
+  const peers = (snap.bgpPeers ?? []).filter((p) => !p.spec.node || p.spec.node === node || namesUs(p.spec.peerIP)).map((p) => {
     const spec: Record<string, unknown> = {};
     for (const f of PEER_FIELDS) if (p.spec[f] !== undefined) spec[f] = p.spec[f];
     const ref = p.spec.password?.secretKeyRef;

@@ -65,7 +65,7 @@ import { findUnderlay } from '../dataplane/host';
 import type { NodeStatus } from '../control/bgp/agent';
 import type { LearnedRoute } from '../control/route-calc';
 import type { TunnelMtuSettings } from '../control/felix-mtu';
-import { secretFromDir } from './bgp-secrets';
+import { secretFromDir, watchSecrets } from './bgp-secrets';
 import type { Datastore } from '../control/datastore';
 import { bgpInputsOf, snapshotOfBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 import { speakerNotStartedStatus } from '../control/bgp/readiness';
@@ -163,6 +163,17 @@ if (parentPort) {
           learned = routes;
           complete = all;
           if (lastSnapshot) onChange(lastSnapshot, false);
+        },
+      })
+    : null;
+  // A rotated BGPPeer password (or one that appears) is read again and the plan made anew at once,
+  // as calico-node's confd watches its secrets: not at the next datastore change.
+  const secretsWatch = agent && init.bgpSecretsDir
+    ? watchSecrets(init.bgpSecretsDir, {
+        secretsInUse: () => agent.secretsInUse(),
+        onCheck: () => {
+          const said = agent.recheckSecrets();
+          if (said) port.postMessage({ type: 'log', level: 'info', message: `bgp: ${said}` });
         },
       })
     : null;
@@ -398,6 +409,7 @@ if (parentPort) {
       if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
     } else if (m.type === 'stop') {
       // Graceful: our peers keep our routes for the restart time (a restart is not a withdrawal).
+      secretsWatch?.close();
       void (agent ? agent.stop({ graceful: true }) : Promise.resolve()).then(() => store?.close()).then(() => port.close());
     } else if (m.type === 'bgp-status') {
       port.postMessage({ type: 'bgp-status', id: m.id, status: bgpStatus() });

@@ -5,6 +5,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import { birdBgpConfig, loopbackNet, randomPort, startBird, waitFor } from './bird';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { BgpAgent } from '../../src/control/bgp/agent';
+import { secretFromDir, watchSecrets } from '../../src/cli/bgp-secrets';
+import { affinity, node, pool, snapshotOf } from '../control/fixtures';
 
 const AS = 64512;
 
@@ -98,6 +104,57 @@ test('the TCP-MD5 hint goes once the passwords match and the session is up', asy
   } finally {
     await speaker.stop();
     await bird.stop();
+  }
+});
+
+// The review's rotation: the BGPPeer's password is a secret under --bgp-secrets; BIRD gets a new
+// key and the file is replaced (tmp + mv). The agent, told by watchSecrets (a watch on the secret's
+// directory; the 10 s poll is set far beyond this test here), reads it again and re-plans at once:
+// no datastore change is needed for the session to come up.
+test('a rotated password under --bgp-secrets is read again at once (watchSecrets): the session comes up with the new key', async () => {
+  const ip = loopbackNet();
+  const birdPort = randomPort();
+  const ourPort = birdPort + 1;
+  const dir = mkdtempSync(path.join(tmpdir(), `podway-bgpfix26-${process.pid}-`));
+  const lines: string[] = [];
+  const bird = await startBird(birdBgpConfig({
+    address: ip(3), port: birdPort, as: AS, statics: ['10.99.0.0/24'],
+    neighbors: [{ name: 'podway', address: ip(2), port: ourPort, as: AS, extra: 'password "new-key"; passive on;' }],
+  }));
+  const API = 'projectcalico.org/v3';
+  const snap = snapshotOf(
+    pool('p', '10.244.0.0/16'), node('node1', `${ip(2)}/8`), affinity('node1', '10.244.7.0/26'),
+    { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { listenPort: ourPort, bindMode: 'NodeIP', nodeToNodeMeshEnabled: false } },
+    { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { peerIP: `${ip(3)}:${birdPort}`, asNumber: AS, password: { secretKeyRef: { name: 'bgp-pw', key: 'password' } } } },
+  );
+  mkdirSync(path.join(dir, 'bgp-pw'));
+  writeFileSync(path.join(dir, 'bgp-pw', 'password'), 'old-key\n');
+  const agent = new BgpAgent({
+    node: 'node1',
+    createSpeaker: (o) => new BgpSpeaker({ ...o, connectRetrySeconds: 1, log: (_l, m) => lines.push(m) }),
+    resolveSecret: (name, key) => secretFromDir(dir, name, key),
+    log: (m) => lines.push(m),
+    onLearned: () => {},
+  });
+  const watch = watchSecrets(dir, { secretsInUse: () => agent.secretsInUse(), onCheck: () => { const said = agent.recheckSecrets(); if (said) lines.push(said); }, pollMs: 600_000 });
+  try {
+    agent.update(snap);
+    assert.equal(agent.secretsInUse(), [{ name: 'bgp-pw', key: 'password' }]);
+    assert.is(agent.recheckSecrets(), '', 'nothing changed: no new plan');
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.is.not(agent.status().peers[0]!.bgpState, 'Established', 'the old key cannot establish');
+    writeFileSync(path.join(dir, 'bgp-pw', '.password.tmp'), 'new-key\n');
+    renameSync(path.join(dir, 'bgp-pw', '.password.tmp'), path.join(dir, 'bgp-pw', 'password'));
+    await waitFor('Established with the new key', () => agent.status().peers[0]!.bgpState === 'Established', 30_000).catch(async (e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(agent.status().peers)}\n${lines.join('\n')}\n${await bird.protocol('podway')}`);
+    });
+    assert.ok(lines.includes(`secret bgp-pw/password changed: peer ${ip(3)} changed (session reset)`), lines.join('\n'));
+    assert.not.ok(lines.some((l) => l.includes('new-key') || l.includes('old-key')), 'no password in the log');
+  } finally {
+    watch.close();
+    await agent.stop({ graceful: false });
+    await bird.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -88,6 +88,9 @@ export class BgpAgent {
    * longer configured, or the hold ends. A prefix the speaker learns afresh uses the fresh route. */
   private held: LearnedRoute[] = [];
   private heldTimer: NodeJS.Timeout | undefined;
+  /** What the plan in force was made from (recheckSecrets makes it again). */
+  private planInputs: { snapshot: ClusterSnapshot; given?: Pick<BgpPlanOptions, 'exports' | 'learnedExport'> } | null = null;
+  private secretsRead = new Map<string, { name: string; key: string; value: string | undefined }>();
 
   constructor(private readonly options: BgpAgentOptions) {}
 
@@ -130,7 +133,18 @@ export class BgpAgent {
    */
   update(snapshot: ClusterSnapshot, given?: Pick<BgpPlanOptions, 'exports' | 'learnedExport'>): string {
     if (this.stopped) return '';
-    const plan = computeBgpPlan(snapshot, this.options.node, given ? { ...this.options, ...given } : this.options);
+    // The secrets this plan reads, with what they held (undefined: not there): recheckSecrets
+    // makes the plan again when one of them changes (a rotated password, one that appears).
+    const read = new Map<string, { name: string; key: string; value: string | undefined }>();
+    const resolve = this.options.resolveSecret;
+    const resolveSecret = resolve && ((name: string, key: string) => {
+      const value = resolve(name, key);
+      read.set(`${name}/${key}`, { name, key, value });
+      return value;
+    });
+    const plan = computeBgpPlan(snapshot, this.options.node, { ...this.options, ...(given ?? {}), ...(resolveSecret ? { resolveSecret } : {}) });
+    this.secretsRead = read;
+    this.planInputs = { snapshot, ...(given ? { given } : {}) };
     const warningsKey = plan.warnings.join('\n');
     if (warningsKey !== this.warningsKey) for (const w of plan.warnings) this.options.log(`bgp: ${w}`, 'warn');
     this.warningsKey = warningsKey;
@@ -144,6 +158,32 @@ export class BgpAgent {
     this.speaker.setExports([...plan.exports]);
     this.speaker.setLearnedExportPolicy(plan.learnedExport);
     return describePlanChange(previous, plan);
+  }
+
+  /** The secrets (name, key) the plan in force read, for a watcher of --bgp-secrets. */
+  secretsInUse(): { name: string; key: string }[] {
+    return [...this.secretsRead.values()].map(({ name, key }) => ({ name, key }));
+  }
+
+  /**
+   * Reads the secrets the plan in force read again; when one holds something else now (a rotated
+   * password, a secret that appeared or went), makes the plan again from the same snapshot, as a
+   * datastore change would (the peer whose password changed has its session reset with the new
+   * one). Returns what it did, for the log ('' when every secret is as it was).
+   */
+  recheckSecrets(): string {
+    const resolve = this.options.resolveSecret;
+    if (this.stopped || !resolve || !this.planInputs) return '';
+    const changed = [...this.secretsRead.entries()].filter(([, r]) => resolve(r.name, r.key) !== r.value).map(([ref]) => ref);
+    if (!changed.length) return '';
+    const { snapshot, given } = this.planInputs;
+    let said: string;
+    try {
+      said = this.update(snapshot, given);
+    } catch (e) {
+      return `secret${changed.length > 1 ? 's' : ''} ${changed.join(', ')} changed; the plan cannot be made again (${(e as Error).message}), the last one kept`;
+    }
+    return `secret${changed.length > 1 ? 's' : ''} ${changed.join(', ')} changed: ${said || 'no peer uses it now'}`;
   }
 
   status(): NodeStatus {

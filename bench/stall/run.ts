@@ -12,6 +12,9 @@
  * Traffic: UDP from pod A to pod B at a fixed rate (bench/stall/peer.ts), each datagram carrying a
  * sequence number and its send time; pod B records every arrival. Only ever between A and B.
  *
+ * Edit kinds: add (endpoint #N+1 in, then out), label (pod #3's label), pool (natOutgoing toggled
+ * on a second IPPool, disabled and empty: the NAT table's sets change, nothing podway forwards does).
+ *
  * Procedure: start podway (startup = spawn until the first model is applied), start the stream,
  * take a baseline window with no edit, then for each edit kind do `--edits` edits (written as
  * tmp + rename, as an editor or a datastore sync would), each followed by `podway status` polls
@@ -19,7 +22,7 @@
  * around the edit, the datagrams lost, the worst one-way latency, and the apply time (from the
  * rename to the status answer that shows the new model, and to podway's own "applied model" log).
  *
- *   npm run bench:stall [-- --pods 1000] [-- --pps 2000] [-- --edits 3] [-- --kinds add,label]
+ *   npm run bench:stall [-- --pods 1000] [-- --pps 2000] [-- --edits 3] [-- --kinds add,label,pool]
  *                       [-- --baseline-seconds 5] [-- --podway PATH/bin/podway.js]
  *                       [-- --podway-args "--workers 2"] [-- --json]
  *                       [-- --startup-timeout 1200] [-- --apply-timeout 1200]
@@ -35,7 +38,7 @@ import { parseClusterYaml } from '../../src/control';
 import { RECORD_BYTES } from './peer';
 import { benchArgsOrExit } from '../e2e/bench-args';
 
-const BENCH_ARGS = { usage: `usage: node dist/bench/stall/run.js [--pods 1000] [--pps 2000] [--edits 3] [--kinds add,label] [--baseline-seconds 5]
+const BENCH_ARGS = { usage: `usage: node dist/bench/stall/run.js [--pods 1000] [--pps 2000] [--edits 3] [--kinds add,label,pool] [--baseline-seconds 5]
          [--podway PATH] [--podway-args "ARGS"] [--startup-timeout S] [--apply-timeout S] [--json]
 Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...).`, flags: ['--json'], options: ['--pods', '--pps', '--edits', '--kinds', '--baseline-seconds', '--podway', '--podway-args', '--startup-timeout', '--apply-timeout'] };
 
@@ -69,7 +72,7 @@ interface Options {
   applyTimeoutMs: number;
 }
 
-type EditKind = 'add' | 'label';
+type EditKind = 'add' | 'label' | 'pool';
 
 function parseArgs(argv: string[]): Options {
   const val = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
@@ -81,7 +84,7 @@ function parseArgs(argv: string[]): Options {
     return n;
   };
   const kinds = (val('--kinds') ?? 'add,label').split(',').filter(Boolean) as EditKind[];
-  for (const k of kinds) if (k !== 'add' && k !== 'label') throw new Error(`--kinds: "${k}" is not add or label`);
+  for (const k of kinds) if (k !== 'add' && k !== 'label' && k !== 'pool') throw new Error(`--kinds: "${k}" is not add, label or pool`);
   const o: Options = {
     pods: Math.floor(num('--pods', 1000)),
     pps: num('--pps', 2000),
@@ -191,7 +194,7 @@ class StallLab {
   }
 
   /** The resource file: pool, node, affine blocks, and endpoints 0..n-1 (plus #n when `extra`). */
-  resources(extra: boolean, label: string): string {
+  resources(extra: boolean, label: string, spareNat = false): string {
     const count = extra ? this.n + 1 : this.n;
     const blocks = Math.ceil((this.n + 1) / PER_BLOCK);
     const docs: string[] = [
@@ -205,6 +208,19 @@ spec:
   ipipMode: Never
   vxlanMode: Always
   natOutgoing: false`,
+      // A pool no pod uses, disabled: the "pool" edit toggles its natOutgoing (what changes is the
+      // NAT table's sets; no route, endpoint or next hop).
+      `apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: bench-spare-pool
+spec:
+  cidr: 10.250.0.0/16
+  blockSize: 26
+  ipipMode: Never
+  vxlanMode: Always
+  disabled: true
+  natOutgoing: ${spareNat}`,
       `apiVersion: projectcalico.org/v3
 kind: Node
 metadata:
@@ -562,19 +578,22 @@ async function main(): Promise<void> {
     const edits: EditResult[] = [];
     // Each edit starts from the file the previous one left, so every edit changes exactly one pod:
     // add brings endpoint #N+1 in, then out, then in...; label flips pod #3's label.
-    const state = { extra: false, label: 'one' };
+    const state = { extra: false, label: 'one', spareNat: false };
     edits: for (const kind of o.kinds) {
       for (let e = 0; e < o.edits; e++) {
         let what: string;
         if (kind === 'add') {
           state.extra = !state.extra;
           what = `${state.extra ? 'add' : 'remove'} endpoint #${o.pods + 1}`;
+        } else if (kind === 'pool') {
+          state.spareNat = !state.spareNat;
+          what = `natOutgoing ${state.spareNat} on a disabled, empty pool`;
         } else {
           const from = state.label;
           state.label = from === 'one' ? 'two' : 'one';
           what = `relabel endpoint #3 (${from}->${state.label})`;
         }
-        const text = lab.resources(state.extra, state.label);
+        const text = lab.resources(state.extra, state.label, state.spareNat);
         const before = (await lab.status()).modelsApplied;
         const logsBefore = lab.appliedTimes().length;
         const udp0 = lab.udpCounters();

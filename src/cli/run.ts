@@ -1142,6 +1142,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       deferOrphanScan: true,
     });
     engine = eng;
+    // The tables' live updates and counters run their nft through the engine's spawner helper:
+    // a fork of this process would hold the forwarding thread (NftNat.useSpawner).
+    for (const t of [nat, nat6, guard]) t.useSpawner(eng.spawnFn);
     // A failed start from here: the workers ended, the engine stopped (its pod routes, the host
     // port, the tunnel table), the nftables tables deleted, then the underlay's forwarding set back
     // once nothing of podway forwards (transit-drop tables gone, workers ended).

@@ -28,7 +28,7 @@ import { NeighborTable, NeighborTimings } from './neighbors';
 import { NeighborQueue, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
 import { NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from './neighbor-queue-limits';
 import { HostProgrammer, HostState, HostLearnedRoute, HostPoolRoute, HostAddress, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
-import { Spawner } from './spawner';
+import { Spawner, type SpawnFn } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } from './counters';
 import { checkModel } from './model-check';
 import { installTunnelRx, installedTunnelPort, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
@@ -615,6 +615,12 @@ export class Engine {
   private spawnerExec(): ScanExec | undefined {
     const sp = this.spawner;
     return sp ? (f, a, t) => sp.exec(f, a, t) : undefined;
+  }
+
+  /** The spawner helper's spawn (host-managing engine), for other commands run while podway
+   * forwards (the nftables tables' updates: NftNat.useSpawner); null without one. */
+  get spawnFn(): SpawnFn | null {
+    return this.spawner?.spawn ?? null;
   }
 
   /** Read the kernel's main IPv4 table without blocking (through the spawner when there is one). */

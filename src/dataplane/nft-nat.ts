@@ -32,12 +32,13 @@
  * too (ip6tables MASQUERADE). A table apart rather than one `inet` table keeps the IPv4 table, its
  * rules and its tests as they were, and a kernel refusing the ip6 family costs IPv4 nothing.
  */
-import { ChildProcess, execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import type { NamedCounts, NftTable } from './nft-counters';
 import { readFileSync } from 'node:fs';
 import { Backoff } from '../util/backoff';
 import { isSafeIfname } from './ifname';
 import type { NatOutgoingExclusions } from './nat';
+import type { SpawnFn } from './spawner';
 
 export const NAT_TABLE = 'podway';
 
@@ -499,7 +500,8 @@ function nftError(e: unknown, what: string): Error {
 /**
  * The table's owner. start/stop are synchronous (they run once, before forwarding and at exit);
  * updates run in a child process the event loop never waits for, one at a time, the newest spec
- * winning, so forwarding is never stalled by `nft`.
+ * winning, so forwarding is never stalled by `nft`: in podway run that child is forked by the
+ * engine's spawner helper (useSpawner), as a fork of podway itself holds the forwarding thread.
  */
 export class NftNat {
   private spec: NatSpec | null = null;
@@ -508,7 +510,10 @@ export class NftNat {
   private running = false;
   private pending: NatSpec | null = null;
   /** The update's `nft -f` still running (stop() waits for it: see there), and its exit. */
-  private child: { proc: ChildProcess; exited: Promise<void> } | null = null;
+  private child: { kill: () => void; exited: Promise<void> } | null = null;
+  /** Runs the updates' `nft` (useSpawner): the engine's spawner helper, so podway's
+   * own process, the forwarding thread, never forks for them; null: node's execFile here. */
+  private spawnFn: SpawnFn | null = null;
   lastError: string | null = null;
   /** What the last logged update said (NatFamily.setsSaid). */
   private lastSaid = '';
@@ -536,6 +541,19 @@ export class NftNat {
     const first = retry.minMs ?? 1000;
     this.retryMaxMs = Math.max(first, retry.maxMs ?? 60_000);
     this.retryWait = new Backoff({ first, max: this.retryMaxMs });
+  }
+
+  /**
+   * Run the live updates' `nft` through `spawn` (the engine's Spawner: a small
+   * helper process forked before any packet ring was mapped). Node's execFile forks this process,
+   * and the fork blocks the thread that calls it until the child has exec'd: the forwarding
+   * thread, for the time the fork copies page tables (a ring per pod) and, on a loaded machine,
+   * for as long as the new child waits for a CPU (an IPPool edit that changed no route stalled
+   * pod traffic 0.2-0.6 s at load ~20; bench/README.md, "A pool change"). start/stop stay
+   * synchronous and local (they run before forwarding and at the exit).
+   */
+  useSpawner(spawn: SpawnFn | null): void {
+    this.spawnFn = spawn;
   }
 
   /** Create (or re-create) the table. Throws a clear error when nft is missing or refuses. */
@@ -753,7 +771,7 @@ export class NftNat {
       clearTimeout(timer);
       if (!inTime) {
         this.log(`nat: an update's nft still ran after ${waitMs / 1000} s at stop: killed`);
-        c.proc.kill('SIGKILL');
+        c.kill();
         await Promise.race([c.exited, new Promise((r) => setTimeout(r, 1000).unref())]);
       }
     }
@@ -782,7 +800,63 @@ export class NftNat {
     }
   }
 
+  /**
+   * `nft args` through a SpawnFn, stdin `input`, bounded by timeoutMs (then SIGKILL); resolves
+   * once with its stdout and an error shaped as execFile's (code ENOENT when nft is missing,
+   * stderr kept) when it failed. `kill` ends it early.
+   */
+  private collect(sp: SpawnFn, args: string[], input: string, timeoutMs: number): { exit: Promise<{ err: (Error & { code?: string; stderr?: string }) | null; out: string }>; kill: () => void } {
+    const c = sp(this.nft, args);
+    let out = '';
+    let errText = '';
+    let timer: NodeJS.Timeout | undefined;
+    const kill = () => {
+      if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+        try {
+          process.kill(c.pid, 'SIGKILL');
+        } catch {
+          /* gone already */
+        }
+      }
+    };
+    const exit = new Promise<{ err: (Error & { code?: string; stderr?: string }) | null; out: string }>((resolve) => {
+      let done = false;
+      const finish = (err: (Error & { code?: string; stderr?: string }) | null) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve({ err, out });
+      };
+      timer = setTimeout(() => {
+        kill();
+        finish(Object.assign(new Error(`nft timed out after ${timeoutMs / 1000} s`), { stderr: errText }));
+      }, timeoutMs);
+      c.stdout.setEncoding('utf8');
+      c.stderr.setEncoding('utf8');
+      c.stdout.on('data', (d) => (out += d));
+      c.stderr.on('data', (d) => (errText += d));
+      c.on('error', (e) => finish(Object.assign(new Error(e.message), /ENOENT/.test(e.message) ? { code: 'ENOENT' } : {}, { stderr: errText })));
+      c.on('close', (code, signal) => finish(code === 0 ? null : Object.assign(new Error(`nft exited ${signal ?? code}`), { stderr: errText })));
+      c.stdin.on('error', () => {}); // EPIPE from an nft that exits early: its status says more
+      c.stdin.end(input);
+    });
+    return { exit, kill };
+  }
+
   private runAsync(program: string, what: string): Promise<void> {
+    const sp = this.spawnFn;
+    if (sp) {
+      const r = this.collect(sp, ['-f', '-'], program, 10_000);
+      const exited = r.exit.then(() => undefined);
+      const me = { kill: r.kill, exited };
+      this.child = me;
+      void exited.then(() => {
+        if (this.child === me) this.child = null;
+      });
+      return r.exit.then(({ err }) => {
+        if (err) throw nftError(err, what);
+      });
+    }
     return new Promise((resolve, reject) => {
       const c = execFile(this.nft, ['-f', '-'], { timeout: 10_000 }, (err, _out, stderr) => {
         if (err) reject(nftError(Object.assign(err, { stderr }), what));
@@ -790,7 +864,7 @@ export class NftNat {
       });
       // 'exit', not the callback: the callback also waits for the pipes, which a grandchild may hold
       const exited = new Promise<void>((r) => { c.once('exit', () => r()); c.once('error', () => r()); });
-      const me = { proc: c, exited };
+      const me = { kill: () => c.kill('SIGKILL'), exited };
       this.child = me;
       void exited.then(() => {
         if (this.child === me) this.child = null;

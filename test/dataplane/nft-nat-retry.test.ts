@@ -13,6 +13,8 @@ import * as path from 'node:path';
 import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
 import { NatSpec, natTableProgram, guardTableProgram, NftNat, NAT_TABLE, POD_GUARD } from '../../src/dataplane/nft-nat';
 import { ownedTableInput } from '../helpers/nft-owner';
+import { Spawner, SpawnFn } from '../../src/dataplane/spawner';
+import { readFileSync } from 'node:fs';
 
 runPrivateNetns();
 
@@ -209,5 +211,90 @@ test('stop() while an update\'s nft hangs: killed after the bound, the table del
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** slowNft, its wait read from `dir`/ms at each run (the spawner helper's environment is fixed
+ * when it is forked), and its PID and parent's written to `dir`/pids before it waits. */
+function slowNftFromFile(dir: string): string {
+  const file = path.join(dir, 'nft');
+  writeFileSync(path.join(dir, 'ms'), '0');
+  writeFileSync(file, `#!${process.execPath}
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const chunks = [];
+process.stdin.on('data', (c) => chunks.push(c)).on('end', () => {
+  const prog = Buffer.concat(chunks);
+  const ms = prog.toString().startsWith('delete table') ? 0 : Number(fs.readFileSync(${JSON.stringify(path.join(dir, 'ms'))}, 'utf8'));
+  fs.appendFileSync(${JSON.stringify(path.join(dir, 'pids'))}, process.pid + ' ' + process.ppid + '\\n');
+  setTimeout(() => {
+    try { execFileSync('nft', process.argv.slice(2), { input: prog, stdio: ['pipe', 'inherit', 'inherit'] }); } catch (e) { process.exit(e.status || 1); }
+  }, ms);
+});
+`);
+  chmodSync(file, 0o755);
+  return file;
+}
+
+test('useSpawner: live updates run nft in the spawner helper, never a fork of this process (the forwarding thread); a refusal and a hung update at stop behave as without it', async () => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  if (!/podway0/.test(sh('ip', ['link', 'show'], { allowFail: true }))) sh('ip', ['tuntap', 'add', 'podway0', 'mode', 'tun']);
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-spawned-nft-'));
+  const logs: string[] = [];
+  const sp = new Spawner();
+  const helperPid = (sp as unknown as { helper: { pid: number } }).helper.pid;
+  const ran: string[][] = [];
+  const spawnFn: SpawnFn = (file, args) => {
+    ran.push([file, ...args]);
+    return sp.spawn(file, args);
+  };
+  const nat = new NftNat((m) => logs.push(m), slowNftFromFile(dir));
+  nat.useSpawner(spawnFn);
+  const holder = spawn('nft', ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  children.push(holder);
+  try {
+    nat.start(spec([]));
+    assert.is(ran.length, 0, 'start runs nft here, synchronously (before forwarding)');
+    nat.update(spec(['10.250.0.0/16']));
+    assert.ok(await waitFor(() => nat.updates === 1 || nat.failures > 0, 10_000, 20), `${JSON.stringify(nat.status())} ${logs.join('\n')}`);
+    assert.is(nat.lastError, null);
+    assert.match(table(), /set natpools \{[^}]*elements = \{ 10\.250\.0\.0\/16 \}/);
+    assert.equal(ran[0].slice(1), ['-f', '-'], 'the update went through the spawner');
+    // its nft's parent was the helper, not this process
+    const [, ppid] = readFileSync(path.join(dir, 'pids'), 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+    assert.is(ppid, helperPid, `nft ran under the spawner helper ${helperPid}, not ${process.pid}`);
+    // refused (another process holds the table): the same error and retry as with execFile
+    holder.stdin!.write(ownedTableInput(natTableProgram(spec([])), 'ip', NAT_TABLE));
+    assert.ok(await waitFor(() => /flags owner/.test(table()), 10_000, 20), 'nft -i holds the table');
+    nat.update(spec(['10.244.0.0/16']));
+    assert.ok(await waitFor(() => nat.failures >= 1, 10_000, 20), JSON.stringify(nat.status()));
+    assert.match(String(nat.status().lastError), /^nft \(update sets\): .*(Operation not permitted|EPERM)/);
+    holder.stdin!.end();
+    assert.ok(await waitFor(() => holder.exitCode !== null || holder.signalCode !== null, 10_000, 10), 'nft -i ended');
+    assert.ok(await waitFor(() => nat.lastError === null, 10_000, 20), `healed: ${JSON.stringify(nat.status())}`);
+    // an update that hangs at stop: killed (its PID, in the helper's session) after the bound
+    writeFileSync(path.join(dir, 'ms'), '60000');
+    nat.update({ ...spec(['10.244.0.0/16']), maxFlows: 1000 });
+    assert.ok(await waitFor(() => readFileSync(path.join(dir, 'pids'), 'utf8').trim().split('\n').length >= ran.filter((r) => r[1] === '-f').length, 10_000, 20), 'the slow nft started');
+    await nat.stop({ waitMs: 300 });
+    assert.ok(logs.some((l) => /still ran after 0\.3 s at stop: killed/.test(l)), logs.join('\n'));
+    assert.is(table(), '', 'deleted at stop');
+    await new Promise((res) => setTimeout(res, 300));
+    const [slowPid] = readFileSync(path.join(dir, 'pids'), 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+    assert.not.ok(existsPid(slowPid), `the hung nft ${slowPid} was killed`);
+  } finally {
+    if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
+    await nat.stop();
+    sp.close();
+    sh('nft', ['delete', 'table', 'ip', NAT_TABLE], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function existsPid(pid: number): boolean {
+  try {
+    return !/^\S+ \S+ Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/\(.*\)/, 'x'));
+  } catch {
+    return false;
+  }
+}
 
 test.run();

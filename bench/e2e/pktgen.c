@@ -26,12 +26,13 @@
  *   pktgen rr-server tcp|udp PORT SECONDS
  *     Echoes every request back (UDP: each datagram; TCP: the byte stream, TCP_NODELAY, one
  *     connection at a time) for SECONDS at most.
- *   pktgen rr-client tcp|udp IP PORT SIZE RATE SECONDS [WINDOW]
+ *   pktgen rr-client tcp|udp IP PORT SIZE RATE SECONDS [WINDOW [COUNT]]
  *     Request/response round trips of SIZE-byte requests (>= 16: sequence number and send time).
  *     RATE > 0: open loop, a request every 1/RATE s whatever the replies do (the latency a pod
  *     feels at that load). RATE = 0: closed loop with WINDOW (default 1) requests outstanding, as
- *     fast as the path answers (the maximum rate). One thread, ppoll() with ns timeouts between
- *     sends. Prints {"sent":N,"received":N,"seconds":S,"rate":R,"p50us":..,"p99us":..,
+ *     fast as the path answers (the maximum rate). COUNT > 0: no more than COUNT requests (the
+ *     run ends early once they are answered), so a capture of the run has a known bound whatever
+ *     the machine's speed. One thread, ppoll() with ns timeouts between sends. Prints {"sent":N,"received":N,"seconds":S,"rate":R,"p50us":..,"p99us":..,
  *     "p999us":..,"maxus":..} (rate: replies per second).
  *
  * Only ever sends to the addresses it is given (the benchmark's own namespaces).
@@ -401,17 +402,18 @@ static int do_rr_server(int argc, char **argv) {
 }
 
 static int do_rr_client(int argc, char **argv) {
-  if (argc != 8 && argc != 9) {
-    fprintf(stderr, "usage: pktgen rr-client tcp|udp IP PORT SIZE RATE SECONDS [WINDOW]\n");
+  if (argc < 8 || argc > 10) {
+    fprintf(stderr, "usage: pktgen rr-client tcp|udp IP PORT SIZE RATE SECONDS [WINDOW [COUNT]]\n");
     return 2;
   }
   int tcp = strcmp(argv[2], "tcp") == 0;
   int fd = rr_socket(argv[2]);
   struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[4])) };
-  int size = atoi(argv[5]), window = argc == 9 ? atoi(argv[8]) : 1;
+  int size = atoi(argv[5]), window = argc >= 9 ? atoi(argv[8]) : 1;
   double rate = atof(argv[6]), seconds = atof(argv[7]);
-  if (fd < 0 || !inet_aton(argv[3], &sin.sin_addr) || size < (int)sizeof(struct rr_msg) || size > 1400 || rate < 0 || seconds <= 0 || seconds > 600 || window < 1 || window > 1024) {
-    fprintf(stderr, "pktgen: tcp|udp, an IPv4 address, size 16..1400, rate >= 0, seconds 0..600, window 1..1024\n");
+  long long count = argc == 10 ? atoll(argv[9]) : 0; /* 0: as many as SECONDS allows */
+  if (fd < 0 || !inet_aton(argv[3], &sin.sin_addr) || size < (int)sizeof(struct rr_msg) || size > 1400 || rate < 0 || seconds <= 0 || seconds > 600 || window < 1 || window > 1024 || count < 0 || count > (1 << 22)) {
+    fprintf(stderr, "pktgen: tcp|udp, an IPv4 address, size 16..1400, rate >= 0, seconds 0..600, window 1..1024, count 0..4194304\n");
     return 2;
   }
   int one = 1;
@@ -435,11 +437,11 @@ static int do_rr_client(int argc, char **argv) {
   double drain_end = 0;
   for (;;) {
     double t = now();
-    if (t >= end && drain_end == 0) drain_end = t + 0.2; /* replies still in flight */
+    if ((t >= end || (count && sent >= (uint64_t)count)) && drain_end == 0) drain_end = t + 0.2; /* replies still in flight */
     if (drain_end && (t >= drain_end || received >= sent)) break;
     if (!drain_end) {
       int burst = 0;
-      while (burst < 64 && (rate > 0 ? next <= t : outstanding < window)) {
+      while (burst < 64 && (!count || sent < (uint64_t)count) && (rate > 0 ? next <= t : outstanding < window)) {
         struct rr_msg m = { MAGIC, (uint32_t)sent, (uint64_t)(now() * 1e9) };
         memcpy(req, &m, sizeof m);
         ssize_t w = send(fd, req, (size_t)size, MSG_NOSIGNAL);

@@ -598,7 +598,8 @@ spec:
     const p = n.proc;
     if (!p) return null;
     n.proc = null;
-    if (p.exitCode !== null) return p.exitCode;
+    // ended already (a signal too: exitCode null): its 'exit' is past, a listener would wait the whole timeoutMs
+    if (p.exitCode !== null || p.signalCode !== null) return p.exitCode;
     p.kill('SIGTERM');
     const code = await within(new Promise<number | null>((r) => p.once('exit', (c) => r(c))), timeoutMs, 'timeout' as const);
     if (code === 'timeout') {

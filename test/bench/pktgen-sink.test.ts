@@ -32,6 +32,9 @@ test('the sink counts each sequence number once, within the window: late, dup an
   let err = '';
   sink.stdout!.on('data', (d) => (out += d));
   sink.stderr!.on('data', (d) => (err += d));
+  // from the start: a sink that ended (its 4 s) before the sends did would never be heard of
+  // by a listener added after them, and the test would hang instead of failing on its counts
+  const exited = new Promise<number | null>((res) => sink.once('exit', (c) => res(c)));
   const sock = dgram.createSocket('udp4');
   const send = (b: Buffer) => new Promise<void>((res, rej) => sock.send(b, port, '127.0.0.1', (e) => (e ? rej(e) : res())));
   try {
@@ -53,7 +56,7 @@ test('the sink counts each sequence number once, within the window: late, dup an
     while (process.hrtime.bigint() < last + 500_000_000n) await sleep(20);
     for (let seq = 100; seq < 110; seq++) await send(frame(seq, t));
     await send(frame(150, t)); // late too
-    const code = await new Promise<number | null>((res) => sink.once('exit', (c) => res(c)));
+    const code = await exited;
     assert.is(code, 0, err);
     const r = JSON.parse(out) as { received: number; late: number; dup: number; stale: number };
     assert.is(r.received, 101, out);

@@ -256,7 +256,7 @@ test('RFC 2545: BIRD on a shared link sends a 32-octet IPv6 next hop (global + l
       assert.ok(ok, `MP_REACH_NLRI next hops from BIRD: ${JSON.stringify(hopsOf())} (want ${them} + ${themLl})\n${seen()}`);
     } finally {
       await agent?.stop();
-      if (dump.pid !== undefined && dump.exitCode === null) {
+      if (dump.pid !== undefined && dump.exitCode === null && dump.signalCode === null) {
         const exited = new Promise((r) => dump.once('exit', r));
         process.kill(dump.pid, 'SIGTERM');
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);

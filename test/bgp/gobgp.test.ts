@@ -79,7 +79,7 @@ ${ebgp ? `  [neighbors.ebgp-multihop.config]
     });
   });
   const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode !== 'SIGKILL') {
+    if (proc.exitCode === null && proc.signalCode === null) { // ended by any signal: its 'exit' is past, a listener would wait for good
       const exited = new Promise<void>(r => proc.once('exit', () => r()));
       try { process.kill(proc.pid!, 'SIGCONT'); process.kill(proc.pid!, 'SIGKILL'); } catch { /* gone */ }
       await exited;

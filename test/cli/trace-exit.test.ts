@@ -44,7 +44,7 @@ t.before(async () => {
 });
 
 t.after(async () => {
-  if (child && child.exitCode === null) {
+  if (child && child.exitCode === null && child.signalCode === null) {
     const exited = new Promise((r) => child!.once('exit', r));
     child.kill('SIGTERM');
     await within(exited, 10_000, null);

@@ -233,7 +233,7 @@ test('etcd over TLS with client certificates: calls work; another CA\'s client c
     assert.throws(() => new EtcdLiteKv({ endpoints: [endpoint], tls: { caFile: f('missing.pem') } }), /cannot read the CA certificate file .*missing\.pem \(--etcd-ca-cert-file \/ ETCD_CA_CERT_FILE\)/);
   } finally {
     for (const kv of stores) await kv.close();
-    if (proc?.pid && proc.exitCode === null) {
+    if (proc?.pid && proc.exitCode === null && proc.signalCode === null) { // ended (by a signal too): its 'exit' is past
       const exited = new Promise((r) => proc!.once('exit', r));
       process.kill(proc.pid, 'SIGKILL');
       await exited;

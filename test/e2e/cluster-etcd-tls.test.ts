@@ -172,7 +172,7 @@ test('podway run registers its Node and marks the datastore ready through TLS', 
     const ready = await until(() => /"datastoreReady": *true/.test(podway(['get', 'clusterinformation', 'default', '-o', 'json', ...tlsFlags()]).out), 10_000, 250);
     assert.ok(ready, `datastoreReady not set:\n${log.slice(-2000)}`);
   } finally {
-    if (run.pid && run.exitCode === null) {
+    if (run.pid && run.exitCode === null && run.signalCode === null) {
       const exited = new Promise((r) => run.once('exit', r));
       process.kill(run.pid, 'SIGTERM');
       await within(exited, 5000, null);

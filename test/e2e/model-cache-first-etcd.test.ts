@@ -81,6 +81,7 @@ async function killNode1(): Promise<void> {
   const n1 = lab!.node('node1');
   const p = n1.proc!;
   n1.proc = null;
+  if (p.exitCode !== null || p.signalCode !== null) return; // already ended: its 'exit' is past
   const exited = new Promise<void>((r) => p.once('exit', () => r()));
   p.kill('SIGKILL');
   await exited;

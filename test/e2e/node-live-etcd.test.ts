@@ -56,6 +56,7 @@ async function killNode1(): Promise<void> {
   const n = lab!.node('node1');
   const p = n.proc!;
   n.proc = null;
+  if (p.exitCode !== null || p.signalCode !== null) return; // already ended: its 'exit' is past
   const exited = new Promise((r) => p.once('exit', r));
   p.kill('SIGKILL');
   await exited;

@@ -10,7 +10,7 @@ import type { DatastoreSpec } from '../control/kv/spec';
 import { silentLog, type Log } from '../observe/log';
 import type { NodeAddressStore } from './join';
 import type { AddressStoreAnswer, AddressStoreRequest, AddressStoreWorkerData } from './address-store-worker';
-import type { LiveRecord } from '../control/node-live';
+import type { LiveRecord, LivenessStatus } from '../control/node-live';
 
 type Update = NodeAddressStore['update'];
 type Request = Extract<AddressStoreRequest, { id: number }>;
@@ -32,15 +32,35 @@ export class NodeAddressStoreThread {
     return this.ask({ op: 'update', change, ...(expect !== undefined ? { expect } : {}) }) as ReturnType<Update>;
   }
 
-  /** Hold this node's liveness key from now until close() (join.ts NodeAddressStore.holdLiveness). */
-  holdLiveness(record: LiveRecord): Promise<boolean> {
-    const held = this.ask({ op: 'live', record }) as Promise<boolean>;
+  /**
+   * Hold this node's liveness key from now until close() (join.ts NodeAddressStore.holdLiveness):
+   * `lease`, the one the start claimed it with, renewed (null: one granted there).
+   */
+  holdLiveness(record: LiveRecord, lease: string | null = null): Promise<boolean> {
     this.liveRecord = record;
-    return held;
+    this.liveLease = lease;
+    return this.ask({ op: 'live', record, lease }) as Promise<boolean>;
   }
 
-  /** The liveness key's record, held again by a thread started after one ended. */
+  /** The node's addresses as registered now: the liveness key's value follows (same lease). */
+  setLiveAddresses(addresses: readonly string[]): void {
+    if (!this.liveRecord) return;
+    this.liveRecord = { ...this.liveRecord, addresses: [...addresses] };
+    this.ask({ op: 'live-addresses', addresses: [...addresses] }).catch(() => undefined);
+  }
+
+  /** What the liveness key's renewals did (null: not held here); failures counted over every thread. */
+  liveStatus(): LivenessStatus | null {
+    const s = this.lastLive;
+    return s && { ...s, renewalsFailed: s.renewalsFailed + this.liveFailedBefore };
+  }
+
+  /** The liveness key's record and lease, held again by a thread started after one ended. */
   private liveRecord: LiveRecord | null = null;
+  private liveLease: string | null = null;
+  private lastLive: LivenessStatus | null = null;
+  /** The renewals failed in the threads that ended. */
+  private liveFailedBefore = 0;
 
   /** New connections for the store (the node's address left or appeared); nothing if not opened. */
   reconnect(): void {
@@ -61,6 +81,11 @@ export class NodeAddressStoreThread {
     const w = new Worker(path.resolve(__dirname, 'address-store-worker.js'), { workerData: data });
     w.unref(); // the monitor's timer and the store's calls are what keep the process running
     w.on('message', (m: AddressStoreAnswer) => {
+      if ('liveStatus' in m) {
+        this.lastLive = m.liveStatus;
+        this.liveLease = m.liveStatus.lease ?? this.liveLease;
+        return;
+      }
       if ('log' in m) {
         if (m.log === 'warn') this.log.warn(m.message, { node: this.node });
         else this.log.info(m.message, { node: this.node });
@@ -74,6 +99,10 @@ export class NodeAddressStoreThread {
     });
     const gone = (why: string) => {
       if (this.worker === w) this.worker = null;
+      if (this.lastLive) {
+        this.liveFailedBefore += this.lastLive.renewalsFailed;
+        this.lastLive = { ...this.lastLive, renewalsFailed: 0 };
+      }
       // With no call waiting nobody hears of it otherwise (the next call starts a new thread);
       // the end that close() asked for is not news.
       if (this.waiting.size === 0 && !this.closed) this.log.warn(`the Node address store's thread ${why}; a new one starts at the next call`, { node: this.node });
@@ -83,7 +112,7 @@ export class NodeAddressStoreThread {
     w.on('error', (e) => gone(`failed: ${e.message}`));
     w.on('exit', (code) => gone(`ended (${code})`));
     // A thread started again (its last one ended): it holds the liveness key again (its answer unheard).
-    if (this.liveRecord) w.postMessage({ id: this.next++, op: 'live', record: this.liveRecord } satisfies AddressStoreRequest);
+    if (this.liveRecord) w.postMessage({ id: this.next++, op: 'live', record: this.liveRecord, lease: this.liveLease } satisfies AddressStoreRequest);
     return (this.worker = w);
   }
 

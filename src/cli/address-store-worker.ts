@@ -7,7 +7,10 @@
  * a restart"), and whose calls' encoding and decoding run there at every look.
  *
  * Also the holder of this node's liveness key on etcd (control/node-live.ts NodeLiveness, through
- * the same store: {id, op:'live', record}), whose lease is revoked at {op:'close'}.
+ * the same store: {id, op:'live', record, lease?}: the lease the start claimed it with, adopted),
+ * whose value follows the node's addresses ({id, op:'live-addresses', addresses}, and each address
+ * written by 'update'), and whose lease is revoked at {op:'close'}. Each renewal's outcome is
+ * posted as {liveStatus} (podway status, /metrics).
  *
  * workerData: { spec, node }. Messages taken: {id, op:'stored'}, {id, op:'update', change,
  * expect?}, {id, op:'live', record}, {op:'reconnect'} (the node's address left or appeared: new
@@ -17,7 +20,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { NodeAddressStore } from './join';
 import type { DatastoreSpec } from '../control/kv/spec';
-import type { LiveRecord } from '../control/node-live';
+import type { LiveRecord, LivenessStatus } from '../control/node-live';
 
 export interface AddressStoreWorkerData {
   readonly spec: DatastoreSpec;
@@ -28,22 +31,24 @@ export type AddressStoreRequest =
   | { id: number; op: 'stored' }
   | { id: number; op: 'update'; change: Parameters<NodeAddressStore['update']>[0]; expect?: Parameters<NodeAddressStore['update']>[1] }
   | { id: number; op: 'close' }
-  | { id: number; op: 'live'; record: LiveRecord }
+  | { id: number; op: 'live'; record: LiveRecord; lease?: string | null }
+  | { id: number; op: 'live-addresses'; addresses: string[] }
   | { op: 'reconnect' };
 
-export type AddressStoreAnswer = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string } | { log: 'info' | 'warn'; message: string };
+export type AddressStoreAnswer = { id: number; ok: true; value: unknown } | { id: number; ok: false; message: string } | { log: 'info' | 'warn'; message: string } | { liveStatus: LivenessStatus };
 
 if (parentPort) {
   const port = parentPort;
   const data = workerData as AddressStoreWorkerData;
   const log = (level: 'info' | 'warn') => (message: string) => port.postMessage({ log: level, message } satisfies AddressStoreAnswer);
-  const store = new NodeAddressStore(data.spec, data.node, { info: log('info'), warn: log('warn') });
+  const store = new NodeAddressStore(data.spec, data.node, { info: log('info'), warn: log('warn') }, (liveStatus) => port.postMessage({ liveStatus } satisfies AddressStoreAnswer));
   port.on('message', (m: AddressStoreRequest) => {
     if (m.op === 'reconnect') {
       if (data.spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).reconnectEtcdStores();
       return;
     }
-    const work = m.op === 'stored' ? store.stored() : m.op === 'update' ? store.update(m.change, m.expect) : m.op === 'live' ? Promise.resolve().then(() => store.holdLiveness(m.record)) : store.close();
+    const work = m.op === 'stored' ? store.stored() : m.op === 'update' ? store.update(m.change, m.expect) : m.op === 'live' ? Promise.resolve().then(() => store.holdLiveness(m.record, m.lease ?? null))
+      : m.op === 'live-addresses' ? store.setLiveAddresses(m.addresses) : store.close();
     work.then(
       (value) => {
         port.postMessage({ id: m.id, ok: true, value } satisfies AddressStoreAnswer);

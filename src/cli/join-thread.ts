@@ -36,7 +36,7 @@ const ABORT_GRACE_MS = 5000;
 export function joinInThread(spec: DatastoreSpec, opts: JoinOptions, say: (m: string) => void): Promise<void> {
   if (spec.kind === 'file') return Promise.resolve();
   if (opts.signal?.aborted) return Promise.reject(opts.signal.reason instanceof Error ? opts.signal.reason : new Error('stopped'));
-  const data: JoinWorkerData = { spec, node: opts.node, ...(opts.ip !== undefined ? { ip: opts.ip } : {}), ...(opts.ip6 !== undefined ? { ip6: opts.ip6 } : {}), ...(opts.atStart ? { atStart: true } : {}) };
+  const data: JoinWorkerData = { spec, node: opts.node, ...(opts.ip !== undefined ? { ip: opts.ip } : {}), ...(opts.ip6 !== undefined ? { ip6: opts.ip6 } : {}), ...(opts.atStart ? { atStart: true } : {}), ...(opts.live ? { live: opts.live } : {}) };
   const worker = new Worker(path.resolve(__dirname, 'join-worker.js'), { workerData: data });
   return new Promise<void>((resolve, reject) => {
     let settled = false;
@@ -76,6 +76,8 @@ export function joinInThread(spec: DatastoreSpec, opts: JoinOptions, say: (m: st
           return opts.onClusterGuid?.(m.guid);
         case 'locked':
           return opts.onDatastoreLocked?.(m.locked);
+        case 'live-claimed':
+          return opts.onLiveClaimed?.(m.lease);
         case 'done':
           addFences(m.fences);
           return settle();

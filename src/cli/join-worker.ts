@@ -9,16 +9,17 @@
  * etcd store is opened with the light client (kv/open.ts 'command': one registration, then
  * closed), and the thread ends with it.
  *
- * workerData: { spec, node, ip?, ip6?, atStart? }. Messages posted: {type:'say'|'warn', message},
+ * workerData: { spec, node, ip?, ip6?, atStart?, live? }. Messages posted: {type:'say'|'warn', message},
  * {type:'ipam', event}, {type:'node-read', entry}, {type:'node-registered', entry},
- * {type:'cluster-guid', guid}, {type:'locked', locked}, {type:'fence-warning', message} (a
+ * {type:'cluster-guid', guid}, {type:'locked', locked}, {type:'live-claimed', lease} (the node's
+ * liveness key claimed at start: control/node-live.ts claimNode), {type:'fence-warning', message} (a
  * create left without its fence, etcd-fence.ts), then {type:'done', fences} or {type:'failed',
  * message, stack?} (fences: this thread's fence counts, added to the main thread's). Message
  * taken: {type:'abort'} (podway run stopping: the wait for an unreachable store ends).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { joinCluster } from './join';
-import { NodeLiveElsewhereError } from '../control/node-live';
+import { NodeLiveElsewhereError, type LiveRecord } from '../control/node-live';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvEntry } from '../control/kv/kv';
 
@@ -28,6 +29,7 @@ export interface JoinWorkerData {
   readonly ip?: string;
   readonly ip6?: string;
   readonly atStart?: boolean;
+  readonly live?: LiveRecord;
 }
 
 export type JoinWorkerMessage =
@@ -37,6 +39,7 @@ export type JoinWorkerMessage =
   | { type: 'node-registered'; entry: KvEntry }
   | { type: 'cluster-guid'; guid: string | null }
   | { type: 'locked'; locked: boolean }
+  | { type: 'live-claimed'; lease: string }
   | { type: 'done'; fences: { store: string; written: number; moved: number; unwritten: number }[] }
   | { type: 'failed'; message: string; stack?: string; liveElsewhere?: boolean };
 
@@ -59,6 +62,7 @@ if (parentPort) {
     ip: data.ip,
     ip6: data.ip6,
     atStart: data.atStart,
+    ...(data.live ? { live: data.live, onLiveClaimed: (lease: string) => post({ type: 'live-claimed', lease }) } : {}),
     signal: abort.signal,
     onIpam: (event) => post({ type: 'ipam', event }),
     warn: (message) => post({ type: 'warn', message }),

@@ -11,8 +11,8 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvEntry, KvStore } from '../control/kv/kv';
-import { hasLeaseReads, hasLeases, KvConfigError, KvUnavailableError } from '../control/kv/kv';
-import { awaitNodeFree, NodeLiveness, thisHost, type LiveRecord } from '../control/node-live';
+import { hasLeaseClaims, hasLeaseReads, hasLeases, KvConfigError, KvUnavailableError } from '../control/kv/kv';
+import { awaitNodeFree, claimNode, NodeLiveness, thisHost, type LiveRecord, type LivenessStatus } from '../control/node-live';
 import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, resourceKey } from '../control/calico-kinds';
@@ -58,6 +58,14 @@ export interface JoinOptions {
   onNodeRead?: (existing: KvEntry | null) => void;
   /** This node's Node as registered (found or made), for the model cache (model-cache.ts NodeIdentity). */
   onNodeRegistered?: (entry: KvEntry) => void;
+  /**
+   * At start on etcd: this run's liveness record, with which the node's liveness key is claimed
+   * before anything is written (control/node-live.ts claimNode); without it the key is only read
+   * (awaitNodeFree). The lease it was claimed with goes to `onLiveClaimed`, at once (the caller
+   * keeps it alive: NodeLiveness).
+   */
+  live?: LiveRecord;
+  onLiveClaimed?: (lease: string) => void;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }
@@ -75,10 +83,12 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
   try {
     const backoff = new Backoff({ first: 1000, max: RETRY_MAX_MS });
     let saidConfig = '';
+    // the liveness key's lease once claimed: a later attempt finds the key its own
+    const claim = { lease: null as string | null };
     for (;;) {
       opts.signal?.throwIfAborted();
       try {
-        await joinOnce(kv, opts, say);
+        await joinOnce(kv, opts, say, claim);
         return;
       } catch (e) {
         if (!(e instanceof KvUnavailableError)) throw e;
@@ -120,17 +130,25 @@ function chooseIpv6(opts: JoinOptions, stored: StoredNode, fromNode: (family: 4 
   return opts.ip6 ?? fromNode(6, stored.spec?.bgp?.ipv6Address, firstFoundIPv6);
 }
 
-async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, say: (m: string) => void): Promise<void> {
+async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, say: (m: string) => void, claim: { lease: string | null } = { lease: null }): Promise<void> {
   const nodeInfo = kindInfo('Node')!;
   // the addresses this host's interfaces hold, read once when first needed
   let held: ReadonlySet<string> | null | undefined;
   const heldHere = () => (held === undefined ? (held = addressesHeldHere()) : held);
   // At start on etcd, before anything is written: is this node running on another host (its
   // liveness key, control/node-live.ts)? Refused then (NodeLiveElsewhereError: exit 2), the Node
-  // untouched; a lease nobody renews is waited out. The embedded store is one machine's (the run
-  // lock covers it).
+  // untouched; a lease nobody renews is waited out. Else the key is claimed here, in one
+  // transaction (of two hosts started at once, one claims it and the other is refused), and only
+  // then is the Node written. The embedded store is one machine's (the run lock covers it).
   if (opts.atStart && hasLeaseReads(kv)) {
-    await awaitNodeFree(kv, { node: opts.node, me: thisHost(), held: heldHere(), say, ...(opts.signal ? { signal: opts.signal } : {}) });
+    const check = { node: opts.node, me: thisHost(), held: heldHere(), say, ...(opts.signal ? { signal: opts.signal } : {}) };
+    if (opts.live && hasLeaseClaims(kv)) {
+      const lease = await claimNode(kv, { ...check, record: opts.live, lease: claim.lease });
+      if (lease !== claim.lease) {
+        claim.lease = lease;
+        opts.onLiveClaimed?.(lease);
+      }
+    } else await awaitNodeFree(kv, check);
   }
   const existing = await kv.get(resourceKey(nodeInfo, opts.node));
   opts.onNodeRead?.(existing);
@@ -236,20 +254,27 @@ export class NodeAddressStore {
   private closed = false;
   private liveness: NodeLiveness | null = null;
 
-  constructor(private readonly spec: DatastoreSpec, private readonly node: string, private readonly log: { info(m: string): void; warn(m: string): void } = { info: () => {}, warn: () => {} }) {}
+  constructor(private readonly spec: DatastoreSpec, private readonly node: string, private readonly log: { info(m: string): void; warn(m: string): void } = { info: () => {}, warn: () => {} }, private readonly onLiveStatus: (s: LivenessStatus) => void = () => {}) {}
 
   /**
    * Hold this node's liveness key (control/node-live.ts) through this store, from now until
-   * close(): written with a lease of its own, renewed, written again after the lease was lost.
-   * Only on etcd (false elsewhere: the embedded store is one machine's, the run lock covers it).
+   * close(): the lease the start claimed it with (`lease`) renewed, or one of its own granted and
+   * the key written; written again after the lease was lost. Only on etcd (false elsewhere: the
+   * embedded store is one machine's, the run lock covers it).
    */
-  holdLiveness(record: LiveRecord): boolean {
+  holdLiveness(record: LiveRecord, lease: string | null = null): boolean {
+    if (this.liveness && lease !== null) void this.liveness.adopt(lease); // claimed again: that lease now
     if (this.liveness || this.spec.kind !== 'etcd') return this.liveness !== null;
     const kv = this.store();
     if (!hasLeases(kv)) return false;
-    this.liveness = new NodeLiveness(kv, this.node, record, this.log);
+    this.liveness = new NodeLiveness(kv, this.node, record, this.log, undefined, lease, this.onLiveStatus);
     this.liveness.start();
     return true;
+  }
+
+  /** The node's addresses as registered now: the liveness key's value follows (same lease). */
+  async setLiveAddresses(addresses: readonly string[]): Promise<void> {
+    await this.liveness?.setAddresses(addresses);
   }
 
   private store(): KvStore {
@@ -272,7 +297,7 @@ export class NodeAddressStore {
    */
   async update(change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<boolean> {
     const kv = this.store();
-    return this.freshAfterFailure(kv, async () => {
+    const written = await this.freshAfterFailure(kv, async () => {
       try {
         return await updateNodeAddressesIn(kv, this.node, change, expect);
       } catch (e) {
@@ -284,6 +309,10 @@ export class NodeAddressStore {
         return await updateNodeAddressesIn(kv, this.node, change, expect);
       }
     });
+    // The liveness key names the node's addresses as the Node has them now (not awaited: its
+    // renewal's own failures are its own, said and counted there).
+    if (written.ok) void this.liveness?.setAddresses(nodeAddressesOf(written.entry));
+    return written.ok;
   }
 
   /**
@@ -322,7 +351,17 @@ export class NodeAddressStore {
   }
 }
 
-async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: string, change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<boolean> {
+/** A Node's spec.bgp addresses (IPv4 first), as its liveness key names them. */
+export function nodeAddressesOf(entry: KvEntry): string[] {
+  try {
+    const bgp = (JSON.parse(entry.value) as StoredNode).spec?.bgp;
+    return [bgp?.ipv4Address, bgp?.ipv6Address].filter((a): a is string => typeof a === 'string' && a !== '');
+  } catch {
+    return [];
+  }
+}
+
+async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: string, change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<{ ok: boolean; entry: KvEntry }> {
   const conflicts = await nodeAddressConflicts(kv, node, { 4: change.ipv4Address, 6: change.ipv6Address });
   if (conflicts.length > 0) throw new NodeAddressConflictError(node, conflicts);
   let moved = false;
@@ -337,5 +376,5 @@ async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: s
     s.bgp = bgp as typeof s.bgp;
   });
   if (entry === null) throw new Error(`Node ${node} is not in ${kv.description}`);
-  return !moved;
+  return { ok: !moved, entry };
 }

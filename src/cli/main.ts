@@ -463,6 +463,15 @@ export function buildProgram(): Command {
     for (const f of (s.etcdFences ?? []) as { store: string; written: number; moved: number; unwritten: number }[]) {
       if (f.written || f.moved || f.unwritten) lines.push(`create fences (${f.store}): ${f.written} written, ${f.moved} moved, ${f.unwritten} unwritten${f.unwritten ? ' (creates that left a copy on a member without their fence: see the log)' : ''}`);
     }
+    // the node's liveness key on etcd (control/node-live.ts): its lease lost, or renewals failing
+    const nl = s.nodeLiveness as import('../control/node-live').LivenessStatus | null | undefined;
+    if (nl) {
+      const age = Math.round((Date.now() - nl.lastRenewedAt) / 1000);
+      const failed = `${nl.renewalsFailed} renewal${nl.renewalsFailed === 1 ? '' : 's'} failed in all`;
+      if (nl.lostSince !== null) {
+        lines.push(`liveness: the lease of node ${nl.node}'s liveness key lost since ${new Date(nl.lostSince).toISOString()} (last renewed ${age} s ago; ${failed}): ${nl.heldElsewhere ? `another host holds the key (${nl.heldElsewhere}): another podway runs under this node's name there` : `another host may start under this node's name; the key is written again once etcd answers`}`);
+      } else if (age > nl.ttl / 3 + 2) lines.push(`liveness: node ${nl.node}'s liveness key last renewed ${age} s ago (${failed}; its lease of ${nl.ttl} s is lost past that)`);
+    }
     // the kernel's main table unreadable (`ip route` failing: dataplane/kernel-routes.ts): the last good one in use
     const kr = s.kernelRoutes as { routes: number; readAt: string | null; failures: number; failing: { since: string; error: string; attempts: number; nextTryAt: string | null } | null } | undefined;
     if (kr?.failing) lines.push(`kernel routes unreadable since ${kr.failing.since} (${kr.failing.attempts} failed read${kr.failing.attempts === 1 ? '' : 's'} in a row; last: ${kr.failing.error}): underlay next hops follow ${kr.readAt ? `the table read at ${kr.readAt} (${kr.routes} routes)` : 'no table (none read yet: every node taken as on-link)'}${kr.failing.nextTryAt ? `; next try at ${kr.failing.nextTryAt}` : ''}`);

@@ -13,9 +13,10 @@ import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from 
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
-import { readNodeEntry } from './join';
+import { nodeAddressesOf, readNodeEntry } from './join';
+import type { LiveRecord } from '../control/node-live';
 import { NodeAddressStoreThread } from './address-store-thread';
-import { joinInThread } from './join-thread';
+import { joinInThread, NodeRunningElsewhereError } from './join-thread';
 import type { KvEntry } from '../control/kv/kv';
 import { ReRegistration } from './re-register';
 import { buildVersion } from './version';
@@ -737,16 +738,34 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The Node registered (found or made): the cache records it with the models written after.
     /** The node's addresses as last registered (its liveness key names them: control/node-live.ts). */
     let registeredAddresses: string[] = [];
+    // The address monitor's reads and writes of this node's Node go through one store of its own,
+    // opened at its first call and closed once it stopped (join.ts NodeAddressStore), not one per
+    // look (in a thread of its own, address-store-thread.ts: its EtcdKv, etcd3, is not loaded, and
+    // its calls not encoded, on the forwarding thread). The same thread holds this node's liveness
+    // key on etcd (control/node-live.ts) from the moment the start claimed it (the registration's
+    // thread, before it wrote the Node), also with re-detection off: created for every writable
+    // datastore (started at its first call). A failed start revokes the lease (its close).
+    const nodeAddresses = spec.kind === 'file' ? null : new NodeAddressStoreThread(spec, opts.node, log);
+    if (nodeAddresses) startMade('the Node address store', () => nodeAddresses.close());
+    /** This run's liveness record (etcd only), claimed at start; its addresses follow the registrations. */
+    const liveRecord: LiveRecord | undefined = spec.kind === 'etcd'
+      ? { ...(require('../control/node-live') as typeof import('../control/node-live')).thisHost(), addresses: [], pid: process.pid, started: new Date(Date.now() - process.uptime() * 1000).toISOString() }
+      : undefined;
+    /** Whether the holder has the liveness key (claimed at start, adopted at once). */
+    let liveHeld = false;
+    const onLiveClaimed = (lease: string): void => {
+      if (!nodeAddresses || !liveRecord) return;
+      liveHeld = true;
+      nodeAddresses.holdLiveness({ ...liveRecord, addresses: registeredAddresses }, lease)
+        .catch((e: Error) => dsLog.warn(`node ${opts.node}: its liveness key could not be held: ${e.message}`));
+    };
     const onNodeRegistered = (entry: KvEntry): void => {
-      try {
-        const bgp = (JSON.parse(entry.value) as { spec?: { bgp?: { ipv4Address?: unknown; ipv6Address?: unknown } } }).spec?.bgp;
-        registeredAddresses = [bgp?.ipv4Address, bgp?.ipv6Address].filter((a): a is string => typeof a === 'string' && a !== '');
-      } catch {
-        // the Node as read: its registration checked it
-      }
+      registeredAddresses = nodeAddressesOf(entry);
+      if (liveHeld) nodeAddresses?.setLiveAddresses(registeredAddresses);
       cacheWriter?.node(nodeIdentityOf(entry));
     };
     const joinHooks = { onClusterGuid, onDatastoreLocked, onNodeRead, onNodeRegistered };
+    if (metrics && liveRecord && nodeAddresses) metrics.add(new (require('../observe/liveness-metrics') as typeof import('../observe/liveness-metrics')).LivenessCollector(() => nodeAddresses.liveStatus()));
     /** The model thread, spawned if there is none (a dead one replaced). */
     const ensureThread = (): ModelSource => {
       if (thread?.hasExited) thread = null;
@@ -764,7 +783,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // calico-node does. Neither runs on this thread, which forwards meanwhile on a restart on the cache.
       const early = ensureThread();
       try {
-        await joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+        await joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, ...(liveRecord ? { live: liveRecord, onLiveClaimed } : {}), warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
           if (/unreachable|too slow/.test(m)) {
             datastoreDown(m);
             dsLog.warn(m);
@@ -1233,7 +1252,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: withLogLinesDropped(mergeSnapshots((await workerStates()).flatMap((w) => (w ? [w.snapshot] : [])))).logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
+        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: withLogLinesDropped(mergeSnapshots((await workerStates()).flatMap((w) => (w ? [w.snapshot] : [])))).logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, nodeLiveness: nodeAddresses?.liveStatus() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
       },
       commands: {
         'log-level': (req) => {
@@ -1628,19 +1647,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const source6 = addressSource(opts.ip6);
     // Also with addresses given (--ip/--ip6): the Node as stored is looked at too, and an address
     // another process wrote there that no interface here holds is written back (repairStoredAddress).
-    // The monitor's reads and writes of this node's Node go through one store of its own, opened
-    // at its first look and closed once it stopped (join.ts NodeAddressStore), not one per look.
-    // (in a thread of its own, address-store-thread.ts: its EtcdKv, etcd3, is not loaded, and its
-    // calls not encoded, on the forwarding thread)
-    // The same thread holds this node's liveness key on etcd (control/node-live.ts), also with
-    // re-detection off: created for every writable datastore (started at its first call).
-    const nodeAddresses = spec.kind === 'file' ? null : new NodeAddressStoreThread(spec, opts.node, log);
-    /** Once registered: the liveness key written and kept alive until the stop (etcd only). */
+    // (nodeAddresses: the monitor's store of the Node and the liveness key's holder, made above)
+    /** Once registered: the liveness key held until the stop (etcd only), if the start's claim did not already. */
     const holdLiveness = () => {
-      if (spec.kind !== 'etcd' || !nodeAddresses) return;
-      const { thisHost } = require('../control/node-live') as typeof import('../control/node-live');
-      const me = thisHost();
-      nodeAddresses.holdLiveness({ ...me, addresses: registeredAddresses, pid: process.pid, started: new Date(Date.now() - process.uptime() * 1000).toISOString() })
+      if (liveHeld || !liveRecord || !nodeAddresses) return;
+      liveHeld = true;
+      nodeAddresses.holdLiveness({ ...liveRecord, addresses: registeredAddresses })
         .catch((e: Error) => dsLog.warn(`node ${opts.node}: its liveness key could not be held: ${e.message}`));
     };
     const monitor = nodeAddresses === null || pollMs === 0 ? null : new AddressMonitor({
@@ -1681,6 +1693,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // with backoff, then the model thread); once it answers its model replaces the cached one, as
     // any change does, and what waited for it (tunnel addresses, the address monitor) starts.
     let retryStart: NodeJS.Timeout | undefined;
+    /** The start on the cached model refused: the node runs on another host (podway exits 2 once stopped). */
+    let refusedOnCache: NodeRunningElsewhereError | null = null;
+    /** Stops podway as a signal does (set once the stop is known: below). */
+    let stopRefused = (): void => {};
     startMade('the address monitor and the registrations', async () => {
       stopping = true; // no model applied, no tunnel-address join started from here
       clearTimeout(retryStart);
@@ -1702,6 +1718,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
       replayer?.start();
     }, (e: Error) => {
       if (stopping) return;
+      // The node runs on another host (its liveness key, control/node-live.ts): refused as a start
+      // without a cache is, exit 2 (the unit does not restart it): this host forwarding on its
+      // cache of that node would take the pods' traffic of two hosts under one node name, and a
+      // retry is refused the same way as long as that podway runs.
+      if (e instanceof NodeRunningElsewhereError) {
+        dsLog.error(`${e.message}. This host forwarded on its model cache from ${onCache!.appliedAt.toISOString()} meanwhile (not ready, its Node not written): stopping, exit 2`);
+        refusedOnCache = e;
+        stopRefused();
+        return;
+      }
       // The datastore answered but refused this node (its Node taken, say): the cached model keeps
       // forwarding, not ready, and the start is tried again.
       dsLog.error(`datastore: ${e.message}; forwarding on the cached model, trying again in ${START_RETRY_MS / 1000} s`);
@@ -1759,7 +1785,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     }
     forwarding = true;
     const stopped = new Promise<void>((resolve) => {
+      let stopBegun = false;
       const stop = (sig: string) => {
+        if (stopBegun) return;
+        stopBegun = true;
         const signalAt = Date.now();
         log.info(`${sig}: stopping (forwarding on until the datastore work has ended)`);
         notifier?.stopping(`${sig}: stopping`);
@@ -1810,6 +1839,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       endStartSignals();
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
+      stopRefused = () => stop('the start refused (the node runs on another host)');
     });
     // `forwarding` is said once frames can leave to the other nodes: the MACs of the underlay next
     // hops the model needs are known (the first apply sent their ARP requests and NDP
@@ -1840,6 +1870,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
     }
     await stopped;
     startHolds?.disable();
+    const refused = refusedOnCache as NodeRunningElsewhereError | null;
+    if (refused) {
+      // as a refused start without a cache ends (main.ts): the reason on stderr, exit 2
+      process.stderr.write(`podway: ${refused.message}\n`);
+      process.exitCode = 2;
+    }
   }
 }
 

@@ -13,21 +13,25 @@
  * in Calico tells a live node from a stale Node of the same name: the lease does.
  *
  * At start (the registration's first join, before anything is written: cli/join.ts) the key is
- * read (awaitNodeFree). Absent, expired, or written by this host (same host name and machine id,
- * or its node address is held by an interface here: a restart, a kill -9 and a start again), the
- * start goes on. Written by another host, its lease is watched: a podway still running renews it
- * (every LIVE_TTL_S / 3 s) and the start is refused (NodeLiveElsewhereError: `podway run` exits 2,
- * the systemd unit's no-restart status) without touching the Node; a lease nobody renews (that
- * podway stopped uncleanly, its host gone or re-addressed: a real move) expires within its TTL,
- * and the start waits for that and goes on, saying so. An etcd that does not answer is the
- * registration's usual wait (the check is part of it).
+ * claimed (claimNode): read (awaitNodeFree), then written attached to a new lease in one etcd
+ * transaction that holds only while the key is still as read (absent: created only if absent), so
+ * of two hosts started at the same moment exactly one writes it, and the other reads it again.
+ * Absent, expired, or written by this host (same host name and machine id, or its node address is
+ * held by an interface here: a restart, a kill -9 and a start again), the start claims it and goes
+ * on. Written by another host, its lease is watched: a podway still running renews it (every
+ * LIVE_TTL_S / 3 s) and the start is refused (NodeLiveElsewhereError: `podway run` exits 2, the
+ * systemd unit's no-restart status) without touching the Node; a lease nobody renews (that podway
+ * stopped uncleanly, its host gone or re-addressed: a real move) expires within its TTL, and the
+ * start waits for that and goes on, saying so. An etcd that does not answer is the registration's
+ * usual wait (the claim is part of it). The claimed lease is handed to the running podway's
+ * holder (NodeLiveness, adopting it) at once, which renews it from then on.
  *
  * The embedded and file: datastores are one machine's: there is no other host to tell apart, and
  * two runs of one node on that machine are refused by the run lock (cli/run-lock.ts).
  */
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
-import type { KvLeaseReads, KvLeases, KvStore } from './kv/kv';
+import type { KvLeaseClaims, KvLeaseReads, KvLeases, KvStore } from './kv/kv';
 import { addressSpelling } from '../packet/ipv6';
 import { abortableSleep } from '../util/abortable-sleep';
 
@@ -126,11 +130,16 @@ function recordText(rec: LiveRecord): string {
   return `host ${rec.host}${rec.addresses.length ? `, node address ${rec.addresses.join(', ')}` : ''}, pid ${rec.pid}, started ${rec.started}`;
 }
 
+/** The liveness key as read: its entry and its lease (null: none). */
+export type LeasedEntry = Awaited<ReturnType<KvLeaseReads['getLeased']>>;
+
 /**
- * Returns once no other host runs `node` (see the file comment); throws NodeLiveElsewhereError
- * when one does, and what the store throws (unreachable: the caller's retry).
+ * Returns once no other host runs `node` (see the file comment), with the key as it was then
+ * (null: absent; else this host's, attached to no lease, or its lease expired); throws
+ * NodeLiveElsewhereError when another host runs it, and what the store throws (unreachable: the
+ * caller's retry).
  */
-export async function awaitNodeFree(kv: KvLeaseReads, opts: AwaitNodeFreeOptions): Promise<void> {
+export async function awaitNodeFree(kv: KvLeaseReads, opts: AwaitNodeFreeOptions): Promise<LeasedEntry> {
   const key = liveKey(opts.node);
   const sampleMs = opts.sampleMs ?? 1500;
   let prev: { lease: string; ttl: number; at: number } | null = null;
@@ -141,14 +150,14 @@ export async function awaitNodeFree(kv: KvLeaseReads, opts: AwaitNodeFreeOptions
     const got = await kv.getLeased(key);
     if (!got) {
       if (prev) opts.say(`node ${opts.node}: the other host's liveness lease expired (its podway is not running): registering here`);
-      return;
+      return null;
     }
     const rec = parseLiveRecord(got.entry.value);
-    if (writtenHere(rec, opts.me, opts.held)) return;
+    if (writtenHere(rec, opts.me, opts.held)) return got;
     // Not attached to a lease (written by hand): nothing keeps it, nothing to wait for.
-    if (got.lease === null) return;
+    if (got.lease === null) return got;
     const ttl = await kv.leaseTimeToLive(got.lease);
-    if (ttl < 0) return; // expired: the key goes with it
+    if (ttl < 0) return got; // expired: the key goes with it
     // etcd gives whole seconds left, rounded down: a lease nobody renewed has at least one less
     // after 1.2 s or more (sampleMs apart), so the same or more means renewed; read sooner (a
     // shorter sampleMs), only more does.
@@ -171,29 +180,125 @@ export async function awaitNodeFree(kv: KvLeaseReads, opts: AwaitNodeFreeOptions
   throw new Error(`node ${opts.node}: its liveness key ${key} neither expired nor was renewed in 600 reads`);
 }
 
+export interface ClaimNodeOptions extends AwaitNodeFreeOptions {
+  /** The value written (this run). */
+  readonly record: LiveRecord;
+  /** A lease this start claimed the key with already (an earlier attempt of the registration). */
+  readonly lease?: string | null;
+  readonly ttl?: number;
+}
+
 /**
- * The running podway's liveness key (see the file comment): granted and written by start(),
- * renewed every TTL / 3 s, granted and written again when the lease was lost (etcd away longer
- * than the TTL: no exit, the key comes back once etcd answers), revoked by stop(). A key another
- * host holds with a live lease (it took the node over while this one's lease was lost) is not
- * overwritten: said, and looked at again at the next renewal.
+ * The start's claim of `node` (see the file comment): once no other host runs it (awaitNodeFree:
+ * refused, NodeLiveElsewhereError, or waited out), the key is written attached to a new lease of
+ * `ttl` s in one transaction that holds only while the key is as read; another start that wrote it
+ * first (two hosts started at the same moment) makes this one read it again, and be refused while
+ * that start's podway renews its lease. Returns the lease (kept alive by the caller: NodeLiveness);
+ * a lease granted here and not used is revoked. Throws what the store throws (the caller retries,
+ * with `lease`: a write that was applied though its answer was lost is found as this start's).
+ */
+export async function claimNode(kv: KvLeaseClaims, opts: ClaimNodeOptions): Promise<string> {
+  const key = liveKey(opts.node);
+  let lease: string | null = opts.lease ?? null;
+  let claimed = false;
+  try {
+    // Bounded: each round lost is another start's write, read and judged in the next.
+    for (let round = 0; round < 10; round++) {
+      const free = await awaitNodeFree(kv, opts);
+      if (free && lease !== null && free.lease === lease) return ((claimed = true), lease);
+      if (lease !== null && (await kv.leaseTimeToLive(lease)) <= 0) lease = null; // an earlier attempt's, gone
+      lease ??= await kv.grantLease(opts.ttl ?? LIVE_TTL_S);
+      if (await kv.putLeasedIf(key, JSON.stringify(opts.record), lease, free?.entry.modRevision ?? 0)) return ((claimed = true), lease);
+      opts.say(`node ${opts.node}: its liveness key ${key} was written by another start while this one claimed it: reading it again`);
+    }
+    throw new Error(`node ${opts.node}: its liveness key ${key} was written by others in each of 10 tries to claim it`);
+  } finally {
+    if (!claimed && lease !== null && lease !== opts.lease) await kv.revokeLease(lease).catch(() => undefined);
+  }
+}
+
+/** What the holder's renewals did (podway status, /metrics: the address store thread posts it). */
+export interface LivenessStatus {
+  readonly node: string;
+  /** The lease held now; null: none (lost, or not written yet). */
+  readonly lease: string | null;
+  /** Renewals that did not keep the key (etcd failed or did not answer, the lease was gone, the key held by another host). */
+  readonly renewalsFailed: number;
+  /** When a renewal (or write) last kept the key (ms since the epoch). */
+  readonly lastRenewedAt: number;
+  /** Since when the lease is lost (ms since the epoch; etcd said it expired, or no renewal for a TTL); null while held. */
+  readonly lostSince: number | null;
+  /** The key's holder when another host holds it (its record as text); else null. */
+  readonly heldElsewhere: string | null;
+  /** The lease's TTL (s). */
+  readonly ttl: number;
+}
+
+/**
+ * The running podway's liveness key (see the file comment): the lease the start claimed it with
+ * adopted (`lease`: renewed, the record written once with the node's registered addresses), or
+ * granted and written by start(); renewed every TTL / 3 s, its value written again when the
+ * node's addresses change (setAddresses, same lease), granted and written again when the lease was
+ * lost (etcd away longer than the TTL: no exit, the key comes back once etcd answers), revoked by
+ * stop(). A key another host holds with a live lease (it took the node over while this one's
+ * lease was lost) is not overwritten (the write is one transaction on the key as read): said, and
+ * looked at again at the next renewal. Each renewal's outcome is in status() (`onStatus`).
  */
 export class NodeLiveness {
-  private lease: string | null = null;
+  private lease: string | null;
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
   private stopped = false;
   private written = 0;
   private lastProblem = '';
-  private readonly me = thisHost();
+  /** The record differs from the key's value (an adopted claim, new addresses): written at the next renewal. */
+  private dirty: boolean;
+  private renewalsFailed = 0;
+  private lastRenewedAt = Date.now();
+  private lostSince: number | null = null;
+  private heldElsewhere: string | null = null;
 
   constructor(
     private readonly kv: KvStore & KvLeases,
     private readonly node: string,
-    private readonly record: LiveRecord,
+    private record: LiveRecord,
     private readonly log: { info(m: string): void; warn(m: string): void },
     private readonly ttl = LIVE_TTL_S,
-  ) {}
+    /** The lease the start claimed the key with (claimNode), adopted; null: granted here. */
+    lease: string | null = null,
+    private readonly onStatus: (s: LivenessStatus) => void = () => {},
+  ) {
+    this.lease = lease;
+    this.dirty = lease !== null;
+  }
+
+  /**
+   * A lease another claim of the key wrote it with (a start tried again claims it anew): renewed
+   * from now on instead of the one held (revoked: nothing is attached to it any more).
+   */
+  adopt(lease: string): Promise<void> {
+    if (lease === this.lease || this.stopped) return Promise.resolve();
+    return (this.current ?? Promise.resolve()).then(async () => {
+      const old = this.lease;
+      this.lease = lease;
+      if (old !== null) await this.kv.revokeLease(old).catch(() => undefined);
+      await this.tick();
+    });
+  }
+
+  /** The node's addresses changed: the key's value says so (same lease), at once. */
+  setAddresses(addresses: readonly string[]): Promise<void> {
+    if (addresses.length === this.record.addresses.length && addresses.every((a, k) => a === this.record.addresses[k])) return Promise.resolve();
+    this.record = { ...this.record, addresses: [...addresses] };
+    this.dirty = true;
+    return (this.current ?? Promise.resolve()).then(() => this.tick());
+  }
+
+  status(): LivenessStatus {
+    // No renewal for a whole TTL: etcd has let the lease expire, whatever it said last.
+    const lostSince = this.lostSince ?? (Date.now() - this.lastRenewedAt > this.ttl * 1000 ? this.lastRenewedAt + this.ttl * 1000 : null);
+    return { node: this.node, lease: this.lease, renewalsFailed: this.renewalsFailed, lastRenewedAt: this.lastRenewedAt, lostSince, heldElsewhere: this.heldElsewhere, ttl: this.ttl };
+  }
 
   start(): void {
     if (this.timer || this.stopped) return;
@@ -209,48 +314,79 @@ export class NodeLiveness {
   /** One renewal, or a new lease and key (also called by tests). */
   tick(): Promise<void> {
     if (this.current || this.stopped) return this.current ?? Promise.resolve();
-    const p = this.renew().catch((e: unknown) => {
-      if (!this.stopped) this.problem(`node ${this.node}: liveness key ${liveKey(this.node)} not renewed: ${(e as Error)?.message ?? String(e)}; tried again in ${Math.round(this.ttl / 3)} s`);
+    const p = this.renew().then((kept) => {
+      if (kept) {
+        this.lastRenewedAt = Date.now();
+        this.lostSince = null;
+        this.heldElsewhere = null;
+      } else this.renewalsFailed++;
+    }, (e: unknown) => {
+      if (this.stopped) return;
+      this.renewalsFailed++;
+      this.problem(`node ${this.node}: liveness key ${liveKey(this.node)} not renewed: ${(e as Error)?.message ?? String(e)}; tried again in ${Math.round(this.ttl / 3)} s`);
     }).finally(() => {
       this.current = null;
+      if (!this.stopped) this.onStatus(this.status());
     });
     this.current = p;
     return p;
   }
 
-  private async renew(): Promise<void> {
+  /** One renewal; whether the key is held (false: held by another host, or stopped meanwhile). */
+  private async renew(): Promise<boolean> {
     const key = liveKey(this.node);
     if (this.lease !== null) {
       const left = await this.kv.keepAliveLease(this.lease);
       if (left > 0) {
         this.lastProblem = '';
-        return;
+        if (this.dirty) {
+          this.dirty = false;
+          try {
+            await this.kv.putLeased(key, JSON.stringify(this.record), this.lease);
+          } catch (e) {
+            this.dirty = true;
+            throw e;
+          }
+          this.log.info(`node ${this.node}: liveness key ${key} ${this.written++ === 0 ? 'written' : 'updated'} (node address ${this.record.addresses.join(', ') || 'none'}; lease ${this.lease} of ${this.ttl} s, renewed every ${Math.round(this.ttl / 3)} s while podway runs)`);
+        }
+        return true;
       }
+      this.lostSince ??= Date.now();
       this.log.warn(`node ${this.node}: its liveness lease ${this.lease} expired (etcd did not hear from this podway for ${this.ttl} s): granting a new one and writing ${key} again`);
       this.lease = null;
     }
     const got = await this.kv.getLeased(key);
     if (got && got.lease !== null) {
       const rec = parseLiveRecord(got.entry.value);
-      if (!writtenHere(rec, this.me, null) && (await this.kv.leaseTimeToLive(got.lease)) > 0) {
+      if (!writtenHere(rec, this.record, null) && (await this.kv.leaseTimeToLive(got.lease)) > 0) {
+        this.lostSince ??= Date.now();
+        this.heldElsewhere = recordText(rec);
         this.problem(`node ${this.node}: its liveness key ${key} is held by another host (${recordText(rec)}) with a live lease: not overwritten; another podway runs under this node's name there (stop one of them, or give it another --node)`);
-        return;
+        return false;
       }
     }
     const id = await this.kv.grantLease(this.ttl);
     if (this.stopped) {
       await this.kv.revokeLease(id).catch(() => undefined);
-      return;
+      return false;
     }
+    let put: boolean;
     try {
-      await this.kv.putLeased(key, JSON.stringify(this.record), id);
+      // Only over the key as read: another host's start that claimed it meanwhile keeps it.
+      put = await this.kv.putLeasedIf(key, JSON.stringify(this.record), id, got?.entry.modRevision ?? 0);
     } catch (e) {
       await this.kv.revokeLease(id).catch(() => undefined);
       throw e;
     }
+    if (!put) {
+      await this.kv.revokeLease(id).catch(() => undefined);
+      throw new Error(`${key} was written by another while this podway wrote it again (read again at the next renewal)`);
+    }
     this.lease = id;
+    this.dirty = false;
     this.lastProblem = '';
     this.log.info(`node ${this.node}: liveness key ${key} ${this.written++ === 0 ? 'written' : 'written again'} (lease of ${this.ttl} s, renewed every ${Math.round(this.ttl / 3)} s while podway runs)`);
+    return true;
   }
 
   /** No more renewals; the lease revoked (the key deleted with it), within `waitMs`. */

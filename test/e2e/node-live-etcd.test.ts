@@ -10,7 +10,13 @@
  * (c) node1 killed (-9): the other host's run waits for node1's lease to expire (nobody renews
  *     it), then registers node1 with its own address; stopped cleanly, its key is gone at once;
  * (b) node1 stopped cleanly (its lease revoked, the key gone): the other host's run registers
- *     at once, with no wait.
+ *     at once, with no wait;
+ * (e) node1 and the other host's run started at the same moment (the key absent): the key is
+ *     claimed in one transaction before the Node is written, so exactly one runs and the other
+ *     exits 2 naming the first;
+ * (f) node1 started again on its own host on its model cache (same boot: it forwards on it at
+ *     once) while the other host runs node1: its registration is refused, and it exits 2 too
+ *     (it used to go on forwarding on the cache, not ready, trying again).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -44,6 +50,17 @@ function otherHostRun(limitMs: number): Collected {
     process.execPath, BIN, 'run', '--node', 'node1', '--datastore', store!.spec, '--control', `${n2.control}.as-node1`, '--model-cache', 'none'], limitMs, { signal: 'SIGTERM' });
   others.push(c);
   return c;
+}
+
+/** Once `c` forwards (past its start: a SIGTERM before that exits 143, its key left to expire). */
+function forwards(c: Collected, ms = 60_000): Promise<boolean> {
+  return until(() => /start-up: forwarding at/.test(c.err()), ms);
+}
+
+/** node1's key written by `host` and naming `address` (the registered one: written after the claim). */
+async function keyOf(host: string, address: string): Promise<boolean> {
+  const e = await store!.kv.get(liveKey('node1'));
+  return e !== null && parseLiveRecord(e.value).host === host && parseLiveRecord(e.value).addresses.includes(address);
 }
 
 async function stopOther(c: Collected): Promise<number | null> {
@@ -124,10 +141,8 @@ test('(c) node1 killed: the other host waits for its lease to expire, then regis
   assert.ok(await until(async () => (await storedIp()) === node2Ip, (LIVE_TTL_S + 30) * 1000), `registered after the lease expired: ${other.err()}`);
   assert.match(other.err(), /lease expired \(its podway is not running\): registering here/);
   assert.is(other.proc.exitCode, null, 'it runs');
-  assert.ok(await until(async () => {
-    const e = await store!.kv.get(liveKey('node1'));
-    return e !== null && parseLiveRecord(e.value).host === OTHER_HOST;
-  }, 60_000), 'its liveness key written');
+  assert.ok(await until(() => keyOf(OTHER_HOST, node2Ip), 60_000), 'its liveness key written, with its address');
+  assert.ok(await forwards(other), other.err());
   assert.is(await stopOther(other), 0, other.err());
   assert.is(await store!.kv.get(liveKey('node1')), null, 'a clean stop revoked its lease: the key is gone');
 });
@@ -142,12 +157,64 @@ test('(b) node1 stopped cleanly: the other host registers at once', async () => 
   const node2Ip = `${lab!.node('node2').ip}/24`;
   assert.ok(await until(async () => (await storedIp()) === node2Ip, 60_000), other.err());
   assert.not.match(other.err(), /written by another host/);
-  assert.ok(await until(async () => {
-    const e = await store!.kv.get(liveKey('node1'));
-    return e !== null && parseLiveRecord(e.value).host === OTHER_HOST;
-  }, 60_000), 'its liveness key written');
+  assert.ok(await until(() => keyOf(OTHER_HOST, node2Ip), 60_000), 'its liveness key written, with its address');
+  assert.ok(await forwards(other), other.err());
   assert.is(await stopOther(other), 0, other.err());
   assert.is(await store!.kv.get(liveKey('node1')), null);
+});
+
+/** `podway run --node node1` on node1's own host (its namespace, this machine's host name), not through the lab. */
+function ownHostRun(limitMs: number): Collected {
+  const n1 = lab!.node('node1');
+  const c = spawnCollected('ip', ['netns', 'exec', n1.ns, process.execPath, BIN, 'run', '--node', 'node1', '--datastore', store!.spec, '--control', n1.control, '--model-cache', 'none'], limitMs, { signal: 'SIGTERM' });
+  others.push(c);
+  return c;
+}
+
+test('(e) node1 started on two hosts at the same moment: exactly one runs, the other exits 2 naming it', async () => {
+  assert.is(await store!.kv.get(liveKey('node1')), null, 'no key: neither waits for a lease');
+  const own = ownHostRun(120_000);
+  const other = otherHostRun(120_000);
+  const first = await Promise.race([own.done.then((code) => ({ who: 'own', code })), other.done.then((code) => ({ who: 'other', code }))]);
+  const [loser, winner] = first.who === 'own' ? [own, other] : [other, own];
+  assert.is(first.code, 2, `the one refused exits 2: ${loser.err()}`);
+  assert.match(loser.err(), /node node1 is running on another host/);
+  const winnerHost = winner === own ? (await import('node:os')).hostname() : OTHER_HOST;
+  assert.match(loser.err(), new RegExp(`written by host ${winnerHost}`), 'names the one that runs');
+  assert.is(winner.proc.exitCode, null, `the other runs: ${winner.err()}`);
+  const winnerIp = `${lab!.node(winner === own ? 'node1' : 'node2').ip}/24`;
+  assert.ok(await until(async () => (await storedIp()) === winnerIp, 60_000), `the Node has the winner's address: ${winner.err()}`);
+  assert.ok(await until(() => keyOf(winnerHost, winnerIp), 30_000), 'the key names the winner and its registered address');
+  assert.not.match(loser.err(), new RegExp(`node node1 (registered|updated|unchanged) in`), 'the refused one wrote no Node');
+  assert.ok(await forwards(winner), winner.err());
+  assert.is(await stopOther(winner), 0, winner.err());
+  assert.is(await store!.kv.get(liveKey('node1')), null);
+});
+
+test('(f) node1 started on its model cache while another host runs it: refused, exit 2', async () => {
+  const other = otherHostRun(120_000);
+  const node2Ip = `${lab!.node('node2').ip}/24`;
+  assert.ok(await until(async () => (await keyOf(OTHER_HOST, node2Ip)) && (await storedIp()) === node2Ip, 60_000) && await forwards(other), `the other host runs node1: ${other.err()}`);
+  // node1's own start, with its lab model cache (written by its earlier runs, this boot): it
+  // forwards on the cache at once (its control socket answers) while it registers.
+  await lab!.startPodway('node1', 20_000);
+  const n1 = lab!.node('node1');
+  assert.ok(n1.log.some((l) => /forwarding on the cached model/.test(l)), `started on the cache: ${n1.log.slice(-5).join(' | ')}`);
+  const p = n1.proc!;
+  const code = await new Promise<number | null>((resolve) => {
+    if (p.exitCode !== null) return resolve(p.exitCode);
+    const t = setTimeout(() => resolve(null), 60_000);
+    p.once('exit', (c) => {
+      clearTimeout(t);
+      resolve(c);
+    });
+  });
+  n1.proc = null;
+  assert.is(code, 2, n1.log.slice(-8).join(' | '));
+  assert.ok(n1.log.some((l) => /node node1 is running on another host.*forwarded on its model cache .* stopping, exit 2/.test(l)), n1.log.slice(-8).join(' | '));
+  assert.is(await storedIp(), node2Ip, 'the Node left as the other host wrote it');
+  assert.is(other.proc.exitCode, null, 'the other host runs on');
+  assert.is(await stopOther(other), 0, other.err());
   ok = true;
 });
 

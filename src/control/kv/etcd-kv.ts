@@ -820,6 +820,25 @@ export class EtcdKv implements KvStore, KvLeases {
     }
   }
 
+  async putLeasedIf(key: string, value: string, lease: string, modRevision: number): Promise<boolean> {
+    const k = Buffer.from(key);
+    const res = await this.call(`put ${key}`, () =>
+      this.client.kv.txn(
+        {
+          // an absent key has ModRevision 0: 0 asks for "absent"
+          compare: [{ key: k, target: 'Mod' as never, result: 'Equal' as never, mod_revision: modRevision }],
+          success: [{ request_put: { key: k, value: Buffer.from(value), lease } }],
+          failure: [],
+        },
+        this.callOptions(),
+      ),
+      'guarded',
+      (r) => r.succeeded,
+    );
+    this.noteRevision(res.header);
+    return res.succeeded;
+  }
+
   async putLeased(key: string, value: string, lease: string): Promise<void> {
     const res = await this.call(`put ${key}`, () => this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease }, this.callOptions()));
     this.noteRevision(res.header);

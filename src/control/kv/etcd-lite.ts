@@ -40,14 +40,17 @@ import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPA
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
-import { checkBatch, KvBatchWrite, KvEntry, KvGuard, KvLeaseReads, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
+import { checkBatch, KvBatchWrite, KvEntry, KvGuard, KvLeaseClaims, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
   Compare,
   decodeDeleteRangeResponse,
+  decodeLeaseGrantResponse,
   decodeLeaseTimeToLiveResponse,
   decodeRangeResponse,
   decodeTxnResponse,
   encodeDeleteRange,
+  encodeLeaseGrant,
+  encodeLeaseRevoke,
   encodeLeaseTimeToLive,
   encodeRange,
   encodeTxn,
@@ -370,7 +373,7 @@ function grpcFrame(message: Buffer): Buffer {
   return Buffer.concat([head, message]);
 }
 
-export class EtcdLiteKv implements KvStore, KvLeaseReads {
+export class EtcdLiteKv implements KvStore, KvLeaseClaims {
   readonly description: string;
   private readonly endpoints: readonly string[];
   private readonly timeoutMs: number;
@@ -419,6 +422,35 @@ export class EtcdLiteKv implements KvStore, KvLeaseReads {
     const res = decodeLeaseTimeToLiveResponse(await this.call(`lease ${id} time to live`, 'Lease/LeaseTimeToLive', encodeLeaseTimeToLive(id), 'read'));
     this.noteRevision(res.header);
     return res.ttl;
+  }
+
+  /** etcd's LeaseGrant: a new lease of `ttlSeconds` (the start's claim of its liveness key). */
+  async grantLease(ttlSeconds: number): Promise<string> {
+    const res = decodeLeaseGrantResponse(await this.call(`grant a lease of ${ttlSeconds} s`, 'Lease/LeaseGrant', encodeLeaseGrant(ttlSeconds)));
+    this.noteRevision(res.header);
+    if (res.error) throw new Error(`etcd: grant a lease of ${ttlSeconds} s: ${res.error}`);
+    return res.id;
+  }
+
+  /** etcd's LeaseRevoke (its keys deleted with it); a lease already gone is no error. */
+  async revokeLease(id: string): Promise<void> {
+    try {
+      await this.call(`revoke lease ${id}`, 'Lease/LeaseRevoke', encodeLeaseRevoke(id));
+    } catch (e) {
+      if (/lease not found/i.test((e as Error).message)) return;
+      throw e;
+    }
+  }
+
+  /** `key` attached to `lease` if still at `modRevision` (0: absent), in one Txn (kv.ts KvLeaseClaims). */
+  async putLeasedIf(key: string, value: string, lease: string, modRevision: number): Promise<boolean> {
+    const k = Buffer.from(key);
+    const res = decodeTxnResponse(await this.call(`put ${key}`, 'Txn', encodeTxn({
+      compare: [{ key: k, target: 'mod', result: 'equal', value: modRevision }],
+      success: [{ put: { key: k, value: Buffer.from(value), lease } }],
+    }), 'guarded'));
+    this.noteRevision(res.header);
+    return res.succeeded;
   }
 
   async list(prefix: string): Promise<KvList> {

@@ -191,12 +191,14 @@ export function encodeRange(r: RangeRequest): Buffer {
 export interface PutRequest {
   readonly key: Buffer;
   readonly value: Buffer;
+  /** The lease to attach the key to (decimal int64). */
+  readonly lease?: string;
   readonly prevKv?: boolean;
 }
 
 export function encodePut(r: PutRequest): Buffer {
   // value is written even when empty (proto3 would leave it out; etcd reads both as "").
-  return new ProtoWriter().bytes(1, r.key).bytes(2, r.value.length > 0 ? r.value : undefined).bool(4, r.prevKv).finish();
+  return new ProtoWriter().bytes(1, r.key).bytes(2, r.value.length > 0 ? r.value : undefined).int64(3, BigInt(r.lease ?? 0)).bool(4, r.prevKv).finish();
 }
 
 /** etcdserverpb.DeleteRangeRequest. */
@@ -348,7 +350,8 @@ export function decodeTxnResponse(buf: Buffer): TxnResponse {
 }
 
 // --------------------------------------------------------------------------------------------
-// The Lease service, as far as podway's start reads it (control/node-live.ts): LeaseTimeToLive.
+// The Lease service, as far as podway's start uses it (control/node-live.ts): LeaseTimeToLive,
+// LeaseGrant and LeaseRevoke (the start's claim of its liveness key).
 
 /** etcdserverpb.LeaseTimeToLiveRequest (ID: the lease, decimal int64). */
 export function encodeLeaseTimeToLive(id: string): Buffer {
@@ -364,4 +367,27 @@ export interface LeaseTimeToLiveResponse {
 export function decodeLeaseTimeToLiveResponse(buf: Buffer): LeaseTimeToLiveResponse {
   const f = readFields(buf);
   return { header: decodeHeader(messageField(f, 1)), ttl: numberField(f, 3) };
+}
+
+/** etcdserverpb.LeaseGrantRequest (TTL in seconds; ID 0: etcd chooses). */
+export function encodeLeaseGrant(ttlSeconds: number): Buffer {
+  return new ProtoWriter().int64(1, BigInt(ttlSeconds)).finish();
+}
+
+/** etcdserverpb.LeaseGrantResponse: the lease's ID (decimal int64), its TTL, etcd's error text. */
+export interface LeaseGrantResponse {
+  readonly header: ResponseHeader;
+  readonly id: string;
+  readonly ttl: number;
+  readonly error: string;
+}
+
+export function decodeLeaseGrantResponse(buf: Buffer): LeaseGrantResponse {
+  const f = readFields(buf);
+  return { header: decodeHeader(messageField(f, 1)), id: bigintField(f, 2).toString(), ttl: numberField(f, 3), error: bytesField(f, 4).toString('utf8') };
+}
+
+/** etcdserverpb.LeaseRevokeRequest (ID: the lease, decimal int64); its response is a header. */
+export function encodeLeaseRevoke(id: string): Buffer {
+  return new ProtoWriter().int64(1, BigInt(id)).finish();
 }

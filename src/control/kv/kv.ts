@@ -140,13 +140,22 @@ export interface KvLeaseReads {
   leaseTimeToLive(id: string): Promise<number>;
 }
 
-export interface KvLeases extends KvLeaseReads {
+/** What a start's claim of a liveness key needs (both etcd clients: node-live.ts claimNode). */
+export interface KvLeaseClaims extends KvLeaseReads {
   /** A new lease of `ttlSeconds`; its ID. */
   grantLease(ttlSeconds: number): Promise<string>;
-  /** Renews the lease; its TTL after that, 0 when it is gone (expired, revoked). */
-  keepAliveLease(id: string): Promise<number>;
   /** Revokes the lease: every key attached to it is deleted. A lease already gone is no error. */
   revokeLease(id: string): Promise<void>;
+  /**
+   * Writes `key` attached to the lease only if its modRevision is still `modRevision` (0: the key
+   * is absent), in one transaction: false (nothing written) when another write came first.
+   */
+  putLeasedIf(key: string, value: string, lease: string, modRevision: number): Promise<boolean>;
+}
+
+export interface KvLeases extends KvLeaseClaims {
+  /** Renews the lease; its TTL after that, 0 when it is gone (expired, revoked). */
+  keepAliveLease(id: string): Promise<number>;
   /** Writes `key` attached to the lease (deleted with it). */
   putLeased(key: string, value: string, lease: string): Promise<void>;
 }
@@ -156,9 +165,14 @@ export function hasLeaseReads(kv: KvStore): kv is KvStore & KvLeaseReads {
   return typeof k.getLeased === 'function' && typeof k.leaseTimeToLive === 'function';
 }
 
+export function hasLeaseClaims(kv: KvStore): kv is KvStore & KvLeaseClaims {
+  const k = kv as Partial<KvLeaseClaims>;
+  return hasLeaseReads(kv) && typeof k.grantLease === 'function' && typeof k.revokeLease === 'function' && typeof k.putLeasedIf === 'function';
+}
+
 export function hasLeases(kv: KvStore): kv is KvStore & KvLeases {
   const k = kv as Partial<KvLeases>;
-  return hasLeaseReads(kv) && typeof k.grantLease === 'function' && typeof k.keepAliveLease === 'function' && typeof k.revokeLease === 'function' && typeof k.putLeased === 'function';
+  return hasLeaseClaims(kv) && typeof k.keepAliveLease === 'function' && typeof k.putLeased === 'function';
 }
 
 /**

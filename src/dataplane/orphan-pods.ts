@@ -141,6 +141,25 @@ export interface PodNamespace {
   readonly inode: number;
 }
 
+/**
+ * Each namespace some process is in (by inode) with the ID this namespace gives it (`lsns`, as
+ * `ip -j link`'s link_netnsid numbers it); namespaces without one are left out. Empty when lsns
+ * cannot run: the caller then cannot tell namespaces apart this way and says so.
+ */
+async function namespaceIds(run: (cmd: string, args: string[]) => Promise<string>): Promise<Map<number, number>> {
+  const ids = new Map<number, number>();
+  try {
+    const parsed = JSON.parse(await run('lsns', ['-J', '-t', 'net', '-o', 'NS,NETNSID'])) as { namespaces?: { ns?: unknown; netnsid?: unknown }[] };
+    for (const n of parsed.namespaces ?? []) {
+      const id = typeof n.netnsid === 'number' ? n.netnsid : typeof n.netnsid === 'string' && /^[0-9]+$/.test(n.netnsid) ? Number(n.netnsid) : null;
+      if (typeof n.ns === 'number' && id !== null) ids.set(n.ns, id);
+    }
+  } catch {
+    /* lsns missing or failing: none told apart */
+  }
+  return ids;
+}
+
 /** The inode of a namespace file (stat follows /proc's ns links), null when it is gone. */
 export function netnsInode(path: string): number | null {
   try {
@@ -355,6 +374,7 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
   const named = (ns: string) => addrsOf(`n:${ns}`, () => ip(ns === '' ? ['-d', 'addr', 'show'] : ['-n', ns, '-d', 'addr', 'show']));
   const entered = (s: PodNamespace) => (s.name !== '' ? named(s.name) : addrsOf(`p:${s.path}`, () => run('nsenter', [`--net=${s.path}`, 'ip', '-j', '-d', 'addr', 'show'])));
   let spaces: PodNamespace[] | null = null;
+  let nsids: Map<number, number> | null = null;
   {
     // the namespaces this scan will look into, read at once: the pods' named ones, and (devicesOf) every one
     const keys: string[] = [];
@@ -399,6 +419,14 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
         let addrs: string;
         try { addrs = await entered(s); } catch { continue; } // gone meanwhile, or not ours to enter
         if (isPeerIn(addrs, v.peerIndex, v.ifindex)) hits.push({ s, addrs });
+      }
+      if (hits.length > 1) {
+        // Index numbers repeat across namespaces (each new namespace numbers from 1): several may
+        // hold an ifindex-peerIndex pair. lsns gives each process's namespace the ID this namespace
+        // numbers it with, which the veth's link-netnsid names: keep the one that is v's.
+        nsids ??= await namespaceIds(run);
+        const mine = hits.filter((h) => nsids!.get(h.s.inode) === v.nsid);
+        if (mine.length === 1) hits.splice(0, hits.length, mine[0]!);
       }
       if (hits.length !== 1) {
         unread.push(`${v.ifname} (its pod's namespace, nsid ${v.nsid}, has no name under /run/netns and ${hits.length === 0 ? 'no process is in it' : `${hits.length} namespaces hold a peer of its ifindex`})`);

@@ -116,16 +116,23 @@ test('readPodPeerAddresses in a node namespace: every pod veth\'s peer address; 
   });
 });
 
-test('readPodPeerAddresses: a pod veth whose namespace has no name is found through /proc; a tap pod podway made for the node is found in its namespace (devicesOf)', async () => {
-  await withNetns(['opnode', 'optap'], async ([node, tapPod]) => {
+test('readPodPeerAddresses: a pod veth whose namespace has no name is found through /proc (told by its namespace ID from another unnamed namespace holding the same index pair); a tap pod podway made for the node is found in its namespace (devicesOf)', async () => {
+  await withNetns(['opnode', 'optap', 'opdecoy'], async ([node, tapPod, decoyNode]) => {
     const nodeName = `opnode-${process.pid}`;
-    // a pod namespace no /run/netns name points at (a runtime that names none): a process in it
+    // a pod namespace no /run/netns name points at (a runtime that names none): a process in it;
+    // and a decoy like it whose eth0 (index 2) peers with index 2 of another namespace, as the
+    // pod's does with the node's caliopu (every new namespace numbers its links from 1)
     const holder = spawn('unshare', ['--net', '--', 'sleep', '300'], { stdio: 'ignore' });
+    const decoy = spawn('unshare', ['--net', '--', 'sleep', '300'], { stdio: 'ignore' });
     try {
       const pid = holder.pid!;
       const own = sh('readlink', ['/proc/self/ns/net']).trim();
-      assert.ok(await until(() => { try { return sh('readlink', [`/proc/${pid}/ns/net`]).trim() !== own; } catch { return false; } }, 10_000), 'the unnamed namespace is there');
+      for (const p of [pid, decoy.pid!]) assert.ok(await until(() => { try { return sh('readlink', [`/proc/${p}/ns/net`]).trim() !== own; } catch { return false; } }, 10_000), 'the unnamed namespace is there');
+      sh('ip', ['-n', decoyNode.name, 'link', 'add', 'caliopu', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(decoy.pid!)]);
       sh('ip', ['-n', node.name, 'link', 'add', 'caliopu', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(pid)]);
+      const index = (ns: string, dev: string) => (JSON.parse(sh('nsenter', [`--net=${ns}`, 'ip', '-j', 'link', 'show', 'dev', dev])) as { ifindex: number; link_index?: number }[])[0]!;
+      const [podEth, decoyEth] = [index(`/proc/${pid}/ns/net`, 'eth0'), index(`/proc/${decoy.pid!}/ns/net`, 'eth0')];
+      assert.equal([decoyEth.ifindex, decoyEth.link_index], [podEth.ifindex, podEth.link_index], 'the decoy holds the same index pair');
       sh('ip', ['-n', node.name, 'link', 'set', 'caliopu', 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
       sh('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', 'addr', 'add', '10.250.0.3/32', 'dev', 'eth0']);
       // a tap pod podway's CNI made for this node, and one for another node
@@ -148,6 +155,7 @@ test('readPodPeerAddresses: a pod veth whose namespace has no name is found thro
       assert.is(tap[0]!.netnsInode, Number(sh('stat', ['-L', '-c', '%i', `/run/netns/${tapPod.name}`]).trim()));
     } finally {
       holder.kill('SIGKILL');
+      decoy.kill('SIGKILL');
     }
   });
 });

@@ -565,6 +565,18 @@ export class Pipeline implements CapturePorts {
         const tpa = ((b[f + 38] << 24) | (b[f + 39] << 16) | (b[f + 40] << 8) | b[f + 41]) >>> 0;
         if (op === ARP_REPLY && spa !== tpa) this.onNeighbor(spa, b, f + 22);
         else if (op === ARP_REPLY || op === ARP_REQUEST) this.onNeighborAnnounce(spa, b, f + 22, spa === tpa);
+        // Who has the node's address, while the node's kernel no longer holds it (removed by hand
+        // or by DHCP; its local table, local4, kept current by the engine): podway still sends
+        // from it until the Node is updated, so it answers, with the underlay's MAC, as the
+        // kernel did. Without it the other nodes' entries for it failed once stale (30 s) and
+        // only an ARP request of this node's taught them again (docs/failures.md, "The node's
+        // address changed"). A gratuitous one (sender = target) is not answered.
+        if (op === ARP_REQUEST && tpa === this.addr.nodeIp && this.addr.hasNodeIp && spa !== tpa && this.underlayPort >= 0 && !this.local4.has(tpa)) {
+          const n = arpReplyInPlace(b, f, this.addr.underlayMac, 0);
+          this.setFrame(i, f, n);
+          this.counters[Event.ARP_REPLIED]++;
+          return this.underlayPort;
+        }
       }
       return HOST;
     }

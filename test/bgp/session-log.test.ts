@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpSpeakerOptions } from '../../src/control/bgp/speaker';
-import { loopbackNet, randomPort, waitFor } from './bird';
+import { birdBgpConfig, loopbackNet, randomPort, startBird, waitFor } from './bird';
 
 interface Line { level: 'info' | 'warn'; msg: string }
 
@@ -31,8 +31,13 @@ test('AS mismatch, then refused: each reason logged once at warn over several re
     started.push(a, b);
     const peerA = () => a.status().find((p) => p.address === ip(3))!;
     // Three OPENs sent: three attempts, each refused the same way.
+    await waitFor('first attempt refused', () => /bad peer AS/.test(peerA().info));
+    // SINCE is when the session entered `start` (as BIRD's), not each retry's Connect or OpenSent.
+    const since = peerA().since.getTime();
     await waitFor('three attempts', () => peerA().messagesOut >= 3);
     assert.match(peerA().info, /bad peer AS/);
+    assert.ok(peerA().info.startsWith(peerA().state), `INFO starts with the BGP state: ${peerA().info}`);
+    if (peerA().state !== 'Established') assert.is(peerA().since.getTime(), since, 'SINCE kept over the retries');
     // Once for this reason over the three attempts. Under load an attempt can end another way
     // first (the peer's close read before its NOTIFICATION): a different reason, logged as such,
     // which is the rule, not a repeat, so only the bad-peer-AS lines are counted.
@@ -67,6 +72,42 @@ test('AS mismatch, then refused: each reason logged once at warn over several re
     assert.is(peerA().messagesOut, before, 'no session meanwhile');
   } finally {
     await Promise.all(started.map((s) => s.stop()));
+  }
+});
+
+// The review's case with BIRD configured with the wrong AS for us: its first answer is a
+// NOTIFICATION (bad peer AS), later attempts are mostly reset or closed without one. The reason
+// shown stays the NOTIFICATION's, one log line for it, and SINCE is when `start` began.
+test('BIRD with a wrong AS for us: INFO keeps the NOTIFICATION\'s reason over the resets, logged once, SINCE kept', async () => {
+  const ip = loopbackNet();
+  const birdPort = randomPort();
+  const ourPort = birdPort + 1;
+  const lines: Line[] = [];
+  const bird = await startBird(birdBgpConfig({
+    address: ip(3), port: birdPort, as: 65000, statics: ['10.99.0.0/24'],
+    neighbors: [{ name: 'podway', address: ip(2), port: ourPort, as: 65001, extra: 'passive on;' }],
+  }));
+  const a = speaker({ localAs: 65000, routerId: ip(2), listenAddress: ip(2), listenPort: ourPort }, lines);
+  try {
+    a.setPeers([{ address: ip(3), asNumber: 65000, port: birdPort, localAddress: ip(2) }]);
+    await a.start();
+    const peer = () => a.status()[0]!;
+    await waitFor('bad peer AS', () => /bad peer AS/.test(peer().info));
+    const since = peer().since.getTime();
+    const infos = new Set<string>();
+    for (let i = 0; i < 16; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      infos.add(peer().info);
+      assert.is(peer().since.getTime(), since, `SINCE kept: ${peer().info}`);
+    }
+    assert.ok(peer().messagesOut >= 3, `several attempts: ${JSON.stringify(peer())}`);
+    // While trying (Connect, OpenSent) the state alone; between attempts the NOTIFICATION's reason.
+    for (const info of infos) assert.ok(/^(Connect|OpenSent|OpenConfirm)$|^Active \(last: OpenSent: Received: OPEN message error: bad peer AS|^Active \(last: Received: OPEN message error: bad peer AS/.test(info), `INFO: ${[...infos].join(' | ')}`);
+    assert.match(notEstablished(lines)[0]?.msg ?? '', /session not established: Received: OPEN message error: bad peer AS/);
+    assert.is(notEstablished(lines).length, 1, JSON.stringify(lines));
+  } finally {
+    await a.stop();
+    await bird.stop();
   }
 });
 

@@ -265,7 +265,7 @@ test('FSM transitions as peer events: Connect -> Active on refusal and retry, th
     a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2) }]);
     assert.is(state(a).state, 'Idle'); // not started yet (Idle means stopped)
     await a.start();
-    await waitFor('refused', () => state(a).info === 'Connect: connection refused');
+    await waitFor('refused', () => state(a).info === 'Active (last: Connect: connection refused)');
     assert.is(state(a).state, 'Active');
     await waitFor('retried', () => states.filter(x => x === 'Connect').length >= 2, 5000);
     // Now the peer appears (passive, so only our retries can bring the session up).

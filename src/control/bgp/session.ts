@@ -284,6 +284,17 @@ export interface PeerCounters {
   updatesOut: number;
 }
 
+/** BIRD's protocol state of a BGP state: up, start (trying to come up) or down (stopped). */
+function phaseOf(state: BgpState): 'up' | 'start' | 'down' {
+  return state === 'Established' ? 'up' : state === 'Idle' ? 'down' : 'start';
+}
+
+/** A connection's end that a NOTIFICATION made (`Sent: ...`, `OpenSent: Sent: ...`, `Received: ...`),
+ * not the transport (a close, a reset, a timeout). */
+function isBgpLevel(reason: string): boolean {
+  return /^(?:\w+: )?(?:Sent|Received): /.test(reason);
+}
+
 /** The FSM of one configured peer. */
 export class PeerSession {
   state: BgpState = 'Idle';
@@ -303,6 +314,10 @@ export class PeerSession {
    * (connection refused, an AS mismatch) is logged once, again when the reason changes, and
    * afresh after the session was up. */
   private loggedFailure = '';
+  /** The last BGP-level error (a NOTIFICATION sent or received) since the session was last up:
+   * the reason shown and logged while the session fails, a transport close or reset after it (the
+   * peer resetting each retry after its NOTIFICATION, as BIRD does) being the same failure. */
+  private bgpError = '';
   /** The state's info without the TCP-MD5 hint. */
   private baseInfo = 'Idle';
   /** TCP-MD5: the namespace's drop counters at the last check while not Established, the drops
@@ -382,7 +397,7 @@ export class PeerSession {
       this.refreshState();
       if (this.config.passive || this.established || this.conns.some(c => c.outgoing) || this.dialing) return;
     } else if (this.config.passive && this.dialedOnce) {
-      this.setState('Active', this.lastError || 'Waiting for the peer to connect');
+      this.setState('Active', this.lastError ? `Active (last: ${this.lastError})` : 'Active (waiting for the peer to connect)');
       return;
     }
     if (this.dialing) return;
@@ -411,7 +426,7 @@ export class PeerSession {
       dial = connectWithKey(cfg.address, cfg.port ?? 179, cfg.localAddress, password, CONNECT_TIMEOUT_MS);
     } catch (e) {
       this.lastError = `Connect: ${socketErrorText(e as NodeJS.ErrnoException)}`;
-      this.setState('Active', this.lastError);
+      this.setState('Active', `Active (last: ${this.lastError})`);
       this.noteFailure(this.lastError);
       this.retryLater();
       return;
@@ -432,7 +447,7 @@ export class PeerSession {
         if (this.dialing !== dial) return;
         this.dialing = undefined;
         this.lastError = `Connect: ${socketErrorText(e)}`;
-        if (!this.conns.length) this.setState('Active', this.lastError);
+        if (!this.conns.length) this.setState('Active', `Active (last: ${this.lastError})`);
         if (!this.config.passive) this.noteFailure(this.lastError);
         this.retryLater();
       },
@@ -503,14 +518,23 @@ export class PeerSession {
     for (const other of this.conns) if (other !== conn) other.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
     this.established = conn;
     this.loggedFailure = '';
+    this.bgpError = '';
     this.md5Reset();
     clearTimeout(this.retryTimer); // armed when an earlier session went down; nothing to retry now
     this.refreshState();
     this.host.established(this);
   }
 
-  connectionClosed(conn: Connection, reason: string): void {
+  connectionClosed(conn: Connection, closedBy: string): void {
     this.conns = this.conns.filter(c => c !== conn);
+    // A NOTIFICATION that ended an attempt to come up stands as the reason until the session is
+    // up or another NOTIFICATION comes: a close or reset of a later attempt's connection (BIRD,
+    // its OPEN refused, resets each retry) is the same failure, said as it (no new log line).
+    // A dial that fails (refused, timed out: the peer is gone) is news of its own.
+    const bgpLevel = isBgpLevel(closedBy);
+    if (bgpLevel && this.established !== conn) this.bgpError = closedBy;
+    const masked = this.established !== conn && this.bgpError !== '' && !bgpLevel && !closedBy.startsWith('Connect: ');
+    const reason = masked ? this.bgpError : closedBy;
     // A collision loser is not news while the other connection carries on.
     if (this.established === conn || !this.conns.length) this.lastError = reason;
     if (this.established === conn) {
@@ -535,7 +559,7 @@ export class PeerSession {
     // Active until the connect-retry time brings Connect again: as BIRD names a session that is
     // trying to come up (`start ... Active`), so the metric, `podway node status` and a BIRD peer's
     // view agree (RFC 4271 would pass through Idle after an error; Idle here means stopped).
-    this.setState('Active', reason);
+    this.setState('Active', `Active (last: ${reason})`);
     this.retryLater();
   }
 
@@ -563,7 +587,10 @@ export class PeerSession {
     // While not up, what the TCP-MD5 drop counters suggest follows the state's own info.
     const info = state !== 'Established' && this.md5Hint ? `${base}; ${this.md5Hint}` : base;
     if (state === this.state && info === this.info) return;
-    if (state !== this.state) this.since = new Date();
+    // SINCE is when the session entered its protocol state as BIRD (and calicoctl) show it: up
+    // (Established), start (trying: Connect, Active, OpenSent, OpenConfirm) or stopped (Idle); a
+    // retry passing through Connect and OpenSent again is not a new state.
+    if (phaseOf(state) !== phaseOf(this.state)) this.since = new Date();
     this.state = state;
     this.info = info;
     this.host.stateChanged(this);

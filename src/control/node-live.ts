@@ -374,6 +374,10 @@ export class NodeLiveness {
     try {
       // Only over the key as read: another host's start that claimed it meanwhile keeps it.
       put = await this.kv.putLeasedIf(key, JSON.stringify(this.record), id, got?.entry.modRevision ?? 0);
+      // A guarded write is sent again when its connection failed under it (etcd-failover.ts): a
+      // copy applied before answers the next 'condition failed'. The key then carries this lease,
+      // granted just now to this holder alone: it is ours (as claimNode finds it in its next round).
+      if (!put) put = (await this.kv.getLeased(key))?.lease === id;
     } catch (e) {
       await this.kv.revokeLease(id).catch(() => undefined);
       throw e;

@@ -200,6 +200,11 @@ export const Event = {
   NEIGHBOR_QUEUED: base + 31,
   /** Held packets sent once their neighbour answered, with its MAC. */
   NEIGHBOR_QUEUE_SENT: base + 32,
+  /** Unsolicited announcements of the gateway sent to the pods when podway starts (Engine.announceGateway):
+   * an ARP reply "169.254.1.1 is at ee:ee:ee:ee:ee:ee" to each pod with an IPv4 address, a Neighbor
+   * Advertisement for fe80::ecee:eeff:feee:eeee to each with an IPv6 one, so an entry the pod gave
+   * up on while podway was stopped (FAILED) works again without its next request. */
+  GATEWAY_ANNOUNCED: base + 55,
 } as const;
 
 /** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
@@ -228,7 +233,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 55;
+export const COUNTER_COUNT = base + 56;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

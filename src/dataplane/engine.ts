@@ -20,7 +20,8 @@ import { VXLAN_PORT } from '../packet/vxlan';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import type { NextHops6 } from './nexthops6';
 import { GATEWAY_IP6 } from './pipeline6';
-import { writeNeighborSolicit } from '../packet/ndp';
+import { writeNeighborSolicit, writeUnsolicitedAdvert } from '../packet/ndp';
+import { writeGatewayAnnounce } from '../packet/arp';
 import { ip6Bytes, VXLAN6_OVERHEAD } from '../control/route-calc6';
 import { ENCAP_OVERHEAD } from '../control/route-calc';
 import { formatIpv6 } from '../packet/ipv6';
@@ -932,6 +933,8 @@ export class Engine {
     const prevModel = this.model;
     this.model = model;
     this.applied++;
+    // the pods' ports are open and forward from here: tell them where their gateway is
+    if (first) this.announceGateway(model);
     const gws = new Set<number>();
     for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0) gws.add(nh.gw[i]);
     const w = this.neighbors.want(gws);
@@ -2542,6 +2545,62 @@ export class Engine {
     if (now - this.podMacAskedAt[port] < POD_MAC_ASK_MS) return true;
     this.podMacAskedAt[port] = now;
     return false;
+  }
+
+  /**
+   * At start (the first model applied, its pods' ports just opened), tell each L2 pod where its
+   * gateway is without waiting for it to ask: an unsolicited ARP reply "169.254.1.1 is at
+   * ee:ee:ee:ee:ee:ee" to a pod with an IPv4 address, an unsolicited Neighbor Advertisement for
+   * fe80::ecee:eeff:feee:eeee (Router, Override) to a TAP pod with an IPv6 address (a veth pod's is
+   * the host end's own address, which the node's kernel answers throughout); to the pod's MAC when
+   * known (stated by its endpoint), else broadcast / all-nodes. While podway was stopped (a restart)
+   * a pod whose gateway entry went unanswered for ~3 s has it FAILED and asks again only once a
+   * second, on its next packet (a TAP pod's entries are flushed when its device loses its carrier
+   * as podway closes it, so only those made by its traffic during the gap are there to fail); the
+   * pod's kernel updates an existing entry from these (REACHABLE
+   * from a unicast ARP reply, STALE otherwise: usable at once either way) and creates none (so a
+   * pod that never asked gets nothing to keep). Calico's host does not do this. One send per pod
+   * (both families' frames in the originated slots), by the first worker only (the others' ports
+   * reach the same pods); counted gateway_announced. A pod attached later is new: it has no stale
+   * entry, and its first request is answered.
+   */
+  private announceGateway(model: NodeDataplaneModel): void {
+    if (!this.primary || this.endpoints.size === 0) return;
+    const v6 = new Set<string>();
+    for (const e of model.v6.endpoints) if (e.ips6.length > 0) v6.add(e.interfaceName);
+    const pool = this.pool;
+    const b = pool.bytes;
+    const podMac = this.pipe.podMac;
+    let frames = 0;
+    let pods = 0;
+    for (const [name, cur] of this.endpoints) {
+      if (cur.kind === 'tun') continue; // no link layer: no neighbour entry to mend
+      const p = cur.port;
+      const to = this.pipe.podMacKnown[p] === 1 ? podMac : null;
+      let n = 0;
+      if (cur.ep.ips.length > 0) {
+        const i = this.arpSlot + n;
+        pool.len[i] = writeGatewayAnnounce(b, pool.start(i), GATEWAY_MAC, 0, GATEWAY_IP, to, p * 6, cur.ep.ips[0]);
+        pool.txList[this.batch + n++] = i;
+      }
+      // a veth pod's IPv6 gateway is its host end's own link-local address (from ee:ee:ee:ee:ee:ee):
+      // the node's kernel answers it through a restart, nothing of it to mend
+      if (cur.kind === 'tap' && v6.has(name)) {
+        const i = this.arpSlot + n;
+        pool.len[i] = writeUnsolicitedAdvert(b, pool.start(i), GATEWAY_MAC, 0, GATEWAY_IP6, 0, to, p * 6, true);
+        pool.txList[this.batch + n++] = i;
+      }
+      if (n === 0) continue;
+      try {
+        const sent = this.io.send(p, this.batch, n);
+        frames += sent;
+        if (sent > 0) pods++;
+      } catch (e) {
+        this.portError(p, 'send', e as Error);
+      }
+    }
+    this.pipe.counters[Event.GATEWAY_ANNOUNCED] += frames;
+    if (frames > 0) this.log.info(`gateway announced to ${pods} pod${pods === 1 ? '' : 's'} (${frames} unsolicited ARP replies / neighbor advertisements: entries they gave up on while podway was stopped work again at once)`, { pods, frames });
   }
 
   /** Send one control frame (ARP, an IPv6 Neighbor Solicitation) built by `write` on `port`, from the ARP slot. */

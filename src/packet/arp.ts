@@ -69,6 +69,40 @@ export function arpReplyInPlace(b: Uint8Array, off: number, mac: Uint8Array, mac
   return ETH_HLEN + ARP_LEN;
 }
 
+/** Bytes of the frame writeGatewayAnnounce writes: an ARP packet padded to Ethernet's 60-byte minimum. */
+export const ARP_ANNOUNCE_FRAME_LEN = 60;
+
+/**
+ * Writes at `f` an unsolicited ARP reply telling a pod where its gateway is: "`ip` is at `mac`"
+ * (6 bytes at mac[macOff]; the gateway 169.254.1.1 at ee:ee:ee:ee:ee:ee), to the pod's address
+ * `podIp`. Sent to the pod's MAC (6 bytes at podMac[podMacOff]; also the target MAC) when `podMac`
+ * is given, else broadcast with a zero target MAC. Linux takes a reply for an address it already has
+ * an entry for (any state: FAILED, INCOMPLETE, STALE, PROBE) without asking: REACHABLE when sent to
+ * its own MAC, STALE when broadcast; with arp_accept off (the default) it creates no entry from it,
+ * so a pod that never asked is left alone. Padded with zeros; returns ARP_ANNOUNCE_FRAME_LEN.
+ */
+export function writeGatewayAnnounce(
+  b: Uint8Array, f: number, mac: Uint8Array, macOff: number, ip: number, podMac: Uint8Array | null, podMacOff: number, podIp: number,
+): number {
+  if (podMac !== null) copyMac(b, f, podMac, podMacOff);
+  else b.fill(0xff, f, f + 6);
+  copyMac(b, f + 6, mac, macOff);
+  set16(b, f + 12, 0x0806);
+  const a = f + ETH_HLEN;
+  set16(b, a, 1);
+  set16(b, a + 2, 0x0800);
+  b[a + 4] = 6;
+  b[a + 5] = 4;
+  set16(b, a + 6, ARP_REPLY);
+  copyMac(b, a + ARP_SHA, mac, macOff);
+  set32(b, a + ARP_SPA, ip);
+  if (podMac !== null) copyMac(b, a + ARP_THA, podMac, podMacOff);
+  else b.fill(0, a + ARP_THA, a + ARP_THA + 6);
+  set32(b, a + ARP_TPA, podIp);
+  b.fill(0, a + ARP_LEN, f + ARP_ANNOUNCE_FRAME_LEN);
+  return ARP_ANNOUNCE_FRAME_LEN;
+}
+
 export interface ArpRepr {
   op: number;
   sha: string;

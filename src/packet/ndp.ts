@@ -191,6 +191,42 @@ export function answerNeighborSolicitInPlace(b: Uint8Array, off: number, icmp: n
   return NA_FRAME_LEN;
 }
 
+/**
+ * Writes at `f` an unsolicited Neighbor Advertisement (RFC 4861 section 7.2.6) for the address at
+ * target[targetOff], at `mac` (6 bytes at mac[macOff]): from that address, to all-nodes ff02::1,
+ * flags Router (when `router`) and Override, not Solicited, a target link-layer option, hop limit
+ * 255. The Ethernet destination is the pod's MAC (6 bytes at to[toOff]) when `to` is given, else
+ * all-nodes' 33:33:00:00:00:01. Linux updates an entry it has for the target (FAILED, INCOMPLETE or
+ * STALE with another MAC) to STALE with `mac` (Override), and creates none (accept_untracked_na off,
+ * the default). Returns NA_FRAME_LEN.
+ */
+export function writeUnsolicitedAdvert(
+  b: Uint8Array, f: number, mac: Uint8Array, macOff: number, target: Uint8Array, targetOff: number, to: Uint8Array | null, toOff: number, router: boolean,
+): number {
+  if (to !== null) copyMac(b, f, to, toOff);
+  else { b[f] = 0x33; b[f + 1] = 0x33; b[f + 2] = 0; b[f + 3] = 0; b[f + 4] = 0; b[f + 5] = 1; }
+  copyMac(b, f + 6, mac, macOff);
+  b[f + 12] = 0x86;
+  b[f + 13] = 0xdd;
+  const ip = f + ETH_HLEN;
+  writeIpv6Fixed(b, ip, 0, 0, 32, IPPROTO_ICMPV6, NDP_HOP_LIMIT);
+  const d = ip + IPV6_DST;
+  for (let k = 0; k < 16; k++) b[ip + IPV6_SRC + k] = target[targetOff + k];
+  b.fill(0, d, d + 16);
+  b[d] = 0xff; b[d + 1] = 0x02; b[d + 15] = 1;
+  const na = ip + IPV6_HEADER_LEN;
+  b[na] = ICMPV6_NEIGHBOR_ADVERT;
+  b[na + 1] = 0;
+  b[na + 4] = (router ? NA_FLAG_ROUTER : 0) | NA_FLAG_OVERRIDE;
+  b[na + 5] = 0; b[na + 6] = 0; b[na + 7] = 0;
+  for (let k = 0; k < 16; k++) b[na + 8 + k] = target[targetOff + k];
+  b[na + 24] = NDP_OPT_TARGET_LLADDR;
+  b[na + 25] = 1;
+  copyMac(b, na + 26, mac, macOff);
+  icmpv6FillChecksum(b, ip, na, 32);
+  return NA_FRAME_LEN;
+}
+
 /** Bytes of the RA that answerRouterSolicitInPlace writes (Ethernet + IPv6 + RA + SLLA + MTU options). */
 export const RA_FRAME_LEN = ETH_HLEN + IPV6_HEADER_LEN + 16 + 8 + 8; // 86
 

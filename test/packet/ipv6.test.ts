@@ -243,4 +243,39 @@ test('NS for address resolution written as scapy builds it', () => {
   assert.is(P.validateNdp(na, 14, 54, na.length - 54), P.Drop.OK);
 });
 
+test('writeUnsolicitedAdvert and writeGatewayAnnounce: the gateway announced to a pod (Engine.announceGateway)', () => {
+  const pool = makePool(2);
+  const gwMac = P.parseMac('ee:ee:ee:ee:ee:ee');
+  const gw6 = P.linkLocalFromMac(gwMac);
+  const podMac = P.parseMac('02:11:22:33:44:55');
+  for (const to of [podMac, null]) {
+    const off = P.slotFrameOffset(0);
+    pool.fill(0xaa, off, off + 128);
+    const n = P.writeUnsolicitedAdvert(pool, off, gwMac, 0, gw6, 0, to, 0, true);
+    assert.is(n, P.NA_FRAME_LEN);
+    const f = pool.subarray(off, off + n);
+    assert.is(P.formatMac(f, 0), to ? '02:11:22:33:44:55' : '33:33:00:00:00:01');
+    assert.is(P.formatMac(f, 6), 'ee:ee:ee:ee:ee:ee');
+    assert.is(P.formatIpv6(f, 22), 'fe80::ecee:eeff:feee:eeee', 'from the gateway');
+    assert.is(P.formatIpv6(f, 38), 'ff02::1', 'to all-nodes');
+    assert.is(f[54], 136);
+    assert.is(f[58], 0xa0, 'Router and Override, not Solicited');
+    assert.is(P.formatIpv6(f, 62), 'fe80::ecee:eeff:feee:eeee', 'target');
+    assert.is(P.formatMac(f, 80), 'ee:ee:ee:ee:ee:ee', 'target link-layer option');
+    assert.is(icmpv6Sum(f, 14, 54, 32), 0xffff, 'checksum');
+    assert.is(P.validateNdp(f, 14, 54, 32), P.Drop.OK);
+  }
+  const off = P.slotFrameOffset(1);
+  for (const to of [podMac, null]) {
+    pool.fill(0xaa, off, off + 64);
+    const n = P.writeGatewayAnnounce(pool, off, gwMac, 0, P.parseIpv4('169.254.1.1'), to, 0, P.parseIpv4('10.244.0.5'));
+    assert.is(n, 60);
+    const f = pool.subarray(off, off + n);
+    assert.is(P.formatMac(f, 0), to ? '02:11:22:33:44:55' : 'ff:ff:ff:ff:ff:ff');
+    assert.is(P.validateArp(f, 14, n - 14), P.Drop.OK);
+    assert.equal(P.parseArpRepr(f, 14), { op: P.ARP_REPLY, sha: 'ee:ee:ee:ee:ee:ee', spa: '169.254.1.1', tha: to ? '02:11:22:33:44:55' : '00:00:00:00:00:00', tpa: '10.244.0.5' });
+    assert.ok(f.subarray(42, 60).every((x) => x === 0), 'padded with zeros');
+  }
+});
+
 test.run();

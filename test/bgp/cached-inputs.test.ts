@@ -73,6 +73,21 @@ test('another node\'s BGPPeer naming this node by its address is kept: the rever
   assert.is(JSON.stringify(fromCache.peers), JSON.stringify(computeBgpPlan(oneWay, 'node1').peers));
 });
 
+test('another node\'s BGPPeer with a peerSelector selecting this node (a route reflector) is kept: the reverse peering from the cache is the snapshot\'s', () => {
+  const rr = node('node1', '10.99.0.2/24');
+  const toRr = snapshotOf(
+    pool('p', '10.244.0.0/16'), { ...rr, metadata: { name: 'node1', labels: { rr: 'true' } } }, node('node2', '10.99.0.3/24'),
+    { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false } },
+    bgpPeer('node2-to-rr', { node: 'node2', peerSelector: "rr == 'true'" }),
+  );
+  const inputs = checkBgpInputs(JSON.parse(JSON.stringify(bgpInputsOf(toRr, 'node1'))));
+  assert.equal(inputs.peers.map((p) => p.name), ['node2-to-rr']);
+  const fromSnap = computeBgpPlan(toRr, 'node1').peers;
+  assert.equal(fromSnap.map((p) => [p.address, p.source]), [['10.99.0.3', 'BGPPeer node2-to-rr (reverse)']]);
+  const fromCache = computeBgpPlan(snapshotOfBgpInputs(inputs, 'the model cache'), 'node1', { exports: inputs.exports, learnedExport: inputs.learnedExport });
+  assert.is(JSON.stringify(fromCache.peers), JSON.stringify(fromSnap));
+});
+
 test('a password is kept as its secret reference, never its value; a secret not there leaves that peer out, said', () => {
   const text = JSON.stringify(bgpInputsOf(snap, 'node1'));
   assert.ok(text.includes('"secretKeyRef":{"name":"bgp","key":"tor"}'), text);

@@ -35,12 +35,13 @@ const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector
 /** `node`'s BGP inputs in `snap` (only what computeBgpPlan reads; secret references, no values). */
 export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {
   const config = (snap.bgpConfigurations ?? []).find((c) => c.metadata.name === 'default');
-  // Another node's node-specific BGPPeer matters here only when its peerIP is this node's address
-  // (this node peers back: peering.ts's reverse peerings).
+  // Another node's node-specific BGPPeer matters here only when it may name this node, so this
+  // node peers back (peering.ts's reverse peerings): its peerIP is this node's address, or it has
+  // a peerSelector (judged by computeBgpPlan over the nodes' labels kept below).
   const self = snap.nodes.find((n) => n.metadata.name === node)?.spec.bgp;
   const own = new Set([self?.ipv4Address, self?.ipv6Address].map((a) => (a === undefined ? null : splitPeerIp(a.split('/')[0]!)?.address)).filter((a): a is string => !!a));
   const namesUs = (peerIP: string | undefined): boolean => peerIP !== undefined && own.has(splitPeerIp(peerIP)?.address ?? '');
-  const peers = (snap.bgpPeers ?? []).filter((p) => !p.spec.node || p.spec.node === node || namesUs(p.spec.peerIP)).map((p) => {
+  const peers = (snap.bgpPeers ?? []).filter((p) => !p.spec.node || p.spec.node === node || namesUs(p.spec.peerIP) || !!p.spec.peerSelector).map((p) => {
     const spec: Record<string, unknown> = {};
     for (const f of PEER_FIELDS) if (p.spec[f] !== undefined) spec[f] = p.spec[f];
     const ref = p.spec.password?.secretKeyRef;

@@ -281,6 +281,9 @@ export class NodeLiveness {
     return (this.current ?? Promise.resolve()).then(async () => {
       const old = this.lease;
       this.lease = lease;
+      // The key is written again on the new lease: a renewal that ended just before may have put it
+      // back on the old one (a changed record's write), and revoking that deletes it.
+      this.dirty = true;
       if (old !== null) await this.kv.revokeLease(old).catch(() => undefined);
       await this.tick();
     });

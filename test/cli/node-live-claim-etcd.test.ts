@@ -104,4 +104,34 @@ test('two hosts claim one node at once: one claim, the other refused; the holder
   }
 });
 
+test('a second claim in one run (a start on the model cache tried again) adopted while a changed record is written: the key stays, on the new lease', async () => {
+  etcd ??= await startEtcd();
+  const spec = { endpoints: [etcd.endpoint], timeoutMs: 1500 };
+  const lite = new EtcdLiteKv(spec);
+  const kv = new EtcdKv(spec);
+  const node = `${NODE}-again`;
+  const me = { host: `claim-again-${process.pid}`, machineId: 'cccc' };
+  const rec: LiveRecord = { ...me, addresses: [], pid: 3, started: new Date().toISOString() };
+  const claim = () => claimNode(lite, { node, me, held: new Set(), say: () => {}, record: rec, sampleMs: 1500 });
+  const logs: string[] = [];
+  const h = new NodeLiveness(kv, node, rec, { info: (m) => logs.push(`info ${m}`), warn: (m) => logs.push(`warn ${m}`) }, 15, await claim());
+  try {
+    await h.tick();
+    const second = await claim();
+    // The renewal writing the changed record (on the first lease) ends just before the adoption
+    // revokes that lease, which deletes the key with it.
+    await Promise.all([h.tick(), h.adopt(second), h.setAddresses(['192.0.2.5/24'])]);
+    await h.tick();
+    const now = await kv.getLeased(liveKey(node));
+    assert.ok(now !== null, `the key is there: ${logs.join(' | ')}`);
+    assert.is(now!.lease, second, 'on the adopted lease');
+    assert.is(h.leaseId(), second);
+    assert.equal(parseLiveRecord(now!.entry.value).addresses, ['192.0.2.5/24']);
+  } finally {
+    await h.stop(0);
+    await kv.close();
+    await lite.close();
+  }
+});
+
 test.run();

@@ -70,7 +70,10 @@ export class Spawner {
     h.on('message', (m: { ev: string; id: number; pid?: number; data?: string; message?: string; code?: number | null; signal?: NodeJS.Signals | null }) => {
       const c = this.live.get(m.id);
       if (!c) return;
-      if (m.ev === 'spawn') c.pid = m.pid;
+      if (m.ev === 'spawn') {
+        c.pid = m.pid;
+        c.emit('spawned');
+      }
       else if (m.ev === 'stdout') c.stdout.emit('data', m.data);
       else if (m.ev === 'stderr') c.stderr.emit('data', m.data);
       else if (m.ev === 'error') c.emit('error', new Error(m.message));
@@ -121,14 +124,18 @@ export class Spawner {
         clearTimeout(timer);
         resolve({ code, stdout, stderr, error });
       };
-      const kill = (why: string) => {
-        if (c.pid) {
-          try {
-            process.kill(-c.pid, 'SIGKILL');
-          } catch {
-            // the group gone already (it ended as the timer fired)
-          }
+      const killGroup = () => {
+        try {
+          process.kill(-c.pid!, 'SIGKILL');
+        } catch {
+          // the group gone already (it ended as the timer fired)
         }
+      };
+      const kill = (why: string) => {
+        // Its pid not known yet (the helper has not said it started): killed once it says so,
+        // not left running unsupervised.
+        if (c.pid) killGroup();
+        else (c as unknown as EventEmitter).once('spawned', killGroup);
         finish(null, why);
       };
       const timer = setTimeout(() => kill(`timed out after ${timeoutMs} ms`), timeoutMs);

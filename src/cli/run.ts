@@ -50,7 +50,7 @@ import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, withLogLinesDropped, type DataplaneSnapshot } from '../observe/snapshot';
 import { TunnelDrops } from '../observe/tunnel-drops';
 import { TUNNEL_NFT_TABLE, tunnelDropsOf } from '../dataplane/nft-tunnels';
-import { tableKey } from '../dataplane/nft-counters';
+import { readNftCounters, tableKey } from '../dataplane/nft-counters';
 import { NftCounterCache } from '../observe/nft-cache';
 import { Reason } from '../dataplane/counters';
 import { applySchedSlice } from '../dataplane/sched-slice';
@@ -471,7 +471,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const nftCounters = new NftCounterCache(() => [
     ...natTables.filter((t) => t.active).map((t) => t.table),
     ...(engine?.previousVxlanPort != null ? [TUNNEL_NFT_TABLE] : []),
-  ]);
+  ], { read: (tables) => readNftCounters(tables, { exec: engine?.spawnerExec() }) });
   const natCountersRead = (t: NftNat) => async (): Promise<NatCounters | null> => {
     const c = await nftCounters.table(t.table);
     return c ? natCountersOf(c) : null;

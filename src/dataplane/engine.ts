@@ -612,8 +612,9 @@ export class Engine {
     this.host = this.spawner ? new HostProgrammer({ log: (m) => this.log.warn(`host: ${m}`, { component: 'host' }), spawn: this.spawner.spawn }) : null;
   }
 
-  /** Commands through the spawner's helper, when there is one (else undefined: started from here). */
-  private spawnerExec(): ScanExec | undefined {
+  /** Commands through the spawner's helper, when there is one (else undefined: started from here;
+   * also podway's nft counter reads: run.ts). */
+  spawnerExec(): ScanExec | undefined {
     const sp = this.spawner;
     return sp ? (f, a, t) => sp.exec(f, a, t) : undefined;
   }

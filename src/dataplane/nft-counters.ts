@@ -14,6 +14,7 @@
  * Asynchronous (execFile): the thread that asks (the main thread forwards too) never waits for nft;
  * a run is killed after timeoutMs, so a read always ends.
  */
+import type { ScanExec } from './orphan-pods';
 import { execFile } from 'node:child_process';
 
 /** One named counter: packets and bytes. */
@@ -71,7 +72,7 @@ function nftFailure(err: { code?: unknown; killed?: boolean; signal?: string | n
  * (nft missing, refusing, killed after timeoutMs, an unreadable answer) makes every table asked
  * for missing with the reason; a table not in the answer is missing as "no such table".
  */
-export function readNftCounters(tables: readonly NftTable[], o: { nft?: string; timeoutMs?: number } = {}): Promise<NftCounterRead> {
+export function readNftCounters(tables: readonly NftTable[], o: { nft?: string; timeoutMs?: number; exec?: ScanExec } = {}): Promise<NftCounterRead> {
   const keys = tables.map(tableKey);
   const read: NftCounterRead = { tables: new Map(), missing: new Map() };
   if (keys.length === 0) return Promise.resolve(read);
@@ -81,9 +82,7 @@ export function readNftCounters(tables: readonly NftTable[], o: { nft?: string; 
       for (const k of keys) read.missing.set(k, why);
       resolve(read);
     };
-    try {
-      execFile(o.nft ?? 'nft', ['-j', 'list', 'counters'], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20 }, (err, out, stderr) => {
-        if (err) return all(nftFailure(err, String(stderr ?? ''), timeoutMs));
+    const answered = (out: string) => {
         let found: Map<string, NamedCounts>;
         try {
           found = parseNftCounters(out);
@@ -96,6 +95,20 @@ export function readNftCounters(tables: readonly NftTable[], o: { nft?: string; 
           else read.missing.set(k, 'no such table');
         }
         resolve(read);
+    };
+    if (o.exec) {
+      // through podway's spawner helper: a fork of podway itself would hold the forwarding thread
+      o.exec(o.nft ?? 'nft', ['-j', 'list', 'counters'], timeoutMs).then((r) => {
+        if (r.code === 0 && !r.error) return answered(r.stdout);
+        const why = r.error ?? '';
+        all(/ENOENT/.test(why) ? 'the nft command was not found (package nftables)' : /timed out/i.test(why) ? `nft did not answer within ${timeoutMs} ms` : `nft: ${((r.stderr ?? '').trim() || why || `exit code ${r.code}`).split('\n')[0]}`);
+      }, (e: Error) => all(`nft could not be run: ${e.message}`));
+      return;
+    }
+    try {
+      execFile(o.nft ?? 'nft', ['-j', 'list', 'counters'], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20 }, (err, out, stderr) => {
+        if (err) return all(nftFailure(err, String(stderr ?? ''), timeoutMs));
+        answered(out);
       });
     } catch (e) {
       // execFile throws synchronously only on bad arguments (e.g. an empty command name)

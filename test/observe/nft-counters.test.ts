@@ -14,6 +14,7 @@ import { parseNftCounters, readNftCounters, tableKey, type NftTable } from '../.
 import { natCountersOf } from '../../src/dataplane/nft-nat';
 import { TUNNEL_NFT_TABLE, tunnelDropsOf } from '../../src/dataplane/nft-tunnels';
 import { NftCounterCache, NFT_COUNTERS_MAX_AGE_MS } from '../../src/observe/nft-cache';
+import { Spawner } from '../../src/dataplane/spawner';
 
 runPrivateNetns();
 
@@ -144,6 +145,30 @@ test('nft missing (not on the path given), failing or hanging: every table missi
   // a reader that throws, through the cache: missing, no rejection
   const cache = new NftCounterCache(() => [NAT], { read: async () => { throw new Error('boom'); } });
   assert.equal(Object.fromEntries((await cache.get()).missing), { 'ip podway': 'read failed: boom' });
+});
+
+test('through the spawner helper (podway run: no fork of the forwarding process): the same counts; nft missing, failing or hanging said as without it', async () => {
+  tables(41, 6, 3);
+  const sp = new Spawner();
+  const exec = (f: string, a: string[], t: number) => sp.exec(f, a, t);
+  const dir = mkdtempSync(path.join(tmpdir(), `podway-nftcnt-${process.pid}-`));
+  try {
+    const r = await readNftCounters([NAT, GUARD, TUNNEL_NFT_TABLE], { exec });
+    assert.equal([...r.missing], []);
+    assert.is(natCountersOf(r.tables.get('ip podway')!).outPackets, 41);
+    assert.is(natCountersOf(r.tables.get('inet podway')!).podSpoofed, 6);
+    assert.equal(tunnelDropsOf(r.tables.get('inet podway_tunnels')!), { vxlanOldPort: { packets: 3, bytes: 100 } });
+    const gone = await readNftCounters([NAT], { exec, nft: path.join(dir, 'no-such-nft') });
+    assert.is(gone.missing.get('ip podway'), 'the nft command was not found (package nftables)');
+    assert.match((await readNftCounters([NAT], { exec, nft: 'false' })).missing.get('ip podway')!, /^nft: exit code 1/);
+    const stuck = path.join(dir, 'nft');
+    writeFileSync(stuck, '#!/bin/sh\nexec sleep 60\n');
+    chmodSync(stuck, 0o755);
+    assert.is((await readNftCounters([NAT], { exec, nft: stuck, timeoutMs: 300 })).missing.get('ip podway'), 'nft did not answer within 300 ms');
+  } finally {
+    sp.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

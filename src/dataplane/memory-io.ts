@@ -243,6 +243,19 @@ export class MemoryIO implements PacketIO {
     return out;
   }
 
+  /** Frames sent on any open port since the last take that `which` picks (taken out; the rest
+   * stay): e.g. the start's gateway announcements (Engine.announceGateway), cleared before a test
+   * looks at what it caused. */
+  takeEverywhere(which: (f: MemFrame) => boolean = () => true): MemFrame[] {
+    const out: MemFrame[] = [];
+    for (const p of this.ports) {
+      if (!p) continue;
+      out.push(...p.tx.filter(which));
+      p.tx = p.tx.filter((f) => !which(f));
+    }
+    return out;
+  }
+
   /** The id of the open port named `name` (device or interface name), or -1. */
   portNamed(name: string): number {
     return this.ports.findIndex((p) => p?.name === name);

@@ -66,6 +66,7 @@ test('a veth pod\'s host-end MTU raised: a packet bigger than the old one is del
   sh('ip', ['link', 'set', 'caliB', 'mtu', '1300']);
   try {
     e.apply(clusterModel('node1'));
+    for (const pod of ['caliA', 'caliB']) io.take(io.portNamed(pod)); // the start's gateway announcements (Engine.announceGateway)
     const inner = e as unknown as { pipe: { portMtu: Uint16Array }; mtuCheckedAt: number };
     // the poll's first read (at the first timer tick) done: the next is 5 s away
     assert.ok(await waitFor(() => inner.mtuCheckedAt > 0, 10_000, 10), 'first poll');

@@ -33,6 +33,12 @@ function rig(opts: Partial<EngineOptions> = {}, yaml?: string): { engine: Engine
   const engine = new Engine({ io, manageHost: false, ringCheckMs: 0, ...opts });
   engines.push(engine);
   engine.apply(clusterModel('node1', yaml));
+  // the start's gateway announcements (one per pod with a link layer), not what the tests cause
+  // from ee:ee:ee:ee:ee:ee: an ARP reply, or an ICMPv6 neighbor advertisement (IPv6 next header 58, type 136)
+  const announcement = (f: { bytes: Uint8Array }) => toHex(f.bytes, 6, 6) === 'eeeeeeeeeeee' &&
+    ((toHex(f.bytes, 12, 2) === '0806' && toHex(f.bytes, 20, 2) === '0002') || (toHex(f.bytes, 12, 2) === '86dd' && f.bytes[20] === 58 && f.bytes[54] === 136));
+  const started = io.takeEverywhere(announcement);
+  assert.is(started.length, counter(engine, 'gateway_announced'), `only the gateway announcements sent at the start: ${started.map((f) => toHex(f.bytes, 0, 42)).join(' ')}`);
   const ul = io.portNamed(UL);
   const tun = io.portNamed('tunU');
   assert.ok(ul >= 0 && tun >= 0, 'underlay and tun pod ports open');

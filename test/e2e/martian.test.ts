@@ -31,6 +31,7 @@ import { Netns, waitQdiscActive } from '../helpers/netns';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { writeFileSync, renameSync } from 'node:fs';
+import { NFT_COUNTERS_MAX_AGE_MS } from '../../src/observe/nft-cache';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -249,6 +250,12 @@ function vxlanPayload(inner: Buffer, type: number): Buffer {
 }
 
 interface GuardCounters { podSpoofed?: number; podTunnel?: number; podToHost?: number }
+/** The guard's counters as a baseline: read past the counters' cache age (NFT_COUNTERS_MAX_AGE_MS),
+ * so a new nft run with every earlier test's packets in it. */
+async function guardBaseline(): Promise<GuardCounters> {
+  await new Promise((r) => setTimeout(r, NFT_COUNTERS_MAX_AGE_MS + 100));
+  return guardCounters();
+}
 async function guardCounters(): Promise<GuardCounters> {
   return ((await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { guard?: GuardCounters | null }).guard ?? {};
 }
@@ -322,7 +329,7 @@ test('pod guard: a veth pod\'s VXLAN and IPIP with another node\'s address forge
   }
   assert.equal([...open].sort((a, b) => a - b), [11, 13], `without the guard both forged VXLAN tunnels (IPv4, IPv6) reached web-2 (the attack): ${JSON.stringify(open)}`);
   assert.ok(await until(async () => ((await counters()).tunnel_mode_unused ?? 0) - (r0.tunnel_mode_unused ?? 0) >= 1, 5000), 'the forged IPIP counted tunnel_mode_unused by podway');
-  const g0 = await guardCounters();
+  const g0 = await guardBaseline();
   const rx = await tagReceiver(web2.ns, PORT2, [MARKER]);
   // the marker: web-1's own datagram to web-2, after the forged tunnels
   await sendFrames('web-1', [...frames(20), eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, web2.ip, 40_999, PORT2, Buffer.alloc(32, MARKER)))]);
@@ -354,7 +361,7 @@ test('pod guard: forged sources to a node listener are dropped before the node\'
   // TAP/TUN: to node1's address, its IPv6 address and its other addresses
   const forgedBy = (name: string, base: number) => [podUdp(name, n2.ip, n1.ip, PORT3, base + 1), podUdp(name, web2.ip, OTHER4, PORT3, base + 2), podUdp(name, web2.ip6!, n1.ip6!, PORT3, base + 3), podUdp(name, n2.ip6!, OTHER6, PORT3, base + 4)];
   const c0 = await counters();
-  const g0 = await guardCounters();
+  const g0 = await guardBaseline();
   // web-1's own datagrams to node1's other addresses (102-105): the kernel takes them from the
   // veth; podway's copy through lo was a second delivery
   const toOther = ([[OTHER4, 102], [OTHER6, 103], [LATE4, 104], [LATE6, 105]] as const).map(([d, tag]) => (d.includes(':')
@@ -485,7 +492,7 @@ test('--endpoint-to-host drop: a pod\'s new connections to the node are dropped 
     assert.ok(pingFrom(n1.ns, p.ip, OTHER4) && pingFrom(n1.ns, p.ip6!, OTHER6), `node1 -> ${name} from ${OTHER4} and ${OTHER6}`);
   }
   const PORT4 = 47_400;
-  const g0 = await guardCounters();
+  const g0 = await guardBaseline();
   const rx = await tagReceiver(n1.ns, PORT4, [MARKER]);
   await sendFromPods([['web-1', [
     eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, n1.ip, 40_001, PORT4, Buffer.alloc(16, 7))),

@@ -21,7 +21,8 @@ test('an https:// endpoint for a plain-http etcd: the error says the endpoint ma
   const https = etcd.endpoint.replace(/^http:/, 'https:');
   const r = await podway(['get', 'ippool', '--datastore', `etcd:${https}`]);
   assert.is(r.code, 1, r.err + r.out);
-  assert.match(r.err, /Client network socket disconnected before secure TLS connection was established \(the endpoint may not speak TLS: an http:\/\/ etcd given as https:\/\/\?\)/, r.err);
+  // the dropped hello is a disconnect or, when etcd's RST is seen first (a loaded machine), a reset
+  assert.match(r.err, /(Client network socket disconnected before secure TLS connection was established|read ECONNRESET) \(the endpoint may not speak TLS: an http:\/\/ etcd given as https:\/\/\?\)/, r.err);
   // the same store over http:// answers
   const good = await podway(['get', 'ippool', '--datastore', `etcd:${etcd.endpoint}`]);
   assert.is(good.code, 0, good.err);

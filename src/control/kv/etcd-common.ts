@@ -143,13 +143,15 @@ export function readEtcdTls(tls: EtcdTlsFiles | undefined): { ca: Buffer; cert?:
  * with a leader has none) and "etcdserver: request timed out" (a member could not commit or
  * confirm a call with a quorum in time).
  */
-export function quorumHint(reason: string): string {
+export function quorumHint(reason: string, https = false): string {
   if (/etcdserver: no leader/.test(reason)) return `etcd has no leader, no quorum (most members down or cut off?): ${reason}`;
   if (/etcdserver: request timed out/.test(reason)) return `etcd could not reach a quorum in time (most members down or cut off?): ${reason}`;
   // An https:// endpoint whose etcd serves plain http: the server drops the TLS hello, which is
   // also what a connection cut at that moment looks like, so a hint (retried as an outage), not a
   // configuration error as the "wrong version number" answer of tlsRejection is.
-  if (/socket disconnected before secure TLS connection was established/i.test(reason)) return `${reason} (the endpoint may not speak TLS: an http:// etcd given as https://?)`;
+  // The same dropped hello reads as a reset when the server's RST comes before its FIN is seen
+  // (timing: seen on a loaded machine): hinted the same for https:// endpoints only.
+  if (/socket disconnected before secure TLS connection was established/i.test(reason) || (https && /\bECONNRESET\b/.test(reason))) return `${reason} (the endpoint may not speak TLS: an http:// etcd given as https://?)`;
   return reason;
 }
 

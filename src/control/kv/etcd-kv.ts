@@ -596,7 +596,7 @@ export class EtcdKv implements KvStore, KvLeases {
       err instanceof EtcdWatchStreamEnded ||
       isRecoverableError(err)
     ) {
-      const kvErr = withCause(new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${quorumHint(grpcReason(err.message))}${outcomeUnknownText(call)}`));
+      const kvErr = withCause(new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${quorumHint(grpcReason(err.message), this.endpoints.every((u) => u.startsWith('https:')))}${outcomeUnknownText(call)}`));
       kvErr.reconnected = err instanceof CallMoved;
       return kvErr;
     }

@@ -797,7 +797,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
       const sentOf = (x: unknown): boolean | undefined => (x instanceof GrpcError && x.code === DEADLINE_EXCEEDED ? x.sent : undefined);
       return withCause(deadlineError(this.description, this.endpoints.length, what, this.timeoutMs, call, err, RULES, sentOf, sentConnected), err);
     }
-    const reason = quorumHint(err instanceof GrpcError ? err.details : err.message);
+    const reason = quorumHint(err instanceof GrpcError ? err.details : err.message, this.endpoints.every((u) => u.startsWith('https:')));
     return withCause(new KvUnavailableError(`${this.description} unreachable (${what}): ${reason}${outcomeUnknownText(call)}`), err);
   }
 }

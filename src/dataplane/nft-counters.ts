@@ -60,11 +60,11 @@ export function parseNftCounters(json: string): Map<string, NamedCounts> {
   return out;
 }
 
-/** nft's failure in a few words (its first stderr line, or what kept it from running). */
-function nftFailure(err: { code?: unknown; killed?: boolean; signal?: string | null; message: string }, stderr: string, timeoutMs: number): string {
-  if (err.code === 'ENOENT') return 'the nft command was not found (package nftables)';
-  if (err.killed || err.signal) return `nft did not answer within ${timeoutMs} ms`;
-  return `nft: ${(stderr.trim() || err.message).split('\n')[0]}`;
+/** nft's failure in a few words (its first stderr line, or what kept it from running), however it was run. */
+function nftFailure(f: { notFound: boolean; timedOut: boolean; detail: string }, timeoutMs: number): string {
+  if (f.notFound) return 'the nft command was not found (package nftables)';
+  if (f.timedOut) return `nft did not answer within ${timeoutMs} ms`;
+  return `nft: ${f.detail.split('\n')[0]}`;
 }
 
 /**
@@ -83,31 +83,31 @@ export function readNftCounters(tables: readonly NftTable[], o: { nft?: string; 
       resolve(read);
     };
     const answered = (out: string) => {
-        let found: Map<string, NamedCounts>;
-        try {
-          found = parseNftCounters(out);
-        } catch (e) {
-          return all(`nft's answer unreadable: ${(e as Error).message}`);
-        }
-        for (const k of keys) {
-          const t = found.get(k);
-          if (t) read.tables.set(k, t);
-          else read.missing.set(k, 'no such table');
-        }
-        resolve(read);
+      let found: Map<string, NamedCounts>;
+      try {
+        found = parseNftCounters(out);
+      } catch (e) {
+        return all(`nft's answer unreadable: ${(e as Error).message}`);
+      }
+      for (const k of keys) {
+        const t = found.get(k);
+        if (t) read.tables.set(k, t);
+        else read.missing.set(k, 'no such table');
+      }
+      resolve(read);
     };
     if (o.exec) {
       // through podway's spawner helper: a fork of podway itself would hold the forwarding thread
       o.exec(o.nft ?? 'nft', ['-j', 'list', 'counters'], timeoutMs).then((r) => {
         if (r.code === 0 && !r.error) return answered(r.stdout);
         const why = r.error ?? '';
-        all(/ENOENT/.test(why) ? 'the nft command was not found (package nftables)' : /timed out/i.test(why) ? `nft did not answer within ${timeoutMs} ms` : `nft: ${((r.stderr ?? '').trim() || why || `exit code ${r.code}`).split('\n')[0]}`);
+        all(nftFailure({ notFound: /ENOENT/.test(why), timedOut: /timed out/i.test(why), detail: (r.stderr ?? '').trim() || why || `exit code ${r.code}` }, timeoutMs));
       }, (e: Error) => all(`nft could not be run: ${e.message}`));
       return;
     }
     try {
       execFile(o.nft ?? 'nft', ['-j', 'list', 'counters'], { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20 }, (err, out, stderr) => {
-        if (err) return all(nftFailure(err, String(stderr ?? ''), timeoutMs));
+        if (err) return all(nftFailure({ notFound: err.code === 'ENOENT', timedOut: !!(err.killed || err.signal), detail: String(stderr ?? '').trim() || err.message }, timeoutMs));
         answered(out);
       });
     } catch (e) {

@@ -16,6 +16,7 @@ import { release } from 'node:os';
 import { CniError, CNI_CODES } from './errors';
 import type { InterfaceType } from '../control/resource-names';
 import { POD_DEVICE_ALIAS } from '../control/ipam/orphan-holds';
+import { LSNS_NETNS_IDS, parseLsnsNetnsIds } from '../dataplane/orphan-pods';
 
 export const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 export const GATEWAY = '169.254.1.1';
@@ -309,19 +310,14 @@ function netnsIdByInode(path: string): number | 'none' | null {
       /* cannot tell this way */
     }
   }
-  let out: string | null = null;
+  let out = '';
   try {
-    out = run('lsns', ['-t', 'net', '-n', '-r', '-o', 'NS,NETNSID']);
+    out = run('lsns', [...LSNS_NETNS_IDS]);
   } catch {
     /* lsns failing: by a mount below */
   }
-  for (const line of (out ?? '').split('\n')) {
-    const [ns, id] = line.trim().split(/\s+/);
-    if (Number(ns) !== ino) continue;
-    if (/^[0-9]+$/.test(id ?? '')) return Number(id);
-    if (id === 'unassigned') return 'none';
-    break;
-  }
+  const id = parseLsnsNetnsIds(out).get(ino);
+  if (id !== undefined) return id ?? 'none';
   // No process in it (only a bind mount outside /run/netns holds it), or lsns failing.
   return netnsIdByMount(path);
 }

@@ -141,23 +141,34 @@ export interface PodNamespace {
   readonly inode: number;
 }
 
+/** The arguments of `lsns` that list each network namespace some process is in with its ID here. */
+export const LSNS_NETNS_IDS = ['-t', 'net', '-n', '-r', '-o', 'NS,NETNSID'] as const;
+
 /**
- * Each namespace some process is in (by inode) with the ID this namespace gives it (`lsns`, as
- * `ip -j link`'s link_netnsid numbers it); namespaces without one are left out. Empty when lsns
- * cannot run: the caller then cannot tell namespaces apart this way and says so.
+ * `lsns` LSNS_NETNS_IDS's answer: each namespace (by inode) with the ID this namespace gives it (as
+ * `ip -j link`'s link_netnsid numbers it), null for 'unassigned' (it has none here).
  */
-async function namespaceIds(run: (cmd: string, args: string[]) => Promise<string>): Promise<Map<number, number>> {
-  const ids = new Map<number, number>();
-  try {
-    const parsed = JSON.parse(await run('lsns', ['-J', '-t', 'net', '-o', 'NS,NETNSID'])) as { namespaces?: { ns?: unknown; netnsid?: unknown }[] };
-    for (const n of parsed.namespaces ?? []) {
-      const id = typeof n.netnsid === 'number' ? n.netnsid : typeof n.netnsid === 'string' && /^[0-9]+$/.test(n.netnsid) ? Number(n.netnsid) : null;
-      if (typeof n.ns === 'number' && id !== null) ids.set(n.ns, id);
-    }
-  } catch {
-    /* lsns missing or failing: none told apart */
+export function parseLsnsNetnsIds(out: string): Map<number, number | null> {
+  const ids = new Map<number, number | null>();
+  for (const line of out.split('\n')) {
+    const [ns, id] = line.trim().split(/\s+/);
+    if (!/^[0-9]+$/.test(ns ?? '')) continue;
+    if (/^[0-9]+$/.test(id ?? '')) ids.set(Number(ns), Number(id));
+    else if (id === 'unassigned') ids.set(Number(ns), null);
   }
   return ids;
+}
+
+/**
+ * Each namespace some process is in with its ID here (parseLsnsNetnsIds). Empty when lsns cannot
+ * run: the caller then cannot tell namespaces apart this way and says so.
+ */
+async function namespaceIds(run: (cmd: string, args: string[]) => Promise<string>): Promise<Map<number, number | null>> {
+  try {
+    return parseLsnsNetnsIds(await run('lsns', [...LSNS_NETNS_IDS]));
+  } catch {
+    return new Map(); // lsns missing or failing: none told apart
+  }
 }
 
 /** The inode of a namespace file (stat follows /proc's ns links), null when it is gone. */
@@ -374,7 +385,7 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
   const named = (ns: string) => addrsOf(`n:${ns}`, () => ip(ns === '' ? ['-d', 'addr', 'show'] : ['-n', ns, '-d', 'addr', 'show']));
   const entered = (s: PodNamespace) => (s.name !== '' ? named(s.name) : addrsOf(`p:${s.path}`, () => run('nsenter', [`--net=${s.path}`, 'ip', '-j', '-d', 'addr', 'show'])));
   let spaces: PodNamespace[] | null = null;
-  let nsids: Map<number, number> | null = null;
+  let nsids: Map<number, number | null> | null = null;
   {
     // the namespaces this scan will look into, read at once: the pods' named ones, and (devicesOf) every one
     const keys: string[] = [];

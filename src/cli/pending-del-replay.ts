@@ -24,13 +24,15 @@
 // a private directory is not read at all, neither by status() nor by a pass: it counts nothing and
 // its refusal is lastError. lastError is the last failure (with its time, lastErrorAt) and is cleared
 // by a pass that reaches the datastore and replays every entry it tries (or finds the spool empty).
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
 import { openKvStore } from '../control/kv/open';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
-import { claimEntry, datastoreKey, entryDatastore, lastClusterId, putBack, readPending, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
+import { claimEntry, datastoreKey, entryDatastore, entryEndpoints, lastClusterId, PendingDel, putBack, readPending, Released, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
+import type { ScanExec } from '../dataplane/orphan-pods';
 import { IpamLockAbortedError, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from '../cni/ipam-lock';
 import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
 
@@ -94,6 +96,8 @@ export class PendingDelReplayer {
     private readonly log: ReplayLog,
     private readonly intervalMs = DEFAULT_REPLAY_INTERVAL_MS,
     private readonly lockTimeoutMs = LOCK_TIMEOUT_MS,
+    /** How `ip` is run (podway run: its engine's spawner helper, not a fork of itself); undefined: execFile from here. */
+    private readonly exec: () => ScanExec | undefined = () => undefined,
   ) {
     this.dir = dir ?? DEFAULT_PENDING_DEL_DIR;
     this.key = datastoreKey(spec);
@@ -268,13 +272,17 @@ export class PendingDelReplayer {
       for (const s of mine.slice(0, MAX_PER_PASS)) {
         if (this.stopped) break;
         const e = s.entry!;
+        // Interfaces the DEL left that its endpoints name, removed by the replay (removeLeftInterface).
+        const removed: string[] = [];
         try {
           const done = await withIpamLock({ file: e.ipamLockFile, timeoutMs: this.lockTimeoutMs, setting: `"ipamLockFile" of ${s.file}` }, async () => {
             // An ADD of the same container (or a DEL that reached the datastore) took it meanwhile.
             const aside = claimEntry(s);
             if (aside === null) return null;
             try {
-              const r = await releaseInStore(kv, e.handle, e.endpoints, e.containerID);
+              const r = await releaseInStore(kv, e.handle, await entryEndpoints(kv, e), e.containerID, async (d) => {
+                removed.push(...(await removeLeftInterface(e, d, this.exec(), (m) => this.log.warn(`deferred CNI DEL of container ${e.containerID}: ${m}`))));
+              });
               removePendingFile(aside);
               return r;
             } catch (err) {
@@ -287,7 +295,7 @@ export class PendingDelReplayer {
           if (!done) continue;
           this.counts.replayed++;
           const kept = done.kept.length ? `; kept ${done.kept.join(', ')} (another container's now)` : '';
-          this.log.info(`deferred CNI DEL replayed: container ${e.containerID} (network ${e.network}, ${e.ifname}, deferred at ${e.deferredAt}): ${e.handle ? `IPAM handle ${e.handle} released, ` : ''}${done.deleted.length} WorkloadEndpoint(s) deleted${kept}`);
+          this.log.info(`deferred CNI DEL replayed: container ${e.containerID} (network ${e.network}, ${e.ifname}, deferred at ${e.deferredAt}): ${e.handle ? `IPAM handle ${e.handle} released, ` : ''}${done.deleted.length} WorkloadEndpoint(s) deleted${removed.length ? `, interface(s) left by the DEL removed: ${removed.join(', ')}` : ''}${kept}`);
         } catch (err) {
           if (err instanceof IpamLockAbortedError) break; // stopping
           this.counts.failed++;
@@ -309,4 +317,64 @@ export class PendingDelReplayer {
       await kv.close().catch(() => undefined);
     }
   }
+}
+
+const IP_TIMEOUT_MS = 10_000;
+
+function run(exec: ScanExec | undefined, file: string, args: string[]): Promise<{ ok: boolean; stdout: string; why: string }> {
+  if (exec) {
+    return exec(file, args, IP_TIMEOUT_MS).then(
+      (r) => ({ ok: r.code === 0 && !r.error, stdout: r.stdout, why: (r.error ?? r.stderr ?? `exit ${r.code}`).toString().trim() }),
+      (err: unknown) => ({ ok: false, stdout: '', why: (err as Error).message }),
+    );
+  }
+  return new Promise((resolve) => {
+    execFile(file, args, { encoding: 'utf8', timeout: IP_TIMEOUT_MS }, (err, stdout, stderr) => resolve({ ok: !err, stdout: stdout ?? '', why: (stderr || err?.message || '').trim() }));
+  });
+}
+
+/** `ip -j link show dev NAME` (in `netns` when given): the link's ifindex and altnames; null when there is none. */
+async function showLink(exec: ScanExec | undefined, netns: string | null, name: string): Promise<{ ifindex: number; altnames: string[] } | null> {
+  const args = ['-j', 'link', 'show', 'dev', name];
+  const r = netns === null ? await run(exec, 'ip', args) : await run(exec, 'nsenter', [`--net=${netns}`, 'ip', ...args]);
+  if (!r.ok) {
+    if (/does not exist|Cannot find device|No such file/.test(r.why)) return null;
+    throw new Error(`${netns === null ? '' : `nsenter --net=${netns} `}ip ${args.join(' ')}: ${r.why}`);
+  }
+  const [l] = JSON.parse(r.stdout || '[]') as { ifindex?: number; altnames?: string[] }[];
+  return l && typeof l.ifindex === 'number' ? { ifindex: l.ifindex, altnames: l.altnames ?? [] } : null;
+}
+
+/**
+ * What DEL with the datastore up removes through the endpoint ADD wrote, and a deferred DEL could
+ * not (its pod's interface not provably this container's: CNI_ARGS lost the pod's name), for one
+ * endpoint the replay is about to delete (this container's): a veth's host end it names when that
+ * is still the interface the DEL left (the entry's hostIfindex: the peer of the pod end the DEL
+ * found); a tap/tun device in the namespace the endpoint names when it carries the endpoint's
+ * altname (as DEL does). Best effort: what cannot be removed is said through `warn` (the
+ * datastore part goes on). The interfaces removed, by name.
+ */
+export async function removeLeftInterface(e: PendingDel, d: Released['deleted'][number], exec: ScanExec | undefined, warn: (m: string) => void): Promise<string[]> {
+  const { spec, interfaceType, interfaceNetns } = d;
+  const name = spec.interfaceName;
+  if (typeof name !== 'string' || name === '') return [];
+  try {
+    if (interfaceType === 'veth') {
+      if (e.hostIfindex == null) return [];
+      const l = await showLink(exec, null, name);
+      if (!l || l.ifindex !== e.hostIfindex) return []; // gone with its pod end, or another veth of that name now
+      const r = await run(exec, 'ip', ['link', 'del', 'dev', name]);
+      if (r.ok) return [name];
+      if (!/does not exist|Cannot find device/.test(r.why)) warn(`host veth ${name}: ip link del: ${r.why}`);
+    } else if (interfaceNetns !== null && typeof spec.endpoint === 'string' && existsSync(interfaceNetns)) {
+      const l = await showLink(exec, interfaceNetns, spec.endpoint);
+      if (!l || !l.altnames.includes(name)) return [];
+      const r = await run(exec, 'nsenter', [`--net=${interfaceNetns}`, 'ip', 'link', 'del', 'dev', spec.endpoint]);
+      if (r.ok) return [`${name} (${spec.endpoint} in ${interfaceNetns})`];
+      if (!/does not exist|Cannot find device/.test(r.why)) warn(`${interfaceType} device ${name} in ${interfaceNetns}: ip link del: ${r.why}`);
+    }
+  } catch (err) {
+    warn(`${interfaceType} ${name}: ${(err as Error).message}`);
+  }
+  return [];
 }

@@ -639,7 +639,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // again when it answers after being away, and every minute. Loaded for the datastores the
     // plugin writes to (the IPAM and the v3 store come with it): not for a read-only file:.
     const replayer: PendingDelReplayer | null = spec.kind !== 'file'
-      ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs)
+      ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs, undefined, () => engine?.spawnerExec())
       : null;
     if (replayer) startMade('the deferred DEL replay', () => replayer.stop());
     if (cacheWriter) startMade('the model cache writer', () => cacheWriter.stop());

@@ -1,6 +1,9 @@
 // Names Calico's CNI plugin derives, so Calico tools see podway's endpoints as their own.
 import { createHash } from 'node:crypto';
 
+/** Annotation on the WorkloadEndpoints the plugin writes: which CNI network made it (GC keys on it). */
+export const NETWORK_ANNOTATION = 'cni.podway.io/network';
+
 export interface PodIdentity {
   readonly orchestrator: 'k8s' | 'cni';
   /** The pod's namespace (k8s) or "default" (cni). */

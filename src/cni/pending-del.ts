@@ -32,14 +32,14 @@ import { INTERFACE_NETNS_ANNOTATION, storedInterfaceType } from '../control/wep-
 import { closeSync, constants as fsc, fstatSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
-import { handleId } from './names';
+import { handleId, NETWORK_ANNOTATION, PodIdentity, workloadEndpointName } from './names';
 import { replaceFileSync } from '../util/replace-file';
 import { ownUid, requirePrivateDir } from './ipam-lock';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { handleKey } from '../control/ipam/keys';
 import { kindInfo } from '../control/calico-kinds';
-import { deleteResource, getResource, JsonObject, ResourceError } from '../control/v3-store';
+import { deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
 
 export const PENDING_DEL_FORMAT = 'podway-pending-del/v1';
 
@@ -71,6 +71,20 @@ export interface PendingDel {
   readonly deferredAt: string;
   /** Why the DEL could not reach the datastore. */
   readonly reason: string;
+  /**
+   * The DEL's CNI_ARGS had a part passed over (a malformed K8S_POD_NAME, say) and the pod's
+   * endpoint could not be read to tell who the pod is: `endpoints` holds the plain-CNI name only,
+   * so the replay also deletes the endpoint ADD wrote for this attachment, found by its record
+   * (this container ID and ifname, on this node, of this network: recordedPod). Absent: false.
+   */
+  readonly byRecord?: boolean;
+  /**
+   * A veth whose pod end DEL found in CNI_NETNS but could not prove this container's (with the
+   * pod's name lost, the host veth's name is not known): the index (in the node's namespace) of
+   * that end's peer. The replay removes the host veth an endpoint it deleted names when it still
+   * has this index (then it is that very pod end's peer). Absent or null: none left.
+   */
+  readonly hostIfindex?: number | null;
 }
 
 /** The datastore as an entry names it: etcd's endpoints in order, so a reordered list matches. */
@@ -121,6 +135,8 @@ function parseEntry(text: string): PendingDel {
   if (e.handle !== null && typeof e.handle !== 'string') throw new Error('field handle is not a string or null');
   if (e.handle !== null && e.handle !== handleId(e.network, e.containerID)) throw new Error(`field handle ${JSON.stringify(e.handle)} is not network ${e.network}'s handle of container ${e.containerID} (${handleId(e.network, e.containerID)})`);
   if (!Array.isArray(e.endpoints) || e.endpoints.some((r) => typeof r?.name !== 'string' || typeof r?.namespace !== 'string')) throw new Error('field endpoints is not a list of {name, namespace}');
+  if (e.byRecord !== undefined && typeof e.byRecord !== 'boolean') throw new Error('field byRecord is not a boolean');
+  if (e.hostIfindex !== undefined && e.hostIfindex !== null && !(Number.isInteger(e.hostIfindex) && e.hostIfindex > 0)) throw new Error('field hostIfindex is not a positive integer or null');
   return { ...e, handle: e.handle === null ? null : handleId(e.network, e.containerID) };
 }
 
@@ -315,6 +331,45 @@ export function unchanged(s: SpooledEntry): boolean {
   }
 }
 
+/** One attachment as a record names it: the network, container ID, interface and node of a DEL. */
+export interface AttachmentRef {
+  readonly network: string;
+  readonly containerID: string;
+  readonly ifname: string;
+  readonly node: string;
+}
+
+/**
+ * The k8s pod whose endpoint ADD wrote for this attachment, from that endpoint (this container ID
+ * and ifname, on this node, of this network or without a network annotation, orchestrator k8s,
+ * and named as ADD names that pod's endpoint: anything else is no record of the plugin's); null
+ * when there is none. What DEL goes by when CNI_ARGS lost the pod's name (K8S_POD_NAME malformed).
+ * Lists every endpoint (the pod's namespace is what is not known).
+ */
+export async function recordedPod(kv: KvStore, a: AttachmentRef): Promise<{ id: PodIdentity; ref: EndpointRef } | null> {
+  for (const r of (await listResources(kv, WEP)).items) {
+    const meta = (r.object.metadata ?? {}) as JsonObject;
+    const spec = (r.object.spec ?? {}) as JsonObject;
+    const net = ((meta.annotations ?? {}) as Record<string, string>)[NETWORK_ANNOTATION];
+    if (spec.containerID !== a.containerID || spec.endpoint !== a.ifname || spec.node !== a.node) continue;
+    if ((net !== undefined && net !== a.network) || spec.orchestrator !== 'k8s') continue;
+    if (typeof spec.pod !== 'string' || spec.pod === '' || typeof meta.namespace !== 'string' || meta.namespace === '') continue;
+    const id: PodIdentity = { orchestrator: 'k8s', namespace: meta.namespace, pod: spec.pod };
+    if (meta.name !== workloadEndpointName(a.node, id, a.containerID, a.ifname)) continue;
+    return { id, ref: { name: meta.name, namespace: meta.namespace } };
+  }
+  return null;
+}
+
+/** The endpoints a replay of `e` deletes: its list, and with byRecord the one ADD wrote (recordedPod). */
+export async function entryEndpoints(kv: KvStore, e: PendingDel): Promise<EndpointRef[]> {
+  const out = [...e.endpoints];
+  if (!e.byRecord) return out;
+  const rec = await recordedPod(kv, e);
+  if (rec && !out.some((r) => r.name === rec.ref.name && r.namespace === rec.ref.namespace)) out.push(rec.ref);
+  return out;
+}
+
 export interface Released {
   /** Endpoints deleted, with their spec and interface type (DEL removes a host veth they name). */
   readonly deleted: { readonly ref: EndpointRef; readonly spec: JsonObject; readonly interfaceType: string; readonly interfaceNetns: string | null }[];
@@ -335,9 +390,10 @@ export interface Released {
  * IPAM (its blocks' code) is loaded only when the handle is there: a DEL of a container that holds
  * no address (a repeated DEL, one after a failed ADD, a delegated IPAM's) reads one key instead.
  * The handle is one the plugin made ("<network>.<containerID>", both checked: no '/' or CR), so
- * its key is IPAM's for it.
+ * its key is IPAM's for it. `beforeDelete` is called with each endpoint about to be deleted (this
+ * container's), before it is.
  */
-export async function releaseInStore(kv: KvStore, handle: string | null, endpoints: readonly EndpointRef[], containerID: string): Promise<Released> {
+export async function releaseInStore(kv: KvStore, handle: string | null, endpoints: readonly EndpointRef[], containerID: string, beforeDelete?: (d: Released['deleted'][number]) => Promise<void>): Promise<Released> {
   const deleted: Released['deleted'] = [];
   const kept = new Set<string>();
   const deleteEndpoints = async () => {
@@ -350,10 +406,14 @@ export async function releaseInStore(kv: KvStore, handle: string | null, endpoin
         kept.add(`${ref.namespace}/${ref.name}`);
         continue;
       }
+      const netns = ((((found.object.metadata ?? {}) as JsonObject).annotations ?? {}) as Record<string, unknown>)[INTERFACE_NETNS_ANNOTATION];
+      const d = { ref, spec, interfaceType: storedInterfaceType(found.object), interfaceNetns: typeof netns === 'string' ? netns : null };
+      // (podway run's replay removes the interfaces a DEL left first: deleted after them, the
+      // endpoint is not missing while its interface still holds the address, an orphan to hold.)
+      if (beforeDelete) await beforeDelete(d);
       try {
         await deleteResource(kv, { info: WEP, name: ref.name, namespace: ref.namespace }, found.entry.modRevision);
-        const netns = ((((found.object.metadata ?? {}) as JsonObject).annotations ?? {}) as Record<string, unknown>)[INTERFACE_NETNS_ANNOTATION];
-        deleted.push({ ref, spec, interfaceType: storedInterfaceType(found.object), interfaceNetns: typeof netns === 'string' ? netns : null });
+        deleted.push(d);
       } catch (e) {
         if (!(e instanceof ResourceError && e.reason === 'not-found')) throw e;
       }

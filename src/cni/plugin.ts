@@ -9,11 +9,11 @@ import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
 import { configOrigin, configVersion, decodeConfig, unhonouredSettings, unknownSettings, NetConf, parseConfig, parseValidAttachments, StdinConfig, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
 import { holdOrphanAddresses, ORPHAN_HANDLE_PREFIX } from './orphan-hold';
-import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
+import { handleId, hostVethName, NETWORK_ANNOTATION, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
 import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
-import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
+import { datastoreKey, entryDatastore, entryEndpoints, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, recordedPod, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import { removeContainerLock, withContainerLock } from './container-lock';
 import { isIpv6Only, nodeFamilies } from './node-families';
@@ -31,8 +31,7 @@ import { CALICO_API_VERSION, NAME_PATTERN } from '../control/resource-names';
 import { INTERFACE_NETNS_ANNOTATION, INTERFACE_TYPE_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
 
-/** Annotation on the WorkloadEndpoints this plugin writes: which CNI network made it (GC keys on it). */
-export const NETWORK_ANNOTATION = 'cni.podway.io/network';
+export { NETWORK_ANNOTATION } from './names';
 
 export interface PluginOutput {
   /** What goes to stdout ('' for DEL/STATUS/GC success). */
@@ -847,21 +846,12 @@ async function del(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void
  * K8S_POD_NAME, said on stderr; `env` as it is when there is no such endpoint or it is a plain CNI one.
  */
 async function identityFromRecord(kv: KvStore, conf: NetConf, env: CniEnv): Promise<CniEnv> {
-  for (const r of (await listResources(kv, WEP)).items) {
-    const meta = (r.object.metadata ?? {}) as JsonObject;
-    const spec = (r.object.spec ?? {}) as JsonObject;
-    const net = ((meta.annotations ?? {}) as Record<string, string>)[NETWORK_ANNOTATION];
-    if (spec.containerID !== env.containerId || spec.endpoint !== env.ifname || spec.node !== conf.nodename) continue;
-    if ((net !== undefined && net !== conf.name) || spec.orchestrator !== 'k8s') continue;
-    if (typeof spec.pod !== 'string' || spec.pod === '' || typeof meta.namespace !== 'string' || meta.namespace === '') continue;
-    const id: PodIdentity = { orchestrator: 'k8s', namespace: meta.namespace, pod: spec.pod };
-    // The name ADD gives this pod's endpoint: anything else is no record of this plugin's.
-    if (meta.name !== workloadEndpointName(conf.nodename, id, env.containerId, env.ifname)) continue;
-    if (env.args.K8S_POD_NAMESPACE === id.namespace && env.args.K8S_POD_NAME === id.pod) return env;
-    process.stderr.write(`podway: DEL ${env.containerId}: the pod's name is taken from its WorkloadEndpoint ${id.namespace}/${meta.name} (K8S_POD_NAMESPACE=${id.namespace};K8S_POD_NAME=${id.pod}), not from CNI_ARGS\n`);
-    return { ...env, args: { ...env.args, K8S_POD_NAMESPACE: id.namespace, K8S_POD_NAME: id.pod } };
-  }
-  return env;
+  const rec = await recordedPod(kv, { network: conf.name, containerID: env.containerId, ifname: env.ifname, node: conf.nodename });
+  if (!rec) return env;
+  const { id, ref } = rec;
+  if (env.args.K8S_POD_NAMESPACE === id.namespace && env.args.K8S_POD_NAME === id.pod) return env;
+  process.stderr.write(`podway: DEL ${env.containerId}: the pod's name is taken from its WorkloadEndpoint ${id.namespace}/${ref.name} (K8S_POD_NAMESPACE=${id.namespace};K8S_POD_NAME=${id.pod}), not from CNI_ARGS\n`);
+  return { ...env, args: { ...env.args, K8S_POD_NAMESPACE: id.namespace, K8S_POD_NAME: id.pod } };
 }
 
 async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
@@ -887,6 +877,8 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
   // name still there has its pod end elsewhere (this container's other attachment: another
   // network's eth0, whose ADD came first) and is not ours to remove by name.
   let lookedInside = false;
+  // A veth pod end left as not provably ours: its peer's index here (the deferred entry's hostIfindex).
+  let leftPeer: number | null = null;
   try {
     if (env.netns !== '' && existsSync(env.netns)) {
       try {
@@ -897,6 +889,7 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
         lookedInside = true;
         const foreign = pod ? podLinkNotOurs(env, conf, pod) : '';
         if (foreign) {
+          if (conf.interfaceType === 'veth' && pod!.peer !== null) leftPeer = pod!.peer;
           process.stderr.write(`podway: DEL ${env.containerId}: CNI_IFNAME ${env.ifname} in CNI_NETNS ${env.netns} is ${foreign}: left as it is (another pod's?); only this container's IPAM handle and WorkloadEndpoint are released\n`);
         } else if (pod) {
           podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
@@ -971,6 +964,10 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
         format: PENDING_DEL_FORMAT, network: conf.name, containerID: env.containerId, ifname: env.ifname, node: conf.nodename,
         handle, endpoints, interfaceName, datastore: datastoreKey(conf.datastore), clusterId: lastClusterId(conf.pendingDelDir, datastoreKey(conf.datastore)), ipamLockFile: conf.ipamLockFile,
         deferredAt: new Date().toISOString(), reason,
+        // The pod's name lost with CNI_ARGS and not read from its endpoint: the replay finds that
+        // endpoint by its record, and removes the host veth left here when it names it.
+        ...(given.argsFaulty && lookupError !== null ? { byRecord: true } : {}),
+        ...(leftPeer !== null ? { hostIfindex: leftPeer } : {}),
       });
     } catch (w) {
       // (A spool directory on the same full or read-only disk as the store fails the same way.)
@@ -1037,7 +1034,7 @@ async function replayOwnPending(kv: KvStore, conf: NetConf, containerId: string)
     // Read again under the locks: a replay by podway run may have done it meanwhile.
     for (const s of ours()) {
       if (!locks.includes(s.entry!.ipamLockFile)) continue; // written meanwhile naming yet another lock: the next ADD or replay
-      const r = await releaseInStore(kv, s.entry!.handle, s.entry!.endpoints, containerId);
+      const r = await releaseInStore(kv, s.entry!.handle, await entryEndpoints(kv, s.entry!), containerId);
       removePendingFile(s.file);
       process.stderr.write(`podway: ADD ${containerId}: replayed the DEL deferred at ${s.entry!.deferredAt} (${s.file}): ${r.deleted.length} WorkloadEndpoint(s) deleted${r.kept.length ? `, kept (another container's): ${r.kept.join(', ')}` : ''}\n`);
     }

@@ -1,0 +1,112 @@
+/**
+ * A DEL whose CNI_ARGS lost the pod's name (a malformed K8S_POD_NAME part) while etcd is down
+ * (src/cni/pending-del.ts byRecord, hostIfindex; src/cli/pending-del-replay.ts): k8s names the host
+ * veth, the tap altname and the WorkloadEndpoint after the pod, so the DEL can neither prove the
+ * pod's interface its own nor name its endpoint; with etcd up it reads the pod's name from the
+ * endpoint ADD wrote (cni-args.test.ts), with etcd down it cannot. The deferred entry says so, and
+ * the replay by `podway run` once etcd is back removes what ADD wrote: the k8s endpoint (found by
+ * its record), the address, the host veth the DEL left (still the peer of the pod end it saw) and a
+ * tap device carrying the endpoint's altname. A real etcd in the node's namespace, stopped by PID
+ * and started again on its data dir. Root and network namespaces.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { CniHarness, RunningPodway } from './harness';
+import { Ipam } from '../../src/control/ipam';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { applyResource } from '../../src/control/v3-store';
+import { registerNode } from '../../src/control/node-registration';
+import { hostVethName, podDeviceName, workloadEndpointName } from '../../src/cni/names';
+import { pendingFileName } from '../../src/cni/pending-del';
+import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
+import { isRoot } from '../helpers/netns';
+import { until } from '../helpers/until';
+
+if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
+
+const cid = (n: string): string => `c${n}${process.pid}${Math.random().toString(16).slice(2, 8)}`;
+const WEPS = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
+
+test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the k8s endpoint, releases the address, removes the host veth and the tap device ADD made', async () => {
+  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+  const h = new CniHarness();
+  let etcd: LabEtcd | null = null;
+  let kv: EtcdKv | null = null;
+  let podway: RunningPodway | null = null;
+  let ok = false;
+  try {
+    await h.setup();
+    h.addUplink();
+    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
+    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
+    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'defer-args-pool' }, spec: { cidr: '10.250.26.0/24', blockSize: 26 } });
+    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
+    const datastore = `etcd:${etcd.endpoint}`;
+    const extra = { datastore, datastoreTimeoutMs: 1000 };
+    const good = (pod: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${pod}`;
+    // the runtime's CNI_ARGS at DEL with the pod's name part malformed: passed over, the pod unnamed
+    const bad = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME';
+    const wepKey = (pod: string, id: string) => `${WEPS}shop/${workloadEndpointName(h.nodeName, { orchestrator: 'k8s', namespace: 'shop', pod }, id, 'eth0')}`;
+
+    const podV = h.pod('argsv');
+    const podT = h.pod('argst');
+    const [idV, idT] = [cid('v'), cid('t')];
+    const addV = await h.add(podV, idV, { extra, args: good('web') });
+    const addT = await h.add(podT, idT, { extra: { ...extra, interfaceType: 'tap' }, args: good('tapweb') });
+    const vethV = hostVethName({ orchestrator: 'k8s', namespace: 'shop', pod: 'web' }, idV);
+    const tapT = podDeviceName('tap', { orchestrator: 'k8s', namespace: 'shop', pod: 'tapweb' }, idT);
+    assert.equal(h.caliLinks(), [vethV]);
+    assert.ok(await kv.get(wepKey('web', idV)));
+    assert.ok(await kv.get(wepKey('tapweb', idT)));
+
+    await etcd.kill();
+    for (const [pod, id] of [[podV, idV], [podT, idT]] as const) {
+      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra, args: bad });
+      assert.is(d.exitCode, 0, `DEL with etcd down succeeds: ${d.stdout} ${d.stderr}`);
+      assert.match(d.stderr, `DEL ${id}: CNI_ARGS: "K8S_POD_NAME" is not KEY=VALUE`);
+      assert.match(d.stderr, 'could not be read to tell who it is');
+      assert.match(d.stderr, 'is deferred to');
+    }
+    // What the DEL could not prove this container's is left: the veth (both ends), the tap device.
+    assert.equal(h.caliLinks(), [vethV], 'the host veth is left by the DEL');
+    assert.ok(h.ipJson(podT, 'link', 'show').some((l) => l.ifname === 'eth0' && (l.altnames ?? []).includes(tapT)), 'the tap device is left by the DEL');
+    const entryV = JSON.parse(readFileSync(path.join(h.pendingDelDir, pendingFileName('podway', idV, 'eth0')), 'utf8'));
+    assert.is(entryV.byRecord, true, JSON.stringify(entryV));
+    const hostIndex = (h.ipJson(h.node, 'link', 'show', 'dev', vethV)[0] as { ifindex: number }).ifindex;
+    assert.is(entryV.hostIfindex, hostIndex, 'the entry records the left pod end\'s peer');
+    assert.equal(entryV.endpoints.map((e: { name: string }) => e.name), [workloadEndpointName(h.nodeName, { orchestrator: 'cni', namespace: 'default', pod: idV }, idV, 'eth0')], 'only the plain-CNI name is known');
+    const entryT = JSON.parse(readFileSync(path.join(h.pendingDelDir, pendingFileName('podway', idT, 'eth0')), 'utf8'));
+    assert.is(entryT.byRecord, true);
+
+    await etcd.start();
+    podway = h.startPodway(['--model-cache', 'none'], datastore);
+    await podway.ready();
+    const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json') || n.endsWith('.json.replaying')).length === 0
+      && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 2, 60_000);
+    assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${podway.log.slice(-5).join(' | ')}`);
+    // the datastore: the k8s endpoints gone, the handles and addresses free
+    assert.is(await kv.get(wepKey('web', idV)), null, 'the k8s endpoint ADD wrote is deleted');
+    assert.is(await kv.get(wepKey('tapweb', idT)), null, 'the tap pod\'s k8s endpoint is deleted');
+    assert.is(await kv.get(`/calico/ipam/v2/handle/podway.${idV}`), null);
+    assert.is(await kv.get(`/calico/ipam/v2/handle/podway.${idT}`), null);
+    const ipam = new Ipam(kv);
+    for (const a of [addV, addT]) assert.is(await ipam.allocationOf(a.json.ips[0].address.split('/')[0]), null);
+    assert.equal(await ipam.check(), []);
+    // the host: the veth and the tap device gone
+    assert.ok(await until(() => h.caliLinks().length === 0, 10_000), `host veth removed: ${h.caliLinks().join(' ')}`);
+    assert.equal(h.ipJson(podV, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.equal(h.ipJson(podT, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.ok(podway.log.some((l) => l.includes(idV) && l.includes(`interface(s) left by the DEL removed: ${vethV}`)), podway.log.filter((l) => /deferred/.test(l)).join('\n'));
+    ok = true;
+  } finally {
+    if (!ok && podway) console.log(podway.log.slice(-30).join('\n'));
+    await podway?.stop();
+    await kv?.close().catch(() => undefined);
+    await etcd?.stop();
+    await h.cleanup();
+  }
+});
+
+test.run();

@@ -2559,7 +2559,9 @@ export class Engine {
    * second, on its next packet (a TAP pod's entries are flushed when its device loses its carrier
    * as podway closes it, so only those made by its traffic during the gap are there to fail); the
    * pod's kernel updates an existing entry from these (REACHABLE
-   * from a unicast ARP reply, STALE otherwise: usable at once either way) and creates none (so a
+   * from a unicast ARP reply, STALE otherwise: usable at once either way; an IPv6 entry only when
+   * INCOMPLETE or STALE: Linux ignores an NA for a FAILED one, which a TAP pod does not keep
+   * through the restart anyway, its entries flushed with the carrier) and creates none (so a
    * pod that never asked gets nothing to keep). Calico's host does not do this. One send per pod
    * (both families' frames in the originated slots), by the first worker only (the others' ports
    * reach the same pods); counted gateway_announced. A pod attached later is new: it has no stale

@@ -196,9 +196,10 @@ export function answerNeighborSolicitInPlace(b: Uint8Array, off: number, icmp: n
  * target[targetOff], at `mac` (6 bytes at mac[macOff]): from that address, to all-nodes ff02::1,
  * flags Router (when `router`) and Override, not Solicited, a target link-layer option, hop limit
  * 255. The Ethernet destination is the pod's MAC (6 bytes at to[toOff]) when `to` is given, else
- * all-nodes' 33:33:00:00:00:01. Linux updates an entry it has for the target (FAILED, INCOMPLETE or
- * STALE with another MAC) to STALE with `mac` (Override), and creates none (accept_untracked_na off,
- * the default). Returns NA_FRAME_LEN.
+ * all-nodes' 33:33:00:00:00:01. Linux updates an entry it has for the target (INCOMPLETE, or STALE
+ * with another MAC) to STALE with `mac` (Override), leaves a FAILED one as it is (ndisc_recv_na
+ * ignores an advertisement for a FAILED entry: seen on 6.18, unlike an ARP reply), and creates none
+ * (accept_untracked_na off, the default). Returns NA_FRAME_LEN.
  */
 export function writeUnsolicitedAdvert(
   b: Uint8Array, f: number, mac: Uint8Array, macOff: number, target: Uint8Array, targetOff: number, to: Uint8Array | null, toOff: number, router: boolean,

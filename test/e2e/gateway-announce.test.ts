@@ -84,7 +84,11 @@ test('a restart: gateway entries the pods gave up on are usable again without a 
   const web = lab!.pod('web-1');
   const file = path.join(lab!.dir, 'announce-web-1.pcap');
   const cap = await startCapture(web.ns, web.podIf, file, 'arp', 1000);
+  // tap-1's own device, in its namespace: the advertisement as the pod's kernel gets it
+  const file6 = path.join(lab!.dir, 'announce-tap-1.pcap');
+  let cap6: Awaited<ReturnType<typeof startCapture>> | null = null;
   try {
+    cap6 = await startCapture(tap.ns, tap.podIf, file6, 'icmp6', 1000);
     await lab!.startPodway('node1', undefined, ['--workers', '1']);
     // web-1 sends nothing: only podway's announcement can mend its entry
     assert.ok(await until(() => usable(entry('web-1', '-4', GATEWAY)), 10_000, 50), `web-1's entry for ${GATEWAY} usable again: ${JSON.stringify(entry('web-1', '-4', GATEWAY))}`);
@@ -97,12 +101,31 @@ test('a restart: gateway entries the pods gave up on are usable again without a 
     await sleep(1000);
   } finally {
     await cap.finish(0);
+    await cap6?.finish(0);
   }
   const arp = await tsharkFields(file, ['arp.opcode', 'arp.src.proto_ipv4', 'arp.src.hw_mac', 'arp.dst.proto_ipv4', 'eth.src', 'eth.dst'], 'arp');
   assert.ok(!arp.some((r) => r[0][0] === '1' && r[4][0] !== GATEWAY_MAC), `web-1 sent no ARP request: ${JSON.stringify(arp)}`);
   const replies = arp.filter((r) => r[0][0] === '2' && r[1][0] === GATEWAY && r[2][0] === GATEWAY_MAC && r[3][0] === web.ip);
   assert.is(replies.length, 1, `one ARP reply announcing the gateway to web-1: ${JSON.stringify(arp)}`);
   if (web.mac) assert.is(replies[0][5][0], web.mac.toLowerCase(), 'to web-1\'s stated MAC');
+  // tap-1's Neighbor Advertisement as it arrived: for the gateway fe80::ecee:eeff:feee:eeee (the
+  // EUI-64 address of ee:ee:ee:ee:ee:ee, 169.254.1.1's IPv6 counterpart), from it and its MAC, to
+  // all-nodes (on Ethernet to tap-1's MAC), hop limit 255 (RFC 4861 7.1.2: anything else is
+  // dropped), Router and Override set, not Solicited, a target link-layer option with the MAC, a
+  // valid checksum
+  const na = await tsharkFields(file6, ['eth.src', 'eth.dst', 'ipv6.src', 'ipv6.dst', 'ipv6.hlim', 'icmpv6.nd.na.target_address', 'icmpv6.nd.na.flag.r', 'icmpv6.nd.na.flag.s', 'icmpv6.nd.na.flag.o', 'icmpv6.opt.linkaddr', 'icmpv6.checksum.status', 'icmpv6.code'], 'icmpv6.type == 136 && eth.src == ee:ee:ee:ee:ee:ee');
+  assert.is(na.length, 1, `one Neighbor Advertisement from the gateway to tap-1: ${JSON.stringify(na)}`);
+  const [src, dst, ip6src, ip6dst, hlim, target, r, sFlag, o, lladdr, csum, code] = na[0].map((v) => v[0]);
+  assert.is(src, GATEWAY_MAC);
+  assert.is(dst, tap.mac ? tap.mac.toLowerCase() : '33:33:00:00:00:01', 'to tap-1\'s stated MAC, else all-nodes');
+  assert.is(target, GATEWAY6, 'the target is the pods\' IPv6 gateway');
+  assert.is(ip6src, GATEWAY6, 'sent from the gateway\'s own address');
+  assert.is(ip6dst, 'ff02::1', 'to all-nodes');
+  assert.is(hlim, '255', 'hop limit 255');
+  assert.equal([r, sFlag, o], ['1', '0', '1'], 'Router and Override, not Solicited');
+  assert.is(lladdr, GATEWAY_MAC, 'the target link-layer option names the gateway\'s MAC');
+  assert.is(code, '0');
+  assert.is(csum, '1', `checksum good: ${JSON.stringify(na[0])}`);
   // web-1's ARP reply, tap-1's ARP reply and IPv6 advertisement (a veth pod's IPv6 gateway is its
   // node kernel's to answer: none to web-1)
   assert.is((await reasons(n1)).gateway_announced, 3, 'gateway_announced counts the three frames');

@@ -159,6 +159,19 @@ export class PodmanHost {
     return id;
   }
 
+  /**
+   * `podman run -d` as runContainer, in the background (several at once: podman's file locks in
+   * this host's tmp dir order what must be): resolves with podman's answer (the ID on stdout).
+   */
+  async runContainerAsync(name: string, network: string, more: string[] = [], timeoutMs = 120_000): Promise<PodmanRun> {
+    const r = await this.podmanAsync(['run', '-d', '--name', name, '--network', network, ...more, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600'], timeoutMs);
+    if (r.code === 0) {
+      const got = await this.podmanAsync(['inspect', '--format', '{{.NetworkSettings.SandboxKey}}', name], 30_000);
+      if (got.code === 0 && got.out.trim() !== '') this.sandboxes.add(got.out.trim());
+    }
+    return r;
+  }
+
   inspect(name: string): any {
     return JSON.parse(this.podman(['inspect', name]))[0];
   }

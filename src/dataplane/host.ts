@@ -292,8 +292,9 @@ const learnedRouteArgs = (family: 4 | 6, proto: string) => ['-j', `-${family}`, 
  * table, the pod routes and learned routes an earlier run left) and `nft list tables` (a leftover
  * IPv6 NAT table), read at once by
  * readHostAtStart: without blocking, all at the same time, while podway waits for its datastore,
- * instead of one after the other on the forwarding thread once the first model came (about 8
- * `ip` processes; bench/README.md "On etcd, restarted").
+ * instead of one after the other on the forwarding thread once the first model came
+ * (bench/README.md "On etcd, restarted"); the ten `ip` reads in three `ip -batch` runs (ipReads:
+ * each spawn holds the thread until its child has exec'd, bench/README.md "The gap of a restart").
  */
 export interface HostStartReads {
   /** performance.now() when they were read (the caller reads again what is too old by then). */
@@ -312,21 +313,35 @@ export interface HostStartReads {
   local: { v4: string[] | null; v6: string[] | null };
 }
 
-/** The reads of HostStartReads, concurrently (child processes the event loop does not wait on). */
-export async function readHostAtStart(learnedProto: string, learnedMetric: number): Promise<HostStartReads> {
+/**
+ * The reads of HostStartReads, concurrently (child processes the event loop does not wait on):
+ * the `ip` reads as three `ip -batch` runs (ipReads: one per family flag, each read answered as
+ * if run alone, failures included) and `nft list tables`, four processes instead of eleven.
+ * `exec`: how commands run (a test's; default a child process of this one).
+ */
+export async function readHostAtStart(learnedProto: string, learnedMetric: number, exec: ExecFn = execChild): Promise<HostStartReads> {
   const at = performance.now();
-  const ip = (args: string[]) => execChild('ip', args, 10_000).then((r) => {
+  const reads = [ADDR_ARGS, ROUTE_ARGS, ...POD_ROUTE_READS.map((a) => ['-j', ...a]), learnedRouteArgs(4, learnedProto), learnedRouteArgs(6, learnedProto), localTableArgs(4), localTableArgs(6)];
+  const [answers, nftTables] = await Promise.all([
+    ipReads(reads, exec),
+    exec('nft', ['list', 'tables'], 10_000).then((r) => (r.code === 0 ? r.stdout : null), () => null),
+  ]);
+  // The readers below, answered from those runs (any other command runs as it is).
+  const answered: ExecFn = (file, args, timeoutMs, input) => {
+    const r = file === 'ip' ? answers.get(args.join(' ')) : undefined;
+    return r ? Promise.resolve(r) : exec(file, args, timeoutMs, input);
+  };
+  const ip = (args: string[]) => answered('ip', args, 10_000).then((r) => {
     if (r.code !== 0) throw new Error(`ip ${args.join(' ')} failed`);
     return r.stdout;
   });
-  const [links, kernelRoutes, podRoutes, learned4, learned6, nftTables, local] = await Promise.all([
-    ip(['-j', 'addr', 'show']).catch(() => null),
-    readKernelRoutes().catch((e: Error) => e),
+  const [links, kernelRoutes, podRoutes, learned4, learned6, local] = await Promise.all([
+    ip(ADDR_ARGS).catch(() => null),
+    readKernelRoutes(answered).catch((e: Error) => e),
     Promise.all(POD_ROUTE_READS.map((a) => ip(['-j', ...a]))).then(podRoutesFrom).catch((): FoundPodRoute[] => []),
     ip(learnedRouteArgs(4, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 4)).catch((): FoundLearnedRoute[] => []),
     ip(learnedRouteArgs(6, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 6)).catch((): FoundLearnedRoute[] => []),
-    execChild('nft', ['list', 'tables'], 10_000).then((r) => (r.code === 0 ? r.stdout : null)),
-    readLocalAddresses(),
+    readLocalAddresses(answered),
   ]);
   return { at, links, kernelRoutes, podRoutes, learned: [...learned4, ...learned6], nftTables, local };
 }
@@ -641,6 +656,8 @@ export function parseRoutes(json: string): KernelRoute4[] {
 }
 
 const ROUTE_ARGS = ['-j', '-4', 'route', 'show', 'table', 'main'];
+/** `ip` reading every interface with its addresses (both families). */
+const ADDR_ARGS = ['-j', 'addr', 'show'];
 const ROUTE_COMMAND = `ip ${ROUTE_ARGS.join(' ')}`;
 
 /** An `ip` that failed, as the error says it: the exit status or why it did not run, and its stderr's first line. */
@@ -669,16 +686,100 @@ export function readKernelRoutesSync(): KernelRoute4[] {
   }
 }
 
-/** Runs a command and collects its output (a Spawner's exec, which does not fork podway). */
-export type ExecFn = (file: string, args: string[], timeoutMs?: number) => Promise<{ code: number | null; stdout: string; stderr?: string; error?: string | null }>;
+/** Runs a command and collects its output (a Spawner's exec, which does not fork podway). `input`:
+ * its stdin (an ExecFn that takes none gives it an empty one). */
+export type ExecFn = (file: string, args: string[], timeoutMs?: number, input?: string) => Promise<ExecResult>;
+/** What an ExecFn answers: the exit status (null: it did not run or was killed, `error` says why), the output. */
+export type ExecResult = { code: number | null; stdout: string; stderr?: string; error?: string | null };
 
 /** ExecFn on a child process of this one (the readers' default when no spawner is given). */
-const execChild: ExecFn = (file, args, timeoutMs) => new Promise((resolve) => {
-  execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out, stderr) => {
+const execChild: ExecFn = (file, args, timeoutMs, input) => new Promise((resolve) => {
+  const c = execFile(file, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, out, stderr) => {
     const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
     resolve({ code: err && code === 0 ? 1 : code, stdout: out, stderr, error: err && code === null ? err.message : null });
   });
+  c.stdin?.on('error', () => {}); // EPIPE from a command that exits early: its status says more
+  c.stdin?.end(input ?? '');
 });
+
+/** A word `ip -batch` reads back as it is (its line parser splits on blanks and takes quotes and `#`). */
+const BATCH_WORD = /^[A-Za-z0-9_.:/-]+$/;
+
+/**
+ * `ip` reads, each an argument list as `ip` would be run with it alone (`-j`, then `-4`, `-6` or
+ * neither, then the command), run as one `ip -j [-4|-6] -force -batch -` per family flag instead
+ * of one process each (at start, from the thread that forwards: each spawn waits until its child
+ * has exec'd, which at load is as long as the child waits for a CPU). Each read's answer is what
+ * running it alone answers as far as the readers look: its JSON document (`ip -j` prints one per
+ * command, on a line of its own, `[]` when there is nothing), or for a command that failed its own
+ * stderr lines (`-force` goes on past it and ends its messages with `Command failed -:N`), a batch
+ * that did not run (no `ip`, the timeout) its error for every read of it. A batch whose output
+ * cannot be told apart command by command (lines missing, a line that is not one JSON list, an
+ * exit `-force` does not give) has its reads run alone, as before, so nothing is concluded from a
+ * guess. Keyed by the arguments joined with spaces.
+ */
+export async function ipReads(reads: readonly (readonly string[])[], exec: ExecFn = execChild, timeoutMs = 10_000): Promise<Map<string, ExecResult>> {
+  const out = new Map<string, ExecResult>();
+  const alone = (args: readonly string[]) => exec('ip', [...args], timeoutMs).then((r) => void out.set(args.join(' '), r));
+  const groups = new Map<string, (readonly string[])[]>();
+  const single: (readonly string[])[] = [];
+  for (const a of reads) {
+    const fam = a[1] === '-4' || a[1] === '-6' ? a[1] : '';
+    const cmd = a.slice(fam ? 2 : 1);
+    if (a[0] !== '-j' || cmd.length === 0 || cmd[0]!.startsWith('-') || !cmd.every((w) => BATCH_WORD.test(w))) single.push(a);
+    else groups.set(fam, [...(groups.get(fam) ?? []), a]);
+  }
+  await Promise.all([
+    ...single.map(alone),
+    ...[...groups].map(async ([fam, group]) => {
+      if (group.length === 1) return alone(group[0]!);
+      const cmds = group.map((a) => a.slice(fam ? 2 : 1));
+      const r = await exec('ip', ['-j', ...(fam ? [fam] : []), '-force', '-batch', '-'], timeoutMs, cmds.map((c) => c.join(' ')).join('\n') + '\n');
+      const split = splitIpBatch(r, cmds.length);
+      if (split === null) return Promise.all(group.map(alone));
+      group.forEach((a, i) => out.set(a.join(' '), split[i]!));
+    }),
+  ]);
+  return out;
+}
+
+/**
+ * One answer per command of an `ip -j -force -batch -` run of `n` commands, or null when its
+ * output cannot be attributed command by command (see ipReads).
+ */
+export function splitIpBatch(r: ExecResult, n: number): ExecResult[] | null {
+  // It did not run, or was killed: none of its commands answered, each says why.
+  if (r.code === null) return Array.from({ length: n }, () => ({ code: null, stdout: '', stderr: r.stderr ?? '', error: `${r.error ?? 'did not run'} (ip -batch)` }));
+  // -force exits 0, or 1 when a command failed; anything else (an argument ip refuses ends the
+  // whole batch with 255) is not a batch run to its end.
+  if (r.code !== 0 && r.code !== 1) return null;
+  const failed = new Map<number, string>();
+  let said: string[] = [];
+  for (const line of (r.stderr ?? '').split('\n')) {
+    const m = /^Command failed -:(\d+)$/.exec(line);
+    if (m) {
+      failed.set(Number(m[1]) - 1, said.join('\n'));
+      said = [];
+    } else if (line.trim()) said.push(line);
+  }
+  if ((r.code === 1) !== (failed.size > 0) || [...failed.keys()].some((i) => i < 0 || i >= n)) return null;
+  const lines = r.stdout.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  if (lines.length !== n - failed.size) return null;
+  for (const l of lines) {
+    try {
+      if (!Array.isArray(JSON.parse(l))) return null;
+    } catch {
+      return null;
+    }
+  }
+  const answers: ExecResult[] = [];
+  for (let i = 0, k = 0; i < n; i++) {
+    const why = failed.get(i);
+    answers.push(why === undefined ? { code: 0, stdout: `${lines[k++]}\n`, stderr: '', error: null } : { code: 1, stdout: '', stderr: why, error: null });
+  }
+  return answers;
+}
 
 /**
  * The same, without blocking the event loop (the forwarding thread never waits on `ip`). Rejects

@@ -527,6 +527,8 @@ export class NftNat {
   private retryTimer: NodeJS.Timeout | null = null;
   /** startOrRetry's spec while its start is refused (the timer starts it), and its callback. */
   private startWanted: NatSpec | null = null;
+  /** The timer's create runs in the spawner helper now (retryStartAsync). */
+  private creating = false;
   private onStarted: () => void = () => {};
   /** The wait before a refused update is tried again; attempts 0 while none is refused. */
   private readonly retryWait: Backoff;
@@ -609,7 +611,7 @@ export class NftNat {
   startOrRetry(s: NatSpec, onStarted: () => void = () => {}): boolean {
     this.startWanted = s;
     this.onStarted = onStarted;
-    if (this.retryTimer) return false; // already waiting: the timer takes this spec
+    if (this.retryTimer || this.creating) return false; // already waiting or trying: that attempt takes this spec
     return this.tryStart();
   }
 
@@ -618,30 +620,67 @@ export class NftNat {
     return this.spec === null && this.startWanted !== null;
   }
 
+  /** startOrRetry's first attempt: synchronous, as start() (before forwarding). */
   private tryStart(): boolean {
     const s = this.startWanted;
     if (!s || this.spec) return this.spec !== null;
     try {
       this.start(s);
     } catch (e) {
-      this.lastError = (e as Error).message;
-      this.failures++;
-      const wait = this.retryWait.next();
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        if (!this.startWanted) return;
-        this.retries++;
-        if (this.tryStart()) {
-          this.log(`${this.fam.family === 'inet' ? 'pod guard' : 'nat'}: table ${this.fam.family} ${NAT_TABLE} created after ${this.failures} refused attempt(s)`);
-          this.onStarted();
-        }
-      }, wait);
-      this.retryTimer.unref();
+      this.startRefused(e as Error);
       return false;
     }
     this.startWanted = null;
     this.retryWait.reset();
     return true;
+  }
+
+  /** A start refused: counted, and tried again on the timer (backing off). */
+  private startRefused(e: Error): void {
+    this.lastError = e.message;
+    this.failures++;
+    const wait = this.retryWait.next();
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.startWanted || this.spec) return;
+      this.retries++;
+      if (this.spawnFn) return void this.retryStartAsync();
+      if (this.tryStart()) this.startedLate();
+    }, wait);
+    this.retryTimer.unref();
+  }
+
+  private startedLate(): void {
+    this.log(`${this.fam.family === 'inet' ? 'pod guard' : 'nat'}: table ${this.fam.family} ${NAT_TABLE} created after ${this.failures} refused attempt(s)`);
+    this.onStarted();
+  }
+
+  /**
+   * The timer's attempt with a spawner (useSpawner): podway forwards by then, so the create's
+   * `nft -f` runs in the spawner helper like an update's (runAsync), not synchronously on this
+   * thread (execFileSync forks podway, its rings mapped, and waits for nft). update() meanwhile
+   * gives startWanted its newest spec, applied as an update once the create went in; stop()
+   * meanwhile waits for this nft and deletes what it made.
+   */
+  private async retryStartAsync(): Promise<void> {
+    const s = this.startWanted!;
+    this.creating = true;
+    let refused: Error | null = null;
+    try {
+      await this.runAsync(this.fam.table(s), 'create table');
+    } catch (e) {
+      refused = e as Error;
+    } finally {
+      this.creating = false;
+    }
+    const newest = this.startWanted;
+    if (newest === null) return; // stopped meanwhile: stop() waited for this nft, and deletes the table
+    if (refused) return this.startRefused(refused);
+    this.started(s);
+    this.startWanted = null;
+    this.retryWait.reset();
+    this.startedLate();
+    if (newest !== s) this.update(newest);
   }
 
   /**
@@ -761,7 +800,10 @@ export class NftNat {
   async stop({ waitMs = 5000, keepTable = false }: { waitMs?: number; keepTable?: boolean } = {}): Promise<void> {
     this.clearRetry();
     this.startWanted = null;
-    if (!this.spec) return;
+    // A create the retry timer has under way (retryStartAsync) may commit: waited for, and its
+    // table deleted as a started one's is.
+    const creating = this.creating && this.child !== null;
+    if (!this.spec && !creating) return;
     this.spec = null;
     this.pending = null;
     const c = this.child;
@@ -779,7 +821,8 @@ export class NftNat {
     try {
       this.run(`delete table ${this.fam.family} ${NAT_TABLE}\n`, 'delete table');
     } catch (e) {
-      this.log(`nat: ${(e as Error).message}`);
+      // a create that was refused (or killed) made no table: nothing to say
+      if (!creating) this.log(`nat: ${(e as Error).message}`);
     }
   }
 

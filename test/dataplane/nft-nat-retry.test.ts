@@ -213,7 +213,8 @@ test('stop() while an update\'s nft hangs: killed after the bound, the table del
 });
 
 /** slowNft, its wait read from `dir`/ms at each run (the spawner helper's environment is fixed
- * when it is forked), and its PID and parent's written to `dir`/pids before it waits. */
+ * when it is forked), its PID, its parent's and the wait written to `dir`/pids before it waits, its PID and
+ * the real nft's exit status to `dir`/exits after. */
 function slowNftFromFile(dir: string): string {
   const file = path.join(dir, 'nft');
   writeFileSync(path.join(dir, 'ms'), '0');
@@ -224,9 +225,12 @@ const chunks = [];
 process.stdin.on('data', (c) => chunks.push(c)).on('end', () => {
   const prog = Buffer.concat(chunks);
   const ms = prog.toString().startsWith('delete table') ? 0 : Number(fs.readFileSync(${JSON.stringify(path.join(dir, 'ms'))}, 'utf8'));
-  fs.appendFileSync(${JSON.stringify(path.join(dir, 'pids'))}, process.pid + ' ' + process.ppid + '\\n');
+  fs.appendFileSync(${JSON.stringify(path.join(dir, 'pids'))}, process.pid + ' ' + process.ppid + ' ' + ms + '\\n');
   setTimeout(() => {
-    try { execFileSync('nft', process.argv.slice(2), { input: prog, stdio: ['pipe', 'inherit', 'inherit'] }); } catch (e) { process.exit(e.status || 1); }
+    let status = 0;
+    try { execFileSync('nft', process.argv.slice(2), { input: prog, stdio: ['pipe', 'inherit', 'inherit'] }); } catch (e) { status = e.status || 1; }
+    fs.appendFileSync(${JSON.stringify(path.join(dir, 'exits'))}, process.pid + ' ' + status + '\\n');
+    process.exit(status);
   }, ms);
 });
 `);
@@ -296,5 +300,84 @@ function existsPid(pid: number): boolean {
     return false;
   }
 }
+
+test('useSpawner: a refused start (startOrRetry) is tried again on the timer through the spawner helper, never nft run synchronously here (the forwarding thread by then), with the newest spec; stop() during such a create waits for it and leaves no table', async () => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  if (!/podway0/.test(sh('ip', ['link', 'show'], { allowFail: true }))) sh('ip', ['tuntap', 'add', 'podway0', 'mode', 'tun']);
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-spawned-create-'));
+  const logs: string[] = [];
+  const sp = new Spawner();
+  const helperPid = (sp as unknown as { helper: { pid: number } }).helper.pid;
+  const ran: string[][] = [];
+  const spawnFn: SpawnFn = (file, args) => {
+    ran.push([file, ...args]);
+    return sp.spawn(file, args);
+  };
+  const nft = slowNftFromFile(dir);
+  const pids = () => readFileSync(path.join(dir, 'pids'), 'utf8').trim().split('\n').map((l) => l.split(' ').map(Number));
+  const hold = () => {
+    const h = spawn('nft', ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    children.push(h);
+    h.stdin!.write(ownedTableInput(guardTableProgram(guardSpec('10.244.0.9')), 'inet', NAT_TABLE));
+    return h;
+  };
+  const release = async (h: ChildProcess) => {
+    h.stdin!.end();
+    assert.ok(await waitFor(() => h.exitCode !== null || h.signalCode !== null, 10_000, 10), 'nft -i ended');
+  };
+  const guard = new NftNat((m) => logs.push(m), nft, { minMs: 200, maxMs: 400 }, POD_GUARD);
+  guard.useSpawner(spawnFn);
+  const g2 = new NftNat((m) => logs.push(m), nft, { minMs: 200, maxMs: 200 }, POD_GUARD);
+  g2.useSpawner(spawnFn);
+  let holder = hold();
+  try {
+    assert.ok(await waitFor(() => /flags owner/.test(guardTable()), 10_000, 20), 'nft -i holds the table');
+    let started = 0;
+    assert.is(guard.startOrRetry(guardSpec('10.244.0.2'), () => started++), false, 'refused');
+    assert.is(ran.length, 0, 'the first attempt runs here, synchronously (before forwarding)');
+    assert.is(pids()[0]![1], process.pid);
+    assert.ok(await waitFor(() => guard.retries >= 2 && guard.failures >= 3, 10_000, 20), `tried again while refused: ${JSON.stringify(guard.status())}`);
+    assert.match(String(guard.lastError), /^nft \(create table\): .*(Operation not permitted|EPERM)/);
+    // every attempt of the timer went through the helper: one spawn each, nft the helper's child
+    assert.ok(await waitFor(() => pids().length === 1 + ran.length, 5000, 10), `${pids().length} nft runs, ${ran.length} spawned`);
+    assert.ok(ran.length >= guard.retries - 1 && ran.every((r) => r[0] === nft && r[1] === '-f'), JSON.stringify(ran));
+    for (const [pid, ppid] of pids().slice(1)) assert.is(ppid, helperPid, `nft ${pid} ran under the spawner helper ${helperPid}, not ${process.pid}`);
+    // a new model meanwhile, then the table let go: the timer's create takes the newest spec
+    guard.update(guardSpec('10.244.0.3'));
+    await release(holder);
+    assert.ok(await waitFor(() => guard.active, 10_000, 20), `started by the timer: ${JSON.stringify(guard.status())} ${logs.join('\n')}`);
+    assert.is(started, 1);
+    assert.is(guard.lastError, null);
+    assert.match(guardTable(), /"cali1234" \. 10\.244\.0\.3/);
+    assert.ok(logs.some((l) => /pod guard: table inet podway created after \d+ refused attempt/.test(l)), logs.join('\n'));
+    assert.is(pids()[pids().length - 1]![1], helperPid, 'the create that went in ran in the helper');
+    await guard.stop();
+    assert.is(guardTable(), '', 'table removed at stop');
+    // stop() while the timer's create runs (it waits 3 s, the table let go meanwhile, then
+    // commits): waited for, the table it made deleted, none left behind
+    holder = hold();
+    assert.ok(await waitFor(() => /flags owner/.test(guardTable()), 10_000, 20), 'nft -i holds the table again');
+    assert.is(g2.startOrRetry(guardSpec('10.244.0.4')), false);
+    writeFileSync(path.join(dir, 'ms'), '3000');
+    assert.ok(await waitFor(() => pids().some((p) => p[2] === 3000), 10_000, 10), 'a create of the timer started, waiting 3 s');
+    const [creating] = pids().find((p) => p[2] === 3000)!;
+    await release(holder);
+    await g2.stop({ waitMs: 10_000 });
+    const exits = readFileSync(path.join(dir, 'exits'), 'utf8');
+    assert.match(exits, new RegExp(`^${creating} 0$`, 'm'), `the create in flight at stop went in (then deleted): ${exits}`);
+    assert.is(guardTable(), '', 'deleted at stop');
+    await new Promise((res) => setTimeout(res, 1000));
+    assert.is(guardTable(), '', `nothing left behind: ${guardTable()}`);
+    assert.not.ok(g2.active || g2.starting);
+    assert.not.ok(logs.some((l) => /delete table|killed/.test(l)), logs.join('\n'));
+  } finally {
+    if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
+    await guard.stop();
+    await g2.stop();
+    sp.close();
+    sh('nft', ['delete', 'table', 'inet', NAT_TABLE], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test.run();

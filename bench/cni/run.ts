@@ -15,9 +15,12 @@
 // main's) beside this one on the same node and store: sequential calls alternate between the two,
 // parallel rounds take turns (which goes first alternates), so both see the same load.
 // --rounds 1 --parallel 30 is the storm of bench/README "A storm on one node".
+// --bridge also runs the reference bridge plugin (containernetworking-plugins, as podman's own
+// default network: bridge + host-local IPAM, from /usr/lib/cni) on the same node, the same
+// sequential calls and parallel rounds, after podway's on the first store: its rows are "bridge".
 //
 // Usage: node dist/bench/cni/run.js [--seq 40] [--rounds 3] [--parallel 20] [--probes 20]
-//                                   [--only embedded,etcd] [--compare DIR] [--json]
+//                                   [--only embedded,etcd] [--compare DIR] [--bridge] [--json]
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -37,17 +40,20 @@ import { TIME_BINARY } from './driver';
 import type { DriverCall, DriverJob, DriverResult, DriverSample } from './driver';
 import { benchArgsOrExit } from '../e2e/bench-args';
 
-const BENCH_ARGS = { usage: 'usage: node dist/bench/cni/run.js [--seq N] [--rounds N] [--parallel N] [--probes N] [--only embedded,etcd] [--compare OTHER_CHECKOUT] [--json]', flags: ['--json'], options: ['--seq', '--rounds', '--parallel', '--probes', '--only', '--compare'] };
+const BENCH_ARGS = { usage: 'usage: node dist/bench/cni/run.js [--seq N] [--rounds N] [--parallel N] [--probes N] [--only embedded,etcd] [--compare OTHER_CHECKOUT] [--bridge] [--json]', flags: ['--json', '--bridge'], options: ['--seq', '--rounds', '--parallel', '--probes', '--only', '--compare'] };
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const DRIVER = path.join(__dirname, 'driver.js');
 const NETWORK = 'podway';
 const GOAL_FIRST_PACKET_P99_MS = 200;
 
-interface Args { seq: number; rounds: number; parallel: number; probes: number; only: string[]; json: boolean; compare?: string }
+interface Args { seq: number; rounds: number; parallel: number; probes: number; only: string[]; json: boolean; compare?: string; bridge: boolean }
+
+/** The reference plugins (Debian's containernetworking-plugins), for --bridge. */
+const REFERENCE_CNI_DIR = '/usr/lib/cni';
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seq: 40, rounds: 3, parallel: 20, probes: 20, only: ['embedded', 'etcd'], json: false };
+  const args: Args = { seq: 40, rounds: 3, parallel: 20, probes: 20, only: ['embedded', 'etcd'], json: false, bridge: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     // --rounds 0 and --probes 0 leave those parts out.
@@ -65,10 +71,11 @@ function parseArgs(argv: string[]): Args {
       if (!existsSync(path.join(args.compare, 'dist', 'src', 'cni', 'main.js'))) throw new Error(`--compare ${argv[i]}: no dist/src/cni/main.js there (build it first)`);
     }
     else if (a === '--json') args.json = true;
+    else if (a === '--bridge') args.bridge = true;
     else if (a === '--only') {
       args.only = (argv[++i] ?? '').split(',').filter(Boolean);
       for (const s of args.only) if (s !== 'embedded' && s !== 'etcd') throw new Error(`--only: unknown store ${JSON.stringify(s)} (embedded, etcd)`);
-    } else throw new Error(`unknown argument ${a} (expected --seq N, --rounds N, --parallel N, --probes N, --only embedded,etcd, --compare DIR, --json)`);
+    } else throw new Error(`unknown argument ${a} (expected --seq N, --rounds N, --parallel N, --probes N, --only embedded,etcd, --compare DIR, --bridge, --json)`);
   }
   return args;
 }
@@ -194,9 +201,22 @@ class BenchNode {
     for (const p of pods) this.namespaces.drop(path.basename(p.netns));
   }
 
-  /** Runs the driver in the node namespace. */
-  drive(calls: DriverCall[], concurrency: number, probe?: DriverJob['probe']): Promise<DriverResult> {
-    const job: DriverJob = { plugin: this.plugin, cniPath: this.binDir, config: this.config, calls, concurrency, probe, measure: true };
+  /**
+   * The reference bridge plugin's job (--bridge): a bridge of its own in the node namespace, the
+   * gateway on it, host-local IPAM on a /20 of its own with its data in the bench's directory.
+   */
+  bridgeJob(): Pick<DriverJob, 'plugin' | 'cniPath' | 'config'> {
+    return {
+      plugin: path.join(REFERENCE_CNI_DIR, 'bridge'),
+      cniPath: REFERENCE_CNI_DIR,
+      config: { cniVersion: '1.0.0', name: 'bench-bridge', type: 'bridge', bridge: `pwbr${this.tag}`, isGateway: true, ipMasq: false, hairpinMode: true,
+        ipam: { type: 'host-local', ranges: [[{ subnet: '10.251.0.0/20' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(this.dir, 'host-local') } },
+    };
+  }
+
+  /** Runs the driver in the node namespace (`as`: another plugin's job, --bridge). */
+  drive(calls: DriverCall[], concurrency: number, probe?: DriverJob['probe'], as?: Pick<DriverJob, 'plugin' | 'cniPath' | 'config'>): Promise<DriverResult> {
+    const job: DriverJob = { plugin: this.plugin, cniPath: this.binDir, config: this.config, ...as, calls, concurrency, probe, measure: true };
     return new Promise((resolve, reject) => {
       const p = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, DRIVER], { stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
@@ -249,7 +269,7 @@ function row(store: string, build: string, scenario: string, samples: DriverSamp
   };
 }
 
-async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: string) => void): Promise<{ rows: Row[]; firstPacket: FirstPacket | null; problems: string[] }> {
+async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: string) => void, bridge = false): Promise<{ rows: Row[]; firstPacket: FirstPacket | null; problems: string[] }> {
   const n = new BenchNode(store, args.compare);
   const rows: Row[] = [];
   try {
@@ -284,6 +304,32 @@ async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: strin
       }
     }
     if (args.rounds > 0) builds.forEach((bd, b) => rows.push(row(store, bd.name, `ADD, ${args.parallel} in parallel`, par[b]!.add, par[b]!.addWalls), row(store, bd.name, `DEL, ${args.parallel} in parallel`, par[b]!.del, par[b]!.delWalls)));
+    if (bridge) {
+      // The reference bridge plugin (no datastore: its rows are the same whatever the store), the
+      // same calls on the same node, after podway's.
+      log(`[${store}] bridge (${REFERENCE_CNI_DIR}/bridge, host-local): sequential ${args.seq} ADD + DEL${args.rounds > 0 ? `, ${args.rounds} rounds of ${args.parallel} in parallel` : ''}`);
+      const job = n.bridgeJob();
+      const pods = n.pods(args.seq);
+      const add = await n.drive(pods.map((p) => call('ADD', p, job.plugin)), 1, undefined, job);
+      const del = await n.drive(pods.map((p) => call('DEL', p, job.plugin)), 1, undefined, job);
+      n.dropPods(pods);
+      rows.push(row('-', 'bridge', 'ADD, sequential', add.samples), row('-', 'bridge', 'DEL, sequential', del.samples));
+      const pa: DriverSample[] = [];
+      const pd: DriverSample[] = [];
+      const aw: number[] = [];
+      const dw: number[] = [];
+      for (let r = 0; r < args.rounds; r++) {
+        const ps = n.pods(args.parallel);
+        const a = await n.drive(ps.map((p) => call('ADD', p, job.plugin)), args.parallel, undefined, job);
+        const d = await n.drive(ps.map((p) => call('DEL', p, job.plugin)), args.parallel, undefined, job);
+        n.dropPods(ps);
+        pa.push(...a.samples);
+        pd.push(...d.samples);
+        aw.push(Math.round(a.wallMs));
+        dw.push(Math.round(d.wallMs));
+      }
+      if (args.rounds > 0) rows.push(row('-', 'bridge', `ADD, ${args.parallel} in parallel`, pa, aw), row('-', 'bridge', `DEL, ${args.parallel} in parallel`, pd, dw));
+    }
     const consistency = async () => {
       const problems = (await new Ipam(n.kv!).check()).map((p) => `${store}: IPAM ${JSON.stringify(p)}`);
       const left = (await n.kv!.list(HANDLE_PREFIX)).entries.map((e) => e.key.slice(HANDLE_PREFIX.length)).filter((h) => h.startsWith(`${NETWORK}.`));
@@ -328,6 +374,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error('bench:cni needs root (network namespaces, veths)');
   if (!existsSync(DRIVER)) throw new Error(`${DRIVER} is missing: run npm run build:ts first`);
+  if (args.bridge && !existsSync(path.join(REFERENCE_CNI_DIR, 'bridge'))) throw new Error(`--bridge: ${REFERENCE_CNI_DIR}/bridge is missing (Debian's containernetworking-plugins, which podman depends on)`);
   if (!existsSync(TIME_BINARY)) throw new Error(`${TIME_BINARY} (GNU time, each call's CPU and RSS) is missing: bash scripts/setup.sh installs it`);
   const machine = machineInfo();
   const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -336,7 +383,7 @@ async function main(): Promise<void> {
   const problems: string[] = [];
   const t0 = Date.now();
   for (const store of args.only as ('embedded' | 'etcd')[]) {
-    const r = await benchStore(store, args, log);
+    const r = await benchStore(store, args, log, args.bridge && store === args.only[0]);
     rows.push(...r.rows);
     if (r.firstPacket) firstPackets.push(r.firstPacket);
     problems.push(...r.problems);

@@ -2,12 +2,20 @@
 // by a hand-driven iBGP peer to a real BIRD 2 and to our speaker, with BIRD's `allow local as`
 // unset and `allow local as 1` (what Calico's confd writes for BGPPeer numAllowedLocalASNumbers: 1)
 // and the speaker's allowLocalAs the same: both accept exactly the same prefixes.
+// And which sessions of Calico's plan get the allowance (src/control/bgp/peering.ts): a BGPPeer's
+// numAllowedLocalASNumbers reaches the session its peerIP makes, not one its peerSelector makes
+// (confd's nodeAsBGPPeers carries no NumAllowLocalAS), through the BGP agent of `podway run --bgp`
+// against BIRD as a selected Calico node and as an outside peer.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import { encodeAnnounce, parsePrefix } from '../../src/control/bgp/wire';
 import { birdBgpConfig, loopbackNet, randomPort, startBird, waitFor } from './bird';
 import { RawPeer } from './raw-peer';
+import { BgpAgent } from '../../src/control/bgp/agent';
+import type { LearnedRoute } from '../../src/control/route-calc';
+import { freePort } from '../helpers/etcd';
+import { node, snapshotOf } from '../control/fixtures';
 
 const AS = 64512;
 // Our AS in the AS_PATH 0, 1 and 2 times; the second octet of the prefix is per peer (each
@@ -67,6 +75,67 @@ test('iBGP AS loop: podway accepts what BIRD accepts, with allow local as unset 
   } finally {
     for (const r of raws) r.close();
     await speaker.stop();
+    await bird.stop();
+  }
+});
+
+test('numAllowedLocalASNumbers as calico-node applies it: on a peerIP BGPPeer\'s session, not on a peerSelector one (BIRD as the selected node refused its route with our AS)', async () => {
+  const ip = loopbackNet();
+  const API = 'projectcalico.org/v3';
+  // podway node1 (AS 65001) at ip(2); BIRD (AS 65002) is node2 at ip(3), selected by a
+  // peerSelector, and an outside peer at ip(4) named by peerIP; both allow 1 local AS.
+  const nodePort = await freePort(ip(2));
+  const torPort = await freePort(ip(4));
+  const birdConf = `
+router id ${ip(3)};
+log stderr all;
+protocol device {}
+protocol static s4 { ipv4; route 10.71.1.0/24 unreachable; route 10.71.2.0/24 unreachable; route 10.72.1.0/24 unreachable; route 10.72.2.0/24 unreachable; }
+# x.x.2.0/24 leaves with node1's AS 65001 in its path (a route that went through another AS 65001 rack)
+filter out71 { if net !~ [ 10.71.0.0/16+ ] then reject; if net = 10.71.2.0/24 then bgp_path.prepend(65001); accept; }
+filter out72 { if net !~ [ 10.72.0.0/16+ ] then reject; if net = 10.72.2.0/24 then bgp_path.prepend(65001); accept; }
+protocol bgp node1sel {
+  local ${ip(3)} port ${nodePort} as 65002; neighbor ${ip(2)} port ${nodePort} as 65001; strict bind; multihop;
+  hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import all; export filter out71; };
+}
+protocol bgp node1tor {
+  local ${ip(4)} port ${torPort} as 65002; neighbor ${ip(2)} as 65001; strict bind; multihop; passive on;
+  hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import all; export filter out72; };
+}
+`;
+  const bird = await startBird(birdConf);
+  const docs = [
+    { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false, listenPort: nodePort, bindMode: 'NodeIP' } },
+    { ...node('node1', `${ip(2)}/8`, undefined, { bgp: { ipv4Address: `${ip(2)}/8`, asNumber: 65001 } }), metadata: { name: 'node1', labels: { rack: 'a' } } },
+    { ...node('node2', `${ip(3)}/8`, undefined, { bgp: { ipv4Address: `${ip(3)}/8`, asNumber: 65002 } }), metadata: { name: 'node2', labels: { rack: 'b' } } },
+    { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'to-rack-b' }, spec: { node: 'node1', peerSelector: "rack == 'b'", numAllowedLocalASNumbers: 1 } },
+    { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { node: 'node1', peerIP: `${ip(4)}:${torPort}`, asNumber: 65002, numAllowedLocalASNumbers: 1 } },
+  ];
+  let learned: readonly LearnedRoute[] = [];
+  const logs: string[] = [];
+  const agent = new BgpAgent({
+    node: 'node1',
+    createSpeaker: (o) => new BgpSpeaker({ ...o, connectRetrySeconds: 1, log: (_l, m) => logs.push(m) }),
+    log: (m) => logs.push(m),
+    onLearned: (routes) => (learned = routes),
+  });
+  try {
+    agent.update(snapshotOf(...docs));
+    const peers = () => Object.fromEntries(agent.status().peers.map((p) => [p.address, p]));
+    await waitFor(`both sessions up, both of BIRD's routes received on each: ${logs.join('\n')}\n${bird.log()}`, () => {
+      const p = peers();
+      return p[ip(3)]?.bgpState === 'Established' && p[ip(4)]?.bgpState === 'Established' && p[ip(3)]!.prefixesReceived === 2 && p[ip(4)]!.prefixesReceived === 2;
+    }, 20_000);
+    await waitFor('the accepted routes in learned()', () => learned.length >= 3);
+    const from = (peer: string) => learned.filter((r) => r.peer === peer).map((r) => r.prefix).sort();
+    assert.equal(from(ip(4)), ['10.72.1.0/24', '10.72.2.0/24'], 'peerIP session: allow local as 1, the route with AS 65001 once in');
+    assert.equal(from(ip(3)), ['10.71.1.0/24'], 'peerSelector session: no allowance (confd writes none there), the route with AS 65001 refused');
+    assert.equal([peers()[ip(3)]!.prefixesAccepted, peers()[ip(4)]!.prefixesAccepted], [1, 2]);
+    assert.ok(agent.status().warnings?.some((w) => w.startsWith('BGPPeer to-rack-b: spec.numAllowedLocalASNumbers 1 is not applied to the sessions a peerSelector makes')), JSON.stringify(agent.status().warnings));
+  } finally {
+    await agent.stop({ graceful: false });
     await bird.stop();
   }
 });

@@ -5,7 +5,9 @@
 // IPv4 address, CALICO_ROUTER_ID=hash) through the BGP agent of `podway run --bgp`, with BIRD in a
 // network namespace of its own (root): two IPv6 addresses on its loopback, as ::1 is the only one
 // the host's has. And RFC 2545: BIRD directly connected over a veth sends a global + link-local
-// next hop (checked on the wire with tcpdump/tshark), of which podway uses the global one.
+// next hop (checked on the wire with tcpdump/tshark), of which podway uses the global one; and
+// BIRD configured as calico-node's confd writes it (`multihop` on every session, `gateway
+// recursive`, a direct protocol) on the same kind of link sends the global one alone, as podway.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpPeerStatus } from '../../src/control/bgp/speaker';
@@ -254,6 +256,85 @@ test('RFC 2545: BIRD on a shared link sends a 32-octet IPv6 next hop (global + l
       // The UPDATE as it came: global and link-local next hop (32 octets).
       const ok = await waitFor('the UPDATE in the capture', () => hopsOf().includes(`${them}\t${themLl}`), 10_000).catch(() => false);
       assert.ok(ok, `MP_REACH_NLRI next hops from BIRD: ${JSON.stringify(hopsOf())} (want ${them} + ${themLl})\n${seen()}`);
+    } finally {
+      await agent?.stop();
+      if (dump.pid !== undefined && dump.exitCode === null && dump.signalCode === null) {
+        const exited = new Promise((r) => dump.once('exit', r));
+        process.kill(dump.pid, 'SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      }
+      await bird.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+test('calico-node\'s BIRD for IPv6 (confd\'s template: multihop, gateway recursive) on a shared link sends a 16-octet global next hop, as podway; each side routes the other\'s block via its global address', async () => {
+  await withNetns(['v6mh-a', 'v6mh-b'], async ([a, b]) => {
+    for (const ns of [a!, b!]) ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+    a!.ip('link', 'add', 'mha', 'type', 'veth', 'peer', 'name', 'mhb', 'netns', b!.name);
+    a!.ip('link', 'set', 'mha', 'up');
+    b!.ip('link', 'set', 'mhb', 'up');
+    const [us, them] = ['fd00:96::1', 'fd00:96::2'];
+    a!.ip('-6', 'addr', 'add', `${us}/64`, 'dev', 'mha', 'nodad');
+    b!.ip('-6', 'addr', 'add', `${them}/64`, 'dev', 'mhb', 'nodad');
+    // Both ends have their link-local addresses: what BIRD would send beside the global one.
+    await waitFor('BIRD\'s link-local address', () => /inet6 fe80::[0-9a-f:]+\/64 scope link/.test(b!.ip('-6', 'addr', 'show', 'dev', 'mhb')), 10_000);
+    const dir = mkdtempSync(path.join(tmpdir(), 'podway-v6mh-'));
+    const cap = path.join(dir, 'bgp.pcap');
+    // node2's BIRD for IPv6 as confd renders its mesh session with node1 (bird6.cfg.template: the
+    // bgp_template's options, `ttl security off; multihop;`, its block from the static protocol, a
+    // direct protocol for the interfaces' subnets).
+    const bird = await startBird(`
+router id 192.0.2.2;
+log stderr all;
+protocol device { scan time 2; }
+protocol direct { ipv6; interface -"cali*", "*"; }
+protocol static s6 { ipv6; route fd00:10:244::40/122 blackhole; }
+protocol bgp Mesh_fd00_96__1 {
+  description "Connection to BGP peer";
+  local ${them} as 64512;
+  neighbor ${us} as 64512;
+  source address ${them};
+  graceful restart;
+  connect delay time 2;
+  connect retry time 1;
+  error wait time 1, 5;
+  ttl security off;
+  multihop;
+  ipv6 { gateway recursive; add paths on; import all; export where proto = "s6"; };
+}
+`, b!.name);
+    const dump = spawn('ip', ['netns', 'exec', a!.name, 'tcpdump', '-i', 'mha', '--immediate-mode', '-U', '-w', cap, 'tcp port 179'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let agent: AgentChild | null = null;
+    const tshark = (args: string[]) => execFileSync('tshark', ['-r', cap, '-d', 'tcp.port==179,bgp', ...args], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const hopsOf = () => tshark(['-Y', 'bgp.update.path_attribute.mp_reach_nlri', '-T', 'fields', '-e', 'bgp.update.path_attribute.mp_reach_nlri.next_hop', '-e', 'bgp.update.path_attribute.mp_reach_nlri.next_hop.ipv6', '-e', 'bgp.update.path_attribute.mp_reach_nlri.next_hop.ipv6.link_local']).trim().split('\n').filter((l) => l.trim() !== '');
+    try {
+      await waitFor('tcpdump capturing', () => existsSync(cap), 10_000);
+      agent = agentIn(a!.name, { node: 'node1', routerId: '192.0.2.1', docs: [
+        { apiVersion: API, kind: 'IPPool', metadata: { name: 'p6' }, spec: { cidr: 'fd00:10:244::/64' } },
+        { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { bindMode: 'NodeIP' } },
+        { apiVersion: API, kind: 'Node', metadata: { name: 'node1' }, spec: { bgp: { ipv6Address: `${us}/64` } } },
+        { apiVersion: API, kind: 'Node', metadata: { name: 'node2' }, spec: { bgp: { ipv6Address: `${them}/64` } } },
+        { apiVersion: API, kind: 'BlockAffinity', metadata: { name: 'a1' }, spec: { node: 'node1', cidr: 'fd00:10:244::/122', state: 'confirmed', deleted: 'false' } },
+      ] });
+      const up = await agent.until('the IPv6 mesh session up, node2\'s block learned', (l) => l.status.peers[0]?.bgpState === 'Established' && l.learned.length === 1, bird);
+      assert.equal(up.status.peers.map((p) => [p.address, p.type]), [[them, 'node-to-node mesh']]);
+      assert.equal(up.learned, [{ prefix: 'fd00:10:244::40/122', nextHop: them, peer: them }]);
+      // BIRD has our block via our global address, resolved over its direct route (gateway recursive).
+      const ours = await waitFor('our block in BIRD, resolved', async () => {
+        const text = await bird.birdc('show', 'route', 'all', 'fd00:10:244::/122');
+        return new RegExp(`via ${us} on mhb`).test(text) ? text : null;
+      }, 20_000).catch(async () => bird.birdc('show', 'route', 'all', 'fd00:10:244::/122'));
+      assert.match(ours, new RegExp(`BGP\\.next_hop: ${us}\\n`), 'our next hop: the global address alone');
+      assert.match(ours, new RegExp(`via ${us} on mhb`));
+      // On the wire: every MP_REACH_NLRI next hop, both ways, is one global address (no link-local).
+      const hops = await waitFor('both UPDATEs in the capture', () => {
+        const h = hopsOf();
+        return h.some((l) => l.includes(them)) && h.some((l) => l.includes(us)) ? h : null;
+      }, 10_000).catch(() => hopsOf());
+      assert.ok(hops.some((l) => l.includes(them)) && hops.some((l) => l.includes(us)), `MP_REACH_NLRI next hops: ${JSON.stringify(hops)}`);
+      assert.not.ok(hops.some((l) => /fe80:/i.test(l)), `no link-local next hop from BIRD (multihop) nor from podway: ${JSON.stringify(hops)}`);
     } finally {
       await agent?.stop();
       if (dump.pid !== undefined && dump.exitCode === null && dump.signalCode === null) {

@@ -172,6 +172,32 @@ test('reverse peerings: a BGPPeer whose peerIP is a node\'s address and AS makes
   assert.equal(at3.warnings, []);
 });
 
+test('keepOriginalNextHop and numAllowedLocalASNumbers as confd gives them: the peerIP session gets both; peerSelector sessions and reverse peerings (nodeAsBGPPeers) keepOriginalNextHop only, with a warning when numAllowedLocalASNumbers is set', () => {
+  // node1 (AS 65001, rack a) and node2 (AS 65002, rack b): eBGP between racks.
+  const n1 = labelled(node('node1', '10.99.0.2/24', undefined, { bgp: { ipv4Address: '10.99.0.2/24', asNumber: 65001 } }), { rack: 'a' });
+  const n2 = labelled(node('node2', '10.99.0.3/24', undefined, { bgp: { ipv4Address: '10.99.0.3/24', asNumber: 65002 } }), { rack: 'b' });
+  const opts = { keepOriginalNextHop: true, numAllowedLocalASNumbers: 2 };
+  const bySelector = snapshotOf(ippool, n1, n2, bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", ...opts }),
+    bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, ...opts }));
+  const fwd = computeBgpPlan(bySelector, 'node1');
+  assert.equal(fwd.peers.map((p) => [p.address, p.source, p.keepOriginalNextHop, p.allowLocalAs]), [
+    ['10.99.0.3', 'BGPPeer a-to-b', true, undefined],
+    ['10.99.0.254', 'BGPPeer tor', true, 2],
+  ]);
+  assert.equal(fwd.warnings, ['BGPPeer a-to-b: spec.numAllowedLocalASNumbers 2 is not applied to the sessions a peerSelector makes (calico-node\'s confd applies it to peerIP sessions only): routes with AS 65001 in their path are refused on them']);
+  const rev = computeBgpPlan(bySelector, 'node2');
+  assert.equal(rev.peers.map((p) => [p.address, p.source, p.keepOriginalNextHop, p.allowLocalAs]), [
+    ['10.99.0.254', 'BGPPeer tor', true, 2],
+    ['10.99.0.2', 'BGPPeer a-to-b (reverse)', true, undefined],
+  ]);
+  // A peerIP naming node2 (its address and AS): node2's reverse session keeps the next hop, allows no local AS.
+  const byIp = snapshotOf(ippool, n1, n2, bgpConfig({ nodeToNodeMeshEnabled: false }), bgpPeer('one-way', { node: 'node1', peerIP: '10.99.0.3', asNumber: 65002, ...opts }));
+  assert.equal(computeBgpPlan(byIp, 'node1').peers.map((p) => [p.address, p.keepOriginalNextHop, p.allowLocalAs]), [['10.99.0.3', true, 2]]);
+  assert.equal(computeBgpPlan(byIp, 'node2').peers.map((p) => [p.address, p.source, p.keepOriginalNextHop, p.allowLocalAs]), [['10.99.0.2', 'BGPPeer one-way (reverse)', true, undefined]]);
+  assert.equal(computeBgpPlan(byIp, 'node1').warnings, []);
+});
+
 test('duplicates keep the first rule, our own address is never a peer, bad selectors and missing secrets are reported', () => {
   const snap = snapshotOf(
     ippool, ...nodes,

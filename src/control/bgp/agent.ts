@@ -143,6 +143,10 @@ export class BgpAgent {
       return value;
     });
     const plan = computeBgpPlan(snapshot, this.options.node, { ...this.options, ...(given ?? {}), ...(resolveSecret ? { resolveSecret } : {}) });
+    // Secrets that hold something else than at the last plan (rotated, appeared, gone): said first,
+    // whether a datastore change or the --bgp-secrets watch (recheckSecrets) made this plan.
+    const secretsChanged = [...read.entries()].filter(([ref, r]) => this.secretsRead.has(ref) && this.secretsRead.get(ref)!.value !== r.value).map(([ref]) => ref);
+    const secretsSaid = (said: string) => (secretsChanged.length ? `secret${secretsChanged.length > 1 ? 's' : ''} ${secretsChanged.join(', ')} changed: ${said || 'no peer uses it now'}` : said);
     this.secretsRead = read;
     this.planInputs = { snapshot, ...(given ? { given } : {}) };
     const warningsKey = plan.warnings.join('\n');
@@ -152,12 +156,12 @@ export class BgpAgent {
     this.plan = plan;
     if (!this.speaker || !previous || !speakerOptionsEqual(previous.speaker, plan.speaker)) {
       this.replaceSpeaker(plan);
-      return previous ? 'speaker settings changed (speaker restarted)' : '';
+      return previous ? secretsSaid('speaker settings changed (speaker restarted)') : '';
     }
     this.speaker.setPeers(plan.peers.map(toPeerConfig));
     this.speaker.setExports([...plan.exports]);
     this.speaker.setLearnedExportPolicy(plan.learnedExport);
-    return describePlanChange(previous, plan);
+    return secretsSaid(describePlanChange(previous, plan));
   }
 
   /** The secrets (name, key) the plan in force read, for a watcher of --bgp-secrets. */
@@ -177,13 +181,12 @@ export class BgpAgent {
     const changed = [...this.secretsRead.entries()].filter(([, r]) => resolve(r.name, r.key) !== r.value).map(([ref]) => ref);
     if (!changed.length) return '';
     const { snapshot, given } = this.planInputs;
-    let said: string;
     try {
-      said = this.update(snapshot, given);
+      // update() says which secrets changed, as it does when a datastore change reads them first.
+      return this.update(snapshot, given);
     } catch (e) {
       return `secret${changed.length > 1 ? 's' : ''} ${changed.join(', ')} changed; the plan cannot be made again (${(e as Error).message}), the last one kept`;
     }
-    return `secret${changed.length > 1 ? 's' : ''} ${changed.join(', ')} changed: ${said || 'no peer uses it now'}`;
   }
 
   status(): NodeStatus {

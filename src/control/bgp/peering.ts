@@ -309,17 +309,23 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     // A cached plan input (cached-inputs.ts) is unchecked JSON: an integer or nothing.
     const n = spec.numAllowedLocalASNumbers as unknown;
     const allowLocalAs = typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 0;
+    // keepOriginalNextHop: on every session the BGPPeer makes (confd's nodeAsBGPPeers sets it for
+    // peerSelector ones too since Calico v3.31), effective toward eBGP peers only, as the template
+    // writes `next hop keep` only when the peer's AS is not ours (the speaker keeps the next hop on
+    // iBGP anyway).
     const common = {
       type, source,
       ...(password !== undefined ? { password } : {}),
       ...(spec.keepOriginalNextHop ? { keepOriginalNextHop: true } : {}),
-      // Calico's confd writes `allow local as N` for N > 0 only; 0 or unset is BIRD's default.
-      ...(allowLocalAs > 0 ? { allowLocalAs } : {}),
     };
 
     if (spec.peerSelector !== undefined && spec.peerSelector !== '') {
       const sel = selector('peerSelector', spec.peerSelector);
       if (!sel) continue;
+      // confd's nodeAsBGPPeers (the peerSelector sessions, and every reverse peering) never carries
+      // NumAllowLocalAS: only a peerIP BGPPeer's session gets `allow local as N`. So a route with
+      // our AS in its path is refused on these sessions, as calico-node's BIRD refuses it.
+      if (allowLocalAs > 0) warnings.push(`${source}: spec.numAllowedLocalASNumbers ${allowLocalAs} is not applied to the sessions a peerSelector makes (calico-node's confd applies it to peerIP sessions only): routes with AS ${self.asNumber} in their path are refused on them`);
       for (const other of nodes) {
         if (other.name === nodeName || !sel.matches(other.labels)) continue;
         // Its IPv4 address over IPv4, and its IPv6 address over IPv6 when both nodes have one.
@@ -359,12 +365,14 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     }
     const name = `${prefix}_${protocolSuffix(target.address)}`;
     const peerNode = nodeByIp.get(target.address);
+    // Calico's confd writes `allow local as N` for N > 0 only; 0 or unset is BIRD's default.
+    const allowLocal = allowLocalAs > 0 ? { allowLocalAs } : {};
     const family = targetV6 ? v6! : v4!;
     // A Calico node named by its address and AS peers back (the reverse pass below, on that
     // node): the same string rule as the mesh then picks the passive side, so one end dials.
     const reversed = peerNode !== undefined && reverseFamilies(bgpPeer, peerNode) !== null;
     add({
-      ...common, ...family, address: target.address, asNumber, name, description: name,
+      ...common, ...allowLocal, ...family, address: target.address, asNumber, name, description: name,
       ...(target.port !== undefined ? { port: target.port } : {}),
       ...(reversed ? { passive: target.address > family.localAddress } : {}),
       ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
@@ -376,8 +384,10 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   // address with its AS, makes this node peer back with the nodes the BGPPeer is for (its node,
   // its nodeSelector's nodes, or every node when it has neither). So a BGPPeer from every node to
   // the reflectors (`peerSelector: route-reflector == 'true'`) is enough: each reflector peers
-  // with all those nodes, as clients (rrClientOf). Node specific; the BGPPeer's password; any
-  // other session to the same address (mesh, a forward BGPPeer) comes first and wins silently.
+  // with all those nodes, as clients (rrClientOf). Node specific; the BGPPeer's password and
+  // keepOriginalNextHop (confd's nodeAsBGPPeers, Calico v3.31 on), never its
+  // numAllowedLocalASNumbers; any other session to the same address (mesh, a forward BGPPeer)
+  // comes first and wins silently.
   for (const bgpPeer of snapshot.bgpPeers ?? []) {
     const spec = bgpPeer.spec;
     const source = `BGPPeer ${bgpPeer.metadata.name}`;
@@ -415,6 +425,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
         const name = `Node_${protocolSuffix(address)}`;
         add({
           type: 'node specific', source: reverseSource, ...(password !== undefined ? { password } : {}),
+          ...(spec.keepOriginalNextHop ? { keepOriginalNextHop: true } : {}),
           ...family, ...nodePort, address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
           ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
         }, true);

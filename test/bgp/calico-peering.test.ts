@@ -165,6 +165,11 @@ test('reverse peerings: a BGPPeer whose peerIP is a node\'s address and AS makes
   const ported = (port: number) => snapshotOf(ippool, ...nodes, bgpConfig({ nodeToNodeMeshEnabled: false, listenPort: 1179 }), bgpPeer('one-way', { node: 'node1', peerIP: `10.99.0.10:${port}`, asNumber: 64512 }));
   assert.equal(computeBgpPlan(ported(1180), 'node3').peers, []);
   assert.equal(computeBgpPlan(ported(1179), 'node3').peers.map((p) => [p.address, p.port]), [['10.99.0.2', 1179]]);
+  // No port: a node's address with its AS is dialled on the cluster's listenPort (confd's
+  // nodesWithIPPortAndAS), another AS (an outside speaker there) on 179.
+  const portless = (asNumber: number) => snapshotOf(ippool, ...nodes, bgpConfig({ nodeToNodeMeshEnabled: false, listenPort: 1179 }), bgpPeer('one-way', { node: 'node1', peerIP: '10.99.0.10', asNumber }));
+  assert.equal(computeBgpPlan(portless(64512), 'node1').peers.map((p) => [p.address, p.port, p.passive]), [['10.99.0.10', 1179, false]]);
+  assert.equal(computeBgpPlan(portless(65000), 'node1').peers.map((p) => [p.address, p.port]), [['10.99.0.10', undefined]]);
   // An explicit BGPPeer the other way wins over the reverse one, without a warning.
   const both = snap({ node: 'node1', peerIP: '10.99.0.10', asNumber: 64512 }, bgpPeer('back', { node: 'node3', peerIP: '10.99.0.2:179', asNumber: 64512 }));
   const at3 = computeBgpPlan(both, 'node3');

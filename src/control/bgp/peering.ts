@@ -373,7 +373,9 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     const reversed = peerNode !== undefined && reverseFamilies(bgpPeer, peerNode) !== null;
     add({
       ...common, ...allowLocal, ...family, address: target.address, asNumber, name, description: name,
-      ...(target.port !== undefined ? { port: target.port } : {}),
+      // No port given and the address is a Calico node's with this AS: that node listens on the
+      // cluster's listenPort, so dial it there (confd: nodesWithIPPortAndAS, then the port).
+      ...(target.port !== undefined ? { port: target.port } : reversed ? nodePort : {}),
       ...(reversed ? { passive: target.address > family.localAddress } : {}),
       ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
     });

@@ -52,15 +52,18 @@ export class NodeAddressStoreThread {
   /** What the liveness key's renewals did (null: not held here); failures counted over every thread. */
   liveStatus(): LivenessStatus | null {
     const s = this.lastLive;
-    return s && { ...s, renewalsFailed: s.renewalsFailed + this.liveFailedBefore };
+    return s && { ...s, renewalsFailed: s.renewalsFailed + this.liveFailedBefore, recordWritesFailed: s.recordWritesFailed + this.liveWritesFailedBefore };
   }
 
   /** The liveness key's record and lease, held again by a thread started after one ended. */
   private liveRecord: LiveRecord | null = null;
   private liveLease: string | null = null;
   private lastLive: LivenessStatus | null = null;
-  /** The renewals failed in the threads that ended. */
+  /** The renewals failed, and the writes of the key's value failed, in the threads that ended. */
   private liveFailedBefore = 0;
+  private liveWritesFailedBefore = 0;
+  /** Told of each liveness status the thread posts (run.ts: the start's claim handed over once the holder renewed it). */
+  onLiveStatus: (s: LivenessStatus) => void = () => {};
 
   /** New connections for the store (the node's address left or appeared); nothing if not opened. */
   reconnect(): void {
@@ -84,6 +87,7 @@ export class NodeAddressStoreThread {
       if ('liveStatus' in m) {
         this.lastLive = m.liveStatus;
         this.liveLease = m.liveStatus.lease ?? this.liveLease;
+        this.onLiveStatus(m.liveStatus);
         return;
       }
       if ('log' in m) {
@@ -101,7 +105,8 @@ export class NodeAddressStoreThread {
       if (this.worker === w) this.worker = null;
       if (this.lastLive) {
         this.liveFailedBefore += this.lastLive.renewalsFailed;
-        this.lastLive = { ...this.lastLive, renewalsFailed: 0 };
+        this.liveWritesFailedBefore += this.lastLive.recordWritesFailed;
+        this.lastLive = { ...this.lastLive, renewalsFailed: 0, recordWritesFailed: 0 };
       }
       // With no call waiting nobody hears of it otherwise (the next call starts a new thread);
       // the end that close() asked for is not news.

@@ -14,7 +14,7 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { DatastoreSpec } from '../control/kv/spec';
-import type { JoinOptions } from './join';
+import type { JoinOptions, LiveClaimHandle } from './join';
 import type { JoinWorkerData, JoinWorkerMessage } from './join-worker';
 import { UsageError } from './usage-error';
 
@@ -38,12 +38,38 @@ export function joinInThread(spec: DatastoreSpec, opts: JoinOptions, say: (m: st
   if (opts.signal?.aborted) return Promise.reject(opts.signal.reason instanceof Error ? opts.signal.reason : new Error('stopped'));
   const data: JoinWorkerData = { spec, node: opts.node, ...(opts.ip !== undefined ? { ip: opts.ip } : {}), ...(opts.ip6 !== undefined ? { ip6: opts.ip6 } : {}), ...(opts.atStart ? { atStart: true } : {}), ...(opts.live ? { live: opts.live } : {}) };
   const worker = new Worker(path.resolve(__dirname, 'join-worker.js'), { workerData: data });
+  let exited = false;
+  worker.once('exit', () => (exited = true));
+  /** The handle of the liveness lease the thread claimed, and renews until released or revoked (join-worker.ts). */
+  const claimHandle = (lease: string): LiveClaimHandle => ({
+    lease,
+    release: () => {
+      if (!exited) worker.postMessage({ type: 'live-release', lease });
+    },
+    revoke: () => new Promise<void>((resolve) => {
+      if (exited) return resolve();
+      const done = () => {
+        worker.off('message', answer);
+        worker.off('exit', done);
+        resolve();
+      };
+      const answer = (m: JoinWorkerMessage) => {
+        if (m.type === 'live-revoked') done();
+      };
+      worker.on('message', answer);
+      worker.once('exit', done);
+      worker.postMessage({ type: 'live-revoke', lease });
+    }),
+  });
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     let killTimer: NodeJS.Timeout | undefined;
     const settle = (e?: Error) => {
       if (settled) return;
       settled = true;
+      // A thread still keeping a claimed lease alive (until handed over or revoked) does not hold
+      // the process: podway run's exit ends it (the lease then expires within its TTL).
+      worker.unref();
       clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onAbort);
       if (e) reject(e);
@@ -77,7 +103,9 @@ export function joinInThread(spec: DatastoreSpec, opts: JoinOptions, say: (m: st
         case 'locked':
           return opts.onDatastoreLocked?.(m.locked);
         case 'live-claimed':
-          return opts.onLiveClaimed?.(m.lease);
+          return opts.onLiveClaimed?.(m.lease, claimHandle(m.lease));
+        case 'live-revoked':
+          return; // the handle's answer
         case 'done':
           addFences(m.fences);
           return settle();

@@ -16,10 +16,17 @@
  * create left without its fence, etcd-fence.ts), then {type:'done', fences} or {type:'failed',
  * message, stack?} (fences: this thread's fence counts, added to the main thread's). Message
  * taken: {type:'abort'} (podway run stopping: the wait for an unreachable store ends).
+ *
+ * The liveness lease claimed here is kept alive here (control/node-live.ts ClaimKeeper, on a light
+ * client of its own) from the claim on, also once the registration ended, until podway run says
+ * {type:'live-release', lease} (its holder renewed it: handed over) or {type:'live-revoke'} (the
+ * start ended: revoked, answered {type:'live-revoked'}); the thread ends after that.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { joinCluster } from './join';
-import { NodeLiveElsewhereError, type LiveRecord } from '../control/node-live';
+import { ClaimKeeper, NodeLiveElsewhereError, type KvLeaseKeepAlive, type LiveRecord } from '../control/node-live';
+import { openKvStore } from '../control/kv/open';
+import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvEntry } from '../control/kv/kv';
 
@@ -40,6 +47,7 @@ export type JoinWorkerMessage =
   | { type: 'cluster-guid'; guid: string | null }
   | { type: 'locked'; locked: boolean }
   | { type: 'live-claimed'; lease: string }
+  | { type: 'live-revoked' }
   | { type: 'done'; fences: { store: string; written: number; moved: number; unwritten: number }[] }
   | { type: 'failed'; message: string; stack?: string; liveElsewhere?: boolean };
 
@@ -48,21 +56,71 @@ if (parentPort) {
   const data = workerData as JoinWorkerData;
   const post = (m: JoinWorkerMessage) => port.postMessage(m);
   const abort = new AbortController();
-  port.on('message', (m: { type?: string }) => {
-    if (m.type === 'abort') abort.abort(new Error('stopped'));
+  // The claimed liveness lease's renewals (see the file comment); the registration ended or not.
+  let keeper: { renewals: ClaimKeeper; kv: KvStore } | null = null;
+  let ended = false;
+  const keeperDone = () => {
+    const k = keeper;
+    keeper = null;
+    void k?.kv.close().catch(() => undefined);
+    if (ended) port.close();
+  };
+  const keep = (lease: string) => {
+    if (!keeper) {
+      const kv = openKvStore(data.spec, { use: 'command' });
+      keeper = { renewals: new ClaimKeeper(kv as KvStore & KvLeaseKeepAlive, data.node, (message) => post({ type: 'warn', message })), kv };
+    }
+    keeper.renewals.keep(lease);
+  };
+  /** podway run stopping (abort): a lease claimed here and not handed over is revoked. */
+  let stopping = false;
+  const revokeKept = (): Promise<void> => {
+    const k = keeper;
+    return (k ? k.renewals.revoke() : Promise.resolve())
+      .catch((e: Error) => post({ type: 'warn', message: `node ${data.node}: its liveness lease not revoked: ${e.message} (it expires within its TTL)` }))
+      .finally(() => {
+        if (keeper === k) keeperDone();
+      });
+  };
+  port.on('message', (m: { type?: string; lease?: string }) => {
+    if (m.type === 'abort') {
+      // The stop (a signal while starting, a failed start, podway's stop): the key this thread
+      // claimed, not handed over (podway run may not have heard of it yet), revoked first; then
+      // the registration ends (it says so once the revoke answered).
+      stopping = true;
+      void revokeKept().finally(() => abort.abort(new Error('stopped')));
+    } else if (m.type === 'live-release') {
+      // handed over: only the lease kept now (a later claim of this registration is kept on)
+      if (keeper && keeper.renewals.leaseId() === m.lease) {
+        keeper.renewals.release();
+        keeperDone();
+      }
+    } else if (m.type === 'live-revoke') {
+      void revokeKept().finally(() => post({ type: 'live-revoked' }));
+    }
   });
   const fences = data.spec.kind === 'etcd' ? (require('../control/kv/etcd-fence') as typeof import('../control/kv/etcd-fence')) : null;
   fences?.reportUnwrittenFences((message) => post({ type: 'fence-warning', message }));
   const end = (m: JoinWorkerMessage) => {
     post(m);
-    port.close(); // nothing more to take: the thread ends once the store's sockets are closed
+    ended = true;
+    // nothing more to take (once a lease claimed here is handed over or revoked): the thread ends
+    // once the store's sockets are closed
+    if (!keeper) port.close();
   };
   joinCluster(data.spec, {
     node: data.node,
     ip: data.ip,
     ip6: data.ip6,
     atStart: data.atStart,
-    ...(data.live ? { live: data.live, onLiveClaimed: (lease: string) => post({ type: 'live-claimed', lease }) } : {}),
+    ...(data.live ? {
+      live: data.live,
+      onLiveClaimed: (lease: string) => {
+        keep(lease); // renewed from now on, here
+        post({ type: 'live-claimed', lease });
+        if (stopping) void revokeKept(); // claimed as the stop came: not kept
+      },
+    } : {}),
     signal: abort.signal,
     onIpam: (event) => post({ type: 'ipam', event }),
     warn: (message) => post({ type: 'warn', message }),

@@ -59,13 +59,29 @@ export interface JoinOptions {
   /** This node's Node as registered (found or made), for the model cache (model-cache.ts NodeIdentity). */
   onNodeRegistered?: (entry: KvEntry) => void;
   /**
-   * At start on etcd: this run's liveness record, with which the node's liveness key is claimed
-   * before anything is written (control/node-live.ts claimNode); without it the key is only read
-   * (awaitNodeFree). The lease it was claimed with goes to `onLiveClaimed`, at once (the caller
-   * keeps it alive: NodeLiveness).
+   * On etcd: this run's liveness record, with which the node's liveness key is claimed before
+   * anything is written (control/node-live.ts claimNode): at start, and at a registration again
+   * after the datastore was replaced (run.ts ReRegistration: a wiped or restored etcd may have
+   * the key absent, or another host's). Another host holding it (its podway renewing it) refuses
+   * the registration (NodeLiveElsewhereError) without writing the Node. Without it the key is only
+   * read, at start (awaitNodeFree). The lease it was claimed with goes to `onLiveClaimed`, at once
+   * (the caller keeps it alive: NodeLiveness), with, from the registration's thread
+   * (join-thread.ts), the handle of that thread's renewals of it (LiveClaimHandle).
    */
   live?: LiveRecord;
-  onLiveClaimed?: (lease: string) => void;
+  onLiveClaimed?: (lease: string, claim?: LiveClaimHandle) => void;
+}
+
+/**
+ * The claimed liveness lease as the registration's thread keeps it alive from the claim on
+ * (join-worker.ts, control/node-live.ts ClaimKeeper), until the running podway's holder renewed
+ * it (release(): handed over) or the start ended (revoke(): the key deleted with it; resolves
+ * once etcd answered or the thread ended). The thread ends after one of the two.
+ */
+export interface LiveClaimHandle {
+  readonly lease: string;
+  release(): void;
+  revoke(): Promise<void>;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }
@@ -139,8 +155,11 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   // liveness key, control/node-live.ts)? Refused then (NodeLiveElsewhereError: exit 2), the Node
   // untouched; a lease nobody renews is waited out. Else the key is claimed here, in one
   // transaction (of two hosts started at once, one claims it and the other is refused), and only
-  // then is the Node written. The embedded store is one machine's (the run lock covers it).
-  if (opts.atStart && hasLeaseReads(kv)) {
+  // then is the Node written. The embedded store is one machine's (the run lock covers it). The
+  // same at a registration after the datastore was replaced (`live` given): the key claimed
+  // again (absent in a wiped etcd) before the Node is written, and refused while another host's
+  // podway renews it there (that host took the name while the store was empty: stop one of them).
+  if ((opts.atStart || opts.live) && hasLeaseReads(kv)) {
     const check = { node: opts.node, me: thisHost(), held: heldHere(), say, ...(opts.signal ? { signal: opts.signal } : {}) };
     if (opts.live && hasLeaseClaims(kv)) {
       const lease = await claimNode(kv, { ...check, record: opts.live, lease: claim.lease });

@@ -471,6 +471,8 @@ export function buildProgram(): Command {
       if (nl.lostSince !== null) {
         lines.push(`liveness: the lease of node ${nl.node}'s liveness key lost since ${new Date(nl.lostSince).toISOString()} (last renewed ${age} s ago; ${failed}): ${nl.heldElsewhere ? `another host holds the key (${nl.heldElsewhere}): another podway runs under this node's name there` : `another host may start under this node's name; the key is written again once etcd answers`}`);
       } else if (age > nl.ttl / 3 + 2) lines.push(`liveness: node ${nl.node}'s liveness key last renewed ${age} s ago (${failed}; its lease of ${nl.ttl} s is lost past that)`);
+      // its lease renewed, but its value (the node's addresses) not written: the name is held, the record old
+      if (nl.recordWritesFailed) lines.push(`liveness: node ${nl.node}'s liveness key: ${nl.recordWritesFailed} write${nl.recordWritesFailed === 1 ? '' : 's'} of its value failed in all (its lease renewed: the key held, its node addresses as last written; see the log)`);
     }
     // the kernel's main table unreadable (`ip route` failing: dataplane/kernel-routes.ts): the last good one in use
     const kr = s.kernelRoutes as { routes: number; readAt: string | null; failures: number; failing: { since: string; error: string; attempts: number; nextTryAt: string | null } | null } | undefined;

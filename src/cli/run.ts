@@ -13,7 +13,7 @@ import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from 
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
-import { nodeAddressesOf, readNodeEntry } from './join';
+import { nodeAddressesOf, readNodeEntry, type LiveClaimHandle } from './join';
 import type { LiveRecord } from '../control/node-live';
 import { NodeAddressStoreThread } from './address-store-thread';
 import { joinInThread, NodeRunningElsewhereError } from './join-thread';
@@ -513,12 +513,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // Ctrl-C (or SIGTERM) before forwarding starts, e.g. while waiting for an unreachable datastore:
   // said in the log, then the exit the signal would have given (it used to end without a word).
   const startSignals = new Map<NodeJS.Signals, () => void>();
+  /** What such a signal undoes before the exit (serve sets it): the node's liveness key claimed
+   * at start revoked, so that the key is gone at once, not left to expire within 15 s. */
+  let beforeStartSignalExit: () => Promise<unknown> = () => Promise.resolve();
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     const h = () => {
       log.warn(`${sig} while starting: stopping (nothing was forwarding yet)`);
       notifier?.stopping(`${sig} while starting: stopping`);
       control?.server.close(); // removes the socket file: status says "not running" again
-      process.exit(code);
+      // bounded: an etcd that does not answer leaves the key to expire (another signal ends it at once)
+      void Promise.race([beforeStartSignalExit().catch(() => undefined), new Promise((r) => setTimeout(r, START_SIGNAL_UNDO_MS))]).finally(() => process.exit(code));
     };
     startSignals.set(sig, h);
     process.once(sig, h);
@@ -753,11 +757,36 @@ export async function runNode(opts: RunOptions): Promise<void> {
       : undefined;
     /** Whether the holder has the liveness key (claimed at start, adopted at once). */
     let liveHeld = false;
-    const onLiveClaimed = (lease: string): void => {
+    /** The claims whose leases the registration's thread renews until the holder renewed them
+     * itself (handed over: released) or the start ends (revoked), oldest first (join.ts LiveClaimHandle). */
+    const liveClaims: LiveClaimHandle[] = [];
+    const onLiveClaimed = (lease: string, claim?: LiveClaimHandle): void => {
       if (!nodeAddresses || !liveRecord) return;
+      if (claim) liveClaims.push(claim);
       liveHeld = true;
       nodeAddresses.holdLiveness({ ...liveRecord, addresses: registeredAddresses }, lease)
         .catch((e: Error) => dsLog.warn(`node ${opts.node}: its liveness key could not be held: ${e.message}`));
+    };
+    if (nodeAddresses) {
+      // The holder renewed a claimed lease: that claim and the older ones (whose leases it
+      // replaced) are handed over; their threads renew them no more and end.
+      nodeAddresses.onLiveStatus = (st) => {
+        const k = st.renewedLease === null ? -1 : liveClaims.findIndex((c) => c.lease === st.renewedLease);
+        for (const c of k < 0 ? [] : liveClaims.splice(0, k + 1)) c.release();
+      };
+    }
+    /** The claimed leases not handed over yet, revoked (a start that ends: failed, stopped). */
+    const revokeLiveClaims = (): Promise<unknown> => Promise.all(liveClaims.splice(0).map((c) => c.revoke()));
+    // A failed start, or a signal while starting, removes the key it claimed at once (the
+    // registration's thread revokes a lease not handed over, the holder's close its own).
+    startMade('the liveness key claimed', revokeLiveClaims);
+    /** The start's registration while it runs (its thread may have claimed the key before this thread heard of it). */
+    let startJoin: Promise<void> | null = null;
+    // A signal while starting: the start's registration aborted (its thread revokes a key it
+    // claimed first), the claims handed to this thread revoked, the holder closed (its lease revoked).
+    beforeStartSignalExit = () => {
+      abortStart.abort();
+      return Promise.all([startJoin?.catch(() => undefined), revokeLiveClaims(), nodeAddresses?.close()]);
     };
     const onNodeRegistered = (entry: KvEntry): void => {
       registeredAddresses = nodeAddressesOf(entry);
@@ -783,13 +812,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // calico-node does. Neither runs on this thread, which forwards meanwhile on a restart on the cache.
       const early = ensureThread();
       try {
-        await joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, ...(liveRecord ? { live: liveRecord, onLiveClaimed } : {}), warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+        await (startJoin = joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, ...(liveRecord ? { live: liveRecord, onLiveClaimed } : {}), warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
           if (/unreachable|too slow/.test(m)) {
             datastoreDown(m);
             dsLog.warn(m);
             saidUnreachable();
           } else say(m);
-        }));
+        })));
       } catch (e) {
         // A failed start stops podway: the thread spawned for it goes too (on the cached model it
         // stays, as after a failed begin below).
@@ -1574,7 +1603,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const inForce = current;
       const ip = opts.ip ?? (inForce ? ipv4Text(inForce) ?? 'none' : undefined);
       const ip6 = opts.ip6 ?? (inForce ? ipv6Text(inForce) ?? 'none' : undefined);
-      return joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
+      // On etcd the node's liveness key is claimed again before the Node is written (join.ts):
+      // absent in a wiped etcd; refused (tried again with backoff, the Node left as it is) while
+      // another host's podway holds it there.
+      const live = liveRecord ? { live: { ...liveRecord, addresses: registeredAddresses }, onLiveClaimed } : {};
+      return joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip, ip6, onIpam, ...live, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
     }, { info: (m) => dsLog.info(m), error: (m) => dsLog.error(m) });
     const reRegister = (why: string): void => {
       if (!stopping) registration?.request(why);
@@ -1806,7 +1839,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
         // Its store closed after it (a look under way still uses it).
-        const monitorStopped = (monitor?.stop() ?? Promise.resolve()).then(() => nodeAddresses?.close()).catch(() => undefined);
+        const monitorStopped = Promise.all([revokeLiveClaims().catch(() => undefined), (monitor?.stop() ?? Promise.resolve()).then(() => nodeAddresses?.close()).catch(() => undefined)]);
         // A replay's lock wait is aborted; an etcd call under way is waited for at most 5 s, as the others.
         const replayStopped = Promise.race([Promise.all([replayer?.stop(), orphanHolder?.stop()]), new Promise((r) => setTimeout(r, 5000).unref())]);
         server.close();
@@ -1885,6 +1918,9 @@ interface StartStep { readonly what: string; readonly undo: () => unknown }
 /** How long a failed start's clean-up may take before podway exits anyway (undoFailedStart): a
  * stop's own bounds are 5 s for an nft or datastore call under way, 2 s for a thread. */
 export const FAILED_START_UNDO_MS = 8000;
+
+/** A SIGTERM or SIGINT while starting: how long its revoke of the claimed liveness lease may take before the exit. */
+export const START_SIGNAL_UNDO_MS = 3000;
 
 /**
  * A start failed: its steps undone newest first (the engine and its tables before the threads

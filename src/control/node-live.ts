@@ -23,8 +23,11 @@
  * systemd unit's no-restart status) without touching the Node; a lease nobody renews (that podway
  * stopped uncleanly, its host gone or re-addressed: a real move) expires within its TTL, and the
  * start waits for that and goes on, saying so. An etcd that does not answer is the registration's
- * usual wait (the claim is part of it). The claimed lease is handed to the running podway's
- * holder (NodeLiveness, adopting it) at once, which renews it from then on.
+ * usual wait (the claim is part of it). The claimed lease is renewed by whoever claimed it
+ * (ClaimKeeper, in the registration's thread) from the claim until the running podway's holder
+ * (NodeLiveness, adopting it at once) has renewed it itself, and revoked if the start ends
+ * before (a signal while starting, a failed start). A registration after the datastore was
+ * replaced claims it again the same way, and is refused while another host holds it.
  *
  * The embedded and file: datastores are one machine's: there is no other host to tell apart, and
  * two runs of one node on that machine are refused by the run lock (cli/run-lock.ts).
@@ -217,6 +220,96 @@ export async function claimNode(kv: KvLeaseClaims, opts: ClaimNodeOptions): Prom
   }
 }
 
+/** The key's value not written though its lease was renewed (NodeLiveness counts it apart). */
+class RecordWriteError extends Error {}
+
+/** What ClaimKeeper renews a lease with (both etcd clients: the registration's is the light one). */
+export interface KvLeaseKeepAlive {
+  keepAliveLease(id: string): Promise<number>;
+  revokeLease(id: string): Promise<void>;
+}
+
+/**
+ * The lease a start claimed a node's liveness key with (claimNode), kept alive by whoever claimed
+ * it (podway run's registration thread, cli/join-worker.ts) from the moment of the claim until the
+ * running podway's holder (NodeLiveness, in the Node address store's thread, which first loads
+ * its etcd client: seconds on a loaded machine, and nothing bounds them) has renewed it itself
+ * (release(): handed over, the lease kept), or the start ended (revoke(): the key goes with it).
+ * Before, nothing renewed the claimed lease until that thread had loaded: past the lease's TTL
+ * the key expired, and another host could take the node's name while this one ran. Renewed every
+ * TTL / 3 s; a renewal that fails is said (once per reason) and tried again at the next.
+ */
+export class ClaimKeeper {
+  private lease: string | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private current: Promise<void> | null = null;
+  private lastProblem = '';
+  /** Renewals done (kept the lease) and failed, for the tests and the log. */
+  renewed = 0;
+  failed = 0;
+
+  constructor(
+    private readonly kv: KvLeaseKeepAlive,
+    private readonly node: string,
+    private readonly warn: (m: string) => void,
+    private readonly ttl = LIVE_TTL_S,
+  ) {}
+
+  /** Keep `lease` alive from now on (a later claim of the same start: that lease instead). */
+  keep(lease: string): void {
+    this.lease = lease;
+    this.timer ??= setInterval(() => void this.renew(), Math.max(1000, (this.ttl * 1000) / 3));
+  }
+
+  /** The lease kept now (null: none, or released). */
+  leaseId(): string | null {
+    return this.lease;
+  }
+
+  /** One renewal now (also called by tests). */
+  renew(): Promise<void> {
+    const id = this.lease;
+    if (id === null || this.current) return this.current ?? Promise.resolve();
+    const p = this.kv.keepAliveLease(id).then((left) => {
+      if (left > 0) {
+        this.renewed++;
+        this.lastProblem = '';
+        return;
+      }
+      this.failed++;
+      this.problem(`node ${this.node}: the liveness lease ${id} it claimed its key with is gone (etcd let it expire, or it was revoked): the running podway writes the key again on a new one`);
+    }, (e: unknown) => {
+      this.failed++;
+      this.problem(`node ${this.node}: the liveness lease ${id} it claimed its key with not renewed: ${(e as Error)?.message ?? String(e)}; tried again in ${Math.round(this.ttl / 3)} s`);
+    }).finally(() => {
+      this.current = null;
+    });
+    this.current = p;
+    return p;
+  }
+
+  /** Handed over (the holder renewed the lease): no more renewals here, the lease kept. */
+  release(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.lease = null;
+  }
+
+  /** The start ended without a holder to hand it to: no more renewals, the lease revoked (its key deleted with it). */
+  async revoke(): Promise<void> {
+    const id = this.lease;
+    this.release();
+    await this.current?.catch(() => undefined);
+    if (id !== null) await this.kv.revokeLease(id);
+  }
+
+  private problem(m: string): void {
+    if (m === this.lastProblem) return;
+    this.lastProblem = m;
+    this.warn(m);
+  }
+}
+
 /** What the holder's renewals did (podway status, /metrics: the address store thread posts it). */
 export interface LivenessStatus {
   readonly node: string;
@@ -224,6 +317,14 @@ export interface LivenessStatus {
   readonly lease: string | null;
   /** Renewals that did not keep the key (etcd failed or did not answer, the lease was gone, the key held by another host). */
   readonly renewalsFailed: number;
+  /**
+   * Writes of the key's value that failed while its lease was renewed (a changed record: the
+   * node's addresses; etcd refused the put): the key is kept, its value is old, written again at
+   * the next renewal. Not renewal failures: the lease, and the node's name, are held.
+   */
+  readonly recordWritesFailed: number;
+  /** The lease the last renewal that kept the key renewed (null: none yet): the start's claim is handed over once it is the claimed one. */
+  readonly renewedLease: string | null;
   /** When a renewal (or write) last kept the key (ms since the epoch). */
   readonly lastRenewedAt: number;
   /** Since when the lease is lost (ms since the epoch; etcd said it expired, or no renewal for a TTL); null while held. */
@@ -254,6 +355,8 @@ export class NodeLiveness {
   /** The record differs from the key's value (an adopted claim, new addresses): written at the next renewal. */
   private dirty: boolean;
   private renewalsFailed = 0;
+  private recordWritesFailed = 0;
+  private renewedLease: string | null = null;
   private lastRenewedAt = Date.now();
   private lostSince: number | null = null;
   private heldElsewhere: string | null = null;
@@ -300,7 +403,7 @@ export class NodeLiveness {
   status(): LivenessStatus {
     // No renewal for a whole TTL: etcd has let the lease expire, whatever it said last.
     const lostSince = this.lostSince ?? (Date.now() - this.lastRenewedAt > this.ttl * 1000 ? this.lastRenewedAt + this.ttl * 1000 : null);
-    return { node: this.node, lease: this.lease, renewalsFailed: this.renewalsFailed, lastRenewedAt: this.lastRenewedAt, lostSince, heldElsewhere: this.heldElsewhere, ttl: this.ttl };
+    return { node: this.node, lease: this.lease, renewalsFailed: this.renewalsFailed, recordWritesFailed: this.recordWritesFailed, renewedLease: this.renewedLease, lastRenewedAt: this.lastRenewedAt, lostSince, heldElsewhere: this.heldElsewhere, ttl: this.ttl };
   }
 
   start(): void {
@@ -318,13 +421,17 @@ export class NodeLiveness {
   tick(): Promise<void> {
     if (this.current || this.stopped) return this.current ?? Promise.resolve();
     const p = this.renew().then((kept) => {
-      if (kept) {
-        this.lastRenewedAt = Date.now();
-        this.lostSince = null;
-        this.heldElsewhere = null;
-      } else this.renewalsFailed++;
+      if (kept) this.kept();
+      else this.renewalsFailed++;
     }, (e: unknown) => {
       if (this.stopped) return;
+      if (e instanceof RecordWriteError) {
+        // The lease was renewed (the key and the node's name held): only its value is old.
+        this.kept();
+        this.recordWritesFailed++;
+        this.problem(`node ${this.node}: liveness key ${liveKey(this.node)} renewed, but its new value (node address ${this.record.addresses.join(', ') || 'none'}) not written: ${e.message}; written again at the next renewal, in ${Math.round(this.ttl / 3)} s`);
+        return;
+      }
       this.renewalsFailed++;
       this.problem(`node ${this.node}: liveness key ${liveKey(this.node)} not renewed: ${(e as Error)?.message ?? String(e)}; tried again in ${Math.round(this.ttl / 3)} s`);
     }).finally(() => {
@@ -333,6 +440,14 @@ export class NodeLiveness {
     });
     this.current = p;
     return p;
+  }
+
+  /** A renewal kept the key (on this.lease). */
+  private kept(): void {
+    this.lastRenewedAt = Date.now();
+    this.renewedLease = this.lease;
+    this.lostSince = null;
+    this.heldElsewhere = null;
   }
 
   /** One renewal; whether the key is held (false: held by another host, or stopped meanwhile). */
@@ -348,7 +463,7 @@ export class NodeLiveness {
             await this.kv.putLeased(key, JSON.stringify(this.record), this.lease);
           } catch (e) {
             this.dirty = true;
-            throw e;
+            throw new RecordWriteError((e as Error)?.message ?? String(e));
           }
           this.log.info(`node ${this.node}: liveness key ${key} ${this.written++ === 0 ? 'written' : 'updated'} (node address ${this.record.addresses.join(', ') || 'none'}; lease ${this.lease} of ${this.ttl} s, renewed every ${Math.round(this.ttl / 3)} s while podway runs)`);
         }

@@ -45,11 +45,13 @@ import {
   Compare,
   decodeDeleteRangeResponse,
   decodeLeaseGrantResponse,
+  decodeLeaseKeepAliveResponse,
   decodeLeaseTimeToLiveResponse,
   decodeRangeResponse,
   decodeTxnResponse,
   encodeDeleteRange,
   encodeLeaseGrant,
+  encodeLeaseKeepAlive,
   encodeLeaseRevoke,
   encodeLeaseTimeToLive,
   encodeRange,
@@ -440,6 +442,18 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
       if (/lease not found/i.test((e as Error).message)) return;
       throw e;
     }
+  }
+
+  /**
+   * One renewal of the lease (etcd's LeaseKeepAlive stream, one request and its answer, then
+   * closed: clientv3's KeepAliveOnce); its TTL after that, 0 when it is gone (expired, revoked).
+   * The registration's thread keeps the lease it claimed a node's liveness key with alive by it
+   * until the running podway's holder has renewed it (control/node-live.ts ClaimKeeper).
+   */
+  async keepAliveLease(id: string): Promise<number> {
+    const res = decodeLeaseKeepAliveResponse(await this.call(`keep lease ${id} alive`, 'Lease/LeaseKeepAlive', encodeLeaseKeepAlive(id), 'read'));
+    this.noteRevision(res.header);
+    return res.ttl;
   }
 
   /** `key` attached to `lease` if still at `modRevision` (0: absent), in one Txn (kv.ts KvLeaseClaims). */

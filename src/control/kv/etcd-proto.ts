@@ -391,3 +391,17 @@ export function decodeLeaseGrantResponse(buf: Buffer): LeaseGrantResponse {
 export function encodeLeaseRevoke(id: string): Buffer {
   return new ProtoWriter().int64(1, BigInt(id)).finish();
 }
+
+/**
+ * etcdserverpb.LeaseKeepAliveRequest (ID: the lease, decimal int64): one renewal, sent as the one
+ * message of a LeaseKeepAlive stream closed after it (clientv3's KeepAliveOnce).
+ */
+export function encodeLeaseKeepAlive(id: string): Buffer {
+  return new ProtoWriter().int64(1, BigInt(id)).finish();
+}
+
+/** etcdserverpb.LeaseKeepAliveResponse: TTL the seconds the lease has after the renewal (0: it is gone). */
+export function decodeLeaseKeepAliveResponse(buf: Buffer): { readonly header: ResponseHeader; readonly ttl: number } {
+  const f = readFields(buf);
+  return { header: decodeHeader(messageField(f, 1)), ttl: numberField(f, 3) };
+}

@@ -784,9 +784,21 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let startJoin: Promise<void> | null = null;
     // A signal while starting: the start's registration aborted (its thread revokes a key it
     // claimed first), the claims handed to this thread revoked, the holder closed (its lease revoked).
+    // The leases this thread heard of are revoked from here, through a light client of its own:
+    // the registration's thread may be held for seconds by what it loads on a loaded machine.
     beforeStartSignalExit = () => {
+      const leases = [...new Set([...liveClaims.map((c) => c.lease), nodeAddresses?.liveStatus()?.lease].filter((l): l is string => typeof l === 'string'))];
       abortStart.abort();
-      return Promise.all([startJoin?.catch(() => undefined), revokeLiveClaims(), nodeAddresses?.close()]);
+      const here = leases.length > 0 && spec.kind === 'etcd' ? (async () => {
+        const { EtcdLiteKv } = require('../control/kv/etcd-lite') as typeof import('../control/kv/etcd-lite');
+        const kv = new EtcdLiteKv({ endpoints: spec.endpoints, tls: spec.tls });
+        try {
+          await Promise.all(leases.map((l) => kv.revokeLease(l)));
+        } finally {
+          await kv.close();
+        }
+      })() : startJoin?.catch(() => undefined);
+      return Promise.all([here, revokeLiveClaims(), nodeAddresses?.close()]);
     };
     const onNodeRegistered = (entry: KvEntry): void => {
       registeredAddresses = nodeAddressesOf(entry);

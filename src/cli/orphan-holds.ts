@@ -8,6 +8,9 @@
 // is given it. Holds of this node whose interface is gone are released by the same passes: one
 // when the engine finds new orphans, one at start, and one every interval while this node holds any.
 //
+// Each pass also removes the per-container lock files the CNI's ADDs left (cni/container-lock.ts,
+// sweepContainerLocks): those of pods whose DEL never came stayed for good.
+//
 // The engine is not imported: run hands this module the engine's list (orphanList) and whether
 // its start scan is done, so the layers stay apart (dataplane finds, control holds, cli wires).
 import { existsSync } from 'node:fs';
@@ -16,6 +19,7 @@ import { openKvStore } from '../control/kv/open';
 import { Ipam } from '../control/ipam';
 import { holdOrphans, orphanLedgerFile, POD_DEVICE_NAME, type FoundOrphan } from '../control/ipam/orphan-holds';
 import { IpamLockAbortedError, withIpamLock } from '../cni/ipam-lock';
+import { sweepContainerLocks } from '../cni/container-lock';
 
 export const DEFAULT_ORPHAN_HOLD_INTERVAL_MS = 60_000;
 const KV_TIMEOUT_MS = 5_000;
@@ -101,11 +105,33 @@ export class OrphanHolder {
     await this.running;
   }
 
+  /**
+   * The per-container lock files the node's CNI ADDs left beside each IPAM lock file, of
+   * containers no ADD holds now and unused for a minute (cni/container-lock.ts
+   * sweepContainerLocks): a pod whose DEL never came (its netns gone while podway was down,
+   * cleaned up by hand with the commands `podway status` prints) left its file for good. Local
+   * files only: no datastore traffic, nothing logged (a file's removal changes nothing an ADD
+   * sees: the next ADD of that container makes it again).
+   */
+  private async sweepLocks(): Promise<void> {
+    for (const f of this.lockFiles) {
+      try {
+        this.locksSwept += await sweepContainerLocks(f);
+      } catch {
+        /* best effort, as DEL's removal: tried again next pass */
+      }
+    }
+  }
+
+  /** Container lock files removed by the passes so far (tests). */
+  locksSwept = 0;
+
   status(): OrphanHoldStatus {
     return { held: Math.max(0, this.holds), lastError: this.lastError };
   }
 
   private async pass(): Promise<void> {
+    await this.sweepLocks();
     const found = this.source.list();
     // nothing found and nothing held: no datastore traffic
     if (found.length === 0 && this.holds === 0) return;

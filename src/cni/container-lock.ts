@@ -11,8 +11,18 @@
 // FlockLock.tryTake), so files do not pile up; so does an ADD that failed having made nothing
 // (plugin.ts: no earlier attachment, every undo step done), which no DEL may follow; DEL does not wait for the lock (a DEL overlapping
 // an ADD is caught by the ADD: plugin.ts, "released while it was wiring the pod").
+//
+// A pod whose DEL never came (its netns gone with podway down, cleaned up by hand with the
+// commands `podway status` prints: observe/stale-endpoints.ts) left its file for good: `podway
+// run` sweeps the directory (sweepContainerLocks, from its orphan pass at start and every minute:
+// cli/orphan-holds.ts). The file holds nothing but the kernel's lock, so removing one no ADD holds
+// is safe whatever its container: an ADD that comes later makes it again. One held is never
+// removed (the sweep takes it without waiting first), and the path is only ever unlinked by the
+// holder of the file it names, so a racing ADD cannot lose its lock: one that opened the file the
+// sweep removed finds, once it has the lock, that the path names no longer that file, and takes
+// the path's (FlockLock.tryTake).
 import { makeDirsSync } from '../util/make-dirs';
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { FlockLock, FlockTimeoutError } from './flock-lock';
@@ -87,15 +97,56 @@ export async function withContainerLock<T>(o: ContainerLockOptions, containerId:
  * waiting, removed while held). Best effort: a file left behind costs a few bytes of tmpfs.
  */
 export async function removeContainerLock(ipamLockFile: string, containerId: string): Promise<void> {
-  const file = containerLockFile(ipamLockFile, containerId);
-  if (!existsSync(file)) return;
+  await removeLockFile(containerLockFile(ipamLockFile, containerId));
+}
+
+/**
+ * Removes `file` when no ADD holds it: taken without waiting (FlockLock checks the path still
+ * names the file it locked), unlinked while held. False when held, gone or not removable.
+ */
+async function removeLockFile(file: string): Promise<boolean> {
+  if (!existsSync(file)) return false;
   const lock = new FlockLock(file);
   try {
     await lock.acquire(0);
     unlinkSync(file);
+    return true;
   } catch {
-    /* held by an ADD under way, or gone: left */
+    return false; // held by an ADD under way, or gone: left
   } finally {
     lock.dispose();
   }
+}
+
+/** sweepContainerLocks's default: a file used (taken or let go) within this long is left for now. */
+export const CONTAINER_LOCK_SWEEP_AGE_MS = 60_000;
+
+/**
+ * Removes the container lock files beside `ipamLockFile` that no ADD holds and that were last
+ * used at least `minAgeMs` ago (a runtime retrying an ADD soon after finds its file; removing it
+ * would be as safe). What a DEL that never came left (the pod's netns gone while podway was
+ * down). The waiters' tickets (`<file>.q.*`, `.t.*`) are their waiters' (FlockLock). A directory
+ * not made yet sweeps nothing. Returns how many were removed.
+ */
+export async function sweepContainerLocks(ipamLockFile: string, minAgeMs = CONTAINER_LOCK_SWEEP_AGE_MS, now = Date.now()): Promise<number> {
+  const dir = containerLockDir(ipamLockFile);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const n of names) {
+    if (!n.endsWith('.lock') || n.startsWith('.')) continue;
+    const file = join(dir, n);
+    try {
+      const st = statSync(file);
+      if (!st.isFile() || now - st.mtimeMs < minAgeMs) continue;
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (await removeLockFile(file)) removed++;
+  }
+  return removed;
 }

@@ -256,6 +256,20 @@ export class Pipeline6 {
     if (validateIpv6(b, ip, len - ETH_HLEN) !== Drop.OK) return HOST;
     const nhdr = b[ip + 6];
     const end = ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
+    // A solicitation for the node's address while the node's kernel no longer holds it (removed by
+    // hand or by a router's RA going away; local6, the kernel's local table, kept current by the
+    // engine and told to the workers): podway still sends from it until the Node is updated, so it
+    // answers, with the underlay's MAC, as the kernel did (the IPv4 path answers ARP so: pipeline.ts
+    // fromUnderlay). Without it the other nodes' entries for it failed once stale and their
+    // traffic to this node's pods was lost. Answered only: for exactly that target, a valid NDP
+    // message (checksum, hop limit 255: validateNdp), to the target's solicited-node group or to
+    // the target itself, sent to this NIC's MAC or to a multicast one, and not a duplicate address
+    // detection (from ::: a host taking the address up is let have it, as a gratuitous ARP is not
+    // answered). Anything else is the kernel's, as before.
+    if (nhdr === IPPROTO_ICMPV6 && end - ip >= IPV6_HEADER_LEN + 24 && b[ip + IPV6_HEADER_LEN] === ICMPV6_NEIGHBOR_SOLICIT && this.hasNodeIp6
+      && this.p.underlayPort >= 0 && this.isNodeIp6(ip + IPV6_HEADER_LEN + 8) && !this.local6.has(b, ip + IPV6_HEADER_LEN + 8)) {
+      return this.nodeSolicit(i, f, ip, end);
+    }
     if (nhdr === IPPROTO_ICMPV6 && end - ip >= IPV6_HEADER_LEN + 32 && b[ip + IPV6_HEADER_LEN] === ICMPV6_NEIGHBOR_ADVERT) {
       const icmp = ip + IPV6_HEADER_LEN;
       if (validateIcmpv6(b, ip, icmp, end - icmp) !== Drop.OK || validateNdp(b, ip, icmp, end - icmp) !== Drop.OK) return this.count(Drop.BAD_NDP, HOST);
@@ -533,6 +547,31 @@ export class Pipeline6 {
   }
 
   // ---- what podway answers itself ---------------------------------------------------------------
+
+  /** fromUnderlay's answer to a solicitation for the node's address its kernel no longer holds (see there). */
+  private nodeSolicit(i: number, f: number, ip: number, end: number): number {
+    const b = this.b;
+    const icmp = ip + IPV6_HEADER_LEN;
+    if (validateIcmpv6(b, ip, icmp, end - icmp) !== Drop.OK || validateNdp(b, ip, icmp, end - icmp) !== Drop.OK) return this.count(Drop.BAD_NDP, HOST);
+    // DAD (from ::) is not answered
+    let unspecified = true;
+    for (let k = 8; k < 24; k++) if (b[ip + k] !== 0) { unspecified = false; break; }
+    if (unspecified) return HOST;
+    // to the target itself, or to its solicited-node group ff02::1:ffXX:XXXX
+    let toTarget = true;
+    for (let k = 0; k < 16; k++) if (b[ip + 24 + k] !== b[icmp + 8 + k]) { toTarget = false; break; }
+    if (!toTarget) {
+      if (b[ip + 24] !== 0xff || b[ip + 25] !== 0x02 || b[ip + 35] !== 1 || b[ip + 36] !== 0xff) return HOST;
+      for (let k = 26; k < 35; k++) if (b[ip + k] !== 0) return HOST;
+      if (b[ip + 37] !== b[icmp + 21] || b[ip + 38] !== b[icmp + 22] || b[ip + 39] !== b[icmp + 23]) return HOST;
+    }
+    // sent to this NIC, or to a multicast MAC (another host's unicast copy, seen promiscuously, is not ours)
+    const u = this.p.addr.underlayMac;
+    if ((b[f] & 1) === 0) for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
+    if (this.p.trace !== null) this.traceNdp(this.p.underlayPort, ip, `ndp neighbor solicitation for ${formatIpv6(b, icmp + 8)} (the node's address, no longer the kernel's) from ${formatIpv6(b, ip + 8)}: answered with the underlay's MAC`);
+    this.setFrame(i, f, answerNeighborSolicitInPlace(b, f, icmp, end - icmp, u, 0, false));
+    return this.count(Event6.NDP_REPLIED, this.p.underlayPort);
+  }
 
   private podNdp(i: number, port: number, f: number, ip: number, icmp: number, len: number): number {
     const b = this.b;

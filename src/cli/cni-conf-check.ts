@@ -18,6 +18,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { networkDatastore } from '../cni/config';
 import type { DatastoreSpec } from '../control/kv/spec';
+import { podwayCommand } from '../util/invocation';
 
 export const DEFAULT_CNI_CONF_DIR = '/etc/cni/net.d';
 
@@ -199,7 +200,7 @@ export class CniConfCheck {
 /** A network's datastore against the run's: the mismatch, or null when it is the run's. */
 function judge(n: NamedNetwork, spec: DatastoreSpec, ids: EtcdClusterIds | undefined): CniConfMismatch | null {
   const runs = specText(spec);
-  if (n.named === null) return { file: n.file, network: n.network, field: n.field, datastore: null, message: `CNI config ${n.file}: network "${n.network}" ${n.why}: the podway plugin refuses every pod with it; run \`podway cni install --datastore ${runs}\` again` };
+  if (n.named === null) return { file: n.file, network: n.network, field: n.field, datastore: null, message: `CNI config ${n.file}: network "${n.network}" ${n.why}: the podway plugin refuses every pod with it; run \`${podwayCommand()} cni install --datastore ${runs}\` again` };
   if (sameDatastore(spec, n.named, ids)) return null;
   const names = specText(n.named);
   // told apart by the clusters their members answered for: said (the URLs alone may share one)
@@ -210,7 +211,7 @@ function judge(n: NamedNetwork, spec: DatastoreSpec, ids: EtcdClusterIds | undef
     file: n.file, network: n.network, field: n.field, datastore: names,
     message: `CNI config ${n.file}: network "${n.network}" ${n.field} names datastore ${names}${clusters}, but this podway run uses ${runs}: `
       + 'pods the runtime creates on that network get their addresses and endpoints there, where this run does not look (they are never attached here, and this datastore\'s IPAM may give their addresses to other pods); '
-      + `run \`podway cni install --datastore ${runs}\` again (or start podway run with --datastore ${names})`,
+      + `run \`${podwayCommand()} cni install --datastore ${runs}\` again (or start podway run with --datastore ${names})`,
   };
 }
 

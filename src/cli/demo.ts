@@ -21,6 +21,7 @@ import { table } from './format';
 import { formatTrace } from './main';
 import { controlRequest } from '../dataplane/control-server';
 import { humanLine } from '../observe/log';
+import { podwayCommand } from '../util/invocation';
 
 /**
  * How to run the podway that runs this demo, for the hints it prints: after `npm install` in a
@@ -74,7 +75,7 @@ async function openKvDatastore(lab: Lab, kind: 'etcd' | 'embedded'): Promise<{ k
 export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }): Promise<void> {
   const datastore = opts.datastore ?? 'file';
   if (process.getuid && process.getuid() !== 0) {
-    throw new Error('the demo builds network namespaces and needs root: run `sudo npx podway demo`');
+    throw new Error(`the demo builds network namespaces and needs root: run \`sudo ${podwayCommand()} demo\``);
   }
   if (!has('ping') || !has('ethtool')) {
     process.stderr.write('demo: installing the Debian packages the demo and the tests use (scripts/setup.sh)\n');

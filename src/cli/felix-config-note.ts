@@ -7,6 +7,7 @@
  * only, which values it will ignore as invalid, and which fields it has no equivalent of.
  */
 import { FELIX_FIELDS, FELIX_FIELDS_START_ONLY, FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, parseVxlanField, wireFinding } from './felix-settings';
+import { podwayCommand } from '../util/invocation';
 
 /** The FelixConfiguration fields podway has an equivalent of: Felix's variable, and podway run's flag
  * (vxlanPort and vxlanVNI have none: taken at start from the variable or the resources). */
@@ -67,7 +68,7 @@ export function felixConfigurationNotes(objects: readonly unknown[]): string[] {
     const target = name === 'default' ? 'every node' : `node ${name.slice('node.'.length)}`;
     const parts = [
       `podway: note: FelixConfiguration ${name} is stored; podway run applies it to ${target}`,
-      live.length ? `: ${live.join(', ')} ${takes(live)} effect at once, also while it runs (a flag or variable given to podway run wins; \`podway status\` shows where each setting comes from)` : '',
+      live.length ? `: ${live.join(', ')} ${takes(live)} effect at once, also while it runs (a flag or variable given to podway run wins; \`${podwayCommand()} status\` shows where each setting comes from)` : '',
       atStart.length ? `; ${atStart.join(', ')} (VXLAN, under ${atStartEnv.join(' / ')}) ${takes(atStart)} effect at the next podway run start: restart podway run on every node together with Calico's (a node on another port or VNI cannot reach this node's pods)` : '',
       invalid.length ? `; ignored as invalid (the lower layer's value used): ${invalid.join('; ')}` : '',
       startOnly.length ? `; the metrics settings are read from podway run's environment at its start only: set ${startOnly.join(', ')} (contrib/systemd/podway.env)` : '',

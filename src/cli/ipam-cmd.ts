@@ -32,6 +32,7 @@ import { ORPHAN_HANDLE_PREFIX } from '../control/ipam/orphan-holds';
 /** How podway run found an orphan pod's address (orphan-pods.ts), passed on to the line. */
 const ORPHAN_SOURCES: ReadonlySet<string> = new Set(['route', 'pod', 'deleted']);
 import { staleEndpointLine, staleEndpoints, type StaleEndpoint, type WaitingEndpoint } from '../observe/stale-endpoints';
+import { podwayCommand } from '../util/invocation';
 
 type Out = (text: string) => void;
 
@@ -813,7 +814,7 @@ function readReport(file: string): CheckReport {
     throw new Error(`report ${file} is not JSON: ${(e as Error).message}`);
   }
   if (r?.format !== REPORT_FORMAT || !Array.isArray(r.allocations)) {
-    throw new Error(`${file} is not a report of podway ipam check -o FILE (format ${REPORT_FORMAT})`);
+    throw new Error(`${file} is not a report of ${podwayCommand()} ipam check -o FILE (format ${REPORT_FORMAT})`);
   }
   return r as CheckReport;
 }

@@ -21,6 +21,7 @@ import { reconcileTunnelAddrs, tunnelKind } from '../control/tunnel-addrs';
 import { addressesHeldHere, chooseStartAddress } from './start-address';
 import { Backoff } from '../util/backoff';
 import { abortableSleep } from '../util/abortable-sleep';
+import { podwayCommand } from '../util/invocation';
 
 export interface JoinOptions {
   node: string;
@@ -193,7 +194,7 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   const storedIpv4 = stored.spec?.bgp?.ipv4Address;
   if (opts.ip === 'none' && storedIpv4) {
     throw new Error(`node ${opts.node}: --ip none (IP=none), but its Node has spec.bgp.ipv4Address ${storedIpv4}, which podway would keep (as calico-node does) and forward IPv4 on: `
-      + `for an IPv6-only node, remove spec.bgp.ipv4Address from Node ${opts.node} (podway get node ${opts.node} -o yaml, delete the field, podway apply -f) and start again; for a dual-stack one, give --ip ${storedIpv4}`);
+      + `for an IPv6-only node, remove spec.bgp.ipv4Address from Node ${opts.node} (${podwayCommand()} get node ${opts.node} -o yaml, delete the field, ${podwayCommand()} apply -f) and start again; for a dual-stack one, give --ip ${storedIpv4}`);
   }
   // The Node first: IPAM reads its labels (pools' nodeSelectors) to give it a tunnel address.
   // Addresses taken from the Node itself are kept as the Node has them when it is written (they
@@ -206,7 +207,7 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   const reg = await registerNode(kv, base).catch((e: unknown) => {
     if (!(e instanceof NodeAddressConflictError)) throw e;
     const others = [...new Set(e.conflicts.map((c) => c.node))];
-    const gone = others.length === 1 ? `if ${others[0]} is gone, delete its Node first (podway delete node ${others[0]})` : `if those nodes are gone, delete their Nodes first (podway delete node NAME)`;
+    const gone = others.length === 1 ? `if ${others[0]} is gone, delete its Node first (${podwayCommand()} delete node ${others[0]})` : `if those nodes are gone, delete their Nodes first (${podwayCommand()} delete node NAME)`;
     throw new Error(`${e.message} (calico-node refuses to start too). Give ${opts.node} its own address (--ip / --ip6), or, ${gone}`);
   });
   opts.onNodeRegistered?.(reg.entry);

@@ -34,6 +34,7 @@ import { FELIX_VXLAN_FIELDS, FELIX_WIRE_FIELDS, felixSettingFlags, parseVxlanFie
 import { versionText } from './version';
 import { FELIX_MTU_FIELDS, parseTunnelMtu, type TunnelMtuSettings } from '../control/felix-mtu';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
+import { podwayCommand } from '../util/invocation';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
 export const TRACE_TIMED_OUT = 3;
@@ -244,11 +245,11 @@ export function buildProgram(): Command {
     .option('--bgp', 'run the BGP speaker with Calico\'s peering model (also CALICO_NETWORKING_BACKEND=bird)')
     .option('--router-id <id|hash>', 'BGP router ID: a.b.c.d, or hash (derived from the node name, as calico-node); needed on a node without an IPv4 address (or CALICO_ROUTER_ID; default the node\'s IPv4 address)')
     .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
-    .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
+    .option('--log-level <level>', `trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix's FELIX_LOGSEVERITYSCREEN; default info); change it later with \`${podwayCommand()} log-level\``)
     .option('--sched-slice-us <us>', 'scheduler slice of each forwarding thread (EEVDF, Linux 6.12+; 100..100000 µs, 0 = the kernel\'s default): a short one lets a woken forwarding thread run before a busy process finishes its slice (default: left as the kernel sets it)', (v) => Number(v))
     .option('--model-thread-stable-after <duration>', 'a model thread started again after one died counts as stable once it has run this long after its first model: the restart backoff starts again from 1 s, and a failing model thread (3 deaths, none stable in between) is no longer failing, so the node is ready again (10s..1h, default 1m)', '1m')
     .option('--model-thread-hang-after <duration>', 'the model thread (datastore watch and model computation) not answering its heartbeat this long is taken for hung: terminated and replaced, said in the log and status (as Felix\'s HealthTimeoutOverrides for its calculation graph; 2s..10m, default 20s as Felix\'s); asked every quarter of it, at most every 5 s', '20s')
-    .option('--endpoint-missing-after <duration>', 'how long a local endpoint waits for its missing interface before `podway status` names it with the commands that clean it up (a pod removed while no CNI DEL could run); nothing is deleted', '5m')
+    .option('--endpoint-missing-after <duration>', `how long a local endpoint waits for its missing interface before \`${podwayCommand()} status\` names it with the commands that clean it up (a pod removed while no CNI DEL could run); nothing is deleted`, '5m')
     .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
     .addHelpText('after', `\nFelix settings (${felixSettingFlags().join(', ')}): the flag, else its FELIX_ variable, else FelixConfiguration node.<this node>, else FelixConfiguration default, else the built-in default; a FelixConfiguration change applies live (docs/running.md, "Felix settings (FelixConfiguration)").`)
     .action(async (o) => {
@@ -533,7 +534,7 @@ export function buildProgram(): Command {
 
   program
     .command('trace')
-    .description('show the life of the next N packets matching a filter, e.g. `podway trace host 10.244.0.66 and icmp -n 2`')
+    .description(`show the life of the next N packets matching a filter, e.g. \`${podwayCommand()} trace host 10.244.0.66 and icmp -n 2\``)
     .addHelpText('after', `\nExit status: 0 when N packets matched; ${TRACE_TIMED_OUT} when the timeout came first (none or fewer than N matched,\nthose that did are shown); 1 when podway could not be asked; 2 for bad arguments (a bad filter too).\nOnce podway matches packets in every thread, "podway: tracing ..." goes to stderr: send what to trace after it.`)
     .argument('[filter...]', FILTER_HELP)
     .option('-n, --count <n>', 'packets to show', wholeNumber, 1)
@@ -579,7 +580,7 @@ export function buildProgram(): Command {
 
   program
     .command('capture')
-    .description('write matching frames at one pipeline stage as pcapng, e.g. `podway capture host 10.244.0.66 -w - | tcpdump -r -`')
+    .description(`write matching frames at one pipeline stage as pcapng, e.g. \`${podwayCommand()} capture host 10.244.0.66 -w - | tcpdump -r -\``)
     .argument('[filter...]', `${FILTER_HELP}, as for trace`)
     .requiredOption('-w, --write <file>', 'pcapng file to write, or - for stdout')
     .option('-n, --count <n>', 'stop after N packets', wholeNumber)
@@ -634,7 +635,7 @@ export function buildProgram(): Command {
   addCniCommands(program);
   // ipam show/check/release/assign/configure: calicoctl-shaped IPAM commands on the datastore.
   addIpamCommands(program);
-  oneLineErrors(program, 'podway');
+  oneLineErrors(program, podwayCommand());
   return program;
 }
 
@@ -642,7 +643,8 @@ export function buildProgram(): Command {
  * commander's refusals (unknown option or command, bad choice, missing argument) as podway's own
  * usage errors: `podway: <what>; see \`podway run --help\`` on one line (commander writes
  * "error: ..." with its suggestion on a second line), for every command and subcommand; main()
- * then exits 2.
+ * then exits 2. The help named as the user ran podway (`node bin/podway.js run --help` on a
+ * checkout: util/invocation.ts).
  */
 function oneLineErrors(cmd: Command, name: string): void {
   cmd.showHelpAfterError(false);

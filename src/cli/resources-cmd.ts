@@ -27,6 +27,7 @@ import { CustomColumns, CustomColumnsError, evaluatePath, parseCustomColumnsOutp
 import { UsageError } from './usage-error';
 import { felixConfigurationNotes } from './felix-config-note';
 import { ENFORCING_KINDS } from '../control/policy-kinds';
+import { podwayCommand } from '../util/invocation';
 
 // Required by the commands that use them: every `podway` start registers these commands, and the
 // YAML parser and printer, the resource schemas (zod, through resource-files.ts) and IPAM (through
@@ -126,7 +127,7 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   const ipamState = resources.filter((r) => !kindInfo(peekIdentity(r.object).kind ?? '')?.writable);
   if (ipamState.length > 0) {
     throw new Error(ipamState.map((r) => `${where(r, file === '-' ? '<stdin>' : file)}: ${peekIdentity(r.object).kind} is IPAM state, `
-      + `not a resource to ${verb}: leave it out of the file (\`podway ipam assign --node NODE --ip IP\` gives an address to a node, `
+      + `not a resource to ${verb}: leave it out of the file (\`${podwayCommand()} ipam assign --node NODE --ip IP\` gives an address to a node, `
       + `claiming its block for the node as Calico's IPAM does)`).join('\n') + '\nnothing was written');
   }
   const options = { namespace: o.namespace };
@@ -350,7 +351,7 @@ function describeReport(what: string, r: DeleteReport): string {
   if (r.others.length > 0) parts.push(`deleted ${r.others.join(', ')}`);
   const head = `${what}: ${parts.length > 0 ? parts.join('; ') : 'it held no addresses, endpoints or blocks'}\n`;
   if (!r.inUseIps) return head;
-  return `${head}warning: ${r.inUseIps} address(es) of the deleted pool are still in use (pods, tunnel addresses): they stay allocated in their blocks, now in no pool, until released; delete those pods (their CNI DEL releases them), or see them with \`podway ipam check\` and release them with \`podway ipam release\`\n`;
+  return `${head}warning: ${r.inUseIps} address(es) of the deleted pool are still in use (pods, tunnel addresses): they stay allocated in their blocks, now in no pool, until released; delete those pods (their CNI DEL releases them), or see them with \`${podwayCommand()} ipam check\` and release them with \`${podwayCommand()} ipam release\`\n`;
 }
 
 /** Deletes one resource; a Node or IPPool with its IPAM state and endpoints (control/resource-delete.ts), reported on `err`. */
@@ -649,7 +650,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
 
   program
     .command('delete')
-    .description('delete the resources in a file, or one resource: `podway delete ippool NAME`')
+    .description(`delete the resources in a file, or one resource: \`${podwayCommand()} delete ippool NAME\``)
     .argument('[kind]', `resource type (${KINDS.filter((k) => k.writable).map((k) => k.aliases[0]).join(', ')})`)
     .argument('[name]', 'resource name')
     .option('-f, --filename <file>', 'YAML or JSON file of resources to delete (a directory: its .yaml, .yml and .json files, in name order)')
@@ -662,7 +663,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
         if (kind !== undefined) throw new UsageError('delete: give -f FILE or KIND NAME, not both');
         return writeAll('delete', o.filename, o, out, err);
       }
-      if (kind === undefined || nameArg === undefined) throw new UsageError('delete: give -f FILE, or KIND NAME (e.g. podway delete ippool my-pool)');
+      if (kind === undefined || nameArg === undefined) throw new UsageError(`delete: give -f FILE, or KIND NAME (e.g. ${podwayCommand()} delete ippool my-pool)`);
       const info = kindFromArgument(kind);
       const ds = writableSpec(o);
       const id: Identity = { info, name: nameArg, namespace: info.namespaced ? o.namespace : undefined };
@@ -672,7 +673,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
         } catch (e) {
           // `get wep` shows WORKLOAD, not the NAME delete takes (as calicoctl: NAME is in -o wide)
           if (!o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found' && info.kind === 'WorkloadEndpoint') {
-            throw new ResourceError('not-found', `${e.message}; a workload endpoint's NAME (not its WORKLOAD) is in \`podway get workloadendpoint -o wide${info.namespaced && o.namespace !== 'default' ? ` -n ${o.namespace}` : ''}\` (or -A for every namespace)`);
+            throw new ResourceError('not-found', `${e.message}; a workload endpoint's NAME (not its WORKLOAD) is in \`${podwayCommand()} get workloadendpoint -o wide${info.namespaced && o.namespace !== 'default' ? ` -n ${o.namespace}` : ''}\` (or -A for every namespace)`);
           }
           if (!(o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found')) throw e;
           // counted as deleted, as calicoctl counts it; stderr says it was not there
@@ -684,7 +685,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
 
   program
     .command('get')
-    .description('show resources, e.g. `podway get ippool -o yaml`, `podway get wep -A`')
+    .description(`show resources, e.g. \`${podwayCommand()} get ippool -o yaml\`, \`${podwayCommand()} get wep -A\``)
     .argument('[kind]', `resource type (${KINDS.map((k) => k.aliases[0]).join(', ')})`)
     .argument('[names...]', 'resources by name (one is printed as a single object, several as a list)')
     .option('-f, --filename <file>', 'the resources a YAML or JSON file names (kind, name, namespace), read from the datastore')
@@ -700,13 +701,13 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
         if (kind !== undefined) throw new UsageError('get: give -f FILE or KIND [NAME...], not both');
         return getFromFile(o.filename, o, out, err);
       }
-      if (kind === undefined) throw new UsageError("missing required argument 'kind'; see `podway get --help`");
+      if (kind === undefined) throw new UsageError(`missing required argument 'kind'; see \`${podwayCommand()} get --help\``);
       return getCommand(kind, names, o, out, err);
     });
 
   program
     .command('patch')
-    .description('patch one resource: `podway patch ippool NAME -p \'{"spec":{"natOutgoing":true}}\'` (a JSON merge patch, as calicoctl\'s default)')
+    .description(`patch one resource: \`${podwayCommand()} patch ippool NAME -p '{"spec":{"natOutgoing":true}}'\` (a JSON merge patch, as calicoctl's default)`)
     .argument('<kind>', `resource type (${KINDS.filter((k) => k.writable).map((k) => k.aliases[0]).join(', ')})`)
     .argument('<name>', 'resource name')
     .requiredOption('-p, --patch <json>', 'the patch: a JSON object merged into the stored resource (null removes a field)')

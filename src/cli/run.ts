@@ -70,6 +70,7 @@ import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endp
 import { StartupClock } from './startup-clock';
 import { FelixConfigTracker, invalidFieldLine, unhonouredLine, vxlanPendingLine, type FelixChange, type LocalFelix } from './felix-settings';
 import { FELIX_MTU_FIELDS, tunnelMtuWarnings, type TunnelMtuSettings } from '../control/felix-mtu';
+import { podwayCommand } from '../util/invocation';
 
 export interface RunOptions {
   node: string;
@@ -588,7 +589,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     notifier?.start(async () => {
       const r = await health.report();
       if (!forwarding) return { ready: false, status: `starting: ${phase}${health.datastoreReason ? ` (${health.datastoreReasonSince()})` : ''}` };
-      const more = r.reasons.length > 1 ? ` (and ${r.reasons.length - 1} more: podway status)` : '';
+      const more = r.reasons.length > 1 ? ` (and ${r.reasons.length - 1} more: ${podwayCommand()} status)` : '';
       return r.ready ? { ready: true, status: `ready: forwarding, ${current?.endpoints.length ?? 0} endpoints, ${current?.routes.length ?? 0} routes` } : { ready: false, status: `forwarding, not ready: ${r.reasons[0]}${more}` };
     });
     await serve(control);
@@ -1876,7 +1877,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // packet could be forwarded by the kernel and by a worker still running twice.
             return Promise.all(workersExited).then(() => {
               eng.restoreForwarding();
-              log.info(`stopped: forwarded until ${endAt - signalAt} ms after the ${sig}, then ${Date.now() - endAt} ms to end the forwarding threads; the nftables tables, pod routes and neighbours stay for the next start (\`podway cleanup\` removes podway's tables once it is stopped for good)`);
+              log.info(`stopped: forwarded until ${endAt - signalAt} ms after the ${sig}, then ${Date.now() - endAt} ms to end the forwarding threads; the nftables tables, pod routes and neighbours stay for the next start (\`${podwayCommand()} cleanup\` removes podway's tables once it is stopped for good)`);
             });
           })
           .then(resolve);

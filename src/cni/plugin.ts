@@ -30,6 +30,7 @@ import { applyResource, deleteResource, getResource, JsonObject, listResources, 
 import { CALICO_API_VERSION, NAME_PATTERN } from '../control/resource-names';
 import { INTERFACE_NETNS_ANNOTATION, INTERFACE_TYPE_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
+import { podwayCommand } from '../util/invocation';
 
 export { NETWORK_ANNOTATION } from './names';
 
@@ -200,7 +201,7 @@ async function requireUnlocked(kv: KvStore, conf: NetConf): Promise<void> {
 /** Code 11 (try again later) while this node's Node (`node`, as read) is not registered. */
 function requireNode(conf: NetConf, node: KvEntry | null): void {
   if (!node) {
-    throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `node ${conf.nodename} is not registered in datastore ${datastoreText(conf)} (no ${nodeKey(conf.nodename)}): start \`podway run --node ${conf.nodename}\` on this host, or set "nodename" in the network config`);
+    throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `node ${conf.nodename} is not registered in datastore ${datastoreText(conf)} (no ${nodeKey(conf.nodename)}): start \`${podwayCommand()} run --node ${conf.nodename}\` on this host, or set "nodename" in the network config`);
   }
 }
 

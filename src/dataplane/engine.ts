@@ -49,6 +49,7 @@ import type { WaitingEndpoint } from '../observe/stale-endpoints';
 import { Backoff } from '../util/backoff';
 import { LogLimiter } from '../util/log-limiter';
 import { mask32 } from '../lpm/cidr';
+import { podwayCommand } from '../util/invocation';
 
 export interface EngineOptions {
   /** Felix's natOutgoingExclusions: IPPoolsOnly (true, the default: a natOutgoing pod's egress to
@@ -1444,7 +1445,7 @@ export class Engine {
     if (this.vxlanOldPort === undefined) {
       const was = installedTunnelPort();
       this.vxlanOldPort = was !== null && was !== this.pipe.vxlanPort ? was : null;
-      if (this.vxlanOldPort !== null) this.log.warn(`vxlanPort changed since the last run (${this.vxlanOldPort} -> ${this.pipe.vxlanPort}): VXLAN still arriving on ${this.vxlanOldPort} (nodes not moved yet) is dropped by the kernel, counted vxlan_old_port (podway counters, podway_dropped_packets_total; nft list counter inet ${TUNNEL_TABLE} vxlan_old_port), until podway run stops`, { component: 'host' });
+      if (this.vxlanOldPort !== null) this.log.warn(`vxlanPort changed since the last run (${this.vxlanOldPort} -> ${this.pipe.vxlanPort}): VXLAN still arriving on ${this.vxlanOldPort} (nodes not moved yet) is dropped by the kernel, counted vxlan_old_port (${podwayCommand()} counters, podway_dropped_packets_total; nft list counter inet ${TUNNEL_TABLE} vxlan_old_port), until podway run stops`, { component: 'host' });
     }
     return installTunnelRx(ul, nodeIp, this.pipe.vxlanPort, ip6, 'nft', this.vxlanOldPort);
   }
@@ -1894,10 +1895,10 @@ export class Engine {
    */
   private checkRawRefusals(): void {
     this.tx4Refused = this.reportRefusals(this.infra.tx4, this.tx4Refused, (fresh, last, why) =>
-      `tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${last}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`podway counters\`, podway_port_errors_total{direction="tx"} in /metrics)`,
+      `tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${last}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`${podwayCommand()} counters\`, podway_port_errors_total{direction="tx"} in /metrics)`,
     ' (no route on the node: with --bgp, check that the learned route is in the kernel, `ip route show proto bird`)');
     this.tx6Refused = this.reportRefusals(this.infra.tx6, this.tx6Refused, (fresh, last, why) =>
-      `tx6(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pods' IPv6 to other nodes and outside the pools, natOutgoing), last ${last}${why}; they are lost (drop reason tx_rejected, no_node_address6 while the node's IPv6 address is missing; tx6(raw)'s txErrors and lastError in \`podway counters\`)`,
+      `tx6(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pods' IPv6 to other nodes and outside the pools, natOutgoing), last ${last}${why}; they are lost (drop reason tx_rejected, no_node_address6 while the node's IPv6 address is missing; tx6(raw)'s txErrors and lastError in \`${podwayCommand()} counters\`)`,
     ' (no IPv6 route on the node to that address, `ip -6 route get ADDR`)');
   }
 
@@ -2481,7 +2482,7 @@ export class Engine {
         const v6 = st.missing.filter((ip) => ip.includes(':'));
         const says = [
           v4.length && `podway keeps forwarding with ${v4.join(', ')}, but the node's own stack cannot use it; ${this.addressAdvice}`,
-          v6.length && `the IPv6 packets podway hands to the node's routing (pods' IPv6 egress, tx6) find no route from ${v6.join(', ')} and are lost (counted no_node_address6 in \`podway counters\`, tx6(raw) txErrors); ${this.addressAdvice6}`,
+          v6.length && `the IPv6 packets podway hands to the node's routing (pods' IPv6 egress, tx6) find no route from ${v6.join(', ')} and are lost (counted no_node_address6 in \`${podwayCommand()} counters\`, tx6(raw) txErrors); ${this.addressAdvice6}`,
         ].filter(Boolean).join('; ');
         this.log.warn(`${problem}: ${says}`, iface);
       }

@@ -18,6 +18,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { POD_DEVICE_ALIAS, POD_DEVICE_NAME } from '../control/ipam/orphan-holds';
+import { podwayCommand } from '../util/invocation';
 
 /**
  * How a scan starts its commands (`ip`, `nsenter`, the batch shell) and collects their output,
@@ -47,7 +48,7 @@ const FOUND: Record<NonNullable<OrphanPodAddress['source']>, string> = {
 export function orphanPodLine(o: OrphanPodAddress): string {
   return `interface ${o.ifname} holds pod address ${o.address} (${o.source ? FOUND[o.source] : 'found on this node'}) but no workload endpoint of this datastore names it: `
     + 'a pod made under another datastore (or whose endpoint or Node was deleted) keeps the address, which IPAM would give to a new pod (podway holds it in IPAM for this node: handle podway-orphan.<node>.<interface>); '
-    + `remove that pod (its CNI DEL, e.g. podman rm), or remove and re-add it under this datastore (\`podway cni install --datastore ...\` first)${o.source === 'route' ? '; its route here is removed' : ''}`;
+    + `remove that pod (its CNI DEL, e.g. podman rm), or remove and re-add it under this datastore (\`${podwayCommand()} cni install --datastore ...\` first)${o.source === 'route' ? '; its route here is removed' : ''}`;
 }
 
 /** The host MAC Calico (and podway's CNI) gives every pod veth's host side: how a pod veth is known. */

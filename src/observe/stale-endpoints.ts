@@ -8,6 +8,8 @@
  * metrics, `ipam check`) with the commands that clean them up.
  */
 
+import { podwayCommand } from '../util/invocation';
+
 /** How long an endpoint waits for its interface before `podway status` names it (default). */
 export const DEFAULT_STALE_ENDPOINT_MS = 5 * 60_000;
 
@@ -44,8 +46,9 @@ export function cleanupCommand(workload: string, networks: readonly string[]): s
   const ns = slash > 0 ? workload.slice(0, slash) : 'default';
   const name = slash > 0 ? workload.slice(slash + 1) : workload;
   const ips = networks.map((n) => n.replace(/\/\d+$/, ''));
-  const del = `podway delete workloadendpoint ${name} -n ${ns}`;
-  return ips.length ? `${del} && podway ipam release ${ips.map((ip) => `--ip ${ip}`).join(' ')} --grace-period 0` : del;
+  const podway = podwayCommand();
+  const del = `${podway} delete workloadendpoint ${name} -n ${ns}`;
+  return ips.length ? `${del} && ${podway} ipam release ${ips.map((ip) => `--ip ${ip}`).join(' ')} --grace-period 0` : del;
 }
 
 /** The endpoints whose interface has been missing for `afterMs` or longer at `now`, oldest first. */
@@ -56,9 +59,14 @@ export function staleEndpoints(waiting: readonly WaitingEndpoint[], now: number,
     .map((w) => ({ ...w, waitingSeconds: Math.floor((now - Date.parse(w.since)) / 1000), cleanup: cleanupCommand(w.workload, w.networks) }));
 }
 
-/** `podway status`'s line for one. */
+/**
+ * `podway status`'s (and `ipam check`'s) line for one. Its commands are made here, by the process
+ * printing it, from the endpoint's name and addresses: they name podway as the reader ran it
+ * (`node bin/podway.js status` prints `node bin/podway.js delete ...`), not as `podway run` was
+ * started (util/invocation.ts). s.cleanup, podway run's, stays in the JSON.
+ */
 export function staleEndpointLine(s: StaleEndpoint): string {
-  return `endpoint ${s.workload}: interface ${s.interface} missing since ${s.since} (${formatWait(s.waitingSeconds)}); if its pod is gone (removed while podway or its CNI DEL could not run), clean up with: ${s.cleanup}`;
+  return `endpoint ${s.workload}: interface ${s.interface} missing since ${s.since} (${formatWait(s.waitingSeconds)}); if its pod is gone (removed while podway or its CNI DEL could not run), clean up with: ${cleanupCommand(s.workload, s.networks)}`;
 }
 
 /** The age of the oldest endpoint waiting for its missing interface, in seconds (0: none). */

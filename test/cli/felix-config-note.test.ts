@@ -8,8 +8,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { podway, ROOT, tempDir } from './cli-kit';
+import { BIN, podway, ROOT, tempDir } from './cli-kit';
 import { FELIX_FIELDS_PODWAY_READS, felixConfigurationNotes } from '../../src/cli/felix-config-note';
+import { commandOf } from '../../src/util/invocation';
+
+// podway as these runs start it, as its notes name it (util/invocation.ts)
+const CMD = commandOf([process.execPath, BIN], {}, process.cwd());
 
 test('apply, create and replace of FelixConfiguration: stored, and a note per resource saying what podway run does with each field', async () => {
   const dir = tempDir();
@@ -22,8 +26,8 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
     'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.251.0.0/16}',
   ].join('\n---\n') + '\n');
   const note = [
-    "podway: note: FelixConfiguration default is stored; podway run applies it to every node: natOutgoingExclusions (under --nat-outgoing-exclusions and $FELIX_NATOUTGOINGEXCLUSIONS) takes effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from); ignored as invalid (the lower layer's value used): defaultEndpointToHostAction: \"Deny\" is not Drop, Accept or Return; the metrics settings are read from podway run's environment at its start only: set FELIX_PROMETHEUSMETRICSENABLED=true (or --metrics-port) (contrib/systemd/podway.env); podway has no equivalent of bpfEnabled\n",
-    "podway: note: FelixConfiguration node.n1 is stored; podway run applies it to node n1: logSeverityScreen (under --log-level and $FELIX_LOGSEVERITYSCREEN) takes effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from)\n",
+    `podway: note: FelixConfiguration default is stored; podway run applies it to every node: natOutgoingExclusions (under --nat-outgoing-exclusions and $FELIX_NATOUTGOINGEXCLUSIONS) takes effect at once, also while it runs (a flag or variable given to podway run wins; \`${CMD} status\` shows where each setting comes from); ignored as invalid (the lower layer's value used): defaultEndpointToHostAction: \"Deny\" is not Drop, Accept or Return; the metrics settings are read from podway run's environment at its start only: set FELIX_PROMETHEUSMETRICSENABLED=true (or --metrics-port) (contrib/systemd/podway.env); podway has no equivalent of bpfEnabled\n`,
+    `podway: note: FelixConfiguration node.n1 is stored; podway run applies it to node n1: logSeverityScreen (under --log-level and $FELIX_LOGSEVERITYSCREEN) takes effect at once, also while it runs (a flag or variable given to podway run wins; \`${CMD} status\` shows where each setting comes from)\n`,
     "podway: note: FelixConfiguration other is stored for Calico's Felix; podway run, as Felix, reads only FelixConfiguration default and node.<node name>\n",
   ].join('');
   for (const verb of ['apply', 'replace', 'delete', 'create']) {

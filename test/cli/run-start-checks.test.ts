@@ -11,8 +11,12 @@ import * as path from 'node:path';
 import { BIN, ROOT, ok, podway, tempDir } from './cli-kit';
 import { execBounded } from '../e2e/tools';
 import { controlRequest } from '../../src/dataplane/control-client';
+import { commandOf } from '../../src/util/invocation';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import { addNetns } from '../helpers/netns';
+
+/** podway as this file runs it (its hints name it so: util/invocation.ts), `node bin/podway.js` from the checkout. */
+const CMD = commandOf([process.execPath, BIN], {}, process.cwd());
 
 const t = suite('run start checks');
 // How long a `podway run` may take to exit once signalled: contrib/systemd's TimeoutStopSec (30 s),
@@ -279,7 +283,7 @@ t('a node name new to the store on another Node\'s address: refused naming that 
     const r = await run(args);
     assert.is(r.code, 1, r.stderr);
     assert.match(r.stderr, 'node nx: Node other is already using the IPv4 address 10.1.1.3');
-    assert.match(r.stderr, 'if other is gone, delete its Node first (podway delete node other)');
+    assert.match(r.stderr, `if other is gone, delete its Node first (${CMD} delete node other)`);
   }
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
@@ -676,7 +680,11 @@ t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 
     assert.is(texts().filter((t) => t.split('\n').includes('READY=1')).length, 1);
 
     // the leaked endpoint: waiting since the start, named once past --endpoint-missing-after
-    const cleanup = 'podway delete workloadendpoint nx-k8s-gone-eth0 -n default && podway ipam release --ip 10.244.0.5 --grace-period 0';
+    // named as podway was run here, `node bin/podway.js` (util/invocation.ts): podway run's in its
+    // JSON, and the status and ipam check lines' own (the same command in this test)
+    const cmd = CMD;
+    assert.match(cmd, /^node \S*bin\/podway\.js$/);
+    const cleanup = `${cmd} delete workloadendpoint nx-k8s-gone-eth0 -n default && ${cmd} ipam release --ip 10.244.0.5 --grace-period 0`;
     const eps = JSON.parse(await ok(['endpoints', '--control', sock, '-o', 'json'])) as { workload: string; state: string; since?: string }[];
     assert.is(eps.find((e) => e.workload === 'default/nx-k8s-gone-eth0')?.state, 'waiting: interface missing', JSON.stringify(eps));
     const st = JSON.parse(await ok(['status', '--control', sock, '-o', 'json'])) as { staleEndpoints: { workload: string; cleanup: string }[] };
@@ -695,7 +703,7 @@ t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 
     assert.match(elsewhere.out, `not checked: podway run on ${sock} uses datastore embedded:`);
     // the cleanup as printed: the endpoint and its address gone, the check clean
     // (release's own 15 min grace for a young allocation: this one is seconds old)
-    for (const part of cleanup.split(' && ')) await ok([...part.split(' ').slice(1), '--datastore', store, ...(/ipam release/.test(part) ? ['--grace-period', '0s'] : [])]);
+    for (const part of cleanup.split(' && ')) await ok([...part.slice(cmd.length + 1).split(' '), '--datastore', store, ...(/ipam release/.test(part) ? ['--grace-period', '0s'] : [])]);
     const end = Date.now() + 30_000;
     while (Date.now() < end && (JSON.parse(await ok(['endpoints', '--control', sock, '-o', 'json'])) as unknown[]).length > 0) await new Promise((res) => setTimeout(res, 200));
     const clean = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '0s']);

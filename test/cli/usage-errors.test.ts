@@ -6,8 +6,12 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { BIN, podway, tempDir } from './cli-kit';
+import { commandOf } from '../../src/util/invocation';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../../src/dataplane/neighbor-queue-limits';
 
+// The hints name podway as these runs start it (`node bin/podway.js` from the checkout: util/invocation.ts).
+const CMD = commandOf([process.execPath, BIN], {}, process.cwd());
+const CMD_RE = CMD.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const store = () => ['--datastore', `embedded:${path.join(tempDir(), 'none')}`];
 
 test('get -o with an unknown format: exit 2, one line naming the formats (not the whole help)', async () => {
@@ -106,7 +110,7 @@ test('a datastore spec that does not parse, in every datastore command: exit 2, 
 
 test('a missing or conflicting operand of the datastore commands: exit 2, told before the datastore is opened', async () => {
   const cases: [string[], RegExp][] = [
-    [['delete', 'ippool'], /^podway: delete: give -f FILE, or KIND NAME \(e\.g\. podway delete ippool my-pool\)$/],
+    [['delete', 'ippool'], new RegExp(`^podway: delete: give -f FILE, or KIND NAME \\(e\\.g\\. ${CMD_RE} delete ippool my-pool\\)$`)],
     [['delete'], /^podway: delete: give -f FILE, or KIND NAME/],
     [['delete', 'ippool', 'p', '-f', 'x.yaml'], /^podway: delete: give -f FILE or KIND NAME, not both$/],
     [['delete', 'bogus', 'p'], /^podway: unknown resource type "bogus"; podway knows /],
@@ -133,12 +137,12 @@ test('a missing or conflicting operand of the datastore commands: exit 2, told b
 
 test('commander\'s refusals in every command: one line "podway: ..." and where the help is, not the whole help; exit 2', async () => {
   const cases: [string[], string][] = [
-    [['run', '--wokers', '2'], "podway: unknown option '--wokers' (Did you mean --workers?); see `podway run --help`"],
-    [['capture', '--stage', 'bogus', '-w', '-'], "podway: option '--stage <stage>' argument 'bogus' is invalid. Allowed choices are rx, decap, route, tx, drop; see `podway capture --help`"],
-    [['ipam', 'show', '--show-blockz'], "podway: unknown option '--show-blockz' (Did you mean --show-blocks?); see `podway ipam show --help`"],
-    [['cni', 'install', '--bogus'], "podway: unknown option '--bogus'; see `podway cni install --help`"],
-    [['get'], "podway: missing required argument 'kind'; see `podway get --help`"],
-    [['stauts'], "podway: unknown command 'stauts' (Did you mean status?); see `podway --help`"],
+    [['run', '--wokers', '2'], `podway: unknown option '--wokers' (Did you mean --workers?); see \`${CMD} run --help\``],
+    [['capture', '--stage', 'bogus', '-w', '-'], `podway: option '--stage <stage>' argument 'bogus' is invalid. Allowed choices are rx, decap, route, tx, drop; see \`${CMD} capture --help\``],
+    [['ipam', 'show', '--show-blockz'], `podway: unknown option '--show-blockz' (Did you mean --show-blocks?); see \`${CMD} ipam show --help\``],
+    [['cni', 'install', '--bogus'], `podway: unknown option '--bogus'; see \`${CMD} cni install --help\``],
+    [['get'], `podway: missing required argument 'kind'; see \`${CMD} get --help\``],
+    [['stauts'], `podway: unknown command 'stauts' (Did you mean status?); see \`${CMD} --help\``],
   ];
   for (const [args, line] of cases) {
     const r = await podway(args);

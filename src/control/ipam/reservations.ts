@@ -7,6 +7,7 @@
 import type { KvStore } from '../kv/kv';
 import { IPRESERVATION_PREFIX } from './keys';
 import { IpNet, IpVersion, netContains, netContainsNet, netsOverlap, parseCidrOrIp } from './net';
+import { podwayCommand } from '../../util/invocation';
 
 export interface Reservation {
   /** The IPReservation's name. */
@@ -57,7 +58,7 @@ export async function readReservations(kv: KvStore, version: IpVersion): Promise
     try {
       obj = JSON.parse(e.value);
     } catch (err) {
-      throw new Error(`${where}: value is not JSON (${(err as Error).message}); fix or delete it (podway delete ipreservation ${name})`);
+      throw new Error(`${where}: value is not JSON (${(err as Error).message}); fix or delete it (${podwayCommand()} delete ipreservation ${name})`);
     }
     const spec = typeof obj === 'object' && obj !== null ? (obj as { spec?: unknown }).spec : undefined;
     const cidrs = typeof spec === 'object' && spec !== null ? (spec as { reservedCIDRs?: unknown }).reservedCIDRs : undefined;

@@ -506,7 +506,7 @@ export function buildProgram(): Command {
     return lines.filter((l) => l !== null).join('\n') + '\n';
   }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer
   // a local route whose interface is not attached is listed as withheld, with status's reason
-  clientCommand(program, 'routes', 'show the routing table', (r) => table(r, ['cidr', 'kind', 'node', 'via', 'vtepMac', 'nextHopMac', 'mtu', 'pool', ...((r as { withheld?: string }[]).some((x) => x.withheld) ? ['withheld'] : [])]));
+  clientCommand(program, 'routes', 'show the routing table', (r) => table(r, ['cidr', 'kind', 'node', 'via', ...((r as { gateway?: string }[]).some((x) => x.gateway) ? ['gateway'] : []), 'vtepMac', 'nextHopMac', 'mtu', 'pool', ...((r as { withheld?: string }[]).some((x) => x.withheld) ? ['withheld'] : [])]));
   clientCommand(program, 'endpoints', 'show local workload endpoints (attached, or waiting for their interface)', (r) => table(r, ['workload', 'interface', 'type', 'networks', 'state', 'mac', 'rx', 'tx']));
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));

@@ -22,7 +22,7 @@ import { ReRegistration } from './re-register';
 import { buildVersion } from './version';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
-import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
+import { Engine, HOST_PORT_NAME, remoteNodeIps, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
 import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, natCountersOf, parseNatPortRange, type NatCounters } from '../dataplane/nft-nat';
 import { readLocalPortRange } from '../dataplane/port-range';
@@ -253,9 +253,10 @@ function guardText(s: NatSpec): string {
 /** What the apply loop is told when a kernel route towards another node changed (onUnderlayRoutes). */
 const KERNEL_ROUTE_CHANGE = 'kernel route change';
 
-/** The underlay next hop towards each node, as a key: a change re-applies the model. */
+/** The underlay next hop towards each node (and each unencapsulated route's next hop off our
+ * subnet: a learned one need not be a node's), as a key: a change re-applies the model. */
 function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
-  return JSON.stringify([...underlayNextHops(routes, model.node.knownNodeIps)]);
+  return JSON.stringify([...underlayNextHops(routes, new Set([...model.node.knownNodeIps, ...remoteNodeIps(model)]))]);
 }
 
 type Counters = ReturnType<Engine['counters']>;

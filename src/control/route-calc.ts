@@ -60,7 +60,8 @@ export const DEFAULT_UNDERLAY_MTU = 1500;
  * - blackhole: unallocated address of one of our blocks, drop (ICMP unreachable);
  * - vxlan: encapsulate to `vtepMac`/`vtepIp` inside UDP to `nodeIp`;
  * - ipip: encapsulate in IP protocol 4 to `nodeIp`;
- * - direct: send unchanged, at L2 to `nodeIp`, via the underlay NIC;
+ * - direct: send unchanged via the underlay NIC, at L2 to `nodeIp` when it is on our subnet, else
+ *   to the underlay's gateway towards it (dataplane/nexthops.ts directGateway);
  * - host: one of this node's own tunnel addresses (VXLAN, IPIP), a local address of the node's
  *   kernel as on Calico's `vxlan.calico` / `tunl0`: handed to the node's stack (podway0).
  */
@@ -476,8 +477,10 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
   // - inside a VXLAN pool: ignored (the datastore routes those, as Felix does with BIRD);
   // - inside an IPIP pool: IPIP to the next hop, or unencapsulated when the pool is CrossSubnet
   //   and the next hop is on our subnet;
-  // - inside an unencapsulated pool, or outside every pool (a ToR's default route: pod egress):
-  //   unencapsulated to the next hop, which must be on our subnet (these routes are on-link);
+  // - inside an unencapsulated pool: unencapsulated to the next hop; one off our subnet is
+  //   reached through the underlay's gateway towards it (BIRD's `gateway recursive`);
+  // - outside every pool (a ToR's default route: pod egress): unencapsulated to the next hop,
+  //   which must be on our subnet (these routes go into the kernel too, on-link);
   // - a next hop that is our own address (our routes reflected back) is ignored. A learned prefix
   //   that holds our own subnet (as long or shorter: a ToR's default, its announcement of our
   //   /24) is installed around the subnet, so the connected subnet wins as in the kernel (a pod
@@ -499,10 +502,14 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
         addCandidate({ ...cidrFields(cidr), ...base, kind: 'ipip', mtu: ipipMtu });
         continue;
       }
-      if (!onLink) {
-        withheld.push({ cidr: cidr.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${learned.nextHop}, not on ${localSubnet.cidr}` });
+      if (!onLink && pool === undefined) {
+        withheld.push({ cidr: cidr.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${learned.nextHop}, not on ${localSubnet.cidr} (a route outside the pools goes into the node's kernel too, which takes an on-link next hop only)` });
         continue;
       }
+      // Inside an unencapsulated pool, a next hop off our subnet (another node's address across a
+      // router: the node-to-node mesh announces each node's blocks with the node's own address) is
+      // resolved recursively, as BIRD's `gateway recursive` does: the dataplane sends to the
+      // underlay next hop towards it (nexthops.ts directGateway), and the fabric routes the pod address.
       // The whole prefix, not the parts around our subnet: in the kernel the connected route
       // (metric 0) beats the learned one (metric 32) and the local table keeps our own address.
       if (pool === undefined) kernelRoutes.push({ cidr: cidr.cidr, via: learned.nextHop, peer: learned.peer });

@@ -749,14 +749,16 @@ export class Engine {
     }, again);
   }
 
-  /** Whether an `ip monitor` line is about a main-table IPv4 route covering another node's address
-   * (the underlay next hop towards it may have moved). */
+  /** Whether an `ip monitor` line is about a main-table IPv4 route covering another node's address,
+   * or an unencapsulated route's next hop off our subnet (the underlay next hop towards it may
+   * have moved). */
   private routeCoversNode(line: string): boolean {
     const dst = mainRoute4(line);
     if (dst === null || this.model === null) return false;
     const mask = dst.len === 0 ? 0 : (0xffffffff << (32 - dst.len)) >>> 0;
     const net = (dst.addr & mask) >>> 0;
     for (const ip of this.model.node.knownNodeIps) if (((ip & mask) >>> 0) === net && ip !== this.model.node.ip) return true;
+    for (const ip of remoteNodeIps(this.model)) if (((ip & mask) >>> 0) === net) return true;
     return false;
   }
 
@@ -2925,6 +2927,9 @@ export class Engine {
       ...(nh.kind[i] === NhKind.LOCAL && nh.port[i] < 0 ? { withheld: this.withheldLocal(r.endpoint) } : {}),
       node: r.node,
       via: r.nodeIp !== null ? formatIpv4(r.nodeIp) : r.endpoint ?? '',
+      // the underlay neighbour when it is not `via` itself: the gateway towards a node off the link
+      // (tunnels' outer packets, and unencapsulated routes off our subnet: nexthops.ts directGateway)
+      ...(r.nodeIp !== null && nh.gw[i] !== 0 && nh.gw[i] !== r.nodeIp >>> 0 ? { gateway: formatIpv4(nh.gw[i]) } : {}),
       vtepMac: r.vtepMac ?? '',
       mtu: r.mtu,
       nextHopMac: nh.macKnown[i] === MAC_KNOWN ? formatMac(nh.mac, i * 6) : nh.macKnown[i] === MAC_FAILED ? 'failed' : '',
@@ -3163,9 +3168,12 @@ function addrsText(ip: number | null, ip6: string | null): string {
 }
 
 /** Each endpoint's interface and its addresses (both families, canonical text), of a model. */
-/** The other nodes tunnel packets go to (VXLAN, IPIP routes): those whose underlay next hop counts. */
-function remoteNodeIps(model: NodeDataplaneModel): Set<number> {
-  return new Set(model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!));
+/** The addresses whose underlay next hop counts: the other nodes tunnel packets go to (VXLAN, IPIP
+ * routes), and the next hops of unencapsulated routes off our subnet (nexthops.ts directGateway). */
+export function remoteNodeIps(model: NodeDataplaneModel): Set<number> {
+  const sub = model.node.subnet;
+  const onSubnet = (ip: number) => sub !== null && ((ip & mask32(sub.prefixLen)) >>> 0) === sub.addr >>> 0;
+  return new Set(model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip' || (r.kind === 'direct' && !onSubnet(r.nodeIp)))).map((r) => r.nodeIp!));
 }
 
 /** The underlay next hops as a key: a change applies the model again. */

@@ -35,7 +35,8 @@ export interface NextHops {
   /** Largest IP packet this path carries. */
   readonly mtu: Uint16Array;
   /** VXLAN/IPIP/DIRECT: the underlay neighbour the frame goes to: the remote node when it is on
-   * our subnet, else the gateway towards it. */
+   * our link, else the gateway towards it (tunnels: the kernel's route to the node; DIRECT: the
+   * node on our subnet, else the kernel's route to it, directGateway). */
   readonly gw: Uint32Array;
   /** That neighbour's MAC (6 bytes per next hop) once ARP resolved it. With it, tunnel packets get
    * their outer Ethernet header from us and leave through the underlay AF_PACKET socket; without
@@ -113,7 +114,8 @@ export interface NextHopContext {
   neighbor(ip: number): Uint8Array | undefined;
   /** True while that neighbour is FAILED (no MAC and its last round of probes unanswered). */
   neighborFailed?(ip: number): boolean;
-  /** The underlay next hop towards a remote node IP. */
+  /** The underlay next hop towards a remote node IP (tunnels' outer destination, and a DIRECT
+   * next hop off our subnet): the gateway of the kernel's best route to it, or the address itself. */
   nextHop(nodeIp: number): number;
   /** Felix's natOutgoingExclusions IPPoolsOnly (default true): other nodes' addresses are
    * masqueraded as outside ones, so only this node's own address makes a route CHECK; false
@@ -196,8 +198,13 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
       });
     }
     if (r.nodeIp !== null && (r.kind === 'direct' || r.kind === 'vxlan' || r.kind === 'ipip')) {
-      // Unencapsulated routes are on-link (Calico: `via <node IP> onlink`); tunnels follow the underlay.
-      gw[i] = r.kind === 'direct' ? r.nodeIp >>> 0 : ctx.nextHop(r.nodeIp) >>> 0;
+      // Tunnels follow the underlay (the kernel's route to the node's address). An unencapsulated
+      // route to a node on our subnet goes to the node itself (Felix's `via <node IP>`); to one off
+      // our subnet (a pool with no encapsulation across a router, a learned next hop off the link)
+      // it goes to the underlay next hop towards the node's address, as a tunnel's outer packet
+      // does: BIRD's `gateway recursive`, or without it the kernel's own route (a default route),
+      // either way the fabric routes the pod address. See directGateway.
+      gw[i] = (r.kind === 'direct' ? directGateway(r.nodeIp, model.node.subnet, ctx) : ctx.nextHop(r.nodeIp)) >>> 0;
       const m = ctx.neighbor(gw[i]);
       if (m) {
         mac.set(m, i * 6);
@@ -214,6 +221,19 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
     routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
   }
   return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, natExit, fib: table.fib, table, installed, vtepMac: localVtepMac, vni, vxlanPort };
+}
+
+/**
+ * The underlay neighbour of an unencapsulated (DIRECT) next hop `nodeIp`: the address itself when
+ * it is on our subnet (`subnet`, the node's spec.bgp.ipv4Address prefix, by which CrossSubnet
+ * decides too), else the kernel's underlay next hop towards it (ctx.nextHop: the gateway, or the
+ * address itself when the kernel has it on a link). Never ARP for an address that is not on the
+ * link: it goes unanswered (the packets lost as neighbor_failed, a false `underlay neighbour
+ * unreachable` in podway status).
+ */
+export function directGateway(nodeIp: number, subnet: { addr: number; prefixLen: number } | null, ctx: Pick<NextHopContext, 'nextHop'>): number {
+  if (subnet !== null && ((nodeIp & mask32(subnet.prefixLen)) >>> 0) === subnet.addr >>> 0) return nodeIp >>> 0;
+  return ctx.nextHop(nodeIp) >>> 0;
 }
 
 function prefixKey(addr: number, len: number): number {

@@ -797,7 +797,7 @@ export class Pipeline implements CapturePorts {
     }
     const kind = nhs.kind[nh];
     nhs.hits[nh]++;
-    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${nhs.routes[nh].cidr} ${NH_KIND_NAMES[kind]}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
+    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${nhs.routes[nh].cidr} ${NH_KIND_NAMES[kind]}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}${kind === NhKind.DIRECT ? directViaText(nhs, nh) : ''}`);
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (kind === NhKind.HOST) return this.toOwnTunnelAddress(i, inPort, ip, -1);
     const total = (b[ip + 2] << 8) | b[ip + 3];
@@ -876,21 +876,22 @@ export class Pipeline implements CapturePorts {
         if (nhs.natExit[nh] !== NatExit.NONE && fromPod && !originated && this.natEgress(ip, dst, nhs.natExit[nh])) return this.toKernelNat(i, inPort, ip, dst, total);
         const u = this.addr.underlayMac;
         if (nhs.macKnown[nh] !== MAC_KNOWN) {
-          // A neighbour the full table refused is never asked for: holding its packets would only
-          // delay their loss to the hold limit.
-          if (!this.onUnresolved(nhs.ip[nh], this.batchNow())) return this.drop(Reason.NEIGHBOR_TABLE_FULL);
+          // The underlay neighbour: the node on our subnet, else the gateway towards it (nexthops.ts
+          // directGateway). One the full table refused is never asked for: holding its packets
+          // would only delay their loss to the hold limit.
+          if (!this.onUnresolved(nhs.gw[nh], this.batchNow())) return this.drop(Reason.NEIGHBOR_TABLE_FULL);
           if (nhs.macKnown[nh] === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
           // Held ready to send but for the destination MAC, which the neighbour's answer gives.
           for (let k = 0; k < 6; k++) { b[eth + k] = 0; b[eth + 6 + k] = u[k]; }
           b[eth + 12] = 0x08; b[eth + 13] = 0x00;
           this.setFrame(i, eth, total + ETH_HLEN);
-          return this.hold(i, inPort, FAMILY_V4, nhs.ip[nh]);
+          return this.hold(i, inPort, FAMILY_V4, nhs.gw[nh]);
         }
         const m = nh * 6;
         for (let k = 0; k < 6; k++) { b[eth + k] = nhs.mac[m + k]; b[eth + 6 + k] = u[k]; }
         b[eth + 12] = 0x08; b[eth + 13] = 0x00;
         this.setFrame(i, eth, total + ETH_HLEN);
-        if (tr !== null) tr.stages.push(`direct: to ${formatMac(nhs.mac, m)} (node ${formatIpv4(nhs.ip[nh])}) via the underlay`);
+        if (tr !== null) tr.stages.push(`direct: to ${formatMac(nhs.mac, m)} (node ${formatIpv4(nhs.ip[nh])}${nhs.gw[nh] !== nhs.ip[nh] ? `, gateway ${formatIpv4(nhs.gw[nh])}` : ''}) via the underlay`);
         return this.underlayPort;
       }
     }
@@ -1652,4 +1653,10 @@ function restText(type: number, rest: number): string {
 import { COUNTER_NAMES } from './counters';
 function reasonName(r: number): string {
   return COUNTER_NAMES[r] ?? String(r);
+}
+
+/** A DIRECT next hop's ` via NODE`, with ` (gateway GW)` when it is off our subnet and goes through
+ * the underlay's gateway (nexthops.ts directGateway); trace and `podway routes` only. */
+export function directViaText(nhs: NextHops, nh: number): string {
+  return ` via ${formatIpv4(nhs.ip[nh])}${nhs.gw[nh] !== nhs.ip[nh] ? ` (gateway ${formatIpv4(nhs.gw[nh])})` : ''}`;
 }

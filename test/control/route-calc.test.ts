@@ -296,7 +296,7 @@ const bgpModel = (poolSpec: Record<string, unknown>, routes: LearnedRoute[], ext
   computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16', poolSpec), ...nodes, ...blocks, ...extra), 'node1', { bgp: { learned: routes } });
 const shape = (r: Route | undefined) => (r ? [r.kind, r.class, r.node, r.nodeIp, r.pool, r.mtu] : undefined);
 
-test('BGP mode, unencapsulated pool: nothing from the datastore for other nodes, learned blocks go direct to the next hop', () => {
+test('BGP mode, unencapsulated pool: nothing from the datastore for other nodes, learned blocks go direct to the next hop (off our subnet too)', () => {
   const none = bgpModel({}, []);
   assert.equal(none.routes.map((r) => [r.cidr, r.kind]), [['10.244.0.0/26', 'blackhole']]);
   const borrowed = wep('node2', 'b', ['10.244.0.7/32'], 'calib');
@@ -305,9 +305,16 @@ test('BGP mode, unencapsulated pool: nothing from the datastore for other nodes,
   // A borrowed /32 out of our own block beats the block's blackhole by being longer.
   assert.equal(shape(routeFor(m, '10.244.0.7/32')), ['direct', RouteClass.BGP, 'node2', ip('10.99.0.2'), 'p', 1500]);
   assert.is(routeFor(m, '10.244.0.0/26')!.kind, 'blackhole');
-  // Next hop off our subnet: unencapsulated routes are on-link, so it is withheld with the reason.
-  assert.is(routeFor(m, '10.244.0.128/26'), undefined);
-  assert.equal(m.withheld, [{ cidr: '10.244.0.128/26', node: 'node3', reason: 'learned from 10.98.0.3 with next hop 10.98.0.3, not on 10.99.0.0/24' }]);
+  // Next hop off our subnet (node3 across a router): resolved recursively, as BIRD's `gateway
+  // recursive` does: a direct route to node3, which the dataplane sends to the gateway towards it.
+  assert.equal(shape(routeFor(m, '10.244.0.128/26')), ['direct', RouteClass.BGP, 'node3', ip('10.98.0.3'), 'p', 1500]);
+  assert.equal(m.withheld, []);
+  // Outside every pool an off-subnet next hop is still withheld: such a route goes into the node's
+  // kernel too, which takes an on-link next hop only.
+  const out = bgpModel({}, [learned('192.0.2.0/24', '10.98.0.3')]);
+  assert.is(routeFor(out, '192.0.2.0/24'), undefined);
+  assert.equal(out.withheld, [{ cidr: '192.0.2.0/24', node: 'node3', reason: "learned from 10.98.0.3 with next hop 10.98.0.3, not on 10.99.0.0/24 (a route outside the pools goes into the node's kernel too, which takes an on-link next hop only)" }]);
+  assert.equal(out.kernelRoutes, []);
   // Without BGP mode the same snapshot routes every block from the datastore, as before.
   const plain = computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16'), ...nodes, ...blocks, borrowed), 'node1');
   assert.equal(shape(routeFor(plain, '10.244.0.64/26')), ['direct', RouteClass.NoEncap, 'node2', ip('10.99.0.2'), 'p', 1500]);

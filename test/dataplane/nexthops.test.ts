@@ -84,7 +84,7 @@ test('buildNextHops: a local endpoint without a port falls back to its block bla
   assert.is(nh.kind[at(nh, '10.245.0.3')], NhKind.BLACKHOLE);
 });
 
-test('gateways: tunnels follow the underlay next hop, direct routes are on-link to the node', () => {
+test('gateways: tunnels follow the underlay next hop, direct routes to a node on our subnet go to the node', () => {
   const nh = buildNextHops(model, ctx(PORTS, { '10.99.0.254': '52:54:00:99:00:fe' }, { '10.99.0.2': '10.99.0.254' }));
   const v = at(nh, '10.244.0.65');
   const i = at(nh, '10.245.0.65');
@@ -96,6 +96,23 @@ test('gateways: tunnels follow the underlay next hop, direct routes are on-link 
   assert.is(nh.macKnown[i], 1);
   assert.is(nh.macKnown[d], 0, 'direct next hop is not through the gateway');
   assert.is(formatMac(nh.mac, v * 6), '52:54:00:99:00:fe');
+});
+
+test('gateways: a direct route to a node off our subnet goes to the underlay next hop towards it, as the tunnels do', () => {
+  // node1's subnet as a /32: node2 (10.99.0.2) is off it, and the kernel routes it via 10.99.0.254
+  const off = { ...model, node: { ...model.node, subnet: { cidr: '10.99.0.1/32', addr: NODE1, prefixLen: 32 } } };
+  const nh = buildNextHops(off, ctx(PORTS, { '10.99.0.254': '52:54:00:99:00:fe' }, { '10.99.0.2': '10.99.0.254' }));
+  const d = at(nh, '10.246.0.65');
+  assert.is(nh.kind[d], NhKind.DIRECT);
+  assert.is(nh.ip[d], NODE2, 'still the route to node2');
+  assert.is(nh.gw[d], ip('10.99.0.254'), 'its frames go to the gateway, never ARP for node2 across the router');
+  assert.is(nh.macKnown[d], 1);
+  assert.is(formatMac(nh.mac, d * 6), '52:54:00:99:00:fe');
+  // the kernel has node2 on a link (no gateway): to node2 itself
+  const onLink = buildNextHops(off, ctx(PORTS));
+  assert.is(onLink.gw[at(onLink, '10.246.0.65')], NODE2);
+  assert.is(learnNeighbor(nh, ip('10.99.0.254'), parseMac('02:00:00:00:00:09'), 0), nh.routes.filter((r) => r.nodeIp !== null).length);
+  assert.is(formatMac(nh.mac, d * 6), '02:00:00:00:00:09');
 });
 
 test('learnNeighbor writes the MAC into every next hop through that neighbour, and only those', () => {

@@ -23,3 +23,6 @@ export function envWithEtcdTlsFlags(o: EtcdTlsFlags, env: DatastoreEnv = process
     ...(o.etcdKeyFile ? { ETCD_KEY_FILE: o.etcdKeyFile } : {}),
   };
 }
+
+/** calicoctl's -c/--config FILE (a CalicoAPIConfig; cli/calicoctl-config.ts), beside --datastore. */
+export const calicoctlConfigOption = () => new Option('-c, --config <file>', `calicoctl's connection file (a CalicoAPIConfig, YAML or JSON: datastoreType etcdv3, etcdEndpoints, etcd*File; not with --datastore; default /etc/calico/calicoctl.cfg when it exists and nothing else names a datastore)`);

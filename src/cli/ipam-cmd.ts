@@ -19,11 +19,11 @@ import {
   formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
 } from '../control/ipam';
 import { formatIp, netContains, parseIp } from '../control/ipam/net';
-import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../control/kv/cluster-guid';
+import { CLUSTER_INFORMATION_KEY, clusterGuidOf, shortGuid } from '../control/kv/cluster-guid';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { resolveCommandSpec, specText } from './run-datastore';
-import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
+import { calicoctlConfigOption, etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { FILE_DATASTORE_READ_ONLY, withKv } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 import { orphanPodLine, type OrphanPodAddress } from '../dataplane/orphan-pods';
@@ -36,12 +36,12 @@ import { podwayCommand } from '../util/invocation';
 
 type Out = (text: string) => void;
 
-const DATASTORE_HELP = 'etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)';
+const DATASTORE_HELP = 'etcd:URL[,URL] or embedded:DIR (default -c FILE, else $PODWAY_DATASTORE, then DATASTORE_TYPE/ETCD_ENDPOINTS, then /etc/calico/calicoctl.cfg when it exists, then the embedded store)';
 const NO_IPAM_IN_FILE = 'file: datastores hold no IPAM data (blocks, handles, affinities); use etcd: or embedded:';
 
 /** The KvStore the options name (the file: datastore has no IPAM keys: refused). */
-function kvSpec(o: { datastore?: string } & EtcdTlsFlags, writing: boolean): Exclude<DatastoreSpec, { kind: 'file' }> {
-  const spec = resolveCommandSpec(o.datastore, envWithEtcdTlsFlags(o));
+function kvSpec(o: { datastore?: string; config?: string } & EtcdTlsFlags, writing: boolean): Exclude<DatastoreSpec, { kind: 'file' }> {
+  const spec = resolveCommandSpec(o.datastore, envWithEtcdTlsFlags(o), o);
   if (spec.kind === 'file') throw new Error(writing ? FILE_DATASTORE_READ_ONLY : NO_IPAM_IN_FILE);
   return spec;
 }
@@ -289,7 +289,7 @@ export interface OrphanPods {
  * so ipam check reports them only on the node it runs on; elsewhere, or with podway not running,
  * it says they were not checked.
  */
-async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: MissingInterfaces; orphans: { checkedOn: string | null; notChecked: string | null; pods: readonly OrphanPodAddress[] }; incomplete: boolean }> {
+async function askNode(o: CheckOpts, graceMs: number, storeGuid: string): Promise<{ missing: MissingInterfaces; orphans: { checkedOn: string | null; notChecked: string | null; pods: readonly OrphanPodAddress[] }; incomplete: boolean }> {
   let sock: string | null = o.control ?? null;
   const node = o.node ?? (process.env.NODENAME || undefined);
   // A part not checked makes the check incomplete (exit CHECK_INCOMPLETE) when it was asked for
@@ -301,7 +301,15 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
   // Only a podway run on the datastore checked: another one's endpoints are not these addresses'.
   const spec = kvSpec(o, false);
   const checked = specText(spec);
-  type Status = { datastoreSource?: string; orphanPods?: unknown };
+  type Status = { datastoreSource?: string; clusterGuid?: unknown; orphanPods?: unknown };
+  // One store has one clusterGUID (ClusterInformation default) whatever URL reaches it
+  // (127.0.0.1 here, 10.x in the run's unit; an etcd member's other address): compared when both
+  // sides have one, else the run's datastore text, as before runs reported their GUID.
+  const runGuid = (st: Status): string | null => (typeof st.clusterGuid === 'string' && st.clusterGuid !== '' ? st.clusterGuid : null);
+  const onThisStore = (st: Status): boolean => {
+    const theirs = runGuid(st);
+    return theirs !== null && storeGuid !== '' ? theirs === storeGuid : st.datastoreSource === checked;
+  };
   // the status of the socket picked among several (asked already: not asked again)
   let picked: Status | null = null;
   if (sock === null && node !== undefined) sock = defaultControlPath(node);
@@ -318,7 +326,7 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
       // one on this datastore; others' endpoints are not these addresses', a silent socket no run.
       const ours = (await Promise.all(socks.map(async (f) => {
         const st = await controlRequest(`/run/podway/${f}`, { cmd: 'status' }, 3000).catch(() => null) as Status | null;
-        return st?.datastoreSource === checked ? { f, st } : null;
+        return st && onThisStore(st) ? { f, st } : null;
       }))).filter((o): o is { f: string; st: Status } => o !== null);
       if (ours.length === 0) return neither(null, `no podway run here uses ${checked} (${socks.join(', ')} here: another datastore's or not answering; give --node or --control on the node)`);
       // Two or more nodes of this datastore here (a test cluster's): each one's part is its own
@@ -338,7 +346,10 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
   let status: Status;
   try {
     status = picked ?? await controlRequest(sock, { cmd: 'status' }, 10_000) as Status;
-    if (status.datastoreSource !== checked) return neither(sock, `podway run on ${sock} uses datastore ${status.datastoreSource ?? '?'}, not ${checked}`);
+    if (!onThisStore(status)) {
+      const guids = runGuid(status) !== null && storeGuid !== '';
+      return neither(sock, `podway run on ${sock} uses datastore ${status.datastoreSource ?? '?'}${guids ? ` (clusterGUID ${shortGuid(runGuid(status)!)})` : ''}, not ${checked}${guids ? ` (clusterGUID ${shortGuid(storeGuid)})` : ''}`);
+    }
     asked = true; // the podway of this datastore: what it cannot give is a gap
     rows = await controlRequest(sock, { cmd: 'endpoints' }, 10_000);
   } catch (e) {
@@ -484,7 +495,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<{ total: 
     deferred.entries.push(...d.entries);
     deferred.unreadable.push(...d.unreadable);
   }
-  const node = await askNode(o, graceMs);
+  const node = await askNode(o, graceMs, guid);
   const missing = node.missing;
   const notChecked = !node.incomplete ? [] : [
     ...(missing.notChecked ? [`this node's workload endpoints missing their interface (${missing.notChecked})`] : []),
@@ -1015,7 +1026,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .addOption(graceOption())
     .addOption(output())
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action((o: ShowOpts & { ip?: string; gracePeriod: string }) => (o.ip !== undefined ? showIpCommand({ ...o, ip: o.ip }, out) : showCommand(o, out)));
 
   ipam
@@ -1029,7 +1040,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--cni-conf-dir <dir>', 'the CNI config dir whose podway conflists name the plugin\'s pending_del_dir', '/etc/cni/net.d')
     .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action(async (o: CheckOpts) => {
       const r = await checkCommand(o, out, err);
       if (r.total > 0) process.exitCode = CHECK_FOUND_PROBLEMS;
@@ -1046,7 +1057,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--force', 'release --ip/--handle addresses even when a workload endpoint or node uses them')
     .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action((o: ReleaseOpts, cmd: Command) => releaseCommand({ ...o, graceGiven: cmd.getOptionValueSource('gracePeriod') !== 'default' }, out, err));
 
   ipam
@@ -1059,7 +1070,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--pool <cidr-or-name>', 'use this pool, whatever its nodeSelector (repeatable; default: enabled pools selecting the node)', collect, [])
     .option('--ipv6', 'assign IPv6 addresses from the IPv6 pools (default: IPv4)')
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action((o: AssignOpts) => assignCommand(o, out));
 
   ipam
@@ -1068,6 +1079,6 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--strictaffinity <bool>', 'true: a node never borrows addresses from other nodes\' blocks')
     .option('--max-blocks-per-host <n>', 'most blocks a node may own (0: Calico\'s default, 20)')
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action((o) => configureCommand(o, out));
 }

@@ -13,8 +13,8 @@ import { kindFromArgument as kindOfWord, kindInfo, KindInfo, KINDS, peekIdentity
 import { openKvStore } from '../control/kv/open';
 import type { KvBatchWrite, KvEntry, KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
-import { checkAgainstRuns, resolveCommandSpec } from './run-datastore';
-import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
+import { checkAgainstRuns, resolveCommandSpec, specText } from './run-datastore';
+import { calicoctlConfigOption, etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { CALICO_API_VERSION } from '../control/resource-names';
 import {
   applyResource, batchTarget, createResource, deleteResource, describeIdentity, getResource, Identity, identityOf, JsonObject,
@@ -52,10 +52,12 @@ function kindFromArgument(text: string): KindInfo {
 
 interface DatastoreOpts extends EtcdTlsFlags {
   datastore?: string;
+  /** calicoctl's -c/--config FILE */
+  config?: string;
 }
 
 function specOf(o: DatastoreOpts): DatastoreSpec {
-  return resolveCommandSpec(o.datastore, envWithEtcdTlsFlags(o));
+  return resolveCommandSpec(o.datastore, envWithEtcdTlsFlags(o), o);
 }
 
 /**
@@ -630,7 +632,7 @@ async function getCommand(kindArg: string, names: readonly string[], o: GetOpts,
 
 // ---------------------------------------------------------------------------------------------
 
-const DATASTORE_HELP = 'etcd:URL[,URL], embedded:DIR or file:PATH (default $PODWAY_DATASTORE, then DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)';
+const DATASTORE_HELP = 'etcd:URL[,URL], embedded:DIR or file:PATH (default -c FILE, else $PODWAY_DATASTORE, then DATASTORE_TYPE/ETCD_ENDPOINTS, then /etc/calico/calicoctl.cfg when it exists, then the embedded store)';
 
 /** Adds apply, create, replace, delete and get to `program`. */
 export function addResourceCommands(program: Command, out: Out = (t) => void process.stdout.write(t), err: Out = (t) => void process.stderr.write(t)): void {
@@ -641,7 +643,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
       .requiredOption('-f, --filename <file>', 'YAML or JSON file of resources (- for standard input; a directory: its .yaml, .yml and .json files, in name order)')
       .option('-n, --namespace <ns>', 'namespace for namespaced resources that do not name one', 'default')
       .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
       .action((o) => writeAll(verb, o.filename, o, out, err));
   writer('apply', 'create or replace the resources in a file');
   writer('create', 'create the resources in a file (fails on one that exists, unless --skip-exists)')
@@ -657,7 +659,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .option('-n, --namespace <ns>', 'namespace (namespaced kinds)', 'default')
     .option('--skip-not-exists', 'do not fail on a resource that does not exist')
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action(async (kind: string | undefined, nameArg: string | undefined, o) => {
       if (o.filename) {
         if (kind !== undefined) throw new UsageError('delete: give -f FILE or KIND NAME, not both');
@@ -695,7 +697,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .addOption(new Option('-o, --output <format>', `output format: ${GET_FORMATS.join(', ')}`).argParser(getFormat).default('ps'))
     .showHelpAfterError(false)
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action(async (kind: string | undefined, names: string[], o: GetOpts & { filename?: string }) => {
       if (o.filename !== undefined) {
         if (kind !== undefined) throw new UsageError('get: give -f FILE or KIND [NAME...], not both');
@@ -714,8 +716,127 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .addOption(new Option('-t, --type <type>', 'patch type: merge, or strategic (the same for Calico\'s resources: lists are replaced whole)').choices(['merge', 'strategic']).default('strategic'))
     .option('-n, --namespace <ns>', 'namespace (namespaced kinds)', 'default')
     .option('--datastore <spec>', DATASTORE_HELP)
-      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action((kind: string, nameArg: string, o: DatastoreOpts & { patch: string; namespace: string }) => patchCommand(kind, nameArg, o, out, err));
+
+  program
+    .command('label')
+    .description('set or remove one label of a resource, as calicoctl label: `podway label node node1 rack=r1 [--overwrite]`, `podway label node node1 rack --remove`')
+    .argument('<kind>', `resource type (${KINDS.filter((k) => k.writable).map((k) => k.aliases[0]).join(', ')})`)
+    .argument('<name>', 'resource name')
+    .argument('<label>', 'KEY=VALUE to set, or KEY with --remove')
+    .option('--overwrite', 'change the value of a label the resource has already (without it: an error, unless the value is the same)')
+    .option('--remove', 'remove the label KEY (an error when the resource has no such label)')
+    .option('-n, --namespace <ns>', 'namespace (namespaced kinds)', 'default')
+    .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
+    .action((kind: string, nameArg: string, label: string, o: LabelOpts) => labelCommand(kind, nameArg, label, o, out, err));
+
+  program
+    .command('version')
+    .description('this podway\'s version and the cluster\'s (ClusterInformation default\'s calicoVersion and clusterType), as calicoctl version')
+    .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
+    .action((o: DatastoreOpts) => versionCommand(o, out));
+}
+
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Kubernetes' label syntax, which Calico's validator applies to metadata.labels: null when fine. */
+export function labelProblem(key: string, value?: string): string | null {
+  const slash = key.indexOf('/');
+  const [prefix, name] = slash >= 0 ? [key.slice(0, slash), key.slice(slash + 1)] : [null, key];
+  if (prefix !== null && (prefix === '' || prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) return `key prefix ${JSON.stringify(prefix)} is not a DNS subdomain (lower case, at most 253 characters)`;
+  if (!LABEL_NAME.test(name)) return `key name ${JSON.stringify(name)} must be 1 to 63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit`;
+  if (value !== undefined && value !== '' && !LABEL_NAME.test(value)) return `value ${JSON.stringify(value)} must be empty or at most 63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit`;
+  return null;
+}
+
+interface LabelOpts extends DatastoreOpts { namespace: string; overwrite?: boolean; remove?: boolean }
+
+/**
+ * `podway label KIND NAME KEY=VALUE [--overwrite]` / `KEY --remove`: calicoctl's label command
+ * (calicoctl/commands/label.go), its messages with KIND and NAME as typed. The resource is read,
+ * its labels changed, validated as apply validates a file, and written only if nobody changed it
+ * since the read (its resourceVersion, as patch): a conflict fails (exit 1), label not changed.
+ */
+async function labelCommand(kindArg: string, nameArg: string, label: string, o: LabelOpts, out: Out, err: Out): Promise<void> {
+  const info = kindFromArgument(kindArg);
+  if (!info.writable) throw new UsageError(`label: ${info.kind} is IPAM state, not a resource to label`);
+  if (o.overwrite && o.remove) throw new UsageError('label: give --overwrite or --remove, not both');
+  let key: string;
+  let value = '';
+  if (o.remove) {
+    key = label;
+  } else {
+    // as calicoctl: exactly one '=' (a value holding '=' is not a label value either)
+    const kv = label.split('=');
+    if (kv.length !== 2) throw new UsageError(`invalid label ${label}${kv.length === 1 ? ' (expected KEY=VALUE, or KEY with --remove)' : ''}`);
+    [key, value] = kv as [string, string];
+  }
+  const bad = labelProblem(key, o.remove ? undefined : value);
+  if (bad) throw new UsageError(`invalid label ${label}: ${bad}`);
+  const ds = writableSpec(o);
+  const ns = info.namespaced ? o.namespace : undefined;
+  let done = 'set' as 'removed' | 'updated' | 'set';
+  await withKv(ds, async (kv) => {
+    const current = await getResource(kv, info, nameArg, ns);
+    if (!current) throw new ResourceError('not-found', `${kindArg} ${nameArg} not found${ns !== undefined ? ` in namespace ${ns}` : ''}`);
+    const m = meta(current.object);
+    const labels: Record<string, unknown> = isPlainObject(m.labels) ? { ...m.labels } : {};
+    if (o.remove) {
+      if (!Object.prototype.hasOwnProperty.call(labels, key)) throw new Error(`cannot remove label of ${kindArg} ${nameArg}, key ${key} does not exist`);
+      delete labels[key];
+      done = 'removed';
+    } else if (Object.prototype.hasOwnProperty.call(labels, key)) {
+      if (!o.overwrite && labels[key] !== value) throw new Error(`failed to update label of ${kindArg} ${nameArg}, key ${key} is already present. please use '--overwrite' to set a new value.`);
+      labels[key] = value;
+      done = 'updated';
+    } else {
+      labels[key] = value;
+    }
+    const { labels: _old, ...rest } = m;
+    const metadata = { ...rest, ...(Object.keys(labels).length ? { labels } : {}), resourceVersion: String(current.entry.modRevision) };
+    try {
+      // validated as a file given to apply is (label keys and values included), named as the label
+      const [validated] = resourceFiles().parseResourceText(JSON.stringify({ ...current.object, metadata }), '<label>', 'write');
+      await replaceResource(kv, validated!.object, { namespace: o.namespace });
+    } catch (e) {
+      throw new Error(`failed to update ${kindArg} ${nameArg}, label not changed: ${(e as Error).message}`);
+    }
+  }, false, true);
+  out(done === 'removed' ? `Successfully removed label ${key} from ${kindArg} ${nameArg}\n`
+    : done === 'updated' ? `Successfully updated label ${key} on ${kindArg} ${nameArg}\n`
+      : `Successfully set label ${key} on ${kindArg} ${nameArg}\n`);
+
+}
+
+/**
+ * `podway version`: calicoctl version's lines (Client Version, Git commit; Cluster Version and
+ * Cluster Type from ClusterInformation default's calicoVersion and clusterType, "unknown" when
+ * empty). podway never writes calicoVersion (it is not a calico-node), so a cluster of podway
+ * nodes alone shows "unknown" there. Not read: "Unable to retrieve Cluster Version or Type: ...", exit 1.
+ */
+async function versionCommand(o: DatastoreOpts, out: Out): Promise<void> {
+  const { buildVersion } = require('./version') as typeof import('./version');
+  const v = buildVersion();
+  // calicoctl's spec is checked first (a usage error prints nothing), then the client's lines
+  const ds = specOf(o);
+  out(`Client Version:    ${v.version}\nGit commit:        ${v.commit ?? 'unknown'}\n`);
+  const info = kindFromArgument('clusterinformation');
+  let ci: JsonObject | undefined;
+  try {
+    ci = ds.kind === 'file'
+      ? fromFile(ds.path, info).find((obj) => meta(obj).name === 'default')
+      : await withKv(ds, async (kv) => (await getResource(kv, info, 'default'))?.object, true, false);
+  } catch (e) {
+    throw new Error(`Unable to retrieve Cluster Version or Type: ${(e as Error).message}`);
+  }
+  if (!ci) throw new Error(`Unable to retrieve Cluster Version or Type: resource does not exist: ClusterInformation(default) in ${specText(ds)}`);
+  const sp = spec(ci);
+  const text = (x: unknown) => (typeof x === 'string' && x !== '' ? x : 'unknown');
+  out(`Cluster Version:   ${text(sp.calicoVersion)}\nCluster Type:      ${text(sp.clusterType)}\n`);
 }
 
 /** RFC 7386 JSON merge patch: objects merged key by key, null removes, anything else replaces. */

@@ -1,6 +1,7 @@
 /**
- * The CLI's datastore when nothing names one (no --datastore, $PODWAY_DATASTORE,
- * DATASTORE_TYPE or ETCD_ENDPOINTS): the embedded store. Calico's variables are set per shell,
+ * The CLI's datastore when nothing names one (no --datastore, -c, $PODWAY_DATASTORE,
+ * DATASTORE_TYPE or ETCD_ENDPOINTS): calicoctl's default config file when it exists, else the
+ * embedded store. Calico's variables are set per shell,
  * so a new shell on a node whose `podway run` uses etcd used to read and write another store than
  * the node's, silently when a Quick start had made the embedded one (README.md, "Two nodes on etcd").
  * Such a command now asks each `podway run` answering under /run/podway which datastore it uses:
@@ -8,12 +9,14 @@
  * install) and is warned of by a read (get, ipam show/check), naming the run's store and how to
  * give it. A datastore named in any way is taken as named, never checked.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import type { DatastoreEnv, DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { controlRequest } from '../dataplane/control-client';
 import { UsageError } from './usage-error';
+import { defaultConfigFile, readCalicoctlConfig } from './calicoctl-config';
+import type { EtcdTlsFlags } from './etcd-tls-options';
 
 const RUN_DIR = '/run/podway';
 /** How long one `podway run` has to answer its status (a starting one answers at once). */
@@ -26,20 +29,42 @@ function named(text: string | undefined): boolean {
   return text !== undefined && text.trim() !== '';
 }
 
+/** Specs read from calicoctl's default config file (no -c given): the file, for the note and the check. */
+const fromDefaultFile = new WeakMap<object, string>();
+
+/** A command's datastore options: --datastore, calicoctl's -c/--config, the etcd TLS flags. */
+export interface CommandDatastoreOpts extends EtcdTlsFlags {
+  readonly datastore?: string;
+  readonly config?: string;
+  /** false: calicoctl's default file is not read (cni install: the plugin reads no calicoctl.cfg). */
+  readonly calicoctlDefault?: boolean;
+}
+
 /**
  * resolveDatastoreSpec, remembering whether the spec is the fallback (see checkAgainstRuns). Every
- * datastore command (get, apply, create, replace, delete, ipam, cni install) reads its spec here:
- * one that does not parse (--datastore, $PODWAY_DATASTORE, DATASTORE_TYPE/ETCD_ENDPOINTS) is a
- * usage error (exit 2), as for `podway run`.
+ * datastore command (get, apply, create, replace, delete, patch, label, ipam, cni install, version)
+ * reads its spec here: one that does not parse (--datastore, -c FILE, $PODWAY_DATASTORE,
+ * DATASTORE_TYPE/ETCD_ENDPOINTS, the default calicoctl.cfg) is a usage error (exit 2), as for
+ * `podway run`. The order (docs/cli.md, "Which datastore"): --datastore or -c FILE (not both; the
+ * file must exist), then $PODWAY_DATASTORE, then DATASTORE_TYPE/ETCD_ENDPOINTS, then
+ * /etc/calico/calicoctl.cfg when it exists (said on stderr by checkAgainstRuns), then the
+ * embedded store. calicoctl reads its default file before the variables; podway's variables are
+ * the ones `podway run` reads, so a variable set here wins over a file nobody named.
  */
-export function resolveCommandSpec(flag: string | undefined, env: DatastoreEnv = process.env): DatastoreSpec {
+export function resolveCommandSpec(flag: string | undefined, env: DatastoreEnv = process.env, o: CommandDatastoreOpts = {}): DatastoreSpec {
   let spec: DatastoreSpec;
+  const config = o.config;
+  if (config !== undefined && config.trim() === '') throw new UsageError('-c/--config: give the path of a calicoctl config file');
+  if (config !== undefined && named(flag)) throw new UsageError('give --datastore or -c/--config, not both');
+  const implicit = !named(flag) && !named(env.PODWAY_DATASTORE) && !named(env.DATASTORE_TYPE) && !named(env.ETCD_ENDPOINTS);
+  const file = config ?? (implicit && o.calicoctlDefault !== false && existsSync(defaultConfigFile()) ? defaultConfigFile() : undefined);
   try {
-    spec = resolveDatastoreSpec(flag, env);
+    spec = file !== undefined ? readCalicoctlConfig(file, o) : resolveDatastoreSpec(flag, env);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  if (!named(flag) && !named(env.PODWAY_DATASTORE) && !named(env.DATASTORE_TYPE) && !named(env.ETCD_ENDPOINTS)) fallbacks.add(spec);
+  if (file !== undefined && config === undefined) fromDefaultFile.set(spec, file);
+  else if (file === undefined && implicit) fallbacks.add(spec);
   return spec;
 }
 
@@ -77,7 +102,10 @@ async function runsHere(): Promise<{ node: string; datastore: string | null }[]>
  * write (nothing done), writes a warning to `warn` for a read. Returns at once otherwise.
  */
 export async function checkAgainstRuns(spec: DatastoreSpec, writing: boolean, warn: (text: string) => void = (t) => process.stderr.write(t)): Promise<void> {
-  if (!fallbacks.has(spec)) return;
+  const defaultFile = fromDefaultFile.get(spec);
+  // read from a file nobody named: said, so nobody writes to a store they did not mean
+  if (defaultFile !== undefined) warn(`podway: datastore ${specText(spec)} from ${defaultFile} (calicoctl's default config file; no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS given)\n`);
+  if (!fallbacks.has(spec) && defaultFile === undefined) return;
   const mine = specText(spec);
   const others = (await runsHere()).filter((r) => r.datastore !== null && !sameStore(r.datastore, mine));
   if (others.length === 0) return;
@@ -92,7 +120,9 @@ export async function checkAgainstRuns(spec: DatastoreSpec, writing: boolean, wa
   const how = one
     ? howFor(others[0]!.datastore!)
     : [...stores].map(([ds, nodes]) => `for the store of node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ${howFor(ds)}`).join('; ');
-  const head = `${runs}, not ${mine}, the default this command would use (no --datastore, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS set here)`;
-  if (writing) throw new Error(`${head}: ${how}; or --datastore ${mine} for that store; nothing was written`);
+  const head = defaultFile !== undefined
+    ? `${runs}, not ${mine}, which ${defaultFile} names (calicoctl's default config file, read as no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS is set here)`
+    : `${runs}, not ${mine}, the default this command would use (no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS set here)`;
+  if (writing) throw new Error(`${head}: ${how}; or --datastore ${mine}${defaultFile !== undefined ? ` (or -c ${defaultFile})` : ''} for that store; nothing was written`);
   warn(`warning: ${head}; reading ${mine}: ${one ? `for the node's store ${how}` : how}\n`);
 }

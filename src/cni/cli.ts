@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { detectNodeMode, installCni, uninstallCni } from './install';
 import { UsageError } from '../cli/usage-error';
 import { checkAgainstRuns, resolveCommandSpec } from '../cli/run-datastore';
-import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from '../cli/etcd-tls-options';
+import { calicoctlConfigOption, etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from '../cli/etcd-tls-options';
 
 export function addCniCommands(program: Command): void {
   const cni = program.command('cni').description('install or remove podway\'s CNI plugin (so a container runtime attaches pods itself)');
@@ -33,7 +33,8 @@ export function addCniCommands(program: Command): void {
       // The default store while this machine's podway run uses another: the conflist would send
       // the pods to a store the node does not read (cli/run-datastore.ts). A spec that does not
       // parse is a usage error (exit 2) there, as in every datastore command.
-      await checkAgainstRuns(resolveCommandSpec(o.datastore, opts.env), true);
+      // cni install reads no calicoctl.cfg: the plugin it installs reads only its conflist.
+      await checkAgainstRuns(resolveCommandSpec(o.datastore, opts.env, { calicoctlDefault: false }), true);
       // IPv6 only when told (--ip none) or when the Node has no IPv4 address (docs/ipv6.md, "IPv6-only nodes").
       const mode = o.ip === 'none' ? { ipv6Only: true, note: null } : await detectNodeMode(opts);
       const done = installCni({ ...opts, ipv6Only: mode.ipv6Only });

@@ -83,9 +83,9 @@ test('a datastore spec that does not parse, in every datastore command: exit 2, 
     ['ipam', 'configure', '--strictaffinity', 'true'],
     ['cni', 'install', '--bin-dir', path.join(dir, 'bin'), '--conf-dir', path.join(dir, 'conf'), '--node', 'n1'],
   ];
-  // the review's cases: an etcd address without its scheme, a word that is no kind; and Calico's variables
+  // the review's cases: an etcd address without its port (one without its scheme is http://, as etcd's Go client), a word that is no kind; and Calico's variables
   const specs: [string[], Record<string, string>, RegExp][] = [
-    [['--datastore', 'etcd:10.0.0.5:2379'], {}, /^podway: datastore 'etcd:10\.0\.0\.5:2379': /],
+    [['--datastore', 'etcd:http://10.0.0.5'], {}, /^podway: datastore 'etcd:http:\/\/10\.0\.0\.5': .*needs a host and a port/],
     [['--datastore', 'bogus'], {}, /^podway: datastore 'bogus': unknown kind 'bogus'/],
     [[], { PODWAY_DATASTORE: 'etdc:x' }, /^podway: datastore 'etdc:x': unknown kind 'etdc'/],
     [[], { DATASTORE_TYPE: 'kubernetes' }, /^podway: DATASTORE_TYPE=kubernetes: podway supports etcdv3/],

@@ -38,7 +38,9 @@ test('errors name the bad part', () => {
   assert.throws(() => parseDatastoreSpec('mysql:x'), /unknown kind 'mysql'/);
   assert.throws(() => parseDatastoreSpec('/some/file.yaml'), /unknown kind '\/some\/file.yaml'/);
   assert.throws(() => parseDatastoreSpec('etcd:'), /no etcd endpoint/);
-  assert.throws(() => parseDatastoreSpec('etcd:127.0.0.1:2379'), /'127.0.0.1:2379' is not a URL \(expected http:\/\/HOST:PORT/);
+  // HOST:PORT without a scheme is http:// (https:// with TLS files), as etcd's Go client; a port is still needed
+  assert.equal(parseDatastoreSpec('etcd:127.0.0.1:2379'), { kind: 'etcd', endpoints: ['http://127.0.0.1:2379'] });
+  assert.throws(() => parseDatastoreSpec('etcd:127.0.0.1'), /'http:\/\/127.0.0.1' needs a host and a port/);
   assert.throws(() => parseDatastoreSpec('etcd:ftp://a:1'), /'ftp:\/\/a:1' must start with http/);
   assert.throws(() => parseDatastoreSpec('etcd:http://h'), /'http:\/\/h' needs a host and a port/);
   assert.throws(() => parseDatastoreSpec('etcd:http://a:1,https://b:2'), /mix http:\/\/ and https:\/\//);

@@ -3,6 +3,8 @@
 //                                             ETCD_CERT_FILE, ETCD_KEY_FILE when set)
 //   embedded:DIR                              FileKv in DIR (the single-machine default)
 //   file:PATH                                 the read-only YAML file datastore (not a KvStore)
+// An endpoint without a scheme (HOST:PORT) is http://, or https:// when TLS files are given, as etcd's
+// Go client takes it.
 // With no spec: DATASTORE_TYPE=etcdv3 (Calico's default type, so also when only ETCD_ENDPOINTS is
 // set) with ETCD_ENDPOINTS selects etcd; otherwise the embedded store in DEFAULT_EMBEDDED_DIR.
 import type { EtcdTlsFiles } from './etcd-common';
@@ -16,15 +18,24 @@ export type DatastoreSpec =
 
 export type DatastoreEnv = Readonly<Record<string, string | undefined>>;
 
-function parseEndpoints(list: string, source: string): string[] {
-  const endpoints = list.split(',').map(s => s.trim()).filter(s => s !== '');
+/**
+ * An endpoint without a scheme (`127.0.0.1:2379`, as etcd's Go client and so calicoctl and
+ * calico-node take it) is http://, or https:// when TLS files are given: the Go client dials such
+ * an endpoint with TLS exactly when it has a TLS configuration.
+ */
+function withScheme(ep: string, tls: boolean): string {
+  return ep.includes('://') ? ep : `${tls ? 'https' : 'http'}://${ep}`;
+}
+
+function parseEndpoints(list: string, source: string, tls: boolean): string[] {
+  const endpoints = list.split(',').map(s => s.trim()).filter(s => s !== '').map(ep => withScheme(ep, tls));
   if (endpoints.length === 0) throw new Error(`${source}: no etcd endpoint given`);
   for (const ep of endpoints) {
     let url: URL;
     try {
       url = new URL(ep);
     } catch {
-      throw new Error(`${source}: etcd endpoint '${ep}' is not a URL (expected http://HOST:PORT or https://HOST:PORT)`);
+      throw new Error(`${source}: etcd endpoint '${ep}' is not a URL (expected HOST:PORT, http://HOST:PORT or https://HOST:PORT)`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new Error(`${source}: etcd endpoint '${ep}' must start with http:// or https://`);
@@ -44,13 +55,13 @@ function parseEndpoints(list: string, source: string): string[] {
 }
 
 function etcdSpec(endpointList: string, source: string, env: DatastoreEnv): DatastoreSpec {
-  const endpoints = parseEndpoints(endpointList, source);
   const tls: EtcdTlsFiles = {
     caFile: env.ETCD_CA_CERT_FILE || undefined,
     certFile: env.ETCD_CERT_FILE || undefined,
     keyFile: env.ETCD_KEY_FILE || undefined,
   };
-  const anyTls = tls.caFile || tls.certFile || tls.keyFile;
+  const anyTls = !!(tls.caFile || tls.certFile || tls.keyFile);
+  const endpoints = parseEndpoints(endpointList, source, anyTls);
   if (!anyTls) return { kind: 'etcd', endpoints };
   if (!endpoints[0].startsWith('https:')) {
     throw new Error(`${source}: etcd TLS files are given (--etcd-*-file / ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE) but the etcd endpoints are http://, not https://`);

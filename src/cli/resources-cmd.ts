@@ -195,6 +195,19 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   if (verb !== 'delete') for (const note of felixConfigurationNotes(resources.map((r) => r.object))) err(`${note}\n`);
   // network policy: stored for Calico, not enforced by podway (control/policy-kinds.ts)
   if (verb !== 'delete') for (const note of policyNotes(resources.map((r) => r.object))) err(`${note}\n`);
+  // KubeControllersConfiguration: stored for Calico's kube-controllers, which podway has none of
+  if (verb !== 'delete') for (const note of kubeControllersNotes(resources.map((r) => r.object))) err(`${note}\n`);
+}
+
+/** One note per written KubeControllersConfiguration: podway runs no kube-controllers. */
+export function kubeControllersNotes(objects: readonly unknown[]): string[] {
+  const notes: string[] = [];
+  for (const o of objects) {
+    const obj = o as { kind?: unknown; metadata?: { name?: unknown } };
+    if (obj?.kind !== 'KubeControllersConfiguration') continue;
+    notes.push(`podway: note: KubeControllersConfiguration ${String(obj.metadata?.name ?? '?')} is stored for Calico's kube-controllers; podway has no kube-controllers, so nothing on podway nodes acts on it (its IPAM garbage collection: podway ipam check / release --from-report; docs/calico-differences.md)`);
+  }
+  return notes;
 }
 
 /** A resource of a batch: what it is in the file, its identity and key (batchTarget). */
@@ -436,7 +449,7 @@ function columnsFor(info: KindInfo, wide: boolean, allNamespaces: boolean, defau
         ? [name, { header: 'CIDR', value: (o) => str(spec(o).cidr) }, { header: 'NAT', value: (o) => str(spec(o).natOutgoing ?? false) },
           { header: 'IPIPMODE', value: (o) => str(spec(o).ipipMode ?? 'Never') }, { header: 'VXLANMODE', value: (o) => str(spec(o).vxlanMode ?? 'Never') },
           { header: 'DISABLED', value: (o) => str(spec(o).disabled ?? false) }, { header: 'DISABLEBGPEXPORT', value: (o) => str(spec(o).disableBGPExport ?? false) },
-          { header: 'SELECTOR', value: (o) => str(spec(o).nodeSelector ?? 'all()') }]
+          { header: 'SELECTOR', value: (o) => str(spec(o).nodeSelector ?? 'all()') }, { header: 'ASSIGNMENTMODE', value: (o) => str(spec(o).assignmentMode ?? 'Automatic') }]
         : [name, { header: 'CIDR', value: (o) => str(spec(o).cidr) }, { header: 'SELECTOR', value: (o) => str(spec(o).nodeSelector ?? 'all()') }];
     case 'Node':
       return wide

@@ -173,5 +173,7 @@ export const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
   FelixConfiguration: FelixConfigurationSchema,
   IPReservation: IPReservationSchema,
   Profile: ProfileSchema,
+  // Calico's kube-controllers reads it; nothing in podway does (its spec passed through as written).
+  KubeControllersConfiguration: storedOnlySchema('KubeControllersConfiguration'),
   ...Object.fromEntries(STORED_ONLY_KINDS.map((k) => [k, storedOnlySchema(k)])),
 };

@@ -94,6 +94,11 @@ export const KINDS: readonly KindInfo[] = [
     aliases: ['ipreservation', 'ipreservations', 'reservation', 'reservations'], writable: true,
   }),
   kind({ kind: 'Profile', plural: 'profiles', namespaced: false, aliases: ['profile', 'profiles', 'pro', 'pros'], writable: true }),
+  // Stored for Calico's kube-controllers, which podway has no equivalent of (apply says so).
+  kind({
+    kind: 'KubeControllersConfiguration', plural: 'kubecontrollersconfigurations', namespaced: false,
+    aliases: ['kubecontrollersconfiguration', 'kubecontrollersconfigurations', 'kubecontrollersconfig', 'kubecontrollersconfigs'], writable: true,
+  }),
   // Network policy and the kinds it selects with: stored in Calico's layout, never enforced
   // (policy-kinds.ts; docs/calico-differences.md "Network policy: not enforced").
   kind({

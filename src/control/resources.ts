@@ -42,6 +42,10 @@ export type EncapMode = (typeof ENCAP_MODES)[number];
 export const POOL_USES = ['Workload', 'Tunnel', 'LoadBalancer'] as const;
 export type PoolUse = (typeof POOL_USES)[number];
 
+/** IPPool spec.assignmentMode values (Calico's AssignmentMode); absent means Automatic. */
+export const POOL_ASSIGNMENT_MODES = ['Automatic', 'Manual'] as const;
+export type PoolAssignmentMode = (typeof POOL_ASSIGNMENT_MODES)[number];
+
 const quoted = (v: unknown): string => JSON.stringify(v);
 
 /** A resource name: a lowercase DNS name, as Kubernetes and Calico require. */
@@ -122,6 +126,10 @@ const ipPoolSpec = z
     // Which addresses IPAM may take from the pool: pod addresses (Workload), tunnel addresses
     // (Tunnel); LoadBalancer pools are for service addresses, which podway does not assign.
     allowedUses: z.array(z.string()).optional(),
+    // Calico v3.30+: Automatic (absent: the default) pools give addresses to any request; a
+    // Manual pool only when the request names it (the CNI config's ipv4_pools/ipv6_pools,
+    // `ipam assign --pool`) or asks for one of its addresses (libcalico-go's determinePools).
+    assignmentMode: z.enum(POOL_ASSIGNMENT_MODES).optional(),
   })
   .check((ctx) => {
     const spec = ctx.value;

@@ -72,6 +72,21 @@ function cliSuite(target: Target) {
     assert.is(await kv.get(`${RES}globalnetworkpolicies/default.deny-all`), null);
   });
 
+  test('KubeControllersConfiguration: stored in Calico\'s layout with a note that podway has no kube-controllers; get, delete', async () => {
+    writeFileSync(path.join(work, 'kcc.yaml'), [
+      'apiVersion: projectcalico.org/v3', 'kind: KubeControllersConfiguration', 'metadata: {name: default}',
+      'spec: {logSeverityScreen: Info, healthChecks: Enabled, controllers: {node: {reconcilerPeriod: 5m, syncLabels: Enabled}}}', '',
+    ].join('\n'));
+    const r = await podway(['apply', '-f', path.join(work, 'kcc.yaml'), ...ds()]);
+    assert.is(r.code, 0, r.err);
+    assert.match(r.err, "KubeControllersConfiguration default is stored for Calico's kube-controllers; podway has no kube-controllers");
+    const stored = JSON.parse((await kv.get(`${RES}kubecontrollersconfigurations/default`))!.value);
+    assert.equal(stored.spec.controllers, { node: { reconcilerPeriod: '5m', syncLabels: 'Enabled' } });
+    assert.is(await ok(['get', 'kubecontrollersconfig', ...ds()]), 'NAME\ndefault\n', 'calicoctl\'s alias');
+    await ok(['delete', 'kubecontrollersconfiguration', 'default', ...ds()]);
+    assert.is(await kv.get(`${RES}kubecontrollersconfigurations/default`), null);
+  });
+
   test('a policy without a spec mapping is refused naming the field', async () => {
     writeFileSync(path.join(work, 'bad.yaml'), 'apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: Bad}\nspec: [1]\n');
     const r = await podway(['apply', '-f', path.join(work, 'bad.yaml'), ...ds()]);

@@ -293,7 +293,9 @@ export class Ipam {
         return p;
       });
     }
-    return enabled.filter((p) => p.nodeSelector.matches(labels));
+    // Not named: only Automatic pools (libcalico-go's determinePools skips a Manual pool unless
+    // the request names pools: a Manual pool's addresses go only to who asks for that pool).
+    return enabled.filter((p) => p.assignmentMode === 'Automatic' && p.nodeSelector.matches(labels));
   }
 
   /**
@@ -624,7 +626,7 @@ export class Ipam {
     const pools = selecting.filter((p) => p.allowedUses.includes(use));
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
     if (selecting.length === 0) {
-      const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, ${p.selectorError ?? `nodeSelector ${JSON.stringify(p.nodeSelector.text)}`})`);
+      const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, ${p.assignmentMode === 'Manual' ? 'assignmentMode Manual: used only when named, ' : ''}${p.selectorError ?? `nodeSelector ${JSON.stringify(p.nodeSelector.text)}`})`);
       return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
     }
     if (pools.length === 0) {

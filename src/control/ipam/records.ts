@@ -4,12 +4,12 @@
 //   IPAMConfig     {"strict_affinity"?,"auto_allocate_blocks"?,"maxBlocksPerHost"?} (all omitempty)
 // and the v3 resources IPAM reads (IPPool, Node), parsed with podway's own schemas.
 import { AFFINITY_STATES, AffinityState, CALICO_API_VERSION } from '../resource-names';
-import type { PoolUse } from '../resources';
+import type { PoolAssignmentMode, PoolUse } from '../resources';
 import { compareGoStrings, goString, GoJsonValue, parseGoJson } from './gojson';
 import { IpNet, parseNet } from './net';
 import { Labels, Selector } from './selector';
 
-export type { AffinityState, PoolUse };
+export type { AffinityState, PoolAssignmentMode, PoolUse };
 
 /** libcalico-go's default for a pool without allowedUses (kept here: records.ts loads zod lazily). */
 const DEFAULT_POOL_USES: readonly PoolUse[] = ['Workload', 'Tunnel'];
@@ -106,6 +106,8 @@ export interface PoolInfo {
   readonly selectorError?: string;
   /** spec.allowedUses, [Workload, Tunnel] when absent or empty (libcalico-go's convertIpPoolFromStorage). */
   readonly allowedUses: readonly PoolUse[];
+  /** spec.assignmentMode, Automatic when absent: a Manual pool gives addresses only to a request that names it. */
+  readonly assignmentMode: PoolAssignmentMode;
 }
 
 /** Fills in apiVersion/kind when a stored value leaves them out, so the schema can check the rest. */
@@ -131,7 +133,7 @@ export function decodePool(text: string, key: string): PoolInfo {
   }
   const uses = pool.spec.allowedUses as PoolUse[] | undefined;
   const allowedUses = uses && uses.length > 0 ? uses : DEFAULT_POOL_USES;
-  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector, ...(selectorError ? { selectorError } : {}), allowedUses };
+  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector, ...(selectorError ? { selectorError } : {}), allowedUses, assignmentMode: pool.spec.assignmentMode ?? 'Automatic' };
 }
 
 /**

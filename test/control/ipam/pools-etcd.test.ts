@@ -2,7 +2,7 @@
 // this file and stops it by PID): spec.allowedUses decides which pools give pod (Workload) and
 // tunnel (Tunnel) addresses, as libcalico-go's filterPoolsByUse does; a stored pool IPAM cannot
 // read (another tool's `ipipMode: always`) is skipped with a warning, not fatal, and nothing inside
-// it is handed out.
+// it is handed out. spec.assignmentMode Manual keeps a pool for requests that name it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { KvStore } from '../../../src/control/kv/kv';
@@ -145,6 +145,72 @@ test('ipam show: the blocks of a skipped pool are listed under it, not as orphan
   // unknown (null) when spec.disabled itself is what cannot be read, not "false"
   assert.equal(show.map((u) => [u.name, u.disabled]), [['ok', false], ['odd', false], ['odd-flag', null], ['odd-off', true], ['orphaned allocation blocks', false]]);
   assert.match(show[2]!.skipped ?? '', 'ippools/odd-flag: spec.disabled');
+});
+
+
+test('assignmentMode Manual (Calico v3.30+): a Manual pool gives addresses only when named or asked for by address, both families; tunnel addresses use it as Calico does', async () => {
+  const kv = await emptied();
+  await setup(kv, {
+    pools: [
+      { name: 'auto4', cidr: '10.81.0.0/24', spec: { blockSize: 26 } },
+      { name: 'manual4', cidr: '10.82.0.0/24', spec: { blockSize: 26, assignmentMode: 'Manual', vxlanMode: 'Always' } },
+      { name: 'auto6', cidr: 'fd00:81::/120', spec: { blockSize: 122, assignmentMode: 'Automatic' } },
+      { name: 'manual6', cidr: 'fd00:82::/120', spec: { blockSize: 122, assignmentMode: 'Manual' } },
+    ],
+    nodes: ['node1'],
+  });
+  const ipam = new Ipam(kv, { blockSearch: 'sequential' });
+  assert.equal((await ipam.listPools()).map((p) => `${p.name}:${p.assignmentMode}`).sort(), ['auto4:Automatic', 'auto6:Automatic', 'manual4:Manual', 'manual6:Manual']);
+  // Not named: only the Automatic pools, many addresses (several blocks' worth would not change it).
+  const v4 = await ipam.autoAssign({ node: 'node1', count: 70, handleId: 'h4', attrs: { node: 'node1' } });
+  assert.is(v4.ips.length, 70, (v4.errors ?? []).join('; '));
+  for (const ip of v4.ips) assert.ok(inNet(ip, '10.81.0.0/24'), `${ip} from the Automatic pool`);
+  const v6 = await ipam.autoAssign({ node: 'node1', count: 3, handleId: 'h6', attrs: { node: 'node1' }, version: 6 });
+  for (const ip of v6.ips) assert.ok(inNet(ip, 'fd00:81::/120'), `${ip} from the Automatic IPv6 pool`);
+  // Named (by name or CIDR): the Manual pool gives.
+  const named4 = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'hm4', attrs: { node: 'node1' }, pools: ['manual4'] });
+  assert.ok(inNet(named4.ips[0]!, '10.82.0.0/24'), `${named4.ips[0]} from the named Manual pool`);
+  const named6 = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'hm6', attrs: { node: 'node1' }, version: 6, pools: ['fd00:82::/120'] });
+  assert.ok(inNet(named6.ips[0]!, 'fd00:82::/120'), `${named6.ips[0]} from the named Manual IPv6 pool`);
+  // An address asked for (Calico's AssignIP) is given from a Manual pool.
+  await ipam.assignIp({ ip: '10.82.0.200', handleId: 'hip', node: 'node1', use: 'Workload' });
+  assert.ok(await ipam.allocationOf('10.82.0.200'));
+  // The node now has an affine block in manual4: a request naming no pool still does not use it.
+  const again = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h4b', attrs: { node: 'node1' } });
+  assert.ok(inNet(again.ips[0]!, '10.81.0.0/24'), `${again.ips[0]} not from the Manual pool's affine block`);
+  // Only Manual pools left enabled: no pool for an unnamed request, and the message says why.
+  for (const name of ['auto4', 'auto6']) {
+    const cur = (await kv.get(IPPOOL_PREFIX + name))!;
+    const spec = JSON.parse(cur.value).spec as Record<string, unknown>;
+    assert.ok(await kv.update(IPPOOL_PREFIX + name, poolValue(name, String(spec.cidr), { ...spec, disabled: true }), cur.modRevision));
+  }
+  const none = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'hn', attrs: { node: 'node1' } });
+  assert.equal(none.ips, []);
+  assert.is(none.noPool, true);
+  assert.match(none.errors!.join('; '), 'manual4 (10.82.0.0/24, assignmentMode Manual: used only when named, nodeSelector "all()")');
+  const none6 = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'hn', attrs: { node: 'node1' }, version: 6 });
+  assert.is(none6.noPool, true);
+  // Tunnel addresses: Calico's allocateip names the node's VXLAN pools to AutoAssign, so a Manual
+  // VXLAN pool gives the VTEP address (podway's tunnel-addrs.ts the same).
+  const t = await reconcileTunnelAddrs(kv, 'node1', { assignV6: false });
+  assert.is(t.v4.action, 'assigned');
+  assert.ok(inNet(t.v4.addr!, '10.82.0.0/24'), `tunnel address ${t.v4.addr} from the Manual VXLAN pool`);
+});
+
+test('assignmentMode: only Automatic or Manual; a stored pool with another value is skipped with a warning', async () => {
+  const kv = await emptied();
+  await setup(kv, {
+    pools: [
+      { name: 'good', cidr: '10.83.0.0/24', spec: { blockSize: 26 } },
+      { name: 'odd', cidr: '10.84.0.0/24', spec: { blockSize: 26, assignmentMode: 'manual' } },
+    ],
+    nodes: ['node1'],
+  });
+  const warnings: string[] = [];
+  const ipam = new Ipam(kv, { blockSearch: 'sequential', warn: (m) => warnings.push(m) });
+  const got = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h', attrs: { node: 'node1' } });
+  assert.ok(inNet(got.ips[0]!, '10.83.0.0/24'));
+  assert.match(warnings.join('\n'), /ippools\/odd: spec\.assignmentMode/);
 });
 
 test.run();

@@ -30,11 +30,17 @@ import { replaceFile } from '../util/replace-file';
 export const MODEL_CACHE_FORMAT = 'podway-model-cache';
 /** Bumped when the file's shape changes: 2 added the BGP settings (`bgp`), 3 the boot it was
  * written in (`bootId`) and later the Node it was written for (`nodeIdentity`), 4 makes the
- * Node required and the checksum cover every field. Only this version is read: an older one
- * lacks what the start checks (a version 3 cache of a deleted Node was forwarded on, unjudged,
- * until rewritten), a newer one may mean something else; either is refused, saying which, and the
- * start waits for the datastore as without a cache. */
+ * Node required and the checksum cover every field. This version is read, and version 3 (the
+ * podway before it: an upgrade's first start, MODEL_CACHE_OLDER_VERSION); 1 and 2 lack the boot and
+ * the Node and a newer one may mean something else: refused, saying which, and the start waits for
+ * the datastore as without a cache. */
 export const MODEL_CACHE_VERSION = 4;
+/** The older format still read: a version 3 cache (the podway before format 4) is used as a version
+ * 4 one, its Node judged at the datastore's first answer: by the identity it records when it has one
+ * (written after b60dda9), else by when the datastore's Node was created (notCachedNode: a Node
+ * created after the cached model was applied is another Node). Only its model's and BGP settings'
+ * texts are under its checksum (the boot, the time and the Node are not, as that podway wrote it). */
+export const MODEL_CACHE_OLDER_VERSION = 3;
 /** The kernel's identity of this boot of the machine (a random UUID made at boot; the same in
  * every network namespace). */
 export const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
@@ -125,6 +131,41 @@ export function notSameNode(node: string, cached: NodeIdentity, stored: KvEntry 
   return null;
 }
 
+/** The time a stored Node says it was created (metadata.creationTimestamp: RFC 3339, whole
+ * seconds as Calico writes it); null when it has none or not a time. */
+function nodeCreatedAt(entry: KvEntry): Date | null {
+  try {
+    const ts = (JSON.parse(entry.value) as { metadata?: { creationTimestamp?: unknown } }).metadata?.creationTimestamp;
+    if (typeof ts !== 'string' || !/^\d{4}-\d\d-\d\dT/.test(ts)) return null;
+    const d = new Date(ts);
+    return Number.isNaN(d.getTime()) ? null : d;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Why cache `c` is not the state of the Node the datastore holds now (`stored`, null: none); null
+ * when it is. A cache that records its Node: notSameNode. One of format 3 without it (the podway
+ * before b60dda9 wrote none): its model was computed from the Node named so at the time it was
+ * applied, and a Node is created once and lives until deleted, so the datastore's Node is that one
+ * if it was created before then, another (deleted and registered again since) if after. Calico's
+ * creationTimestamp has whole seconds: a Node created less than a second before the apply cannot
+ * be told from one created after it, and is taken for another (the datastore's model first). The
+ * times are two clocks' when another host created the Node (calicoctl, kubelet): a clock behind
+ * this host's by more than the time between the apply and the new Node's creation would pass a new
+ * Node for the old (docs/running.md, "Upgrading"); podway's registration uses this host's.
+ */
+export function notCachedNode(node: string, c: Pick<CachedModel, 'nodeIdentity' | 'appliedAt'>, stored: KvEntry | null): string | null {
+  if (c.nodeIdentity !== null) return notSameNode(node, c.nodeIdentity, stored);
+  if (stored === null) return `its Node ${node} is not in the datastore any more (deleted)`;
+  const created = nodeCreatedAt(stored);
+  const applied = c.appliedAt.toISOString();
+  if (created === null) return `it is of format 3, which does not say which Node ${node} it was written for, and the datastore's Node ${node} says no creationTimestamp to tell (${nodeIdentityText(nodeIdentityOf(stored))})`;
+  if (created.getTime() + 1000 > c.appliedAt.getTime()) return `it is of format 3, which does not say which Node ${node} it was written for, and the datastore's Node ${node} was created at ${created.toISOString().replace(/\.000Z$/, 'Z')}, not before its model was applied (${applied}): deleted and registered again, or too close to tell`;
+  return null;
+}
+
 /**
  * A cached model with what was this node's own state taken out (its endpoints, its routes, its
  * VXLAN and IPIP tunnel addresses, IPv4 and IPv6), for a cache found to be another Node's after it
@@ -173,8 +214,10 @@ export interface CachedModel {
   /** The boot of the machine it was written in; null when the podway that wrote it could not
    * read it. */
   readonly bootId: string | null;
-  /** The Node it was computed for. */
-  readonly nodeIdentity: NodeIdentity;
+  /** The Node it was computed for; null for a format 3 cache that does not say (notCachedNode). */
+  readonly nodeIdentity: NodeIdentity | null;
+  /** The format version it was read from (MODEL_CACHE_VERSION, or MODEL_CACHE_OLDER_VERSION). */
+  readonly version: number;
 }
 
 /** The model as JSON; its Sets (knownNodeIps) become tagged arrays. */
@@ -285,11 +328,11 @@ export function readModelCache(file: string, node: string, datastore: string): C
       return { refused: `not JSON (${(e as Error).message}): damaged or cut short` };
     }
     if (typeof c !== 'object' || c === null || Array.isArray(c) || c.format !== MODEL_CACHE_FORMAT) return { refused: 'not a podway model cache' };
-    if (c.version !== MODEL_CACHE_VERSION) {
+    if (c.version !== MODEL_CACHE_VERSION && c.version !== MODEL_CACHE_OLDER_VERSION) {
       const v = c.version;
       return { refused: typeof v === 'number' && Number.isInteger(v) && v >= 1 && v < MODEL_CACHE_VERSION
-        ? `format version ${v}, written by an older podway: it lacks what this one checks (${v < 3 ? 'the boot of the machine and ' : ''}the Node it was written for), and this podway reads format ${MODEL_CACHE_VERSION} only`
-        : `format version ${JSON.stringify(v) ?? 'none'}, not this podway's (it reads format ${MODEL_CACHE_VERSION} only)` };
+        ? `format version ${v}, written by an older podway: it lacks what this one checks (the boot of the machine and the Node it was written for), and this podway reads formats ${MODEL_CACHE_OLDER_VERSION} and ${MODEL_CACHE_VERSION} only`
+        : `format version ${JSON.stringify(v) ?? 'none'}, not this podway's (it reads formats ${MODEL_CACHE_OLDER_VERSION} and ${MODEL_CACHE_VERSION} only)` };
     }
     if (c.node !== node) return { refused: `it is node ${String(c.node)}'s, not ${node}'s` };
     if (c.datastore !== datastore) return { refused: `it is from datastore ${String(c.datastore)}, not ${datastore}` };
@@ -300,16 +343,23 @@ export function readModelCache(file: string, node: string, datastore: string): C
     field('bgp', c.bgp === null || typeof c.bgp === 'string');
     field('appliedAt', typeof c.appliedAt === 'string');
     field('bootId', c.bootId === null || (typeof c.bootId === 'string' && c.bootId !== ''));
-    const ni = c.nodeIdentity as unknown;
-    if (typeof ni !== 'object' || ni === null) return { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' };
-    const { uid, createRevision } = ni as Record<string, unknown>;
-    if ((uid !== null && (typeof uid !== 'string' || uid === '')) || !Number.isSafeInteger(createRevision) || (createRevision as number) <= 0) {
-      return { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' };
+    const older = c.version === MODEL_CACHE_OLDER_VERSION;
+    // Format 3: the Node may be absent (written before b60dda9), judged then by its creation.
+    const ni = older && c.nodeIdentity === undefined ? null : c.nodeIdentity as unknown;
+    let nodeIdentity: NodeIdentity | null = null;
+    if (!older || ni !== null) {
+      if (typeof ni !== 'object' || ni === null) return { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' };
+      const { uid, createRevision } = ni as Record<string, unknown>;
+      if ((uid !== null && (typeof uid !== 'string' || uid === '')) || !Number.isSafeInteger(createRevision) || (createRevision as number) <= 0) {
+        return { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' };
+      }
+      nodeIdentity = { uid: uid as string | null, createRevision: createRevision as number };
     }
-    if (sha256(checksumText(c)) !== c.sha256) return { refused: 'its checksum does not match: damaged' };
+    // Format 3's checksum: of the model's text, a newline and the BGP settings' (as it wrote it).
+    const sum = older ? sha256(`${c.model}\n${c.bgp ?? 'null'}`) : sha256(checksumText(c));
+    if (sum !== c.sha256) return { refused: 'its checksum does not match: damaged' };
     const appliedAt = new Date(c.appliedAt);
     if (Number.isNaN(appliedAt.getTime())) return { refused: 'no valid appliedAt time' };
-    const nodeIdentity: NodeIdentity = { uid: uid as string | null, createRevision: createRevision as number };
     let model: NodeDataplaneModel;
     try {
       model = decodeModel(c.model);
@@ -322,7 +372,7 @@ export function readModelCache(file: string, node: string, datastore: string): C
     } catch (e) {
       return { refused: `the engine would refuse its model (${(e as Error).message})` };
     }
-    const base = { model, appliedAt, bootId: c.bootId, nodeIdentity };
+    const base = { model, appliedAt, bootId: c.bootId, nodeIdentity, version: c.version };
     if (c.bgp === null) return { ...base, bgp: null, noBgp: 'it was written without --bgp' };
     let bgp: BgpInputs;
     try {

@@ -395,7 +395,7 @@ function removeDeletedNodeCache(node: string, spec: DatastoreSpec, running: bool
   const file = mc.defaultModelCachePath(node);
   const cached = mc.readModelCache(file, node, ds);
   if (cached === 'none' || 'refused' in cached) return;
-  const written = `written for Node ${node} ${mc.nodeIdentityText(cached.nodeIdentity)}, its model applied at ${cached.appliedAt.toISOString()}`;
+  const written = `written for Node ${node} ${cached.nodeIdentity === null ? `(format ${cached.version}: not recorded)` : mc.nodeIdentityText(cached.nodeIdentity)}, its model applied at ${cached.appliedAt.toISOString()}`;
   try {
     unlinkSync(file);
   } catch (e) {

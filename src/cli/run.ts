@@ -12,7 +12,7 @@ import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from './model-source';
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
-import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
+import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notCachedNode, nodeIdentityOf, withdrawnModel, MODEL_CACHE_VERSION, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
 import { nodeAddressesOf, readNodeEntry, type LiveClaimHandle } from './join';
 import type { LiveRecord } from '../control/node-live';
 import { NodeAddressStoreThread } from './address-store-thread';
@@ -731,14 +731,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let datastoreRejected: { since: string; error: string } | null = null;
     const onDatastoreLocked = (locked: boolean): void => { datastoreLocked = locked ? { checkedAt: new Date().toISOString() } : null; };
     /** The Node the model cache was written for against the datastore's (model-cache.ts
-     * notSameNode), judged on the first answer (the light read at start, or a registration's read):
+     * notCachedNode), judged on the first answer (the light read at start, or a registration's read):
      * undefined until then, null when it is the same Node (or the cache does not say), else why not. */
     let nodeVerdict = undefined as string | null | undefined;
     /** Called when the verdict comes (set once the cache may be in force: it withdraws it). */
     let onNodeVerdict = (): void => {};
     const onNodeRead = (existing: KvEntry | null): void => {
       if (nodeVerdict !== undefined || usable === null) return;
-      nodeVerdict = notSameNode(opts.node, usable.nodeIdentity, existing);
+      nodeVerdict = notCachedNode(opts.node, usable, existing);
       onNodeVerdict();
     };
     // The Node registered (found or made): the cache records it with the models written after.
@@ -966,6 +966,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let firstGen: number | undefined;
     let firstInputs: BgpInputs | undefined;
     if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}; the start waits for the datastore as without a cache`);
+    // An upgrade's first start reads the older podway's format 3 (model-cache.ts
+    // MODEL_CACHE_OLDER_VERSION): used as format 4, its Node judged at the first answer.
+    if (usable !== null && usable.version !== MODEL_CACHE_VERSION) log.info(`model cache ${cacheFile}: format ${usable.version}, written by an older podway: used as this one's; ${usable.nodeIdentity === null ? 'it does not say its Node: the datastore\'s Node is taken for it only if created before its model was applied' : 'its Node compared'} at the datastore's first answer (rewritten as format ${MODEL_CACHE_VERSION} with the next model)`);
     const notFirst = usable === null ? null : await cacheFirstRefusal(usable);
     /** Not this node's state (its Node deleted and registered again), known before the cache is
      * applied: never used, the datastore first as without a cache (it answered: it said so). */

@@ -12,12 +12,13 @@ import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { createHash } from 'node:crypto';
-import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, encodeModel, nodeIdentityOf, notSameNode, notThisBoot, readModelCache, withChecksum, withdrawnModel, writeModelCache } from '../../src/cli/model-cache';
+import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, encodeModel, nodeIdentityOf, notCachedNode, notSameNode, notThisBoot, readModelCache, withChecksum, withdrawnModel, writeModelCache } from '../../src/cli/model-cache';
 import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
 import { until } from '../helpers/until';
 import { NodeMetrics } from '../../src/observe/node-metrics';
 import { PodwayMetrics } from '../../src/observe/metrics';
 import { parseMetrics, valueOf } from '../observe/prom-text';
+import { writeFormat3Cache } from '../helpers/model-cache-v3';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -68,7 +69,7 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
   const good = readFileSync(file, 'utf8');
   const c = JSON.parse(good) as Record<string, unknown> & { model: string };
   writeFileSync(file, JSON.stringify({ ...c, version: 99 }));
-  assert.match(refused('n1', DS), 'format version 99, not this podway\'s (it reads format 4 only)');
+  assert.match(refused('n1', DS), 'format version 99, not this podway\'s (it reads formats 3 and 4 only)');
   writeFileSync(file, JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }));
   assert.match(refused('n1', DS), 'its checksum does not match: damaged');
   writeFileSync(file, good.slice(0, good.length / 2));
@@ -133,13 +134,13 @@ test('format 4 says the boot of the machine it was written in (this one\'s by de
   assert.equal(readModelCache(file, 'n1', DS), { refused: 'its checksum does not match: damaged' });
 });
 
-test('caches of an older podway (format 1, 2, and 3 with or without its Node) are refused, saying it lacks what this one checks', async () => {
+test('caches of an older podway: format 1 and 2 are refused, saying what they lack; format 3 (as a9affa6 wrote it, with or without its Node) is read, its Node null when it does not say', async () => {
   const file = path.join(tempDir(), 'n1.model.json');
-  await writeModelCache(file, 'n1', DS, model(2), new Date('2026-01-02T03:04:05.000Z'), ID);
+  const at = new Date('2026-01-02T03:04:05.000Z');
+  await writeModelCache(file, 'n1', DS, model(2), at, ID);
   const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { model: string; bgp: string | null };
   const sha = (t: string) => createHash('sha256').update(t).digest('hex');
-  // as those podways wrote them: 1 the model's checksum alone and no bgp; 2 model and bgp; 3 a boot
-  // id and, later, the Node, neither checksummed
+  // as those podways wrote them: 1 the model's checksum alone and no bgp; 2 model and bgp
   const v1: Record<string, unknown> = { ...c, version: 1, sha256: sha(c.model) };
   delete v1.bgp;
   delete v1.bootId;
@@ -147,12 +148,33 @@ test('caches of an older podway (format 1, 2, and 3 with or without its Node) ar
   const v2: Record<string, unknown> = { ...c, version: 2, sha256: sha(`${c.model}\n${c.bgp ?? 'null'}`) };
   delete v2.bootId;
   delete v2.nodeIdentity;
-  const v3 = { ...v2, version: 3, bootId: c.bootId };
-  const v3node = { ...v3, nodeIdentity: ID };
-  for (const [old, lacks] of [[v1, 'the boot of the machine and the Node'], [v2, 'the boot of the machine and the Node'], [v3, 'the Node'], [v3node, 'the Node']] as const) {
+  for (const old of [v1, v2]) {
     writeFileSync(file, JSON.stringify(old));
-    assert.equal(readModelCache(file, 'n1', DS), { refused: `format version ${old.version as number}, written by an older podway: it lacks what this one checks (${lacks} it was written for), and this podway reads format 4 only` });
+    assert.equal(readModelCache(file, 'n1', DS), { refused: `format version ${old.version as number}, written by an older podway: it lacks what this one checks (the boot of the machine and the Node it was written for), and this podway reads formats 3 and 4 only` });
   }
+  // 3, by that podway's own writer (test/helpers/model-cache-v3.ts): no Node
+  const boot = currentBootId();
+  writeFormat3Cache(file, 'n1', DS, model(2), at, null, boot);
+  const v3text = readFileSync(file, 'utf8');
+  assert.equal(Object.keys(JSON.parse(v3text) as object), ['format', 'version', 'node', 'datastore', 'appliedAt', 'bootId', 'sha256', 'model', 'bgp'], 'that podway\'s fields');
+  const r3 = readModelCache(file, 'n1', DS);
+  if (r3 === 'none' || 'refused' in r3) return assert.unreachable(`format 3 read: ${JSON.stringify(r3)}`);
+  assert.equal(r3.model, model(2));
+  assert.is(r3.version, 3);
+  assert.is(r3.nodeIdentity, null, 'it does not say its Node');
+  assert.is(r3.bootId, boot);
+  assert.is(r3.appliedAt.toISOString(), at.toISOString());
+  assert.is(r3.noBgp, 'it was written without --bgp');
+  // 3 with the Node (written between b60dda9 and format 4: outside the checksum)
+  writeFileSync(file, JSON.stringify({ ...(JSON.parse(v3text) as object), nodeIdentity: ID }));
+  const r3n = readModelCache(file, 'n1', DS);
+  assert.ok(r3n !== 'none' && !('refused' in r3n) && r3n.version === 3, JSON.stringify(r3n).slice(0, 200));
+  assert.equal((r3n as { nodeIdentity: unknown }).nodeIdentity, ID);
+  writeFileSync(file, JSON.stringify({ ...(JSON.parse(v3text) as object), nodeIdentity: { uid: 5 } }));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' });
+  // damaged: its checksum (the model's and BGP settings' texts) still checked
+  writeFileSync(file, v3text.replace('\\"endpoints\\"', '\\"endpointz\\"'));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its checksum does not match: damaged' });
   for (const v of [5, 0, '4', null, 3.5]) {
     writeFileSync(file, JSON.stringify({ ...c, version: v }));
     const r = readModelCache(file, 'n1', DS);
@@ -161,7 +183,7 @@ test('caches of an older podway (format 1, 2, and 3 with or without its Node) ar
   const noVersion: Record<string, unknown> = { ...c };
   delete noVersion.version;
   writeFileSync(file, JSON.stringify(noVersion));
-  assert.equal(readModelCache(file, 'n1', DS), { refused: 'format version none, not this podway\'s (it reads format 4 only)' });
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'format version none, not this podway\'s (it reads formats 3 and 4 only)' });
 });
 
 test('a cache cut short at any length, or with a field of the wrong type (checksum right), is refused naming it, never thrown', async () => {
@@ -267,6 +289,22 @@ test('notSameNode: the same Node is null; deleted, another uid or another creati
   assert.match(notSameNode('n1', cached, entry(undefined, 17)) ?? '', 'uid (none)', 'the uid gone');
   assert.is(notSameNode('n1', { uid: null, createRevision: 17 }, entry(undefined, 17)), null, 'recorded without a uid: the revision decides');
   assert.equal(nodeIdentityOf({ key: 'k', value: 'not json', createRevision: 3, modRevision: 3 }), { uid: null, createRevision: 3 });
+});
+
+test('notCachedNode: a format 3 cache without its Node takes the datastore\'s Node for its own only if created a second or more before its model was applied; with an identity, notSameNode', () => {
+  const entry = (created: string | undefined, createRevision = 40) => ({ key: 'k', value: JSON.stringify({ kind: 'Node', metadata: { name: 'n1', uid: 'u-1', ...(created ? { creationTimestamp: created } : {}) }, spec: {} }), createRevision, modRevision: createRevision });
+  const v3 = { nodeIdentity: null, appliedAt: new Date('2026-12-06T17:00:10.500Z') };
+  assert.is(notCachedNode('n1', v3, entry('2026-12-06T16:00:00Z')), null, 'created an hour before');
+  assert.is(notCachedNode('n1', v3, entry('2026-12-06T17:00:09Z')), null, 'created in the second before the one of the apply');
+  assert.match(notCachedNode('n1', v3, entry('2026-12-06T17:00:10Z')) ?? '', 'was created at 2026-12-06T17:00:10Z, not before its model was applied (2026-12-06T17:00:10.500Z): deleted and registered again, or too close to tell', 'the same second: cannot tell');
+  assert.match(notCachedNode('n1', v3, entry('2026-12-06T18:00:00Z')) ?? '', 'deleted and registered again', 'created after: another Node');
+  assert.is(notCachedNode('n1', v3, null), 'its Node n1 is not in the datastore any more (deleted)');
+  assert.match(notCachedNode('n1', v3, entry(undefined)) ?? '', 'says no creationTimestamp to tell (uid u-1, created at revision 40)');
+  assert.match(notCachedNode('n1', v3, entry('yesterday')) ?? '', 'says no creationTimestamp to tell');
+  // a cache that records its Node: the identity decides, not the times
+  const v4 = { nodeIdentity: { uid: 'u-1', createRevision: 40 }, appliedAt: v3.appliedAt };
+  assert.is(notCachedNode('n1', v4, entry('2026-12-06T18:00:00Z')), null);
+  assert.match(notCachedNode('n1', v4, entry('2026-12-06T16:00:00Z', 41)) ?? '', 'deleted and registered again');
 });
 
 test('withdrawnModel: no endpoints, routes or tunnel addresses (IPv4 and IPv6); the node address, pools and MTUs kept', () => {

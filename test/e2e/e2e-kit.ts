@@ -590,7 +590,7 @@ export async function stopWithCacheOfAnotherBoot(lab: Lab, node: string, datasto
   if (code !== 0) throw new Error(`${node} stopped with exit code ${code}, not 0`);
   const file = lab.modelCachePath(node);
   const r = readModelCache(file, node, datastore);
-  if (r === 'none' || 'refused' in r) throw new Error(`${node}'s cache: ${JSON.stringify(r)}`);
+  if (r === 'none' || 'refused' in r || r.nodeIdentity === null) throw new Error(`${node}'s cache (format 4 expected): ${JSON.stringify(r)}`);
   const other = '00000000-1111-2222-3333-444444444444';
   await writeModelCache(file, node, datastore, r.model, r.appliedAt, r.nodeIdentity, r.bgp, other);
   return other;

@@ -13,7 +13,7 @@
  *   change made after (a new pod on node1 attached and reached from node2);
  * - etcd silent (its packets dropped, nothing refused): node1 forwards on the cache once the
  *   datastore has not answered within the bound, and follows etcd once its packets pass again;
- * - a cache damaged, cut short, written by an older podway (format 3, no Node) or of the wrong
+ * - a cache damaged, cut short, written by an older podway (format 2, no boot, no Node) or of the wrong
  *   shape (checksum right) is ignored with the reason in the log, and podway waits for etcd as
  *   without a cache;
  * - a cache this host cannot take (its node address held by no interface here) is not applied at
@@ -179,14 +179,15 @@ const CACHE_VARIANTS: { what: string; edit: (text: string) => string; said: RegE
   { what: 'damaged', edit: (t) => { const c = JSON.parse(t) as { model: string }; return JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }); }, said: /ignored: its checksum does not match: damaged/ },
   // a write cut short (not podway's: it replaces the file whole; a disk's or a hand's)
   { what: 'cut short', edit: (t) => t.slice(0, Math.floor(t.length * 0.6)), said: /ignored: not JSON \(.*\): damaged or cut short/ },
-  // as the podway before format 4 wrote it: version 3 without the Node, the checksum of the model
-  // and the BGP settings only; that podway forwarded on it unjudged
-  { what: 'an older podway\'s (format 3, no Node)', edit: (t) => {
+  // format 2 (the podways before the boot id): no boot, no Node, the checksum of the model and
+  // the BGP settings only (format 3, the podway before format 4's, is read: model-cache-first-etcd)
+  { what: 'an older podway\'s (format 2, no boot, no Node)', edit: (t) => {
     const c = JSON.parse(t) as Record<string, unknown> & { model: string; bgp: string | null };
-    const v3: Record<string, unknown> = { ...c, version: 3, sha256: createHash('sha256').update(`${c.model}\n${c.bgp ?? 'null'}`).digest('hex') };
-    delete v3.nodeIdentity;
-    return JSON.stringify(v3);
-  }, said: /ignored: format version 3, written by an older podway: it lacks what this one checks \(the Node it was written for\), and this podway reads format 4 only/ },
+    const v2: Record<string, unknown> = { ...c, version: 2, sha256: createHash('sha256').update(`${c.model}\n${c.bgp ?? 'null'}`).digest('hex') };
+    delete v2.nodeIdentity;
+    delete v2.bootId;
+    return JSON.stringify(v2);
+  }, said: /ignored: format version 2, written by an older podway: it lacks what this one checks \(the boot of the machine and the Node it was written for\), and this podway reads formats 3 and 4 only/ },
   // the right checksum over a model of the wrong shape (an endpoint's addresses as text)
   { what: 'of the wrong shape', edit: (t) => {
     const c = JSON.parse(t) as Record<string, unknown> & { model: string };
@@ -233,7 +234,7 @@ test('a cached model the host cannot take is set aside: the next start waits for
   assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), 'node1 ready before');
   assert.is(await lab!.stopPodway('node1'), 0);
   const r = readModelCache(file, 'node1', store!.spec);
-  if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
+  if (r === 'none' || 'refused' in r || r.nodeIdentity === null) return assert.unreachable(`node1's cache (format 4): ${JSON.stringify(r)}`);
   // an address no interface of node1 holds (10.99.0.200), written as a sound cache
   await writeModelCache(file, 'node1', store!.spec, { ...r.model, node: { ...r.model.node, ip: ((10 << 24) | (99 << 16) | 200) >>> 0 } }, r.appliedAt, r.nodeIdentity);
   await etcd!.kill();

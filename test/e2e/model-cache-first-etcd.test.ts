@@ -12,6 +12,10 @@
  * - a cache written in another boot (its boot id rewritten) is not applied at once, saying why:
  *   the datastore first, the cache only once it has not answered (the unreachable way);
  * - --no-cache-first: a cache of this boot is used only the unreachable way, as before;
+ * - an upgrade's first start: a cache of format 3 as the podway before format 4 wrote it (no Node)
+ *   is applied at once, its Node (created before its model was applied) found the same, and it is
+ *   rewritten as format 4; one of a Node deleted and registered again since is not used (or
+ *   withdrawn), saying the new Node's creation time;
  * - a Node deleted (`podway delete node`) and registered again under the same name: the cache
  *   records the Node it was written for (uid, creation revision). Started with etcd stopped, node1
  *   forwards on the old Node's cache until etcd answers; the registration's read then finds no
@@ -26,7 +30,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
-import { nodeIdentityOf, readModelCache, type NodeIdentity } from '../../src/cli/model-cache';
+import { nodeIdentityOf, readModelCache, type CachedModel, type NodeIdentity } from '../../src/cli/model-cache';
+import { writeFormat3Cache } from '../helpers/model-cache-v3';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { execBounded } from './tools';
 import { stopProcess } from '../helpers/etcd';
@@ -225,6 +230,43 @@ async function deleteNode1(): Promise<void> {
 const WITHDRAWN = /model cache \S*node1\.model\.json: its Node node1 \(uid [0-9a-f-]+, created at revision \d+\) is not in the datastore any more \(deleted\): not this node's state: its endpoints, routes and tunnel addresses withdrawn/;
 const NOT_USED = /model cache \S*node1\.model\.json not used: its Node node1 \(uid [0-9a-f-]+, created at revision \d+\) is not in the datastore any more \(deleted\); the datastore's model first/;
 
+/** node1 stopped (exit 0: its newest model written, format 4) and its cache rewritten as the
+ * podway before format 4 wrote it (test/helpers/model-cache-v3.ts: format 3, no Node); `from`: the
+ * format 4 cache to take the model, the time and the boot from (default: the one just written). */
+async function stopWithFormat3Cache(from?: CachedModel): Promise<CachedModel> {
+  assert.is(await lab!.stopPodway('node1'), 0);
+  const file = lab!.modelCachePath('node1');
+  const r = from ?? readModelCache(file, 'node1', store!.spec);
+  if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`) as never;
+  writeFormat3Cache(file, 'node1', store!.spec, r.model, r.appliedAt, r.bgp, r.bootId);
+  const v3 = JSON.parse(readFileSync(file, 'utf8')) as { version: number; nodeIdentity?: unknown };
+  assert.ok(v3.version === 3 && v3.nodeIdentity === undefined, 'format 3, no Node');
+  return r;
+}
+const OLDER_USED = /model cache \S*node1\.model\.json: format 3, written by an older podway: used as this one's; it does not say its Node: the datastore's Node is taken for it only if created before its model was applied at the datastore's first answer/;
+
+test('an upgrade\'s first start (a format 3 cache, as the podway before format 4 wrote it: no Node) forwards on it at once; its Node, created before its model was applied, is found the same; the cache rewritten as format 4', async () => {
+  const n1 = lab!.node('node1');
+  assert.ok(await until(ready, 30_000, 200), 'node1 ready');
+  const r = await stopWithFormat3Cache();
+  const node = await store!.kv.get(NODE1_KEY);
+  const created = (JSON.parse(node!.value) as { metadata: { creationTimestamp: string } }).metadata.creationTimestamp;
+  assert.ok(Date.parse(created) + 1000 <= r.appliedAt.getTime(), `the model (${r.appliedAt.toISOString()}) applied a second or more after the Node's creation (${created})`);
+  const mark = n1.log.length;
+  await lab!.startPodway('node1', 20_000, N1_ARGS);
+  assert.ok(await waitLog(n1, OLDER_USED, mark, 10_000), `format 3 read, said: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n1, FIRST, mark, 10_000), `applied at once (not the wait of a start without a cache): ${n1.log.slice(mark).join(' | ')}`);
+  assert.not.ok(n1.log.slice(mark).some((l) => /model cache .* ignored:/.test(l)), 'not ignored');
+  assert.ok(await until(ready, 60_000, 200), `node1 ready: ${n1.log.slice(mark).join(' | ')}`);
+  assert.not.ok(n1.log.slice(mark).some((l) => /node1\.model\.json not used:|not this node's state/.test(l)), `neither refused nor withdrawn: ${n1.log.slice(mark).join(' | ')}`);
+  assert.is((await status()).endpoints, 2);
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1') && talks('web-1', 'web-1b'), 15_000, 100), `pods talk: ${await diag()}`);
+  // rewritten as format 4 with the Node registered (the same one)
+  const stored = await storedNode1();
+  assert.ok(await until(() => JSON.stringify(cachedNode1()) === JSON.stringify(stored), 30_000, 200), `the cache records node1's Node now: ${JSON.stringify(cachedNode1())}`);
+  assert.is((JSON.parse(readFileSync(lab!.modelCachePath('node1'), 'utf8')) as { version: number }).version, 4);
+});
+
 test('a Node deleted and registered again, started with etcd stopped: the old Node\'s cache forwards until etcd answers, then is withdrawn before the datastore\'s model', async () => {
   const n1 = lab!.node('node1');
   assert.ok(await until(ready, 30_000, 200), 'node1 ready');
@@ -269,6 +311,29 @@ test('a Node deleted and registered again, started with etcd answering: the old 
   console.log(`  (the old Node's cache was ${notUsed ? 'refused before its apply' : 'applied, then withdrawn'})`);
   const now = await storedNode1();
   assert.ok(now !== null && now.uid !== old!.uid, 'registered again as another Node');
+});
+
+test('a format 3 cache of a Node deleted and registered again after its model was applied: not used (or withdrawn, if etcd answered after the host was read), saying the new Node\'s creation', async () => {
+  const n1 = lab!.node('node1');
+  assert.ok(await until(ready, 30_000, 200), 'node1 ready');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  const old = readModelCache(lab!.modelCachePath('node1'), 'node1', store!.spec);
+  if (old === 'none' || 'refused' in old) return assert.unreachable(`node1's cache: ${JSON.stringify(old)}`);
+  await deleteNode1();
+  // registered again (a start of this podway), its model's cache then replaced by the old Node's, format 3
+  await lab!.startPodway('node1', 20_000, N1_ARGS);
+  assert.ok(await until(ready, 60_000, 200), 'node1 registered again, ready');
+  await stopWithFormat3Cache(old);
+  const mark = n1.log.length;
+  await lab!.startPodway('node1', 20_000, N1_ARGS);
+  assert.ok(await until(ready, 60_000, 200), `node1 ready: ${n1.log.slice(mark).join(' | ')}`);
+  const log = n1.log.slice(mark);
+  const why = 'it is of format 3, which does not say which Node node1 it was written for, and the datastore\'s Node node1 was created at \\S+, not before its model was applied \\(\\S+\\): deleted and registered again, or too close to tell';
+  const notUsed = log.some((l) => new RegExp(`node1\\.model\\.json not used: ${why}; the datastore's model first`).test(l));
+  const applied = log.some((l) => /start-up: forwarding on the cached model from/.test(l));
+  const withdrawn = log.some((l) => new RegExp(`node1\\.model\\.json: ${why}: not this node's state: its endpoints, routes and tunnel addresses withdrawn`).test(l));
+  assert.ok(notUsed ? !applied : applied && withdrawn, `refused before its apply, or withdrawn after it: ${log.join(' | ')}`);
+  console.log(`  (the old Node's format 3 cache was ${notUsed ? 'refused before its apply' : 'applied, then withdrawn'})`);
   ok = true;
 });
 

@@ -56,6 +56,22 @@ test('no connection yet and etcd not answering: unreachable after the connect bo
   }
 });
 
+test('the event loop held past the connect bound while the connection is made (podway run\'s dataplane set up at a loaded start, the deferred CNI DELs\' first pass connecting): answered, not "unreachable" (the bound counts time the loop ran)', async () => {
+  const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 5000, connectTimeoutMs: 1000 });
+  try {
+    // the call starts connecting, then the loop is held three times the bound: etcd answers
+    // meanwhile, and its answer is read once the loop runs again
+    const read = kv.get('/slow/held').then((v) => ({ v }), (e: Error) => ({ e }));
+    const until = Date.now() + 3000;
+    while (Date.now() < until) { /* held, as a synchronous start step holds it */ }
+    const r = await read;
+    assert.ok(!('e' in r), `failed: ${'e' in r ? r.e.message : ''}`);
+    assert.is((r as { v: unknown }).v, null);
+  } finally {
+    await kv.close();
+  }
+});
+
 test('nothing listening: unreachable at once, not slow', async () => {
   const port = await freePort();
   const kv = new EtcdKv({ endpoints: [`http://127.0.0.1:${port}`], timeoutMs: 2000, connectTimeoutMs: 60_000 });

@@ -114,6 +114,7 @@ import { EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS
 import { CONNECT_ATTEMPT_OPTION, CONNECT_RETRY_OPTION, installGrpcConnectBound } from './grpc-connect-bound';
 import { CONNECT_RETRY_MS } from './tcp-dial';
 import { monoNow, MonoDeadline } from '../../util/mono-clock';
+import { afterPoll, LoopBudget } from '../../util/loop-time';
 import {
   KvEntry,
   KvEvent,
@@ -548,21 +549,29 @@ export class EtcdKv implements KvStore, KvLeases {
     const settled = (s: number[]) => s.some((x) => x === CHANNEL_READY) || s.every((x) => x === CHANNEL_TRANSIENT_FAILURE || x === CHANNEL_SHUTDOWN);
     let now = states();
     if (settled(now)) return;
-    const end = monoNow() + this.connectTimeoutMs;
+    // The bound counts the time the loop got to run (util/loop-time.ts), as etcd-lite's does: a
+    // loop held for seconds (podway run's dataplane set up at a start on a loaded machine, while
+    // the deferred CNI DELs' first pass connects) is not an etcd that did not answer; and before
+    // saying unreachable, the answers that came while it was held are read (one poll phase).
+    const budget = new LoopBudget(this.connectTimeoutMs);
     while (!settled(now)) {
-      if (monoNow() >= end) {
+      if (budget.left() <= 0) {
+        await afterPoll();
+        now = states();
+        if (settled(now)) break;
         throw new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): no connection within ${this.connectTimeoutMs} ms`);
       }
       // The first channel to change state wakes us; each watch ends at its change or within
       // 250 ms (no timer of ours outlives the call by more).
-      const until = new MonoDeadline(Math.min(end, monoNow() + 250));
-      await new Promise<void>((resolve) => {
+      const wait = Math.min(250, budget.left());
+      const until = new MonoDeadline(monoNow() + wait);
+      await budget.wait(wait, new Promise<void>((resolve) => {
         let done = false;
         const wake = () => { if (!done) { done = true; resolve(); } };
         channels.forEach((c, i) => {
           try { c.watchConnectivityState(now[i], until, wake); } catch { wake(); }
         });
-      });
+      }));
       now = states();
     }
   }

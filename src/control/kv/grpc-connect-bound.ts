@@ -24,6 +24,7 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { connectTimedOut, dialTcp } from './tcp-dial';
+import { loopTimer } from '../../util/loop-time';
 
 export const CONNECT_RETRY_OPTION = 'podway.connect_retry_ms';
 export const CONNECT_ATTEMPT_OPTION = 'podway.connect_attempt_ms';
@@ -82,11 +83,13 @@ export function installGrpcConnectBound(): void {
     if (!positive(ms)) return connect.call(this, address, secureConnector, options);
     const attempt: AttemptState = { abort: new AbortController() };
     attempts.set(this, attempt);
-    let timer: NodeJS.Timeout | undefined;
+    let timer: { cancel(): void } | undefined;
     let expired = false;
     const made = connect.call(this, address, secureConnector, options);
+    // Counted in the time the loop got to run (util/loop-time.ts), after a poll phase: a loop held
+    // for seconds (a start on a loaded machine) does not fail an attempt whose answer came meanwhile.
     const bound = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+      timer = loopTimer(ms, () => {
         expired = true;
         attemptsTimedOut++;
         const e = typeof address.host === 'string'
@@ -98,12 +101,12 @@ export function installGrpcConnectBound(): void {
         attempt.socket?.destroy();
         this.session?.destroy();
         reject(e);
-      }, ms);
+      });
     });
     // Connected just as the bound ran out: that connection is nobody's, closed.
     made.then((t) => { if (expired) t.shutdown(); }, () => undefined);
     return Promise.race([made, bound]).finally(() => {
-      clearTimeout(timer);
+      timer?.cancel();
       if (attempts.get(this) === attempt) attempts.delete(this);
     });
   };

@@ -66,6 +66,10 @@ export function readCalicoctlConfig(file: string, flags: EtcdTlsFlags = {}): Dat
   return parseCalicoctlConfig(text, file, flags);
 }
 
+/** A well-formed calicoctl config for another datastore (Kubernetes): when it is only the default
+ * file, nobody asked podway to use it (run-datastore.ts passes it over with a note). */
+export class NotEtcdConfig extends Error {}
+
 export function parseCalicoctlConfig(text: string, file: string, flags: EtcdTlsFlags = {}): DatastoreSpec {
   const fail = (what: string): never => { throw new Error(`${file}: ${what}`); };
   let doc: unknown;
@@ -110,9 +114,11 @@ export function parseCalicoctlConfig(text: string, file: string, flags: EtcdTlsF
   // as calicoctl's applyConfigDefaults: empty is etcdv3 with endpoints, else kubernetes
   const effective = type === '' ? (env.ETCD_ENDPOINTS ? 'etcdv3' : 'kubernetes') : type;
   if (effective !== 'etcdv3') {
-    fail(type === ''
+    const why = `${file}: ` + (type === ''
       ? 'spec.etcdEndpoints: not given, so calicoctl would use the Kubernetes datastore, which podway does not support (give spec.datastoreType: etcdv3 and spec.etcdEndpoints)'
       : `spec.datastoreType: ${JSON.stringify(type)}: podway supports etcdv3`);
+    // kubernetes: a well-formed file for the other datastore Calico has; anything else is a mistake
+    throw effective === 'kubernetes' ? new NotEtcdConfig(why) : new Error(why);
   }
   if (!env.ETCD_ENDPOINTS) fail('spec.etcdEndpoints: needed with datastoreType etcdv3 (e.g. http://127.0.0.1:2379)');
   if (flags.etcdCaCertFile) env.ETCD_CA_CERT_FILE = flags.etcdCaCertFile;

@@ -15,7 +15,7 @@ import type { DatastoreEnv, DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { controlRequest } from '../dataplane/control-client';
 import { UsageError } from './usage-error';
-import { defaultConfigFile, readCalicoctlConfig } from './calicoctl-config';
+import { defaultConfigFile, NotEtcdConfig, readCalicoctlConfig } from './calicoctl-config';
 import type { EtcdTlsFlags } from './etcd-tls-options';
 
 const RUN_DIR = '/run/podway';
@@ -31,6 +31,8 @@ function named(text: string | undefined): boolean {
 
 /** Specs read from calicoctl's default config file (no -c given): the file, for the note and the check. */
 const fromDefaultFile = new WeakMap<object, string>();
+/** Specs resolved past a default calicoctl.cfg for another datastore: why it was not used. */
+const defaultPassedOver = new WeakMap<object, string>();
 
 /** A command's datastore options: --datastore, calicoctl's -c/--config, the etcd TLS flags. */
 export interface CommandDatastoreOpts extends EtcdTlsFlags {
@@ -58,13 +60,19 @@ export function resolveCommandSpec(flag: string | undefined, env: DatastoreEnv =
   if (config !== undefined && named(flag)) throw new UsageError('give --datastore or -c/--config, not both');
   const implicit = !named(flag) && !named(env.PODWAY_DATASTORE) && !named(env.DATASTORE_TYPE) && !named(env.ETCD_ENDPOINTS);
   const file = config ?? (implicit && o.calicoctlDefault !== false && existsSync(defaultConfigFile()) ? defaultConfigFile() : undefined);
+  let passedOver: string | undefined;
   try {
     spec = file !== undefined ? readCalicoctlConfig(file, o) : resolveDatastoreSpec(flag, env);
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    // The default file of a Calico host on the Kubernetes datastore (the usual calicoctl.cfg there)
+    // was not named by anyone: the embedded default as without it, said, not an error for every command.
+    if (!(e instanceof NotEtcdConfig) || config !== undefined) throw new UsageError((e as Error).message);
+    passedOver = (e as Error).message;
+    spec = resolveDatastoreSpec(flag, env);
   }
-  if (file !== undefined && config === undefined) fromDefaultFile.set(spec, file);
-  else if (file === undefined && implicit) fallbacks.add(spec);
+  if (passedOver !== undefined) defaultPassedOver.set(spec, passedOver);
+  if (file !== undefined && config === undefined && passedOver === undefined) fromDefaultFile.set(spec, file);
+  else if ((file === undefined || passedOver !== undefined) && implicit) fallbacks.add(spec);
   return spec;
 }
 
@@ -105,6 +113,8 @@ export async function checkAgainstRuns(spec: DatastoreSpec, writing: boolean, wa
   const defaultFile = fromDefaultFile.get(spec);
   // read from a file nobody named: said, so nobody writes to a store they did not mean
   if (defaultFile !== undefined) warn(`podway: datastore ${specText(spec)} from ${defaultFile} (calicoctl's default config file; no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS given)\n`);
+  const passedOver = defaultPassedOver.get(spec);
+  if (passedOver !== undefined) warn(`podway: calicoctl's default config file not used (${passedOver}); datastore ${specText(spec)}\n`);
   if (!fallbacks.has(spec) && defaultFile === undefined) return;
   const mine = specText(spec);
   const others = (await runsHere()).filter((r) => r.datastore !== null && !sameStore(r.datastore, mine));

@@ -158,6 +158,12 @@ conf('the default file: read when nothing else names a datastore, and said on st
   assert.is(env.code, 1);
   assert.not.match(env.err, /calicoctl's default config file/);
   assert.match(env.err, /no-store/);
+  // a Calico host's default file for the Kubernetes datastore (the usual one there): passed over
+  // with a note, the embedded default as without it (not exit 2 for every command)
+  cfg('etc-calico-calicoctl.cfg', 'apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec: {datastoreType: kubernetes, kubeconfig: /root/.kube/config}\n');
+  const k8s = await podway(['get', 'ippool']);
+  assert.is.not(k8s.code, 2, k8s.err); // read from the embedded default: 0, or 1 where it has no directory yet
+  assert.match(k8s.err, new RegExp(`calicoctl's default config file not used \\(${dflt.replace(/[.]/g, '\\.')}: spec\\.datastoreType: "kubernetes": podway supports etcdv3\\); datastore embedded:`), k8s.err);
   // a bad default file is an error naming it, not silently passed over
   cfg('etc-calico-calicoctl.cfg', 'apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec: {etcdEndpoints: a:1, bogus: 1}\n');
   const bad = await podway(['get', 'ippool']);

@@ -197,6 +197,8 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   if (verb !== 'delete') for (const note of policyNotes(resources.map((r) => r.object))) err(`${note}\n`);
   // KubeControllersConfiguration: stored for Calico's kube-controllers, which podway has none of
   if (verb !== 'delete') for (const note of kubeControllersNotes(resources.map((r) => r.object))) err(`${note}\n`);
+  // BGPPeer fields stored for Calico's nodes that podway's BGP does not apply (control/bgp/peering.ts)
+  if (verb !== 'delete') for (const note of bgpPeerNotes(resources.map((r) => r.object))) err(`${note}\n`);
 }
 
 /** One note per written KubeControllersConfiguration: podway runs no kube-controllers. */
@@ -206,6 +208,19 @@ export function kubeControllersNotes(objects: readonly unknown[]): string[] {
     const obj = o as { kind?: unknown; metadata?: { name?: unknown } };
     if (obj?.kind !== 'KubeControllersConfiguration') continue;
     notes.push(`podway: note: KubeControllersConfiguration ${String(obj.metadata?.name ?? '?')} is stored for Calico's kube-controllers; podway has no kube-controllers, so nothing on podway nodes acts on it (its IPAM garbage collection: podway ipam check / release --from-report; docs/calico-differences.md)`);
+  }
+  return notes;
+}
+
+/** One note per field a written BGPPeer uses that podway's BGP does not apply. */
+function bgpPeerNotes(objects: readonly unknown[]): string[] {
+  const notes: string[] = [];
+  for (const o of objects) {
+    const obj = o as { kind?: unknown; metadata?: { name?: unknown }; spec?: unknown };
+    if (obj?.kind !== 'BGPPeer') continue;
+    // required here, as the modules above: only a write of a BGPPeer needs the peering model
+    const { unappliedBgpPeerFields } = require('../control/bgp/peering') as typeof import('../control/bgp/peering');
+    for (const f of unappliedBgpPeerFields(obj.spec)) notes.push(`podway: note: BGPPeer ${String(obj.metadata?.name ?? '?')}: ${f} (docs/bgp.md "BGPPeers")`);
   }
   return notes;
 }

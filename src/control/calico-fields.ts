@@ -42,7 +42,8 @@ const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
   BGPPeer: {
     ...leaves('node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop', 'sourceAddress',
       'maxRestartTime', 'numAllowedLocalASNumbers', 'ttlSecurity', 'filters', 'reachableBy', 'keepaliveTime',
-      'failureDetectionMode', 'restartMode', 'birdGatewayMode', 'nextHopMode', 'localWorkloadSelector'),
+      'failureDetectionMode', 'restartMode', 'birdGatewayMode', 'nextHopMode', 'localWorkloadSelector', 'localASNumber',
+      'reversePeering'),
     password: leaves('secretKeyRef'),
   },
   IPReservation: leaves('reservedCIDRs'),

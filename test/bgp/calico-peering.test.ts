@@ -371,4 +371,51 @@ test('IPv6 exports and learned-route filter: the same rules as IPv4 (blocks, bor
   assert.equal(policy.blocks, ['10.244.0.0/26', 'fd00:10:244::/122', 'fd00:10:245::/122', 'fd00:10:246::/122']);
 });
 
+test('BGPPeer keepaliveTime, maxRestartTime, sourceAddress None, nextHopMode on every session it makes (confd setPeerConfigFieldsFromV3Resource, getNextHopMode); reversePeering Manual makes no reverse peering', () => {
+  const n1 = labelled(node('node1', '10.99.0.2/24', undefined, { bgp: { ipv4Address: '10.99.0.2/24', asNumber: 65001 } }), { rack: 'a' });
+  const n2 = labelled(node('node2', '10.99.0.3/24', undefined, { bgp: { ipv4Address: '10.99.0.3/24', asNumber: 65002 } }), { rack: 'b' });
+  const fields = { keepaliveTime: '20s', maxRestartTime: '1m30.4s', sourceAddress: 'None', nextHopMode: 'Self', keepOriginalNextHop: true };
+  const snap = snapshotOf(ippool, n1, n2, bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", ...fields }),
+    bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, ...fields, nextHopMode: 'Keep', sourceAddress: 'UseNodeIP' }));
+  const row = (peer: object) => { const p = peer as Record<string, unknown>; return [p.address, p.source, p.keepaliveSeconds, p.gracefulRestartSeconds, p.localAddress, p.nextHopSelf, p.keepOriginalNextHop]; };
+  assert.equal(computeBgpPlan(snap, 'node1').peers.map(row), [
+    ['10.99.0.3', 'BGPPeer a-to-b', 20, 90, undefined, true, undefined],
+    ['10.99.0.254', 'BGPPeer tor', 20, 90, '10.99.0.2', undefined, true],
+  ]);
+  const rev = computeBgpPlan(snap, 'node2');
+  assert.equal(rev.peers.map(row), [
+    ['10.99.0.254', 'BGPPeer tor', 20, 90, '10.99.0.3', undefined, true],
+    ['10.99.0.2', 'BGPPeer a-to-b (reverse)', 20, 90, undefined, true, undefined],
+  ]);
+  assert.equal(rev.warnings, []);
+  // nextHopMode Auto: keepOriginalNextHop is ignored (confd: NextHopMode set wins over it).
+  const auto = snapshotOf(ippool, n1, n2, bgpConfig({ nodeToNodeMeshEnabled: false }), bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, nextHopMode: 'Auto', keepOriginalNextHop: true }));
+  assert.equal(computeBgpPlan(auto, 'node1').peers.map(row), [['10.99.0.254', 'BGPPeer tor', undefined, undefined, '10.99.0.2', undefined, undefined]]);
+  // reversePeering Manual: node2 does not peer back; the forward session is as before.
+  const manual = (reversePeering: string) => snapshotOf(ippool, n1, n2, bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", reversePeering }));
+  assert.equal(computeBgpPlan(manual('Auto'), 'node2').peers.map((p) => p.source), ['BGPPeer a-to-b (reverse)']);
+  assert.equal(computeBgpPlan(manual('Manual'), 'node2').peers, []);
+  assert.equal(computeBgpPlan(manual('Manual'), 'node1').peers.map((p) => [p.address, p.source]), [['10.99.0.3', 'BGPPeer a-to-b']]);
+});
+
+test('BGPPeer filters, ttlSecurity, localASNumber: not applied, said once per BGPPeer in the plan\'s warnings of the nodes it makes sessions on', () => {
+  const n1 = labelled(node('node1', '10.99.0.2/24'), { rack: 'a' });
+  const n2 = labelled(node('node2', '10.99.0.3/24'), { rack: 'b' });
+  const snap = snapshotOf(ippool, n1, n2, bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", filters: ['no-default'], ttlSecurity: 1, localASNumber: 65010 }),
+    bgpPeer('plain', { node: 'node1', peerIP: '10.99.0.254', asNumber: 65000, ttlSecurity: 0 }));
+  const said = [
+    'BGPPeer a-to-b: spec.filters (no-default): BGPFilters are not applied, every route goes in and out as without them (calico-node\'s BIRD would filter with them)',
+    'BGPPeer a-to-b: spec.ttlSecurity 1: not applied, no TTL security (GTSM) on the session (calico-node\'s BIRD would use `ttl security on; multihop 1`)',
+    'BGPPeer a-to-b: spec.localASNumber 65010: not applied, the session uses the node\'s AS (calico-node\'s BIRD would use `local as 65010`)',
+  ];
+  assert.equal(computeBgpPlan(snap, 'node1').warnings, said);
+  assert.equal(computeBgpPlan(snap, 'node2').warnings, said); // its reverse peering
+  const other = snapshotOf(ippool, n1, n2, node('node3', '10.99.0.10/24'), bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", filters: ['no-default'] }));
+  assert.equal(computeBgpPlan(other, 'node3').warnings, []); // not a session of node3's
+});
+
 test.run();

@@ -39,6 +39,7 @@ import { formatIPv4, parseIPv4, parseIPv4WithPrefix } from '../ipv4';
 import { addressOctets, addressText } from './wire/prefix';
 import type { Node } from '../resources';
 import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
+import { goDurationSeconds } from '../calico-kind-schemas';
 import type { ClusterSnapshot } from '../snapshot';
 import { Selector } from '../ipam/selector';
 import type { BgpExport, BgpLearnedExportPolicy, BgpPeerConfig, BgpSpeakerOptions } from './speaker';
@@ -84,6 +85,43 @@ export interface BgpPlanOptions {
   /** calico-node's CALICO_ROUTER_ID (`podway run --router-id`): a dotted quad, or `hash`
    * (routerIdOf); unset: the node's IPv4 address. */
   readonly routerId?: string;
+}
+
+/**
+ * The session settings a BGPPeer gives every session it makes (forward and reverse), as confd's
+ * setPeerConfigFieldsFromV3Resource and getNextHopMode give BIRD: `keepaliveTime` (`keepalive
+ * time`), `maxRestartTime` (`graceful restart time`, the restart time announced to the peer), both
+ * rounded to seconds; `sourceAddress: None` (no `source address`: the session is not bound to the
+ * node's address); `nextHopMode` (Self: `next hop self`; Keep: `next hop keep`; Auto: neither, and
+ * `keepOriginalNextHop` ignored), else `keepOriginalNextHop` (`next hop keep` toward eBGP peers,
+ * the only ones where it changes anything: over iBGP a learned next hop is kept anyway).
+ * A cached plan input (cached-inputs.ts) is unchecked JSON: a value of the wrong shape is ignored.
+ */
+function bgpPeerSessionSettings(spec: BGPPeer['spec']): { settings: Partial<BgpPeerConfig>; unbound: boolean } {
+  const settings: { -readonly [K in keyof BgpPeerConfig]?: BgpPeerConfig[K] } = {};
+  const raw = spec as Record<string, unknown>;
+  const keepalive = typeof raw.keepaliveTime === 'string' ? goDurationSeconds(raw.keepaliveTime) : null;
+  if (keepalive !== null && keepalive > 0) settings.keepaliveSeconds = keepalive;
+  const restart = typeof raw.maxRestartTime === 'string' ? goDurationSeconds(raw.maxRestartTime) : null;
+  if (restart !== null) settings.gracefulRestartSeconds = restart;
+  const mode = raw.nextHopMode;
+  if (mode === 'Self') settings.nextHopSelf = true;
+  else if (mode === 'Keep') settings.keepOriginalNextHop = true;
+  else if (mode !== 'Auto' && spec.keepOriginalNextHop) settings.keepOriginalNextHop = true;
+  return { settings, unbound: raw.sourceAddress === 'None' };
+}
+
+/**
+ * The BGPPeer fields podway stores but does not apply (each with what calico-node's BIRD would
+ * do), for `podway apply`'s notes and `podway run`'s log; [] when it uses none.
+ */
+export function unappliedBgpPeerFields(spec: unknown): string[] {
+  const raw = (spec ?? {}) as Record<string, unknown>;
+  const out: string[] = [];
+  if (Array.isArray(raw.filters) && raw.filters.length > 0) out.push(`spec.filters (${raw.filters.map(String).join(', ')}): BGPFilters are not applied, every route goes in and out as without them (calico-node's BIRD would filter with them)`);
+  if (typeof raw.ttlSecurity === 'number' && raw.ttlSecurity > 0) out.push(`spec.ttlSecurity ${raw.ttlSecurity}: not applied, no TTL security (GTSM) on the session (calico-node's BIRD would use \`ttl security on; multihop ${raw.ttlSecurity}\`)`);
+  if (raw.localASNumber !== undefined && raw.localASNumber !== null && raw.localASNumber !== 0 && raw.localASNumber !== '0') out.push(`spec.localASNumber ${JSON.stringify(raw.localASNumber)}: not applied, the session uses the node's AS (calico-node's BIRD would use \`local as ${String(raw.localASNumber)}\`)`);
+  return out;
 }
 
 /** How CALICO_ROUTER_ID is named in errors (the setting and its flag). */
@@ -221,6 +259,20 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     taken.set(peer.address, peer.source);
     peers.push(peer);
   };
+  // BGPPeer sourceAddress None: the session is not bound to the node's address (confd writes no
+  // `source address`); the kernel picks the source of our connection.
+  const unbind = (peer: CalicoPeer, unbound: boolean): CalicoPeer => {
+    if (!unbound) return peer;
+    const { localAddress: _bound, ...rest } = peer;
+    return rest;
+  };
+  // The fields a BGPPeer that makes sessions here uses and podway does not apply: said once per plan.
+  const noted = new Set<string>();
+  const noteUnapplied = (bgpPeer: BGPPeer): void => {
+    if (noted.has(bgpPeer.metadata.name)) return;
+    noted.add(bgpPeer.metadata.name);
+    for (const f of unappliedBgpPeerFields(bgpPeer.spec)) warnings.push(`BGPPeer ${bgpPeer.metadata.name}: ${f}`);
+  };
   // A reflector reflects for same-AS peers outside its cluster (confd's template: `rr client`
   // when the AS is ours, we have a cluster ID and the peer's rr_cluster_id differs from it; BIRD
   // refuses `rr client` on eBGP sessions, and reflectors of one cluster peer as equals).
@@ -296,6 +348,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     }
     const type: PeerType = (spec.node ?? '') !== '' || (spec.nodeSelector ?? '') !== '' ? 'node specific' : 'global';
     const prefix = type === 'global' ? 'Global' : 'Node';
+    noteUnapplied(bgpPeer);
 
     let password: string | undefined;
     const ref = spec.password?.secretKeyRef;
@@ -313,10 +366,11 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     // peerSelector ones too since Calico v3.31), effective toward eBGP peers only, as the template
     // writes `next hop keep` only when the peer's AS is not ours (the speaker keeps the next hop on
     // iBGP anyway).
+    const { settings, unbound } = bgpPeerSessionSettings(spec);
     const common = {
       type, source,
       ...(password !== undefined ? { password } : {}),
-      ...(spec.keepOriginalNextHop ? { keepOriginalNextHop: true } : {}),
+      ...settings,
     };
 
     if (spec.peerSelector !== undefined && spec.peerSelector !== '') {
@@ -336,10 +390,10 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
         for (const { address, family } of sessions) {
           if (address === null || family === null) continue;
           const name = `${prefix}_${protocolSuffix(address)}`;
-          add({
+          add(unbind({
             ...common, ...family, ...nodePort, address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
             ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
-          });
+          }, unbound));
         }
       }
       continue;
@@ -371,14 +425,14 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     // A Calico node named by its address and AS peers back (the reverse pass below, on that
     // node): the same string rule as the mesh then picks the passive side, so one end dials.
     const reversed = peerNode !== undefined && reverseFamilies(bgpPeer, peerNode) !== null;
-    add({
+    add(unbind({
       ...common, ...allowLocal, ...family, address: target.address, asNumber, name, description: name,
       // No port given and the address is a Calico node's with this AS: that node listens on the
       // cluster's listenPort, so dial it there (confd: nodesWithIPPortAndAS, then the port).
       ...(target.port !== undefined ? { port: target.port } : reversed ? nodePort : {}),
       ...(reversed ? { passive: target.address > family.localAddress } : {}),
       ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
-    });
+    }, unbound));
   }
 
   // Reverse peerings (confd's second pass over the BGPPeers, "to add in any missing reverse
@@ -393,6 +447,8 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   for (const bgpPeer of snapshot.bgpPeers ?? []) {
     const spec = bgpPeer.spec;
     const source = `BGPPeer ${bgpPeer.metadata.name}`;
+    // reversePeering Manual: the BGPPeer makes no reverse peering (confd's automaticReversePeering).
+    if ((spec as Record<string, unknown>).reversePeering === 'Manual') continue;
     const families = reverseFamilies(bgpPeer, self);
     if (families === null) continue;
     let peerNodes: readonly NodeBgp[];
@@ -417,6 +473,8 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       }
     }
     const reverseSource = `${source} (reverse)`;
+    noteUnapplied(bgpPeer);
+    const { settings, unbound } = bgpPeerSessionSettings(spec);
     for (const other of peerNodes) {
       const sessions = [
         { address: families.v4 ? other.ipText : null, family: v4 },
@@ -425,12 +483,12 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       for (const { address, family } of sessions) {
         if (address === null || family === null) continue;
         const name = `Node_${protocolSuffix(address)}`;
-        add({
+        add(unbind({
           type: 'node specific', source: reverseSource, ...(password !== undefined ? { password } : {}),
-          ...(spec.keepOriginalNextHop ? { keepOriginalNextHop: true } : {}),
+          ...settings,
           ...family, ...nodePort, address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
           ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
-        }, true);
+        }, unbound), true);
       }
     }
   }

@@ -17,6 +17,12 @@ export interface PeerSettings {
   passive?: boolean;
   port?: number;
   holdTimeSeconds?: number;
+  /** Seconds between our KEEPALIVEs (BIRD's `keepalive time`); default, and at most, a third of
+   * the negotiated hold time. 0 or unset: the default. */
+  keepaliveSeconds?: number;
+  /** The restart time announced to this peer in the graceful restart capability (BIRD's `graceful
+   * restart time`), instead of the speaker's; the capability itself is the speaker's choice. */
+  gracefulRestartSeconds?: number;
   localAddress?: string;
   /** TCP-MD5 key (RFC 2385). */
   password?: string;
@@ -125,13 +131,14 @@ export class Connection {
     this.state = 'OpenSent';
     const hold = this.peer.config.holdTimeSeconds ?? DEFAULT_HOLD;
     const gr = host.gracefulRestartSeconds;
+    const grTime = this.peer.config.gracefulRestartSeconds ?? gr;
     const families = offeredFamilies(this.peer.config).map(afi => ({ afi, safi: SAFI_UNICAST }));
     const flags = host.gracefulRestartFlags?.(this.peer) ?? { restarting: false, forwarding: true };
     this.send(encodeOpen(host.localAs, hold, host.routerId, {
       multiprotocol: families,
       routeRefresh: true,
       fourOctetAs: host.localAs,
-      gracefulRestart: gr > 0 ? { restarting: flags.restarting, time: Math.min(gr, 4095), families: families.map(f => ({ ...f, forwarding: flags.forwarding })) } : undefined,
+      gracefulRestart: gr > 0 ? { restarting: flags.restarting, time: Math.min(grTime, 4095), families: families.map(f => ({ ...f, forwarding: flags.forwarding })) } : undefined,
       unknown: [],
     }));
     this.armHold(OPEN_HOLD_MS);
@@ -219,7 +226,10 @@ export class Connection {
     this.state = 'OpenConfirm';
     this.send(KEEPALIVE);
     this.armHold(hold * 1000);
-    if (hold > 0) this.keepaliveTimer = setInterval(() => this.send(KEEPALIVE), Math.max(1000, (hold * 1000) / 3));
+    // RFC 4271 4.4: KEEPALIVEs a third of the hold time apart, or the peer's keepaliveSeconds when
+    // shorter (never so long that the peer's hold timer could expire on them).
+    const keepalive = cfg.keepaliveSeconds ? Math.min(cfg.keepaliveSeconds, hold / 3) : hold / 3;
+    if (hold > 0) this.keepaliveTimer = setInterval(() => this.send(KEEPALIVE), Math.max(1000, keepalive * 1000));
     this.peer.refreshState();
   }
 

@@ -30,7 +30,14 @@ export interface BgpPeerConfig {
   routeReflectorClient?: boolean;
   /** Toward an external peer, keep a learned route's next hop instead of setting ourselves. */
   keepOriginalNextHop?: boolean;
+  /** Every learned route passed on to this peer, eBGP or iBGP (reflected too), goes with our own
+   * address as next hop: BIRD's `next hop self` (Calico's BGPPeer nextHopMode Self). */
+  nextHopSelf?: boolean;
   holdTimeSeconds?: number;
+  /** Seconds between our KEEPALIVEs (BIRD's `keepalive time`; at most a third of the hold time). */
+  keepaliveSeconds?: number;
+  /** Restart time announced to this peer (BIRD's `graceful restart time`), instead of the speaker's. */
+  gracefulRestartSeconds?: number;
   /** Source address for our connection to the peer. */
   localAddress?: string;
   description?: string;
@@ -999,18 +1006,19 @@ export class BgpSpeaker extends EventEmitter {
     const communities = a.communities ?? [];
     if (communities.includes(NO_ADVERTISE) || (toEbgp && communities.includes(NO_EXPORT))) return null;
     const fromEbgp = this.isEbgp(best.peer);
+    const self = p.config.nextHopSelf === true;
     if (toEbgp) {
       return {
         origin: a.origin,
         asPath: prepend(this.opts.localAs, a.asPath),
-        nextHop: p.config.keepOriginalNextHop || this.thirdPartyNextHop(p, best.nextHop) ? best.nextHop : this.selfNextHop(p, afi),
+        nextHop: !self && (p.config.keepOriginalNextHop || this.thirdPartyNextHop(p, best.nextHop)) ? best.nextHop : this.selfNextHop(p, afi),
         communities: a.communities,
         atomicAggregate: a.atomicAggregate,
         aggregator: a.aggregator,
         unknown: a.unknown,
       };
     }
-    if (fromEbgp) return { ...a, nextHop: best.nextHop, localPref: a.localPref ?? DEFAULT_LOCAL_PREF };
+    if (fromEbgp) return { ...a, nextHop: self ? this.selfNextHop(p, afi) : best.nextHop, localPref: a.localPref ?? DEFAULT_LOCAL_PREF };
     // iBGP to iBGP: only a route reflector passes routes on (RFC 4456 section 6).
     if (this.opts.clusterId === undefined) return null;
     if (!best.peer.config.routeReflectorClient && !p.config.routeReflectorClient) return null;
@@ -1018,7 +1026,7 @@ export class BgpSpeaker extends EventEmitter {
     if (p.session.established?.remote?.routerId === originatorId) return null;
     return {
       ...a,
-      nextHop: best.nextHop,
+      nextHop: self ? this.selfNextHop(p, afi) : best.nextHop,
       localPref: a.localPref ?? DEFAULT_LOCAL_PREF,
       originatorId,
       clusterList: [this.opts.clusterId, ...(a.clusterList ?? [])],

@@ -1,0 +1,99 @@
+// BGPPeer session fields against BIRD 2, as calico-node's BIRD gets them from confd's template:
+// keepaliveTime (`keepalive time`), maxRestartTime (`graceful restart time`: the restart time we
+// announce, how long BIRD keeps our routes after we go without a NOTIFICATION) and sourceAddress
+// None (no `source address`: the session is not bound to the node's address).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BgpAgent } from '../../src/control/bgp/agent';
+import { BgpSpeaker } from '../../src/control/bgp/speaker';
+import { loopbackNet, startBird, waitFor } from './bird';
+import { freePort } from '../helpers/etcd';
+import { node, snapshotOf } from '../control/fixtures';
+
+const API = 'projectcalico.org/v3';
+const noMesh = { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false } };
+
+function agentFor(logs: string[]): BgpAgent {
+  return new BgpAgent({
+    node: 'node1',
+    createSpeaker: (o) => new BgpSpeaker({ ...o, listenPort: 0, connectRetrySeconds: 1, log: (_l, m) => logs.push(m) }),
+    log: (m) => logs.push(m),
+    onLearned: () => {},
+    exports: [{ prefix: '10.244.7.0/26' }],
+  });
+}
+
+test('keepaliveTime: KEEPALIVEs that often; maxRestartTime: the restart time BIRD keeps our routes for after we go', async () => {
+  const ip = loopbackNet();
+  const [us, them] = [ip(5), ip(40)];
+  const port = await freePort(them);
+  // BIRD's default hold time (240 s) and ours (90 s): 30 s between our KEEPALIVEs unless told.
+  const bird = await startBird(`
+router id ${them};
+log stderr all;
+protocol device {}
+protocol bgp tor {
+  local ${them} port ${port} as 65000; neighbor ${us} as 64512; strict bind; passive on; multihop;
+  graceful restart aware; connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import all; export none; };
+}
+`);
+  const logs: string[] = [];
+  const agent = agentFor(logs);
+  try {
+    agent.update(snapshotOf(noMesh, node('node1', `${us}/8`),
+      { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { peerIP: `${them}:${port}`, asNumber: 65000, keepaliveTime: '1s', maxRestartTime: '3s' } }));
+    const peer = () => agent.status().peers[0];
+    await waitFor('Established, our block at BIRD', async () => peer()?.bgpState === 'Established' && (await bird.routes('tor')).includes('10.244.7.0/26'), 15_000).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(peer())}\n${logs.join('\n')}\n${bird.log()}`);
+    });
+    // Three more messages (KEEPALIVEs: nothing else is sent now) within 10 s: 1 s apart, not 30.
+    const before = peer()!.messagesOut;
+    await waitFor('three KEEPALIVEs sent', () => peer()!.messagesOut >= before + 3, 10_000);
+    assert.match(await bird.protocol('tor'), /Established/);
+    // Gone without a NOTIFICATION (a restart): BIRD keeps our block, stale, for the 3 s we
+    // announced (not 120 s), then drops it.
+    await agent.stop({ graceful: true });
+    await waitFor('BIRD keeps our block, stale, while it waits for us', async () => /Active|Connect|Idle/.test(await bird.protocol('tor')), 10_000);
+    assert.ok((await bird.routes('tor')).includes('10.244.7.0/26'), 'kept during the restart time');
+    await waitFor('BIRD drops our block when the restart time we announced is over', async () => !(await bird.routes('tor')).includes('10.244.7.0/26'), 20_000);
+  } finally {
+    await agent.stop({ graceful: false });
+    await bird.stop();
+  }
+});
+
+test('sourceAddress None: the session is not bound to the node\'s address (the kernel picks its source)', async () => {
+  const ip = loopbackNet();
+  const [us, them] = [ip(5), ip(40)];
+  const port = await freePort(them);
+  // To a 127/8 address the kernel picks 127.0.0.1 (the loopback route's src), not the node's
+  // 127.a.b.5: BIRD knows the session only from there.
+  const bird = await startBird(`
+router id ${them};
+log stderr all;
+protocol device {}
+protocol bgp tor {
+  local ${them} port ${port} as 65000; neighbor 127.0.0.1 as 64512; strict bind; passive on; multihop;
+  connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import all; export none; };
+}
+`);
+  const logs: string[] = [];
+  const agent = agentFor(logs);
+  try {
+    const tor = (spec: Record<string, unknown>) => snapshotOf(noMesh, node('node1', `${us}/8`),
+      { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { peerIP: `${them}:${port}`, asNumber: 65000, ...spec } });
+    agent.update(tor({ sourceAddress: 'None' }));
+    const peer = () => agent.status().peers[0];
+    await waitFor('Established from the kernel\'s source address', async () => peer()?.bgpState === 'Established' && (await bird.routes('tor')).includes('10.244.7.0/26'), 15_000).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(peer())}\n${logs.join('\n')}\n${bird.log()}`);
+    });
+    assert.match(await bird.protocol('tor'), /Neighbor address:\s+127\.0\.0\.1/);
+  } finally {
+    await agent.stop({ graceful: false });
+    await bird.stop();
+  }
+});
+
+test.run();

@@ -224,14 +224,20 @@ const fs = require('node:fs');
 const chunks = [];
 process.stdin.on('data', (c) => chunks.push(c)).on('end', () => {
   const prog = Buffer.concat(chunks);
-  const ms = prog.toString().startsWith('delete table') ? 0 : Number(fs.readFileSync(${JSON.stringify(path.join(dir, 'ms'))}, 'utf8'));
-  fs.appendFileSync(${JSON.stringify(path.join(dir, 'pids'))}, process.pid + ' ' + process.ppid + ' ' + ms + '\\n');
-  setTimeout(() => {
+  const run = () => {
     let status = 0;
     try { execFileSync('nft', process.argv.slice(2), { input: prog, stdio: ['pipe', 'inherit', 'inherit'] }); } catch (e) { status = e.status || 1; }
     fs.appendFileSync(${JSON.stringify(path.join(dir, 'exits'))}, process.pid + ' ' + status + '\\n');
     process.exit(status);
-  }, ms);
+  };
+  const wait = prog.toString().startsWith('delete table') ? '0' : fs.readFileSync(${JSON.stringify(path.join(dir, 'ms'))}, 'utf8').trim();
+  // 'gate': wait (logged as -1) until the test writes the file 'go', polled every 20 ms, at most 30 s
+  const ms = wait === 'gate' ? -1 : Number(wait);
+  fs.appendFileSync(${JSON.stringify(path.join(dir, 'pids'))}, process.pid + ' ' + process.ppid + ' ' + ms + '\\n');
+  if (ms >= 0) { setTimeout(run, ms); return; }
+  const until = Date.now() + 30000;
+  const poll = () => (fs.existsSync(${JSON.stringify(path.join(dir, 'go'))}) || Date.now() > until ? run() : setTimeout(poll, 20));
+  poll();
 });
 `);
   chmodSync(file, 0o755);
@@ -353,16 +359,20 @@ test('useSpawner: a refused start (startOrRetry) is tried again on the timer thr
     assert.is(pids()[pids().length - 1]![1], helperPid, 'the create that went in ran in the helper');
     await guard.stop();
     assert.is(guardTable(), '', 'table removed at stop');
-    // stop() while the timer's create runs (it waits 3 s, the table let go meanwhile, then
-    // commits): waited for, the table it made deleted, none left behind
+    // stop() while the timer's create runs (it waits for the file 'go', written once the table
+    // is let go and stop() called, then commits): waited for, the table it made deleted, none
+    // left behind. No fixed wait the release must fit in, however loaded the machine.
     holder = hold();
     assert.ok(await waitFor(() => /flags owner/.test(guardTable()), 10_000, 20), 'nft -i holds the table again');
     assert.is(g2.startOrRetry(guardSpec('10.244.0.4')), false);
-    writeFileSync(path.join(dir, 'ms'), '3000');
-    assert.ok(await waitFor(() => pids().some((p) => p[2] === 3000), 10_000, 10), 'a create of the timer started, waiting 3 s');
-    const [creating] = pids().find((p) => p[2] === 3000)!;
+    writeFileSync(path.join(dir, 'ms'), 'gate');
+    assert.ok(await waitFor(() => pids().some((p) => p[2] === -1), 10_000, 10), 'a create of the timer started, waiting for go');
+    const [creating] = pids().find((p) => p[2] === -1)!;
     await release(holder);
-    await g2.stop({ waitMs: 10_000 });
+    assert.ok(g2.starting, 'the create is still in flight when stop() is called');
+    const stopping = g2.stop({ waitMs: 30_000 });
+    writeFileSync(path.join(dir, 'go'), '');
+    await stopping;
     const exits = readFileSync(path.join(dir, 'exits'), 'utf8');
     assert.match(exits, new RegExp(`^${creating} 0$`, 'm'), `the create in flight at stop went in (then deleted): ${exits}`);
     assert.is(guardTable(), '', 'deleted at stop');

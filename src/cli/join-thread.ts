@@ -39,10 +39,14 @@ export function joinInThread(spec: DatastoreSpec, opts: JoinOptions, say: (m: st
   const data: JoinWorkerData = { spec, node: opts.node, ...(opts.ip !== undefined ? { ip: opts.ip } : {}), ...(opts.ip6 !== undefined ? { ip6: opts.ip6 } : {}), ...(opts.atStart ? { atStart: true } : {}), ...(opts.live ? { live: opts.live } : {}) };
   const worker = new Worker(path.resolve(__dirname, 'join-worker.js'), { workerData: data });
   let exited = false;
-  worker.once('exit', () => (exited = true));
+  const threadEnded = new Promise<void>((resolve) => worker.once('exit', () => {
+    exited = true;
+    resolve();
+  }));
   /** The handle of the liveness lease the thread claimed, and renews until released or revoked (join-worker.ts). */
   const claimHandle = (lease: string): LiveClaimHandle => ({
     lease,
+    ended: threadEnded,
     release: () => {
       if (!exited) worker.postMessage({ type: 'live-release', lease });
     },

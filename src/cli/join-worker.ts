@@ -62,33 +62,49 @@ if (parentPort) {
   const keeperDone = () => {
     const k = keeper;
     keeper = null;
-    void k?.kv.close().catch(() => undefined);
+    // A renewal under way is answered before its client is closed (else it fails: a warning
+    // about a lease handed over).
+    void k?.renewals.settled().then(() => k.kv.close()).catch(() => undefined);
     if (ended) port.close();
   };
   const keep = (lease: string) => {
     if (!keeper) {
       const kv = openKvStore(data.spec, { use: 'command' });
-      keeper = { renewals: new ClaimKeeper(kv as KvStore & KvLeaseKeepAlive, data.node, (message) => post({ type: 'warn', message })), kv };
+      const k: { renewals: ClaimKeeper; kv: KvStore } = {
+        // The lease found gone (etcd wiped or restored, or not renewed for its TTL): the holder
+        // writes the key on a new lease and never hands this one over; nothing more to keep here.
+        renewals: new ClaimKeeper(kv as KvStore & KvLeaseKeepAlive, data.node, (message) => post({ type: 'warn', message }), undefined, () => {
+          if (keeper === k) keeperDone();
+        }),
+        kv,
+      };
+      keeper = k;
     }
     keeper.renewals.keep(lease);
   };
   /** podway run stopping (abort): a lease claimed here and not handed over is revoked. */
   let stopping = false;
+  /** The revokes under way: the registration's end is said once they answered. */
+  let revoking: Promise<void> = Promise.resolve();
   const revokeKept = (): Promise<void> => {
     const k = keeper;
-    return (k ? k.renewals.revoke() : Promise.resolve())
+    const p = (k ? k.renewals.revoke() : Promise.resolve())
       .catch((e: Error) => post({ type: 'warn', message: `node ${data.node}: its liveness lease not revoked: ${e.message} (it expires within its TTL)` }))
       .finally(() => {
         if (keeper === k) keeperDone();
       });
+    revoking = Promise.all([revoking, p]).then(() => undefined);
+    return p;
   };
   port.on('message', (m: { type?: string; lease?: string }) => {
     if (m.type === 'abort') {
-      // The stop (a signal while starting, a failed start, podway's stop): the key this thread
-      // claimed, not handed over (podway run may not have heard of it yet), revoked first; then
-      // the registration ends (it says so once the revoke answered).
+      // The stop (a signal while starting, a failed start, podway's stop): the registration
+      // aborted at once (an unreachable etcd's waits end), and the key this thread claimed, not
+      // handed over (podway run may not have heard of it yet), revoked meanwhile; the
+      // registration's end is said once the revoke answered (end below).
       stopping = true;
-      void revokeKept().finally(() => abort.abort(new Error('stopped')));
+      abort.abort(new Error('stopped'));
+      void revokeKept();
     } else if (m.type === 'live-release') {
       // handed over: only the lease kept now (a later claim of this registration is kept on)
       if (keeper && keeper.renewals.leaseId() === m.lease) {
@@ -101,7 +117,9 @@ if (parentPort) {
   });
   const fences = data.spec.kind === 'etcd' ? (require('../control/kv/etcd-fence') as typeof import('../control/kv/etcd-fence')) : null;
   fences?.reportUnwrittenFences((message) => post({ type: 'fence-warning', message }));
-  const end = (m: JoinWorkerMessage) => {
+  const end = async (m: JoinWorkerMessage) => {
+    // A stop's revoke under way answered first: podway run takes this end as the claim undone.
+    await revoking;
     post(m);
     ended = true;
     // nothing more to take (once a lease claimed here is handed over or revoked): the thread ends

@@ -77,12 +77,16 @@ export interface JoinOptions {
  * The claimed liveness lease as the registration's thread keeps it alive from the claim on
  * (join-worker.ts, control/node-live.ts ClaimKeeper), until the running podway's holder renewed
  * it (release(): handed over) or the start ended (revoke(): the key deleted with it; resolves
- * once etcd answered or the thread ended). The thread ends after one of the two.
+ * once etcd answered or the thread ended). The thread ends after one of the two, or once it found
+ * the lease gone (etcd wiped or restored, or no renewal got through for its TTL: the holder then
+ * writes the key on a new lease, and this one is never handed over).
  */
 export interface LiveClaimHandle {
   readonly lease: string;
   release(): void;
   revoke(): Promise<void>;
+  /** Resolves once the thread keeping it ended: handed over, revoked, or the lease found gone (etcd let it expire: nothing to keep). */
+  readonly ended: Promise<void>;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }

@@ -762,9 +762,27 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The claims whose leases the registration's thread renews until the holder renewed them
      * itself (handed over: released) or the start ends (revoked), oldest first (join.ts LiveClaimHandle). */
     const liveClaims: LiveClaimHandle[] = [];
+    /** The revokes of claims made once the run was stopping (a registration under way at the stop): the stop waits for them. */
+    const lateRevokes: Promise<unknown>[] = [];
     const onLiveClaimed = (lease: string, claim?: LiveClaimHandle): void => {
       if (!nodeAddresses || !liveRecord) return;
-      if (claim) liveClaims.push(claim);
+      if (abortStart.signal.aborted) {
+        // Claimed as the run stopped (a re-registration under way, a start aborted): its claims
+        // were revoked already, and the holder is closing; this one revoked too, not held.
+        dsLog.info(`node ${opts.node}: its liveness key claimed on lease ${lease} as podway stopped: revoked`);
+        if (claim) lateRevokes.push(claim.revoke().catch(() => undefined));
+        return;
+      }
+      dsLog.info(`node ${opts.node}: its liveness key claimed on lease ${lease}: held from here`);
+      if (claim) {
+        liveClaims.push(claim);
+        // Its thread ended by itself (the lease found gone: etcd wiped or restored, or no renewal
+        // got through for its TTL; the holder writes the key on a new lease): nothing to hand over.
+        void claim.ended.then(() => {
+          const k = liveClaims.indexOf(claim);
+          if (k >= 0) liveClaims.splice(k, 1);
+        });
+      }
       liveHeld = true;
       nodeAddresses.holdLiveness({ ...liveRecord, addresses: registeredAddresses }, lease)
         .catch((e: Error) => dsLog.warn(`node ${opts.node}: its liveness key could not be held: ${e.message}`));
@@ -1868,7 +1886,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         registration?.stop();
-        const registered = registration ? Promise.race([registration.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
+        // A liveness key it claimed meanwhile is revoked once it ended (onLiveClaimed).
+        const registered = (registration ? Promise.race([registration.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve())
+          .then(() => Promise.all(lateRevokes));
         void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered])
           .then(() => (thread as ModelSource | null)?.close())
           .then(() => {

@@ -253,6 +253,8 @@ export class ClaimKeeper {
     private readonly node: string,
     private readonly warn: (m: string) => void,
     private readonly ttl = LIVE_TTL_S,
+    /** The kept lease found gone (etcd let it expire, or it was revoked): released here, nothing more to keep. */
+    private readonly onGone: (lease: string) => void = () => {},
   ) {}
 
   /** Keep `lease` alive from now on (a later claim of the same start: that lease instead). */
@@ -271,14 +273,21 @@ export class ClaimKeeper {
     const id = this.lease;
     if (id === null || this.current) return this.current ?? Promise.resolve();
     const p = this.kv.keepAliveLease(id).then((left) => {
+      if (this.lease !== id) return; // released or revoked meanwhile: not news
       if (left > 0) {
         this.renewed++;
         this.lastProblem = '';
         return;
       }
+      // Gone for good (etcd wiped or restored, or no renewal got through for its TTL): the
+      // holder writes the key on a new lease, never on this one, so no hand-over would come.
+      // Nothing more to keep: released, and whoever keeps this keeper ends it (onGone).
       this.failed++;
-      this.problem(`node ${this.node}: the liveness lease ${id} it claimed its key with is gone (etcd let it expire, or it was revoked): the running podway writes the key again on a new one`);
+      this.problem(`node ${this.node}: the liveness lease ${id} it claimed its key with is gone (etcd let it expire, or it was revoked): renewed no more; the running podway writes the key again on a new one`);
+      this.release();
+      this.onGone(id);
     }, (e: unknown) => {
+      if (this.lease !== id) return; // released or revoked meanwhile (its client closing): not news
       this.failed++;
       this.problem(`node ${this.node}: the liveness lease ${id} it claimed its key with not renewed: ${(e as Error)?.message ?? String(e)}; tried again in ${Math.round(this.ttl / 3)} s`);
     }).finally(() => {
@@ -293,6 +302,11 @@ export class ClaimKeeper {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.lease = null;
+  }
+
+  /** Resolves once no renewal is under way (its client may be closed then). */
+  async settled(): Promise<void> {
+    await this.current?.catch(() => undefined);
   }
 
   /** The start ended without a holder to hand it to: no more renewals, the lease revoked (its key deleted with it). */

@@ -1,7 +1,8 @@
 // The node's liveness key on a real etcd, between the claim and the running podway's holder, and
 // after: (1) the registration's thread (join-thread.ts, as podway run's start runs it) keeps the
 // lease it claimed alive by itself until it is handed over or revoked: with no holder at all the
-// key outlives the lease's TTL (15 s), and a revoke removes it at once; (2) a registration after
+// key outlives the lease's TTL (15 s), and a revoke removes it at once; (1b) once released it
+// expires when the holder stops; (1c) its lease gone under it (etcd wiped), the thread ends; (2) a registration after
 // the datastore was replaced (not at start, with the run's record: run.ts ReRegistration) claims
 // the key before it writes the Node, and is refused, the Node unwritten, while another host's
 // podway holds it; (3) a renewal whose lease is kept but whose new value etcd refuses (too large a
@@ -59,6 +60,8 @@ test('(1b) handed over: the thread renews no more once released (the holder rene
   const node = `${NODE}-b`;
   const spec = { kind: 'etcd' as const, endpoints: [etcd.endpoint] };
   const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 2000 });
+  // The holder's own client: closed before it stops, so its stop revokes nothing (as a kill -9).
+  const hkv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 2000 });
   const record: LiveRecord = { ...thisHost(), addresses: [], pid: process.pid, started: new Date().toISOString() };
   let claimed: { lease: string; claim?: LiveClaimHandle } | null = null;
   let holder: NodeLiveness | null = null;
@@ -67,7 +70,7 @@ test('(1b) handed over: the thread renews no more once released (the holder rene
     const c = claimed as { lease: string; claim?: LiveClaimHandle } | null;
     assert.ok(c?.claim);
     // The holder adopts it (a lease of 6 s here: its renewals every 2 s), renews it, then the claim is released.
-    holder = new NodeLiveness(kv, node, { ...record, addresses: ['192.0.2.11/24'] }, { info: () => {}, warn: () => {} }, 6, c!.lease);
+    holder = new NodeLiveness(hkv, node, { ...record, addresses: ['192.0.2.11/24'] }, { info: () => {}, warn: () => {} }, 6, c!.lease);
     await holder.tick();
     assert.is(holder.status().renewedLease, c!.lease, 'the holder renewed the claimed lease');
     c!.claim!.release();
@@ -75,12 +78,47 @@ test('(1b) handed over: the thread renews no more once released (the holder rene
     await new Promise((r) => setTimeout(r, 8000));
     assert.is((await kv.getLeased(liveKey(node)))?.lease, c!.lease, 'the key on the same lease, kept by the holder');
     assert.equal(parseLiveRecord((await kv.getLeased(liveKey(node)))!.entry.value).addresses, ['192.0.2.11/24']);
-    // Released: nothing else keeps it once the holder stops renewing (stopped without a revoke:
-    // as a kill -9), so it expires within its TTL.
+    // Released: nothing else keeps it once the holder stops renewing (its client closed first:
+    // its stop's revoke does not reach etcd, as after a kill -9), so it expires within its TTL
+    // (the claim's, LIVE_TTL_S: the holder's last renewal set it again). Polled every 250 ms,
+    // LIVE_TTL_S + 2 s at most: the thread renewing it still (a release that did nothing) keeps it there.
+    await hkv.close();
     await holder.stop(0).catch(() => undefined);
+    let left = await kv.getLeased(liveKey(node));
+    for (let k = 0; k < ((LIVE_TTL_S + 2) * 1000) / 250 && left !== null; k++) {
+      await new Promise((r) => setTimeout(r, 250));
+      left = await kv.getLeased(liveKey(node));
+    }
+    assert.is(left, null, `released, the holder stopped: the key expired within ${LIVE_TTL_S + 2} s (lease TTL now ${await kv.leaseTimeToLive(c!.lease)})`);
   } finally {
-    await holder?.stop(0);
+    await holder?.stop(0).catch(() => undefined);
+    await hkv.close().catch(() => undefined);
     await kv.close();
+  }
+});
+
+test('(1c) the claimed lease gone before any hand-over (etcd wiped or restored): the thread renews it no more and ends', async () => {
+  etcd ??= await startEtcd();
+  const node = `${NODE}-c`;
+  const spec = { kind: 'etcd' as const, endpoints: [etcd.endpoint] };
+  const lite = new EtcdLiteKv({ endpoints: [etcd.endpoint], timeoutMs: 2000 });
+  const record: LiveRecord = { ...thisHost(), addresses: [], pid: process.pid, started: new Date().toISOString() };
+  let claimed: { lease: string; claim?: LiveClaimHandle } | null = null;
+  const warns: string[] = [];
+  try {
+    await joinInThread(spec, { node, ip: '192.0.2.12/24', ip6: 'none', atStart: true, live: record, onLiveClaimed: (lease, claim) => (claimed = { lease, ...(claim ? { claim } : {}) }), warn: (m) => warns.push(m) }, () => {});
+    const c = claimed as { lease: string; claim?: LiveClaimHandle } | null;
+    assert.ok(c?.claim);
+    // The lease gone under the thread (as a wiped or restored etcd: the holder then writes the key
+    // on a new lease, and this claim is never handed over): its next renewal (within TTL / 3 s)
+    // finds it gone, and the thread ends (it used to renew it every 5 s until podway stopped).
+    await lite.revokeLease(c!.lease);
+    const ended = await Promise.race([c!.claim!.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), (LIVE_TTL_S / 3 + 5) * 1000))]);
+    assert.ok(ended, `the thread ended once the lease was found gone: ${warns.join(' | ')}`);
+    assert.ok(warns.some((w) => new RegExp(`liveness lease ${c!.lease} it claimed its key with is gone .*renewed no more`).test(w)), warns.join(' | '));
+    await c!.claim!.revoke(); // the thread ended: at once
+  } finally {
+    await lite.close();
   }
 });
 

@@ -31,7 +31,7 @@ import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
 import { openKvStore } from '../control/kv/open';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
-import { claimEntry, datastoreKey, entryDatastore, entryEndpoints, lastClusterId, PendingDel, putBack, readPending, Released, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
+import { claimEntry, datastoreKey, entryDatastore, entryEndpoints, lastClusterId, netnsIdentity, PendingDel, putBack, readPending, Released, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
 import type { ScanExec } from '../dataplane/orphan-pods';
 import { IpamLockAbortedError, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from '../cni/ipam-lock';
 import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
@@ -351,7 +351,7 @@ async function showLink(exec: ScanExec | undefined, netns: string | null, name: 
  * endpoint the replay is about to delete (this container's): a veth's host end it names when that
  * is still the interface the DEL left (the entry's hostIfindex: the peer of the pod end the DEL
  * found); a tap/tun device in the namespace the endpoint names when it carries the endpoint's
- * altname (as DEL does). Best effort: what cannot be removed is said through `warn` (the
+ * altname and is the device the DEL saw (the entry's podDevice: its index, and that namespace). Best effort: what cannot be removed is said through `warn` (the
  * datastore part goes on). The interfaces removed, by name.
  */
 export async function removeLeftInterface(e: PendingDel, d: Released['deleted'][number], exec: ScanExec | undefined, warn: (m: string) => void): Promise<string[]> {
@@ -369,6 +369,20 @@ export async function removeLeftInterface(e: PendingDel, d: Released['deleted'][
     } else if (interfaceNetns !== null && typeof spec.endpoint === 'string' && existsSync(interfaceNetns)) {
       const l = await showLink(exec, interfaceNetns, spec.endpoint);
       if (!l || !l.altnames.includes(name)) return [];
+      // The altname comes from the pod's name: a pod re-created at the same namespace path (a
+      // runtime reusing named namespaces) carries it too. Only the device the DEL saw goes: its
+      // index, in the very namespace it was in (an inode alone is reused by a later namespace).
+      const dev = e.podDevice;
+      const where = `${interfaceType} device ${name} (${spec.endpoint} in ${interfaceNetns})`;
+      if (!dev) {
+        warn(`${where} left: the entry does not record which device the DEL saw (its index and namespace; an entry of an older podway, or none seen), so it cannot be told from a re-created pod's`);
+        return [];
+      }
+      const ns = netnsIdentity(interfaceNetns);
+      if (ns.netnsIno !== dev.netnsIno || ns.netnsCtimeNs !== dev.netnsCtimeNs || l.ifindex !== dev.ifindex) {
+        warn(`${where} left: not the device the DEL saw (${ns.netnsIno !== dev.netnsIno || ns.netnsCtimeNs !== dev.netnsCtimeNs ? 'another namespace at that path' : `index ${l.ifindex}, not ${dev.ifindex}`}: a re-created pod's)`);
+        return [];
+      }
       const r = await run(exec, 'nsenter', [`--net=${interfaceNetns}`, 'ip', 'link', 'del', 'dev', spec.endpoint]);
       if (r.ok) return [`${name} (${spec.endpoint} in ${interfaceNetns})`];
       if (!/does not exist|Cannot find device/.test(r.why)) warn(`${interfaceType} device ${name} in ${interfaceNetns}: ip link del: ${r.why}`);

@@ -85,6 +85,29 @@ export interface PendingDel {
    * has this index (then it is that very pod end's peer). Absent or null: none left.
    */
   readonly hostIfindex?: number | null;
+  /**
+   * A tap/tun device DEL found in CNI_NETNS but could not prove this container's (the pod's name
+   * lost, its altname is not known): its index and the identity of that namespace (netnsIdentity:
+   * the nsfs inode and its change time; the inode alone is reused by a namespace made after this
+   * one is gone). The replay removes a device in the namespace the endpoint names only when it
+   * carries the endpoint's altname, has this index and the namespace is this very one: a pod
+   * re-created at the same namespace path (the same name, so the same altname) keeps its device.
+   * Absent or null (none seen, or an entry of an older podway): a tap/tun device is left.
+   */
+  readonly podDevice?: PodDeviceRef | null;
+}
+
+export interface PodDeviceRef {
+  readonly ifindex: number;
+  readonly netnsIno: number;
+  /** The nsfs inode's ctime in nanoseconds, as a decimal string (beyond a double's precision). */
+  readonly netnsCtimeNs: string;
+}
+
+/** Which network namespace `path` is (it is followed): the nsfs inode and that inode's ctime. */
+export function netnsIdentity(path: string): { netnsIno: number; netnsCtimeNs: string } {
+  const st = statSync(path, { bigint: true });
+  return { netnsIno: Number(st.ino), netnsCtimeNs: st.ctimeNs.toString() };
 }
 
 /** The datastore as an entry names it: etcd's endpoints in order, so a reordered list matches. */
@@ -137,6 +160,8 @@ function parseEntry(text: string): PendingDel {
   if (!Array.isArray(e.endpoints) || e.endpoints.some((r) => typeof r?.name !== 'string' || typeof r?.namespace !== 'string')) throw new Error('field endpoints is not a list of {name, namespace}');
   if (e.byRecord !== undefined && typeof e.byRecord !== 'boolean') throw new Error('field byRecord is not a boolean');
   if (e.hostIfindex !== undefined && e.hostIfindex !== null && !(Number.isInteger(e.hostIfindex) && e.hostIfindex > 0)) throw new Error('field hostIfindex is not a positive integer or null');
+  const d = e.podDevice;
+  if (d !== undefined && d !== null && !(typeof d === 'object' && Number.isInteger(d.ifindex) && d.ifindex > 0 && Number.isInteger(d.netnsIno) && d.netnsIno > 0 && typeof d.netnsCtimeNs === 'string' && /^\d+$/.test(d.netnsCtimeNs))) throw new Error('field podDevice is not {ifindex, netnsIno, netnsCtimeNs} or null');
   return { ...e, handle: e.handle === null ? null : handleId(e.network, e.containerID) };
 }
 

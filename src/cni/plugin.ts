@@ -13,7 +13,7 @@ import { handleId, hostVethName, NETWORK_ANNOTATION, podDeviceName, podIdentity,
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
 import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
-import { datastoreKey, entryDatastore, entryEndpoints, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, recordedPod, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
+import { datastoreKey, entryDatastore, netnsIdentity, PodDeviceRef, entryEndpoints, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, recordedPod, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import { removeContainerLock, withContainerLock } from './container-lock';
 import { isIpv6Only, nodeFamilies } from './node-families';
@@ -880,6 +880,9 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
   let lookedInside = false;
   // A veth pod end left as not provably ours: its peer's index here (the deferred entry's hostIfindex).
   let leftPeer: number | null = null;
+  // The device left so: its index and its namespace's identity (the entry's podDevice; a replay
+  // removes a tap/tun device only when it is this one).
+  let leftDevice: PodDeviceRef | null = null;
   try {
     if (env.netns !== '' && existsSync(env.netns)) {
       try {
@@ -891,6 +894,14 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
         const foreign = pod ? podLinkNotOurs(env, conf, pod) : '';
         if (foreign) {
           if (conf.interfaceType === 'veth' && pod!.peer !== null) leftPeer = pod!.peer;
+          // (whatever the config says: the replay goes by the endpoint's interface type)
+          {
+            try {
+              leftDevice = { ifindex: pod!.ifindex, ...netnsIdentity(env.netns) };
+            } catch (e) {
+              process.stderr.write(`podway: DEL ${env.containerId}: CNI_NETNS ${env.netns}: ${(e as Error).message}: a replay will not remove a tap/tun device left there\n`);
+            }
+          }
           process.stderr.write(`podway: DEL ${env.containerId}: CNI_IFNAME ${env.ifname} in CNI_NETNS ${env.netns} is ${foreign}: left as it is (another pod's?); only this container's IPAM handle and WorkloadEndpoint are released\n`);
         } else if (pod) {
           podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
@@ -969,6 +980,7 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
         // endpoint by its record, and removes the host veth left here when it names it.
         ...(given.argsFaulty && lookupError !== null ? { byRecord: true } : {}),
         ...(leftPeer !== null ? { hostIfindex: leftPeer } : {}),
+        ...(leftDevice !== null ? { podDevice: leftDevice } : {}),
       });
     } catch (w) {
       // (A spool directory on the same full or read-only disk as the store fails the same way.)

@@ -6,12 +6,14 @@
  * endpoint ADD wrote (cni-args.test.ts), with etcd down it cannot. The deferred entry says so, and
  * the replay by `podway run` once etcd is back removes what ADD wrote: the k8s endpoint (found by
  * its record), the address, the host veth the DEL left (still the peer of the pod end it saw) and a
- * tap device carrying the endpoint's altname. A real etcd in the node's namespace, stopped by PID
+ * tap device carrying the endpoint's altname, when it is the device the DEL left (its index, in that
+ * very namespace: a pod re-created at the same namespace path keeps its new one; an entry of an
+ * older podway without that record leaves the device and says so). A real etcd in the node's namespace, stopped by PID
  * and started again on its data dir. Root and network namespaces.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CniHarness, RunningPodway } from './harness';
 import { Ipam } from '../../src/control/ipam';
@@ -19,9 +21,9 @@ import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { hostVethName, podDeviceName, workloadEndpointName } from '../../src/cni/names';
-import { pendingFileName } from '../../src/cni/pending-del';
+import { netnsIdentity, pendingFileName } from '../../src/cni/pending-del';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
-import { isRoot } from '../helpers/netns';
+import { isRoot, sh } from '../helpers/netns';
 import { until } from '../helpers/until';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
@@ -45,6 +47,7 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
     await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
     const datastore = `etcd:${etcd.endpoint}`;
     const extra = { datastore, datastoreTimeoutMs: 1000 };
+    const tapExtra = { ...extra, interfaceType: 'tap' };
     const good = (pod: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${pod}`;
     // the runtime's CNI_ARGS at DEL with the pod's name part malformed: passed over, the pod unnamed
     const bad = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME';
@@ -52,18 +55,27 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
 
     const podV = h.pod('argsv');
     const podT = h.pod('argst');
-    const [idV, idT] = [cid('v'), cid('t')];
+    // R: its namespace re-created at the same path (a runtime reusing named namespaces) with a
+    // device of the same altname (the same pod name) before the replay; O: its entry written by an
+    // older podway (no podDevice). Neither device may be removed by the replay.
+    const podR = h.pod('argsr');
+    const podO = h.pod('argso');
+    const [idV, idT, idR, idO] = [cid('v'), cid('t'), cid('r'), cid('o')];
     const addV = await h.add(podV, idV, { extra, args: good('web') });
-    const addT = await h.add(podT, idT, { extra: { ...extra, interfaceType: 'tap' }, args: good('tapweb') });
+    const addT = await h.add(podT, idT, { extra: tapExtra, args: good('tapweb') });
+    const addR = await h.add(podR, idR, { extra: tapExtra, args: good('tapre') });
+    const addO = await h.add(podO, idO, { extra: tapExtra, args: good('tapold') });
     const vethV = hostVethName({ orchestrator: 'k8s', namespace: 'shop', pod: 'web' }, idV);
     const tapT = podDeviceName('tap', { orchestrator: 'k8s', namespace: 'shop', pod: 'tapweb' }, idT);
+    const tapR = podDeviceName('tap', { orchestrator: 'k8s', namespace: 'shop', pod: 'tapre' }, idR);
+    const tapO = podDeviceName('tap', { orchestrator: 'k8s', namespace: 'shop', pod: 'tapold' }, idO);
     assert.equal(h.caliLinks(), [vethV]);
     assert.ok(await kv.get(wepKey('web', idV)));
     assert.ok(await kv.get(wepKey('tapweb', idT)));
 
     await etcd.kill();
-    for (const [pod, id] of [[podV, idV], [podT, idT]] as const) {
-      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra, args: bad });
+    for (const [pod, id, x] of [[podV, idV, extra], [podT, idT, tapExtra], [podR, idR, tapExtra], [podO, idO, tapExtra]] as const) {
+      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra: x, args: bad });
       assert.is(d.exitCode, 0, `DEL with etcd down succeeds: ${d.stdout} ${d.stderr}`);
       assert.match(d.stderr, `DEL ${id}: CNI_ARGS: "K8S_POD_NAME" is not KEY=VALUE`);
       assert.match(d.stderr, 'could not be read to tell who it is');
@@ -79,25 +91,61 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
     assert.equal(entryV.endpoints.map((e: { name: string }) => e.name), [workloadEndpointName(h.nodeName, { orchestrator: 'cni', namespace: 'default', pod: idV }, idV, 'eth0')], 'only the plain-CNI name is known');
     const entryT = JSON.parse(readFileSync(path.join(h.pendingDelDir, pendingFileName('podway', idT, 'eth0')), 'utf8'));
     assert.is(entryT.byRecord, true);
+    const tapIndex = (h.ipJson(podT, 'link', 'show', 'dev', 'eth0')[0] as { ifindex: number }).ifindex;
+    assert.equal(entryT.podDevice, { ifindex: tapIndex, ...netnsIdentity(podT.path) }, 'the entry records the tap device it left and its namespace');
+    // R's pod re-created at the same namespace path: a new namespace there, a tap device of the same altname
+    const rIdentity = netnsIdentity(podR.path);
+    const rIndex = (h.ipJson(podR, 'link', 'show', 'dev', 'eth0')[0] as { ifindex: number }).ifindex;
+    sh('ip', ['netns', 'del', podR.name]);
+    sh('ip', ['netns', 'add', podR.name]);
+    sh('ip', ['-n', podR.name, 'tuntap', 'add', 'dev', 'eth0', 'mode', 'tap']);
+    sh('ip', ['-n', podR.name, 'link', 'property', 'add', 'dev', 'eth0', 'altname', tapR]);
+    assert.not.equal(netnsIdentity(podR.path), rIdentity, 'another namespace at that path (the inode may be the same)');
+    assert.is((h.ipJson(podR, 'link', 'show', 'dev', 'eth0')[0] as { ifindex: number }).ifindex, rIndex, 'the new device has the old one\'s index (a fresh namespace numbers alike)');
+    // O's entry as an older podway wrote it: no podDevice
+    const fileO = path.join(h.pendingDelDir, pendingFileName('podway', idO, 'eth0'));
+    const entryO = JSON.parse(readFileSync(fileO, 'utf8'));
+    assert.ok(entryO.podDevice, JSON.stringify(entryO));
+    delete entryO.podDevice;
+    writeFileSync(fileO, JSON.stringify(entryO, null, 2) + '\n');
 
     await etcd.start();
     podway = h.startPodway(['--model-cache', 'none'], datastore);
     await podway.ready();
     const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json') || n.endsWith('.json.replaying')).length === 0
-      && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 2, 60_000);
+      && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 4, 60_000);
     assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${podway.log.slice(-5).join(' | ')}`);
     // the datastore: the k8s endpoints gone, the handles and addresses free
     assert.is(await kv.get(wepKey('web', idV)), null, 'the k8s endpoint ADD wrote is deleted');
     assert.is(await kv.get(wepKey('tapweb', idT)), null, 'the tap pod\'s k8s endpoint is deleted');
+    assert.is(await kv.get(wepKey('tapre', idR)), null);
+    assert.is(await kv.get(wepKey('tapold', idO)), null);
     assert.is(await kv.get(`/calico/ipam/v2/handle/podway.${idV}`), null);
     assert.is(await kv.get(`/calico/ipam/v2/handle/podway.${idT}`), null);
     const ipam = new Ipam(kv);
-    for (const a of [addV, addT]) assert.is(await ipam.allocationOf(a.json.ips[0].address.split('/')[0]), null);
+    for (const id of [idR, idO]) assert.is(await kv.get(`/calico/ipam/v2/handle/podway.${id}`), null);
+    // R's and O's devices are still there: podway's orphan scan may hold their addresses (released once the device goes), not their old handles
+    for (const a of [addR, addO]) {
+      const held = await ipam.allocationOf(a.json.ips[0].address.split('/')[0]);
+      assert.ok(held === null || (held.handleId ?? '').startsWith('podway-orphan.'), JSON.stringify(held));
+    }
+    // (podway's orphan scan may have seen the tap device as the replay removed it, and hold T's
+    // address for it a while: released by podway once the device is gone, waited for)
+    for (const a of [addV, addT]) {
+      const ip = a.json.ips[0].address.split('/')[0];
+      assert.ok(await until(async () => (await ipam.allocationOf(ip)) === null, 30_000), `${ip} released: ${JSON.stringify(await ipam.allocationOf(ip))}`);
+    }
     assert.equal(await ipam.check(), []);
     // the host: the veth and the tap device gone
     assert.ok(await until(() => h.caliLinks().length === 0, 10_000), `host veth removed: ${h.caliLinks().join(' ')}`);
     assert.equal(h.ipJson(podV, 'link', 'show').map((l) => l.ifname), ['lo']);
     assert.equal(h.ipJson(podT, 'link', 'show').map((l) => l.ifname), ['lo']);
+    // the re-created pod's device and the one an old entry names are left, and the log says why
+    assert.ok(h.ipJson(podR, 'link', 'show').some((l) => l.ifname === 'eth0' && (l.altnames ?? []).includes(tapR)), 'the re-created pod keeps its device');
+    assert.ok(h.ipJson(podO, 'link', 'show').some((l) => l.ifname === 'eth0' && (l.altnames ?? []).includes(tapO)), 'an entry without podDevice leaves the device');
+    const said = podway.log.filter((l) => /deferred/.test(l)).join('\n');
+    assert.ok(podway.log.some((l) => l.includes(idR) && l.includes(`tap device ${tapR} (eth0 in ${podR.path}) left: not the device the DEL saw (another namespace at that path`)), said);
+    assert.ok(podway.log.some((l) => l.includes(idO) && l.includes(`tap device ${tapO} (eth0 in ${podO.path}) left: the entry does not record which device the DEL saw`)), said);
     assert.ok(podway.log.some((l) => l.includes(idV) && l.includes(`interface(s) left by the DEL removed: ${vethV}`)), podway.log.filter((l) => /deferred/.test(l)).join('\n'));
     ok = true;
   } finally {

@@ -22,7 +22,7 @@ import { ReRegistration } from './re-register';
 import { buildVersion } from './version';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
-import { Engine, HOST_PORT_NAME, remoteNodeIps, type EngineOptions } from '../dataplane/engine';
+import { Engine, HOST_PORT_NAME, remoteNodeIps, remoteNodeIps6, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
 import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, natCountersOf, parseNatPortRange, type NatCounters } from '../dataplane/nft-nat';
 import { readLocalPortRange } from '../dataplane/port-range';
@@ -32,7 +32,7 @@ import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
 import { CniConfCheck, cniIpamLockFiles, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
 import { KernelRoutes } from '../dataplane/kernel-routes';
-import { findUnderlay, readHostAtStart, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { findUnderlay, readHostAtStart, readKernelRoutesSync, underlayNextHops, underlayNextHops6, KernelRoute } from '../dataplane/host';
 import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-programmer';
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { tunnelAddressGaps } from '../control/tunnel-gaps';
@@ -255,8 +255,12 @@ const KERNEL_ROUTE_CHANGE = 'kernel route change';
 
 /** The underlay next hop towards each node (and each unencapsulated route's next hop off our
  * subnet: a learned one need not be a node's), as a key: a change re-applies the model. */
-function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
-  return JSON.stringify([...underlayNextHops(routes, new Set([...model.node.knownNodeIps, ...remoteNodeIps(model)]))]);
+function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute[]): string {
+  return JSON.stringify([
+    [...underlayNextHops(routes, new Set([...model.node.knownNodeIps, ...remoteNodeIps(model)]))],
+    // IPv6 likewise (nexthops6.ts: IPv6 VXLAN and direct routes off the IPv6 subnet)
+    [...underlayNextHops6(routes, new Set([...model.v6.knownNodeIps6, ...remoteNodeIps6(model)]))],
+  ]);
 }
 
 type Counters = ReturnType<Engine['counters']>;
@@ -1331,9 +1335,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
         },
       },
     } satisfies ControlExtras;
-    let kernelRoutes: KernelRoute4[] = [];
+    let kernelRoutes: KernelRoute[] = [];
     let lastGateways = '';
-    const applyTimed = (model: NodeDataplaneModel, routes: KernelRoute4[]) => {
+    const applyTimed = (model: NodeDataplaneModel, routes: KernelRoute[]) => {
       const t0 = performance.now();
       eng.apply(model, routes);
       nodeMetrics?.applied((performance.now() - t0) / 1000);

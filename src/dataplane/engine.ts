@@ -18,6 +18,7 @@ import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from '.
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED, CALICO_VNI } from './nexthops';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
+import { inSubnet6, subnetOf, underlayNeighbor6 } from './nexthops6';
 import type { NextHops6 } from './nexthops6';
 import { GATEWAY_IP6 } from './pipeline6';
 import { writeNeighborSolicit, writeUnsolicitedAdvert } from '../packet/ndp';
@@ -36,11 +37,11 @@ import { installTunnelRx, installedTunnelPort, removeTunnelRx, TUNNEL_TABLE } fr
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
 import { addressKey, netnsInode, orphanPodLine, readPodDevice, readPodPeerAddresses, type OrphanPodAddress, type ScanExec } from './orphan-pods';
-import { LocalTableWatch, mainRoute4 } from './local-watch';
+import { LocalTableWatch, mainRoute4, mainRoute6 } from './local-watch';
 import { KernelRoutes } from './kernel-routes';
 import { readLocalPortRange } from './port-range';
 import { readTunnelRpFilter } from './rp-filter';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute, underlayNextHops6, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -627,7 +628,7 @@ export class Engine {
   }
 
   /** Read the kernel's main IPv4 table without blocking (through the spawner when there is one). */
-  readKernelRoutes(): Promise<KernelRoute4[]> {
+  readKernelRoutes(): Promise<KernelRoute[]> {
     const sp = this.spawner;
     return readKernelRoutes(sp ? (f, a, t) => sp.exec(f, a, t) : undefined);
   }
@@ -640,7 +641,7 @@ export class Engine {
    * towards another node (underlayRoutesChanged, when no caller takes onUnderlayRoutes) reads it
    * again; and a table that moves an underlay next hop applies the model again.
    */
-  private ownKernelRoutes(): readonly KernelRoute4[] {
+  private ownKernelRoutes(): readonly KernelRoute[] {
     if (this.ownRoutes === null) {
       const table = new KernelRoutes(() => this.readKernelRoutes(), {
         error: (m) => this.log.error(m, { component: 'host' }),
@@ -665,7 +666,7 @@ export class Engine {
       const model = this.model;
       // a caller's table since (apply's kernelRoutes): the engine's own is no longer used
       if (this.stopped || model === null || this.ownRoutes !== table) return;
-      if (gatewaysKey(underlayNextHops(routes, remoteNodeIps(model))) === this.ownGateways) return;
+      if (gatewaysKey(underlayNextHops(routes, remoteNodeIps(model)), underlayNextHops6(routes, remoteNodeIps6(model))) === this.ownGateways) return;
       try {
         this.apply(model);
       } catch (e) {
@@ -681,7 +682,7 @@ export class Engine {
   }
 
   /** The kernel's main table as the caller last gave it (for underlay next hops towards remote nodes). */
-  private kernelRoutes: readonly KernelRoute4[] | null = null;
+  private kernelRoutes: readonly KernelRoute[] | null = null;
   /** The engine's own table while no caller gave one (ownKernelRoutes), and the next hops it gave. */
   private ownRoutes: KernelRoutes | null = null;
   private ownGateways = '';
@@ -753,8 +754,17 @@ export class Engine {
    * or an unencapsulated route's next hop off our subnet (the underlay next hop towards it may
    * have moved). */
   private routeCoversNode(line: string): boolean {
+    if (this.model === null) return false;
+    const dst6 = mainRoute6(line);
+    if (dst6 !== null) {
+      // IPv6: the nodes' IPv6 addresses, and the IPv6 tunnels' and off-subnet direct next hops
+      const s = { w: dst6.w, len: dst6.len };
+      for (const ip of this.model.v6.knownNodeIps6) if (ip !== this.model.v6.ip6 && inSubnet6(ip, s)) return true;
+      for (const ip of remoteNodeIps6(this.model)) if (inSubnet6(ip, s)) return true;
+      return false;
+    }
     const dst = mainRoute4(line);
-    if (dst === null || this.model === null) return false;
+    if (dst === null) return false;
     const mask = dst.len === 0 ? 0 : (0xffffffff << (32 - dst.len)) >>> 0;
     const net = (dst.addr & mask) >>> 0;
     for (const ip of this.model.node.knownNodeIps) if (((ip & mask) >>> 0) === net && ip !== this.model.node.ip) return true;
@@ -841,7 +851,7 @@ export class Engine {
    * `tunnels` (worker engines, manageHost false): where the host-managing engine reads tunnels now
    * (its tunnelRx() after applying the same model); a change reopens the ports it concerns.
    */
-  apply(model: NodeDataplaneModel, kernelRoutes?: readonly KernelRoute4[], tunnels?: TunnelRx): void {
+  apply(model: NodeDataplaneModel, kernelRoutes?: readonly KernelRoute[], tunnels?: TunnelRx): void {
     // After stop() nothing is opened again (a late model would keep the process alive).
     if (this.stopped) throw new Error('engine stopped');
     // Refused here, before any port moves, rather than halfway (model-check.ts).
@@ -892,8 +902,12 @@ export class Engine {
       this.podMtu = model.mtu.pod;
       this.syncEndpoints(model);
       t1 = performance.now();
-      const gateways = underlayNextHops(this.kernelRoutes ?? this.ownKernelRoutes(), remoteNodeIps(model));
-      if (this.kernelRoutes === null) this.ownGateways = gatewaysKey(gateways);
+      const table = this.kernelRoutes ?? this.ownKernelRoutes();
+      const gateways = underlayNextHops(table, remoteNodeIps(model));
+      // IPv6 likewise: VXLAN's outer packets and unencapsulated routes off the IPv6 subnet
+      const gateways6 = underlayNextHops6(table, remoteNodeIps6(model));
+      const nextHop6 = (ip: string) => gateways6.get(ip) ?? ip;
+      if (this.kernelRoutes === null) this.ownGateways = gatewaysKey(gateways, gateways6);
       t2 = performance.now();
       nh = buildNextHops(model, {
         portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
@@ -918,13 +932,15 @@ export class Engine {
       this.pipe.tunnels = tunnelsOf(model);
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
       this.pipe.poolMask = Uint32Array.from(model.pools, (p) => mask32(p.prefixLen));
-      const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
+      // the IPv6 underlay neighbours: each node on our link, else the gateway towards it (nexthops6.ts)
+      const subnet6 = subnetOf(model.v6.subnet6);
+      const w6 = this.neighbors6.want([...new Set(model.v6.routes.map((r) => underlayNeighbor6(r, subnet6, { nextHop6 })).filter((x): x is string => x !== null))]);
       if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
       // tx6 takes up to the underlay's MTU (the kernel refuses more: Packet Too Big instead);
       // tx4 likewise (fragmentation needed, or a counted drop without DF). Followed between
       // models when the interface's MTU changes (checkUnderlayMtu).
       this.setTxMtu(model.mtu.underlay, this.underlay!.mtu);
-      applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
+      applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip), nextHop6 });
       // the tunnel and direct routes likewise, when the interface's MTU is below the model's
       this.boundRouteMtus(model.mtu.underlay, this.underlay!.mtu);
     } catch (e) {
@@ -2828,9 +2844,20 @@ export class Engine {
       }
       out.push({ neighbor: formatIpv4(f.key), nodes: [...nodes].sort(), nodeIps: [...ips].sort(), since: new Date(f.since).toISOString() });
     }
+    const nh6 = this.pipe.v6.nh;
     for (const f of this.neighbors6.failedEntries6()) {
-      const rs = (this.model?.v6.routes ?? []).filter((r) => r.nodeIp6 === f.ip6);
-      out.push({ neighbor: f.ip6, nodes: [...new Set(rs.map((r) => r.node))].sort(), nodeIps: [f.ip6], since: new Date(f.since).toISOString() });
+      // the routes through that neighbour: the node itself, or every node behind a gateway (gw6)
+      const nodes = new Set<string>();
+      const ips = new Set<string>();
+      for (let i = 0; nh6 && i < nh6.count; i++) {
+        const k = nh6.kind[i];
+        const r = nh6.routes[i];
+        if ((k === NhKind.DIRECT || k === NhKind.VXLAN) && r.nodeIp6 !== null && formatIpv6(nh6.gw6, i * 16) === f.ip6) {
+          nodes.add(r.node);
+          ips.add(r.nodeIp6);
+        }
+      }
+      out.push({ neighbor: f.ip6, nodes: [...nodes].sort(), nodeIps: ips.size > 0 ? [...ips].sort() : [f.ip6], since: new Date(f.since).toISOString() });
     }
     return out;
   }
@@ -3176,9 +3203,16 @@ export function remoteNodeIps(model: NodeDataplaneModel): Set<number> {
   return new Set(model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip' || (r.kind === 'direct' && !onSubnet(r.nodeIp)))).map((r) => r.nodeIp!));
 }
 
-/** The underlay next hops as a key: a change applies the model again. */
-function gatewaysKey(gateways: Map<number, number>): string {
-  return JSON.stringify([...gateways]);
+/** The IPv6 addresses whose underlay next hop counts: the nodes IPv6 VXLAN goes to, and the next
+ * hops of unencapsulated IPv6 routes off our IPv6 subnet (nexthops6.ts directGateway6). */
+export function remoteNodeIps6(model: NodeDataplaneModel): Set<string> {
+  const sub = subnetOf(model.v6.subnet6);
+  return new Set(model.v6.routes.filter((r) => r.nodeIp6 !== null && (r.kind === 'vxlan' || (r.kind === 'direct' && (sub === null || !inSubnet6(r.nodeIp6, sub))))).map((r) => r.nodeIp6!));
+}
+
+/** The underlay next hops (both families) as a key: a change applies the model again. */
+function gatewaysKey(gateways: Map<number, number>, gateways6: Map<string, string>): string {
+  return JSON.stringify([[...gateways], [...gateways6]]);
 }
 
 /** Endpoint addresses as text, the one form of the log lines and the orphan keys: IPv4 dotted, then

@@ -22,6 +22,8 @@ export interface Apply6Context {
   neighbor6(ip6: string): Uint8Array | undefined;
   /** True while that neighbour is FAILED. */
   neighborFailed6?(ip6: string): boolean;
+  /** The underlay next hop towards a node's IPv6 address (host.ts underlayNextHops6). */
+  nextHop6?(nodeIp6: string): string;
 }
 
 export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Apply6Context): NextHops6 {
@@ -32,7 +34,7 @@ export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Appl
     const port = ctx.portOf(ep.interfaceName);
     if (port >= 0) v6.setPortAddrs(port, (byIf.get(ep.interfaceName) ?? []).map(ip6Bytes));
   }
-  const nh = buildNextHops6(m, { portOf: ctx.portOf, neighbor6: ctx.neighbor6, neighborFailed6: ctx.neighborFailed6, vni: pipe.vni, vxlanPort: pipe.vxlanPort }, v6.nh ?? undefined);
+  const nh = buildNextHops6(m, { portOf: ctx.portOf, neighbor6: ctx.neighbor6, neighborFailed6: ctx.neighborFailed6, nextHop6: ctx.nextHop6, vni: pipe.vni, vxlanPort: pipe.vxlanPort }, v6.nh ?? undefined);
   v6.nh = nh;
   if (m.ip6 !== null) v6.nodeIp6.set(ip6Bytes(m.ip6));
   v6.hasNodeIp6 = m.ip6 !== null;
@@ -261,7 +263,7 @@ function hash16(b: Uint8Array, off: number): number {
 }
 
 /** `podway routes` rows for the IPv6 table (same columns as IPv4's). */
-export function routeRows6(nh: NextHops6 | null, withheld: (endpoint: string | null) => string): { cidr: string; kind: string; withheld?: string; node: string; via: string; vtepMac: string; mtu: number; nextHopMac: string; pool: string }[] {
+export function routeRows6(nh: NextHops6 | null, withheld: (endpoint: string | null) => string): { cidr: string; kind: string; withheld?: string; node: string; via: string; gateway?: string; vtepMac: string; mtu: number; nextHopMac: string; pool: string }[] {
   if (!nh) return [];
   // a local /128 without a port is not in the FIB (engine.ts routes(): shown withheld)
   return nh.routes.map((r, i) => ({
@@ -270,6 +272,8 @@ export function routeRows6(nh: NextHops6 | null, withheld: (endpoint: string | n
     ...(nh.kind[i] === NhKind.LOCAL && nh.port[i] < 0 ? { withheld: withheld(r.endpoint) } : {}),
     node: r.node,
     via: r.nodeIp6 ?? r.endpoint ?? '',
+    // the underlay neighbour when it is not `via` itself: the gateway towards a node off the link
+    ...(r.nodeIp6 !== null && (nh.kind[i] === NhKind.VXLAN || nh.kind[i] === NhKind.DIRECT) && formatIpv6(nh.gw6, i * 16) !== r.nodeIp6 ? { gateway: formatIpv6(nh.gw6, i * 16) } : {}),
     vtepMac: r.vtepMac ?? '',
     mtu: r.mtu,
     nextHopMac: nh.macKnown[i] === MAC_KNOWN ? formatMac(nh.mac, i * 6) : nh.macKnown[i] === MAC_FAILED ? 'failed' : '',

@@ -19,7 +19,7 @@ import { SteerBuilder, jeqFar, type Steer } from './steer';
 import { parseLearnedRoutes } from './host-programmer';
 import { isSafeIfname } from './ifname';
 import { parseLocalTable } from './local-addrs';
-import { mask32 } from '../lpm/cidr';
+import { mask32, parseIp6 } from '../lpm/cidr';
 
 export interface Underlay {
   name: string;
@@ -302,7 +302,7 @@ export interface HostStartReads {
   /** `ip -j addr show`'s output; null when it failed (findUnderlay runs it again and says why). */
   links: string | null;
   /** The main table; an Error when it could not be read (the caller says so and reads it again). */
-  kernelRoutes: KernelRoute4[] | Error;
+  kernelRoutes: KernelRoute[] | Error;
   /** as readPodRoutesSync (empty when unreadable) */
   podRoutes: FoundPodRoute[];
   /** as readLearnedRoutesSync(proto, metric) */
@@ -321,6 +321,7 @@ export interface HostStartReads {
  */
 export async function readHostAtStart(learnedProto: string, learnedMetric: number, exec: ExecFn = execChild): Promise<HostStartReads> {
   const at = performance.now();
+  // (IPv6's main table, ROUTE6_ARGS, is one of POD_ROUTE_READS: read once, for both)
   const reads = [ADDR_ARGS, ROUTE_ARGS, ...POD_ROUTE_READS.map((a) => ['-j', ...a]), learnedRouteArgs(4, learnedProto), learnedRouteArgs(6, learnedProto), localTableArgs(4), localTableArgs(6)];
   const [answers, nftTables] = await Promise.all([
     ipReads(reads, exec),
@@ -655,35 +656,90 @@ export function parseRoutes(json: string): KernelRoute4[] {
   return out;
 }
 
+/**
+ * One IPv6 route of the kernel's main table, as the IPv6 underlay next-hop choice needs it: its
+ * prefix (four 32-bit words, host order), gateway (canonical text; null: on-link) and metric.
+ * KernelRoutes keeps both families in one table (KernelRoute); `v6` tells them apart.
+ */
+export interface KernelRoute6 { v6: true; w: [number, number, number, number]; len: number; gw6: string | null; metric: number }
+
+/** A route of either family's main table (the table podway run reads, keeps and hands on). */
+export type KernelRoute = KernelRoute4 | KernelRoute6;
+
+export function isRoute6(r: KernelRoute): r is KernelRoute6 {
+  return (r as KernelRoute6).v6 === true;
+}
+
+/**
+ * The routes of `ip -j -6 route show table main` (throws on output that is not that), as
+ * parseRoutes takes IPv4's: unicast only, a multipath route's first next hop. Link-local and
+ * multicast prefixes are kept (they never cover a node's global address).
+ */
+export function parseRoutes6(json: string): KernelRoute6[] {
+  const routes = JSON.parse(json) as { dst?: unknown; gateway?: unknown; metric?: unknown; type?: unknown; nexthops?: { gateway?: unknown }[] }[];
+  if (!Array.isArray(routes)) throw new Error(`not a list of routes: ${json.slice(0, 80)}`);
+  const out: KernelRoute6[] = [];
+  for (const r of routes) {
+    if (r.type !== undefined && r.type !== 'unicast') continue;
+    if (typeof r.dst !== 'string') throw new Error(`a route without a destination: ${JSON.stringify(r).slice(0, 120)}`);
+    const [a, len] = r.dst === 'default' ? ['::', '0'] : r.dst.split('/');
+    const l = len === undefined ? 128 : Number(len);
+    if (!Number.isInteger(l) || l < 0 || l > 128) throw new Error(`a route with prefix length ${JSON.stringify(len)}: ${r.dst}`);
+    const gateway = typeof r.gateway === 'string' ? r.gateway : Array.isArray(r.nexthops) && typeof r.nexthops[0]?.gateway === 'string' ? r.nexthops[0].gateway : null;
+    const w = parseIp6(a!);
+    for (let k = 0; k < 4; k++) w[k] = (w[k]! & mask32(Math.max(0, Math.min(32, l - k * 32)))) >>> 0;
+    out.push({ v6: true, w, len: l, gw6: gateway ? canonicalIpv6(gateway) : null, metric: typeof r.metric === 'number' ? r.metric : 0 });
+  }
+  return out;
+}
+
 const ROUTE_ARGS = ['-j', '-4', 'route', 'show', 'table', 'main'];
+const ROUTE6_ARGS = ['-j', '-6', 'route', 'show', 'table', 'main'];
+const ROUTE6_COMMAND = `ip ${ROUTE6_ARGS.join(' ')}`;
 /** `ip` reading every interface with its addresses (both families). */
 const ADDR_ARGS = ['-j', 'addr', 'show'];
 const ROUTE_COMMAND = `ip ${ROUTE_ARGS.join(' ')}`;
 
 /** An `ip` that failed, as the error says it: the exit status or why it did not run, and its stderr's first line. */
-function routeReadError(r: { code: number | null; stderr?: string; error?: string | null }): Error {
+function routeReadError(r: { code: number | null; stderr?: string; error?: string | null }, command = ROUTE_COMMAND): Error {
   const why = r.error ? r.error : r.code === null ? 'did not run' : `exited ${r.code}`;
   const said = (r.stderr ?? '').trim().split('\n')[0];
-  return new Error(`${ROUTE_COMMAND} ${why}${said ? `: ${said}` : ''}`);
+  return new Error(`${command} ${why}${said ? `: ${said}` : ''}`);
 }
 
 /**
  * The kernel's main IPv4 table, read synchronously (start-up only). Throws when `ip` fails or
  * prints something else than routes: an empty table would take every node as on-link (it did).
  */
-export function readKernelRoutesSync(): KernelRoute4[] {
-  let out: string;
+export function readKernelRoutesSync(): KernelRoute[] {
+  const read = (args: string[], command: string): string => {
+    try {
+      return execFileSync('ip', args, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      const x = e as { status?: number | null; stderr?: string; message: string };
+      throw routeReadError({ code: x.status ?? null, stderr: x.stderr, error: typeof x.status === 'number' ? null : x.message }, command);
+    }
+  };
+  const out4 = read(ROUTE_ARGS, ROUTE_COMMAND);
+  const out6 = read(ROUTE6_ARGS, ROUTE6_COMMAND);
+  return bothTables(out4, out6);
+}
+
+/** IPv4's routes then IPv6's, from their `ip -j` outputs (throws naming the read not understood). */
+function bothTables(out4: string, out6: string): KernelRoute[] {
+  let r4: KernelRoute4[];
+  let r6: KernelRoute6[];
   try {
-    out = execFileSync('ip', ROUTE_ARGS, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    const x = e as { status?: number | null; stderr?: string; message: string };
-    throw routeReadError({ code: x.status ?? null, stderr: x.stderr, error: typeof x.status === 'number' ? null : x.message });
-  }
-  try {
-    return parseRoutes(out);
+    r4 = parseRoutes(out4);
   } catch (e) {
     throw new Error(`${ROUTE_COMMAND}: output not understood: ${(e as Error).message}`);
   }
+  try {
+    r6 = parseRoutes6(out6);
+  } catch (e) {
+    throw new Error(`${ROUTE6_COMMAND}: output not understood: ${(e as Error).message}`);
+  }
+  return [...r4, ...r6];
 }
 
 /** Runs a command and collects its output (a Spawner's exec, which does not fork podway). `input`:
@@ -785,15 +841,13 @@ export function splitIpBatch(r: ExecResult, n: number): ExecResult[] | null {
  * The same, without blocking the event loop (the forwarding thread never waits on `ip`). Rejects
  * when `ip` fails or its output is not understood (KernelRoutes keeps the last good table then).
  */
-export async function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute4[]> {
+export async function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute[]> {
   const run: ExecFn = exec ?? execChild;
-  const r = await run('ip', ROUTE_ARGS, 10_000);
+  // both families' main tables (IPv6's for the IPv6 tunnels' and direct routes' gateways)
+  const [r, r6] = await Promise.all([run('ip', ROUTE_ARGS, 10_000), run('ip', ROUTE6_ARGS, 10_000)]);
   if (r.code !== 0) throw routeReadError(r);
-  try {
-    return parseRoutes(r.stdout);
-  } catch (e) {
-    throw new Error(`${ROUTE_COMMAND}: output not understood: ${(e as Error).message}`);
-  }
+  if (r6.code !== 0) throw routeReadError(r6, ROUTE6_COMMAND);
+  return bothTables(r.stdout, r6.stdout);
 }
 
 /**
@@ -801,16 +855,44 @@ export async function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute4[]> {
  * the kernel's best route to it (control path only). An empty table (none read yet) takes every
  * node as on-link.
  */
-export function underlayNextHops(table: readonly KernelRoute4[], ips: Iterable<number>): Map<number, number> {
+export function underlayNextHops(table: readonly KernelRoute[], ips: Iterable<number>): Map<number, number> {
   const out = new Map<number, number>();
   for (const ip of ips) {
     // As the kernel picks: the longest prefix, then among routes of that prefix the lowest metric.
     let best: KernelRoute4 | undefined;
     for (const r of table) {
-      if (((ip & r.mask) >>> 0) !== r.addr) continue;
+      if (isRoute6(r) || ((ip & r.mask) >>> 0) !== r.addr) continue;
       if (!best || r.len > best.len || (r.len === best.len && r.metric < best.metric)) best = r;
     }
     out.set(ip, best && best.gw ? best.gw : ip);
+  }
+  return out;
+}
+
+/**
+ * The same for IPv6 (addresses as canonical text): the node itself when a route without a gateway
+ * covers it (on-link), else the gateway of the kernel's best route to it (longest prefix, then
+ * lowest metric). An address no route covers, or a table without IPv6 routes (none read yet), is
+ * taken as on-link.
+ */
+export function underlayNextHops6(table: readonly KernelRoute[], ips: Iterable<string>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const ip of ips) {
+    let w: [number, number, number, number];
+    try {
+      w = parseIp6(ip);
+    } catch {
+      continue;
+    }
+    let best: KernelRoute6 | undefined;
+    for (const r of table) {
+      if (!isRoute6(r)) continue;
+      let inside = true;
+      for (let k = 0; k < 4 && inside; k++) inside = ((w[k]! & mask32(Math.max(0, Math.min(32, r.len - k * 32)))) >>> 0) === r.w[k];
+      if (!inside) continue;
+      if (!best || r.len > best.len || (r.len === best.len && r.metric < best.metric)) best = r;
+    }
+    out.set(ip, best && best.gw6 !== null ? best.gw6 : ip);
   }
   return out;
 }

@@ -11,7 +11,7 @@
  * (podway_kernel_routes_unreadable, podway_kernel_route_read_failures_total) show it. Before the
  * first good read there is no table to keep: every node is on-link until one is read, said so.
  */
-import type { KernelRoute4 } from './host';
+import type { KernelRoute } from './host';
 import { Backoff } from '../util/backoff';
 
 export interface KernelRoutesStatus {
@@ -36,7 +36,7 @@ export const KERNEL_ROUTES_RETRY_FIRST_MS = 1000;
 export const KERNEL_ROUTES_RETRY_MAX_MS = 30_000;
 
 export class KernelRoutes {
-  private table: KernelRoute4[] = [];
+  private table: KernelRoute[] = [];
   private readAt: Date | null = null;
   private failures = 0;
   private failing: { since: Date; error: string; attempts: number } | null = null;
@@ -46,7 +46,7 @@ export class KernelRoutes {
   private readonly wait: Backoff;
 
   constructor(
-    private readonly read: () => Promise<KernelRoute4[]>,
+    private readonly read: () => Promise<KernelRoute[]>,
     private readonly hooks: KernelRoutesHooks,
     private readonly retry = { firstMs: KERNEL_ROUTES_RETRY_FIRST_MS, maxMs: KERNEL_ROUTES_RETRY_MAX_MS },
   ) {
@@ -54,12 +54,12 @@ export class KernelRoutes {
   }
 
   /** The table in use: the last good read ([] before the first). */
-  current(): KernelRoute4[] {
+  current(): KernelRoute[] {
     return this.table;
   }
 
   /** Reads the table; never throws: on a failure the last good table, the failure said and retried. */
-  async refresh(): Promise<KernelRoute4[]> {
+  async refresh(): Promise<KernelRoute[]> {
     try {
       this.accept(await this.read());
     } catch (e) {
@@ -69,7 +69,7 @@ export class KernelRoutes {
   }
 
   /** A table read elsewhere (the start's reads): now the one in use. */
-  accept(routes: KernelRoute4[]): void {
+  accept(routes: KernelRoute[]): void {
     this.table = routes;
     this.readAt = new Date();
     if (this.failing) {

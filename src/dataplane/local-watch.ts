@@ -27,6 +27,7 @@
  */
 import type { SpawnFn, ChildLike } from './spawner';
 import { Backoff } from '../util/backoff';
+import { parseIp6 } from '../lpm/cidr';
 
 /** The lines that concern the node's own addresses: an address line or a route of the local table. */
 export function concernsLocal(line: string): boolean {
@@ -52,6 +53,28 @@ export function mainRoute4(line: string): { addr: number; len: number } | null {
   const len = m[5] === undefined ? 32 : Number(m[5]);
   if (o.some((x) => x > 255) || len > 32) return null;
   return { addr: ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0, len };
+}
+
+/** The destination of a line about an IPv6 route of the main table (`ip -o monitor route`),
+ * as four host-order words and a length; null for any other line (IPv4, other tables, addresses). */
+export function mainRoute6(line: string): { w: [number, number, number, number]; len: number } | null {
+  const words = line.trim().split(/\s+/);
+  let i = words[0] === 'Deleted' ? 1 : 0;
+  if (ROUTE_TYPES.has(words[i] ?? '')) i++;
+  const t = words.indexOf('table');
+  if (t >= 0 && words[t + 1] !== 'main') return null;
+  const dst = words[i] ?? '';
+  // `default` is IPv4's too (mainRoute4 takes it): an IPv6 one says so by an IPv6 gateway or none
+  if (dst === 'default') return words.some((x) => x.includes(':')) ? { w: [0, 0, 0, 0], len: 0 } : null;
+  if (!dst.includes(':')) return null;
+  const [a, l] = dst.split('/');
+  const len = l === undefined ? 128 : Number(l);
+  if (!Number.isInteger(len) || len < 0 || len > 128) return null;
+  try {
+    return { w: parseIp6(a!), len };
+  } catch {
+    return null;
+  }
 }
 
 export interface LocalWatchOptions {

@@ -8,6 +8,7 @@ import { RouteTable6 } from '../lpm/route-table6';
 import type { Fib6 } from '../lpm/fib6';
 import type { RouteChange6 } from '../lpm/route-table6';
 import { NO_ROUTE } from '../lpm/constants';
+import { mask32, parseIp6 } from '../lpm/cidr';
 import { parseMac } from '../packet/ethernet';
 import { buildVxlan6Template } from '../packet/vxlan6';
 import { VXLAN_PORT } from '../packet/vxlan';
@@ -21,6 +22,10 @@ export interface NextHops6 {
   readonly mtu: Uint16Array;
   /** VXLAN/DIRECT: the remote node's underlay IPv6 (16 bytes per next hop). */
   readonly ip6: Uint8Array;
+  /** VXLAN/DIRECT: the underlay neighbour the frame goes to (16 bytes per next hop): the remote
+   * node when it is on our link, else the gateway towards it (VXLAN: the kernel's IPv6 route to the
+   * node; DIRECT: the node on our IPv6 subnet, else the kernel's route to it, directGateway6). */
+  readonly gw6: Uint8Array;
   /** That neighbour's MAC on the underlay once NDP resolved it (6 bytes per next hop). */
   readonly mac: Uint8Array;
   /** MAC_UNRESOLVED, MAC_KNOWN or MAC_FAILED (nexthops.ts). */
@@ -47,6 +52,9 @@ export interface NextHop6Context {
   neighbor6(ip6: string): Uint8Array | undefined;
   /** True while that neighbour is FAILED (no MAC, its probes unanswered). */
   neighborFailed6?(ip6: string): boolean;
+  /** The underlay next hop towards a remote node's IPv6 address (canonical text): the gateway of
+   * the kernel's best IPv6 route to it, or the address itself (on-link; the default). */
+  nextHop6?(nodeIp6: string): string;
   /** Felix's vxlanVNI and vxlanPort in force (default CALICO_VNI, VXLAN_PORT). */
   vni?: number;
   vxlanPort?: number;
@@ -63,6 +71,8 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
   const port = new Int32Array(n).fill(-1);
   const mtu = new Uint16Array(n);
   const ip6 = new Uint8Array(n * 16);
+  const gw6 = new Uint8Array(n * 16);
+  const subnet = subnetOf(model.subnet6);
   const mac = new Uint8Array(n * 6);
   const macKnown = new Uint8Array(n);
   const tpl: Uint8Array[] = new Array(n);
@@ -99,11 +109,15 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
     tpl[i] = empty;
     if (r.nodeIp6 !== null) {
       ip6.set(ip6Bytes(r.nodeIp6), i * 16);
-      const m = ctx.neighbor6(r.nodeIp6);
+      // The frame's neighbour: VXLAN follows the kernel's IPv6 route to the node; an unencapsulated
+      // route goes to the node on our IPv6 subnet, else to the same gateway (directGateway6).
+      const gw = underlayNeighbor6(r, subnet, ctx) ?? r.nodeIp6;
+      gw6.set(ip6Bytes(gw), i * 16);
+      const m = ctx.neighbor6(gw);
       if (m) {
         mac.set(m, i * 6);
         macKnown[i] = MAC_KNOWN;
-      } else if (ctx.neighborFailed6?.(r.nodeIp6)) {
+      } else if (ctx.neighborFailed6?.(gw)) {
         macKnown[i] = MAC_FAILED;
       }
     }
@@ -117,17 +131,64 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
     prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
     routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
   }
-  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed, vtepMac: localVtepMac, vni, vxlanPort };
+  return { count: n, kind, port, mtu, ip6, gw6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed, vtepMac: localVtepMac, vni, vxlanPort };
 }
 
-/** Record a resolved underlay IPv6 neighbour (16 bytes at b[ipOff]) in every next hop through it. */
+/** A prefix as four host-order words and its length (subnetOf). */
+export interface Subnet6 { w: [number, number, number, number]; len: number }
+
+/** The model's IPv6 subnet (CIDR text, the node's spec.bgp.ipv6Address prefix) as words; null when none. */
+export function subnetOf(cidr: string | null): Subnet6 | null {
+  if (cidr === null) return null;
+  const [a, l] = cidr.split('/');
+  const len = l === undefined ? 128 : Number(l);
+  try {
+    return { w: parseIp6(a!), len };
+  } catch {
+    return null;
+  }
+}
+
+export function inSubnet6(ip: string, s: Subnet6): boolean {
+  const w = parseIp6(ip);
+  for (let k = 0; k < 4; k++) {
+    const m = mask32(Math.max(0, Math.min(32, s.len - k * 32)));
+    if (((w[k]! & m) >>> 0) !== ((s.w[k]! & m) >>> 0)) return false;
+  }
+  return true;
+}
+
+/**
+ * The underlay neighbour of an unencapsulated (DIRECT) IPv6 next hop `nodeIp6`, as directGateway
+ * (nexthops.ts) for IPv4: the address itself when it is on our IPv6 subnet (the node's
+ * spec.bgp.ipv6Address prefix, by which CrossSubnet decides too), else the kernel's underlay next
+ * hop towards it (ctx.nextHop6: the gateway, or the address itself when the kernel has it on a
+ * link). Never solicit an address that is not on the link: no answer comes (the packets lost as
+ * neighbor_failed, a false `underlay neighbour unreachable`).
+ */
+export function directGateway6(nodeIp6: string, subnet: Subnet6 | null, ctx: Pick<NextHop6Context, 'nextHop6'>): string {
+  if (subnet !== null && inSubnet6(nodeIp6, subnet)) return nodeIp6;
+  return ctx.nextHop6?.(nodeIp6) ?? nodeIp6;
+}
+
+/** The underlay neighbour a route's frames go to (null: a route with none, not VXLAN/DIRECT):
+ * VXLAN follows the kernel's IPv6 route to the node; DIRECT is directGateway6. */
+export function underlayNeighbor6(r: Pick<Route6, 'kind' | 'nodeIp6'>, subnet: Subnet6 | null, ctx: Pick<NextHop6Context, 'nextHop6'>): string | null {
+  if (r.nodeIp6 === null) return null;
+  if (r.kind === 'direct') return directGateway6(r.nodeIp6, subnet, ctx);
+  if (r.kind === 'vxlan') return ctx.nextHop6?.(r.nodeIp6) ?? r.nodeIp6;
+  return null;
+}
+
+/** Record a resolved underlay IPv6 neighbour (16 bytes at b[ipOff]) in every next hop through it
+ * (the node itself, or the gateway towards it: gw6). */
 export function learnNeighbor6(nh: NextHops6, b: Uint8Array, ipOff: number, macB: Uint8Array, macOff: number): number {
   let changed = 0;
   for (let i = 0; i < nh.count; i++) {
     const k = nh.kind[i];
     if (k !== NhKind.VXLAN && k !== NhKind.DIRECT) continue;
     let same = true;
-    for (let j = 0; j < 16; j++) if (nh.ip6[i * 16 + j] !== b[ipOff + j]) { same = false; break; }
+    for (let j = 0; j < 16; j++) if (nh.gw6[i * 16 + j] !== b[ipOff + j]) { same = false; break; }
     if (!same) continue;
     for (let j = 0; j < 6; j++) nh.mac[i * 6 + j] = macB[macOff + j];
     nh.macKnown[i] = MAC_KNOWN;
@@ -143,7 +204,7 @@ export function failNeighbor6(nh: NextHops6, b: Uint8Array, ipOff: number): numb
     const k = nh.kind[i];
     if ((k !== NhKind.VXLAN && k !== NhKind.DIRECT) || nh.macKnown[i] === MAC_FAILED) continue;
     let same = true;
-    for (let j = 0; j < 16; j++) if (nh.ip6[i * 16 + j] !== b[ipOff + j]) { same = false; break; }
+    for (let j = 0; j < 16; j++) if (nh.gw6[i * 16 + j] !== b[ipOff + j]) { same = false; break; }
     if (!same) continue;
     nh.macKnown[i] = MAC_FAILED;
     changed++;

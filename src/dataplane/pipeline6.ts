@@ -398,13 +398,13 @@ export class Pipeline6 {
       case NhKind.VXLAN: {
         const known = nhs.macKnown[nh];
         if (known !== MAC_KNOWN) {
-          this.onUnresolved6(nhs.ip6, nh * 16, this.p.batchNow());
+          this.onUnresolved6(nhs.gw6, nh * 16, this.p.batchNow());
           if (known === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
         }
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
         const sport = vxlanSourcePort(this.flowHash(ip), this.sportMin, this.sportMax);
         const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport);
-        if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> [${nhs.routes[nh].nodeIp6}]:${this.p.vxlanPort} from port ${sport}, udp checksum computed, vni ${this.p.vni}, inner dst ${nhs.routes[nh].vtepMac}`);
+        if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> [${nhs.routes[nh].nodeIp6}]:${this.p.vxlanPort}${gatewayText6(nhs, nh)} from port ${sport}, udp checksum computed, vni ${this.p.vni}, inner dst ${nhs.routes[nh].vtepMac}`);
         const out = this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
         // encapsulated and framed: held for the neighbour's MAC (written over the zeros toUnderlay left)
         return known === MAC_KNOWN ? out : this.holdFor(i, inPort, nh);
@@ -412,10 +412,10 @@ export class Pipeline6 {
       case NhKind.DIRECT: {
         const known = nhs.macKnown[nh];
         if (known !== MAC_KNOWN) {
-          this.onUnresolved6(nhs.ip6, nh * 16, this.p.batchNow());
+          this.onUnresolved6(nhs.gw6, nh * 16, this.p.batchNow());
           if (known === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
         }
-        if (tr !== null) tr.stages.push(`direct: to ${nhs.routes[nh].nodeIp6} via the underlay`);
+        if (tr !== null) tr.stages.push(`direct: to ${nhs.routes[nh].nodeIp6}${gatewayText6(nhs, nh)} via the underlay`);
         const out = this.toUnderlay(i, nh, ip, total);
         return known === MAC_KNOWN ? out : this.holdFor(i, inPort, nh);
       }
@@ -539,7 +539,8 @@ export class Pipeline6 {
    * a model its neighbour table has not been given yet).
    */
   private holdFor(i: number, inPort: number, nh: number): number {
-    const id = this.neighborId(this.nh!.ip6, nh * 16);
+    // the underlay neighbour: the node on our link, else the gateway towards it (nexthops6.ts gw6)
+    const id = this.neighborId(this.nh!.gw6, nh * 16);
     if (id < 0) return this.drop(Reason.NEIGHBOR_TABLE_FULL);
     // not (yet) a neighbour the engine wants: nobody asks for it, so it cannot be held
     if (id === 0) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
@@ -819,3 +820,10 @@ export function describeNextHop6(nhs: NextHops6, nh: number): string {
   return `${r.cidr} ${NH_KIND_NAMES[nhs.kind[nh]]}${via}${r.kind === 'vxlan' ? ` vni ${nhs.vni}` : ''}`;
 }
 
+
+/** ` (gateway GW)` when next hop nh's underlay neighbour is not the node itself (a node off our
+ * link: nexthops6.ts gw6), else ''; trace only. */
+export function gatewayText6(nhs: NextHops6, nh: number): string {
+  const gw = formatIpv6(nhs.gw6, nh * 16);
+  return gw === formatIpv6(nhs.ip6, nh * 16) ? '' : ` (gateway ${gw})`;
+}

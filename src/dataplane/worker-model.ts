@@ -10,13 +10,13 @@
  */
 import type { NodeDataplaneModel } from '../control';
 import type { Engine, TunnelRx } from './engine';
-import type { KernelRoute4 } from './host';
+import type { KernelRoute } from './host';
 import type { LocalAddresses } from './local-addrs';
 
 export interface WorkerModelMessage {
   type: 'model';
   model: NodeDataplaneModel;
-  kernelRoutes: readonly KernelRoute4[];
+  kernelRoutes: readonly KernelRoute[];
   tunnels: TunnelRx;
   /** The node's own addresses as the main engine holds them (local-addrs.ts; changes between
    * models come as 'local-addresses' messages). */
@@ -24,7 +24,7 @@ export interface WorkerModelMessage {
 }
 
 /** The message for a model `main` has just applied (structured-clone safe: plain data). */
-export function workerModelMessage(main: Engine, model: NodeDataplaneModel, kernelRoutes: readonly KernelRoute4[]): WorkerModelMessage {
+export function workerModelMessage(main: Engine, model: NodeDataplaneModel, kernelRoutes: readonly KernelRoute[]): WorkerModelMessage {
   return { type: 'model', model, kernelRoutes, tunnels: main.tunnelRx(), local: main.localAddresses() };
 }
 

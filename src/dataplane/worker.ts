@@ -13,7 +13,7 @@
 import type { NeighborTimings } from './neighbors';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineOptions } from './engine';
-import type { KernelRoute4 } from './host';
+import type { KernelRoute } from './host';
 import type { LocalAddresses } from './local-addrs';
 import { serveTaps } from './taps';
 import { applySchedSlice } from './sched-slice';
@@ -61,7 +61,7 @@ if (parentPort) {
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),
   });
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));
-  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; local?: LocalAddresses; options?: Parameters<Engine['setFelixOptions']>[0]; value?: number }) => {
+  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; local?: LocalAddresses; options?: Parameters<Engine['setFelixOptions']>[0]; value?: number }) => {
     try {
       if (taps(msg)) return;
       if (msg.type === 'model') applyWorkerModel(engine, msg as unknown as WorkerModelMessage);

@@ -104,6 +104,10 @@ function v6For(k: number): { ip6: string; block6: string; vtep6: string } {
   const base = k === 0 ? '' : (64 * k).toString(16);
   return { ip6: `fd99::${k + 1}`, block6: `fd00:10:244::${base}/122`, vtep6: `fd00:10:244::${base}` };
 }
+/** An address on subnet b's I-th IPv6 subnet (routed6 labs), canonical: fd98::N, fd98:1::N, ... */
+function sub6b(i: number, host: number | string): string {
+  return `fd98:${i === 0 ? '' : `${i.toString(16)}:`}:${typeof host === 'number' ? host.toString(16) : host}`;
+}
 function pod6For(k: number, j: number): string {
   return `fd00:10:244::${(64 * k + 2 + j).toString(16)}`;
 }
@@ -160,8 +164,14 @@ export class Lab {
    * its IPv6 address only (no IPv4 address, no IPv4 route: start podway with `--ip none`) and the
    * pods their IPv6 /128 only. LabNode.ip and LabPod.ip are '' then. The resources keep the IPv4
    * pool (an IPv6-only node skips it) but no IPv4 Node address, block or pod address.
+   *
+   * routed6 (default false; with dualStack, fabric underlay): the nodes on subnet b get IPv6 too,
+   * each on its own IPv6 subnet behind the fabric router (fd98:I::N/64, the router fd98:I::fe),
+   * the router forwards IPv6 and holds fd99::fe on subnet a, and every node's IPv6 default route
+   * goes to the router (IPv6 across a router: test/e2e/direct-offlink6). Pod routes on the
+   * router are the test's to add, as for IPv4.
    */
-  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean; underlayOffloads?: boolean; dualStack?: boolean; ipv6Only?: boolean } = {}) {}
+  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean; underlayOffloads?: boolean; dualStack?: boolean; ipv6Only?: boolean; routed6?: boolean } = {}) {}
 
   get dualStack(): boolean {
     return this.opts.dualStack === true || this.ipv6Only;
@@ -212,6 +222,11 @@ export class Lab {
     if (this.ipv6Only) run('ip', ['-n', fab, '-6', 'addr', 'add', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
     run('ip', ['-n', fab, 'link', 'set', 'br0', 'up']);
     run('ip', ['netns', 'exec', fab, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    const routed6 = this.opts.routed6 === true && this.dualStack;
+    if (routed6) {
+      run('ip', ['netns', 'exec', fab, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+      run('ip', ['-n', fab, '-6', 'addr', 'replace', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
+    }
     let bIndex = 0;
     this.spec.forEach((ns, k) => {
       const nsName = this.addNs(`pw-${ns.name}-${this.tag}`);
@@ -225,15 +240,19 @@ export class Lab {
       if (inA) {
         run('ip', ['-n', fab, 'link', 'set', fabIf, 'master', 'br0']);
         if (ip) run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', '10.99.0.254']);
-      } else {
+      }
+      const v6 = this.dualStack && (inA || routed6) ? v6For(k) : null;
+      if (v6 && !inA) v6.ip6 = sub6b(bIndex, k + 1);
+      if (!inA) {
         run('ip', ['-n', fab, 'addr', 'add', `10.98.${bIndex}.254/24`, 'dev', fabIf]);
         run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', `10.98.${bIndex}.254`]);
-        bIndex++;
+        if (v6) run('ip', ['-n', fab, '-6', 'addr', 'add', `${sub6b(bIndex, 'fe')}/64`, 'dev', fabIf, 'nodad']);
       }
       run('ip', ['-n', fab, 'link', 'set', fabIf, 'up']);
       const blockBase = 64 * k;
-      const v6 = this.dualStack && inA ? v6For(k) : null;
       if (v6) run('ip', ['-n', nsName, '-6', 'addr', 'add', `${v6.ip6}/64`, 'dev', 'eth0', 'nodad']);
+      if (v6 && routed6) run('ip', ['-n', nsName, '-6', 'route', 'add', 'default', 'via', inA ? FABRIC6 : sub6b(bIndex, 'fe')]);
+      if (!inA) bIndex++;
       const node: LabNode = {
         name: ns.name, ns: nsName, ip, prefix: 24, block: `10.244.0.${blockBase}/26`, vtep: `10.244.0.${blockBase}`,
         ip6: v6?.ip6 ?? null, block6: v6?.block6 ?? null, vtep6: v6?.vtep6 ?? null,
@@ -269,13 +288,13 @@ export class Lab {
     if (this.dualStack) {
       const fab = this.fabric;
       run('ip', ['netns', 'exec', fab, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
-      if (!this.ipv6Only) run('ip', ['-n', fab, '-6', 'addr', 'add', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
+      if (!this.ipv6Only) run('ip', ['-n', fab, '-6', 'addr', 'replace', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
       run('ip', ['-n', fab, '-6', 'addr', 'add', `${OUTSIDE6_GATEWAY}/64`, 'dev', 'out0', 'nodad']);
       run('ip', ['-n', ns, '-6', 'addr', 'add', `${OUTSIDE6}/64`, 'dev', 'eth0', 'nodad']);
       run('ip', ['-n', ns, '-6', 'route', 'add', 'default', 'via', OUTSIDE6_GATEWAY]);
       for (const n of this.nodes) {
         if (n.ip6 === null) continue;
-        run('ip', ['-n', n.ns, '-6', 'route', 'add', 'default', 'via', FABRIC6]);
+        if (this.opts.routed6 !== true) run('ip', ['-n', n.ns, '-6', 'route', 'add', 'default', 'via', FABRIC6]);
         if (n.block6) run('ip', ['-n', fab, '-6', 'route', 'add', n.block6, 'via', n.ip6]);
       }
     }

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
 import { Registry } from 'prom-client';
 import { withNetns, ip as hostIp, sh } from '../helpers/netns';
-import { readKernelRoutes, underlayNextHops, type ExecFn, type KernelRoute4 } from '../../src/dataplane/host';
+import { readKernelRoutes, underlayNextHops, underlayNextHops6, isRoute6, parseRoutes6, type ExecFn, type KernelRoute, type KernelRoute4 } from '../../src/dataplane/host';
 import { KernelRoutes } from '../../src/dataplane/kernel-routes';
 import { KernelRoutesCollector } from '../../src/observe/kernel-routes-metrics';
 import { formatIpv4, parseIpv4 } from '../../src/packet';
@@ -21,7 +21,7 @@ const inNetns = (ns: string): ExecFn => (file, args, timeoutMs) => new Promise((
   });
 });
 
-const hops = (table: readonly KernelRoute4[], ips: string[]) => Object.fromEntries([...underlayNextHops(table, ips.map(parseIpv4))].map(([k, v]) => [formatIpv4(k), formatIpv4(v)]));
+const hops = (table: readonly KernelRoute[], ips: string[]) => Object.fromEntries([...underlayNextHops(table, ips.map(parseIpv4))].map(([k, v]) => [formatIpv4(k), formatIpv4(v)]));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** An underlay link with 10.77.0.1/24 (a veth pair inside the namespace: no dummy module here). */
@@ -58,7 +58,7 @@ test('read from a real namespace: metrics, multipath and blackhole as the kernel
     underlay(ns.name);
     addRoutes(ns.name);
     const table = await readKernelRoutes(inNetns(ns.name));
-    const of = (cidr: string) => table.filter((r) => `${formatIpv4(r.addr)}/${r.len}` === cidr).map((r) => [formatIpv4(r.gw), r.metric]);
+    const of = (cidr: string) => table.flatMap((r) => (!isRoute6(r) && `${formatIpv4(r.addr)}/${r.len}` === cidr ? [[formatIpv4(r.gw), r.metric]] : []));
     assert.equal(of('10.88.0.0/16').sort(), [['10.77.0.2', 100], ['10.77.0.3', 50]].sort());
     assert.equal(of('10.99.0.0/16'), [['10.77.0.5', 0]], 'multipath: its first next hop');
     assert.equal(of('10.66.0.0/16'), [], 'the blackhole: no next hop to resolve');
@@ -69,6 +69,35 @@ test('read from a real namespace: metrics, multipath and blackhole as the kernel
       assert.is(chosen[a], got, `${a}: the kernel sends it via ${got}`);
     }
     assert.is(chosen['10.88.1.1'], '10.77.0.3', 'the lower metric of the two /16 routes');
+  });
+});
+
+test('IPv6: the same choice (longest prefix, then lowest metric, on-link without a gateway), read with IPv4 from a real namespace, each next hop the one `ip -6 route get` names', async () => {
+  const t6 = parseRoutes6(JSON.stringify([
+    { dst: 'fd88::/32', gateway: 'fd77::2', metric: 100 }, { dst: 'fd88::/32', gateway: 'fd77::3', metric: 50 },
+    { dst: 'fd88:5::/64', gateway: 'fd77::4', metric: 300 }, { dst: 'default', gateway: 'FD77:0::9', metric: 1024 },
+    { dst: 'fd77::/64', metric: 256 }, { dst: 'fd66::/32', type: 'blackhole' }, { dst: 'fd99::/32', nexthops: [{ gateway: 'fd77::5' }, { gateway: 'fd77::6' }] },
+  ]));
+  const h6 = (table: readonly KernelRoute[], ips: string[]) => Object.fromEntries(underlayNextHops6(table, ips));
+  assert.equal(h6(t6, ['fd88:0:1::1', 'fd88:5::5', 'fd10::1', 'fd77::50', 'fd99::1', 'fd66::1']), { 'fd88:0:1::1': 'fd77::3', 'fd88:5::5': 'fd77::4', 'fd10::1': 'fd77::9', 'fd77::50': 'fd77::50', 'fd99::1': 'fd77::5', 'fd66::1': 'fd77::9' });
+  assert.equal(h6([...t6].reverse(), ['fd88:0:1::1']), { 'fd88:0:1::1': 'fd77::3' });
+  assert.equal(h6([], ['fd88:0:1::1']), { 'fd88:0:1::1': 'fd88:0:1::1' }, 'no table: on-link');
+  assert.equal(hops(t6, ['10.88.1.1']), { '10.88.1.1': '10.88.1.1' }, 'IPv6 routes are no IPv4 next hop');
+  assert.throws(() => parseRoutes6('[{"dst":"fd88::/129"}]'), /prefix length/);
+  await withNetns(['krt6'], async ([ns]) => {
+    underlay(ns.name);
+    for (const a of [['addr', 'add', 'fd77::1/64', 'dev', 'd0', 'nodad'], ['route', 'add', 'fd88::/32', 'via', 'fd77::2', 'metric', '100'], ['route', 'add', 'fd88::/32', 'via', 'fd77::3', 'metric', '50'], ['route', 'add', 'fd88:5::/64', 'via', 'fd77::4', 'metric', '300'], ['route', 'add', 'default', 'via', 'fd77::9']]) sh('ip', ['-n', ns.name, '-6', ...a]);
+    addRoutes(ns.name);
+    const table = await readKernelRoutes(inNetns(ns.name));
+    assert.ok(table.some((r) => !isRoute6(r)) && table.some(isRoute6), 'both families in one table');
+    const ips = ['fd88:0:1::1', 'fd88:5::5', 'fd10::1', 'fd77::50'];
+    const chosen = h6(table, ips);
+    for (const a of ips) {
+      const got = /\bvia (\S+)/.exec(ns.ip('-6', 'route', 'get', a))?.[1] ?? a;
+      assert.is(chosen[a], got, `${a}: the kernel sends it via ${got}`);
+    }
+    assert.is(chosen['fd88:0:1::1'], 'fd77::3');
+    assert.equal(hops(table, ['10.88.1.1']), { '10.88.1.1': '10.77.0.3' }, 'IPv4 as before');
   });
 });
 

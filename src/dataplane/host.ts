@@ -700,6 +700,12 @@ const ROUTE6_COMMAND = `ip ${ROUTE6_ARGS.join(' ')}`;
 const ADDR_ARGS = ['-j', 'addr', 'show'];
 const ROUTE_COMMAND = `ip ${ROUTE_ARGS.join(' ')}`;
 
+/** A kernel booted without IPv6 (ipv6.disable=1) answers an IPv6 read so: no IPv6 routes, not a
+ * failed read (which would keep IPv4's gateways from ever being read). */
+function noIpv6(said: string | undefined): boolean {
+  return /Address family not supported/i.test(said ?? '');
+}
+
 /** An `ip` that failed, as the error says it: the exit status or why it did not run, and its stderr's first line. */
 function routeReadError(r: { code: number | null; stderr?: string; error?: string | null }, command = ROUTE_COMMAND): Error {
   const why = r.error ? r.error : r.code === null ? 'did not run' : `exited ${r.code}`;
@@ -721,7 +727,12 @@ export function readKernelRoutesSync(): KernelRoute[] {
     }
   };
   const out4 = read(ROUTE_ARGS, ROUTE_COMMAND);
-  const out6 = read(ROUTE6_ARGS, ROUTE6_COMMAND);
+  let out6 = '[]';
+  try {
+    out6 = read(ROUTE6_ARGS, ROUTE6_COMMAND);
+  } catch (e) {
+    if (!noIpv6((e as Error).message)) throw e;
+  }
   return bothTables(out4, out6);
 }
 
@@ -846,8 +857,8 @@ export async function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute[]> {
   // both families' main tables (IPv6's for the IPv6 tunnels' and direct routes' gateways)
   const [r, r6] = await Promise.all([run('ip', ROUTE_ARGS, 10_000), run('ip', ROUTE6_ARGS, 10_000)]);
   if (r.code !== 0) throw routeReadError(r);
-  if (r6.code !== 0) throw routeReadError(r6, ROUTE6_COMMAND);
-  return bothTables(r.stdout, r6.stdout);
+  if (r6.code !== 0 && !noIpv6(r6.stderr)) throw routeReadError(r6, ROUTE6_COMMAND);
+  return bothTables(r.stdout, r6.code === 0 ? r6.stdout : '[]');
 }
 
 /**

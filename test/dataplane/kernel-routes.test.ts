@@ -164,4 +164,16 @@ test('before any good read: the failure says every node is on-link until one is 
   }
 });
 
+test('a kernel without IPv6 (its IPv6 read refused as an unsupported family): IPv4\'s table still read, no IPv6 routes; any other IPv6 failure fails the read', async () => {
+  // `ip` as such a kernel answers: IPv4 from a real namespace's table, IPv6 refused
+  const refuse6 = (said: string): ExecFn => async (file, args, timeoutMs) => (args.includes('-6')
+    ? { code: 2, stdout: '', stderr: `${said}\n`, error: null }
+    : { code: 0, stdout: JSON.stringify([{ dst: 'default', gateway: '10.77.0.254', dev: 'd0', flags: [] }, { dst: '10.77.0.0/24', dev: 'd0', protocol: 'kernel', scope: 'link', prefsrc: '10.77.0.1', flags: [] }]), stderr: '', error: null });
+  const table = await readKernelRoutes(refuse6('RTNETLINK answers: Address family not supported by protocol'));
+  assert.is(table.filter(isRoute6).length, 0);
+  assert.equal(hops(table, ['10.77.0.9', '10.88.0.2']), { '10.77.0.9': '10.77.0.9', '10.88.0.2': '10.77.0.254' });
+  const why = await readKernelRoutes(refuse6('Cannot open netlink socket: Permission denied')).then(() => 'read', (e: Error) => e.message);
+  assert.match(why, /^ip -j -6 route show table main exited 2: Cannot open netlink socket: Permission denied$/);
+});
+
 test.run();

@@ -37,15 +37,23 @@ export function concernsLocal(line: string): boolean {
 /** Route types `ip monitor` prints before the destination. */
 const ROUTE_TYPES = new Set(['unicast', 'unreachable', 'blackhole', 'prohibit', 'throw', 'local', 'broadcast', 'anycast', 'multicast', 'nat']);
 
-/** The destination of a line about an IPv4 route of the main table (`ip -o monitor route`, added
- * or `Deleted`), host order; null for any other line (addresses, IPv6, other tables). */
-export function mainRoute4(line: string): { addr: number; len: number } | null {
+/** A route line's words and its destination word (after `Deleted` and a route type); null for a
+ * route of another table than main. Either family: the callers tell them apart by the destination. */
+function mainRouteWords(line: string): { words: string[]; dst: string } | null {
   const words = line.trim().split(/\s+/);
   let i = words[0] === 'Deleted' ? 1 : 0;
   if (ROUTE_TYPES.has(words[i] ?? '')) i++;
   const t = words.indexOf('table');
   if (t >= 0 && words[t + 1] !== 'main') return null;
-  const dst = words[i] ?? '';
+  return { words, dst: words[i] ?? '' };
+}
+
+/** The destination of a line about an IPv4 route of the main table (`ip -o monitor route`, added
+ * or `Deleted`), host order; null for any other line (addresses, IPv6, other tables). */
+export function mainRoute4(line: string): { addr: number; len: number } | null {
+  const r = mainRouteWords(line);
+  if (!r) return null;
+  const { dst } = r;
   if (dst === 'default') return { addr: 0, len: 0 };
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(dst);
   if (!m) return null;
@@ -58,12 +66,9 @@ export function mainRoute4(line: string): { addr: number; len: number } | null {
 /** The destination of a line about an IPv6 route of the main table (`ip -o monitor route`),
  * as four host-order words and a length; null for any other line (IPv4, other tables, addresses). */
 export function mainRoute6(line: string): { w: [number, number, number, number]; len: number } | null {
-  const words = line.trim().split(/\s+/);
-  let i = words[0] === 'Deleted' ? 1 : 0;
-  if (ROUTE_TYPES.has(words[i] ?? '')) i++;
-  const t = words.indexOf('table');
-  if (t >= 0 && words[t + 1] !== 'main') return null;
-  const dst = words[i] ?? '';
+  const r = mainRouteWords(line);
+  if (!r) return null;
+  const { words, dst } = r;
   // `default` is IPv4's too (mainRoute4 takes it): an IPv6 one says so by an IPv6 gateway or none
   if (dst === 'default') return words.some((x) => x.includes(':')) ? { w: [0, 0, 0, 0], len: 0 } : null;
   if (!dst.includes(':')) return null;

@@ -252,7 +252,7 @@ function cliSuite(target: Target) {
     assert.is(r.out, "Successfully deleted 1 'IPPool' resource(s)\n");
     assert.match(r.err, 'released the affinity of 2 block(s)');
     // The address still in use is counted, with what to do (review E, L2).
-    assert.match(r.err, /warning: 1 address\(es\) of the deleted pool are still in use .*podway ipam check.*podway ipam release/);
+    assert.match(r.err, /warning: 1 address\(es\) of the deleted pool are still in use .*podway(\.js)? ipam check.*podway(\.js)? ipam release/);
 
     assert.not.ok(await kv.get(`${RES}ippools/gone`));
     assert.ok(await kv.get(`${RES}ippools/stays`));

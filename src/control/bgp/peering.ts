@@ -39,7 +39,7 @@ import { formatIPv4, parseIPv4, parseIPv4WithPrefix } from '../ipv4';
 import { addressOctets, addressText } from './wire/prefix';
 import type { Node } from '../resources';
 import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
-import { goDurationSeconds } from '../calico-kind-schemas';
+import { goDurationSeconds } from '../go-duration';
 import type { ClusterSnapshot } from '../snapshot';
 import { Selector } from '../ipam/selector';
 import type { BgpExport, BgpLearnedExportPolicy, BgpPeerConfig, BgpSpeakerOptions } from './speaker';

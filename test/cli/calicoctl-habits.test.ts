@@ -1,6 +1,6 @@
 // What a calicoctl user types, on a real etcd (and the embedded store for label): `label KIND NAME
 // KEY=VALUE [--overwrite]` / `KEY --remove` with calicoctl's messages; `-c/--config FILE` (a
-// CalicoAPIConfig) and calicoctl's default file /etc/calico/calicoctl.cfg (pointed into a temp dir
+// CalicoAPIConfig) and calicoctl's default file (DEFAULT_CALICOCTL_CONFIG in src/cli/calicoctl-config.ts; pointed into a temp dir
 // here: the machine's is never written); ETCD_ENDPOINTS without a scheme (HOST:PORT, as etcd's Go
 // client takes it); `version`'s lines. Without them: "unknown command 'label'", "unknown option
 // '-c'", "ETCD_ENDPOINTS: etcd endpoint '127.0.0.1:N' is not a URL" (exit 2).
@@ -123,7 +123,7 @@ conf('a bad -c file: exit 2, one line naming the file and the field; -c with --d
     ['version.cfg', 'apiVersion: v1\nkind: CalicoAPIConfig\nspec: {etcdEndpoints: a:1}\n', /version\.cfg: apiVersion: "v1" is not projectcalico\.org\/v3/],
     ['kind.cfg', 'apiVersion: projectcalico.org/v3\nkind: calicoApiConfig\n', /kind\.cfg: kind: expected CalicoAPIConfig, got "calicoApiConfig"/],
     ['typo.cfg', `${head}spec: {datastoreType: etcdv3, etcdEndpoint: a:1}\n`, /typo\.cfg: spec\.etcdEndpoint: unknown field/],
-    ['k8s.cfg', `${head}spec: {datastoreType: kubernetes, kubeconfig: /root/.kube/config}\n`, /k8s\.cfg: spec\.datastoreType: "kubernetes": podway supports etcdv3/],
+    ['k8s.cfg', `${head}spec: {datastoreType: kubernetes, kubeconfig: .kube/config}\n`, /k8s\.cfg: spec\.datastoreType: "kubernetes": podway supports etcdv3/],
     ['none.cfg', `${head}spec: {}\n`, /none\.cfg: spec\.etcdEndpoints: not given, so calicoctl would use the Kubernetes datastore/],
     ['user.cfg', `${head}spec: {etcdEndpoints: a:1, etcdUsername: u, etcdPassword: p}\n`, /user\.cfg: spec\.etcdUsername: etcd user\/password authentication is not supported/],
     ['ep.cfg', `${head}spec: {etcdEndpoints: "ftp://a:1"}\n`, /ep\.cfg: spec\.etcdEndpoints: etcd endpoint 'ftp:\/\/a:1' must start with http/],
@@ -160,7 +160,7 @@ conf('the default file: read when nothing else names a datastore, and said on st
   assert.match(env.err, /no-store/);
   // a Calico host's default file for the Kubernetes datastore (the usual one there): passed over
   // with a note, the embedded default as without it (not exit 2 for every command)
-  cfg('etc-calico-calicoctl.cfg', 'apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec: {datastoreType: kubernetes, kubeconfig: /root/.kube/config}\n');
+  cfg('etc-calico-calicoctl.cfg', 'apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec: {datastoreType: kubernetes, kubeconfig: .kube/config}\n');
   const k8s = await podway(['get', 'ippool']);
   assert.is.not(k8s.code, 2, k8s.err); // read from the embedded default: 0, or 1 where it has no directory yet
   assert.match(k8s.err, new RegExp(`calicoctl's default config file not used \\(${dflt.replace(/[.]/g, '\\.')}: spec\\.datastoreType: "kubernetes": podway supports etcdv3\\); datastore embedded:`), k8s.err);

@@ -16,20 +16,26 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
 const BIN = path.join(ROOT, 'bin', 'podway.js');
 
 test('commandOf: a checkout run by path, npx, the installed command', () => {
-  const node = '/usr/bin/node';
-  assert.is(commandOf([node, '/src/podway/bin/podway.js', 'status'], {}, '/src/podway'), 'node bin/podway.js');
-  assert.is(commandOf([node, '/src/podway/bin/podway.js'], {}, '/src/podway/bin'), 'node podway.js');
+  // made-up places under one top directory (none is read: commandOf works on the strings)
+  const top = path.join(tmpdir(), 'podway-invocation');
+  const at = (...parts: string[]) => path.join(top, ...parts);
+  const node = process.execPath;
+  const checkout = at('src', 'podway');
+  const script = path.join(checkout, 'bin', 'podway.js');
+  const spaced = at('src', 'my podway');
+  assert.is(commandOf([node, script, 'status'], {}, checkout), 'node bin/podway.js');
+  assert.is(commandOf([node, script], {}, path.join(checkout, 'bin')), 'node podway.js');
   // outside the working directory: the whole path (a relative ../.. one would break on a cd)
-  assert.is(commandOf([node, '/src/podway/bin/podway.js'], {}, '/home/me'), 'node /src/podway/bin/podway.js');
-  assert.is(commandOf([node, '/src/my podway/bin/podway.js'], {}, '/src/my podway'), 'node bin/podway.js');
-  assert.is(commandOf([node, '/src/my podway/bin/podway.js'], {}, '/home'), "node '/src/my podway/bin/podway.js'");
+  assert.is(commandOf([node, script], {}, at('home', 'me')), `node ${script}`);
+  assert.is(commandOf([node, path.join(spaced, 'bin', 'podway.js')], {}, spaced), 'node bin/podway.js');
+  assert.is(commandOf([node, path.join(spaced, 'bin', 'podway.js')], {}, at('home')), `node '${path.join(spaced, 'bin', 'podway.js')}'`);
   // npx (and npm exec) set npm_lifecycle_event=npx for what they run; a package.json script does not
-  assert.is(commandOf([node, '/src/podway/node_modules/.bin/podway'], { npm_lifecycle_event: 'npx', npm_command: 'exec' }, '/src/podway'), 'npx podway');
-  assert.is(commandOf([node, '/src/podway/bin/podway.js'], { npm_lifecycle_event: 'start' }, '/src/podway'), 'node bin/podway.js');
+  assert.is(commandOf([node, path.join(checkout, 'node_modules', '.bin', 'podway')], { npm_lifecycle_event: 'npx', npm_command: 'exec' }, checkout), 'npx podway');
+  assert.is(commandOf([node, script], { npm_lifecycle_event: 'start' }, checkout), 'node bin/podway.js');
   // installed on PATH (argv[1] is the `podway` link), the CNI plugin's shim, anything else
-  assert.is(commandOf([node, '/usr/local/bin/podway', 'status'], {}, '/root'), 'podway');
-  assert.is(commandOf([node, '/opt/podway/dist/src/cni/main.js'], {}, '/'), 'podway');
-  assert.is(commandOf([node], {}, '/'), 'podway');
+  assert.is(commandOf([node, at('local', 'bin', 'podway'), 'status'], {}, at('home')), 'podway');
+  assert.is(commandOf([node, at('opt', 'podway', 'dist', 'src', 'cni', 'main.js')], {}, top), 'podway');
+  assert.is(commandOf([node], {}, top), 'podway');
 });
 
 test('node bin/podway.js: its hints name `node bin/podway.js` (from the checkout) and the whole path (from elsewhere)', () => {
@@ -53,7 +59,7 @@ test('the stale endpoint line makes its cleanup commands where it is printed, no
   const waiting = [{ workload: 'default/web-1', interface: 'cali123', networks: ['10.244.0.5/32'], error: 'missing', since: new Date(0).toISOString(), missing: true }];
   const [s] = staleEndpoints(waiting, 10 * 60_000, 60_000);
   // as a podway run started by another command gave it (in its status JSON)
-  const line = staleEndpointLine({ ...s!, cleanup: 'node /elsewhere/bin/podway.js delete workloadendpoint web-1 -n default' });
+  const line = staleEndpointLine({ ...s!, cleanup: `node ${path.join(tmpdir(), 'elsewhere', 'bin', 'podway.js')} delete workloadendpoint web-1 -n default` });
   assert.match(line, 'clean up with: podway delete workloadendpoint web-1 -n default && podway ipam release --ip 10.244.0.5 --grace-period 0');
 });
 

@@ -20,7 +20,7 @@
 //   so our own block's blackhole wins over a learned copy of it. Learned IPv6 routes outside every
 //   pool are forwarded by podway and also go into the node's kernel (`kernel`: appended to the
 //   model's kernelRoutes, as route-calc.ts does for IPv4): those with a usable next hop only.
-import { formatCidr6, parseIp6, mask6Word } from '../lpm/cidr';
+import { covers6, formatCidr6, networkOf6, parseIp6, mask6Word } from '../lpm/cidr';
 import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
@@ -97,22 +97,14 @@ export interface NodeModel6 {
 
 interface Cidr6 {
   readonly cidr: string;
-  readonly w: [number, number, number, number];
+  readonly w: readonly [number, number, number, number];
   readonly prefixLen: number;
 }
 
 /** CIDR text (host bits allowed, cleared) -> canonical network; null when it is not IPv6. */
 function cidr6(text: string): Cidr6 | null {
-  const m = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(text);
-  if (!m || Number(m[2]) > 128) return null;
-  const len = Number(m[2]);
-  try {
-    const a = parseIp6(m[1]);
-    const w = [0, 1, 2, 3].map((i) => (a[i] & mask6Word(len, i)) >>> 0) as [number, number, number, number];
-    return { cidr: formatCidr6(w, len), w, prefixLen: len };
-  } catch {
-    return null;
-  }
+  const n = networkOf6(text);
+  return n === null ? null : { cidr: formatCidr6(n.w, n.len), w: n.w, prefixLen: n.len };
 }
 
 /** "fd99::1/64" or "fd99::1" -> the address (canonical) and its subnet. */
@@ -132,9 +124,7 @@ function canonicalIp6(text: string | undefined): string | null {
 }
 
 function contains(outer: Cidr6, inner: Cidr6): boolean {
-  if (inner.prefixLen < outer.prefixLen) return false;
-  for (let i = 0; i < 4; i++) if (((inner.w[i] & mask6Word(outer.prefixLen, i)) >>> 0) !== outer.w[i]) return false;
-  return true;
+  return covers6({ w: outer.w, len: outer.prefixLen }, inner.w, inner.prefixLen);
 }
 
 interface Node6Info {

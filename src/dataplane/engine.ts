@@ -18,7 +18,7 @@ import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from '.
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED, CALICO_VNI } from './nexthops';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
-import { inSubnet6, subnetOf, underlayNeighbor6 } from './nexthops6';
+import { underlayNeighbor6 } from './nexthops6';
 import type { NextHops6 } from './nexthops6';
 import { GATEWAY_IP6 } from './pipeline6';
 import { writeNeighborSolicit, writeUnsolicitedAdvert } from '../packet/ndp';
@@ -49,7 +49,7 @@ import { addPortCounts, pipelineSnapshot, type DataplaneSnapshot, type PortSampl
 import type { WaitingEndpoint } from '../observe/stale-endpoints';
 import { Backoff } from '../util/backoff';
 import { LogLimiter } from '../util/log-limiter';
-import { mask32 } from '../lpm/cidr';
+import { covers6, mask32, networkOf6, parseIp6 } from '../lpm/cidr';
 import { podwayCommand } from '../util/invocation';
 
 export interface EngineOptions {
@@ -758,9 +758,8 @@ export class Engine {
     const dst6 = mainRoute6(line);
     if (dst6 !== null) {
       // IPv6: the nodes' IPv6 addresses, and the IPv6 tunnels' and off-subnet direct next hops
-      const s = { w: dst6.w, len: dst6.len };
-      for (const ip of this.model.v6.knownNodeIps6) if (ip !== this.model.v6.ip6 && inSubnet6(ip, s)) return true;
-      for (const ip of remoteNodeIps6(this.model)) if (inSubnet6(ip, s)) return true;
+      for (const ip of this.model.v6.knownNodeIps6) if (ip !== this.model.v6.ip6 && covers6(dst6, parseIp6(ip))) return true;
+      for (const ip of remoteNodeIps6(this.model)) if (covers6(dst6, parseIp6(ip))) return true;
       return false;
     }
     const dst = mainRoute4(line);
@@ -933,7 +932,7 @@ export class Engine {
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
       this.pipe.poolMask = Uint32Array.from(model.pools, (p) => mask32(p.prefixLen));
       // the IPv6 underlay neighbours: each node on our link, else the gateway towards it (nexthops6.ts)
-      const subnet6 = subnetOf(model.v6.subnet6);
+      const subnet6 = networkOf6(model.v6.subnet6);
       const w6 = this.neighbors6.want([...new Set(model.v6.routes.map((r) => underlayNeighbor6(r, subnet6, { nextHop6 })).filter((x): x is string => x !== null))]);
       if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
       // tx6 takes up to the underlay's MTU (the kernel refuses more: Packet Too Big instead);
@@ -3206,8 +3205,8 @@ export function remoteNodeIps(model: NodeDataplaneModel): Set<number> {
 /** The IPv6 addresses whose underlay next hop counts: the nodes IPv6 VXLAN goes to, and the next
  * hops of unencapsulated IPv6 routes off our IPv6 subnet (nexthops6.ts directGateway6). */
 export function remoteNodeIps6(model: NodeDataplaneModel): Set<string> {
-  const sub = subnetOf(model.v6.subnet6);
-  return new Set(model.v6.routes.filter((r) => r.nodeIp6 !== null && (r.kind === 'vxlan' || (r.kind === 'direct' && (sub === null || !inSubnet6(r.nodeIp6, sub))))).map((r) => r.nodeIp6!));
+  const sub = networkOf6(model.v6.subnet6);
+  return new Set(model.v6.routes.filter((r) => r.nodeIp6 !== null && (r.kind === 'vxlan' || (r.kind === 'direct' && (sub === null || !covers6(sub, parseIp6(r.nodeIp6)))))).map((r) => r.nodeIp6!));
 }
 
 /** The underlay next hops (both families) as a key: a change applies the model again. */

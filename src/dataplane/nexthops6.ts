@@ -8,7 +8,7 @@ import { RouteTable6 } from '../lpm/route-table6';
 import type { Fib6 } from '../lpm/fib6';
 import type { RouteChange6 } from '../lpm/route-table6';
 import { NO_ROUTE } from '../lpm/constants';
-import { mask32, parseIp6 } from '../lpm/cidr';
+import { covers6, networkOf6, parseIp6, type Cidr6 } from '../lpm/cidr';
 import { parseMac } from '../packet/ethernet';
 import { buildVxlan6Template } from '../packet/vxlan6';
 import { VXLAN_PORT } from '../packet/vxlan';
@@ -72,7 +72,7 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
   const mtu = new Uint16Array(n);
   const ip6 = new Uint8Array(n * 16);
   const gw6 = new Uint8Array(n * 16);
-  const subnet = subnetOf(model.subnet6);
+  const subnet = networkOf6(model.subnet6);
   const mac = new Uint8Array(n * 6);
   const macKnown = new Uint8Array(n);
   const tpl: Uint8Array[] = new Array(n);
@@ -134,30 +134,6 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
   return { count: n, kind, port, mtu, ip6, gw6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed, vtepMac: localVtepMac, vni, vxlanPort };
 }
 
-/** A prefix as four host-order words and its length (subnetOf). */
-export interface Subnet6 { w: [number, number, number, number]; len: number }
-
-/** The model's IPv6 subnet (CIDR text, the node's spec.bgp.ipv6Address prefix) as words; null when none. */
-export function subnetOf(cidr: string | null): Subnet6 | null {
-  if (cidr === null) return null;
-  const [a, l] = cidr.split('/');
-  const len = l === undefined ? 128 : Number(l);
-  try {
-    return { w: parseIp6(a!), len };
-  } catch {
-    return null;
-  }
-}
-
-export function inSubnet6(ip: string, s: Subnet6): boolean {
-  const w = parseIp6(ip);
-  for (let k = 0; k < 4; k++) {
-    const m = mask32(Math.max(0, Math.min(32, s.len - k * 32)));
-    if (((w[k]! & m) >>> 0) !== ((s.w[k]! & m) >>> 0)) return false;
-  }
-  return true;
-}
-
 /**
  * The underlay neighbour of an unencapsulated (DIRECT) IPv6 next hop `nodeIp6`, as directGateway
  * (nexthops.ts) for IPv4: the address itself when it is on our IPv6 subnet (the node's
@@ -166,14 +142,14 @@ export function inSubnet6(ip: string, s: Subnet6): boolean {
  * link). Never solicit an address that is not on the link: no answer comes (the packets lost as
  * neighbor_failed, a false `underlay neighbour unreachable`).
  */
-export function directGateway6(nodeIp6: string, subnet: Subnet6 | null, ctx: Pick<NextHop6Context, 'nextHop6'>): string {
-  if (subnet !== null && inSubnet6(nodeIp6, subnet)) return nodeIp6;
+export function directGateway6(nodeIp6: string, subnet: Cidr6 | null, ctx: Pick<NextHop6Context, 'nextHop6'>): string {
+  if (subnet !== null && covers6(subnet, parseIp6(nodeIp6))) return nodeIp6;
   return ctx.nextHop6?.(nodeIp6) ?? nodeIp6;
 }
 
 /** The underlay neighbour a route's frames go to (null: a route with none, not VXLAN/DIRECT):
  * VXLAN follows the kernel's IPv6 route to the node; DIRECT is directGateway6. */
-export function underlayNeighbor6(r: Pick<Route6, 'kind' | 'nodeIp6'>, subnet: Subnet6 | null, ctx: Pick<NextHop6Context, 'nextHop6'>): string | null {
+export function underlayNeighbor6(r: Pick<Route6, 'kind' | 'nodeIp6'>, subnet: Cidr6 | null, ctx: Pick<NextHop6Context, 'nextHop6'>): string | null {
   if (r.nodeIp6 === null) return null;
   if (r.kind === 'direct') return directGateway6(r.nodeIp6, subnet, ctx);
   if (r.kind === 'vxlan') return ctx.nextHop6?.(r.nodeIp6) ?? r.nodeIp6;

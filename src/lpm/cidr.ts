@@ -130,3 +130,29 @@ export function parseCidr6(text: string): Cidr6 {
 export function formatCidr6(w: readonly number[], len: number): string {
   return `${formatIp6(w[0], w[1], w[2], w[3])}/${len}`;
 }
+
+/** IPv6 CIDR text with its length, host bits allowed and cleared ("fd99::1/64" -> fd99::/64), for
+ * addresses given with their subnet (a Node's spec.bgp.ipv6Address); null when it is not that
+ * (none given, no length, not IPv6). parseCidr6 is the strict one, for prefixes written as such. */
+export function networkOf6(text: string | null | undefined): Cidr6 | null {
+  const m = typeof text === 'string' ? /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(text) : null;
+  if (!m || Number(m[2]) > 128) return null;
+  const len = Number(m[2]);
+  try {
+    const a = parseIp6(m[1]!);
+    return { w: [0, 1, 2, 3].map((i) => (a[i]! & mask6Word(len, i)) >>> 0) as [number, number, number, number], len };
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the prefix of words `w` and length `len` (an address: 128) lies inside `outer` (its
+ * host bits, if a caller's words have any, not compared: a destination read off `ip monitor`). */
+export function covers6(outer: Cidr6, w: readonly number[], len = 128): boolean {
+  if (len < outer.len) return false;
+  for (let i = 0; i < 4; i++) {
+    const m = mask6Word(outer.len, i);
+    if (((w[i]! & m) >>> 0) !== ((outer.w[i] & m) >>> 0)) return false;
+  }
+  return true;
+}

@@ -1,7 +1,7 @@
 // Parsing/formatting helpers and the errors raised for invalid input.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatCidr4, formatCidr6, formatIp6, parseCidr4, parseCidr6, parseIp4, parseIp6 } from '../../src/lpm/cidr';
+import { covers6, formatCidr4, formatCidr6, formatIp6, networkOf6, parseCidr4, parseCidr6, parseIp4, parseIp6 } from '../../src/lpm/cidr';
 import { Rib4 } from '../../src/lpm/rib4';
 import { Rib6 } from '../../src/lpm/rib6';
 
@@ -36,6 +36,18 @@ function throwsWith(fn: () => unknown, ...parts: string[]): void {
   }
   assert.unreachable(`expected an error mentioning ${parts.join(', ')}`);
 }
+
+test('networkOf6: an address with its subnet as the network (host bits cleared), null for anything else; covers6', () => {
+  const n = networkOf6('fd99::1:2/64')!;
+  assert.equal([formatCidr6(n.w, n.len)], ['fd99::/64']);
+  for (const t of ['fd99::1', 'fd99::/129', '10.0.0.0/8', 'fd99::g/64', '', null, undefined]) assert.is(networkOf6(t), null, String(t));
+  assert.ok(covers6(n, parseIp6('fd99::ffff:1')));
+  assert.not.ok(covers6(n, parseIp6('fd98::1')));
+  assert.ok(covers6(n, parseIp6('fd99:0:0:0:8000::'), 65));
+  assert.not.ok(covers6(n, parseIp6('fd99::'), 48), 'a shorter prefix is not inside');
+  // host bits in a caller's outer prefix (a route destination as ip monitor prints it) are not compared
+  assert.ok(covers6({ w: parseIp6('fd99::5'), len: 64 }, parseIp6('fd99::7')));
+});
 
 test('invalid IPv4 input is a clear error naming the input', () => {
   throwsWith(() => parseCidr4('10.0.0.1/24'), '10.0.0.1/24', 'host bits');

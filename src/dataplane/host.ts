@@ -19,7 +19,7 @@ import { SteerBuilder, jeqFar, type Steer } from './steer';
 import { parseLearnedRoutes } from './host-programmer';
 import { isSafeIfname } from './ifname';
 import { parseLocalTable } from './local-addrs';
-import { mask32, parseIp6 } from '../lpm/cidr';
+import { covers6, mask32, mask6Word, parseIp6 } from '../lpm/cidr';
 
 export interface Underlay {
   name: string;
@@ -687,7 +687,7 @@ export function parseRoutes6(json: string): KernelRoute6[] {
     if (!Number.isInteger(l) || l < 0 || l > 128) throw new Error(`a route with prefix length ${JSON.stringify(len)}: ${r.dst}`);
     const gateway = typeof r.gateway === 'string' ? r.gateway : Array.isArray(r.nexthops) && typeof r.nexthops[0]?.gateway === 'string' ? r.nexthops[0].gateway : null;
     const w = parseIp6(a!);
-    for (let k = 0; k < 4; k++) w[k] = (w[k]! & mask32(Math.max(0, Math.min(32, l - k * 32)))) >>> 0;
+    for (let k = 0; k < 4; k++) w[k] = (w[k]! & mask6Word(l, k)) >>> 0;
     out.push({ v6: true, w, len: l, gw6: gateway ? canonicalIpv6(gateway) : null, metric: typeof r.metric === 'number' ? r.metric : 0 });
   }
   return out;
@@ -898,9 +898,7 @@ export function underlayNextHops6(table: readonly KernelRoute[], ips: Iterable<s
     let best: KernelRoute6 | undefined;
     for (const r of table) {
       if (!isRoute6(r)) continue;
-      let inside = true;
-      for (let k = 0; k < 4 && inside; k++) inside = ((w[k]! & mask32(Math.max(0, Math.min(32, r.len - k * 32)))) >>> 0) === r.w[k];
-      if (!inside) continue;
+      if (!covers6(r, w)) continue;
       if (!best || r.len > best.len || (r.len === best.len && r.metric < best.metric)) best = r;
     }
     out.set(ip, best && best.gw6 !== null ? best.gw6 : ip);

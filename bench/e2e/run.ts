@@ -947,7 +947,11 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
           if (Date.now() > end) throw new Error(`idle: podway opened ${eps.length} of 100 endpoints in 30 s`);
           await sleep(200);
         }
-        await sleep(2000); // let the start-up work (host programming, first ARP) finish
+        // let the start-up work finish: host programming, first ARP, and the scan of the pods'
+        // namespaces for orphan addresses (started 2 s after forwarding, cli/run.ts
+        // ORPHAN_SCAN_AFTER_MS; a shell and an `ip` per pod namespace: 0.2 CPU s with 100 pods,
+        // which a 2 s settle put inside the window, 7.5% of a core over 4 s on 2026-12-07)
+        await sleep(8000);
         // `ip netns exec` execs podway: the pid is podway's
         const pid = n.proc!.pid!;
         const loadavgStart = loadAverage();

@@ -77,9 +77,12 @@ export function atCleanup(fn: () => void): () => void {
   };
 }
 
-/** Stop every podway (all at once: each stops on its own), lab.destroy() and forget it (use in finally). */
+/** Stop every podway (all at once: each stops on its own), every tracked child still running (a
+ * peer a failed assertion left waiting: its pipes would hold this process open until its own
+ * timeout, 240 s in e2e/super-frames), lab.destroy() and forget it (use in finally). */
 export async function teardown(lab: Lab): Promise<void> {
   await Promise.all(lab.nodes.map((n) => lab.stopPodway(n.name).catch(() => null)));
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   lab.destroy();
   live.delete(lab);
 }

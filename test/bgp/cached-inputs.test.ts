@@ -141,6 +141,22 @@ test('malformed inputs are refused naming the field', () => {
   assert.is(err(older), 'accepted', 'a cache written before the policy was kept');
 });
 
+test('BGPPeer session fields (keepaliveTime, maxRestartTime, sourceAddress, nextHopMode, reversePeering) and the unapplied ones are kept: the plan from the cache is the snapshot\'s', () => {
+  const fields = snapshotOf(
+    pool('p', '10.244.0.0/16'), node('node1', '10.99.0.2/24'), node('node2', '10.99.0.3/24'),
+    { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false } },
+    bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, keepaliveTime: '20s', maxRestartTime: '3m', sourceAddress: 'None', nextHopMode: 'Self', filters: ['f'], ttlSecurity: 2, localASNumber: 65010 }),
+    bgpPeer('manual', { node: 'node2', peerIP: '10.99.0.2', asNumber: 64512, reversePeering: 'Manual' }),
+  );
+  const fromSnap = computeBgpPlan(fields, 'node1');
+  const inputs = checkBgpInputs(JSON.parse(JSON.stringify(bgpInputsOf(fields, 'node1'))));
+  const fromCache = computeBgpPlan(snapshotOfBgpInputs(inputs, 'the model cache'), 'node1', { exports: inputs.exports, learnedExport: inputs.learnedExport });
+  assert.equal(fromSnap.peers.map((p) => [p.address, p.keepaliveSeconds, p.gracefulRestartSeconds, p.localAddress, p.nextHopSelf]), [['10.99.0.254', 20, 180, undefined, true]], 'no reverse peering (Manual), the tor\'s settings');
+  assert.is(JSON.stringify(fromCache.peers), JSON.stringify(fromSnap.peers));
+  assert.equal(fromCache.warnings, fromSnap.warnings);
+  assert.is(fromSnap.warnings.length, 3, fromSnap.warnings.join('\n'));
+});
+
 async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));

@@ -30,7 +30,10 @@ export interface BgpInputs {
   readonly learnedExport?: BgpLearnedExportPolicy;
 }
 
-const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop', 'numAllowedLocalASNumbers'] as const;
+/** Every BGPPeer field the plan reads (peering.ts: the sessions' settings, and the fields it
+ * notes as not applied). */
+const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop', 'numAllowedLocalASNumbers',
+  'keepaliveTime', 'maxRestartTime', 'sourceAddress', 'nextHopMode', 'reversePeering', 'filters', 'ttlSecurity', 'localASNumber'] as const;
 
 /** `node`'s BGP inputs in `snap` (only what computeBgpPlan reads; secret references, no values). */
 export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {

@@ -33,7 +33,10 @@ export const MODEL_CACHE_FORMAT = 'podway-model-cache';
  * Node required and the checksum cover every field. This version is read, and version 3 (the
  * podway before it: an upgrade's first start, MODEL_CACHE_OLDER_VERSION); 1 and 2 lack the boot and
  * the Node and a newer one may mean something else: refused, saying which, and the start waits for
- * the datastore as without a cache. */
+ * the datastore as without a cache. An optional field added inside the BGP settings (BgpInputs'
+ * learnedExport, nodeConfigs) is no change of shape: a cache without it reads as before (its plan
+ * lacks only what the field adds until the datastore answers), and an older podway reading one
+ * with it passes the field over, as it had no use for it. */
 export const MODEL_CACHE_VERSION = 4;
 /** The older format still read: a version 3 cache (the podway before format 4) is used as a version
  * 4 one, its Node judged at the datastore's first answer: by the identity it records when it has one

@@ -199,6 +199,8 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   if (verb !== 'delete') for (const note of kubeControllersNotes(resources.map((r) => r.object))) err(`${note}\n`);
   // BGPPeer fields stored for Calico's nodes that podway's BGP does not apply (control/bgp/peering.ts)
   if (verb !== 'delete') for (const note of bgpPeerNotes(resources.map((r) => r.object))) err(`${note}\n`);
+  // BGPConfiguration node.NAME fields Calico reads from default only; a name Calico never reads
+  if (verb !== 'delete') for (const note of bgpConfigurationNotes(resources.map((r) => r.object))) err(`${note}\n`);
 }
 
 /** One note per written KubeControllersConfiguration: podway runs no kube-controllers. */
@@ -221,6 +223,31 @@ function bgpPeerNotes(objects: readonly unknown[]): string[] {
     // required here, as the modules above: only a write of a BGPPeer needs the peering model
     const { unappliedBgpPeerFields } = require('../control/bgp/peering') as typeof import('../control/bgp/peering');
     for (const f of unappliedBgpPeerFields(obj.spec)) notes.push(`podway: note: BGPPeer ${String(obj.metadata?.name ?? '?')}: ${f} (docs/bgp.md "BGPPeers")`);
+  }
+  return notes;
+}
+
+/**
+ * One note per written BGPConfiguration that is not read as written: a `node.NAME` one's fields
+ * that calico-node's confd (and podway) read from `default` only, or a name that is neither
+ * `default` nor `node.NAME` (confd reads no other). `default`, and node.NAME's per-node fields, pass
+ * quietly.
+ */
+export function bgpConfigurationNotes(objects: readonly unknown[]): string[] {
+  const notes: string[] = [];
+  for (const o of objects) {
+    const obj = o as { kind?: unknown; metadata?: { name?: unknown }; spec?: unknown };
+    if (obj?.kind !== 'BGPConfiguration') continue;
+    const name = String(obj.metadata?.name ?? '?');
+    if (name === 'default') continue;
+    const { NODE_BGP_CONFIG_PREFIX, PER_NODE_BGP_CONFIG_FIELDS, defaultOnlyBgpConfigFields } = require('../control/bgp/peering') as typeof import('../control/bgp/peering');
+    if (!name.startsWith(NODE_BGP_CONFIG_PREFIX)) {
+      notes.push(`podway: note: BGPConfiguration ${name} is stored, and has no effect: calico-node (and podway run) read only BGPConfiguration default and ${NODE_BGP_CONFIG_PREFIX}<node name> (docs/bgp.md "Per-node BGPConfiguration")`);
+      continue;
+    }
+    const ignored = defaultOnlyBgpConfigFields(obj.spec);
+    if (!ignored.length) continue;
+    notes.push(`podway: note: BGPConfiguration ${name}: ${ignored.map((f) => `spec.${f}`).join(', ')} ignored, as by calico-node: read from BGPConfiguration default only (per node: ${PER_NODE_BGP_CONFIG_FIELDS.join(', ')}${ignored.includes('asNumber') ? `; a node's own AS is its Node's spec.bgp.asNumber` : ''}) (docs/bgp.md "Per-node BGPConfiguration")`);
   }
   return notes;
 }
@@ -450,6 +477,8 @@ interface Column {
 }
 
 const str = (v: unknown): string => (v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v));
+/** calicoctl's `{{if .Spec.X}}{{.Spec.X}}{{ else }}-{{ end }}` for a pointer field: "-" when unset. */
+const orDash = (v: unknown): string => (v === undefined || v === null ? '-' : str(v));
 const meta = (o: JsonObject) => (o.metadata ?? {}) as JsonObject;
 const spec = (o: JsonObject) => (o.spec ?? {}) as JsonObject;
 const bgp = (o: JsonObject) => (spec(o).bgp ?? {}) as JsonObject;
@@ -487,8 +516,10 @@ function columnsFor(info: KindInfo, wide: boolean, allNamespaces: boolean, defau
       return [name, { header: 'NODE', value: (o) => str(spec(o).node) }, { header: 'CIDR', value: (o) => str(spec(o).cidr) },
         { header: 'STATE', value: (o) => str(spec(o).state) }];
     case 'BGPConfiguration':
+      // calicoctl's: an unset MESHENABLED or ASNUMBER is "-" (a node.NAME one usually has neither:
+      // they are read from default only), an unset LOGSEVERITY empty.
       return [name, { header: 'LOGSEVERITY', value: (o) => str(spec(o).logSeverityScreen) },
-        { header: 'MESHENABLED', value: (o) => str(spec(o).nodeToNodeMeshEnabled) }, { header: 'ASNUMBER', value: (o) => str(spec(o).asNumber) }];
+        { header: 'MESHENABLED', value: (o) => orDash(spec(o).nodeToNodeMeshEnabled) }, { header: 'ASNUMBER', value: (o) => orDash(spec(o).asNumber) }];
     case 'BGPPeer':
       return [name, { header: 'PEERIP', value: (o) => str(spec(o).peerIP || spec(o).peerSelector) },
         { header: 'NODE', value: (o) => str(spec(o).node || spec(o).nodeSelector || '(global)') }, { header: 'ASN', value: (o) => str(spec(o).asNumber) }];

@@ -157,6 +157,38 @@ test('BGPPeer session fields (keepaliveTime, maxRestartTime, sourceAddress, next
   assert.is(fromSnap.warnings.length, 3, fromSnap.warnings.join('\n'));
 });
 
+test('BGPConfiguration node.NAME in the cache: this node\'s listen port and the port each other node is dialled on are the snapshot\'s; a cache without them (an older podway\'s) reads, on default\'s ports', () => {
+  const perNode = (name: string, listenPort: number): Obj => ({ apiVersion: API, kind: 'BGPConfiguration', metadata: { name: `node.${name}` }, spec: { listenPort } });
+  const ported = snapshotOf(
+    pool('p', '10.244.0.0/16'), node('node1', '10.99.0.2/24'), node('node2', '10.99.0.3/24'), node('node3', '10.99.0.10/24'),
+    { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { listenPort: 1179 } },
+    perNode('node1', 1181), perNode('node3', 1183), perNode('gone', 1189),
+  );
+  const inputs = bgpInputsOf(ported, 'node1');
+  assert.equal(inputs.nodeConfigs, [{ name: 'node.node1', spec: { listenPort: 1181 } }, { name: 'node.node3', spec: { listenPort: 1183 } }], 'those of the Nodes here');
+  const read = checkBgpInputs(JSON.parse(JSON.stringify(inputs)));
+  const fromSnap = computeBgpPlan(ported, 'node1');
+  const fromCache = computeBgpPlan(snapshotOfBgpInputs(read, 'the model cache'), 'node1', { exports: read.exports, learnedExport: read.learnedExport });
+  assert.equal(fromSnap.speaker.listenPort, 1181);
+  assert.equal(fromSnap.peers.map((p) => [p.address, p.port]), [['10.99.0.3', 1179], ['10.99.0.10', 1183]]);
+  assert.equal(fromCache.speaker, fromSnap.speaker);
+  assert.is(JSON.stringify(fromCache.peers), JSON.stringify(fromSnap.peers));
+  // Without per-node ones the inputs are as an older podway wrote them (no nodeConfigs field).
+  assert.not.ok('nodeConfigs' in bgpInputsOf(snap, 'node1'));
+  // An older podway's cache (no nodeConfigs): read, and planned on default's port for every node.
+  const { nodeConfigs: _nc, ...older } = read;
+  const fromOlder = computeBgpPlan(snapshotOfBgpInputs(checkBgpInputs(older), 'the model cache'), 'node1', { exports: older.exports, learnedExport: older.learnedExport });
+  assert.equal([fromOlder.speaker.listenPort, ...fromOlder.peers.map((p) => p.port)], [1179, 1179, 1179]);
+  // Malformed, named.
+  const err = (v: unknown) => { try { checkBgpInputs(v); return 'accepted'; } catch (e) { return (e as Error).message; } };
+  assert.is(err({ ...read, nodeConfigs: {} }), 'the BGP settings are malformed (bgp.nodeConfigs)');
+  assert.is(err({ ...read, nodeConfigs: [{ name: 'node.node1', spec: 5 }] }), 'the BGP settings are malformed (bgp.nodeConfigs[0])');
+  assert.is(err({ ...read, nodeConfigs: [{ name: 'default', spec: {} }] }), 'the BGP settings are malformed (bgp.nodeConfigs[0])');
+  // A listen port of the wrong type there (unchecked JSON): as if unset.
+  const odd = computeBgpPlan(snapshotOfBgpInputs(checkBgpInputs({ ...read, nodeConfigs: [{ name: 'node.node1', spec: { listenPort: '1181' } }] }), 'the model cache'), 'node1', { exports: read.exports });
+  assert.is(odd.speaker.listenPort, 1179);
+});
+
 async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));

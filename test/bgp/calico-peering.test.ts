@@ -418,4 +418,50 @@ test('BGPPeer filters, ttlSecurity, localASNumber: not applied, said once per BG
   assert.equal(computeBgpPlan(other, 'node3').warnings, []); // not a session of node3's
 });
 
+test('BGPConfiguration node.NAME (confd\'s nodeListenPorts): its listenPort for that node only, over default\'s: it listens there, and the other nodes dial it there (mesh, peerSelector, reverse peerings, a portless peerIP); the fields Calico reads from default only are ignored there, said', () => {
+  const perNode = (name: string, spec: Obj): Obj => ({ apiVersion: API, kind: 'BGPConfiguration', metadata: { name: `node.${name}` }, spec });
+  const snap = snapshotOf(ippool, ...nodes, bgpConfig({ listenPort: 1179 }), perNode('node3', { listenPort: 1180 }));
+  const at = (s: ReturnType<typeof snapshotOf>, n: string) => computeBgpPlan(s, n);
+  assert.is(at(snap, 'node3').speaker.listenPort, 1180, 'node3 listens on its own port');
+  assert.is(at(snap, 'node1').speaker.listenPort, 1179, 'the others on default\'s');
+  assert.is(at(snap, 'node2').speaker.listenPort, 1179);
+  assert.equal(at(snap, 'node1').peers.map((p) => [p.address, p.port]), [['10.99.0.3', 1179], ['10.99.0.10', 1180]], 'node3 dialled on its port');
+  assert.equal(at(snap, 'node3').peers.map((p) => [p.address, p.port]), [['10.99.0.2', 1179], ['10.99.0.3', 1179]]);
+  assert.equal(at(snap, 'node3').warnings, []);
+  // Without default's listenPort: the others on BIRD's 179 (no port given), node3 on its own.
+  const alone = snapshotOf(ippool, ...nodes, perNode('node3', { listenPort: 1180 }));
+  assert.is(at(alone, 'node1').speaker.listenPort, undefined);
+  assert.is(at(alone, 'node3').speaker.listenPort, 1180);
+  assert.equal(at(alone, 'node1').peers.map((p) => [p.address, p.port]), [['10.99.0.3', undefined], ['10.99.0.10', 1180]]);
+  // Deleted: default's port again, for node3 and for those dialling it.
+  assert.equal(at(snapshotOf(ippool, ...nodes, bgpConfig({ listenPort: 1179 })), 'node1').peers.map((p) => p.port), [1179, 1179]);
+  // A node.NAME of no node here, or a name confd does not read, changes nothing.
+  const stray = snapshotOf(ippool, ...nodes, bgpConfig({ listenPort: 1179 }), perNode('node9', { listenPort: 1181 }),
+    { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'node3' }, spec: { listenPort: 1182 } });
+  assert.equal([at(stray, 'node3').speaker.listenPort, ...at(stray, 'node1').peers.map((p) => p.port)], [1179, 1179, 1179]);
+
+  // peerSelector and a portless peerIP naming node3 (its address, its AS) dial its port; the
+  // reverse peerings node3 makes dial the others' ports.
+  const n3 = labelled(nodes[2]!, { rr: 'true' });
+  const withPeer = (spec: Obj) => snapshotOf(ippool, nodes[0]!, nodes[1]!, n3, bgpConfig({ nodeToNodeMeshEnabled: false, listenPort: 1179 }), perNode('node3', { listenPort: 1180 }), bgpPeer('to-3', { node: 'node1', ...spec }));
+  for (const spec of [{ peerSelector: "rr == 'true'" }, { peerIP: '10.99.0.10', asNumber: 64512 }, { peerIP: '10.99.0.10:1180', asNumber: 64512 }]) {
+    const s = withPeer(spec);
+    assert.equal(at(s, 'node1').peers.map((p) => [p.address, p.port]), [['10.99.0.10', 1180]], JSON.stringify(spec));
+    assert.equal(at(s, 'node3').peers.map((p) => [p.address, p.port, p.source]), [['10.99.0.2', 1179, 'BGPPeer to-3 (reverse)']], JSON.stringify(spec));
+  }
+  // A peerIP naming node3 on default's port: not where node3 listens, so not node3 (no reverse
+  // peering; the session is dialled as given).
+  const wrongPort = withPeer({ peerIP: '10.99.0.10:1179', asNumber: 64512 });
+  assert.equal(at(wrongPort, 'node3').peers, []);
+  assert.equal(at(wrongPort, 'node1').peers.map((p) => [p.address, p.port]), [['10.99.0.10', 1179]]);
+
+  // Fields read from default only: ignored in node.NAME (its AS and the mesh stay default's),
+  // said in that node's plan only.
+  const defaultOnly = snapshotOf(ippool, ...nodes, bgpConfig({ asNumber: 64600 }), perNode('node3', { listenPort: 1180, asNumber: 65000, nodeToNodeMeshEnabled: false, bindMode: 'NodeIP', logSeverityScreen: 'Debug' }));
+  const p3 = at(defaultOnly, 'node3');
+  assert.equal([p3.speaker.localAs, p3.speaker.listenPort, p3.speaker.listenAddress, p3.peers.length], [64600, 1180, undefined, 2]);
+  assert.equal(p3.warnings, ['BGPConfiguration node.node3: spec.nodeToNodeMeshEnabled, spec.asNumber, spec.bindMode ignored: calico-node reads them from BGPConfiguration default only (per node: listenPort, logSeverityScreen, prefixAdvertisements, communities; a node\'s own AS is its Node\'s spec.bgp.asNumber)']);
+  assert.equal(at(defaultOnly, 'node1').warnings, []);
+});
+
 test.run();

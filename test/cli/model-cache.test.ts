@@ -106,6 +106,28 @@ test('the BGP settings (checksummed with the model); without --bgp they are null
   assert.ok(none !== 'none' && !('refused' in none) && none.bgp === null && none.noBgp === 'it was written without --bgp', JSON.stringify(none).slice(0, 200));
 });
 
+test('BGP settings with per-node BGPConfigurations (nodeConfigs) are format 4 still, read back whole; format 3 and 4 caches of the shape before them read as before', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  const perNode = '\n---\napiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: node.n1}\nspec: {listenPort: 1181}\n---\napiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: node.n2}\nspec: {listenPort: 1182}';
+  const inputs = bgpInputsOf(parseClusterYaml(`${BGP_YAML}${perNode}`, 'test.yaml'), 'n1');
+  assert.equal(inputs.nodeConfigs, [{ name: 'node.n1', spec: { listenPort: 1181 } }, { name: 'node.n2', spec: { listenPort: 1182 } }]);
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID, inputs);
+  assert.is((JSON.parse(readFileSync(file, 'utf8')) as { version: number }).version, MODEL_CACHE_VERSION);
+  const r = readModelCache(file, 'n1', DS);
+  if (r === 'none' || 'refused' in r) return assert.unreachable(`not read: ${JSON.stringify(r)}`);
+  assert.equal(r.bgp, JSON.parse(JSON.stringify(inputs)));
+  // The shape before them (no nodeConfigs), as the podway before wrote it: format 4 and format 3.
+  const { nodeConfigs: _nc, ...before } = inputs;
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID, before);
+  const r4 = readModelCache(file, 'n1', DS);
+  assert.ok(r4 !== 'none' && !('refused' in r4) && r4.version === 4, JSON.stringify(r4).slice(0, 200));
+  assert.equal((r4 as { bgp: unknown }).bgp, JSON.parse(JSON.stringify(before)));
+  writeFormat3Cache(file, 'n1', DS, model(1), new Date(), before, currentBootId());
+  const r3 = readModelCache(file, 'n1', DS);
+  assert.ok(r3 !== 'none' && !('refused' in r3) && r3.version === 3, JSON.stringify(r3).slice(0, 200));
+  assert.equal((r3 as { bgp: unknown }).bgp, JSON.parse(JSON.stringify(before)));
+});
+
 test('format 4 says the boot of the machine it was written in (this one\'s by default) and its Node; a bootId of the wrong type is refused', async () => {
   assert.is(MODEL_CACHE_VERSION, 4);
   const boot = readFileSync(BOOT_ID_FILE, 'utf8').trim();

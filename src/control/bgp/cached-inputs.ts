@@ -1,8 +1,12 @@
 // What the BGP plan of a node needs from a snapshot, small enough for `podway run`'s model cache
 // (src/cli/model-cache.ts), so that a node restarted while its etcd is away runs its speaker on the
 // settings it last had (as calico-node's BIRD keeps its last config): the BGPConfiguration
-// `default`, the BGPPeers that may apply to it, every Node's BGP part (mesh peers, peerSelector,
-// route reflectors), the prefixes it exported and which learned routes it passed on. Passwords are kept as the BGPPeer holds them:
+// `default` and the per-node ones (`node.NAME`: the nodes' listen ports), the BGPPeers that may
+// apply to it, every Node's BGP part (mesh peers, peerSelector, route reflectors), the prefixes it
+// exported and which learned routes it passed on.
+// Fields added here since the model cache's format 3 (learnedExport, nodeConfigs) are optional:
+// a cache without them (an older podway's, format 3 or 4) is read as before, its plan missing
+// only what they add, until the datastore answers; no format change (model-cache.ts). Passwords are kept as the BGPPeer holds them:
 // secret references (spec.password.secretKeyRef), never a secret's value; the value is read from
 // `--bgp-secrets DIR` when the plan is made (and again when it changes there: watchSecrets), as
 // with the datastore's settings.
@@ -11,7 +15,7 @@ import type { Node } from '../resources';
 import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
 import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
 import { computeExports, computeLearnedExportPolicy } from './exports';
-import { splitPeerIp } from './peering';
+import { NODE_BGP_CONFIG_PREFIX, splitPeerIp } from './peering';
 import { parsePrefix } from './wire';
 
 export interface BgpInputs {
@@ -19,6 +23,11 @@ export interface BgpInputs {
   readonly nodes: readonly { readonly name: string; readonly labels?: Readonly<Record<string, string>>; readonly bgp?: Readonly<Record<string, unknown>> }[];
   /** The BGPConfiguration `default`, if any (its spec). */
   readonly config: Readonly<Record<string, unknown>> | null;
+  /** The BGPConfigurations `node.NAME` of the Nodes here (name and spec; absent when there are
+   * none): this node's listen port and the ports the other nodes are dialled on. Absent in a
+   * cache written by a podway before it (it read `default` only): every node's port is then
+   * `default`'s until the datastore answers, as that podway had it. */
+  readonly nodeConfigs?: readonly { readonly name: string; readonly spec: Readonly<Record<string, unknown>> }[];
   /** BGPPeers that are global, may select this node, or name it by its address (it peers back):
    * name and the spec fields the plan reads. */
   readonly peers: readonly { readonly name: string; readonly spec: Readonly<Record<string, unknown>> }[];
@@ -51,9 +60,13 @@ export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {
     if (ref) spec.password = { secretKeyRef: { name: ref.name, key: ref.key } };
     return { name: p.metadata.name, spec };
   });
+  // The per-node BGPConfigurations of the Nodes here (of a node not here, none is read).
+  const names = new Set(snap.nodes.map((n) => `${NODE_BGP_CONFIG_PREFIX}${n.metadata.name}`));
+  const nodeConfigs = (snap.bgpConfigurations ?? []).filter((c) => names.has(c.metadata.name)).map((c) => ({ name: c.metadata.name, spec: { ...c.spec } }));
   return {
     nodes: snap.nodes.map((n) => ({ name: n.metadata.name, ...(n.metadata.labels ? { labels: n.metadata.labels } : {}), ...(n.spec.bgp ? { bgp: { ...n.spec.bgp } } : {}) })),
     config: config ? { ...config.spec } : null,
+    ...(nodeConfigs.length ? { nodeConfigs } : {}),
     peers,
     exports: computeExports(snap, node),
     learnedExport: computeLearnedExportPolicy(snap, node),
@@ -77,6 +90,12 @@ export function checkBgpInputs(v: unknown): BgpInputs {
     if (node.bgp !== undefined && !isObj(node.bgp)) fail(`nodes[${i}].bgp`);
   });
   if (o.config !== null && !isObj(o.config)) fail('config');
+  if (o.nodeConfigs !== undefined) {
+    if (!Array.isArray(o.nodeConfigs)) fail('nodeConfigs');
+    (o.nodeConfigs as unknown[]).forEach((c, i) => {
+      if (!isObj(c) || typeof c.name !== 'string' || !c.name.startsWith(NODE_BGP_CONFIG_PREFIX) || !isObj(c.spec)) fail(`nodeConfigs[${i}]`);
+    });
+  }
   if (!Array.isArray(o.peers)) fail('peers');
   (o.peers as unknown[]).forEach((p, i) => { if (!isObj(p) || typeof p.name !== 'string' || !isObj(p.spec)) fail(`peers[${i}]`); });
   if (!Array.isArray(o.exports)) fail('exports');
@@ -109,7 +128,10 @@ export function snapshotOfBgpInputs(inputs: BgpInputs, source: string): ClusterS
     workloadEndpoints: [],
     warnings: [],
     nodes: inputs.nodes.map((n) => ({ ...meta, kind: 'Node', metadata: { name: n.name, ...(n.labels ? { labels: n.labels } : {}) }, spec: { ...(n.bgp ? { bgp: n.bgp } : {}) } }) as unknown as Node),
-    bgpConfigurations: inputs.config ? [{ ...meta, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: inputs.config } as unknown as BGPConfiguration] : [],
+    bgpConfigurations: [
+      ...(inputs.config ? [{ name: 'default', spec: inputs.config }] : []),
+      ...(inputs.nodeConfigs ?? []),
+    ].map((c) => ({ ...meta, kind: 'BGPConfiguration', metadata: { name: c.name }, spec: c.spec }) as unknown as BGPConfiguration),
     bgpPeers: inputs.peers.map((p) => ({ ...meta, kind: 'BGPPeer', metadata: { name: p.name }, spec: p.spec }) as unknown as BGPPeer),
   };
 }

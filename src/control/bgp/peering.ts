@@ -7,7 +7,14 @@
 //   other node that has an IPv4 address, named Mesh_<ip with '_'>. Only one side connects: the
 //   node whose address is the smaller *string* (Calico compares them as text) is active, the other
 //   passive, so a restart never races a second connection from the far side. Every node listens
-//   on BGPConfiguration listenPort (default 179), so sessions to other nodes use that port.
+//   on its listen port: BGPConfiguration `node.<its name>`'s listenPort, else `default`'s, else
+//   179; sessions to another Calico node (mesh, peerSelector, reverse, a portless peerIP naming
+//   it) dial that node's port.
+// - BGPConfiguration `node.NAME` (confd's updateBGPConfigCache): of its fields calico-node reads
+//   listenPort, logSeverityScreen and prefixAdvertisements (with its communities) for node NAME,
+//   over `default`'s; every other field (asNumber, nodeToNodeMeshEnabled, bindMode, ...) only
+//   from `default`. podway applies listenPort (and from `default` asNumber,
+//   nodeToNodeMeshEnabled, bindMode); logSeverityScreen and prefixAdvertisements from neither.
 // - Route reflectors: a node with spec.bgp.routeReflectorClusterID skips the mesh, and mesh nodes
 //   do not mesh with it (its sessions come from BGPPeers). A reflector treats same-AS peers
 //   outside its cluster (confd: rr_cluster_id differs from ours) as `rr client`, with its cluster ID.
@@ -210,6 +217,54 @@ function globalConfig(snapshot: ClusterSnapshot): BGPConfiguration | undefined {
   return (snapshot.bgpConfigurations ?? []).find((c) => c.metadata.name === 'default');
 }
 
+/** The prefix of a per-node BGPConfiguration's name: `node.<node name>`, as Calico's. */
+export const NODE_BGP_CONFIG_PREFIX = 'node.';
+
+/**
+ * The BGPConfiguration fields calico-node's confd takes from `node.NAME` for node NAME, over
+ * `default`'s (confd's updateBGPConfigCache, v3.26 to v3.32: prefix advertisements, listen port,
+ * log severity; `communities` only names the communities its prefixAdvertisements use). Every
+ * other field is read from `default` alone: in `node.NAME` it is stored and ignored.
+ */
+export const PER_NODE_BGP_CONFIG_FIELDS: readonly string[] = ['listenPort', 'logSeverityScreen', 'prefixAdvertisements', 'communities'];
+
+/** BGPConfigurationSpec's fields in the order of Calico's Go struct (messages name them so). */
+const BGP_CONFIG_FIELD_ORDER: readonly string[] = ['logSeverityScreen', 'nodeToNodeMeshEnabled', 'asNumber', 'serviceLoadBalancerIPs',
+  'serviceExternalIPs', 'serviceClusterIPs', 'communities', 'prefixAdvertisements', 'listenPort', 'nodeMeshPassword',
+  'nodeMeshMaxRestartTime', 'bindMode', 'ignoredInterfaces', 'localWorkloadPeeringIPV4', 'localWorkloadPeeringIPV6', 'programClusterRoutes'];
+
+/** The fields of a `node.NAME` BGPConfiguration's spec that Calico reads from `default` only
+ * (ignored there, by calico-node as by podway), in Calico's order (others after, by name); [] when
+ * none. */
+export function defaultOnlyBgpConfigFields(spec: unknown): string[] {
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) return [];
+  const rank = (f: string) => (BGP_CONFIG_FIELD_ORDER.includes(f) ? BGP_CONFIG_FIELD_ORDER.indexOf(f) : BGP_CONFIG_FIELD_ORDER.length);
+  return Object.keys(spec)
+    .filter((f) => !PER_NODE_BGP_CONFIG_FIELDS.includes(f) && (spec as Record<string, unknown>)[f] !== undefined && (spec as Record<string, unknown>)[f] !== null)
+    .sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** A listenPort as the plan uses it: an integer 1..65535, else none (a cached plan input is
+ * unchecked JSON). */
+function listenPortValue(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 ? v : undefined;
+}
+
+/**
+ * The port each Calico node listens on, as confd keeps it (nodeListenPorts over globalListenPort):
+ * its BGPConfiguration `node.<name>`'s listenPort, else `default`'s; undefined: BIRD's 179.
+ */
+function listenPortsOf(snapshot: ClusterSnapshot, config: BGPConfiguration | undefined): (node: string) => number | undefined {
+  const cluster = listenPortValue(config?.spec.listenPort);
+  const perNode = new Map<string, number>();
+  for (const c of snapshot.bgpConfigurations ?? []) {
+    if (!c.metadata.name.startsWith(NODE_BGP_CONFIG_PREFIX)) continue;
+    const port = listenPortValue((c.spec as Record<string, unknown> | undefined)?.listenPort);
+    if (port !== undefined) perNode.set(c.metadata.name.slice(NODE_BGP_CONFIG_PREFIX.length), port);
+  }
+  return (node) => perNode.get(node) ?? cluster;
+}
+
 /**
  * `nodeName`'s BGP speaker settings, sessions and exports. Throws when the node is not in the
  * snapshot, or has no router ID: neither `options.routerId` (CALICO_ROUTER_ID) nor an IPv4
@@ -233,6 +288,11 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
 
   const warnings: string[] = [];
   if (config?.spec.asNumber === 0) warnings.push('BGPConfiguration default: spec.asNumber 0 is reserved (RFC 7607); using 64512');
+  // This node's own BGPConfiguration: fields Calico reads from `default` only are ignored, said.
+  const ownConfigName = `${NODE_BGP_CONFIG_PREFIX}${nodeName}`;
+  const ownConfig = (snapshot.bgpConfigurations ?? []).find((c) => c.metadata.name === ownConfigName);
+  const defaultOnly = defaultOnlyBgpConfigFields(ownConfig?.spec);
+  if (defaultOnly.length) warnings.push(`BGPConfiguration ${ownConfigName}: ${defaultOnly.map((f) => `spec.${f}`).join(', ')} ignored: calico-node reads ${defaultOnly.length === 1 ? 'it' : 'them'} from BGPConfiguration default only (per node: ${PER_NODE_BGP_CONFIG_FIELDS.join(', ')}${defaultOnly.includes('asNumber') ? `; a node's own AS is its Node's spec.bgp.asNumber` : ''})`);
   for (const n of snapshot.nodes) if (n.spec.bgp?.asNumber === 0) warnings.push(`Node ${n.metadata.name}: spec.bgp.asNumber 0 is reserved (RFC 7607); using ${defaultAs}`);
   const peers: CalicoPeer[] = [];
   const taken = new Map<string, string>();
@@ -279,14 +339,19 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   const rrClientOf = (asNumber: number, peerRr: string | null): boolean =>
     self.rrClusterId !== null && peerRr !== self.rrClusterId && asNumber === self.asNumber;
 
-  // Other Calico nodes listen on the cluster's port (BGPConfiguration listenPort), as we do.
-  const nodePort = config?.spec.listenPort !== undefined ? { port: config.spec.listenPort } : {};
+  // Each Calico node listens on its own port (BGPConfiguration node.<name>, else default), as we
+  // do: sessions to it dial there.
+  const listenPortOf = listenPortsOf(snapshot, config);
+  const nodePort = (n: NodeBgp): { port?: number } => {
+    const port = listenPortOf(n.name);
+    return port !== undefined ? { port } : {};
+  };
 
   if (meshEnabled && self.rrClusterId === null) {
     for (const other of nodes) {
       if (v4 === null || other.name === nodeName || other.ipText === null || other.rrClusterId !== null) continue;
       add({
-        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > v4.localAddress, ...v4, ...nodePort,
+        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > v4.localAddress, ...v4, ...nodePort(other),
         type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ipText)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ipText)}`,
       });
     }
@@ -296,7 +361,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     for (const other of nodes) {
       if (v6 === null || other.name === nodeName || other.ip6Text === null || other.rrClusterId !== null) continue;
       add({
-        address: other.ip6Text, asNumber: other.asNumber, passive: other.ip6Text > v6.localAddress, ...v6, ...nodePort,
+        address: other.ip6Text, asNumber: other.asNumber, passive: other.ip6Text > v6.localAddress, ...v6, ...nodePort(other),
         type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ip6Text)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ip6Text)}`,
       });
     }
@@ -319,8 +384,8 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   /**
    * The "local" side of confd's reverse peering for `bgpPeer` at node `n`: which of n's families
    * the BGPPeer names n by (its peerSelector selects n: both; its peerIP is n's address with n's
-   * AS, spec.asNumber unset or 0 meaning the cluster's, and the port, when given, the cluster's
-   * listenPort when one is set: that family only); null when it does not name n.
+   * AS, spec.asNumber unset or 0 meaning the cluster's, and the port, when given, n's listen port
+   * when one is set: that family only); null when it does not name n.
    */
   const reverseFamilies = (bgpPeer: BGPPeer, n: NodeBgp): { v4: boolean; v6: boolean } | null => {
     const spec = bgpPeer.spec;
@@ -332,7 +397,13 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     const target = spec.peerIP === undefined ? null : splitPeerIp(spec.peerIP);
     if (!target || (target.address !== n.ipText && target.address !== n.ip6Text)) return null;
     if ((spec.asNumber || defaultAs) !== n.asNumber) return null;
-    if (target.port !== undefined && config?.spec.listenPort !== undefined && target.port !== config.spec.listenPort) return null;
+    // confd's nodesWithIPPortAndAS: a port given must be the node's listen port (its node.<name>
+    // BGPConfiguration's, else default's), when one is set. (confd's check, as written, also
+    // wants default's port when both are set and differ, so a BGPPeer naming the node on its own
+    // port makes no reverse peering there and the session never comes up; podway takes the port
+    // the node listens on.)
+    const port = listenPortOf(n.name);
+    if (target.port !== undefined && port !== undefined && target.port !== port) return null;
     return target.address.includes(':') ? { v4: false, v6: true } : { v4: true, v6: false };
   };
 
@@ -391,7 +462,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
           if (address === null || family === null) continue;
           const name = `${prefix}_${protocolSuffix(address)}`;
           add(unbind({
-            ...common, ...family, ...nodePort, address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
+            ...common, ...family, ...nodePort(other), address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
             ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
           }, unbound));
         }
@@ -427,9 +498,9 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     const reversed = peerNode !== undefined && reverseFamilies(bgpPeer, peerNode) !== null;
     add(unbind({
       ...common, ...allowLocal, ...family, address: target.address, asNumber, name, description: name,
-      // No port given and the address is a Calico node's with this AS: that node listens on the
-      // cluster's listenPort, so dial it there (confd: nodesWithIPPortAndAS, then the port).
-      ...(target.port !== undefined ? { port: target.port } : reversed ? nodePort : {}),
+      // No port given and the address is a Calico node's with this AS: dial it on its listen port
+      // (confd: nodesWithIPPortAndAS, then nodeListenPorts or globalListenPort).
+      ...(target.port !== undefined ? { port: target.port } : reversed ? nodePort(peerNode!) : {}),
       ...(reversed ? { passive: target.address > family.localAddress } : {}),
       ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
     }, unbound));
@@ -486,20 +557,23 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
         add(unbind({
           type: 'node specific', source: reverseSource, ...(password !== undefined ? { password } : {}),
           ...settings,
-          ...family, ...nodePort, address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
+          ...family, ...nodePort(other), address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
           ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
         }, unbound), true);
       }
     }
   }
 
+  const ownPort = listenPortOf(nodeName);
   const speaker: BgpSpeakerOptions = {
     localAs: self.asNumber,
     routerId,
     gracefulRestartSeconds: GRACEFUL_RESTART_SECONDS,
     ...(self.rrClusterId !== null ? { clusterId: self.rrClusterId } : {}),
-    ...(config?.spec.listenPort !== undefined ? { listenPort: config.spec.listenPort } : {}),
+    // node.<this node>'s listenPort, else default's (confd's getNodeOrGlobalValue "listen_port").
+    ...(ownPort !== undefined ? { listenPort: ownPort } : {}),
     // bindMode NodeIP: the node's addresses (an IPv6-only node's one address is its only listener).
+    // From `default` only: confd writes no node's bind_mode (v3.28) or reads default's (later).
     ...(config?.spec.bindMode === 'NodeIP' ? (selfIp !== null ? { listenAddress: selfIp, ...(selfIp6 !== null ? { listenAddress6: selfIp6 } : {}) } : { listenAddress: selfIp6! }) : {}),
   };
   return {

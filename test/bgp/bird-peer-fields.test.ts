@@ -1,14 +1,15 @@
 // BGPPeer session fields against BIRD 2, as calico-node's BIRD gets them from confd's template:
 // keepaliveTime (`keepalive time`), maxRestartTime (`graceful restart time`: the restart time we
-// announce, how long BIRD keeps our routes after we go without a NOTIFICATION) and sourceAddress
-// None (no `source address`: the session is not bound to the node's address).
+// announce, how long BIRD keeps our routes after we go without a NOTIFICATION), sourceAddress
+// None (no `source address`: the session is not bound to the node's address) and nextHopMode Self
+// (`next hop self`: a route passed on to an iBGP peer carries our address, not its own next hop).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpAgent } from '../../src/control/bgp/agent';
 import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import { loopbackNet, startBird, waitFor } from './bird';
 import { freePort } from '../helpers/etcd';
-import { node, snapshotOf } from '../control/fixtures';
+import { node, pool, snapshotOf } from '../control/fixtures';
 
 const API = 'projectcalico.org/v3';
 const noMesh = { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false } };
@@ -93,6 +94,60 @@ protocol bgp tor {
   } finally {
     await agent.stop({ graceful: false });
     await bird.stop();
+  }
+});
+
+test('nextHopMode Self: a route learned from an eBGP peer reaches an iBGP BIRD with our address as next hop (Auto: its own, as iBGP keeps it)', async () => {
+  const ip = loopbackNet();
+  const [us, torA, ibgp] = [ip(5), ip(40), ip(50)];
+  const portA = await freePort(torA);
+  const portB = await freePort(ibgp);
+  // ToR A (AS 65001) announces another rack's block, inside the pool (so podway passes it on),
+  // with its own address as next hop; the iBGP BIRD (the node's AS) only listens.
+  const tor = await startBird(`
+router id ${torA};
+log stderr all;
+protocol device {}
+protocol static s4 { ipv4; route 10.244.9.0/26 unreachable; }
+protocol bgp node1 {
+  local ${torA} port ${portA} as 65001; neighbor ${us} as 64512; strict bind; passive on; multihop;
+  connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import none; export where proto = "s4"; };
+}
+`);
+  const inner = await startBird(`
+router id ${ibgp};
+log stderr all;
+protocol device {}
+protocol bgp node1 {
+  local ${ibgp} port ${portB} as 64512; neighbor ${us} as 64512; strict bind; passive on;
+  connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import all; export none; };
+}
+`);
+  const logs: string[] = [];
+  const agent = agentFor(logs);
+  const plan = (nextHopMode: string) => snapshotOf(noMesh, pool('p', '10.244.0.0/16'), node('node1', `${us}/8`),
+    { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor-a' }, spec: { peerIP: `${torA}:${portA}`, asNumber: 65001 } },
+    { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'inner' }, spec: { peerIP: `${ibgp}:${portB}`, asNumber: 64512, nextHopMode } });
+  const nextHopAtInner = async () => /BGP\.next_hop: (\S+)/.exec(await inner.birdc('show', 'route', 'all', '10.244.9.0/26'))?.[1];
+  const says = async () => `\n${JSON.stringify(agent.status().peers)}\n${await inner.birdc('show', 'route', 'all')}\n${logs.join('\n')}\n${tor.log()}\n${inner.log()}`;
+  try {
+    agent.update(plan('Self'));
+    assert.equal(agent.status().peers.map((p) => [p.address, p.type]), [[torA, 'global'], [ibgp, 'global']]);
+    const self = await waitFor('the iBGP BIRD has ToR A\'s block', nextHopAtInner, 20_000).catch(async (e) => { throw new Error(`${(e as Error).message}${await says()}`); });
+    assert.is(self, us, 'next hop self: our address');
+    // Auto (confd writes neither `next hop self` nor `keep`): iBGP keeps ToR A's next hop.
+    agent.update(plan('Auto'));
+    const kept = await waitFor('the iBGP BIRD has it with ToR A\'s next hop', async () => ((await nextHopAtInner()) === torA ? torA : null), 20_000).catch(async (e) => { throw new Error(`${(e as Error).message}${await says()}`); });
+    assert.is(kept, torA);
+    // And Self again: ours again (the session settings follow the BGPPeer).
+    agent.update(plan('Self'));
+    await waitFor('our address again', async () => (await nextHopAtInner()) === us, 20_000).catch(async (e) => { throw new Error(`${(e as Error).message}${await says()}`); });
+  } finally {
+    await agent.stop({ graceful: false });
+    await tor.stop();
+    await inner.stop();
   }
 });
 

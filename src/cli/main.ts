@@ -247,7 +247,7 @@ export function buildProgram(): Command {
     .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
     .option('--log-level <level>', `trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix's FELIX_LOGSEVERITYSCREEN; default info); change it later with \`${podwayCommand()} log-level\``)
     .option('--sched-slice-us <us>', 'scheduler slice of each forwarding thread (EEVDF, Linux 6.12+; 100..100000 µs, 0 = the kernel\'s default): a short one lets a woken forwarding thread run before a busy process finishes its slice (default: left as the kernel sets it)', (v) => Number(v))
-    .option('--model-thread-stable-after <duration>', 'a model thread started again after one died counts as stable once it has run this long after its first model: the restart backoff starts again from 1 s, and a failing model thread (3 deaths, none stable in between) is no longer failing, so the node is ready again (10s..1h, default 1m)', '1m')
+    .option('--model-thread-stable-after <duration>', 'a model thread started again after one died counts as stable once it has run this long after its first model: the restart backoff starts again from 1 s, and a failing model thread (3 deaths, none stable in between) is no longer failing, so the node is ready again (10s..1h)', '1m')
     .option('--model-thread-hang-after <duration>', 'the model thread (datastore watch and model computation) not answering its heartbeat this long is taken for hung: terminated and replaced, said in the log and status (as Felix\'s HealthTimeoutOverrides for its calculation graph; 2s..10m, default 20s as Felix\'s); asked every quarter of it, at most every 5 s', '20s')
     .option('--endpoint-missing-after <duration>', `how long a local endpoint waits for its missing interface before \`${podwayCommand()} status\` names it with the commands that clean it up (a pod removed while no CNI DEL could run); nothing is deleted`, '5m')
     .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
@@ -444,6 +444,7 @@ export function buildProgram(): Command {
     if (s.nodeAddressMissing) lines.push(`node address missing: ${s.nodeAddressMissing}`);
     // an underlay neighbour whose probes go unanswered: the nodes behind it (Engine.unreachableNodes)
     for (const u of (s.unreachableNodes ?? []) as { neighbor: string; nodes: string[]; nodeIps: string[]; since: string }[]) lines.push(unreachableNodeLine(u));
+    if (s.ipPools === 0) lines.push(`no IPPool in the datastore: a pod's CNI ADD gets no address ("enabled pools: none"); create one: \`${podwayCommand()} apply -f pool.yaml\` (an IPPool, as in the README's Quick start)`);
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);
     // endpoints whose interface has been missing for long (--endpoint-missing-after), with the cleanup
@@ -608,7 +609,7 @@ export function buildProgram(): Command {
 
   program
     .command('cleanup')
-    .description('remove what a stopped `podway run` leaves for its next start (its nftables tables; the underlay\'s forwarding a killed run left at 0; a killed run\'s control socket): after stopping it for good. Refused while a podway run is running here')
+    .description(`remove what a stopped \`${podwayCommand()} run\` leaves for its next start (its nftables tables; the underlay's forwarding a killed run left at 0; a killed run's control socket): after stopping it for good. Refused while a podway run is running here`)
     .option('--node <name>', 'the node podway ran as (default $NODENAME)')
     .option('--control <path>', 'the control socket podway run used (default /run/podway/NODE.sock); its forwarding records are beside it')
     .action(async (o) => {

@@ -780,7 +780,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
 
   program
     .command('label')
-    .description('set or remove one label of a resource, as calicoctl label: `podway label node node1 rack=r1 [--overwrite]`, `podway label node node1 rack --remove`')
+    .description(`set or remove one label of a resource, as calicoctl label: \`${podwayCommand()} label node node1 rack=r1 [--overwrite]\`, \`${podwayCommand()} label node node1 rack --remove\``)
     .argument('<kind>', `resource type (${KINDS.filter((k) => k.writable).map((k) => k.aliases[0]).join(', ')})`)
     .argument('<name>', 'resource name')
     .argument('<label>', 'KEY=VALUE to set, or KEY with --remove')

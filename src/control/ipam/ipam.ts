@@ -25,6 +25,7 @@ import {
 } from './records';
 import { readReservations, Reservations } from './reservations';
 import { Labels } from './selector';
+import { podwayCommand } from '../../util/invocation';
 
 /** Calico's datastoreRetries: how often a compare-and-swap loop retries after a conflict. */
 export const DATASTORE_RETRIES = 100;
@@ -627,7 +628,7 @@ export class Ipam {
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
     if (selecting.length === 0) {
       const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, ${p.assignmentMode === 'Manual' ? 'assignmentMode Manual: used only when named, ' : ''}${p.selectorError ?? `nodeSelector ${JSON.stringify(p.nodeSelector.text)}`})`);
-      return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
+      return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : `none (create one: an IPPool applied with \`${podwayCommand()} apply -f pool.yaml\`, as in the README's Quick start)`}`] };
     }
     if (pools.length === 0) {
       const others = selecting.map((p) => `${p.name} (${p.cidr.text}, allowedUses [${p.allowedUses.join(', ')}])`);

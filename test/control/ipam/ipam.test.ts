@@ -9,6 +9,7 @@ import { parseNet } from '../../../src/control/ipam/net';
 import { assertClean, handleCountsFromStore, poolValue, setup } from './helpers';
 import { MemKv } from './mem-kv';
 import { blockAffinityFromKv } from '../../../src/control/calico-kinds';
+import { podwayCommand } from '../../../src/util/invocation';
 
 const net = (t: string) => parseNet(t)!;
 const attrs = (node: string, pod = 'p') => ({ node, pod, namespace: 'ns' });
@@ -137,7 +138,7 @@ test('disabled pools are skipped; no usable pool is a clear error', async () => 
   assert.equal((await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h', attrs: attrs('node1') })).ips, ['10.2.0.0']);
   const on = await kv.get(IPPOOL_PREFIX + 'on');
   await kv.update(IPPOOL_PREFIX + 'on', poolValue('on', '10.2.0.0/16', { disabled: true }), on!.modRevision);
-  assert.equal(await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h2', attrs: attrs('node1') }), { ips: [], noPool: true, errors: ['no enabled IPv4 pool selects node node1; enabled pools: none'] });
+  assert.equal(await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h2', attrs: attrs('node1') }), { ips: [], noPool: true, errors: [`no enabled IPv4 pool selects node node1; enabled pools: none (create one: an IPPool applied with \`${podwayCommand()} apply -f pool.yaml\`, as in the README's Quick start)`] });
   try {
     await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h3', pools: ['off'] });
     assert.unreachable('disabled pool requested');

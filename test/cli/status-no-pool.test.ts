@@ -1,0 +1,75 @@
+// `podway status` of a node whose datastore has no IPPool (root, a scratch network namespace, an
+// embedded store): the node is ready (as a Calico node without a pool is) but no pod can get an
+// address, which only the CNI ADD's error said ("enabled pools: none"); status says it with the
+// command that fixes it, and stops saying it once a pool is applied (the running store watched).
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { BIN, ok, podway, tempDir } from './cli-kit';
+import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
+import { addNetns } from '../helpers/netns';
+
+const t = suite('status without a pool');
+const NS = `pw-np-${randomBytes(3).toString('hex')}`;
+const NO_POOL = /^no IPPool in the datastore: a pod's CNI ADD gets no address .*apply -f pool\.yaml/m;
+let child: ChildProcess | null = null;
+let sock = '';
+let store = '';
+let log = '';
+let dropNs = (): void => undefined;
+
+/** `podway status` text, retried for up to `ms` until `test` holds (the last text either way). */
+async function statusUntil(test: (s: string) => boolean, ms: number): Promise<string> {
+  const end = Date.now() + ms;
+  let out = '';
+  while (Date.now() < end) {
+    out = (await podway(['status', '--control', sock])).out;
+    if (test(out)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return out;
+}
+
+t.before(async () => {
+  if (process.getuid?.() !== 0) throw new Error('status without a pool needs root (a network namespace)');
+  dropNs = addNetns(NS);
+  for (const args of [['link', 'set', 'lo', 'up'], ['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1'], ['addr', 'add', '10.1.2.3/24', 'dev', 'd0'], ['link', 'set', 'd0', 'up'], ['link', 'set', 'd1', 'up']]) {
+    execFileSync('ip', ['-n', NS, ...args]);
+  }
+  store = `embedded:${tempDir()}`;
+  sock = path.join(tempDir(), 'c.sock');
+  child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'np', '--ip', '10.1.2.3/24', '--datastore', store, '--control', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+  const end = Date.now() + START_WAIT_MIN_MS;
+  while (Date.now() < end && child.exitCode === null) {
+    if (existsSync(sock) && /^podway is running/.test((await podway(['status', '--control', sock])).out)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`podway run did not come up: ${log}`);
+});
+
+t.after(async () => {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child!.once('exit', r));
+    child.kill('SIGTERM');
+    await within(exited, 10_000, null);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  dropNs();
+});
+
+t('no pool: ready, and status names the missing pool with the command; a pool applied: the line goes', async () => {
+  const before = await statusUntil((s) => NO_POOL.test(s), 15_000);
+  assert.match(before, NO_POOL, `status without a pool: ${before}\n${log.slice(-2000)}`);
+  assert.match(before, /^ready$/m, 'a node without a pool is ready (as a Calico node is)');
+  const pool = path.join(tempDir(), 'pool.yaml');
+  writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, vxlanMode: Always}\n');
+  await ok(['apply', '-f', pool, '--datastore', store]);
+  const after = await statusUntil((s) => !NO_POOL.test(s) && /^podway is running/.test(s), 20_000);
+  assert.not.match(after, NO_POOL, `the pool applied: ${after}`);
+});
+
+t.run();

@@ -8,7 +8,8 @@
  * address line and its local, broadcast and prefix routes, gives one read). Lines about other
  * tables (pod routes, learned routes) are ignored.
  *
- * The same child tells the main table's IPv4 route changes (routeConcerns/onRouteChange): a route
+ * The same child tells the main table's route changes, both families (routeConcerns/onRouteChange,
+ * mainRoute4/mainRoute6: a `default` line is told IPv4's or IPv6's by its words): a route
  * added or deleted whose prefix the caller cares about (one covering another node's address: the
  * underlay next hop towards it may have moved, engine.ts) asks for one more callback, debounced
  * on its own. The kernel resolves a next hop per packet; podway resolves it when told.
@@ -48,13 +49,26 @@ function mainRouteWords(line: string): { words: string[]; dst: string } | null {
   return { words, dst: words[i] ?? '' };
 }
 
+/**
+ * Whether a `default` route line is IPv6's: `default` names neither family, so it is told by the
+ * rest of the line. The kernel gives every IPv6 route its router preference (RTA_PREF, which
+ * iproute2 prints as `pref medium`) and no IPv4 route one, so a default without a gateway (`default
+ * dev eth0 metric 1024 pref medium`) is IPv6's too; failing that, a gateway of the line's own
+ * family (`via fd99::fe`; an IPv4 route with an IPv6 gateway says `via inet6 fe80::1`).
+ */
+function defaultIsIpv6(words: readonly string[]): boolean {
+  if (words.includes('pref')) return true;
+  for (let i = 0; i + 1 < words.length; i++) if (words[i] === 'via' && words[i + 1]!.includes(':')) return true;
+  return false;
+}
+
 /** The destination of a line about an IPv4 route of the main table (`ip -o monitor route`, added
  * or `Deleted`), host order; null for any other line (addresses, IPv6, other tables). */
 export function mainRoute4(line: string): { addr: number; len: number } | null {
   const r = mainRouteWords(line);
   if (!r) return null;
-  const { dst } = r;
-  if (dst === 'default') return { addr: 0, len: 0 };
+  const { words, dst } = r;
+  if (dst === 'default') return defaultIsIpv6(words) ? null : { addr: 0, len: 0 };
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(dst);
   if (!m) return null;
   const o = m.slice(1, 5).map(Number);
@@ -69,8 +83,8 @@ export function mainRoute6(line: string): { w: [number, number, number, number];
   const r = mainRouteWords(line);
   if (!r) return null;
   const { words, dst } = r;
-  // `default` is IPv4's too (mainRoute4 takes it): an IPv6 one says so by an IPv6 gateway or none
-  if (dst === 'default') return words.some((x) => x.includes(':')) ? { w: [0, 0, 0, 0], len: 0 } : null;
+  // `default` is IPv4's too (mainRoute4 takes those): defaultIsIpv6 tells them apart
+  if (dst === 'default') return defaultIsIpv6(words) ? { w: [0, 0, 0, 0], len: 0 } : null;
   if (!dst.includes(':')) return null;
   const [a, l] = dst.split('/');
   const len = l === undefined ? 128 : Number(l);

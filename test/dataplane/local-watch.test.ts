@@ -3,6 +3,8 @@
 // a network namespace of this test's own (ip -n): an address added to lo asks for one read of the
 // local table, a route of another table does not, a monitor killed from outside is started again
 // (and asks for a read), one that cannot run is retried and says so, and stop() ends it by PID.
+// Route lines: mainRoute4/mainRoute6 take the main table's routes of their family, a `default`
+// without a gateway too (the kernel's own lines for both, from a real monitor).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
@@ -55,6 +57,99 @@ test('mainRoute6: the destination of a main-table IPv6 route line, null for IPv4
   assert.equal(mainRoute6('default via fe80::1 dev eth0 proto ra metric 1024 pref medium'), { w: [0, 0, 0, 0], len: 0 });
   assert.equal(mainRoute6('fd96::2 dev eth0 table main metric 1024'), { w: [0xfd960000, 0, 0, 2], len: 128 });
   for (const l of ['default via 10.99.0.254 dev eth0 ', '10.99.0.2 via 10.99.0.254 dev eth0', 'fd95::/64 dev d0 table 100', 'fd94::/129 dev d0', '']) assert.is(mainRoute6(l), null, l);
+});
+
+test('a default route line is one family\'s: an IPv6 one without a gateway (pref, which only IPv6 routes carry) is mainRoute6\'s, not mainRoute4\'s; an IPv4 one with an IPv6 gateway (via inet6) is IPv4\'s', () => {
+  const any6 = { w: [0, 0, 0, 0], len: 0 };
+  for (const l of [
+    'default dev eth0 metric 1024 pref medium',
+    'Deleted default dev eth0 metric 1024 pref medium',
+    'unreachable default dev lo metric 1024 pref medium',
+    'default via fd99::fe dev eth0 metric 1024 pref medium',
+    'default proto ra metric 1024 expires 1798sec pref medium \tnexthop via fe80::1 dev eth0 weight 1 \tnexthop via fe80::2 dev eth0 weight 1 ',
+  ]) {
+    assert.equal(mainRoute6(l), any6, l);
+    assert.is(mainRoute4(l), null, l);
+  }
+  for (const l of ['default dev eth0 scope link ', 'Deleted default dev eth0 scope link ', 'default via 10.99.0.254 dev eth0 proto dhcp src 10.99.0.1 metric 100 ', 'default via inet6 fe80::1 dev eth0 ']) {
+    assert.equal(mainRoute4(l), { addr: 0, len: 0 }, l);
+    assert.is(mainRoute6(l), null, l);
+  }
+});
+
+test('a real ip monitor: the kernel\'s lines for default routes without a gateway, IPv6 then IPv4, are told apart (mainRoute6, mainRoute4), so an IPv6-only node\'s watch sees its default route change', async () => {
+  const ns = `pwlwd${process.pid}`;
+  const ip = (...a: string[]) => execFileSync('ip', ['-n', ns, ...a], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+  const sp = new Spawner();
+  const logs: string[] = [];
+  const lines: string[] = [];
+  let changes = 0;
+  const w = new LocalTableWatch({
+    spawn: sp.spawn,
+    args: ['-n', ns, ...LOCAL_WATCH_ARGS],
+    onChange: () => undefined,
+    // as the engine's routeCoversNode on an IPv6-only node: an IPv6 route covering fd00:88::2
+    routeConcerns: (l) => {
+      if (/^(Deleted )?default /.test(l)) lines.push(l);
+      const d = mainRoute6(l);
+      return d !== null && d.len === 0;
+    },
+    onRouteChange: () => changes++,
+    log: (level, m) => logs.push(`${level} ${m}`),
+    debounceMs: 50,
+    restartMinMs: 100,
+  });
+  const dropNs = addNetns(ns);
+  try {
+    ip('link', 'set', 'lo', 'up');
+    ip('link', 'add', 'dd0', 'type', 'veth', 'peer', 'name', 'dd1');
+    ip('link', 'set', 'dd0', 'up');
+    ip('link', 'set', 'dd1', 'up');
+    w.start();
+    // one change at the start (whatever changed before it subscribed)
+    assert.ok(await until(() => w.live && changes === 1, 20_000), `started: ${logs.join(' | ')}`);
+    // the monitor subscribes a moment after it starts: add and delete until one is seen (bounded)
+    let n = 0;
+    assert.ok(await until(() => {
+      if (lines.length > 0) return true;
+      if (n < 40 && Date.now() % 500 < 30) {
+        n++;
+        ip('-6', 'route', 'replace', 'default', 'dev', 'dd0');
+        ip('-6', 'route', 'del', 'default', 'dev', 'dd0');
+      }
+      return false;
+    }, 20_000, 25), 'an IPv6 default route line seen');
+    await new Promise((r) => setTimeout(r, 300));
+    lines.length = 0;
+    const before = changes;
+    ip('-6', 'route', 'add', 'default', 'dev', 'dd0');
+    assert.ok(await until(() => changes > before, 10_000), `the IPv6 default without a gateway asks for a read: ${JSON.stringify(lines)}`);
+    ip('-6', 'route', 'del', 'default', 'dev', 'dd0');
+    assert.ok(await until(() => lines.some((l) => l.startsWith('Deleted ')), 10_000), JSON.stringify(lines));
+    for (const l of lines) {
+      assert.equal(mainRoute6(l), { w: [0, 0, 0, 0], len: 0 }, l);
+      assert.is(mainRoute4(l), null, l);
+    }
+    // IPv4's default without a gateway: IPv4's, asks for nothing here
+    await new Promise((r) => setTimeout(r, 300));
+    lines.length = 0;
+    const settled = changes;
+    ip('route', 'add', 'default', 'dev', 'dd0');
+    ip('route', 'del', 'default', 'dev', 'dd0');
+    assert.ok(await until(() => lines.length >= 2, 10_000), JSON.stringify(lines));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.is(changes, settled, `IPv4 lines ${JSON.stringify(lines)}`);
+    for (const l of lines) {
+      assert.equal(mainRoute4(l), { addr: 0, len: 0 }, l);
+      assert.is(mainRoute6(l), null, l);
+    }
+  } finally {
+    const helper = (sp as unknown as { helper: { pid: number } | null }).helper?.pid;
+    w.stop();
+    sp.close();
+    if (helper !== undefined) await until(() => processGone(helper), 5000);
+    dropNs();
+  }
 });
 
 test('a real ip monitor in a namespace: an address added to lo asks for a read (debounced), another table\'s route does not; killed from outside it is started again; stop() ends it by PID', async () => {

@@ -16,10 +16,12 @@
 // - BGP mode (`bgp`, `podway run --bgp`): as route-calc.ts does for IPv4 (and calico-node's BIRD
 //   for IPv6 does), routes to other nodes' blocks and /128s of unencapsulated IPv6 pools come from
 //   the IPv6 routes learned over BGP, not from the datastore; VXLAN pools stay the datastore's. A
-//   learned route is `direct` via its (global) next hop, which must be on our IPv6 subnet; class BGP,
-//   so our own block's blackhole wins over a learned copy of it. Learned IPv6 routes outside every
-//   pool are forwarded by podway and also go into the node's kernel (`kernel`: appended to the
-//   model's kernelRoutes, as route-calc.ts does for IPv4): those with a usable next hop only.
+//   learned route is `direct` via its (global) next hop; class BGP, so our own block's blackhole
+//   wins over a learned copy of it. Inside a pool a next hop off our IPv6 subnet is reached through
+//   the kernel's IPv6 gateway towards it (as route-calc.ts for IPv4: BIRD's `gateway recursive`).
+//   Learned IPv6 routes outside every pool are forwarded by podway and also go into the node's
+//   kernel (`kernel`: appended to the model's kernelRoutes, as route-calc.ts does for IPv4): those
+//   with a next hop on our IPv6 subnet only (else withheld).
 import { covers6, formatCidr6, networkOf6, parseIp6, mask6Word } from '../lpm/cidr';
 import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
@@ -294,7 +296,10 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
 
   // Routes learned over BGP (IPv6 prefixes with an IPv6 next hop):
   // - inside a VXLAN pool: ignored (the datastore routes those);
-  // - otherwise direct to the next hop, which must be on our IPv6 subnet (else withheld);
+  // - inside an unencapsulated pool: direct to the next hop; one off our IPv6 subnet is reached
+  //   through the kernel's IPv6 next hop towards it (BIRD's `gateway recursive`);
+  // - outside every pool: direct to the next hop, which must be on our IPv6 subnet (these routes
+  //   go into the kernel too, on-link), else withheld;
   // - a next hop that is our own address (our routes reflected back) is ignored; a learned prefix
   //   that holds our own subnet (as long or shorter) is installed around the subnet, so the
   //   connected subnet wins as in the kernel; a longer one holding our own address around that
@@ -316,13 +321,22 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
         withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with only a link-local next hop (${nextHop}): it needs an interface, which podway's routes do not name` });
         continue;
       }
-      if (self.subnet6 === null || self.subnet6.prefixLen === 128 || !contains(self.subnet6, hop)) {
-        withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${nextHop}, not on ${self.subnet6?.cidr ?? 'our IPv6 subnet (no spec.bgp.ipv6Address)'}` });
+      if (self.subnet6 === null) {
+        withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${nextHop}: this node has no IPv6 address (no spec.bgp.ipv6Address)` });
         continue;
       }
-      // Outside every pool (a ToR's ::/0, an outside network): the node's kernel gets it too, for
-      // the host's own traffic and natOutgoing egress (the whole prefix: the kernel's local table
-      // keeps our own address local).
+      const onLink = self.subnet6.prefixLen < 128 && contains(self.subnet6, hop);
+      if (!onLink && pool === undefined) {
+        withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${nextHop}, not on ${self.subnet6.cidr} (a route outside the pools goes into the node's kernel too, which takes an on-link next hop only)` });
+        continue;
+      }
+      // Inside an unencapsulated pool, a next hop off our IPv6 subnet (another node's IPv6 address
+      // across a router, as the node-to-node mesh announces its blocks) is resolved recursively, as
+      // BIRD's `gateway recursive` does: the dataplane sends to the kernel's IPv6 next hop towards
+      // it (nexthops6.ts directGateway6), and the fabric routes the pod addresses.
+      // Outside every pool (a ToR's ::/0, an outside network), on-link: the node's kernel gets it
+      // too, for the host's own traffic and natOutgoing egress (the whole prefix: the kernel's
+      // local table keeps our own address local).
       if (pool === undefined) kernel?.push({ cidr: c.cidr, via: nextHop, peer: learned.peer });
       // Never over our connected subnet (a prefix as long or shorter that holds it is cut around
       // it: the kernel prefers the connected route), nor our own address (out of a longer one).

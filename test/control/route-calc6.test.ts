@@ -167,7 +167,7 @@ test('BGP mode: unencapsulated IPv6 pools are routed by learned IPv6 routes (dir
   assert.not.ok(m.has('fd00:77::/64'));
   assert.not.ok(m.has('fd00:10:244::c0/122'));
   const withheld = computeNodeModel(snap, 'node1', { bgp: { learned: [{ prefix: 'fd00:77::/64', nextHop: 'fd98::9', peer: 'fd99::2' }] } }).v6.withheld;
-  assert.match(withheld.map((w) => w.reason).join(), /next hop fd98::9, not on fd99::\/64/);
+  assert.equal(withheld.map((w) => [w.cidr, w.reason]), [['fd00:77::/64', 'learned from fd99::2 with next hop fd98::9, not on fd99::/64 (a route outside the pools goes into the node\'s kernel too, which takes an on-link next hop only)']]);
   // Only a link-local next hop: not routed, withheld with the reason (podway routes shows it).
   const ll = computeNodeModel(snap, 'node1', { bgp: { learned: [{ prefix: 'fd00:10:244::40/122', nextHop: 'fe80::2', peer: 'fd99::2' }] } }).v6;
   assert.not.ok(ll.routes.some((x) => x.cidr === 'fd00:10:244::40/122'));
@@ -190,6 +190,34 @@ test('BGP mode: unencapsulated IPv6 pools are routed by learned IPv6 routes (dir
   // VXLAN pools: learned routes ignored, the datastore's VXLAN route stays.
   const vx = new Map(computeNodeModel(parseClusterYaml(yaml('Always'), 't.yaml'), 'node1', { bgp: { learned: [{ prefix: 'fd00:10:244::40/122', nextHop: 'fd99::2', peer: 'fd99::2' }] } }).v6.routes.map((r) => [r.cidr, r]));
   assert.is(vx.get('fd00:10:244::40/122')!.kind, 'vxlan');
+});
+
+test('BGP mode: a learned IPv6 block whose next hop is off our IPv6 subnet (the mesh across a router) is direct via that next hop, as IPv4\'s (BIRD\'s gateway recursive); outside every pool such a route stays withheld', () => {
+  // node2 on fd98::/64, node1 on fd99::/64: the mesh announces node2's block and borrowed /128 with fd98::2.
+  const snap = parseClusterYaml(yaml('Never', { node2Addr: 'fd98::2/64' }), 't.yaml');
+  const learned = [
+    { prefix: 'fd00:10:244::40/122', nextHop: 'fd98::2', peer: 'fd98::2' },
+    { prefix: 'fd00:10:244::7/128', nextHop: 'fd98::2', peer: 'fd98::2' },
+    { prefix: 'fd00:77::/64', nextHop: 'fd98::2', peer: 'fd98::2' }, // outside the pools
+  ];
+  const m = computeNodeModel(snap, 'node1', { bgp: { learned, complete: true } });
+  const byCidr = new Map(m.v6.routes.map((r) => [r.cidr, r]));
+  const shape = (c: string) => { const r = byCidr.get(c); return r && [r.kind, r.class, r.node, r.nodeIp6, r.pool, r.mtu]; };
+  assert.equal(shape('fd00:10:244::40/122'), ['direct', 9, 'node2', 'fd98::2', 'v6', 1500]);
+  assert.equal(shape('fd00:10:244::7/128'), ['direct', 9, 'node2', 'fd98::2', 'v6', 1500]);
+  // Outside every pool: such a route goes into the node's kernel too, which takes on-link next hops only.
+  assert.not.ok(byCidr.has('fd00:77::/64'));
+  assert.equal(m.v6.withheld, [{ cidr: 'fd00:77::/64', node: 'node2', reason: 'learned from fd98::2 with next hop fd98::2, not on fd99::/64 (a route outside the pools goes into the node\'s kernel too, which takes an on-link next hop only)' }]);
+  assert.equal(m.kernelRoutes, []);
+  // A node whose IPv6 address has no prefix (/128: every next hop is off its subnet) routes a pool
+  // block the same way (the dataplane asks the kernel for the neighbour), as IPv4 with a /32.
+  const bare = computeNodeModel(parseClusterYaml(yaml('Never').replace('ipv6Address: "fd99::1/64"', 'ipv6Address: "fd99::1"'), 't.yaml'), 'node1', { bgp: { learned: [{ prefix: 'fd00:10:244::40/122', nextHop: 'fd99::2', peer: 'fd99::2' }, { prefix: 'fd00:77::/64', nextHop: 'fd99::fe', peer: 'fd99::fe' }] } });
+  assert.equal(bare.v6.routes.filter((r) => r.class === 9).map((r) => [r.cidr, r.kind, r.nodeIp6]), [['fd00:10:244::40/122', 'direct', 'fd99::2']]);
+  assert.equal(bare.v6.withheld.map((w) => w.cidr), ['fd00:77::/64']);
+  // An IPv6 VXLAN pool stays the datastore's: a learned copy with an off-subnet next hop is ignored.
+  const vx = computeNodeModel(parseClusterYaml(yaml('Always', { node2Addr: 'fd98::2/64' }), 't.yaml'), 'node1', { bgp: { learned: learned.slice(0, 1) } });
+  assert.equal(vx.v6.routes.find((r) => r.cidr === 'fd00:10:244::40/122')?.kind, 'vxlan');
+  assert.equal(vx.v6.withheld, []);
 });
 
 test('BGP mode: learned IPv6 routes outside every pool with a usable next hop go to the node\'s kernel (kernelRoutes, beside IPv4\'s); pool blocks, link-local, off-subnet and our own next hops never', () => {

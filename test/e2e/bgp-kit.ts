@@ -107,9 +107,10 @@ export class Birds {
  * tails are printed; whatever happens, the BIRDs started through `birds` are killed, then the
  * podways stopped and the namespaces removed.
  */
-export async function inBgpLab(spec: LabNodeSpec[], body: (lab: Lab, birds: Birds) => Promise<void>, opts: { dualStack?: boolean } = {}): Promise<void> {
+export async function inBgpLab(spec: LabNodeSpec[], body: (lab: Lab, birds: Birds) => Promise<void>, opts: { dualStack?: boolean; routed6?: boolean } = {}): Promise<void> {
   if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
-  const lab = guard(new Lab(spec, opts.dualStack ? { dualStack: true } : {}));
+  // routed6 (with dualStack): subnet b's nodes on IPv6 subnets of their own behind the router (Lab)
+  const lab = guard(new Lab(spec, opts.dualStack ? { dualStack: true, routed6: opts.routed6 === true } : {}));
   const birds = new Birds(lab);
   try {
     lab.build();

@@ -49,6 +49,27 @@ const ETCD_UNSUPPORTED: Record<string, string> = {
 const K8S_FIELDS = new Set(['kubeconfig', 'k8sAPIEndpoint', 'k8sKeyFile', 'k8sCertFile', 'k8sCAFile', 'k8sAPIToken', 'k8sInsecureSkipTLSVerify',
   'k8sDisableNodePoll', 'usePodCIDR', 'kubeconfigInline', 'k8sClientQPS', 'k8sCurrentContext', 'calicoAPIGroup']);
 
+/** The variables of Calico's (libcalico-go apiconfig's envconfig tags) podway reads for a datastore. */
+export const CALICO_DATASTORE_VARIABLES = ['DATASTORE_TYPE', 'ETCD_ENDPOINTS', 'ETCD_KEY_FILE', 'ETCD_CERT_FILE', 'ETCD_CA_CERT_FILE'] as const;
+
+/**
+ * The environment as calicoctl reads it: libcalico-go's LoadClientConfigFromEnvironment is
+ * envconfig.Process("calico", spec) (kelseyhightower/envconfig v1.4.0), which looks each variable
+ * up as CALICO_NAME first and, only when that is not set at all, as NAME: CALICO_ETCD_ENDPOINTS
+ * wins over ETCD_ENDPOINTS, each variable on its own (CALICO_DATASTORE_TYPE with ETCD_ENDPOINTS is
+ * one etcd datastore), and a CALICO_ variable set empty still wins. `env` with the unprefixed
+ * names holding what calicoctl would read (the CALICO_ ones are left in: kv/spec.ts names them in
+ * its errors).
+ */
+export function calicoctlEnv(env: DatastoreEnv): DatastoreEnv {
+  const out: Record<string, string | undefined> = { ...env };
+  for (const name of CALICO_DATASTORE_VARIABLES) {
+    const prefixed = env[`CALICO_${name}`];
+    if (prefixed !== undefined) out[name] = prefixed;
+  }
+  return out;
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**

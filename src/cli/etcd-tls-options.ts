@@ -3,6 +3,7 @@
 // (etcd-common.ts readEtcdTls, the same for both clients).
 import { Option } from 'commander';
 import type { DatastoreEnv } from '../control/kv/spec';
+import { calicoctlEnv } from './calicoctl-config';
 
 export interface EtcdTlsFlags {
   readonly etcdCaCertFile?: string;
@@ -14,10 +15,13 @@ export const etcdCaCertOption = () => new Option('--etcd-ca-cert-file <path>', '
 export const etcdCertOption = () => new Option('--etcd-cert-file <path>', 'client certificate for etcd (or ETCD_CERT_FILE)');
 export const etcdKeyOption = () => new Option('--etcd-key-file <path>', 'client key for etcd (or ETCD_KEY_FILE)');
 
-/** Calico's environment names with the flags merged in (a flag wins over its variable). */
+/**
+ * Calico's environment names as calicoctl reads them (CALICO_NAME, else NAME: calicoctl-config.ts
+ * calicoctlEnv) with the flags merged in (a flag wins over its variable).
+ */
 export function envWithEtcdTlsFlags(o: EtcdTlsFlags, env: DatastoreEnv = process.env): DatastoreEnv {
   return {
-    ...env,
+    ...calicoctlEnv(env),
     ...(o.etcdCaCertFile ? { ETCD_CA_CERT_FILE: o.etcdCaCertFile } : {}),
     ...(o.etcdCertFile ? { ETCD_CERT_FILE: o.etcdCertFile } : {}),
     ...(o.etcdKeyFile ? { ETCD_KEY_FILE: o.etcdKeyFile } : {}),

@@ -15,7 +15,7 @@ import { Command, Option } from 'commander';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import {
-  AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, HANDLE_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs, handleKey, sanitizeHandle,
+  AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, HANDLE_PREFIX, DEFAULT_LEAK_GRACE_MS, formatAttrs, handleKey, sanitizeHandle,
   formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
 } from '../control/ipam';
 import { formatIp, netContains, parseIp } from '../control/ipam/net';
@@ -991,21 +991,33 @@ async function configureCommand(o: { datastore?: string; strictaffinity?: string
     if (!/^\d+$/.test(o.maxBlocksPerHost) || !Number.isSafeInteger(maxBlocks) || maxBlocks > 2 ** 31 - 1) throw new UsageError('invalid value for maxblockhost. Use a valid number');
   }
   if (strict === undefined && maxBlocks === undefined) throw new UsageError('at least one configuration option must be specified');
-  await withIpam(o, true, async (ipam, kv) => {
-    // Read-modify-write on the config key's revision, so a concurrent change is not overwritten.
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const entry = await kv.get(IPAM_CONFIG_KEY);
-      const current = await ipam.getConfig();
-      const value = encodeIpamConfig({ ...current, strictAffinity: strict ?? current.strictAffinity, maxBlocksPerHost: maxBlocks ?? current.maxBlocksPerHost });
-      const written = entry ? await kv.update(IPAM_CONFIG_KEY, value, entry.modRevision) : await kv.create(IPAM_CONFIG_KEY, value);
-      if (written) {
-        if (strict !== undefined) out(`Successfully set StrictAffinity to: ${strict}\n`);
-        if (maxBlocks !== undefined) out(`Successfully set MaxBlocksPerHost to: ${maxBlocks}\n`);
-        return;
+  // libcalico-go's SetIPAMConfig refuses these (an error, nothing written); told before the store
+  // is opened when the flags alone say it
+  if (strict === false && (maxBlocks ?? 0) > 0) throw new UsageError(maxBlocksRefusal(maxBlocks!, 'given'));
+  await withIpam(o, true, async (_ipam, kv) => {
+    const { configureIpam } = require('../control/ipam-configuration') as typeof import('../control/ipam-configuration');
+    // /calico/ipam/v2/config (and IPAMConfiguration default's spec when it is stored), written at
+    // the revision read, so a concurrent change is not overwritten
+    await configureIpam(kv, { ...(strict !== undefined ? { strictAffinity: strict } : {}), ...(maxBlocks !== undefined ? { maxBlocksPerHost: maxBlocks } : {}) }, (_before, after) => {
+      if (after.strictAffinity !== true && after.autoAllocateBlocks !== true) {
+        throw new Error(`Cannot disable 'StrictAffinity' and 'AutoAllocateBlocks' at the same time (AutoAllocateBlocks is false in ${IPAM_CONFIG_KEY}); nothing was written`);
       }
-    }
-    throw new Error(`${IPAM_CONFIG_KEY}: changed by someone else 10 times in a row; try again`);
+      const max = typeof after.maxBlocksPerHost === 'number' ? after.maxBlocksPerHost : 0;
+      if (max > 0 && after.strictAffinity !== true) throw new Error(maxBlocksRefusal(max, maxBlocks !== undefined ? 'given' : 'stored'));
+    });
   });
+  if (strict !== undefined) out(`Successfully set StrictAffinity to: ${strict}\n`);
+  if (maxBlocks !== undefined) out(`Successfully set MaxBlocksPerHost to: ${maxBlocks}\n`);
+}
+
+/**
+ * libcalico-go's SetIPAMConfig refusal (ipam.go: "MaxBlocksPerHost requires StrictAffinity to be
+ * enabled"; an error, as calicoctl prints it), with the values and the way out.
+ */
+function maxBlocksRefusal(max: number, how: 'given' | 'stored'): string {
+  return how === 'given'
+    ? `MaxBlocksPerHost requires StrictAffinity to be enabled: --max-blocks-per-host ${max} with StrictAffinity false; give --strictaffinity true with it, or --max-blocks-per-host 0 (not set: 20 blocks, borrowing allowed); nothing was written`
+    : `MaxBlocksPerHost requires StrictAffinity to be enabled: MaxBlocksPerHost is ${max} in ${IPAM_CONFIG_KEY}; give --max-blocks-per-host 0 with --strictaffinity false (not set: 20 blocks, borrowing allowed); nothing was written`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1077,7 +1089,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .command('configure')
     .description('change the IPAM configuration')
     .option('--strictaffinity <bool>', 'true: a node never borrows addresses from other nodes\' blocks')
-    .option('--max-blocks-per-host <n>', 'most blocks a node may own (0: Calico\'s default, 20)')
+    .option('--max-blocks-per-host <n>', 'most blocks a node may own (0: Calico\'s default, 20); above 0 it needs StrictAffinity true, as libcalico-go requires')
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
     .action((o) => configureCommand(o, out));

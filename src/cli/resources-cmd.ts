@@ -197,6 +197,8 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   if (verb !== 'delete') for (const note of policyNotes(resources.map((r) => r.object))) err(`${note}\n`);
   // KubeControllersConfiguration: stored for Calico's kube-controllers, which podway has none of
   if (verb !== 'delete') for (const note of kubeControllersNotes(resources.map((r) => r.object))) err(`${note}\n`);
+  // IPAMConfiguration fields podway's IPAM stores for Calico's nodes but does not apply itself
+  if (verb !== 'delete') for (const note of ipamConfigurationNotes(resources.map((r) => r.object))) err(`${note}\n`);
   // BGPPeer fields stored for Calico's nodes that podway's BGP does not apply (control/bgp/peering.ts)
   if (verb !== 'delete') for (const note of bgpPeerNotes(resources.map((r) => r.object))) err(`${note}\n`);
   // BGPConfiguration node.NAME fields Calico reads from default only; a name Calico never reads
@@ -210,6 +212,22 @@ export function kubeControllersNotes(objects: readonly unknown[]): string[] {
     const obj = o as { kind?: unknown; metadata?: { name?: unknown } };
     if (obj?.kind !== 'KubeControllersConfiguration') continue;
     notes.push(`podway: note: KubeControllersConfiguration ${String(obj.metadata?.name ?? '?')} is stored for Calico's kube-controllers; podway has no kube-controllers, so nothing on podway nodes acts on it (its IPAM garbage collection: podway ipam check / release --from-report; docs/calico-differences.md)`);
+  }
+  return notes;
+}
+
+/** One note per field of a written IPAMConfiguration that podway's IPAM does not apply (Calico's nodes do). */
+export function ipamConfigurationNotes(objects: readonly unknown[]): string[] {
+  const notes: string[] = [];
+  for (const o of objects) {
+    const obj = o as { kind?: unknown; spec?: Record<string, unknown> };
+    if (obj?.kind !== 'IPAMConfiguration' || typeof obj.spec !== 'object' || obj.spec === null) continue;
+    if (typeof obj.spec.ipCooldownSeconds === 'number' && obj.spec.ipCooldownSeconds > 0) {
+      notes.push(`podway: note: IPAMConfiguration default: ipCooldownSeconds is stored for Calico's nodes; podway's IPAM hands a released address out again at once (docs/calico-differences.md)`);
+    }
+    if (obj.spec.kubeVirtVMAddressPersistence !== undefined) {
+      notes.push(`podway: note: IPAMConfiguration default: kubeVirtVMAddressPersistence is stored for Calico's nodes; podway's CNI plugin does not keep KubeVirt VM addresses (docs/calico-differences.md)`);
+    }
   }
   return notes;
 }
@@ -537,6 +555,12 @@ function columnsFor(info: KindInfo, wide: boolean, allNamespaces: boolean, defau
         ? [name, { header: 'NODE', value: (o) => str(spec(o).node) }, { header: 'INTERFACE', value: (o) => str(spec(o).interfaceName) },
           { header: 'IPS', value: (o) => str(spec(o).expectedIPs) }, { header: 'PROFILES', value: (o) => str(spec(o).profiles) }]
         : [name, { header: 'NODE', value: (o) => str(spec(o).node) }];
+    case 'IPAMConfiguration': {
+      // calicoctl's resourcemgr/ipamconfiguration.go: NAME, STRICTAFFINITY, AUTOALLOCATEBLOCKS; wide adds MAXBLOCKSPERHOST (0: not set, 20 applied)
+      const cols: Column[] = [name, { header: 'STRICTAFFINITY', value: (o) => str(spec(o).strictAffinity ?? false) },
+        { header: 'AUTOALLOCATEBLOCKS', value: (o) => str(spec(o).autoAllocateBlocks ?? true) }];
+      return wide ? [...cols, { header: 'MAXBLOCKSPERHOST', value: (o) => str(spec(o).maxBlocksPerHost ?? 0) }] : cols;
+    }
     case 'IPReservation':
       // calicoctl: NAME; wide adds CIDRS, joined with ',' and cut at 80 characters.
       return wide ? [name, { header: 'CIDRS', value: (o) => joinAndTruncate(spec(o).reservedCIDRs, 80) }] : [name];

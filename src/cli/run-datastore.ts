@@ -86,8 +86,15 @@ function sameStore(a: string, b: string): boolean {
   return a === b;
 }
 
-/** Each `podway run` answering here: its node and the datastore it reports. */
-async function runsHere(): Promise<{ node: string; datastore: string | null }[]> {
+interface RunHere {
+  readonly node: string;
+  readonly datastore: string | null;
+  /** The clusterGUID of the store it registered with (its status's clusterGuid); null before that, or from an older podway. */
+  readonly clusterGuid: string | null;
+}
+
+/** Each `podway run` answering here: its node, the datastore it reports and that store's clusterGUID. */
+async function runsHere(): Promise<RunHere[]> {
   let socks: string[];
   try {
     socks = readdirSync(RUN_DIR).filter((f) => f.endsWith('.sock')).sort();
@@ -96,13 +103,39 @@ async function runsHere(): Promise<{ node: string; datastore: string | null }[]>
   }
   const answers = await Promise.all(socks.map(async (f) => {
     try {
-      const s = await controlRequest(path.join(RUN_DIR, f), { cmd: 'status', starting: true }, ANSWER_MS) as { node?: unknown; datastoreSource?: unknown };
-      return { node: typeof s.node === 'string' ? s.node : f.slice(0, -5), datastore: typeof s.datastoreSource === 'string' ? s.datastoreSource : null };
+      const s = await controlRequest(path.join(RUN_DIR, f), { cmd: 'status', starting: true }, ANSWER_MS) as { node?: unknown; datastoreSource?: unknown; clusterGuid?: unknown };
+      return {
+        node: typeof s.node === 'string' ? s.node : f.slice(0, -5),
+        datastore: typeof s.datastoreSource === 'string' ? s.datastoreSource : null,
+        clusterGuid: typeof s.clusterGuid === 'string' && s.clusterGuid !== '' ? s.clusterGuid : null,
+      };
     } catch {
       return null; // a socket left behind, or a podway that does not answer: nothing to compare
     }
   }));
-  return answers.filter((a): a is { node: string; datastore: string | null } => a !== null);
+  return answers.filter((a): a is RunHere => a !== null);
+}
+
+/**
+ * The clusterGUID (ClusterInformation default) of the store `spec` names, read without making
+ * anything: null for an embedded store that does not exist, one without the resource, or one that
+ * does not answer within a few seconds (then the datastore text decides, as before).
+ */
+async function storeGuid(spec: DatastoreSpec): Promise<string | null> {
+  if (spec.kind === 'file' || (spec.kind === 'embedded' && !existsSync(spec.dir))) return null;
+  try {
+    const { openKvStore } = require('../control/kv/open') as typeof import('../control/kv/open');
+    const { CLUSTER_INFORMATION_KEY, clusterGuidOf } = require('../control/kv/cluster-guid') as typeof import('../control/kv/cluster-guid');
+    const kv = openKvStore(spec, { use: 'command', timeoutMs: ANSWER_MS });
+    try {
+      const e = await kv.get(CLUSTER_INFORMATION_KEY);
+      return e ? clusterGuidOf(e.value) : null;
+    } finally {
+      await kv.close();
+    }
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -117,9 +150,18 @@ export async function checkAgainstRuns(spec: DatastoreSpec, writing: boolean, wa
   if (passedOver !== undefined) warn(`podway: calicoctl's default config file not used (${passedOver}); datastore ${specText(spec)}\n`);
   if (!fallbacks.has(spec) && defaultFile === undefined) return;
   const mine = specText(spec);
-  const others = (await runsHere()).filter((r) => r.datastore !== null && !sameStore(r.datastore, mine));
+  // A run whose datastore text is another's may still be on this store, reached another way
+  // (calicoctl.cfg's http://10.0.0.5:2379 for the run's http://127.0.0.1:2379; an embedded
+  // directory through a symlink): one store has one clusterGUID (ClusterInformation default,
+  // which each run reports), so where both sides have one it decides, as for ipam check; the
+  // text where either has none (a run not registered yet, an older podway, a store not made yet).
+  const differing = (await runsHere()).filter((r) => r.datastore !== null && !sameStore(r.datastore, mine));
+  const guid = differing.some((r) => r.clusterGuid !== null) ? await storeGuid(spec) : null;
+  const others = differing.filter((r) => guid === null || r.clusterGuid !== guid);
   if (others.length === 0) return;
-  const runs = others.map((r) => `podway run (node ${r.node}) uses ${r.datastore}`).join('; ');
+  // the GUIDs said where they told the stores apart
+  const guidText = (g: string | null) => (guid !== null && g !== null ? ` (clusterGUID ${g.slice(0, 8)})` : '');
+  const runs = others.map((r) => `podway run (node ${r.node}) uses ${r.datastore}${guidText(r.clusterGuid)}`).join('; ');
   const howFor = (ds: string) => ds.startsWith('etcd:')
     ? `give --datastore ${ds}, or set DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=${ds.slice(5)} (and its ETCD_*_FILE for TLS) as for podway run`
     : `give --datastore ${ds} (or set PODWAY_DATASTORE)`;
@@ -130,9 +172,10 @@ export async function checkAgainstRuns(spec: DatastoreSpec, writing: boolean, wa
   const how = one
     ? howFor(others[0]!.datastore!)
     : [...stores].map(([ds, nodes]) => `for the store of node${nodes.length > 1 ? 's' : ''} ${nodes.join(', ')} ${howFor(ds)}`).join('; ');
+  const mineText = `${mine}${others.some((r) => r.clusterGuid !== null) ? guidText(guid) : ''}`;
   const head = defaultFile !== undefined
-    ? `${runs}, not ${mine}, which ${defaultFile} names (calicoctl's default config file, read as no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS is set here)`
-    : `${runs}, not ${mine}, the default this command would use (no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS set here)`;
+    ? `${runs}, not ${mineText}, which ${defaultFile} names (calicoctl's default config file, read as no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS is set here)`
+    : `${runs}, not ${mineText}, the default this command would use (no --datastore, -c, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS set here)`;
   if (writing) throw new Error(`${head}: ${how}; or --datastore ${mine}${defaultFile !== undefined ? ` (or -c ${defaultFile})` : ''} for that store; nothing was written`);
   warn(`warning: ${head}; reading ${mine}: ${one ? `for the node's store ${how}` : how}\n`);
 }

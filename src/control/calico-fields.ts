@@ -38,6 +38,7 @@ const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
     'ipNetworks', 'ipNATs', 'ipv4Gateway', 'ipv6Gateway', 'profiles', 'interfaceName', 'mac', 'ports',
     'allowSpoofedSourcePrefixes', 'qosControls', 'awsElasticIPs', 'interfaceType', 'interfaceNetns'),
   BlockAffinity: leaves('state', 'node', 'type', 'cidr', 'deleted'),
+  IPAMConfiguration: leaves('strictAffinity', 'maxBlocksPerHost', 'autoAllocateBlocks', 'kubeVirtVMAddressPersistence', 'ipCooldownSeconds'),
   // The BGP kinds over Calico's releases (fields newer Calico added included: older output loads).
   BGPPeer: {
     ...leaves('node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop', 'sourceAddress',

@@ -113,6 +113,27 @@ export const ClusterInformationSchema = z.object({
 });
 
 /**
+ * IPAMConfiguration (one, named "default": ipam-configuration.ts): the fields of Calico's
+ * IPAMConfigurationSpec, typed as its Go struct reads them (maxBlocksPerHost and
+ * ipCooldownSeconds int32, at least 0 as libcalico-go's validateIPAMConfigSpec requires; the
+ * cooldown at most 1200 and the persistence Enabled or Disabled, as its CRD says).
+ */
+export const IPAMConfigurationSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('IPAMConfiguration'),
+  metadata: looseMetadata,
+  spec: z
+    .looseObject({
+      strictAffinity: z.boolean().optional(),
+      maxBlocksPerHost: z.number().int().min(0).max(2147483647).optional(),
+      autoAllocateBlocks: z.boolean().optional(),
+      kubeVirtVMAddressPersistence: z.enum(['Enabled', 'Disabled']).optional(),
+      ipCooldownSeconds: z.number().int().min(0).max(1200).optional(),
+    })
+    .default({}),
+});
+
+/**
  * IPReservation (Calico v3.22+): addresses IPAM's automatic assignment must not hand out. Each
  * entry of spec.reservedCIDRs is an IPv4 or IPv6 CIDR, host bits allowed, or a bare address, as
  * libcalico-go's "cidrs" validator (ParseCIDROrIP) accepts them.
@@ -174,6 +195,7 @@ export const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
   BGPConfiguration: BGPConfigurationSchema,
   BGPPeer: BGPPeerSchema,
   ClusterInformation: ClusterInformationSchema,
+  IPAMConfiguration: IPAMConfigurationSchema,
   FelixConfiguration: FelixConfigurationSchema,
   IPReservation: IPReservationSchema,
   Profile: ProfileSchema,

@@ -94,6 +94,11 @@ export const KINDS: readonly KindInfo[] = [
     aliases: ['ipreservation', 'ipreservations', 'reservation', 'reservations'], writable: true,
   }),
   kind({ kind: 'Profile', plural: 'profiles', namespaced: false, aliases: ['profile', 'profiles', 'pro', 'pros'], writable: true }),
+  // IPAM's configuration: one resource, "default", kept with /calico/ipam/v2/config (ipam-configuration.ts)
+  kind({
+    kind: 'IPAMConfiguration', plural: 'ipamconfigurations', namespaced: false,
+    aliases: ['ipamconfiguration', 'ipamconfigurations', 'ipamconfig', 'ipamconfigs'], writable: true,
+  }),
   // Stored for Calico's kube-controllers, which podway has no equivalent of (apply says so).
   kind({
     kind: 'KubeControllersConfiguration', plural: 'kubecontrollersconfigurations', namespaced: false,

@@ -22,6 +22,9 @@ import { assignOrValidateWepName } from './wep-name';
 
 export type JsonObject = Record<string, unknown>;
 
+/** IPAMConfiguration's reads and writes (two keys: ipam-configuration.ts), required when that kind is named. */
+const ipamConfiguration = () => require('./ipam-configuration') as typeof import('./ipam-configuration');
+
 /** A resource as read from the store: `object` carries metadata.resourceVersion = modRevision. */
 export interface StoredResource {
   readonly key: string;
@@ -57,6 +60,7 @@ const SPEC_ORDER: Record<string, readonly string[]> = {
     'profiles', 'interfaceName', 'mac', 'ports', 'allowSpoofedSourcePrefixes', 'qosControls',
   ],
   ClusterInformation: ['clusterGUID', 'clusterType', 'calicoVersion', 'datastoreReady', 'variant'],
+  IPAMConfiguration: ['strictAffinity', 'maxBlocksPerHost', 'autoAllocateBlocks', 'kubeVirtVMAddressPersistence', 'ipCooldownSeconds'],
 };
 const NODE_BGP_ORDER = ['asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID'];
 
@@ -174,6 +178,7 @@ function stored(entry: KvEntry): StoredResource {
 }
 
 export async function getResource(kv: KvStore, info: KindInfo, name: string, namespace?: string): Promise<StoredResource | null> {
+  if (info.kind === 'IPAMConfiguration') return ipamConfiguration().getIpamConfiguration(kv, name);
   if (info.kind === 'BlockAffinity') {
     const list = await listResources(kv, info);
     return list.items.find((r) => (r.object.metadata as JsonObject).name === name) ?? null;
@@ -192,6 +197,13 @@ export interface ResourceList {
 
 /** Every resource of a kind (in one namespace when given), in key order. */
 export async function listResources(kv: KvStore, info: KindInfo, namespace?: string): Promise<ResourceList> {
+  if (info.kind === 'IPAMConfiguration') {
+    // one resource, "default" (both its keys read at one revision where the store can)
+    const m = ipamConfiguration();
+    const entries = await m.readIpamConfigurationEntries(kv);
+    const one = m.ipamConfigurationFrom(entries);
+    return { items: one ? [one] : [], revision: Math.max(one?.entry.modRevision ?? 0, (await kv.list(kindPrefix(info))).revision), problems: [] };
+  }
   const list = await kv.list(kindPrefix(info, namespace));
   const items: StoredResource[] = [];
   const problems: string[] = [];
@@ -292,6 +304,7 @@ export function requestedRevision(obj: JsonObject): number | undefined {
 /** Creates the resource; ResourceError('exists') when it is already there. */
 export async function createResource(kv: KvStore, obj: JsonObject, options: WriteOptions = {}): Promise<StoredResource> {
   const id = validated(obj, options.namespace);
+  if (id.info.kind === 'IPAMConfiguration') return (await ipamConfiguration().writeIpamConfiguration(kv, 'create', obj, options.now)).resource;
   if (id.info.kind === 'IPPool') await checkPool(kv, obj, id, null);
   const key = resourceKey(id.info, id.name, id.namespace);
   const value = objectForStorage(obj, id, randomUUID(), calicoTimestamp((options.now ?? (() => new Date()))()));
@@ -307,6 +320,7 @@ export async function createResource(kv: KvStore, obj: JsonObject, options: Writ
  */
 export async function replaceResource(kv: KvStore, obj: JsonObject, options: WriteOptions = {}): Promise<StoredResource> {
   const id = validated(obj, options.namespace);
+  if (id.info.kind === 'IPAMConfiguration') return (await ipamConfiguration().writeIpamConfiguration(kv, 'replace', obj, options.now)).resource;
   const key = resourceKey(id.info, id.name, id.namespace);
   const wanted = requestedRevision(obj);
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
@@ -343,6 +357,7 @@ export type ApplyAction = 'created' | 'replaced';
 /** Creates the resource, or replaces it when it exists (calicoctl apply). */
 export async function applyResource(kv: KvStore, obj: JsonObject, options: WriteOptions = {}): Promise<{ action: ApplyAction; resource: StoredResource }> {
   const id = validated(obj, options.namespace);
+  if (id.info.kind === 'IPAMConfiguration') return ipamConfiguration().writeIpamConfiguration(kv, 'apply', obj, options.now);
   const key = resourceKey(id.info, id.name, id.namespace);
   const wanted = requestedRevision(obj);
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
@@ -370,7 +385,8 @@ export type WriteVerb = 'apply' | 'create' | 'replace';
  */
 export function batchTarget(verb: WriteVerb, obj: JsonObject, options: WriteOptions = {}): { id: Identity; key: string } | null {
   const id = validated(obj, options.namespace);
-  if (id.info.kind === 'IPPool') return null;
+  // an IPPool reads the other pools; an IPAMConfiguration is two keys (ipam-configuration.ts)
+  if (id.info.kind === 'IPPool' || id.info.kind === 'IPAMConfiguration') return null;
   // apply and replace read the revision asked for before anything else, as they do alone
   if (verb !== 'create') requestedRevision(obj);
   return { id, key: resourceKey(id.info, id.name, id.namespace) };
@@ -414,6 +430,7 @@ function updatedValue(obj: JsonObject, id: Identity, current: KvEntry): string {
 /** Deletes a resource (only at `resourceVersion` when given); returns what was deleted. */
 export async function deleteResource(kv: KvStore, id: Identity, resourceVersion?: number): Promise<StoredResource> {
   if (!id.info.writable) throw new ResourceError('invalid', `${id.info.kind} is IPAM state; release it through IPAM, not delete`);
+  if (id.info.kind === 'IPAMConfiguration') return ipamConfiguration().deleteIpamConfiguration(kv, id.name, resourceVersion);
   const key = resourceKey(id.info, id.name, id.namespace);
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
     const current = await kv.get(key);

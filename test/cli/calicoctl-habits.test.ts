@@ -183,6 +183,38 @@ conf('ETCD_ENDPOINTS=HOST:PORT (no scheme) is http://, as etcd\'s Go client take
   assert.match(noPort.err, /needs a host and a port/);
 });
 
+conf('CALICO_-prefixed variables as calicoctl reads them: CALICO_NAME when set, else NAME, each on its own; errors name the one read', async () => {
+  // CALICO_ETCD_ENDPOINTS alone; and over an ETCD_ENDPOINTS naming nothing that answers
+  const envs: Record<string, string>[] = [{ CALICO_ETCD_ENDPOINTS: hostPort() }, { CALICO_ETCD_ENDPOINTS: endpoint, ETCD_ENDPOINTS: 'http://127.0.0.1:1' }, { CALICO_DATASTORE_TYPE: 'etcdv3', ETCD_ENDPOINTS: hostPort() }];
+  for (const env of envs) {
+    const r = await podway(['get', 'ippool'], env);
+    assert.is(r.code, 0, `${JSON.stringify(env)}: ${r.err}`);
+    assert.match(r.out, /p1\s+10\.57\.0\.0\/16/);
+  }
+  // a write too, on the store the variables name
+  assert.is(await ok(['label', 'ippool', 'p1', 'via=calico-env'], { CALICO_ETCD_ENDPOINTS: endpoint }), 'Successfully set label via on ippool p1\n');
+  assert.is(JSON.parse((await kv.get(`${RES}ippools/p1`))!.value).metadata.labels.via, 'calico-env');
+  const k8s = await podway(['get', 'ippool'], { CALICO_DATASTORE_TYPE: 'kubernetes', DATASTORE_TYPE: 'etcdv3', ETCD_ENDPOINTS: endpoint });
+  assert.is(k8s.code, 2);
+  assert.is(k8s.err, 'podway: CALICO_DATASTORE_TYPE=kubernetes: podway supports etcdv3 (or leave it unset for the embedded store)\n');
+  const noEp = await podway(['get', 'ippool'], { CALICO_DATASTORE_TYPE: 'etcdv3' });
+  assert.is(noEp.code, 2);
+  assert.match(noEp.err, /CALICO_DATASTORE_TYPE=etcdv3 needs ETCD_ENDPOINTS/);
+  const badEp = await podway(['get', 'ippool'], { CALICO_ETCD_ENDPOINTS: '127.0.0.1', ETCD_ENDPOINTS: endpoint });
+  assert.is(badEp.code, 2);
+  assert.match(badEp.err, /^podway: CALICO_ETCD_ENDPOINTS: etcd endpoint 'http:\/\/127\.0\.0\.1' needs a host and a port/);
+  // set but empty still wins (envconfig looks NAME up only when CALICO_NAME is not set): no etcd
+  // named, so not this one (the embedded default, no default calicoctl.cfg here)
+  setDefaultConfigPath(path.join(work, 'no-calicoctl.cfg'));
+  const empty = await podway(['get', 'ippool'], { CALICO_ETCD_ENDPOINTS: '', ETCD_ENDPOINTS: endpoint });
+  assert.is.not(empty.code, 2, empty.err);
+  assert.not.match(empty.out, /p1\s+10\.57/);
+  assert.not.match(empty.err, new RegExp(endpoint.replace(/[.]/g, '\\.')));
+  const { calicoctlEnv } = await import('../../src/cli/calicoctl-config');
+  assert.equal(calicoctlEnv({ CALICO_ETCD_ENDPOINTS: '', ETCD_ENDPOINTS: 'a:1', ETCD_CA_CERT_FILE: '/ca', CALICO_ETCD_KEY_FILE: '/k' }),
+    { CALICO_ETCD_ENDPOINTS: '', ETCD_ENDPOINTS: '', ETCD_CA_CERT_FILE: '/ca', CALICO_ETCD_KEY_FILE: '/k', ETCD_KEY_FILE: '/k' });
+});
+
 conf('version: client lines, then ClusterInformation default\'s calicoVersion and clusterType ("unknown" when empty); none stored: exit 1', async () => {
   const ds = ['--datastore', `etcd:${endpoint}`];
   const none = await podway(['version', ...ds]);

@@ -103,7 +103,7 @@ export async function podwayInProcess(args: string[], env: Record<string, string
   inProcessBusy = true;
   const { main } = await import('../../src/cli/main');
   const savedEnv = { ...process.env };
-  for (const k of Object.keys(process.env)) if (/^(PODWAY_|ETCD_|DATASTORE_TYPE$)/.test(k)) delete process.env[k];
+  for (const k of Object.keys(process.env)) if (/^(PODWAY_|ETCD_|CALICO_|DATASTORE_TYPE$)/.test(k)) delete process.env[k];
   Object.assign(process.env, env);
   const savedExitCode = process.exitCode;
   process.exitCode = undefined;

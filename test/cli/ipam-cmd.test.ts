@@ -255,8 +255,9 @@ function ipamSuite(target: Target) {
     assert.ok(strict.err.includes(`block ${intToIp(node2Base)}/30 is affine to host:node2 and strict_affinity is set`), strict.err);
     const borrowedNone = await ok(['ipam', 'show', '--show-borrowed', ...ds()]);
     assert.is(borrowedNone.trim().split('\n').length, 4, 'no borrowed addresses: header and borders only');
-    // Without strict affinity node1 may borrow: release one of node2's and take it for node1.
-    assert.is(await ok(['ipam', 'configure', '--strictaffinity', 'false', ...ds()]), 'Successfully set StrictAffinity to: false\n');
+    // Without strict affinity node1 may borrow: release one of node2's and take it for node1. The
+    // block limit goes with it (libcalico-go refuses MaxBlocksPerHost without StrictAffinity).
+    assert.is(await ok(['ipam', 'configure', '--strictaffinity', 'false', '--max-blocks-per-host', '0', ...ds()]), 'Successfully set StrictAffinity to: false\nSuccessfully set MaxBlocksPerHost to: 0\n');
     await ok(['ipam', 'release', '--ip', got[3]!, '--grace-period', '0', ...ds()]);
     assert.is(await ok(['ipam', 'assign', '--node', 'node1', '--ip', got[3]!, '--handle', 'borrower', ...ds()]), `${got[3]}\n`);
     const borrowed = (await ok(['ipam', 'show', '--show-borrowed', ...ds()])).split('\n');

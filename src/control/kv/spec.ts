@@ -95,15 +95,18 @@ export function parseDatastoreSpec(spec: string | undefined, env: DatastoreEnv =
         );
     }
   }
+  // The variable read, named in errors: calicoctl's CALICO_NAME when set (the CLI's env holds its
+  // value under NAME then: cli/calicoctl-config.ts calicoctlEnv), else NAME.
+  const named = (name: string): string => (env[`CALICO_${name}`] !== undefined && env[`CALICO_${name}`] === env[name] ? `CALICO_${name}` : name);
   const type = env.DATASTORE_TYPE?.trim();
   if (type !== undefined && type !== '' && type !== 'etcdv3') {
-    throw new Error(`DATASTORE_TYPE=${type}: podway supports etcdv3 (or leave it unset for the embedded store)`);
+    throw new Error(`${named('DATASTORE_TYPE')}=${type}: podway supports etcdv3 (or leave it unset for the embedded store)`);
   }
   if (type === 'etcdv3' || (env.ETCD_ENDPOINTS ?? '').trim() !== '') {
     if ((env.ETCD_ENDPOINTS ?? '').trim() === '') {
-      throw new Error('DATASTORE_TYPE=etcdv3 needs ETCD_ENDPOINTS (e.g. http://127.0.0.1:2379)');
+      throw new Error(`${named('DATASTORE_TYPE')}=etcdv3 needs ${named('ETCD_ENDPOINTS')} (e.g. http://127.0.0.1:2379)`);
     }
-    return etcdSpec(env.ETCD_ENDPOINTS!, 'ETCD_ENDPOINTS', env);
+    return etcdSpec(env.ETCD_ENDPOINTS!, named('ETCD_ENDPOINTS'), env);
   }
   return { kind: 'embedded', dir: DEFAULT_EMBEDDED_DIR };
 }

@@ -896,6 +896,9 @@ interface ObserveRow {
   cpuUsPerPkt: number; baselineCpuUsPerPkt: number; cpuRatio: number; cpuRatioMin: number; cpuRatioMax: number;
 }
 
+/** How long the idle scenario waits after its 100 endpoints are open before it measures. */
+const IDLE_SETTLE_MS = 45_000;
+
 /** idle rows: CPU of `podway run`'s whole process tree over the window (bench/e2e/proc-tree.ts). */
 interface IdleRow {
   scenario: string; size: null; flows: null; setup: string; baseline: null; endpoints: number; seconds: number;
@@ -947,11 +950,14 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
           if (Date.now() > end) throw new Error(`idle: podway opened ${eps.length} of 100 endpoints in 30 s`);
           await sleep(200);
         }
-        // let the start-up work finish: host programming, first ARP, and the scan of the pods'
-        // namespaces for orphan addresses (started 2 s after forwarding, cli/run.ts
+        // an idle node is measured, not its start: host programming, first ARP, the scan of the
+        // pods' namespaces for orphan addresses (2 s after forwarding, cli/run.ts
         // ORPHAN_SCAN_AFTER_MS; a shell and an `ip` per pod namespace: 0.2 CPU s with 100 pods,
-        // which a 2 s settle put inside the window, 7.5% of a core over 4 s on 2026-12-07)
-        await sleep(8000);
+        // which a 2 s settle put inside the window: 7.5% of a core over 4 s on 2026-12-07), and
+        // V8's optimizing compiles of the timers' functions on its platform threads, which end
+        // about 45 s after the start (--trace-opt; podway's CPU 0.9% of a core 10-20 s after the
+        // start, 0.4-0.5% from 20 s to 120 s, 2026-12-07 at load 18)
+        await sleep(IDLE_SETTLE_MS);
         // `ip netns exec` execs podway: the pid is podway's
         const pid = n.proc!.pid!;
         const loadavgStart = loadAverage();

@@ -21,6 +21,8 @@ export class NodeAddressStoreThread {
   private next = 1;
   private readonly waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   private closed = false;
+  /** podway's exit asked for (stopLiveness): read by the holder in the thread (address-store-worker.ts). */
+  private readonly stopCell = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(private readonly spec: DatastoreSpec, private readonly node: string, private readonly log: Log = silentLog) {}
 
@@ -37,6 +39,7 @@ export class NodeAddressStoreThread {
    * `lease`, the one the start claimed it with, renewed (null: one granted there).
    */
   holdLiveness(record: LiveRecord, lease: string | null = null): Promise<boolean> {
+    if (this.livenessStopped()) return Promise.resolve(false); // exiting: the claim is revoked, not held
     this.liveRecord = record;
     this.liveLease = lease;
     return this.ask({ op: 'live', record, lease }) as Promise<boolean>;
@@ -70,8 +73,24 @@ export class NodeAddressStoreThread {
     this.worker?.postMessage({ op: 'reconnect' } satisfies AddressStoreRequest);
   }
 
-  /** Closes the store and ends the thread (if started); later calls fail. */
+  /**
+   * podway exits: from now on the holder grants and writes nothing (its lease revoked by the exit,
+   * by close() or by the start's own revoke, is not taken for an expiry to make good with a new
+   * lease). Synchronous, through shared memory: seen by the thread at its next step, however busy
+   * it is with messages; called before anything revokes a liveness lease of this run.
+   */
+  stopLiveness(): void {
+    Atomics.store(this.stopCell, 0, 1);
+  }
+
+  /** Whether stopLiveness() was called. */
+  livenessStopped(): boolean {
+    return Atomics.load(this.stopCell, 0) === 1;
+  }
+
+  /** Closes the store and ends the thread (if started), the liveness held no more (stopLiveness, then the lease revoked); later calls fail. */
   async close(): Promise<void> {
+    this.stopLiveness();
     if (this.closed) return;
     this.closed = true;
     if (!this.worker) return;
@@ -80,7 +99,7 @@ export class NodeAddressStoreThread {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const data: AddressStoreWorkerData = { spec: this.spec, node: this.node };
+    const data: AddressStoreWorkerData = { spec: this.spec, node: this.node, stop: this.stopCell.buffer as SharedArrayBuffer };
     const w = new Worker(path.resolve(__dirname, 'address-store-worker.js'), { workerData: data });
     w.unref(); // the monitor's timer and the store's calls are what keep the process running
     w.on('message', (m: AddressStoreAnswer) => {

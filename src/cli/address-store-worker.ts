@@ -12,7 +12,10 @@
  * written by 'update'), and whose lease is revoked at {op:'close'}. Each renewal's outcome is
  * posted as {liveStatus} (podway status, /metrics).
  *
- * workerData: { spec, node }. Messages taken: {id, op:'stored'}, {id, op:'update', change,
+ * workerData: { spec, node, stop }: stop, a SharedArrayBuffer of one Int32 that podway run sets to 1
+ * (address-store-thread.ts stopLiveness) before its exit revokes any liveness lease; read by the
+ * holder before each grant and write (a message could come after the revoke's effect: this thread
+ * may be busy loading its etcd client when the exit begins). Messages taken: {id, op:'stored'}, {id, op:'update', change,
  * expect?}, {id, op:'live', record}, {op:'reconnect'} (the node's address left or appeared: new
  * connections), {id, op:'close'}; answered with {id, ok:true, value} or {id, ok:false, message};
  * the liveness key's news posted as {log:'info'|'warn', message}.
@@ -25,6 +28,8 @@ import type { LiveRecord, LivenessStatus } from '../control/node-live';
 export interface AddressStoreWorkerData {
   readonly spec: DatastoreSpec;
   readonly node: string;
+  /** One Int32: 1 once podway's exit was asked for (see the file comment). */
+  readonly stop: SharedArrayBuffer;
 }
 
 export type AddressStoreRequest =
@@ -41,7 +46,8 @@ if (parentPort) {
   const port = parentPort;
   const data = workerData as AddressStoreWorkerData;
   const log = (level: 'info' | 'warn') => (message: string) => port.postMessage({ log: level, message } satisfies AddressStoreAnswer);
-  const store = new NodeAddressStore(data.spec, data.node, { info: log('info'), warn: log('warn') }, (liveStatus) => port.postMessage({ liveStatus } satisfies AddressStoreAnswer));
+  const stopCell = new Int32Array(data.stop);
+  const store = new NodeAddressStore(data.spec, data.node, { info: log('info'), warn: log('warn') }, (liveStatus) => port.postMessage({ liveStatus } satisfies AddressStoreAnswer), () => Atomics.load(stopCell, 0) === 1);
   port.on('message', (m: AddressStoreRequest) => {
     if (m.op === 'reconnect') {
       if (data.spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).reconnectEtcdStores();

@@ -278,7 +278,14 @@ export class NodeAddressStore {
   private closed = false;
   private liveness: NodeLiveness | null = null;
 
-  constructor(private readonly spec: DatastoreSpec, private readonly node: string, private readonly log: { info(m: string): void; warn(m: string): void } = { info: () => {}, warn: () => {} }, private readonly onLiveStatus: (s: LivenessStatus) => void = () => {}) {}
+  constructor(
+    private readonly spec: DatastoreSpec,
+    private readonly node: string,
+    private readonly log: { info(m: string): void; warn(m: string): void } = { info: () => {}, warn: () => {} },
+    private readonly onLiveStatus: (s: LivenessStatus) => void = () => {},
+    /** podway's exit asked for (address-store-thread.ts stopLiveness): the liveness key neither granted nor written again (NodeLiveness stopAsked). */
+    private readonly stopAsked: () => boolean = () => false,
+  ) {}
 
   /**
    * Hold this node's liveness key (control/node-live.ts) through this store, from now until
@@ -287,11 +294,12 @@ export class NodeAddressStore {
    * embedded store is one machine's, the run lock covers it).
    */
   holdLiveness(record: LiveRecord, lease: string | null = null): boolean {
+    if (this.stopAsked()) return false; // podway exits: the claim is revoked, not held
     if (this.liveness && lease !== null) void this.liveness.adopt(lease); // claimed again: that lease now
     if (this.liveness || this.spec.kind !== 'etcd') return this.liveness !== null;
     const kv = this.store();
     if (!hasLeases(kv)) return false;
-    this.liveness = new NodeLiveness(kv, this.node, record, this.log, undefined, lease, this.onLiveStatus);
+    this.liveness = new NodeLiveness(kv, this.node, record, this.log, undefined, lease, this.onLiveStatus, this.stopAsked);
     this.liveness.start();
     return true;
   }

@@ -13,8 +13,9 @@ import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from 
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notCachedNode, nodeIdentityOf, withdrawnModel, MODEL_CACHE_VERSION, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
-import { nodeAddressesOf, readNodeEntry, type LiveClaimHandle } from './join';
+import { nodeAddressesOf, readNodeEntry } from './join';
 import type { LiveRecord } from '../control/node-live';
+import { RunLiveness } from './run-liveness';
 import { NodeAddressStoreThread } from './address-store-thread';
 import { joinInThread, NodeRunningElsewhereError } from './join-thread';
 import type { KvEntry } from '../control/kv/kv';
@@ -522,16 +523,37 @@ export async function runNode(opts: RunOptions): Promise<void> {
   /** What such a signal undoes before the exit (serve sets it): the node's liveness key claimed
    * at start revoked, so that the key is gone at once, not left to expire within 15 s. */
   let beforeStartSignalExit: () => Promise<unknown> = () => Promise.resolve();
+  /**
+   * The SIGTERM or SIGINT that came while starting (null: none). From then on the exit is the
+   * signal's (128 + its number), and only its handler exits: the start, aborted by it, fails
+   * ("stopped before the datastore answered") and undoes what it made, and that path, which used
+   * to exit 1 from main.ts whenever it ended before the handler did, waits for the handler's exit
+   * instead (startPathEnded). One exit, with one status, whichever ends first.
+   */
+  let startSignal: { sig: NodeJS.Signals; code: number } | null = null;
+  /** The start's own path ended (failed and undone) after a start signal: its handler exits now. */
+  let startPathEnded = (): void => {};
+  const startPathDone = new Promise<void>((r) => (startPathEnded = r));
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     const h = () => {
+      if (startSignal) {
+        // a second signal (the other one: each is taken once): at once, with the first's status
+        log.warn(`${sig} while stopping after ${startSignal.sig}: exiting at once`);
+        process.exit(startSignal.code);
+      }
+      startSignal = { sig, code };
       log.warn(`${sig} while starting: stopping (nothing was forwarding yet)`);
       notifier?.stopping(`${sig} while starting: stopping`);
       control?.server.close(); // removes the socket file: status says "not running" again
       // bounded: an etcd that does not answer leaves the key to expire (another signal ends it at once)
-      void Promise.race([beforeStartSignalExit().catch(() => undefined), new Promise((r) => setTimeout(r, START_SIGNAL_UNDO_MS))]).finally(() => process.exit(code));
+      const undone = Promise.race([beforeStartSignalExit().catch(() => undefined), new Promise((r) => setTimeout(r, START_SIGNAL_UNDO_MS))]);
+      // Then the start's own end (aborted, it fails and undoes what it made: undoFailedStart,
+      // bounded), for at most START_SIGNAL_EXIT_MS: a start waiting on nothing the abort reaches
+      // does not hold the exit.
+      void undone.then(() => Promise.race([startPathDone, new Promise((r) => setTimeout(r, START_SIGNAL_EXIT_MS))])).finally(() => process.exit(code));
     };
     startSignals.set(sig, h);
-    process.once(sig, h);
+    process.on(sig, h);
   }
   /** The stop handlers (serve) take over from here. */
   const endStartSignals = () => { for (const [sig, h] of startSignals) process.off(sig, h); };
@@ -602,17 +624,29 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // An error after the start began (a usage error found once the datastore was read, nft
     // refusing a table, the engine refusing the first model): what the start made is undone, as
     // a stop does, bounded (undoFailedStart), before the error goes up to main.ts, which exits
-    // with its code (2 for a usage error, 1 otherwise) whatever is left running.
-    await undoFailedStart(made, e as Error, log);
+    // with its code (2 for a usage error, 1 otherwise) whatever is left running. After a signal
+    // while starting (the start aborted by it) it is the signal's stop, said as such, and the
+    // signal's handler exits (below).
+    const sig = startSignal as { sig: NodeJS.Signals } | null;
+    if (sig) await undoFailedStart(made, new Error(`${sig.sig} while starting (${(e as Error).message})`), { error: (m, f) => log.warn(m, f), warn: (m, f) => log.warn(m, f) });
+    else await undoFailedStart(made, e as Error, log);
     throw e;
   } finally {
     clock.done();
     notifier?.close();
-    endStartSignals(); // also when the start failed: the error, not "SIGINT while starting", is the news
+    // The signals' handlers stay while one of them owns the exit (a second signal exits at once).
+    const signalled = startSignal as { sig: NodeJS.Signals } | null;
+    if (!signalled) endStartSignals(); // also when the start failed: the error, not "SIGINT while starting", is the news
     if (control?.server.listening) control.server.close();
     lock?.close();
     httpServer?.close();
     httpServer?.closeAllConnections();
+    if (signalled) {
+      // A signal while starting owns the exit, with its status: this path's end (its error, which
+      // main.ts would exit 1 with) waits for it.
+      startPathEnded();
+      await new Promise<never>(() => {});
+    }
   }
 
   async function serve(control: EarlyControlServer): Promise<void> {
@@ -761,76 +795,38 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const liveRecord: LiveRecord | undefined = spec.kind === 'etcd'
       ? { ...(require('../control/node-live') as typeof import('../control/node-live')).thisHost(), addresses: [], pid: process.pid, started: new Date(Date.now() - process.uptime() * 1000).toISOString() }
       : undefined;
-    /** Whether the holder has the liveness key (claimed at start, adopted at once). */
-    let liveHeld = false;
-    /** The claims whose leases the registration's thread renews until the holder renewed them
-     * itself (handed over: released) or the start ends (revoked), oldest first (join.ts LiveClaimHandle). */
-    const liveClaims: LiveClaimHandle[] = [];
-    /** The revokes of claims made once the run was stopping (a registration under way at the stop): the stop waits for them. */
-    const lateRevokes: Promise<unknown>[] = [];
-    const onLiveClaimed = (lease: string, claim?: LiveClaimHandle): void => {
-      if (!nodeAddresses || !liveRecord) return;
-      if (abortStart.signal.aborted) {
-        // Claimed as the run stopped (a re-registration under way, a start aborted): its claims
-        // were revoked already, and the holder is closing; this one revoked too, not held.
-        dsLog.info(`node ${opts.node}: its liveness key claimed on lease ${lease} as podway stopped: revoked`);
-        if (claim) lateRevokes.push(claim.revoke().catch(() => undefined));
-        return;
-      }
-      dsLog.info(`node ${opts.node}: its liveness key claimed on lease ${lease}: held from here`);
-      if (claim) {
-        liveClaims.push(claim);
-        // Its thread ended by itself (the lease found gone: etcd wiped or restored, or no renewal
-        // got through for its TTL; the holder writes the key on a new lease): nothing to hand over.
-        void claim.ended.then(() => {
-          const k = liveClaims.indexOf(claim);
-          if (k >= 0) liveClaims.splice(k, 1);
-        });
-      }
-      liveHeld = true;
-      nodeAddresses.holdLiveness({ ...liveRecord, addresses: registeredAddresses }, lease)
-        .catch((e: Error) => dsLog.warn(`node ${opts.node}: its liveness key could not be held: ${e.message}`));
-    };
-    if (nodeAddresses) {
-      // The holder renewed a claimed lease: that claim and the older ones (whose leases it
-      // replaced) are handed over; their threads renew them no more and end.
-      nodeAddresses.onLiveStatus = (st) => {
-        const k = st.renewedLease === null ? -1 : liveClaims.findIndex((c) => c.lease === st.renewedLease);
-        for (const c of k < 0 ? [] : liveClaims.splice(0, k + 1)) c.release();
-      };
-    }
+    /** The liveness key's claims and holder, and the exit's order over them (run-liveness.ts); etcd only. */
+    const live = liveRecord && nodeAddresses ? new RunLiveness(opts.node, nodeAddresses, liveRecord, () => registeredAddresses, dsLog) : null;
+    // Every exit aborts the start (a stop, a signal while starting, a failed start's undo): the
+    // holder's stop flag is set first (this listener is the signal's first), before the
+    // registration's thread hears of it and revokes what it claimed, so that no revoke of this
+    // run is taken by the holder for an expiry to make good with a new lease.
+    if (live) abortStart.signal.addEventListener('abort', () => live.exitAsked(), { once: true });
+    const onLiveClaimed = live?.onLiveClaimed;
     /** The claimed leases not handed over yet, revoked (a start that ends: failed, stopped). */
-    const revokeLiveClaims = (): Promise<unknown> => Promise.all(liveClaims.splice(0).map((c) => c.revoke()));
+    const revokeLiveClaims = (): Promise<unknown> => live?.revokeClaims() ?? Promise.resolve();
     // A failed start, or a signal while starting, removes the key it claimed at once (the
     // registration's thread revokes a lease not handed over, the holder's close its own).
     startMade('the liveness key claimed', revokeLiveClaims);
     /** The start's registration while it runs (its thread may have claimed the key before this thread heard of it). */
     let startJoin: Promise<void> | null = null;
-    // A signal while starting: the start's registration aborted (its thread revokes a key it
-    // claimed first), the claims handed to this thread revoked, the holder closed (its lease revoked).
-    // The leases this thread heard of are revoked from here, through a light client of its own:
-    // the registration's thread may be held for seconds by what it loads on a loaded machine.
+    // A signal while starting: the holder stopped first (RunLiveness.exitAsked), the start's
+    // registration aborted (its thread revokes a key it claimed first), the leases this thread
+    // heard of revoked through a light client of its own and by their threads, the holder closed
+    // (its lease revoked). None heard of: the registration's thread revokes what it claimed.
     beforeStartSignalExit = () => {
-      const leases = [...new Set([...liveClaims.map((c) => c.lease), nodeAddresses?.liveStatus()?.lease].filter((l): l is string => typeof l === 'string'))];
+      live?.exitAsked();
       abortStart.abort();
-      const here = leases.length > 0 && spec.kind === 'etcd' ? (async () => {
-        const { EtcdLiteKv } = require('../control/kv/etcd-lite') as typeof import('../control/kv/etcd-lite');
-        const kv = new EtcdLiteKv({ endpoints: spec.endpoints, tls: spec.tls });
-        try {
-          await Promise.all(leases.map((l) => kv.revokeLease(l)));
-        } finally {
-          await kv.close();
-        }
-      })() : startJoin?.catch(() => undefined);
-      return Promise.all([here, revokeLiveClaims(), nodeAddresses?.close()]);
+      const now = live && spec.kind === 'etcd' ? live.exitNow(spec) : null;
+      return Promise.all([now?.done, now && now.leases.length > 0 ? undefined : startJoin?.catch(() => undefined), nodeAddresses?.close()]);
     };
     const onNodeRegistered = (entry: KvEntry): void => {
       registeredAddresses = nodeAddressesOf(entry);
-      if (liveHeld) nodeAddresses?.setLiveAddresses(registeredAddresses);
+      live?.addressesChanged();
       cacheWriter?.node(nodeIdentityOf(entry));
     };
     const joinHooks = { onClusterGuid, onDatastoreLocked, onNodeRead, onNodeRegistered };
-    if (metrics && liveRecord && nodeAddresses) metrics.add(new (require('../observe/liveness-metrics') as typeof import('../observe/liveness-metrics')).LivenessCollector(() => nodeAddresses.liveStatus()));
+    if (metrics && live && nodeAddresses) metrics.add(new (require('../observe/liveness-metrics') as typeof import('../observe/liveness-metrics')).LivenessCollector(() => nodeAddresses.liveStatus()));
     /** The model thread, spawned if there is none (a dead one replaced). */
     const ensureThread = (): ModelSource => {
       if (thread?.hasExited) thread = null;
@@ -848,7 +844,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // calico-node does. Neither runs on this thread, which forwards meanwhile on a restart on the cache.
       const early = ensureThread();
       try {
-        await (startJoin = joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, ...(liveRecord ? { live: liveRecord, onLiveClaimed } : {}), warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+        await (startJoin = joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, ...(liveRecord && onLiveClaimed ? { live: liveRecord, onLiveClaimed } : {}), warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
           if (/unreachable|too slow/.test(m)) {
             datastoreDown(m);
             dsLog.warn(m);
@@ -1645,8 +1641,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // On etcd the node's liveness key is claimed again before the Node is written (join.ts):
       // absent in a wiped etcd; refused (tried again with backoff, the Node left as it is) while
       // another host's podway holds it there.
-      const live = liveRecord ? { live: { ...liveRecord, addresses: registeredAddresses }, onLiveClaimed } : {};
-      return joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip, ip6, onIpam, ...live, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
+      const claim = liveRecord && onLiveClaimed ? { live: { ...liveRecord, addresses: registeredAddresses }, onLiveClaimed } : {};
+      return joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip, ip6, onIpam, ...claim, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
     }, { info: (m) => dsLog.info(m), error: (m) => dsLog.error(m) });
     const reRegister = (why: string): void => {
       if (!stopping) registration?.request(why);
@@ -1721,12 +1717,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // another process wrote there that no interface here holds is written back (repairStoredAddress).
     // (nodeAddresses: the monitor's store of the Node and the liveness key's holder, made above)
     /** Once registered: the liveness key held until the stop (etcd only), if the start's claim did not already. */
-    const holdLiveness = () => {
-      if (liveHeld || !liveRecord || !nodeAddresses) return;
-      liveHeld = true;
-      nodeAddresses.holdLiveness({ ...liveRecord, addresses: registeredAddresses })
-        .catch((e: Error) => dsLog.warn(`node ${opts.node}: its liveness key could not be held: ${e.message}`));
-    };
+    const holdLiveness = () => live?.hold();
     const monitor = nodeAddresses === null || pollMs === 0 ? null : new AddressMonitor({
       intervalMs: pollMs,
       source: { v4: source4, v6: source6 },
@@ -1855,6 +1846,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
         }
       });
     }
+    // A SIGTERM or SIGINT came while starting and the start got here all the same (nothing it
+    // waited on was aborted by it): it ends as a failed start (what it made undone), with the
+    // signal's exit status (startSignal below).
+    if (startSignal) throw new Error(`${startSignal.sig} while starting`);
     forwarding = true;
     const stopped = new Promise<void>((resolve) => {
       let stopBegun = false;
@@ -1892,7 +1887,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         registration?.stop();
         // A liveness key it claimed meanwhile is revoked once it ended (onLiveClaimed).
         const registered = (registration ? Promise.race([registration.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve())
-          .then(() => Promise.all(lateRevokes));
+          .then(() => live?.lateRevoked());
         void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered])
           .then(() => (thread as ModelSource | null)?.close())
           .then(() => {
@@ -1962,6 +1957,9 @@ export const FAILED_START_UNDO_MS = 8000;
 
 /** A SIGTERM or SIGINT while starting: how long its revoke of the claimed liveness lease may take before the exit. */
 export const START_SIGNAL_UNDO_MS = 3000;
+
+/** After that, how long the signal's exit waits for the aborted start to end and undo what it made (its undo is bounded by FAILED_START_UNDO_MS). */
+export const START_SIGNAL_EXIT_MS = FAILED_START_UNDO_MS + 2000;
 
 /**
  * A start failed: its steps undone newest first (the engine and its tables before the threads

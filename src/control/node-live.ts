@@ -27,7 +27,10 @@
  * (ClaimKeeper, in the registration's thread) from the claim until the running podway's holder
  * (NodeLiveness, adopting it at once) has renewed it itself, and revoked if the start ends
  * before (a signal while starting, a failed start). A registration after the datastore was
- * replaced claims it again the same way, and is refused while another host holds it.
+ * replaced claims it again the same way, and is refused while another host holds it. At podway's
+ * exit the holder is told first (NodeLiveness stopAsked: a flag in shared memory), then the
+ * leases are revoked: a revoke the holder sees is then never taken for an expiry to make good
+ * with a new lease and key (which outlived podway, up to the TTL, before).
  *
  * The embedded and file: datastores are one machine's: there is no other host to tell apart, and
  * two runs of one node on that machine are refused by the run lock (cli/run-lock.ts).
@@ -243,6 +246,8 @@ export class ClaimKeeper {
   private lease: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
+  /** The revokes under way (revoke()): settled() waits for them too. */
+  private readonly revoking = new Set<Promise<unknown>>();
   private lastProblem = '';
   /** Renewals done (kept the lease) and failed, for the tests and the log. */
   renewed = 0;
@@ -304,17 +309,29 @@ export class ClaimKeeper {
     this.lease = null;
   }
 
-  /** Resolves once no renewal is under way (its client may be closed then). */
+  /**
+   * Resolves once no renewal and no revoke is under way (its client may be closed then). A second
+   * revoke() (nothing left to revoke: it ends at once) used to let its caller close the client
+   * under the first one's revoke, which then never answered: the lease was left to its TTL, and
+   * the registration's thread, waiting for that revoke, was terminated 5 s after the abort.
+   */
   async settled(): Promise<void> {
     await this.current?.catch(() => undefined);
+    while (this.revoking.size > 0) await Promise.all([...this.revoking]);
   }
 
   /** The start ended without a holder to hand it to: no more renewals, the lease revoked (its key deleted with it). */
   async revoke(): Promise<void> {
     const id = this.lease;
     this.release();
-    await this.current?.catch(() => undefined);
-    if (id !== null) await this.kv.revokeLease(id);
+    const p = (async () => {
+      await this.current?.catch(() => undefined);
+      if (id !== null) await this.kv.revokeLease(id);
+    })();
+    const settled = p.catch(() => undefined);
+    this.revoking.add(settled);
+    void settled.then(() => this.revoking.delete(settled));
+    return p;
   }
 
   private problem(m: string): void {
@@ -357,7 +374,10 @@ export interface LivenessStatus {
  * lost (etcd away longer than the TTL: no exit, the key comes back once etcd answers), revoked by
  * stop(). A key another host holds with a live lease (it took the node over while this one's
  * lease was lost) is not overwritten (the write is one transaction on the key as read): said, and
- * looked at again at the next renewal. Each renewal's outcome is in status() (`onStatus`).
+ * looked at again at the next renewal. Each renewal's outcome is in status() (`onStatus`). Once
+ * stopped or podway's exit asked for (`stopAsked`), nothing is granted or written again: a lease
+ * found gone then is the exit's revoke, and a new lease granted or a key written meanwhile is
+ * revoked.
  */
 export class NodeLiveness {
   private lease: string | null;
@@ -384,9 +404,21 @@ export class NodeLiveness {
     /** The lease the start claimed the key with (claimNode), adopted; null: granted here. */
     lease: string | null = null,
     private readonly onStatus: (s: LivenessStatus) => void = () => {},
+    /**
+     * podway's exit asked for (read at each step, from another thread: address-store-thread.ts
+     * stopLiveness, a flag in shared memory set before the exit revokes anything): nothing granted
+     * or written from then on. The exit's revoke of the lease would otherwise read as an expiry,
+     * and the key be written again on a new lease that outlived podway (until its TTL).
+     */
+    private readonly stopAsked: () => boolean = () => false,
   ) {
     this.lease = lease;
     this.dirty = lease !== null;
+  }
+
+  /** stop() called, or podway's exit asked for (stopAsked): no more grants or writes. */
+  private halted(): boolean {
+    return this.stopped || this.stopAsked();
   }
 
   /**
@@ -394,8 +426,9 @@ export class NodeLiveness {
    * from now on instead of the one held (revoked: nothing is attached to it any more).
    */
   adopt(lease: string): Promise<void> {
-    if (lease === this.lease || this.stopped) return Promise.resolve();
+    if (lease === this.lease || this.halted()) return Promise.resolve();
     return (this.current ?? Promise.resolve()).then(async () => {
+      if (this.halted()) return; // the exit revokes the claims and this holder's lease
       const old = this.lease;
       this.lease = lease;
       // The key is written again on the new lease: a renewal that ended just before may have put it
@@ -421,7 +454,7 @@ export class NodeLiveness {
   }
 
   start(): void {
-    if (this.timer || this.stopped) return;
+    if (this.timer || this.halted()) return;
     this.timer = setInterval(() => void this.tick(), Math.max(1000, (this.ttl * 1000) / 3));
     void this.tick();
   }
@@ -433,12 +466,12 @@ export class NodeLiveness {
 
   /** One renewal, or a new lease and key (also called by tests). */
   tick(): Promise<void> {
-    if (this.current || this.stopped) return this.current ?? Promise.resolve();
+    if (this.current || this.halted()) return this.current ?? Promise.resolve();
     const p = this.renew().then((kept) => {
       if (kept) this.kept();
-      else this.renewalsFailed++;
+      else if (!this.halted()) this.renewalsFailed++;
     }, (e: unknown) => {
-      if (this.stopped) return;
+      if (this.halted()) return;
       if (e instanceof RecordWriteError) {
         // The lease was renewed (the key and the node's name held): only its value is old.
         this.kept();
@@ -471,7 +504,7 @@ export class NodeLiveness {
       const left = await this.kv.keepAliveLease(this.lease);
       if (left > 0) {
         this.lastProblem = '';
-        if (this.dirty) {
+        if (this.dirty && !this.halted()) {
           this.dirty = false;
           try {
             await this.kv.putLeased(key, JSON.stringify(this.record), this.lease);
@@ -483,10 +516,14 @@ export class NodeLiveness {
         }
         return true;
       }
+      // Revoked by podway's exit (its stop flag is set before any revoke of it): not an expiry,
+      // nothing granted again.
+      if (this.halted()) return false;
       this.lostSince ??= Date.now();
       this.log.warn(`node ${this.node}: its liveness lease ${this.lease} expired (etcd did not hear from this podway for ${this.ttl} s): granting a new one and writing ${key} again`);
       this.lease = null;
     }
+    if (this.halted()) return false;
     const got = await this.kv.getLeased(key);
     if (got && got.lease !== null) {
       const rec = parseLiveRecord(got.entry.value);
@@ -497,8 +534,10 @@ export class NodeLiveness {
         return false;
       }
     }
+    if (this.halted()) return false;
     const id = await this.kv.grantLease(this.ttl);
-    if (this.stopped) {
+    // Stopped while it was granted: revoked, nothing written.
+    if (this.halted()) {
       await this.kv.revokeLease(id).catch(() => undefined);
       return false;
     }
@@ -518,6 +557,12 @@ export class NodeLiveness {
       await this.kv.revokeLease(id).catch(() => undefined);
       throw new Error(`${key} was written by another while this podway wrote it again (read again at the next renewal)`);
     }
+    // Stopped while the key was written again: the write undone (the lease revoked, the key with
+    // it), the stop waiting for this (bounded: stop's waitMs).
+    if (this.halted()) {
+      await this.kv.revokeLease(id).catch(() => undefined);
+      return false;
+    }
     this.lease = id;
     this.dirty = false;
     this.lastProblem = '';
@@ -525,7 +570,11 @@ export class NodeLiveness {
     return true;
   }
 
-  /** No more renewals; the lease revoked (the key deleted with it), within `waitMs`. */
+  /**
+   * No more renewals; the lease revoked (the key deleted with it), within `waitMs`. A grant and
+   * write of the key again under way (its lease found gone) is undone by itself (revoked once it
+   * answered), waited for within `waitMs`.
+   */
   async stop(waitMs = 2000): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);

@@ -350,7 +350,9 @@ async function showLink(exec: ScanExec | undefined, netns: string | null, name: 
  * not (its pod's interface not provably this container's: CNI_ARGS lost the pod's name), for one
  * endpoint the replay is about to delete (this container's): a veth's host end it names when that
  * is still the interface the DEL left (the entry's hostIfindex: the peer of the pod end the DEL
- * found); a tap/tun device in the namespace the endpoint names when it carries the endpoint's
+ * found; or, the DEL not looking for a pod end, the index the veth of that name had then:
+ * hostVeths); a
+ * tap/tun device in the namespace the endpoint names when it carries the endpoint's
  * altname and is the device the DEL saw (the entry's podDevice: its index, and that namespace). Best effort: what cannot be removed is said through `warn` (the
  * datastore part goes on). The interfaces removed, by name.
  */
@@ -360,9 +362,12 @@ export async function removeLeftInterface(e: PendingDel, d: Released['deleted'][
   if (typeof name !== 'string' || name === '') return [];
   try {
     if (interfaceType === 'veth') {
-      if (e.hostIfindex == null) return [];
+      // The index the DEL saw this veth at: its pod end's peer (hostIfindex), or, the DEL not
+      // looking for a pod end, the veth of this name there then (hostVeths).
+      const atDel = [e.hostIfindex, e.hostVeths && Object.prototype.hasOwnProperty.call(e.hostVeths, name) ? e.hostVeths[name] : null].filter((i): i is number => typeof i === 'number');
+      if (atDel.length === 0) return [];
       const l = await showLink(exec, null, name);
-      if (!l || l.ifindex !== e.hostIfindex) return []; // gone with its pod end, or another veth of that name now
+      if (!l || !atDel.includes(l.ifindex)) return []; // gone with its pod end, or another veth of that name now
       const r = await run(exec, 'ip', ['link', 'del', 'dev', name]);
       if (r.ok) return [name];
       if (!/does not exist|Cannot find device/.test(r.why)) warn(`host veth ${name}: ip link del: ${r.why}`);

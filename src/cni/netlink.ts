@@ -16,7 +16,7 @@ import { release } from 'node:os';
 import { CniError, CNI_CODES } from './errors';
 import type { InterfaceType } from '../control/resource-names';
 import { POD_DEVICE_ALIAS } from '../control/ipam/orphan-holds';
-import { LSNS_NETNS_IDS, parseLsnsNetnsIds } from '../dataplane/orphan-pods';
+import { LSNS_NETNS_IDS, parseLsnsNetnsIds, podVethPeers } from '../dataplane/orphan-pods';
 
 export const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 export const GATEWAY = '169.254.1.1';
@@ -257,6 +257,22 @@ export function linkIndex(netns: string | null, name: string): LinkIndex | null 
   const [l] = JSON.parse(out) as LinkShowJson[];
   if (!l) return null;
   return { ifindex: l.ifindex, peer: typeof l.link_index === 'number' ? l.link_index : null, peerNetnsid: typeof l.link_netnsid === 'number' ? l.link_netnsid : null, altnames: l.altnames ?? [] };
+}
+
+/** A host veth name as podway's CNI (and Calico's) gives one: "cali" + 11 hex digits (names.ts hostVethName). */
+export const HOST_VETH_NAME = /^cali[0-9a-f]{11}$/;
+
+/**
+ * The pod veths' host ends here (host MAC ee:ee:ee:ee:ee:ee, named as hostVethName names them, a
+ * peer in another namespace), by name, with their index: one `ip`. What a DEL that cannot name
+ * the pod's veth (CNI_ARGS lost the pod's name, no CNI_NETNS) records of those there.
+ */
+export function hostPodVeths(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of podVethPeers(run('ip', ['-j', 'link', 'show', 'type', 'veth']))) {
+    if (HOST_VETH_NAME.test(v.ifname) && v.ifindex !== null && v.nsid !== null) out[v.ifname] = v.ifindex;
+  }
+  return out;
 }
 
 /**

@@ -86,6 +86,15 @@ export interface PendingDel {
    */
   readonly hostIfindex?: number | null;
   /**
+   * Host veths a veth pod's DEL left without looking for the pod end (no CNI_NETNS, or one not
+   * there), by name, with their index (in the node's namespace) at the DEL: the one CNI_ARGS names,
+   * or every pod veth there when CNI_ARGS lost the pod's name (plugin.ts leftHostVeths). The replay
+   * removes the host veth an endpoint it deleted names when it is listed here and still has that
+   * index (the veth that was there at the DEL, not one a pod re-created since under the same name
+   * made). Absent or null: none recorded.
+   */
+  readonly hostVeths?: Readonly<Record<string, number>> | null;
+  /**
    * A tap/tun device DEL found in CNI_NETNS but could not prove this container's (the pod's name
    * lost, its altname is not known): its index and the identity of that namespace (netnsIdentity:
    * the nsfs inode and its change time; the inode alone is reused by a namespace made after this
@@ -146,6 +155,9 @@ export interface SpooledEntry {
   readonly error?: string;
 }
 
+/** The most host veths an entry names (a node's pods; an entry stays within MAX_ENTRY_BYTES). */
+export const MAX_HOST_VETHS = 1000;
+
 function parseEntry(text: string): PendingDel {
   const e = JSON.parse(text) as PendingDel;
   if (e?.format !== PENDING_DEL_FORMAT) throw new Error(`not a ${PENDING_DEL_FORMAT} entry`);
@@ -160,6 +172,8 @@ function parseEntry(text: string): PendingDel {
   if (!Array.isArray(e.endpoints) || e.endpoints.some((r) => typeof r?.name !== 'string' || typeof r?.namespace !== 'string')) throw new Error('field endpoints is not a list of {name, namespace}');
   if (e.byRecord !== undefined && typeof e.byRecord !== 'boolean') throw new Error('field byRecord is not a boolean');
   if (e.hostIfindex !== undefined && e.hostIfindex !== null && !(Number.isInteger(e.hostIfindex) && e.hostIfindex > 0)) throw new Error('field hostIfindex is not a positive integer or null');
+  const v = e.hostVeths;
+  if (v !== undefined && v !== null && !(typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length <= MAX_HOST_VETHS && Object.entries(v).every(([n, i]) => /^[^\s/:]{1,15}$/.test(n) && Number.isInteger(i) && i > 0))) throw new Error(`field hostVeths is not {NAME: ifindex} (at most ${MAX_HOST_VETHS}) or null`);
   const d = e.podDevice;
   if (d !== undefined && d !== null && !(typeof d === 'object' && Number.isInteger(d.ifindex) && d.ifindex > 0 && Number.isInteger(d.netnsIno) && d.netnsIno > 0 && typeof d.netnsCtimeNs === 'string' && /^\d+$/.test(d.netnsCtimeNs))) throw new Error('field podDevice is not {ifindex, netnsIno, netnsCtimeNs} or null');
   return { ...e, handle: e.handle === null ? null : handleId(e.network, e.containerID) };

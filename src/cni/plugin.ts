@@ -13,7 +13,7 @@ import { handleId, hostVethName, NETWORK_ANNOTATION, podDeviceName, podIdentity,
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
 import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
-import { datastoreKey, entryDatastore, netnsIdentity, PodDeviceRef, entryEndpoints, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, recordedPod, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
+import { datastoreKey, MAX_HOST_VETHS, entryDatastore, netnsIdentity, PodDeviceRef, entryEndpoints, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, recordedPod, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import { removeContainerLock, withContainerLock } from './container-lock';
 import { isIpv6Only, nodeFamilies } from './node-families';
@@ -832,6 +832,35 @@ function podLinkNotOurs(env: CniEnv, conf: NetConf, pod: netlink.LinkIndex): str
   return `not this container's ${conf.interfaceType} device (it has no altname ${names.join(' or ')})`;
 }
 
+/**
+ * A deferred DEL of a veth pod that could not look for the pod end (no CNI_NETNS, or one not
+ * there; a plain CNI pod's veth went by name already): the host veths left that may be this pod's,
+ * by name, with their index now (the entry's hostVeths): the one CNI_ARGS names (k8s: after the
+ * pod), or, when CNI_ARGS had a part passed over and the pod's endpoint was not read to correct
+ * it (the pod's name lost, or given twice), every pod veth here, since any may be this pod's. The
+ * replay removes the one the endpoint it deletes names when it still has that index (the veth that
+ * was there at the DEL, not one a pod re-created under the same name made since). Best effort: an
+ * `ip` failing records none (said on stderr).
+ */
+function leftHostVeths(env: CniEnv, argsFaulty: boolean): Record<string, number> | null {
+  const id = podIdentity(env.args, env.containerId);
+  try {
+    if (argsFaulty) {
+      const all = netlink.hostPodVeths();
+      if (Object.keys(all).length <= MAX_HOST_VETHS) return all;
+      process.stderr.write(`podway: DEL ${env.containerId}: ${Object.keys(all).length} pod veths here, more than an entry records (${MAX_HOST_VETHS}): a replay will not remove a host veth left here\n`);
+      return null;
+    }
+    if (id.orchestrator !== 'k8s') return null; // removed by name (removePlainVeth)
+    const name = hostVethName(id, env.containerId);
+    const l = netlink.linkIndex(null, name);
+    return l ? { [name]: l.ifindex } : null;
+  } catch (e) {
+    process.stderr.write(`podway: DEL ${env.containerId}: the host veths could not be listed (${(e as Error).message}): a replay will not remove a host veth left here\n`);
+    return null;
+  }
+}
+
 async function del(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
   await delAttachment(env, conf, stdin);
   // Done with the container: its ADD lock file goes (when no ADD holds it).
@@ -969,6 +998,7 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
     if (!(locked || localFailure || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
     const reason = ((io ?? datastoreError(conf, e)) as Error).message;
     removePlainVeth();
+    const hostVeths = conf.interfaceType === 'veth' && !lookedInside ? leftHostVeths(env, given.argsFaulty === true && env === given) : null;
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);
     let file: string;
     try {
@@ -980,6 +1010,7 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
         // endpoint by its record, and removes the host veth left here when it names it.
         ...(given.argsFaulty && lookupError !== null ? { byRecord: true } : {}),
         ...(leftPeer !== null ? { hostIfindex: leftPeer } : {}),
+        ...(hostVeths !== null && Object.keys(hostVeths).length > 0 ? { hostVeths } : {}),
         ...(leftDevice !== null ? { podDevice: leftDevice } : {}),
       });
     } catch (w) {

@@ -11,11 +11,13 @@
 // Each pass also removes the per-container lock files the CNI's ADDs left (cni/container-lock.ts,
 // sweepContainerLocks): those of pods whose DEL never came stayed for good.
 //
+// In podway run each pass takes its turn in the run's upkeep queue and uses its one store (upkeep.ts).
+//
 // The engine is not imported: run hands this module the engine's list (orphanList) and whether
 // its start scan is done, so the layers stay apart (dataplane finds, control holds, cli wires).
 import { existsSync } from 'node:fs';
 import type { DatastoreSpec } from '../control/kv/spec';
-import { openKvStore } from '../control/kv/open';
+import { storePerPass, type RunUpkeep, type UpkeepStore } from './upkeep';
 import { Ipam } from '../control/ipam';
 import { holdOrphans, orphanLedgerFile, POD_DEVICE_NAME, type FoundOrphan } from '../control/ipam/orphan-holds';
 import { IpamLockAbortedError, withIpamLock } from '../cni/ipam-lock';
@@ -54,13 +56,25 @@ export class OrphanHolder {
 
   constructor(
     private readonly node: string,
-    private readonly spec: Exclude<DatastoreSpec, { kind: 'file' }>,
+    spec: Exclude<DatastoreSpec, { kind: 'file' }>,
     /** The IPAM lock files, sorted (taken in that order); the ledger is beside the first. */
     private readonly lockFiles: readonly string[],
     private readonly source: OrphanHoldSource,
     private readonly log: OrphanHoldLog,
     private readonly intervalMs = DEFAULT_ORPHAN_HOLD_INTERVAL_MS,
-  ) {}
+    /**
+     * podway run's upkeep (upkeep.ts): its one store, and its queue, in which each pass runs (never
+     * beside a deferred DEL's replay or the engine's look into the pods' namespaces). Absent: a
+     * light store of the pass's own, passes run as they come.
+     */
+    upkeep?: RunUpkeep,
+  ) {
+    this.store = upkeep?.store ?? storePerPass(spec, 'command', KV_TIMEOUT_MS);
+    this.serial = upkeep?.serial ?? ((task) => task());
+  }
+
+  private readonly store: UpkeepStore;
+  private readonly serial: RunUpkeep['serial'];
 
   /** A first pass now, then one every interval (each a no-op while nothing is found or held). */
   start(): void {
@@ -77,7 +91,7 @@ export class OrphanHolder {
       this.again = true;
       return;
     }
-    this.running = this.pass()
+    this.running = this.serial(() => (this.stopped ? Promise.resolve() : this.pass()))
       .catch((e) => {
         if (e instanceof IpamLockAbortedError) return;
         const m = (e as Error).message;
@@ -140,7 +154,7 @@ export class OrphanHolder {
     // A veth's hold goes with its veth (one an endpoint names again: the CNI's next ADD); a tap/tun
     // pod's device is in its pod's namespace, where the engine looks (its list says it is there).
     const gone = (ifname: string) => !live.has(ifname) && (POD_DEVICE_NAME.test(ifname) ? complete : !existsSync(`/sys/class/net/${ifname}`));
-    const kv = openKvStore(this.spec, { use: 'command', timeoutMs: KV_TIMEOUT_MS });
+    const kv = this.store.get();
     try {
       const ipam = new Ipam(kv);
       const under = (i: number): Promise<Awaited<ReturnType<typeof holdOrphans>>> => (i === this.lockFiles.length
@@ -153,7 +167,7 @@ export class OrphanHolder {
       if (r.released.length > 0) this.log.info(`orphan pod address holds released, their interface gone: ${r.released.join(', ')}`);
       if (r.releasedByHand.length > 0) this.log.warn(`orphan pod address(es) released from IPAM by hand since podway held them: ${r.releasedByHand.join(', ')}; not held again while the interface has them (IPAM may give them to another pod: remove that pod)`);
     } finally {
-      await kv.close().catch(() => undefined);
+      await this.store.release(kv);
     }
   }
 }

@@ -8,8 +8,11 @@
 // entry either). Only entries for this podway's datastore are replayed: the same etcd cluster_id,
 // or for entries without one an etcd endpoint in common, or the same embedded directory
 // (pending-del.ts entryDatastore); others
-// are reported once. stop() aborts a lock wait under way and is waited for at most STOP_WAIT_MS
-// by `podway run` (an etcd call under way is bounded by KV_TIMEOUT_MS).
+// are reported once. In podway run each entry takes its turn in the run's upkeep queue (upkeep.ts:
+// never beside an orphan-hold pass or the engine's look into the pods' namespaces), and the passes
+// use the run's one upkeep store (the light etcd client: no etcd3 on the forwarding thread).
+// stop() aborts a lock wait under way and is waited for at most STOP_WAIT_MS by `podway run` (an
+// etcd call under way is bounded by KV_TIMEOUT_MS).
 //
 // The counts status() gives (pending, ignored) are read from the spool directory, which is local:
 // by each pass before it asks the datastore (so a pass that finds the datastore away still counts
@@ -29,7 +32,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
-import { openKvStore } from '../control/kv/open';
+import { storePerPass, type RunUpkeep, type UpkeepStore } from './upkeep';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
 import { claimEntry, datastoreKey, entryDatastore, entryEndpoints, lastClusterId, netnsIdentity, PendingDel, putBack, readPending, Released, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
 import type { ScanExec } from '../dataplane/orphan-pods';
@@ -92,16 +95,28 @@ export class PendingDelReplayer {
 
   constructor(
     dir: string | undefined,
-    private readonly spec: Exclude<DatastoreSpec, { kind: 'file' }>,
+    spec: Exclude<DatastoreSpec, { kind: 'file' }>,
     private readonly log: ReplayLog,
     private readonly intervalMs = DEFAULT_REPLAY_INTERVAL_MS,
     private readonly lockTimeoutMs = LOCK_TIMEOUT_MS,
     /** How `ip` is run (podway run: its engine's spawner helper, not a fork of itself); undefined: execFile from here. */
     private readonly exec: () => ScanExec | undefined = () => undefined,
+    /**
+     * podway run's upkeep (upkeep.ts): its one store, and its queue, in which each entry is
+     * replayed (never beside an orphan-hold pass or the engine's look into the pods' namespaces).
+     * Absent: a store of this replayer's own each pass (the etcd3 client: it takes the unix:
+     * endpoints tests give), entries replayed as they come.
+     */
+    upkeep?: RunUpkeep,
   ) {
     this.dir = dir ?? DEFAULT_PENDING_DEL_DIR;
     this.key = datastoreKey(spec);
+    this.store = upkeep?.store ?? storePerPass(spec, 'run', KV_TIMEOUT_MS);
+    this.serial = upkeep?.serial ?? ((task) => task());
   }
+
+  private readonly store: UpkeepStore;
+  private readonly serial: RunUpkeep['serial'];
 
   /** A first pass now, then one every intervalMs. */
   start(): void {
@@ -239,7 +254,7 @@ export class PendingDelReplayer {
       this.lastError = this.lastErrorAt = null;
       return;
     }
-    const kv = openKvStore(this.spec, { use: 'run', timeoutMs: KV_TIMEOUT_MS });
+    const kv = this.store.get();
     try {
       // Which cluster this podway's datastore is (an unreachable one: the next trigger tries again).
       // The same read says whether the datastore is locked (`calicoctl datastore migrate lock`):
@@ -275,7 +290,8 @@ export class PendingDelReplayer {
         // Interfaces the DEL left that its endpoints name, removed by the replay (removeLeftInterface).
         const removed: string[] = [];
         try {
-          const done = await withIpamLock({ file: e.ipamLockFile, timeoutMs: this.lockTimeoutMs, setting: `"ipamLockFile" of ${s.file}` }, async () => {
+          // In podway run's upkeep queue, then under the entry's IPAM lock (that order: upkeep.ts).
+          const done = await this.serial(() => withIpamLock({ file: e.ipamLockFile, timeoutMs: this.lockTimeoutMs, setting: `"ipamLockFile" of ${s.file}` }, async () => {
             // An ADD of the same container (or a DEL that reached the datastore) took it meanwhile.
             const aside = claimEntry(s);
             if (aside === null) return null;
@@ -289,7 +305,7 @@ export class PendingDelReplayer {
               putBack(aside, s.file);
               throw err;
             }
-          }, this.abort.signal);
+          }, this.abort.signal));
           this.lastSaid.delete(s.file);
           this.counts.pending--;
           if (!done) continue;
@@ -314,7 +330,7 @@ export class PendingDelReplayer {
       // left by a stop, are tried on the next pass and set it again if they fail).
       if (!failed && !this.stopped) this.lastError = this.lastErrorAt = null;
     } finally {
-      await kv.close().catch(() => undefined);
+      await this.store.release(kv);
     }
   }
 }

@@ -682,9 +682,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // embedded) was locked (pending-del-replay.ts): replayed once the datastore answers unlocked,
     // again when it answers after being away, and every minute. Loaded for the datastores the
     // plugin writes to (the IPAM and the v3 store come with it): not for a read-only file:.
+    // It, the orphan address holds and the engine's looks into the pods' namespaces share one
+    // store (the light etcd client: no etcd3 on this thread) and one queue (upkeep.ts).
+    const upkeep = spec.kind !== 'file' ? (require('./upkeep') as typeof import('./upkeep')).runUpkeep(spec, UPKEEP_KV_TIMEOUT_MS) : null;
     const replayer: PendingDelReplayer | null = spec.kind !== 'file'
-      ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs, undefined, () => engine?.spawnerExec())
+      ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs, undefined, () => engine?.spawnerExec(), upkeep ?? undefined)
       : null;
+    // (made first, undone last: after the replay and the holds stopped)
+    if (upkeep) startMade('the upkeep\'s datastore store', () => upkeep.store.close());
     if (replayer) startMade('the deferred DEL replay', () => replayer.stop());
     if (cacheWriter) startMade('the model cache writer', () => cacheWriter.stop());
     if (metrics && replayer) {
@@ -1221,6 +1226,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // host programmer wrote it, one added by hand): set once the apply loop below exists
       onUnderlayRoutes: () => onUnderlayRoutes(),
       onOrphans: () => orphanHolder?.kick(),
+      // its looks for them one at a time with the deferred DEL replay's entries (upkeep.ts)
+      ...(upkeep ? { orphanLooks: upkeep.serial } : {}),
       // the start's orphan scan once podway forwards (below): its forks hold this thread
       deferOrphanScan: true,
     });
@@ -1244,7 +1251,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const { OrphanHolder } = require('./orphan-holds') as typeof import('./orphan-holds');
       const { DEFAULT_IPAM_LOCK_FILE } = require('../cni/config') as typeof import('../cni/config');
       const locks = cniIpamLockFiles(cniConfDir, opts.node, DEFAULT_IPAM_LOCK_FILE);
-      orphanHolder = new OrphanHolder(opts.node, spec, locks, { list: () => eng.orphanList(), scanComplete: () => eng.orphanScanComplete() }, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.orphanHoldIntervalMs);
+      orphanHolder = new OrphanHolder(opts.node, spec, locks, { list: () => eng.orphanList(), scanComplete: () => eng.orphanScanComplete() }, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.orphanHoldIntervalMs, upkeep ?? undefined);
       orphanHolder.start();
       const holder = orphanHolder;
       startMade('the orphan address holds', () => holder.stop());
@@ -1734,12 +1741,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // registration under way): their calls are given up and go on over new ones (etcd-kv.ts)
       addressLeft: (gone) => {
         nodeAddresses.reconnect();
+        upkeep?.store.reconnect();
         reconnectEtcdStoresOf(spec);
         source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`);
       },
       // those new connections may have found no way out and wait in gRPC's backoff: again, at once
       addressAppeared: (added) => {
         nodeAddresses.reconnect();
+        upkeep?.store.reconnect();
         reconnectEtcdStoresOf(spec);
         source?.reconnectDatastore(`node address ${added.join(', ')} appeared`);
       },
@@ -1875,7 +1884,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // Its store closed after it (a look under way still uses it).
         const monitorStopped = Promise.all([revokeLiveClaims().catch(() => undefined), (monitor?.stop() ?? Promise.resolve()).then(() => nodeAddresses?.close()).catch(() => undefined)]);
         // A replay's lock wait is aborted; an etcd call under way is waited for at most 5 s, as the others.
-        const replayStopped = Promise.race([Promise.all([replayer?.stop(), orphanHolder?.stop()]), new Promise((r) => setTimeout(r, 5000).unref())]);
+        const replayStopped = Promise.race([Promise.all([replayer?.stop(), orphanHolder?.stop()]), new Promise((r) => setTimeout(r, 5000).unref())])
+          .then(() => upkeep?.store.close());
         server.close();
         // The nftables tables stay (the next start replaces them in one transaction, as after a
         // crash; `podway cleanup` removes them): an update's nft still running is waited for, so
@@ -2021,6 +2031,8 @@ export function onHangup(log: { warn(msg: string, fields?: Record<string, unknow
 
 /** How long after `forwarding` the start's orphan scan begins (engine deferOrphanScan). */
 const ORPHAN_SCAN_AFTER_MS = 2000;
+/** The per-call bound of the upkeep's store (the deferred DEL replay's and the orphan holds' etcd calls). */
+const UPKEEP_KV_TIMEOUT_MS = 5_000;
 
 /** How long the start waits for the underlay neighbours' answers before it says it forwards (one
  * ARP retransmission time: a neighbour that is up answers the first request). */
@@ -2057,7 +2069,8 @@ async function startNeighborWait(eng: Engine, maxMs: number, stopped: () => bool
 
 /** This thread's etcd connections made again (etcd-kv.ts reconnectEtcdStores), if it has any: the
  * etcd client is not loaded here for that (the address monitor's store is in a thread of its own;
- * the deferred DEL replay's loads it; a file: or embedded store never does: startup-modules). */
+ * the upkeep's store is the light client, made again by its own reconnect, upkeep.ts; a file: or
+ * embedded store never loads it: startup-modules). */
 function reconnectEtcdStoresOf(spec: { kind: string }): void {
   if (spec.kind !== 'etcd') return;
   const loaded = require.cache[require.resolve('../control/kv/etcd-kv')];

@@ -194,6 +194,11 @@ export interface EngineOptions {
    * forwards (bench/README.md, "The gap of a restart": each fork from this thread held it 0.1-0.3 s
    * at load 20, in the seconds the pods' traffic comes back). */
   deferOrphanScan?: boolean;
+  /** Runs each look into the pods' namespaces for orphan addresses (the start's scan, a tap/tun
+   * pod's device looked for once its endpoint is deleted) with what it judges: podway run's upkeep
+   * queue (cli/upkeep.ts), so that no look reads an interface a deferred CNI DEL's replay is
+   * removing and judges it after that replay deleted its endpoint. Absent: run at once. */
+  orphanLooks?: <T>(look: () => Promise<T>) => Promise<T>;
   /** First pause before a refused tunnel table is tried again (default TABLE_RETRY_MIN_MS), doubling
    * up to TABLE_RETRY_MAX_MS. */
   tableRetryMs?: number;
@@ -557,6 +562,7 @@ export class Engine {
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
     this.onOrphans = opts.onOrphans ?? (() => {});
     this.deferOrphanScan = opts.deferOrphanScan ?? false;
+    this.orphanLooks = opts.orphanLooks ?? ((look) => look());
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
@@ -2097,6 +2103,7 @@ export class Engine {
 
   private orphanScan: 'pending' | 'complete' | 'partial' = 'pending';
   private readonly deferOrphanScan: boolean;
+  private readonly orphanLooks: <T>(look: () => Promise<T>) => Promise<T>;
   /** The start's orphan scan is waiting for startOrphanScan() (deferOrphanScan). */
   private orphanScanWaiting = false;
 
@@ -2131,7 +2138,13 @@ export class Engine {
    * finds a pod whose endpoint was deleted while an earlier run ran (that run removed its route),
    * which the routes alone do not show.
    */
-  private async findPodOrphans(): Promise<void> {
+  private findPodOrphans(): Promise<void> {
+    // read and judged in one piece, in podway run's upkeep queue (orphanLooks)
+    return this.orphanLooks(() => this.lookForPodOrphans());
+  }
+
+  private async lookForPodOrphans(): Promise<void> {
+    if (this.stopped) return;
     let scan: Awaited<ReturnType<typeof readPodPeerAddresses>>;
     try {
       // its `ip`s and shell started by the spawner's helper: a fork of this process, its rings
@@ -2147,7 +2160,9 @@ export class Engine {
     const named = new Set(endpointInterfaces(this.model));
     // an interface an endpoint names but not attached yet (its pod being made) is not looked at;
     // one no endpoint names holds no endpoint's address either
-    this.addOrphans(scan.found.filter((f) => !named.has(f.ifname)).map((f) => ({ ...f, source: 'pod' as const })));
+    const orphans = scan.found.filter((f) => !named.has(f.ifname));
+    this.addOrphans(orphans.map((f) => ({ ...f, source: 'pod' as const })));
+    this.log.info(`host: the pods' interfaces looked into for addresses no endpoint names: ${scan.found.length} address(es) on pod interfaces, ${orphans.length} no endpoint names`, { component: 'host', podAddresses: scan.found.length, orphanAddresses: orphans.length });
   }
 
   /**
@@ -2174,10 +2189,13 @@ export class Engine {
   }
 
   /** A tap/tun pod's endpoint deleted: its device, still in its pod's namespace, keeps its addresses. */
-  private async podDeviceGone(ifname: string, netns: string): Promise<void> {
-    const d = await readPodDevice(netns, ifname, this.spawnerExec()).catch(() => null);
-    if (!d || this.stopped || !this.model || endpointInterfaces(this.model).includes(ifname)) return;
-    this.addOrphans(d.addresses.map((address) => ({ ifname, address, source: 'deleted' as const, netns, netnsInode: d.inode })));
+  private podDeviceGone(ifname: string, netns: string): Promise<void> {
+    return this.orphanLooks(async () => {
+      if (this.stopped) return;
+      const d = await readPodDevice(netns, ifname, this.spawnerExec()).catch(() => null);
+      if (!d || this.stopped || !this.model || endpointInterfaces(this.model).includes(ifname)) return;
+      this.addOrphans(d.addresses.map((address) => ({ ifname, address, source: 'deleted' as const, netns, netnsInode: d.inode })));
+    });
   }
 
   private adoptLeftovers(model: NodeDataplaneModel, reads: HostStartReads | null): void {

@@ -8,7 +8,9 @@
  * its record), the address, the host veth the DEL left (still the peer of the pod end it saw) and a
  * tap device carrying the endpoint's altname, when it is the device the DEL left (its index, in that
  * very namespace: a pod re-created at the same namespace path keeps its new one; an entry of an
- * older podway without that record leaves the device and says so). A real etcd in the node's namespace, stopped by PID
+ * older podway without that record leaves the device and says so). podway's look into the pods'
+ * namespaces for orphan addresses never takes a replayed pod's address for an orphan's (the look
+ * and the replay take turns: src/cli/upkeep.ts). A real etcd in the node's namespace, stopped by PID
  * and started again on its data dir. Root and network namespaces.
  */
 import { test } from 'uvu';
@@ -25,11 +27,13 @@ import { netnsIdentity, pendingFileName } from '../../src/cni/pending-del';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sh } from '../helpers/netns';
 import { until } from '../helpers/until';
+import { loadedModuleReports, REPORT_MODULES } from '../helpers/module-report';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
 
 const cid = (n: string): string => `c${n}${process.pid}${Math.random().toString(16).slice(2, 8)}`;
 const WEPS = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
+const ETCD_CLIENT = ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs'];
 
 test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the k8s endpoint, releases the address, removes the host veth and the tap device ADD made', async () => {
   if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
@@ -110,7 +114,8 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
     writeFileSync(fileO, JSON.stringify(entryO, null, 2) + '\n');
 
     await etcd.start();
-    podway = h.startPodway(['--model-cache', 'none'], datastore);
+    // (each thread's modules reported at its exit: the replay's store on the forwarding thread is the light client)
+    podway = h.startPodway(['--model-cache', 'none'], datastore, { NODE_OPTIONS: REPORT_MODULES });
     await podway.ready();
     const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json') || n.endsWith('.json.replaying')).length === 0
       && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 4, 60_000);
@@ -129,11 +134,12 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
       const held = await ipam.allocationOf(a.json.ips[0].address.split('/')[0]);
       assert.ok(held === null || (held.handleId ?? '').startsWith('podway-orphan.'), JSON.stringify(held));
     }
-    // (podway's orphan scan may have seen the tap device as the replay removed it, and hold T's
-    // address for it a while: released by podway once the device is gone, waited for)
+    // Free at once, and never taken for an orphan's: podway's looks into the pods' namespaces and
+    // the replay's entries take turns (src/cli/upkeep.ts); a look reading T's device as the replay
+    // removed it took T's address for an orphan's and held it (seen at load 31, before).
     for (const a of [addV, addT]) {
       const ip = a.json.ips[0].address.split('/')[0];
-      assert.ok(await until(async () => (await ipam.allocationOf(ip)) === null, 30_000), `${ip} released: ${JSON.stringify(await ipam.allocationOf(ip))}`);
+      assert.is(await ipam.allocationOf(ip), null, `${ip} released`);
     }
     assert.equal(await ipam.check(), []);
     // the host: the veth and the tap device gone
@@ -147,6 +153,20 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
     assert.ok(podway.log.some((l) => l.includes(idR) && l.includes(`tap device ${tapR} (eth0 in ${podR.path}) left: not the device the DEL saw (another namespace at that path`)), said);
     assert.ok(podway.log.some((l) => l.includes(idO) && l.includes(`tap device ${tapO} (eth0 in ${podO.path}) left: the entry does not record which device the DEL saw`)), said);
     assert.ok(podway.log.some((l) => l.includes(idV) && l.includes(`interface(s) left by the DEL removed: ${vethV}`)), podway.log.filter((l) => /deferred/.test(l)).join('\n'));
+    // (checked once podway's start look is done: a hold would come after it)
+    assert.ok(await until(() => podway!.log.some((l) => l.includes('pods\' interfaces looked into for addresses no endpoint names')), 30_000), 'podway\'s start look is done');
+    const orphanLines = podway.log.filter((l) => /holds pod address|orphan pod addresses held/.test(l) && (l.includes(vethV) || l.includes(tapT)));
+    assert.equal(orphanLines, [], 'V\'s and T\'s interfaces are never taken for an orphan\'s');
+    // The replay (and the holds) went through the run's one upkeep store, the light client: the
+    // forwarding thread loaded no etcd3 (its replay opened an EtcdKv each pass before).
+    await podway.stop();
+    const mainReports = () => loadedModuleReports(podway!.log.join('\n')).filter((r) => r.includes('src/dataplane/engine.js') && r.includes('src/cli/run.js'));
+    // (its stderr may be read after its exit)
+    assert.ok(await until(() => mainReports().length > 0, 5_000), 'the main thread reported its modules');
+    const main = mainReports();
+    assert.is(main.length, 1, 'one report of the main thread');
+    assert.equal(main[0]!.filter((m) => ETCD_CLIENT.includes(m)), [], 'the forwarding thread loaded no etcd3 client');
+    assert.ok(main[0]!.includes('src/cli/upkeep.js') && main[0]!.includes('src/control/kv/etcd-lite.js'), 'the upkeep\'s store is the light client');
     ok = true;
   } finally {
     if (!ok && podway) console.log(podway.log.slice(-30).join('\n'));

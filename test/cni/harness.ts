@@ -158,10 +158,11 @@ export class CniHarness {
 
   /**
    * `podway run` for this node inside its namespace, on the embedded datastore and the control
-   * socket the conflist names, with `--ip 10.99.0.1/24` and `more` arguments (the caller stops it).
+   * socket the conflist names, with `--ip 10.99.0.1/24` and `more` arguments, `env` added to the
+   * test's environment (the caller stops it).
    */
-  startPodway(more: string[] = [], datastore = `embedded:${this.storeDir}`): RunningPodway {
-    return new RunningPodway(spawn('ip', ['netns', 'exec', this.node.name, process.execPath, PODWAY_BIN, 'run', '--node', this.nodeName, '--datastore', datastore, '--ip', '10.99.0.1/24', '--cni-pending-del-dir', this.pendingDelDir, ...more, '--control', this.control], { stdio: ['ignore', 'ignore', 'pipe'] }), this.control);
+  startPodway(more: string[] = [], datastore = `embedded:${this.storeDir}`, env: Record<string, string> = {}): RunningPodway {
+    return new RunningPodway(spawn('ip', ['netns', 'exec', this.node.name, process.execPath, PODWAY_BIN, 'run', '--node', this.nodeName, '--datastore', datastore, '--ip', '10.99.0.1/24', '--cni-pending-del-dir', this.pendingDelDir, ...more, '--control', this.control], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } }), this.control);
   }
 
   /** A fresh pod network namespace. */

@@ -13,14 +13,16 @@ import type { DatastoreSpec } from './spec';
  * What a store is opened for, which decides its etcd client:
  * - 'command': calls made by a process that then exits: the CLI's datastore commands (apply,
  *   create, replace, delete, get, ipam ...), `cni install`, the CNI plugin; and one-shot calls of
- *   `podway run`: each registration (join.ts joinCluster, in a thread of its own) and the read of
- *   its Node at a start on the model cache (readNodeEntry). etcd's KV calls straight
+ *   `podway run`: each registration (join.ts joinCluster, in a thread of its own), the read of
+ *   its Node at a start on the model cache (readNodeEntry), and the store its forwarding thread
+ *   keeps for the deferred DEL replay and the orphan address holds (cli/upkeep.ts: etcd3 is not
+ *   loaded on that thread). etcd's KV calls straight
  *   over node:http2 (EtcdLiteKv, etcd-lite.ts), with EtcdKv's deadlines, failover, TLS and error
  *   words: loading etcd3 (grpc-js, protobufjs) cost such a process ~0.3 CPU-s and ~20 MB before
  *   its first call. Such a store cannot watch() and has no reconnect().
  * - 'run': `podway run`'s stores and anything that watches or lives long (its datastore's watches,
- *   its address monitor, the deferred DEL replay, which reconnectEtcdStores makes
- *   again when the node's address leaves): the etcd3 client (EtcdKv, etcd-kv.ts).
+ *   its address monitor, which reconnectEtcdStores makes again when the node's address leaves):
+ *   the etcd3 client (EtcdKv, etcd-kv.ts).
  * The embedded store (FileKv) is the same for both.
  */
 export type KvUse = 'command' | 'run';

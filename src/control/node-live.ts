@@ -520,7 +520,7 @@ export class NodeLiveness {
       // nothing granted again.
       if (this.halted()) return false;
       this.lostSince ??= Date.now();
-      this.log.warn(`node ${this.node}: its liveness lease ${this.lease} expired (etcd did not hear from this podway for ${this.ttl} s): granting a new one and writing ${key} again`);
+      this.log.warn(`node ${this.node}: its liveness lease ${this.lease} is gone from etcd (expired: etcd did not hear from this podway for ${this.ttl} s; or etcd lost it: restarted with its data wiped or restored from a backup): granting a new one and writing ${key} again`);
       this.lease = null;
     }
     if (this.halted()) return false;

@@ -67,7 +67,7 @@ test('holder and start check on one etcd: renewals, an outage longer than the le
     assert.is(await kv.getLeased(liveKey(NODE)), null);
     await lost.tick();
     assert.ok(lost.leaseId() !== null && lost.leaseId() !== before, 'a new lease');
-    assert.ok(logs.some((l) => /liveness lease \d+ expired .*granting a new one/.test(l)), logs.join(' | '));
+    assert.ok(logs.some((l) => /liveness lease \d+ is gone from etcd \(expired: .*granting a new one/.test(l)), logs.join(' | '));
     assert.ok((await kv.getLeased(liveKey(NODE))) !== null, 'the key written again');
     // Unreachable: a renewal fails, said once, no throw.
     await etcd.kill();

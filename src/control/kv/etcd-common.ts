@@ -28,6 +28,8 @@ export interface EtcdKvOptions {
    * CNI_CONNECT_TIMEOUT_MS). A refused or unreachable endpoint fails at once whatever it is.
    */
   readonly connectTimeoutMs?: number;
+  /** The largest answer taken, in bytes (default MAX_RECEIVE_BYTES; tests give less). */
+  readonly maxReceiveBytes?: number;
 }
 
 export const DEFAULT_TIMEOUT_MS = 5000;
@@ -41,6 +43,8 @@ export interface EtcdSettings {
   readonly connectAttemptMs: number;
   /** "etcd URL[,URL]", the start of their error messages. */
   readonly description: string;
+  /** The largest answer taken (MAX_RECEIVE_BYTES unless the options say less). */
+  readonly maxReceiveBytes: number;
 }
 
 /** "etcd URL[,URL]": how a store of these endpoints names itself (errors, its fence counts). */
@@ -59,6 +63,7 @@ export function etcdSettings(options: EtcdKvOptions): EtcdSettings {
     connectTimeoutMs,
     connectAttemptMs: Math.max(CONNECT_ATTEMPT_MS, connectTimeoutMs),
     description: etcdDescription(options.endpoints),
+    maxReceiveBytes: options.maxReceiveBytes ?? MAX_RECEIVE_BYTES,
   };
 }
 /**
@@ -185,3 +190,98 @@ export function tlsRejection(message: string): string | null {
   return null;
 }
 
+
+/**
+ * A prefix is listed in pages of at most this many keys (both clients' list()), each page one
+ * range request: a prefix of thousands of WorkloadEndpoints is many answers of a bounded size,
+ * not one answer that outgrows the receive bound (MAX_RECEIVE_BYTES). kube-apiserver's paging of
+ * etcd (limit + the next key, at the first page's revision) is the same; 500 is its usual page.
+ */
+export const LIST_PAGE_KEYS = 500;
+
+/**
+ * The largest answer either client takes from etcd, in bytes (gRPC's default is 4 MiB, grpc-js's
+ * `grpc.max_receive_message_length`; clientv3, Calico's client, takes up to 2 GiB). A value etcd
+ * stores is at most its --max-request-bytes (1.5 MiB by default) and a page of LIST_PAGE_KEYS
+ * such keys would be larger than this: a page whose answer is too large is asked again with
+ * fewer keys (pagedList), down to one key, so only a single value larger than this bound (an
+ * etcd run with --max-request-bytes above 64 MiB) cannot be read.
+ */
+export const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+
+/** A paged list whose revision etcd compacted under it is begun again at most this many times. */
+export const LIST_RESTARTS = 5;
+
+/** An answer larger than the bound the client takes (MAX_RECEIVE_BYTES): not an outage. */
+export class EtcdAnswerTooLargeError extends Error {}
+
+/**
+ * etcd's gRPC server refused a request larger than it takes (its --max-request-bytes and gRPC's
+ * overhead: "grpc: received message larger than max (N vs. M)"): etcd answered, the request is
+ * the matter, not an outage. The words for it, or null when `details` says something else.
+ */
+export function requestTooLargeText(details: string): string | null {
+  return /\bgrpc: received message larger than max\b/.test(details) ? `etcd refused the request as larger than it takes (its --max-request-bytes): ${details.replace(/^\d+ [A-Z_]+: /, '')}` : null;
+}
+
+/** Whether an etcd error says that the revision asked for is compacted (etcd's ErrCompacted). */
+export function compactedError(e: unknown): boolean {
+  return e instanceof Error && /required revision has been compacted/.test(e.message);
+}
+
+/** One page of a prefix (pagedList): its entries in key order, whether more follow, and the header's revision. */
+export interface ListPage<T> {
+  readonly kvs: readonly T[];
+  readonly more: boolean;
+  readonly revision: number;
+}
+
+/**
+ * Every key of a prefix at one revision, read in pages (LIST_PAGE_KEYS keys each): the first page
+ * at the store's current revision, the next ones from the key after the last one read, at the
+ * first page's header revision (etcd's range with `revision`), so the pages together are one
+ * consistent snapshot, as a single range would be. `page(from, revision, limit)` reads one
+ * (revision undefined: the current one). A page whose answer is larger than the client takes
+ * (EtcdAnswerTooLargeError) is asked again with a quarter of the keys, down to one. When etcd
+ * compacted the revision between two pages (a compaction while a long list ran), the list begins
+ * again at the current revision, at most LIST_RESTARTS times; then the compaction error is thrown
+ * (`what` names the list). `keyOf` gives an entry's key bytes.
+ */
+export async function pagedList<T>(
+  prefix: Buffer,
+  keyOf: (kv: T) => Buffer,
+  page: (from: Buffer, revision: number | undefined, limit: number) => Promise<ListPage<T>>,
+  what: string,
+  pageKeys = LIST_PAGE_KEYS,
+): Promise<{ kvs: T[]; revision: number; pages: number; restarts: number }> {
+  let limit = pageKeys;
+  let pages = 0;
+  for (let restarts = 0; ; restarts++) {
+    const kvs: T[] = [];
+    let from = prefix;
+    let revision: number | undefined;
+    for (;;) {
+      let p: ListPage<T>;
+      try {
+        p = await page(from, revision, limit);
+        pages++;
+      } catch (e) {
+        if (e instanceof EtcdAnswerTooLargeError && limit > 1) {
+          limit = Math.max(1, Math.floor(limit / 4));
+          continue;
+        }
+        if (revision !== undefined && compactedError(e)) {
+          if (restarts < LIST_RESTARTS) break;
+          throw Object.assign(new Error(`${what}: etcd compacted the revision of the list ${restarts + 1} times while its pages were read (${(e as Error).message})`), { cause: e });
+        }
+        throw e;
+      }
+      revision ??= p.revision;
+      kvs.push(...p.kvs);
+      const last = p.kvs[p.kvs.length - 1];
+      if (!p.more || last === undefined) return { kvs, revision, pages, restarts };
+      // the next key after the last one read (keys are byte strings: its successor is key + 0x00)
+      from = Buffer.concat([keyOf(last), Buffer.from([0])]);
+    }
+  }
+}

@@ -110,7 +110,7 @@ import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
-import { EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
 import { CONNECT_ATTEMPT_OPTION, CONNECT_RETRY_OPTION, installGrpcConnectBound } from './grpc-connect-bound';
 import { CONNECT_RETRY_MS } from './tcp-dial';
 import { monoNow, MonoDeadline } from '../../util/mono-clock';
@@ -252,6 +252,15 @@ function notEtcd(e: unknown): boolean {
 }
 
 /**
+ * etcd answered, but with more than the client takes (grpc-js's RESOURCE_EXHAUSTED "Received
+ * message larger than max (N vs MAX_RECEIVE_BYTES)"): an answer, not an outage (etcd's own
+ * RESOURCE_EXHAUSTED, "too many requests", is one: it is not this).
+ */
+function tooLarge(e: unknown): boolean {
+  return e instanceof Error && /Received message larger than max/.test(e.message);
+}
+
+/**
  * Whether a call that passed its deadline was written to a connection (grpc-js names the
  * connection's remote_addr) or was still waiting for one ("Waiting for LB pick": the endpoint never
  * connected, nothing was sent). undefined: the message says neither.
@@ -268,7 +277,7 @@ const RULES: FailoverRules = {
   neverSent,
   readAgain: (e) => e instanceof GRPCUnavailableError && tlsRejection(e.message) === null,
   leaderless: (e, read) => e instanceof GRPCUnavailableError && (/etcdserver: no leader/.test(e.message) || (read && /etcdserver: leader changed/.test(e.message))),
-  unanswered: (e) => e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || (e instanceof Error && isRecoverableError(e)),
+  unanswered: (e) => !tooLarge(e) && !(e instanceof Error && requestTooLargeText(e.message)) && (e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || (e instanceof Error && isRecoverableError(e))),
   deadline: (e) => e instanceof GRPCDeadlineExceededError,
 };
 
@@ -433,6 +442,7 @@ export class EtcdKv implements KvStore, KvLeases {
   private readonly endpoints: readonly string[];
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly maxReceiveBytes: number;
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
   /** What this store's calls learned about each endpoint (failoverPolicy), across reconnect(). */
@@ -444,7 +454,7 @@ export class EtcdKv implements KvStore, KvLeases {
 
   constructor(options: EtcdKvOptions) {
     const settings = etcdSettings(options);
-    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = settings);
+    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description, maxReceiveBytes: this.maxReceiveBytes } = settings);
     this.endpointText = `etcd at ${this.endpoints.join(',')}`;
     this.etcdOptions = {
       hosts: [...this.endpoints],
@@ -455,6 +465,9 @@ export class EtcdKv implements KvStore, KvLeases {
         'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
         'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
         'grpc.keepalive_permit_without_calls': 0,
+        // gRPC takes answers of up to 4 MiB by default: a list of a large prefix is paged
+        // (pagedList), and a page or a value up to MAX_RECEIVE_BYTES is taken.
+        'grpc.max_receive_message_length': settings.maxReceiveBytes,
         // gRPC waits 1 s after a failed connect, growing 1.6x up to 120 s by default: a client
         // that found no way out (the node's address gone, etcd down) would then take up to two
         // minutes to see that the way is back. 5 s at most; each failed attempt is one SYN.
@@ -592,6 +605,11 @@ export class EtcdKv implements KvStore, KvLeases {
       const url = call?.attempts.find((a) => a.error === err)?.host ?? (this.endpoints.length === 1 ? this.endpoints[0]! : 'an endpoint');
       return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url)));
     }
+    const refused = requestTooLargeText(err.message);
+    if (refused) return withCause(new Error(`${this.description} (${what}): ${refused}`));
+    if (tooLarge(err)) {
+      return withCause(new EtcdAnswerTooLargeError(`${this.description} (${what}): etcd's answer is larger than the ${this.maxReceiveBytes} bytes this client takes (${grpcReason(err.message)})`));
+    }
     // A deadline's own text is gRPC's internals ("Deadline exceeded after 5.001s,LB pick:
     // ...,remote_addr=...", "Waiting for LB pick"): what it means to an operator is that nothing
     // answered in time, and whether the call was sent (deadlineError). A gRPC that says neither:
@@ -663,16 +681,29 @@ export class EtcdKv implements KvStore, KvLeases {
     return (await this.getLeased(key))?.entry ?? null;
   }
 
-  async list(prefix: string): Promise<KvList> {
-    const start = Buffer.from(prefix);
+  /**
+   * Every key of `prefix` at one revision, in pages (etcd-common.ts pagedList): a prefix larger
+   * than one answer may be (thousands of WorkloadEndpoints) is read whole. `pageKeys`: the keys
+   * per page (LIST_PAGE_KEYS; tests ask for fewer).
+   */
+  async list(prefix: string, pageKeys = LIST_PAGE_KEYS): Promise<KvList> {
+    const { kvs, revision } = await pagedList<IKeyValue>(Buffer.from(prefix), (kv) => kv.key, (from, rev, limit) => this.listPage(prefix, from, rev, limit), `${this.description} (list ${prefix})`, pageKeys);
+    // etcd returns a range in key (byte) order unless asked otherwise.
+    return { entries: kvs.map(toEntry), revision };
+  }
+
+  /**
+   * One page of `prefix` (pagedList): at most `limit` keys from `from`, at `revision` (undefined:
+   * the current one). Public for the tests of pagedList on a real etcd.
+   */
+  async listPage(prefix: string, from: Buffer, revision: number | undefined, limit: number): Promise<ListPage<IKeyValue>> {
     const res = await this.call(`list ${prefix}`, () =>
-      this.client.kv.range({ key: start, range_end: prefixRangeEnd(start) }, this.callOptions()),
+      this.client.kv.range({ key: from, range_end: prefixRangeEnd(Buffer.from(prefix)), limit, ...(revision !== undefined ? { revision } : {}) }, this.callOptions()),
       'read',
     );
     if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     this.noteRevision(res.header);
-    // etcd returns a range in key (byte) order unless asked otherwise.
-    return { entries: res.kvs.map(toEntry), revision: Number(res.header.revision) };
+    return { kvs: res.kvs, more: Boolean(res.more), revision: Number(res.header.revision) };
   }
 
   /**

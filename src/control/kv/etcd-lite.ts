@@ -36,7 +36,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { prefixRangeEnd } from './keys';
 import { afterPoll, LoopBudget, loopTimer } from '../../util/loop-time';
 import { monoNow } from '../../util/mono-clock';
-import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
@@ -63,6 +63,7 @@ import {
 /** gRPC status codes used here. */
 const CANCELLED = 1;
 const DEADLINE_EXCEEDED = 4;
+const RESOURCE_EXHAUSTED = 8;
 const UNAVAILABLE = 14;
 /** The codes etcd3 counts as recoverable (its isRecoverableError), which EtcdKv reports as unreachable. */
 const RECOVERABLE = new Set([1, 2, DEADLINE_EXCEEDED, 8, 10, 13, UNAVAILABLE]);
@@ -96,6 +97,9 @@ const isDeadline = (e: unknown): boolean => e instanceof GrpcError && e.code ===
 /** An endpoint that answered HTTP 404 to etcd's gRPC API: an HTTP/2 server that is not etcd. */
 const notEtcd = (e: unknown): boolean => e instanceof GrpcError && e.code === 12 && /Received HTTP status code 404\b/.test(e.details);
 
+/** An answer larger than this client takes (unary: MAX_RECEIVE_BYTES): an answer, not an outage. */
+const tooLarge = (e: unknown): boolean => e instanceof GrpcError && e.code === RESOURCE_EXHAUSTED && /Received message larger than max/.test(e.details);
+
 /** Whether a failed call never reached etcd, so that another endpoint may be asked (EtcdKv's neverSent). */
 const neverSent = (e: unknown): boolean => e instanceof NoConnection || noLeader(e) || notEtcd(e);
 
@@ -104,7 +108,7 @@ const RULES: FailoverRules = {
   neverSent,
   readAgain: (e) => e instanceof GrpcError && e.code === UNAVAILABLE,
   leaderless: (e, read) => noLeader(e) || (read && e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: leader changed/.test(e.details)),
-  unanswered: (e) => e instanceof GrpcError && RECOVERABLE.has(e.code),
+  unanswered: (e) => e instanceof GrpcError && RECOVERABLE.has(e.code) && !tooLarge(e) && requestTooLargeText(e.details) === null,
   deadline: isDeadline,
 };
 
@@ -380,6 +384,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
   private readonly endpoints: readonly string[];
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly maxReceiveBytes: number;
   private readonly connections: Connection[];
   private lastClusterId: string | null = null;
   /** The header revision of the last answer (a create's fence compares with it: etcd-fence.ts). */
@@ -390,7 +395,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
 
   constructor(options: EtcdKvOptions) {
     const settings = etcdSettings(options);
-    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = settings);
+    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description, maxReceiveBytes: this.maxReceiveBytes } = settings);
     const tls = readEtcdTls(options.tls);
     this.connections = this.endpoints.map((url) => new Connection(url, tls, settings.connectAttemptMs));
   }
@@ -467,12 +472,18 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
     return res.succeeded;
   }
 
-  async list(prefix: string): Promise<KvList> {
-    const start = Buffer.from(prefix);
-    const res = decodeRangeResponse(await this.call(`list ${prefix}`, 'Range', encodeRange({ key: start, rangeEnd: prefixRangeEnd(start) }), 'read'));
-    this.noteHeader(res.header);
+  /** Every key of `prefix` at one revision, in pages, as EtcdKv's (etcd-common.ts pagedList). */
+  async list(prefix: string, pageKeys = LIST_PAGE_KEYS): Promise<KvList> {
+    const { kvs, revision } = await pagedList<KeyValue>(Buffer.from(prefix), (kv) => kv.key, (from, rev, limit) => this.listPage(prefix, from, rev, limit), `${this.description} (list ${prefix})`, pageKeys);
     // etcd returns a range in key (byte) order unless asked otherwise.
-    return { entries: res.kvs.map(toEntry), revision: res.header.revision };
+    return { entries: kvs.map(toEntry), revision };
+  }
+
+  /** One page of `prefix` (pagedList): at most `limit` keys from `from`, at `revision` (undefined: the current one). */
+  async listPage(prefix: string, from: Buffer, revision: number | undefined, limit: number): Promise<ListPage<KeyValue>> {
+    const res = decodeRangeResponse(await this.call(`list ${prefix}`, 'Range', encodeRange({ key: from, rangeEnd: prefixRangeEnd(Buffer.from(prefix)), limit, revision }), 'read'));
+    this.noteHeader(res.header);
+    return { kvs: res.kvs, more: res.more, revision: res.header.revision };
   }
 
   /** Create-if-absent with its fence (etcd-fence.ts), as EtcdKv's. */
@@ -771,7 +782,22 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
         readStatus(h);
       });
       stream.on('trailers', readStatus);
-      stream.on('data', (d: Buffer) => chunks.push(d));
+      // At most maxReceiveBytes (and its 5-byte frame), as EtcdKv's gRPC takes: a larger answer
+      // is given up (a list asks for fewer keys per page: pagedList).
+      let received = 0;
+      const max = this.maxReceiveBytes;
+      stream.on('data', (d: Buffer) => {
+        if (settled) return;
+        received += d.length;
+        if (received > max + 5) {
+          const first = chunks[0] ?? d;
+          const size = first.length >= 5 ? first.readUInt32BE(1) : received - 5; // the message's length, as its frame says
+          finish(new GrpcError(RESOURCE_EXHAUSTED, `Received message larger than max (${size} vs ${max})`));
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+          return;
+        }
+        chunks.push(d);
+      });
       stream.on('error', () => undefined); // the close below says what happened
       stream.on('close', () => {
         if (status === null) {
@@ -805,6 +831,9 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
       const url = call.attempts.find((a) => a.error === err)?.host ?? this.endpoints[0]!;
       return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url)), err);
     }
+    const refused = err instanceof GrpcError ? requestTooLargeText(err.details) : null;
+    if (refused) return withCause(new Error(`${this.description} (${what}): ${refused}`), err);
+    if (tooLarge(err)) return withCause(new EtcdAnswerTooLargeError(`${this.description} (${what}): etcd's answer is larger than the ${this.maxReceiveBytes} bytes this client takes (${(err as GrpcError).details})`), err);
     const recoverable = err instanceof NoConnection || (err instanceof GrpcError && RECOVERABLE.has(err.code));
     if (!recoverable) return err instanceof GrpcError ? withCause(new Error(`${this.description} (${what}): ${err.message}`), err) : err;
     if (isDeadline(err)) {

@@ -13,7 +13,10 @@
 // consistent (Ipam.check) and hold no address of the bench's network.
 // --compare DIR runs a second build's plugin (a checkout with its dist/ and build/, e.g. a copy of
 // main's) beside this one on the same node and store: sequential calls alternate between the two,
-// parallel rounds take turns (which goes first alternates), so both see the same load.
+// parallel rounds take turns (which goes first alternates), so both see the same load. This
+// build's plugin runs through the shim `cni install` writes (from its start-up snapshot,
+// cni/snapshot.ts); --compare's through a shim running its dist/src/cni/main.js, without one (as
+// every build before the snapshot ran).
 // --rounds 1 --parallel 30 is the storm of bench/README "A storm on one node".
 // --bridge also runs the reference bridge plugin (containernetworking-plugins, as podman's own
 // default network: bridge + host-local IPAM, from /usr/lib/cni) on the same node, the same

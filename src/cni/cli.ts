@@ -39,6 +39,7 @@ export function addCniCommands(program: Command): void {
       const mode = o.ip === 'none' ? { ipv6Only: true, note: null } : await detectNodeMode(opts);
       const done = installCni({ ...opts, ipv6Only: mode.ipv6Only });
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
+      if (done.note) process.stdout.write(`note: ${done.note}\n`);
       if (mode.note) process.stdout.write(`${mode.note}\n`);
       // Calico's conflist chains portmap; podway's does not (docs/cni.md, "Host ports").
       process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see docs/cni.md, "Host ports")\n');

@@ -16,6 +16,7 @@ import type { KvStore } from '../control/kv/kv';
 import { nodeKey } from '../control/ipam/keys';
 import { isIpv6Only, nodeFamilies } from './node-families';
 import { UsageError } from '../cli/usage-error';
+import { ensurePluginSnapshot, SNAPSHOT_DIR } from './snapshot';
 
 export const SHIM_MARKER = '# podway CNI plugin shim, written by `podway cni install`';
 
@@ -48,27 +49,48 @@ export interface InstallOptions {
   /** The conflist's path, written into it ("conflist") for the plugin's error messages; installCni sets it. */
   readonly conflist?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** false: no start-up snapshot; the shim runs dist/src/cni/main.js (default: made and used, snapshot.ts). */
+  readonly snapshot?: boolean;
 }
 
 export interface Installed {
   readonly plugin: string;
   readonly conflist: string;
+  /** The plugin's start-up snapshot for this node binary (null: none; the plugin starts without). */
+  readonly snapshot: string | null;
+  /** Why there is no snapshot, to say (null when there is one, or none was asked for). */
+  readonly note: string | null;
 }
 
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** The shim's text: exec node on the compiled plugin, with a PATH that finds ip and nsenter. */
-export function shimText(nodePath: string, pluginJs: string): string {
-  return [
+/**
+ * The shim's text: exec node on the compiled plugin, with a PATH that finds ip and nsenter. With
+ * `snapshotDir` (snapshot.ts), node starts from the plugin's start-up snapshot when that directory
+ * holds one for this node binary (its name is what `stat -Lc %d-%i-%Z-%s NODE` prints) and the
+ * call has no arguments and no NODE_OPTIONS (a V8 flag there would make node refuse the snapshot);
+ * otherwise, and without `snapshotDir`, as before: node on dist/src/cni/main.js.
+ */
+export function shimText(nodePath: string, pluginJs: string, snapshotDir?: string): string {
+  const lines = [
     '#!/bin/sh',
     SHIM_MARKER,
     '# Runtimes run plugins with a minimal environment: the paths are absolute, and PATH gets the',
     '# usual system directories (iproute2 and nsenter live in sbin).',
     'PATH="${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
     'export PATH',
-    `exec ${quote(nodePath)} ${quote(pluginJs)} "$@"`,
-    '',
-  ].join('\n');
+  ];
+  if (snapshotDir !== undefined) {
+    lines.push(
+      '# The plugin\'s start-up snapshot for this node binary, when there is one (docs/cni.md, "What one call costs").',
+      'if [ $# -eq 0 ] && [ -z "${NODE_OPTIONS-}" ]; then',
+      `  snap=${quote(snapshotDir)}/$(stat -Lc %d-%i-%Z-%s ${quote(nodePath)} 2>/dev/null).blob`,
+      `  [ -f "$snap" ] && exec ${quote(nodePath)} --snapshot-blob "$snap"`,
+      'fi',
+    );
+  }
+  lines.push(`exec ${quote(nodePath)} ${quote(pluginJs)} "$@"`, '');
+  return lines.join('\n');
 }
 
 /**
@@ -199,11 +221,13 @@ export function installCni(opts: InstallOptions): Installed {
   if (existsSync(plugin) && !readFileSync(plugin, 'utf8').includes(SHIM_MARKER)) {
     throw new Error(`cni install: ${plugin} exists and was not written by podway cni install; not replacing it`);
   }
-  replaceFileSync(plugin, shimText(process.execPath, pluginJs), { mode: 0o755 });
+  // The plugin's start-up snapshot for this node (snapshot.ts); without one, the shim runs main.js.
+  const snapshot = opts.snapshot === false ? { blob: null, note: null } : ensurePluginSnapshot(process.execPath);
+  replaceFileSync(plugin, shimText(process.execPath, pluginJs, opts.snapshot === false ? undefined : SNAPSHOT_DIR), { mode: 0o755 });
   // One conflist per network name: a reinstall with another priority replaces the old file.
   for (const old of ourConflists(opts.confDir, name)) unlinkSync(old);
   replaceFileSync(conflist, text, { mode: 0o644 });
-  return { plugin, conflist };
+  return { plugin, conflist, snapshot: snapshot.blob, note: snapshot.note };
 }
 
 /** Conflists in confDir that are this network's podway config (name and a podway plugin). */

@@ -17,7 +17,7 @@ import Module = require('node:module');
 import * as path from 'node:path';
 
 /** Where zod 4 keeps the index; null when it is not there. */
-function localesIndex(): string | null {
+export function localesIndex(): string | null {
   let pkg: string;
   try {
     pkg = require.resolve('zod/package.json');
@@ -28,8 +28,11 @@ function localesIndex(): string | null {
   return existsSync(index) ? index : null;
 }
 
-/** The stand-in for zod's locales index: the real one required when a property is first read. */
-function deferred(index: string): object {
+/**
+ * The stand-in for zod's locales index: the real one required when a property is first read
+ * (also by the CNI plugin's snapshot, cni/snapshot-entry.ts, whose loader has its own cache).
+ */
+export function deferred(index: string): object {
   let real: object | undefined;
   const load = (): object => {
     if (!real) {

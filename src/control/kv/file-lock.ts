@@ -51,7 +51,13 @@ function procStartTime(pid: number | 'self'): { start: string; zombie: boolean }
   }
 }
 
-const selfStart = procStartTime('self')?.start ?? '0';
+/**
+ * This process's start time (/proc/self/stat), read on first use, not when the module loads: the
+ * CNI plugin's start-up snapshot (cni/snapshot-entry.ts) loads this module in another process,
+ * whose start time every token would otherwise carry (and be taken for a dead holder's).
+ */
+let selfStartRead: string | null = null;
+const selfStart = (): string => (selfStartRead ??= procStartTime('self')?.start ?? '0');
 
 /** This process's PID namespace ("pid:[4026531836]"); '' when it cannot be read. */
 function pidNamespace(): string {
@@ -61,7 +67,12 @@ function pidNamespace(): string {
     return '';
   }
 }
-const selfPidNs = pidNamespace();
+/**
+ * This process's PID namespace, read on first use (not when the module loads: the CNI plugin's
+ * start-up snapshot, cni/snapshot-entry.ts, loads it in another process, `podway cni install`).
+ */
+let selfPidNsRead: string | null = null;
+const selfPidNs = (): string => (selfPidNsRead ??= pidNamespace());
 /** A crashed waiter of another PID namespace cannot be told dead: its ticket is dropped when this old. */
 const FOREIGN_TICKET_MAX_AGE_NS = 10n * 60n * 1_000_000_000n;
 const liveTokens = new Set<string>();
@@ -123,8 +134,8 @@ export class FileLock {
     this.starvingPath = `${path}.starving`;
     // The PID namespace after the first three fields (older readers take those only), the mark
     // after it (a namespace that cannot be read is written as '-' then: foreign to every reader).
-    const ns = selfPidNs || (options.mark ? '-' : '');
-    this.tokenContent = `${process.pid} ${selfStart} ${basename(this.tokenPath)}${ns ? ` ${ns}` : ''}${options.mark ? ` ${options.mark}` : ''}\n`;
+    const ns = selfPidNs() || (options.mark ? '-' : '');
+    this.tokenContent = `${process.pid} ${selfStart()} ${basename(this.tokenPath)}${ns ? ` ${ns}` : ''}${options.mark ? ` ${options.mark}` : ''}\n`;
   }
 
   /** isDead, or named dead by the caller's deadIf (never our own token). */
@@ -244,7 +255,7 @@ export class FileLock {
         }
         if (Date.now() >= deadline) {
           throw new FileLockTimeoutError(
-            `timed out after ${timeoutMs} ms waiting for the lock ${this.path} (held by pid ${holder.split(' ')[0] || '?'}${foreignNs(holder) ? ` of another PID namespace, ${foreignNs(holder)} (this process is in ${selfPidNs}): it cannot be told dead from here, so its lock is not broken; run both sides with hostPID` : ''}, ${queue.length} waiting)`,
+            `timed out after ${timeoutMs} ms waiting for the lock ${this.path} (held by pid ${holder.split(' ')[0] || '?'}${foreignNs(holder) ? ` of another PID namespace, ${foreignNs(holder)} (this process is in ${selfPidNs()}): it cannot be told dead from here, so its lock is not broken; run both sides with hostPID` : ''}, ${queue.length} waiting)`,
           );
         }
         await wake.next(first && !this.starving ? this.starveMs : 10);
@@ -398,7 +409,7 @@ export function sweepDeadTokens(lockPath: string, opts: { mark?: string; foreign
 /** The PID namespace a token names when it is not ours ('' when ours or not named). */
 function foreignNs(token: string): string {
   const ns = token.trim().split(' ')[3] ?? '';
-  return ns !== '' && selfPidNs !== '' && ns !== selfPidNs ? ns : '';
+  return ns !== '' && selfPidNs() !== '' && ns !== selfPidNs() ? ns : '';
 }
 
 /** A ticket of another PID namespace's waiter, queued longer ago than any wait lasts (its owner crashed). */
@@ -417,7 +428,7 @@ function isDead(token: string): boolean {
   const [pidText, start] = token.split(' ');
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) return true;
-  if (pid === process.pid) return start !== selfStart;
+  if (pid === process.pid) return start !== selfStart();
   const info = procStartTime(pid);
   return info === null || info.zombie || info.start !== start;
 }

@@ -23,6 +23,14 @@
 // here, is stale at once (its holder would hold the kernel lock we now hold), and so is an old token of another PID namespace
 // whose lock is older than any IPAM operation lasts (LEGACY_FOREIGN_MAX_MS), left by an old
 // plugin that crashed before the upgrade.
+//
+// A full disk (ENOSPC, EDQUOT): the kernel lock needs no data block (its file, made once, and its
+// tickets are created empty; the holder's "<pid> <ns>" is written best-effort), but the link(2)
+// lock's token needs one. Its write failing, the token is removed and that step left out: the
+// kernel lock alone orders every podway holder, and only an older podway (mid-upgrade, on a full
+// disk) is not kept out. Said once on stderr (the plugin's log) per lock file and process, again
+// after a write went through. Before, every ADD and DEL of the host failed (code 5) until space was
+// freed, and each left its empty token behind.
 import { makeDirsSync } from '../util/make-dirs';
 import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -35,6 +43,13 @@ export class IpamLockTimeoutError extends CniError {}
 
 /** The wait for the lock was given up through its AbortSignal (podway run stopping). */
 export class IpamLockAbortedError extends CniError {}
+
+/**
+ * The lock could not be had for a local reason (its directory or its file cannot be made or
+ * opened: a read-only disk, a failing one), not for another holder (code 5). A full disk is not
+ * one: the kernel lock needs no free space (below).
+ */
+export class IpamLockIoError extends CniError {}
 
 /** This process's effective uid (the owner its private directories and files must have). */
 export function ownUid(): number {
@@ -110,6 +125,36 @@ export function legacyDeadIf(lockFile: string, foreignMaxMs = LEGACY_FOREIGN_MAX
   };
 }
 
+/** Lock files whose token could not be written, said so (once each) on stderr. */
+const tokenUnwritableSaid = new Set<string>();
+
+/**
+ * The link(2) lock's token written now (true), or false when it could not be (said once): the
+ * lock is then the kernel's alone.
+ */
+function prepareLegacy(o: IpamLockOptions, legacy: FileLock): boolean {
+  try {
+    legacy.prepareSync();
+    tokenUnwritableSaid.delete(o.file);
+    return true;
+  } catch (e) {
+    sayTokenUnwritable(o, e);
+    return false;
+  }
+}
+
+function sayTokenUnwritable(o: IpamLockOptions, e: unknown): void {
+  if (tokenUnwritableSaid.has(o.file)) return;
+  tokenUnwritableSaid.add(o.file);
+  process.stderr.write(`podway: IPAM lock ${o.file} (${o.setting}): its token for podway versions before the kernel lock cannot be written (${(e as Error).message}); going on with the kernel lock (${flockFileOf(o.file)}) alone, which needs no free space: only a podway older than that lock (mid-upgrade) is not kept out. Free space in ${dirname(o.file)}\n`);
+}
+
+/** A write refused for want of space (the disk, or the user's quota, is full). */
+function noSpace(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /**
  * Runs fn holding the lock; a lock not taken within the bound is a CniError (code 11), a wait
  * ended by `signal` an IpamLockAbortedError.
@@ -119,7 +164,7 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, 
     // /run is a tmpfs: the directory is gone after a reboot.
     makeDirsSync(dirname(o.file), { mode: 0o755 });
   } catch (e) {
-    throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): cannot make its directory: ${(e as Error).message}`);
+    throw new IpamLockIoError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): cannot make its directory: ${(e as Error).message}`);
   }
   requirePrivateDir(dirname(o.file), `IPAM lock ${o.file} (${o.setting}): its directory`);
   // Tokens of link(2) waiters killed by SIGKILL would pile up: one readdir (and a stat per token) each call.
@@ -130,12 +175,8 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, 
   // taking it is one link(2) (no thread-pool round trip; 10 processes at once made those, done
   // under the lock, the larger part of each handoff).
   const legacy = new FileLock(o.file, o.timeoutMs, { mark: LEGACY_TOKEN_MARK, deadIf: legacyDeadIf(o.file) });
+  const withLegacy = prepareLegacy(o, legacy);
   try {
-    try {
-      legacy.prepareSync();
-    } catch (e) {
-      throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
-    }
     try {
       await lock.acquire(o.timeoutMs, signal);
     } catch (e) {
@@ -143,17 +184,22 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, 
       if (e instanceof FlockTimeoutError) {
         throw new IpamLockTimeoutError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}) not taken: ${e.message}; another plugin process (or podway run replaying a deferred DEL) holds it`);
       }
-      throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
+      throw new IpamLockIoError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
     }
     try {
-      try {
-        if (!legacy.tryAcquireSync()) await legacy.acquire(signal, Math.max(0, o.timeoutMs - (Date.now() - started)));
-      } catch (e) {
-        if (e instanceof FileLockAbortedError) throw new IpamLockAbortedError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}): wait given up (stopping)`);
-        if (e instanceof FileLockTimeoutError) {
-          throw new IpamLockTimeoutError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}) not taken: ${e.message}; a podway plugin or podway run older than the kernel lock (${flockFileOf(o.file)}) holds this link(2) lock`);
+      if (withLegacy) {
+        try {
+          if (!legacy.tryAcquireSync()) await legacy.acquire(signal, Math.max(0, o.timeoutMs - (Date.now() - started)));
+        } catch (e) {
+          if (e instanceof FileLockAbortedError) throw new IpamLockAbortedError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}): wait given up (stopping)`);
+          if (e instanceof FileLockTimeoutError) {
+            throw new IpamLockTimeoutError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}) not taken: ${e.message}; a podway plugin or podway run older than the kernel lock (${flockFileOf(o.file)}) holds this link(2) lock`);
+          }
+          // The disk filled between the token's write and a ticket's (or the token's rewrite):
+          // as when the token could not be written at all.
+          if (noSpace(e)) sayTokenUnwritable(o, e);
+          else throw new IpamLockIoError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
         }
-        throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
       }
       return await fn();
     } finally {

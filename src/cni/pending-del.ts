@@ -461,7 +461,11 @@ export async function releaseInStore(kv: KvStore, handle: string | null, endpoin
   await deleteEndpoints();
   if (handle !== null && (await kv.get(handleKey(handle))) !== null) {
     const { Ipam } = require('../control/ipam/ipam') as typeof import('../control/ipam/ipam');
-    await new Ipam(kv).releaseByHandle(handle);
+    // By its ID whatever the blocks say (every caller holds the IPAM lock, so no ADD of this
+    // container is between the handle's write and its block's): a handle an ADD killed between
+    // them left, counting an address no block holds, goes too.
+    const r = await new Ipam(kv).releaseByHandle(handle, { dropHandle: true });
+    if (r.dropped.length > 0 && r.released.length === 0) process.stderr.write(`podway: ${containerID}: IPAM handle ${handle} counted addresses no block holds for it (${r.dropped.join(', ')}: an ADD killed between the handle's write and its block's); handle deleted\n`);
     await deleteEndpoints();
   }
   return { deleted, kept: [...kept] };

@@ -12,7 +12,7 @@ import { holdOrphanAddresses, ORPHAN_HANDLE_PREFIX } from './orphan-hold';
 import { handleId, hostVethName, NETWORK_ANNOTATION, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
-import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
+import { IpamLockIoError, IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
 import { datastoreKey, MAX_HOST_VETHS, entryDatastore, netnsIdentity, PodDeviceRef, entryEndpoints, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, recordedPod, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import { removeContainerLock, withContainerLock } from './container-lock';
@@ -861,6 +861,22 @@ function leftHostVeths(env: CniEnv, argsFaulty: boolean): Record<string, number>
   }
 }
 
+/**
+ * What a DEL that could neither release nor defer leaves in the datastore (`what`), and the
+ * commands that release it by hand (`fix`): the handle, whose addresses `ipam check` then counts as
+ * leaked, and the candidate endpoints (only one of them exists).
+ */
+function leftInStore(conf: NetConf, handle: string | null, endpoints: readonly { name: string; namespace: string }[]): { what: string; fix: string } {
+  const ds = `--datastore ${datastoreKey(conf.datastore)}`;
+  const eps = endpoints.map((r) => `${r.namespace}/${r.name}`);
+  const what = `${handle ? `IPAM handle ${handle} (its addresses) and ` : ''}the WorkloadEndpoint ${eps.join(' or ')}${conf.ipam ? ` (the addresses are the delegated IPAM plugin's ${conf.ipam.type})` : ''}`;
+  const cmds = [
+    ...endpoints.map((r) => `podway delete workloadendpoint ${r.name} -n ${r.namespace} ${ds}`),
+    ...(handle ? [`podway ipam release --handle ${handle} --grace-period 0 ${ds}`] : []),
+  ];
+  return { what, fix: `${cmds.join('; ')} (only one of the endpoints named exists); \`podway ipam check ${ds}\` lists what is left` };
+}
+
 async function del(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<void> {
   await delAttachment(env, conf, stdin);
   // Done with the container: its ADD lock file goes (when no ADD holds it).
@@ -964,16 +980,20 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
     // one after another behind a lock each holds while waiting for etcd. The same read says
     // whether the datastore is locked (`calicoctl datastore migrate lock`).
     const locked = await datastoreLock(kv, conf);
-    noteCluster(conf, kv);
     if (locked) throw locked;
     // Under the IPAM lock as a whole: a replay of this container's deferred DEL (podway run) is
-    // not interleaved with it.
+    // not interleaved with it. The lock needs no free space (ipam-lock.ts), and nothing before the
+    // release writes to a disk: a full one (the spool's, the lock's) does not keep the datastore
+    // part from being done while the datastore answers.
     released = await withIpamLock(ipamLockOf(conf), async () => {
       const r = await releaseInStore(kv, handle, endpoints, env.containerId);
-      // Done now: an entry an earlier DEL of this attachment deferred has nothing left to do.
+      // Done now: an entry an earlier DEL of this attachment deferred has nothing left to do
+      // (removing a file needs no space).
       for (const s of readPending(conf.pendingDelDir, pendingFileName(conf.name, env.containerId, env.ifname))) removePendingFile(s.file);
       return r;
     });
+    // The disk-needing part after it (best effort: a DEL does not fail on it).
+    noteCluster(conf, kv);
   } catch (e) {
     // etcd unreachable: podman does not retry a failed DEL, so what is local goes now and the
     // datastore part is spooled for podway run (pending-del.ts); the runtime is told success.
@@ -994,10 +1014,15 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
     // lock (or the IPAM lock) held past the bound: deferred as well, replayed by podway run on
     // that store once a write goes through.
     const io = storeIoError(conf, e);
-    const localFailure = conf.datastore.kind === 'embedded' && (io !== null || e instanceof FileLockTimeoutError || e instanceof IpamLockTimeoutError);
-    if (!(locked || localFailure || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
+    // The IPAM lock not had for a local reason (its directory or file cannot be made or opened):
+    // the release was not tried; deferred as a lock held past its bound is.
+    const lockIo = e instanceof IpamLockIoError;
+    const localFailure = conf.datastore.kind === 'embedded' && (io !== null || e instanceof FileLockTimeoutError || e instanceof IpamLockTimeoutError || lockIo);
+    if (!(locked || localFailure || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError || lockIo)))) throw datastoreError(conf, e);
     const reason = ((io ?? datastoreError(conf, e)) as Error).message;
     removePlainVeth();
+    // The datastore answered before the lock failed: its cluster_id for the entry (best effort).
+    noteCluster(conf, kv);
     const hostVeths = conf.interfaceType === 'veth' && !lookedInside ? leftHostVeths(env, given.argsFaulty === true && env === given) : null;
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);
     let file: string;
@@ -1015,7 +1040,12 @@ async function delAttachment(given: CniEnv, conf: NetConf, stdin: StdinConfig): 
       });
     } catch (w) {
       // (A spool directory on the same full or read-only disk as the store fails the same way.)
-      throw new CniError(io ? CNI_CODES.IO_FAILURE : CNI_CODES.TRY_AGAIN_LATER, `${reason}; and the release could not be deferred: "pending_del_dir" ${conf.pendingDelDir}: ${(w as Error).message}`);
+      // Nothing will release them by itself (podman never retries a DEL): what is left and how to
+      // release it, on stderr and in the error.
+      const left = leftInStore(conf, handle, endpoints);
+      const msg = `${reason}; and the release could not be deferred: "pending_del_dir" ${conf.pendingDelDir}: ${(w as Error).message}. LEFT in the datastore (${datastoreText(conf)}), released by nothing unless the runtime retries this DEL: ${left.what}. Once it ${locked ? 'is unlocked' : localFailure ? 'takes writes again' : 'answers'}: ${left.fix}`;
+      process.stderr.write(`podway: DEL ${env.containerId} (${env.ifname}): ${msg}\n`);
+      throw new CniError(io || lockIo ? CNI_CODES.IO_FAILURE : CNI_CODES.TRY_AGAIN_LATER, msg);
     }
     process.stderr.write(`podway: DEL ${env.containerId} (${env.ifname}): ${reason}; the pod's interface is removed, the release of ${handle ? `IPAM handle ${handle} and ` : ''}its WorkloadEndpoint is deferred to ${file}: podway run replays it once the datastore ${locked ? 'is unlocked' : localFailure ? 'takes writes again' : 'answers'}\n`);
     if (locked) throw e;

@@ -872,11 +872,44 @@ export class Ipam {
     return (await this.kv.update(entry.key, block.encode(), entry.modRevision)) !== null;
   }
 
-  /** Releases every address of a handle and then the handle. `found` is false when the handle did not exist. */
-  async releaseByHandle(handleIdIn: string): Promise<{ found: boolean; released: string[] }> {
+  /**
+   * Releases every address of a handle and then the handle. `found` is false when the handle did
+   * not exist. As Calico's ReleaseByHandle, a handle counting addresses that no block holds for it
+   * is left with those counts; `dropHandle` deletes it whatever the blocks say, once they hold
+   * nothing for it (read again after the release): for a caller that owns the handle's
+   * assignments, so that none can be between the handle's increment and its block's write (the
+   * CNI DEL under the host's IPAM lock, for its container's handle). An ADD killed (SIGKILL)
+   * between those two writes leaves such a handle: Calico's release never removes it, and `ipam
+   * check` counted it ("counts 1 address ... block holds none") until released by hand.
+   * `dropped` lists the counts deleted so ("<block> <n>").
+   */
+  async releaseByHandle(handleIdIn: string, opts: { dropHandle?: boolean } = {}): Promise<{ found: boolean; released: string[]; dropped: string[] }> {
     const handleId = sanitizeHandle(checkSegment('handle ID', handleIdIn));
-    const he = await this.kv.get(handleKey(handleId));
-    if (!he) return { found: false, released: [] };
+    const key = handleKey(handleId);
+    let he = await this.kv.get(key);
+    if (!he) return { found: false, released: [], dropped: [] };
+    const released = await this.releaseHandleBlocks(handleId, he);
+    const dropped: string[] = [];
+    if (opts.dropHandle) {
+      for (let i = 0; ; i++) {
+        he = await this.kv.get(key);
+        if (!he) break;
+        if (i >= this.retries) throw new Error(`release handle ${handleId}: max retries hit deleting it`);
+        // Another assignment of it got in since: released as well, then looked at again.
+        const more = await this.releaseHandleBlocks(handleId, he);
+        released.push(...more);
+        if (more.length > 0) continue;
+        if (await this.kv.delete(key, he.modRevision)) {
+          for (const [cidr, n] of decodeHandle(he.value)) dropped.push(`${cidr} ${n}`);
+          break;
+        }
+      }
+    }
+    return { found: true, released, dropped };
+  }
+
+  /** releaseByHandle's release in each block the handle `he` names (the addresses released). */
+  private async releaseHandleBlocks(handleId: string, he: KvEntry): Promise<string[]> {
     const released: string[] = [];
     for (const cidrText of decodeHandle(he.value).keys()) {
       const cidr = parseNet(cidrText);
@@ -896,7 +929,7 @@ export class Ipam {
       if (freed.length > 0) await this.decrementHandle(handleId, cidr, freed.length);
       released.push(...freed);
     }
-    return { found: true, released };
+    return released;
   }
 
   /**

@@ -33,8 +33,8 @@
 // The randomised backoff this replaces let newcomers win again and again while an old waiter
 // slept: with 8 processes, p99 waits of 0.2-2.6 s against a p50 of 0.05 ms (bench/kv/lock.ts).
 // A dead waiter's ticket is removed by the one behind it, a dead starving marker by a newcomer.
-import { existsSync, linkSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { link, readFile, readdir, unlink, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync, writeSync, constants as C } from 'node:fs';
+import { link, open, readFile, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Wakeup } from '../../util/dir-wakeup';
@@ -81,6 +81,45 @@ process.on('exit', () => {
 });
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+// O_EXCL: a symlink planted at the name is not followed, and a file that exists is not ours.
+const CREATE_FLAGS = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW;
+
+/**
+ * Creates `file` holding `content` (mode 0644 less the umask, as writeFile made it). A write that
+ * fails (ENOSPC on a full disk: the create needs no data block, the write does) removes the file
+ * it created: an empty token would be left for good (a sweep cannot judge a token that names no
+ * holder), one per failed call.
+ */
+export function writeNewFileSync(file: string, content: string): void {
+  const fd = openSync(file, CREATE_FLAGS, 0o644);
+  try {
+    const buf = Buffer.from(content);
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+  } catch (e) {
+    try { unlinkSync(file); } catch { /* gone */ }
+    throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** writeNewFileSync through the thread pool. */
+export async function writeNewFile(file: string, content: string): Promise<void> {
+  const fh = await open(file, CREATE_FLAGS, 0o644);
+  try {
+    await fh.writeFile(content);
+  } catch (e) {
+    await unlink(file).catch(() => undefined);
+    throw e;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A token file left empty (by an older podway whose write failed, or a writer killed between its create and its write) is swept this old. */
+export const EMPTY_TOKEN_SWEEP_MS = 10_000;
 
 export class FileLockTimeoutError extends Error {
   readonly code = 'KV_LOCK_TIMEOUT';
@@ -150,7 +189,7 @@ export class FileLock {
    */
   prepareSync(): void {
     if (this.tokenReady) return;
-    writeFileSync(this.tokenPath, this.tokenContent, { flag: 'wx' });
+    writeNewFileSync(this.tokenPath, this.tokenContent);
     liveTokens.add(this.tokenPath);
     this.tokenReady = true;
   }
@@ -176,7 +215,7 @@ export class FileLock {
         const code = (e as NodeJS.ErrnoException).code;
         // Our token removed meanwhile (by hand, or as a dead one by deadIf's judgement): written again once.
         if (code === 'ENOENT' && attempt === 0) {
-          writeFileSync(this.tokenPath, this.tokenContent, { flag: 'wx' });
+          writeNewFileSync(this.tokenPath, this.tokenContent);
           continue;
         }
         if (code !== 'EEXIST') throw e;
@@ -206,8 +245,7 @@ export class FileLock {
     if (signal?.aborted) throw new FileLockAbortedError(`FileLock ${this.path}: wait aborted`);
     if (this.held) throw new Error(`FileLock ${this.path}: already held by this instance`);
     if (!this.tokenReady) {
-      // O_EXCL: a symlink planted at the token's name is not followed.
-      await writeFile(this.tokenPath, this.tokenContent, { flag: 'wx' });
+      await writeNewFile(this.tokenPath, this.tokenContent);
       liveTokens.add(this.tokenPath);
       this.tokenReady = true;
     }
@@ -215,7 +253,7 @@ export class FileLock {
     // Fast path: the lock is free and no waiter is starving.
     if (!(await this.starvingWaiter()) && (await this.tryLink())) return;
     const ticket = `${this.path}.q.${process.hrtime.bigint().toString().padStart(20, '0')}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    await writeFile(ticket, this.tokenContent, { flag: 'wx' });
+    await writeNewFile(ticket, this.tokenContent);
     liveTokens.add(ticket);
     const wake = new Wakeup(dirname(this.path));
     const onAbort = () => wake.wakeNow();
@@ -296,7 +334,7 @@ export class FileLock {
         // Our token went with the directory (the store deleted and made again under us, e.g. an
         // embedded store wiped by hand): write it again once rather than fail every later write.
         if (code === 'ENOENT' && attempt === 0) {
-          await writeFile(this.tokenPath, this.tokenContent, { flag: 'wx' });
+          await writeNewFile(this.tokenPath, this.tokenContent);
           continue;
         }
         if (code !== 'EEXIST') throw e;
@@ -371,8 +409,10 @@ export class FileLock {
  * it could remove its own (a SIGKILLed waiter leaves one; only breaking a stale lock swept them
  * before): a token of this PID namespace whose process is gone (isDead), or one of another PID
  * namespace carrying `mark` and older than `foreignMaxMs` (its PID cannot be judged here).
- * Unmarked tokens of another namespace are left alone. Cheap: one readdir, then one stat per
- * token (/proc/<pid>); a token's file is read only when no process of its PID runs here. Never
+ * Unmarked tokens of another namespace are left alone. An empty token (a write that failed on a
+ * full disk, by a podway before writeNewFileSync removed it; a writer killed between create and
+ * write) is removed once EMPTY_TOKEN_SWEEP_MS old, whatever its PID. Cheap: one readdir, then two
+ * stats per token (its own, /proc/<pid>); a token's file is read only when no process of its PID runs here. Never
  * the lock itself, a ticket or a marker (their names differ). Returns how many were removed.
  */
 export function sweepDeadTokens(lockPath: string, opts: { mark?: string; foreignMaxMs: number }): number {
@@ -388,8 +428,22 @@ export function sweepDeadTokens(lockPath: string, opts: { mark?: string; foreign
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const m = /^(\d+)\.[0-9a-f]{12}$/.exec(name.slice(prefix.length));
-    if (!m || Number(m[1]) === process.pid || existsSync(`/proc/${m[1]}`)) continue;
+    if (!m || Number(m[1]) === process.pid) continue;
     const file = join(dir, name);
+    // An empty token names no holder, in any PID namespace: none is ever linked as the lock (a
+    // holder links only a written one), and its writer writes within microseconds of the create.
+    // One older than that was left by a failed write (a full disk) or a writer killed in between.
+    try {
+      const st = lstatSync(file);
+      if (st.isFile() && st.size === 0 && Date.now() - st.mtimeMs > EMPTY_TOKEN_SWEEP_MS) {
+        unlinkSync(file);
+        removed++;
+        continue;
+      }
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (existsSync(`/proc/${m[1]}`)) continue;
     try {
       const content = readFileSync(file, 'utf8');
       const dead = foreignNs(content)

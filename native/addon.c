@@ -1035,6 +1035,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txDroppedFull", (double)p->st.tx_dropped_full);
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
   set_num(env, o, "txRejected", (double)p->st.tx_rejected);
+  set_num(env, o, "txTooBig", (double)p->st.tx_too_big);
   set_num(env, o, "txHeadDropped", (double)p->st.tx_head_dropped);
   set_num(env, o, "txBacklogDropped", (double)p->st.tx_backlog_dropped);
   set_num(env, o, "rxReadFailed", (double)p->st.rx_read_failed);

@@ -1216,6 +1216,7 @@ static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
     }
     p->st.tx_errors++;
     p->last_errno = errno;
+    if (errno == EMSGSIZE) p->st.tx_too_big++;
     note_rejected(p, buf, len, len);
     return 1;
   }
@@ -1270,6 +1271,7 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, 
     /* The message at `done` failed on its own: count it and go on with the next. */
     p->st.tx_errors += weight ? weight[done] : 1;
     p->last_errno = errno;
+    if (errno == EMSGSIZE) p->st.tx_too_big += weight ? weight[done] : 1;
     note_rejected_msg(p, &msgs[done].msg_hdr, weight ? weight[done] : 1);
     done++;
   }

@@ -81,6 +81,8 @@ struct port_stats {
    * and TX_HEAD_MS (a frame the device drops every time, e.g. bigger than a veth peer's MTU) */
   uint64_t tx_rejected;
   uint64_t tx_head_dropped;   /* of those, the ones dropped from the head of the backlog */
+  uint64_t tx_too_big;        /* of those, the ones refused at once with EMSGSIZE (bigger than the
+                                 device's MTU: the engine reads the MTU again and answers them) */
   /* frames the backlog held when it was discarded (counted in tx_errors too): the socket failed
    * (a poll error: device gone or down), no handle could watch it, or the port closed */
   uint64_t tx_backlog_dropped;

@@ -43,6 +43,14 @@ export const TRACE_TIMED_OUT = 3;
 const FILTER_HELP = 'host|src|dst ADDR (IPv4 or IPv6), icmp|icmp6|tcp|udp|ipip|proto N, port N (joined by "and" and "or", "and" first; parentheses quoted)';
 
 /** trace's and capture's filter words checked here: false (exit status 2, the reason on stderr) when they are wrong. */
+
+/** `podway status`'s "mtu:" line, the MTUs in force beside the configured ones while the underlay
+ * interface's MTU is below the model's (Engine.status mtuEffective): the routes have those. */
+function mtuEffectiveText(e: { underlay: number; modelUnderlay: number; vxlan: number; ipip: number; vxlan6: number } | null | undefined, ifname: string | undefined): string {
+  if (!e) return '';
+  return ` (in effect: vxlan ${e.vxlan}, ipip ${e.ipip}, vxlan-v6 ${e.vxlan6}: underlay ${ifname ?? '-'} mtu ${e.underlay}, below the ${e.modelUnderlay} configured)`;
+}
+
 function filterOk(words: string[], command: 'trace' | 'capture'): boolean {
   try {
     parseTraceFilter(words, command);
@@ -429,7 +437,7 @@ export function buildProgram(): Command {
       s.unenforcedPolicies ? policyLine(unenforcedPolicyText(s.unenforcedPolicies)) : null,
       s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt}${s.cachedModel.ageSeconds !== undefined ? `, ${ageText(s.cachedModel.ageSeconds)} old` : ''} (${s.cachedModel.file}): ${s.cachedModel.first ? 'applied at start (written in this boot), the datastore\'s model not applied yet' : 'the datastore has not answered since the start'}${cachedNodeText(s.cachedModel)}` : null,
       `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}${rpFilterText(s.rpFilter, s.rpFilterChange)}`,
-      `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
+      `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}${mtuEffectiveText(s.mtuEffective, s.underlay?.name)}; batch ${s.batch}`,
       `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${listSummary(s.knownNodes)}`,
       // IPv6 beside: its own line when the node has an address or routes of that family
       s.ipv6 && (s.ipv6.nodeIp || s.ipv6.routes > 0)

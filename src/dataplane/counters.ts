@@ -205,6 +205,10 @@ export const Event = {
    * Advertisement for fe80::ecee:eeff:feee:eeee to each with an IPv6 one, so an entry the pod gave
    * up on while podway was stopped (FAILED) works again without its next request. */
   GATEWAY_ANNOUNCED: base + 55,
+  /** Pods' packets the kernel refused as too big (EMSGSIZE: the underlay's MTU was lowered under
+   * podway) routed again from their pod once the MTU was read again (Pipeline.answerRefused): each
+   * also counted as it went then, `frag_needed` (answered) or `too_big_no_df`. */
+  TOO_BIG_ANSWERED: base + 56,
 } as const;
 
 /** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
@@ -233,7 +237,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 56;
+export const COUNTER_COUNT = base + 57;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -43,7 +43,7 @@ import { readLocalPortRange } from './port-range';
 import { readTunnelRpFilter } from './rp-filter';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute, underlayNextHops6, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
-import { CaptureTap, CaptureOptions } from './capture';
+import { CaptureTap, CaptureOptions, Link } from './capture';
 import { type Log, silentLog } from '../observe/log';
 import { addPortCounts, pipelineSnapshot, type DataplaneSnapshot, type PortSample } from '../observe/snapshot';
 import type { WaitingEndpoint } from '../observe/stale-endpoints';
@@ -798,6 +798,14 @@ export class Engine {
       onChange: () => this.readLocal(Date.now()),
       routeConcerns: (line) => this.routeCoversNode(line),
       onRouteChange: () => this.underlayRoutesChanged(),
+      // the underlay's MTU changed: read it now, not at the next 5 s check
+      onLink: (l) => {
+        const ul = this.underlay;
+        if (this.stopped || !ul || l.deleted || l.name !== ul.name || l.mtu === ul.mtu) return;
+        this.checkUnderlayMtu(Date.now(), 'ip monitor');
+        // and the frames the kernel refused meanwhile are answered now, not at the next tick
+        this.checkRejected();
+      },
       log: (level, m) => (level === 'warn' ? this.log.warn(m, { component: 'host' }) : this.log.info(m, { component: 'host' })),
     });
     this.localWatch.start();
@@ -1531,7 +1539,7 @@ export class Engine {
       }
       // a port polled again after a receive error receives again: its next error is logged
       // and paused from the shortest pause again (one map lookup, only while some port failed)
-      if (this.repollDelay.size > 0 && this.repollDelay.has(p)) this.recovered(p);
+      if (n > 0 && this.repollDelay.size > 0 && this.repollDelay.has(p)) this.recovered(p);
       try {
         this.pipe.drainReceived(p, n);
       } catch (e) {
@@ -1611,6 +1619,10 @@ export class Engine {
   private readonly downLinks = new Set<string>();
 
   private recovered(p: number): void {
+    // Frames read while the port's link is down (a packet socket still reads what the node itself
+    // sends through a down device) are no recovery: "receives again" waits for the link.
+    const dev = p === this.infra.underlay ? this.underlay?.name : [...this.endpoints].find(([, e]) => e.port === p && e.kind === 'veth')?.[0];
+    if (dev !== undefined && readLinkState(dev)?.running === false) return;
     this.repollDelay.delete(p);
     const name = this.pipe.portName[p];
     if (this.downLinks.delete(name)) this.host?.forgetInterface(name);
@@ -2039,7 +2051,42 @@ export class Engine {
     }
     const cap = this.pipe.capture;
     if (cap !== null && k > 0) cap.rejected(buf, k, this.pipe.portName[p], this.pipe.linkOf(p), reason);
+    if (k > 0) this.answerTooBig(p, buf, k);
   }
+
+  /** Per port, the addon's txTooBig already seen (answerTooBig). */
+  private readonly tooBigSeen = new Float64Array(MAX_PORTS);
+
+  /**
+   * The underlay port or tx4/tx6 had frames refused as too big (EMSGSIZE, the port's txTooBig; `buf`
+   * holds takeRejected's copies, `k` bytes): the underlay's MTU was lowered under podway. Its MTU
+   * is read again now (checkUnderlayMtu: the routes are bounded by it from here, logged once), not
+   * at the next 5 s check, and the pods' packets among the copies are routed again from their pod
+   * (Pipeline.answerRefused), so a DF one is answered with fragmentation needed / Packet Too Big
+   * at the new path MTU and the pod's TCP adapts at once (counted frag_needed and
+   * too_big_answered). Runs from checkRejected (the neighbour tick, or a counters read), only for
+   * a port whose refusals moved: one stats call then.
+   */
+  private answerTooBig(p: number, buf: Uint8Array, k: number): void {
+    const ul = this.underlay;
+    const link = p === this.infra.underlay ? Link.ETHERNET : p === this.infra.tx4 || p === this.infra.tx6 ? Link.IP : -1;
+    if (link < 0 || !ul || !this.model) return;
+    let big: number;
+    try {
+      big = this.io.stats(p).txTooBig ?? 0;
+    } catch {
+      return;
+    }
+    const fresh = big - this.tooBigSeen[p];
+    this.tooBigSeen[p] = big;
+    if (fresh <= 0) return;
+    this.checkUnderlayMtu(Date.now(), `${this.pipe.portName[p]} refused ${fresh} frame(s) as too big`);
+    const n = this.pipe.answerRefused(buf, k, link, ul.mtu);
+    if (n > 0) this.tooBigAnswered += n;
+  }
+
+  /** Pods' packets answered so (answerTooBig), for status. */
+  private tooBigAnswered = 0;
 
   /**
    * Whether the node's IPv6 address is missing from its underlay link, that link up (the kernel
@@ -2402,7 +2449,7 @@ export class Engine {
    * take the new bound now (the kernel checks a raw packet against its output device's MTU), not
    * at the next model. Read from sysfs every few seconds, on every worker (each has its pipeline).
    */
-  private checkUnderlayMtu(now: number): void {
+  private checkUnderlayMtu(now: number, why?: string): void {
     this.mtuCheckedAt = now;
     this.readPortMtus();
     const ul = this.underlay;
@@ -2414,7 +2461,7 @@ export class Engine {
       return; // gone: the link monitoring says so
     }
     if (!Number.isInteger(mtu) || mtu < 68 || mtu === ul.mtu) return;
-    if (this.primary) this.log.info(`underlay ${ul.name} mtu ${ul.mtu} -> ${mtu}: packets handed to the node's routing are bounded by ${Math.min(this.model.mtu.underlay, mtu)} now, the tunnel routes' by it less their encapsulation`, { interface: ul.name, mtu });
+    if (this.primary) this.log.info(`underlay ${ul.name} mtu ${ul.mtu} -> ${mtu}${why ? ` (seen from ${why})` : ''}: packets handed to the node's routing are bounded by ${Math.min(this.model.mtu.underlay, mtu)} now, the tunnel routes' by it less their encapsulation${mtu < ul.mtu ? '; a bigger packet from a pod is answered with fragmentation needed / Packet Too Big (frag_needed), those the kernel refused meanwhile too (too_big_answered)' : ''}`, { interface: ul.name, mtu, was: ul.mtu });
     ul.mtu = mtu;
     this.setTxMtu(this.model.mtu.underlay, mtu);
     // so do the pipeline's tunnel and direct routes (boundRouteMtus) and the pool routes' MTUs
@@ -2907,6 +2954,17 @@ export class Engine {
       withheld: [...(m?.withheld ?? []), ...(m?.v6.withheld ?? []), ...[...this.pending.values()].map(({ ep, error }) => ({ cidr: ep.cidrs.join(','), node: m?.node.name ?? '', reason: `interface ${ep.interfaceName} not attached: ${error}` }))],
       endpoints: this.endpoints.size,
       mtu: m?.mtu ?? null,
+      // the MTUs in force when the underlay interface's is below the model's (checkUnderlayMtu,
+      // boundRouteMtus: the routes into podway0 and the pipeline's tunnel routes have them), and
+      // the pods' packets the kernel refused as too big that were answered since (answerTooBig)
+      mtuEffective: m && this.underlay && this.underlay.mtu >= 68 && this.underlay.mtu < m.mtu.underlay ? {
+        underlay: this.underlay.mtu,
+        modelUnderlay: m.mtu.underlay,
+        vxlan: Math.min(m.mtu.vxlan, this.underlay.mtu - ENCAP_OVERHEAD.vxlan),
+        ipip: Math.min(m.mtu.ipip, this.underlay.mtu - ENCAP_OVERHEAD.ipip),
+        vxlan6: Math.min(m.v6.vxlanMtu, this.underlay.mtu - VXLAN6_OVERHEAD),
+      } : null,
+      tooBigAnswered: this.tooBigAnswered,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
       // the node's own addresses a veth pod's packets for are left to the kernel (local-addrs.ts):
       // those the pipeline holds, not the loopback and link-local entries it leaves out

@@ -133,6 +133,10 @@ export interface PortStats {
    * its bounded retries (txHeadDropped: e.g. bigger than a veth peer's MTU; native/README.md).
    * The engine counts them as drops (`tx_rejected`). */
   txRejected?: number; txHeadDropped?: number;
+  /** Of txRejected, the frames refused at once with EMSGSIZE (bigger than the device's MTU: the
+   * engine reads the underlay's MTU again and answers the pods' packets among them with ICMP
+   * fragmentation needed / Packet Too Big). */
+  txTooBig?: number;
   /** The shortest frame dropped so past the retries (0: none, or one that long was sent since):
    * a head frame at least that long refused with ENOBUFS is dropped on its first refusal. */
   txTooBigLen?: number;

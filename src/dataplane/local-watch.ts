@@ -1,6 +1,6 @@
 /**
  * Change notification for the node's own addresses (local-addrs.ts): one long-lived
- * `ip -o monitor address route` child, through the spawner, instead of reading the local table
+ * `ip -o monitor address route link` child, through the spawner, instead of reading the local table
  * every few seconds. The kernel announces every address added or removed and every route of any
  * table (iproute2 6.1 has neither `ip -j monitor` nor a table filter for `ip monitor route`); a
  * line about an address (`N: dev inet|inet6 ...`) or about the local table (`... table local ...`)
@@ -13,6 +13,10 @@
  * added or deleted whose prefix the caller cares about (one covering another node's address: the
  * underlay next hop towards it may have moved, engine.ts) asks for one more callback, debounced
  * on its own. The kernel resolves a next hop per packet; podway resolves it when told.
+ *
+ * And the links' changes (onLink, at once): a line about the underlay with another MTU has the
+ * engine read the MTU again then, not at its next 5 s check (an MTU lowered under podway: the
+ * kernel refuses the bigger frames until podway bounds its routes by it).
  *
  * The child is stopped by its PID at stop(). If it exits (or cannot be started: no `ip`, no
  * netlink) it is started again after a pause doubling from 1 s to 60 s (back to 1 s once one ran
@@ -96,6 +100,14 @@ export function mainRoute6(line: string): { w: [number, number, number, number];
   }
 }
 
+/** A line about a link (`ip -o monitor link`: `N: NAME[@PEER]: <FLAGS> mtu M ...`, or `Deleted
+ * N: ...`): its name and MTU; null for any other line. */
+export function linkLine(line: string): { name: string; mtu: number; deleted: boolean } | null {
+  const m = /^(Deleted )?\d+: ([^\s:@]+)(?:@\S*)?: <[^>]*> .*?\bmtu (\d+)\b/.exec(line);
+  if (!m) return null;
+  return { name: m[2]!, mtu: Number(m[3]), deleted: m[1] !== undefined };
+}
+
 export interface LocalWatchOptions {
   spawn: SpawnFn;
   /** What to read after a relevant line (debounced) and after each start. */
@@ -104,6 +116,9 @@ export interface LocalWatchOptions {
   routeConcerns?: (line: string) => boolean;
   /** Called (debounced) after a line routeConcerns takes, and after each start. */
   onRouteChange?: () => void;
+  /** A link line (linkLine parsed it): called at once, not debounced (the engine reads the
+   * underlay's MTU again when the line names it with another MTU). */
+  onLink?: (link: { name: string; mtu: number; deleted: boolean }) => void;
   log: (level: 'info' | 'warn', m: string) => void;
   /** `ip`'s arguments (default: -o monitor address route; tests add -n NETNS). */
   args?: string[];
@@ -112,7 +127,7 @@ export interface LocalWatchOptions {
   restartMaxMs?: number;
 }
 
-export const LOCAL_WATCH_ARGS = ['-o', 'monitor', 'address', 'route'];
+export const LOCAL_WATCH_ARGS = ['-o', 'monitor', 'address', 'route', 'link'];
 
 /** How long the warning that the monitor was lost waits for podway's own stop (see above; at most half the pause before the next start). */
 export const LOST_WARN_GRACE_MS = 500;
@@ -138,6 +153,8 @@ export class LocalTableWatch {
   lines = 0;
   /** Route lines routeConcerns took (status, tests). */
   routeLines = 0;
+  /** Link lines handed to onLink (tests). */
+  linkLines = 0;
 
   constructor(private readonly o: LocalWatchOptions) {
     this.restartWait = new Backoff({ first: o.restartMinMs ?? 1000, max: o.restartMaxMs ?? 60_000 });
@@ -225,6 +242,13 @@ export class LocalTableWatch {
     for (const line of text.slice(0, k).split('\n')) {
       if (concernsLocal(line)) hit = true;
       else if (this.o.routeConcerns?.(line)) route = true;
+      else if (this.o.onLink) {
+        const l = linkLine(line);
+        if (l !== null) {
+          this.linkLines++;
+          this.o.onLink(l);
+        }
+      }
     }
     if (route) {
       this.routeLines++;

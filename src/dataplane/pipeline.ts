@@ -15,14 +15,14 @@ import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, formatMac } from '../pac
 import { ETH_HLEN } from '../packet/layout';
 import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
 import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
-import { ipv4DecrementTtl, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
+import { ipv4DecrementTtl, ipv4FillChecksum, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv4, ipv4EcnAt } from '../packet/ecn';
 import { innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst4, isGroupDst4, isMartianSrc4 } from '../packet/martian';
-import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
+import { FramePool, DescFlag, SLOT_SHIFT, SLOT_SIZE, HEADROOM } from './frame-pool';
 import type { PacketIO } from './io';
 import { NextHops, NhKind, NatExit, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SIZE, BATCH_SUM, batchBucket } from './counters';
@@ -424,6 +424,107 @@ export class Pipeline implements CapturePorts {
     this.portCounters[pc + PortCounter.RX_BYTES] += bytes;
     if (cap !== null) cap.after(this.pool, n, port, out, this.reasons, DROP, this);
     this.flush(n);
+  }
+
+  /**
+   * Copies of frames the kernel refused as too big (EMSGSIZE) after podway handed them over, as
+   * takeRejected keeps them (records `[u16 original length][u16 bytes][bytes]`, `k` bytes) from a
+   * port whose frames are laid out as `link` (Link.ETHERNET: the underlay's; Link.IP: tx4/tx6's).
+   * Each whole one bigger than `mtu` (the device's MTU, read again since) that carries a local
+   * pod's packet (a VXLAN or IPIP packet's inner one, or the packet itself) goes back through the
+   * pipeline as the pod sent it (its TTL / hop limit as it came), now that the routes know the
+   * MTU: a DF one (every IPv6 one) is answered with ICMP fragmentation needed / Packet Too Big
+   * with the path's MTU (counted frag_needed, as any too-big packet), one without DF is dropped
+   * too_big_no_df; so the pod's TCP learns the path MTU at once, not after its retransmissions
+   * into the refusals time out. Not counted as received again. Called by the engine between
+   * batches (its tick): descriptors [0, n) are free then, as for a receive. Returns how many went
+   * back.
+   */
+  answerRefused(recs: Uint8Array, k: number, link: number, mtu: number): number {
+    const b = this.b;
+    const pool = this.pool;
+    let n = 0;
+    let at = 0;
+    while (at + 4 <= k && n < this.batch) {
+      const orig = recs[at] | (recs[at + 1] << 8);
+      const len = recs[at + 2] | (recs[at + 3] << 8);
+      const r = at + 4;
+      at = r + len;
+      if (at > k || orig !== len) continue; // (cut to the copy's 2 KiB: not answered)
+      const l3 = link === Link.ETHERNET ? r + ETH_HLEN : r;
+      if (link === Link.ETHERNET && len < ETH_HLEN) continue;
+      if (r + len - l3 <= mtu) continue; // not too big for the device now: refused for something else
+      const inner = refusedInner(recs, l3, r + len, this.vxlanPort);
+      if (inner < 0) continue;
+      const v6 = recs[inner] >> 4 === 6;
+      const ilen = v6 ? IPV6_HLEN + ((recs[inner + 4] << 8) | recs[inner + 5]) : (recs[inner + 2] << 8) | recs[inner + 3];
+      if (ilen < 20 || inner + ilen > r + len) continue;
+      const port = v6 ? this.v6.podPortOf(recs, inner + 8) : this.podPortOf4(recs, inner + 12);
+      if (port < 0) continue;
+      const role = this.role[port];
+      if (role !== Role.POD_L2 && role !== Role.POD_TUN) continue;
+      const eth = role === Role.POD_L2 ? ETH_HLEN : 0;
+      if (eth !== 0 && this.podMacKnown[port] === 0) continue;
+      if (HEADROOM + eth + ilen > SLOT_SIZE) continue;
+      pool.off[n] = HEADROOM;
+      pool.flags[n] = 0;
+      pool.len[n] = eth + ilen;
+      pool.port[n] = port;
+      const f = (pool.slot[n] << SLOT_SHIFT) + HEADROOM;
+      if (eth !== 0) {
+        for (let q = 0; q < 6; q++) { b[f + q] = GATEWAY_MAC[q]; b[f + 6 + q] = this.podMac[port * 6 + q]; }
+        b[f + 12] = v6 ? ETHERTYPE_IPV6 >> 8 : ETHERTYPE_IPV4 >> 8;
+        b[f + 13] = v6 ? ETHERTYPE_IPV6 & 0xff : ETHERTYPE_IPV4 & 0xff;
+      }
+      b.set(recs.subarray(inner, inner + ilen), f + eth);
+      // as the pod sent it: forwarding took one off its TTL / hop limit (the header checksum follows)
+      const ip = f + eth;
+      if (v6) { if (b[ip + 7] < 255) b[ip + 7]++; }
+      else if (b[ip + 8] < 255) { b[ip + 8]++; ipv4FillChecksum(b, ip); }
+      this.refusedIn[n] = port;
+      n++;
+    }
+    if (n === 0) return 0;
+    this.clockAt = -1;
+    const out = this.out;
+    const cap = this.capture;
+    this.capture = null; // (capture saw them refused, tx_rejected; the answer is counted below)
+    try {
+      for (let i = 0; i < n; i++) {
+        const port = this.refusedIn[i];
+        this.rxPort = port;
+        this.batchPc = port * PORT_COUNTERS;
+        const o = this.role[port] === Role.POD_L2 ? this.fromPodL2(i, port) : this.fromPodTun(i, port);
+        if (this.tr !== null) this.finishTrace(o);
+        if (o >= 0) this.markOut(o);
+        else if (o === DROP) {
+          this.portCounters[this.batchPc + PortCounter.DROPS]++;
+          this.counterBytes[this.lastDrop] += pool.len[i];
+          this.reasons[i] = this.lastDrop;
+        }
+        out[i] = o;
+      }
+      this.flush(n);
+    } finally {
+      this.capture = cap;
+    }
+    this.counters[Event.TOO_BIG_ANSWERED] += n;
+    return n;
+  }
+
+  /** answerRefused's ports, per descriptor. */
+  private readonly refusedIn = new Int32Array(64);
+
+  /** The local pod port whose IPv4 addresses hold the address at b[off] (-1: none). Between
+   * batches only (answerRefused): a walk over the ports. */
+  private podPortOf4(b: Uint8Array, off: number): number {
+    const a = ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
+    for (let p = 0; p < MAX_PORTS; p++) {
+      const r = this.role[p];
+      if (r !== Role.POD_L2 && r !== Role.POD_TUN) continue;
+      for (let q = 0; q < this.podIpCount[p]; q++) if (this.podIps[p * 4 + q] === a) return p;
+    }
+    return -1;
   }
 
   // ---- ingress stages ------------------------------------------------------------------------
@@ -1659,4 +1760,36 @@ function reasonName(r: number): string {
  * the underlay's gateway (nexthops.ts directGateway); trace and `podway routes` only. */
 export function directViaText(nhs: NextHops, nh: number): string {
   return ` via ${formatIpv4(nhs.ip[nh])}${nhs.gw[nh] !== nhs.ip[nh] ? ` (gateway ${formatIpv4(nhs.gw[nh])})` : ''}`;
+}
+
+/** The IPv6 header's length (answerRefused). */
+const IPV6_HLEN = 40;
+
+/**
+ * Where a refused frame's pod packet starts (answerRefused): the IP packet at `l3` (an outer
+ * header podway wrote, or the packet itself when it went unencapsulated or to the node's routing),
+ * past a VXLAN (UDP to `vxlanPort`, IPv4 or IPv6 outer) or IPIP encapsulation; -1 when it is not
+ * an IP packet.
+ */
+function refusedInner(b: Uint8Array, l3: number, end: number, vxlanPort: number): number {
+  const ver = b[l3] >> 4;
+  let proto: number;
+  let l4: number;
+  if (ver === 4) {
+    if (l3 + 20 > end) return -1;
+    proto = b[l3 + 9];
+    l4 = l3 + ((b[l3] & 15) << 2);
+  } else if (ver === 6) {
+    if (l3 + IPV6_HLEN > end) return -1;
+    proto = b[l3 + 6];
+    l4 = l3 + IPV6_HLEN;
+  } else return -1;
+  if (proto === IPPROTO_IPIP && ver === 4) return l4 + 20 <= end && b[l4] >> 4 === 4 ? l4 : -1;
+  if (proto === IPPROTO_UDP && l4 + 8 + 8 + ETH_HLEN + 20 <= end && ((b[l4 + 2] << 8) | b[l4 + 3]) === vxlanPort) {
+    const e = l4 + 16;
+    const type = (b[e + 12] << 8) | b[e + 13];
+    if (type !== ETHERTYPE_IPV4 && type !== ETHERTYPE_IPV6) return -1;
+    return e + ETH_HLEN;
+  }
+  return l3;
 }

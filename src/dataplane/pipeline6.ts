@@ -119,6 +119,21 @@ export class Pipeline6 {
     this.podIp6Count[port] = 0;
   }
 
+  /** The local pod port whose IPv6 addresses hold the address at b[off] (-1: none). Between
+   * batches only (Pipeline.answerRefused): a walk over the ports. */
+  podPortOf(b: Uint8Array, off: number): number {
+    const n = this.podIp6Count.length;
+    for (let p = 0; p < n; p++) {
+      for (let k = 0; k < this.podIp6Count[p]; k++) {
+        const a = (p * MAX_POD_IPS6 + k) * 16;
+        let same = true;
+        for (let j = 0; j < 16; j++) if (this.podIps6[a + j] !== b[off + j]) { same = false; break; }
+        if (same) return p;
+      }
+    }
+    return -1;
+  }
+
   // ---- ingress ---------------------------------------------------------------------------------
 
   /** An IPv6 frame from a pod's L2 port (veth or tap); `f` is the Ethernet header. */

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { LocalTableWatch, LOCAL_WATCH_ARGS, concernsLocal, mainRoute4, mainRoute6 } from '../../src/dataplane/local-watch';
+import { LocalTableWatch, LOCAL_WATCH_ARGS, concernsLocal, linkLine, mainRoute4, mainRoute6 } from '../../src/dataplane/local-watch';
 import { Spawner } from '../../src/dataplane/spawner';
 import { processGone } from '../helpers/proc';
 import { addNetns } from '../helpers/netns';
@@ -150,6 +150,23 @@ test('a real ip monitor: the kernel\'s lines for default routes without a gatewa
     if (helper !== undefined) await until(() => processGone(helper), 5000);
     dropNs();
   }
+});
+
+test('linkLine: a link line\'s name and MTU (as iproute2 6.1 prints them, `ip -o monitor link`), null for address and route lines; those are not link lines to concernsLocal, mainRoute4 or mainRoute6', () => {
+  const lines = [
+    '3: veth0@veth1: <BROADCAST,MULTICAST,M-DOWN> mtu 1300 qdisc noop state DOWN group default \\    link/ether 3e:fc:ed:50:f5:f4 brd ff:ff:ff:ff:ff:ff',
+    '2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1400 qdisc noqueue state UP group default \\    link/ether 3e:fc:ed:50:f5:f4 brd ff:ff:ff:ff:ff:ff link-netns pw-fab',
+    'Deleted 9: podway0: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 1500 qdisc fq_codel state UNKNOWN group default qlen 500 \\    link/none ',
+  ];
+  assert.equal(linkLine(lines[0]), { name: 'veth0', mtu: 1300, deleted: false });
+  assert.equal(linkLine(lines[1]), { name: 'eth0', mtu: 1400, deleted: false });
+  assert.equal(linkLine(lines[2]), { name: 'podway0', mtu: 1500, deleted: true });
+  for (const l of lines) {
+    assert.not.ok(concernsLocal(l), l);
+    assert.is(mainRoute4(l), null, l);
+    assert.is(mainRoute6(l), null, l);
+  }
+  for (const l of ['2: eth0    inet 10.99.0.1/24 brd 10.99.0.255 scope global eth0\\       valid_lft forever preferred_lft forever', '10.99.0.0/24 dev eth0 proto kernel scope link src 10.99.0.1 mtu 1400', '']) assert.is(linkLine(l), null, l);
 });
 
 test('a real ip monitor in a namespace: an address added to lo asks for a read (debounced), another table\'s route does not; killed from outside it is started again; stop() ends it by PID', async () => {

@@ -3,6 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Reason, Event } from '../../src/dataplane/counters';
+import { Link } from '../../src/dataplane/capture';
+import { NhKind } from '../../src/dataplane/nexthops';
 import { innerFlowHash, vxlanSourcePort } from '../../src/packet';
 import { makeHarness, frame, build, onlyFrame, nothingSent, assertBytes, adopt, ipHeaderChecksum, onesSum, u16, fixIpChecksum, NODE2, NODE2_MAC } from './helpers';
 
@@ -82,6 +84,56 @@ test('MTU: a DF packet over the VXLAN path MTU gets fragmentation needed with ne
   assert.is(u16(out, 40), 1450, 'next-hop MTU');
   assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
   assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+});
+
+/** takeRejected's record of one refused frame: [u16 original length][u16 bytes][bytes], little-endian. */
+function rejectedRecord(f: Uint8Array): Uint8Array {
+  const r = new Uint8Array(4 + f.length);
+  r[0] = f.length & 255; r[1] = f.length >> 8; r[2] = f.length & 255; r[3] = f.length >> 8;
+  r.set(f, 4);
+  return r;
+}
+
+test('underlay MTU lowered under podway: a pod\'s VXLAN frame the kernel refused as too big (EMSGSIZE) is routed again from the pod once the routes know 1350: fragmentation needed quoting the packet as the pod sent it (its TTL); without DF too_big_no_df; a copy that fits the device is not answered', () => {
+  const h = makeHarness(RESOLVED);
+  const a = h.port('caliA');
+  const sentFrame = frame('a_max_df');
+  h.receive(a, sentFrame);
+  const refused = onlyFrame(h, h.infra.underlay, '1450 DF out').bytes.slice();
+  assert.is(refused.length, 1514, 'the frame the kernel refuses on a 1400-byte underlay');
+  // a copy that fits the device's MTU was refused for something else: not answered
+  assert.is(h.pipe.answerRefused(rejectedRecord(refused), refused.length + 4, Link.ETHERNET, 1500), 0);
+  nothingSent(h, 'fits the device');
+  // the engine read the MTU again (1400) and bounded the VXLAN routes by it (boundRouteMtus)
+  const nh = h.pipe.nh!;
+  for (let i = 0; i < nh.count; i++) if (nh.kind[i] === NhKind.VXLAN) nh.mtu[i] = 1350;
+  assert.is(h.pipe.answerRefused(rejectedRecord(refused), refused.length + 4, Link.ETHERNET, 1400), 1);
+  const out = onlyFrame(h, a, 'frag needed for the refused frame').bytes;
+  assert.is(out[34], 3);
+  assert.is(out[35], 4);
+  assert.is(u16(out, 40), 1350, 'the new path MTU');
+  assert.is(u16(out, 14 + 10), ipHeaderChecksum(out, 14), 'header checksum');
+  assert.is(onesSum(out, 34, u16(out, 16) - 20), 0xffff, 'icmp checksum');
+  assertBytes(out.subarray(42, 42 + 28), sentFrame.subarray(14, 14 + 28), 'the quote: the packet as the pod sent it (TTL and checksum restored)');
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+  assert.is(h.pipe.counters[Event.TOO_BIG_ANSWERED], 1);
+  // without DF: dropped, podway does not fragment
+  const nodf = refused.slice();
+  const inner = 14 + 20 + 8 + 8 + 14;
+  nodf[inner + 6] &= ~0x40;
+  fixIpChecksum(nodf, inner);
+  assert.is(h.pipe.answerRefused(rejectedRecord(nodf), nodf.length + 4, Link.ETHERNET, 1400), 1);
+  nothingSent(h, 'no DF');
+  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 1);
+  // a copy cut short (a super-frame's first 2 KiB) or of no local pod: not answered
+  const cut = rejectedRecord(refused);
+  cut[0] = 0; cut[1] = 0x10;
+  assert.is(h.pipe.answerRefused(cut, cut.length, Link.ETHERNET, 1400), 0);
+  const other = refused.slice();
+  other[inner + 15] ^= 0x55;
+  fixIpChecksum(other, inner);
+  assert.is(h.pipe.answerRefused(rejectedRecord(other), other.length + 4, Link.ETHERNET, 1400), 0);
+  nothingSent(h, 'cut or not a local pod\'s');
 });
 
 test('MTU: the same packet without DF is dropped (TOO_BIG_NO_DF); exactly 1450 bytes with DF goes out in a 1500-byte outer packet', () => {

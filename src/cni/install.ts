@@ -16,7 +16,7 @@ import type { KvStore } from '../control/kv/kv';
 import { nodeKey } from '../control/ipam/keys';
 import { isIpv6Only, nodeFamilies } from './node-families';
 import { UsageError } from '../cli/usage-error';
-import { ensurePluginSnapshot, SNAPSHOT_DIR } from './snapshot';
+import { checkoutTag, ensurePluginSnapshot, SNAPSHOT_DIR } from './snapshot';
 
 export const SHIM_MARKER = '# podway CNI plugin shim, written by `podway cni install`';
 
@@ -67,7 +67,8 @@ const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 /**
  * The shim's text: exec node on the compiled plugin, with a PATH that finds ip and nsenter. With
  * `snapshotDir` (snapshot.ts), node starts from the plugin's start-up snapshot when that directory
- * holds one for this node binary (its name is what `stat -Lc %d-%i-%Z-%s NODE` prints) and the
+ * holds one for this node binary and this build (snapshot.ts: `stat -Lc %d-%i-%Z-%s NODE`, then
+ * checkoutTag of pluginJs's directory) and the
  * call has no arguments and no NODE_OPTIONS (a V8 flag there would make node refuse the snapshot);
  * otherwise, and without `snapshotDir`, as before: node on dist/src/cni/main.js.
  */
@@ -82,9 +83,9 @@ export function shimText(nodePath: string, pluginJs: string, snapshotDir?: strin
   ];
   if (snapshotDir !== undefined) {
     lines.push(
-      '# The plugin\'s start-up snapshot for this node binary, when there is one (docs/cni.md, "What one call costs").',
+      '# The plugin\'s start-up snapshot for this node binary, when there is one (docs/cni.md, "The start-up snapshot").',
       'if [ $# -eq 0 ] && [ -z "${NODE_OPTIONS-}" ]; then',
-      `  snap=${quote(snapshotDir)}/$(stat -Lc %d-%i-%Z-%s ${quote(nodePath)} 2>/dev/null).blob`,
+      `  snap=${quote(snapshotDir)}/$(stat -Lc %d-%i-%Z-%s ${quote(nodePath)} 2>/dev/null)-${checkoutTag(path.dirname(pluginJs))}.blob`,
       `  [ -f "$snap" ] && exec ${quote(nodePath)} --snapshot-blob "$snap"`,
       'fi',
     );

@@ -1,7 +1,10 @@
 // The CNI plugin's start-up snapshot (snapshot-entry.ts): built by `podway cni install` for the node
 // binary the shim runs, kept in the checkout's build/cni-snapshot/ (a build product, as dist/ is),
-// named after that binary: `<st_dev>-<inode>-<ctime s>-<size>.blob`, what `stat -Lc %d-%i-%Z-%s`
-// prints, so the shim finds the one for its node with one `stat` and no node process. A node
+// named after that binary and the build it holds: `<st_dev>-<inode>-<ctime s>-<size>-<build>.blob`,
+// the first four what `stat -Lc %d-%i-%Z-%s` prints (so the shim finds the one for its node with one
+// `stat` and no node process), <build> the first 12 hex digits of the sha1 of the real path of the
+// plugin's dist/src/cni (checkoutTag: two checkouts sharing one build/ through a link never take
+// each other's). A node
 // upgraded in place is another file (another inode and ctime): the shim finds no blob of its
 // name and runs the plugin as before (dist/src/cni/main.js), until `cni install` runs again.
 //
@@ -10,7 +13,8 @@
 // process is started from it (VERSION) and must answer; a blob that cannot be built or does not
 // start is not installed, and the shim runs the plugin without it (install says why).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import * as path from 'node:path';
 import { makeDirsSync } from '../util/make-dirs';
@@ -27,6 +31,22 @@ const BUILD_TIMEOUT_MS = 180_000;
 export function nodeIdentity(nodePath: string): string {
   const st = statSync(nodePath, { bigint: true });
   return `${st.dev}-${st.ino}-${st.ctimeNs / 1_000_000_000n}-${st.size}`;
+}
+
+/** The build's part of a blob's name: sha1 of the real path of `cniDir` (dist/src/cni), 12 hex digits. */
+export function checkoutTag(cniDir = __dirname): string {
+  let dir = cniDir;
+  try {
+    dir = realpathSync(cniDir);
+  } catch {
+    /* as given */
+  }
+  return createHash('sha1').update(dir).digest('hex').slice(0, 12);
+}
+
+/** The blob the shim looks for, for `nodePath` and this build. */
+export function snapshotBlob(nodePath: string, dir = SNAPSHOT_DIR): string {
+  return path.join(dir, `${nodeIdentity(nodePath)}-${checkoutTag()}.blob`);
 }
 
 export interface Manifest {
@@ -71,13 +91,15 @@ export function ensurePluginSnapshot(nodePath: string, dir = SNAPSHOT_DIR): Snap
   } catch (e) {
     return { blob: null, note: `no start-up snapshot for the plugin: ${nodePath}: ${(e as Error).message}` };
   }
-  const blob = path.join(dir, `${id}.blob`);
-  const manifestFile = path.join(dir, `${id}.json`);
+  const tag = checkoutTag();
+  const name = `${id}-${tag}`;
+  const blob = path.join(dir, `${name}.blob`);
+  const manifestFile = path.join(dir, `${name}.json`);
   const m = readManifest(manifestFile);
   if (m && existsSync(blob) && manifestCurrent(m)) return { blob, note: null };
   const tmp = `.${process.pid}.${Math.random().toString(16).slice(2, 10)}`;
-  const tmpBlob = path.join(dir, `${id}.blob${tmp}`);
-  const tmpManifest = path.join(dir, `${id}.json${tmp}`);
+  const tmpBlob = path.join(dir, `${name}.blob${tmp}`);
+  const tmpManifest = path.join(dir, `${name}.json${tmp}`);
   try {
     makeDirsSync(dir, { what: 'cni install: the plugin\'s snapshot directory' });
     // No NODE_OPTIONS: a flag there would make a snapshot that node refuses without it.
@@ -95,9 +117,10 @@ export function ensurePluginSnapshot(nodePath: string, dir = SNAPSHOT_DIR): Snap
     const said = err.stderr ? String(err.stderr).trim().split('\n').slice(-3).join(' / ') : '';
     return { blob: null, note: `no start-up snapshot for the plugin (it runs without one, slower to start): ${err.message.split('\n')[0]}${said ? `: ${said}` : ''}` };
   }
-  // Blobs of other node binaries (a node upgraded since) are of no use to anyone now.
+  // This build's blobs of other node binaries (a node upgraded since), and blobs named without a
+  // build (the first snapshots, 65c0374), are of no use to anyone now.
   try {
-    for (const f of readdirSync(dir)) if (/^\d+-\d+-\d+-\d+\.(blob|json)$/.test(f) && !f.startsWith(`${id}.`)) unlinkSync(path.join(dir, f));
+    for (const f of readdirSync(dir)) if (new RegExp(`^\\d+-\\d+-\\d+-\\d+(-${tag})?\\.(blob|json)$`).test(f) && !f.startsWith(`${name}.`)) unlinkSync(path.join(dir, f));
   } catch {
     /* left: they take only space */
   }

@@ -13,7 +13,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, 
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { withHarness, PluginRun } from './harness';
-import { nodeIdentity, readManifest, SNAPSHOT_DIR } from '../../src/cni/snapshot';
+import { readManifest, snapshotBlob } from '../../src/cni/snapshot';
 import { isRoot } from '../helpers/netns';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
@@ -37,7 +37,7 @@ const packageOf = (file: string): string | null => {
 
 test('ADD, CHECK and DEL start from the snapshot cni install built: nothing compiled at run time but main.js; no etcd3 client in it', async () => {
   await withHarness(async (h) => {
-    const blob = path.join(SNAPSHOT_DIR, `${nodeIdentity(process.execPath)}.blob`);
+    const blob = snapshotBlob(process.execPath);
     assert.ok(readFileSync(path.join(h.binDir, 'podway'), 'utf8').includes('--snapshot-blob'), 'the shim uses a snapshot');
     const manifest = readManifest(blob.replace(/\.blob$/, '.json'));
     assert.ok(manifest, `the snapshot's manifest beside ${blob}`);
@@ -92,6 +92,8 @@ test('a build changed under the snapshot: calls run dist/ as it is now and say s
       };
       const done = install();
       assert.ok(done.snapshot && done.snapshot.startsWith(path.join(tmp, 'build', 'cni-snapshot')), `the copy's snapshot: ${JSON.stringify(done)}`);
+      // named after its build too: two checkouts sharing one build/ (a link) never take each other's
+      assert.is.not(path.basename(done.snapshot!), path.basename(snapshotBlob(process.execPath)));
       const pod = h.pod('stale');
       const first = await h.call({ command: 'ADD', containerId: cid('b'), netns: pod.path, ifname: 'eth0', env: REPORT });
       assert.is(first.exitCode, 0, first.stderr);

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { Lab } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
-import { guard, teardown, isRoot, routes, logTail, until, waitLog, pingIn, track, PingRun, nsExec } from './e2e-kit';
+import { guard, teardown, isRoot, routes, logTail, until, waitLog, pingIn, track, PingRun, nsExec, sleep } from './e2e-kit';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { tunnelRxProgram } from '../../src/dataplane/nft-tunnels';
 import { ownedTunnelTableInput } from '../helpers/nft-owner';
@@ -188,6 +188,12 @@ test('the IPv6 address removed under podway: warned, nodeAddressMissing and `pod
     assert.match(text, /\nnot ready: .*underlay down: link eth0 is down/);
     assert.match(text, `\nunderlay down: link eth0 is down (set down: admin state down) (since ${st.underlayDown!.since})\n`);
     assert.not.match(text, /node address missing/);
+    // the underlay port's receive failed (ENETDOWN) and is polled again after 100, 200, 400 ms...:
+    // what it reads meanwhile (the node's own frames through the down device) is no recovery, so
+    // "receives again" is not said while the link is down (it was, 100 ms after the ENETDOWN)
+    await sleep(1500);
+    const again = n1.log.slice(from).filter((l) => /port underlay\(eth0\): receives again/.test(l));
+    assert.is(again.length, 0, `said while eth0 is down: ${n1.log.slice(from).join(' | ')}`);
   } finally {
     nsExec(n1.ns, ['ip', 'link', 'set', 'eth0', 'up']);
   }

@@ -4,14 +4,15 @@
  * real etcd emptied for each test).
  */
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { FileKv } from '../../src/control/kv/file-kv';
 import { KvStore } from '../../src/control/kv/kv';
 import { EtcdServer, startEtcd } from '../helpers/etcd';
+import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'podway.js');
@@ -151,4 +152,43 @@ export async function okInProcess(args: string[], env?: Record<string, string>):
   const r = await podwayInProcess(args, env);
   assert.is(r.code, 0, `podway ${args.join(' ')} exited ${r.code}: ${r.err}${r.out}`);
   return r.out;
+}
+
+/** A `podway run` a CLI test started in a network namespace. */
+export interface NetnsRun {
+  readonly child: ChildProcess;
+  /** Its stderr so far. */
+  log(): string;
+  /** SIGTERM, then SIGKILL if it has not exited within 10 s. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `podway run ARGS` in network namespace `ns` (`ip netns exec`: the child is podway), returned once
+ * `podway status --control SOCK` says it runs (bounded by START_WAIT_MIN_MS, as Lab.startPodway's;
+ * status also answers while it starts, so the answer must say it runs). Throws with its log when it
+ * exits or does not come up; it is stopped then.
+ */
+export async function runInNetns(ns: string, sock: string, args: string[]): Promise<NetnsRun> {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'run', '--control', sock, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+  const run: NetnsRun = {
+    child,
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await within(exited, 10_000, null);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+  const end = Date.now() + START_WAIT_MIN_MS;
+  while (Date.now() < end && child.exitCode === null) {
+    if (existsSync(sock) && /^podway is running/.test((await podway(['status', '--control', sock])).out)) return run;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await run.stop();
+  throw new Error(`podway run did not come up: ${log}`);
 }

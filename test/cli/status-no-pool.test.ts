@@ -4,21 +4,19 @@
 // command that fixes it, and stops saying it once a pool is applied (the running store watched).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { BIN, ok, podway, tempDir } from './cli-kit';
-import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
+import { ok, podway, runInNetns, tempDir, type NetnsRun } from './cli-kit';
 import { addNetns } from '../helpers/netns';
 
 const t = suite('status without a pool');
 const NS = `pw-np-${randomBytes(3).toString('hex')}`;
 const NO_POOL = /^no IPPool in the datastore: a pod's CNI ADD gets no address .*apply -f pool\.yaml/m;
-let child: ChildProcess | null = null;
+let run: NetnsRun | null = null;
 let sock = '';
 let store = '';
-let log = '';
 let dropNs = (): void => undefined;
 
 /** `podway status` text, retried for up to `ms` until `test` holds (the last text either way). */
@@ -41,29 +39,17 @@ t.before(async () => {
   }
   store = `embedded:${tempDir()}`;
   sock = path.join(tempDir(), 'c.sock');
-  child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'np', '--ip', '10.1.2.3/24', '--datastore', store, '--control', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  const end = Date.now() + START_WAIT_MIN_MS;
-  while (Date.now() < end && child.exitCode === null) {
-    if (existsSync(sock) && /^podway is running/.test((await podway(['status', '--control', sock])).out)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`podway run did not come up: ${log}`);
+  run = await runInNetns(NS, sock, ['--node', 'np', '--ip', '10.1.2.3/24', '--datastore', store]);
 });
 
 t.after(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child!.once('exit', r));
-    child.kill('SIGTERM');
-    await within(exited, 10_000, null);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
+  await run?.stop();
   dropNs();
 });
 
 t('no pool: ready, and status names the missing pool with the command; a pool applied: the line goes', async () => {
   const before = await statusUntil((s) => NO_POOL.test(s), 15_000);
-  assert.match(before, NO_POOL, `status without a pool: ${before}\n${log.slice(-2000)}`);
+  assert.match(before, NO_POOL, `status without a pool: ${before}\n${run!.log().slice(-2000)}`);
   assert.match(before, /^ready$/m, 'a node without a pool is ready (as a Calico node is)');
   const pool = path.join(tempDir(), 'pool.yaml');
   writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, vxlanMode: Always}\n');

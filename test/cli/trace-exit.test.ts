@@ -3,20 +3,19 @@
 // tell "nothing seen" from success); errors and bad arguments keep their own codes.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { BIN, ok, podway, tempDir } from './cli-kit';
-import { TRACE_TIMED_OUT } from '../../src/cli/main';
+import { BIN, ok, podway, runInNetns, tempDir, type NetnsRun } from './cli-kit';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
+import { TRACE_TIMED_OUT } from '../../src/cli/main';
 import { addNetns } from '../helpers/netns';
 
 const t = suite('trace exit status');
 const NS = `pw-tx-${randomBytes(3).toString('hex')}`;
-let child: ChildProcess | null = null;
+let run: NetnsRun | null = null;
 let sock = '';
-let log = '';
 /** Deletes NS (registered at exit and on the runner's SIGTERM too: helpers/netns.ts addNetns). */
 let dropNs = (): void => undefined;
 
@@ -31,25 +30,11 @@ t.before(async () => {
   writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, vxlanMode: Always}\n');
   await ok(['apply', '-f', pool, '--datastore', store]);
   sock = path.join(tempDir(), 'c.sock');
-  child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'tx', '--ip', '10.1.2.3/24', '--datastore', store, '--control', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  // Bounded wait for podway to run: `podway status` also answers (exit 0) while it is starting,
-  // when trace is refused ("podway is starting"), so the answer must say it runs.
-  const end = Date.now() + START_WAIT_MIN_MS; // a bound on the wait, as Lab.startPodway's
-  while (Date.now() < end && child.exitCode === null) {
-    if (existsSync(sock) && /^podway is running/.test((await podway(['status', '--control', sock])).out)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`podway run did not come up: ${log}`);
+  run = await runInNetns(NS, sock, ['--node', 'tx', '--ip', '10.1.2.3/24', '--datastore', store]);
 });
 
 t.after(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child!.once('exit', r));
-    child.kill('SIGTERM');
-    await within(exited, 10_000, null);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
+  await run?.stop();
   dropNs();
 });
 

@@ -25,6 +25,7 @@ import type { KvEntry } from '../control/kv/kv';
 import { checkBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 import { checkModel } from '../dataplane/model-check';
 import { replaceFile } from '../util/replace-file';
+import { requireTrustedDir, requireTrustedDirSync } from '../util/trusted-dir';
 
 /** What the file says it is; a different value is not a podway model cache. */
 export const MODEL_CACHE_FORMAT = 'podway-model-cache';
@@ -316,6 +317,12 @@ function checksumText(c: Omit<CacheFile, 'sha256'>): string {
  * short, another podway's, fields of the wrong type) is a reason.
  */
 export function readModelCache(file: string, node: string, datastore: string): CachedModel | { refused: string } | 'none' {
+  // A directory another user can write to may hold a cache they forged: not read (util/trusted-dir.ts).
+  try {
+    requireTrustedDirSync(path.dirname(file), 'its directory');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return { refused: (e as Error).message };
+  }
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -402,7 +409,9 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
 
 /**
  * Writes `file` atomically (util/replace-file.ts: a temporary dot-file beside it, fsynced, renamed
- * over it, the directory fsynced; none left by a failed write). Only the JSON
+ * over it, the directory fsynced; none left by a failed write), in a directory only root or this
+ * user can write to (else an UntrustedDirError naming it and the fix: readModelCache refuses
+ * such a directory's cache too). Only the JSON
  * encoding runs on the calling thread, the file work (write, fsync, rename) off it: podway run's
  * main thread forwards, and an fsync may take a disk's time. `nodeIdentity`: the Node the model
  * is of; `bootId`: the boot it is written in (this one's by default).
@@ -410,6 +419,9 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
 export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, nodeIdentity: NodeIdentity, bgp: BgpInputs | null = null, bootId: string | null = currentBootId()): Promise<number> {
   const data = cacheText(node, datastore, model, appliedAt, bgp, bootId, nodeIdentity);
   await makeDirs(path.dirname(file), { mode: 0o700, what: `model cache ${file}` });
+  // Owned by root or us and writable by nobody else (util/trusted-dir.ts); the temporary is
+  // created exclusively (util/replace-file.ts).
+  await requireTrustedDir(path.dirname(file), `model cache ${file}: its directory`);
   await replaceFile(file, data, { mode: 0o600 });
   return data.length;
 }

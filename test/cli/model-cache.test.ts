@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
@@ -53,6 +53,41 @@ test('a written model is read back as it was (knownNodeIps a Set), with the time
   assert.is(r.model.node.knownNodeIps.size, 2);
   assert.is(r.appliedAt.toISOString(), at.toISOString());
   assert.equal(readdirSync(path.dirname(file)), ['n1.model.json'], 'no temporary file left');
+});
+
+test('a cache directory another user can write to (group-writable, or owned by another uid) is refused naming it and the fix: not written, not read; the default mode 0700 works', async () => {
+  const d = path.join(tempDir(), 'made');
+  const file = path.join(d, 'n1.model.json');
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID);
+  assert.is(statSync(d).mode & 0o777, 0o700, 'made 0700 as /var/lib/podway is');
+  assert.ok(!('refused' in (readModelCache(file, 'n1', DS) as object)));
+  chmodSync(d, 0o770);
+  const before = readFileSync(file, 'utf8');
+  const err = await writeModelCache(file, 'n1', DS, model(2), new Date(), ID).then(() => null, (e: Error) => e);
+  assert.match(String(err?.message), `model cache ${file}: its directory: ${d} is writable by group or others (mode 770): refused`);
+  assert.match(String(err?.message), `chmod go-w ${d}`);
+  assert.is(readFileSync(file, 'utf8'), before, 'not written');
+  assert.equal(readModelCache(file, 'n1', DS), { refused: `its directory: ${d} is writable by group or others (mode 770): refused, another user could plant or replace the files podway keeps there (a symlink, a forged file); \`chmod go-w ${d}\` or use another directory` });
+  chmodSync(d, 0o1777); // /tmp's mode: sticky does not help, anyone may create files in it
+  assert.match(JSON.stringify(readModelCache(file, 'n1', DS)), 'mode 1777');
+  chmodSync(d, 0o700);
+  if (process.getuid?.() === 0) {
+    chownSync(d, 65534, 65534);
+    try {
+      assert.match(JSON.stringify(readModelCache(file, 'n1', DS)), `${d} is owned by uid 65534, neither root nor this process's user (uid 0)`);
+      const e2 = await writeModelCache(file, 'n1', DS, model(2), new Date(), ID).then(() => null, (e: Error) => e);
+      assert.match(String(e2?.message), 'owned by uid 65534');
+    } finally {
+      chownSync(d, 0, 0);
+    }
+  }
+  // A planted symlink at an old-style temporary name is never followed.
+  const target = path.join(tempDir(), 'victim');
+  writeFileSync(target, 'victim\n');
+  symlinkSync(target, path.join(d, `.n1.model.json.${process.pid}.tmp`));
+  await writeModelCache(file, 'n1', DS, model(2), new Date(), ID);
+  assert.is(readFileSync(target, 'utf8'), 'victim\n');
+  assert.ok(existsSync(file));
 });
 
 test('another node\'s, another datastore\'s, another version\'s or a damaged cache is refused, naming why; none is "none"', async () => {
@@ -473,7 +508,7 @@ test('a cache on a full file system (a small tmpfs): status and the metrics say 
   const dir = tempDir();
   const mnt = path.join(dir, 'mnt');
   mkdirSync(mnt);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', `opsfix2-${process.pid}`, mnt]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', `opsfix2-${process.pid}`, mnt]);
   try {
     const logs: string[] = [];
     const file = path.join(mnt, 'n1.model.json');

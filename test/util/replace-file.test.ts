@@ -4,10 +4,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { replaceFile, replaceFileSync, replaceTempName } from '../../src/util/replace-file';
+import { replaceFile, replaceFileSync, replaceTempName, TEMP_TRIES } from '../../src/util/replace-file';
 
 const dir = mkdtempSync(join(tmpdir(), 'podway-replace-'));
 let mounted = false;
@@ -21,8 +21,10 @@ const variants: [string, (file: string, data: string | Uint8Array, opts?: { mode
   ['replaceFile', replaceFile],
 ];
 
-test('the temporary is a dot-file of this process beside the file', () => {
-  assert.is(replaceTempName('/a/b/conf.json'), `/a/b/.conf.json.${process.pid}.tmp`);
+test('the temporary is a dot-file of this process beside the file, with a random part', () => {
+  const a = replaceTempName('/a/b/conf.json');
+  assert.match(a, new RegExp(`^/a/b/\\.conf\\.json\\.${process.pid}\\.[0-9a-f]{12}\\.tmp$`));
+  assert.is.not(replaceTempName('/a/b/conf.json'), a);
 });
 
 for (const [name, replace] of variants) {
@@ -68,6 +70,35 @@ for (const [name, replace] of variants) {
     const err = await Promise.resolve().then(() => replace(join(d, 'target'), 'data')).then(() => null, (e: NodeJS.ErrnoException) => e);
     assert.ok(err && ['EISDIR', 'ENOTEMPTY', 'EEXIST'].includes(err.code!), String(err));
     assert.equal(readdirSync(d), ['target']);
+  });
+
+  test(`${name}: a symlink (or file) planted at the temporary's name is not followed: its target untouched, another name taken, the planted one left as it was`, async () => {
+    const d = join(dir, `planted-${name}`);
+    mkdirSync(d);
+    const file = join(d, 'cache.json');
+    const victim = join(dir, `victim-${name}`);
+    writeFileSync(victim, 'victim\n');
+    const planted = join(d, '.cache.json.planted.tmp');
+    symlinkSync(victim, planted);
+    const dangling = join(d, '.cache.json.dangling.tmp');
+    symlinkSync(join(dir, `nothing-${name}`), dangling); // O_CREAT alone would create its target
+    // Old-style predictable name too (before the fix: opened with 'w', the victim overwritten).
+    symlinkSync(victim, join(d, `.cache.json.${process.pid}.tmp`));
+    const names = [planted, dangling];
+    await replace(file, 'mine\n', { mode: 0o600, tempName: (f: string, i: number) => names[i] ?? replaceTempName(f) } as never);
+    assert.is(readFileSync(victim, 'utf8'), 'victim\n', 'the target untouched');
+    assert.not.ok(readdirSync(dir).includes(`nothing-${name}`), 'the dangling one\'s target not created');
+    assert.is(readFileSync(file, 'utf8'), 'mine\n');
+    assert.ok(lstatSync(file).isFile(), 'the file is a file, not a symlink');
+    assert.is(readlinkSync(planted), victim, 'the planted symlink left alone');
+    assert.is(readdirSync(d).length, 4, 'the file and the three planted names');
+    // Every name taken: an error saying so, nothing written, the planted one not removed.
+    const err = await Promise.resolve().then(() => replace(file, 'again\n', { tempName: () => planted } as never)).then(() => null, (e: NodeJS.ErrnoException) => e);
+    assert.is(err?.code, 'EEXIST');
+    assert.match(String(err?.message), `${TEMP_TRIES} random temporary names beside ${file} were all taken`);
+    assert.is(readFileSync(file, 'utf8'), 'mine\n');
+    assert.is(readlinkSync(planted), victim);
+    assert.is(readFileSync(victim, 'utf8'), 'victim\n');
   });
 }
 

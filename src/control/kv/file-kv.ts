@@ -50,6 +50,7 @@ import { FileLock, sweepDeadTokens } from './file-lock';
 import { compareKeys } from './keys';
 import { checkBatch, KvBatchWrite, KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
 import { replaceFile } from '../../util/replace-file';
+import { requireTrustedDir } from '../../util/trusted-dir';
 
 export interface FileKvOptions {
   readonly dir: string;
@@ -195,7 +196,12 @@ export class FileKv implements KvStore {
 
   /** Brings this process's view up to date with the files. Runs inside the queue. */
   private async refresh(locked: boolean): Promise<void> {
-    if (!this.loaded) await makeDirs(this.dir, { what: `embedded store ${this.dir}` });
+    if (!this.loaded) {
+      await makeDirs(this.dir, { what: `embedded store ${this.dir}` });
+      // Its state is replaced through a temporary beside it (replaceFile) and read back: a
+      // directory another user can write to could hold their forged store (util/trusted-dir.ts).
+      await requireTrustedDir(this.dir, `embedded store ${this.dir}`);
+    }
     for (let attempt = 0; ; attempt++) {
       let st;
       try {

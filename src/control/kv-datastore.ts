@@ -100,6 +100,8 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   private snapshot: ClusterSnapshot | undefined;
   private started = false;
   private down = false;
+  /** What the last "down" said (markDown): undefined, or the endpoint is not etcd. */
+  private downKind: 'not-etcd' | undefined;
   private dirtySince: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly resyncs = new Set<Promise<void>>();
@@ -335,9 +337,9 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         if (replaced) this.storeReplaced(prefix, reason);
         else this.resync(prefix, reason);
       },
-      onStatus: (status, detail) => {
+      onStatus: (status, detail, kind) => {
         if (this.watches.get(prefix) !== watch || this.closed) return;
-        if (status === 'down') this.markDown(detail);
+        if (status === 'down') this.markDown(detail, kind);
         else if (this.down) this.markUp(detail);
       },
     });
@@ -427,10 +429,16 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     for (const l of this.replacedListeners) l(line);
   }
 
-  private markDown(detail: string): void {
-    if (this.down) return;
+  /**
+   * Said once per outage, and again when what answers changed (a watch's `kind`: the endpoint
+   * answers but is not etcd, or no longer): the status and /readyz then say that, not the words
+   * of the outage's first moment.
+   */
+  private markDown(detail: string, kind?: 'not-etcd'): void {
+    if (this.down && this.downKind === kind) return;
     this.down = true;
-    this.emitError(new Error(`datastore unreachable: ${detail} (keeping the last snapshot)`));
+    this.downKind = kind;
+    this.emitError(new Error(kind === 'not-etcd' ? `datastore answers but is not etcd: ${detail} (keeping the last snapshot)` : `datastore unreachable: ${detail} (keeping the last snapshot)`));
   }
 
   private markUp(detail: string): void {

@@ -83,13 +83,15 @@ export function createLogger(opts: LoggerOptions = {}): Log {
   const p = pino(
     {
       level: opts.level ?? 'info',
-      base: opts.base ?? {},
+      // The base fields are merged with each line's own (wrap): given both ways (run's `node`, and
+      // a line that names its node too), pino would write the key twice ("node":"n1","node":"n1").
+      base: {},
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
     stream,
   );
-  return wrap(p);
+  return wrap(p, opts.base && Object.keys(opts.base).length > 0 ? opts.base : undefined);
 }
 
 /** How long a line waits on a full pipe (EAGAIN) before it is dropped: 50 tries, 100 ms apart. */

@@ -564,6 +564,38 @@ etcdSpecific('an etcd restart under the datastore: one error, the last snapshot 
   }
 });
 
+etcdSpecific('etcd stopped and its port taken by an HTTP/1 server under the datastore: said again as an endpoint that answers but is not etcd (not "unreachable ... Connection dropped"), once; reachable again when etcd is back', async () => {
+  const server = await getEtcd();
+  const kv = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  await wipe(kv);
+  const h = harness(kv);
+  let http1: import('node:http').Server | undefined;
+  try {
+    await writeCluster(kv);
+    await h.ds.start();
+    await server.kill();
+    await h.waitError('the unreachable error', (e) => e.startsWith('datastore unreachable'));
+    // as `python3 -m http.server PORT` on etcd's port: an HTTP/1 server
+    http1 = (await import('node:http')).createServer((_q, r) => r.end('directory listing'));
+    await new Promise<void>((res, rej) => { http1!.once('error', rej); http1!.listen(server.clientPort, '127.0.0.1', () => res()); });
+    const e = server.endpoint.replace(/[.:/]/g, '\\$&');
+    const err = await h.waitError('the not-etcd error', (x) => x.startsWith('datastore answers but is not etcd'), 15_000);
+    assert.match(err, new RegExp(`^datastore answers but is not etcd: etcd ${e} \\(watch /calico/\\S+\\): the endpoint ${e} answers but is not etcd: it answered etcd's gRPC API with something else than HTTP/2 \\(an HTTP/1 server\\?\\) \\(another service at that port\\?\\) \\(keeping the last snapshot\\)$`));
+    await sleep(2000); // the watches try again every second or so meanwhile: said once
+    assert.is(h.errors.filter((x) => x.startsWith('datastore answers but is not etcd')).length, 1, JSON.stringify(h.errors));
+    await new Promise<void>((res) => { http1!.closeAllConnections(); http1!.close(() => res()); });
+    http1 = undefined;
+    await server.start();
+    const deadline = Date.now() + 20_000;
+    while (!h.statuses.some((l) => l.startsWith('datastore reachable again')) && Date.now() < deadline) await sleep(100);
+    assert.ok(h.statuses.some((l) => l.startsWith('datastore reachable again')), JSON.stringify(h.statuses));
+  } finally {
+    if (http1) { http1.closeAllConnections(); http1.close(); }
+    await h.ds.close();
+    await kv.close();
+  }
+});
+
 etcdSpecific('a compaction while the datastore was cut off: resync on reconnect, correct snapshot', async () => {
   const server = await getEtcd();
   const proxy = await startTcpProxy(server.clientPort);

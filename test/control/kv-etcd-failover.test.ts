@@ -524,7 +524,7 @@ for (const [name, open] of CLIENTS) {
         assert.instance(e, KvNotEtcdError);
         assert.instance(e, KvConfigError);
         assert.instance(e, KvUnavailableError, 'still a store away for the long-lived callers, which try again');
-        assert.is(e.message, `etcd ${h.endpoint} (get /x): ${h.endpoint} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`);
+        assert.is(e.message, `etcd ${h.endpoint} (get /x): the endpoint ${h.endpoint} answers but is not etcd: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`);
       } finally {
         await alone.close();
       }
@@ -583,7 +583,7 @@ test('an endpoint that is not etcd: the CLI fails saying so, the CNI plugin fail
     const inNs = (args: string[], env: Record<string, string>, input?: string) => spawnSync('ip', ['netns', 'exec', ns, process.execPath, ...args], {
       input, encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
     });
-    const notEtcd = new RegExp(`${h.endpoint.replace(/[.:/]/g, '\\$&')} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API`);
+    const notEtcd = new RegExp(`the endpoint ${h.endpoint.replace(/[.:/]/g, '\\$&')} answers but is not etcd: it answered HTTP 404 to etcd's gRPC API`);
     const cli = inNs([podway, 'get', 'ippool', '--datastore', `etcd:${h.endpoint}`], {});
     assert.is(cli.status, 1, cli.stdout + cli.stderr);
     assert.match(cli.stderr, notEtcd);

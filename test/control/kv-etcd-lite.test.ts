@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { EtcdLiteKv } from '../../src/control/kv/etcd-lite';
-import { KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../../src/control/kv/kv';
+import { KvNotEtcdError, KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../../src/control/kv/kv';
 import { ETCD_BINARY, EtcdServer, freePort, startEtcd, startEtcdCluster } from '../helpers/etcd';
 import { conformanceSuite, freshPrefix } from '../helpers/kv-conformance';
 import { failure } from '../helpers/until';
@@ -239,6 +239,35 @@ test('etcd over TLS with client certificates: calls work; another CA\'s client c
       await exited;
     }
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an HTTP/1 server at the endpoint (python3 -m http.server on etcd\'s port): both clients say the endpoint answers but is not etcd (KvNotEtcdError), not "unreachable ... Protocol error"', async () => {
+  const { createServer: createHttp } = await import('node:http');
+  // a server that answers HTTP/2's preface as python's http.server does: an HTTP/1 400, then closes
+  const raw = createServer((c: Socket) => { c.once('data', () => c.end('HTTP/1.0 400 Bad request version (\'HTTP/2.0\')\r\nContent-Type: text/html\r\n\r\n<p>bad</p>')); c.on('error', () => undefined); });
+  const http1 = createHttp((_q, r) => r.end('hello'));
+  try {
+    for (const srv of [raw, http1]) {
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+      const endpoint = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+      for (const kv of [new EtcdKv({ endpoints: [endpoint], timeoutMs: 2000 }), new EtcdLiteKv({ endpoints: [endpoint], timeoutMs: 2000 })]) {
+        try {
+          for (const [what, call] of [['list /x/', () => kv.list('/x/')], ['get /x', () => kv.get('/x')]] as const) {
+            const e = await failure(call());
+            assert.instance(e, KvNotEtcdError, `${kv.constructor.name} ${what}: ${e.message}`);
+            assert.is(e.message, `etcd ${endpoint} (${what}): the endpoint ${endpoint} answers but is not etcd: it answered etcd's gRPC API with something else than HTTP/2 (an HTTP/1 server?) (another service at that port?)`);
+          }
+        } finally {
+          await kv.close();
+        }
+      }
+      srv.close();
+    }
+  } finally {
+    raw.close();
+    http1.closeAllConnections();
+    http1.close();
   }
 });
 

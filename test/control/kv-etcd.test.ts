@@ -304,6 +304,13 @@ test('unreachable: nothing listening → KvUnavailableError naming the endpoint,
     assert.is(err!.message, `etcd ${endpoint} unreachable (create /x): connect ECONNREFUSED 127.0.0.1:${port}`);
     assert.is(grpcReason('14 UNAVAILABLE: Connection dropped'), 'Connection dropped');
     assert.ok(Date.now() - t0 < 1500 + 1000, `took ${Date.now() - t0} ms`);
+    // grpc-js's time stamp and its "null" while it waits to connect again: podway's words
+    assert.is(grpcReason('14 UNAVAILABLE: No connection established. Last error: Protocol error (2026-12-07T17:19:42.958Z). Resolution note: '), 'Protocol error');
+    assert.is(grpcReason('14 UNAVAILABLE: No connection established. Last error: null. Resolution note: ;'), 'no connection (refused or not answering; trying again)');
+    // a lease renewal (a stream, whose errors etcd3 does not type): unreachable, the endpoint named, not gRPC's text
+    const keep = await store.keepAliveLease('7').then(() => null, (e: Error) => e);
+    assert.instance(keep, KvUnavailableError);
+    assert.match(keep!.message, new RegExp(`^etcd ${endpoint.replace(/[.:/]/g, '\\$&')} unreachable \\(keep lease 7 alive\\): (connect ECONNREFUSED 127\\.0\\.0\\.1:${port}|no connection \\(refused or not answering; trying again\\))$`));
   } finally {
     await store.close();
   }

@@ -33,6 +33,16 @@ test('JSON lines: level name, ISO time, node, message and the resource as a fiel
   assert.equal([b.level, b.workload, b.interface], ['info', 'default/web', 'caliA']);
 });
 
+test('a field the logger carries already (run\'s node) given again by a line (the liveness holder\'s) is written once', () => {
+  const { log, lines } = capture();
+  log.warn('node node1: liveness key not renewed', { node: 'node1' });
+  log.child({ node: 'node1', component: 'x' }).info('again');
+  assert.is(lines.length, 2);
+  for (const l of lines) assert.is(l.match(/"node":/g)?.length, 1, l);
+  assert.ok(lines[0]!.startsWith('{"level":"warn","time":"'), lines[0]);
+  assert.match(lines[0]!, /,"node":"node1","msg":"node node1: liveness key not renewed"\}$/);
+});
+
 test('fdLines: whole lines to the fd; a destination that fails (here /dev/full: ENOSPC, as EIO from a closed terminal) drops and counts the line instead of throwing', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'podway-fdlines-'));
   try {

@@ -167,7 +167,14 @@ export function quorumHint(reason: string, https = false): string {
  */
 export function grpcReason(message: string): string {
   const m = /Last error: (?:Error: )?(.*?)\.? Resolution note: ?(.*)$/s.exec(message);
-  if (m) return m[2]!.trim() ? `${m[1]} (${m[2]!.trim()})` : m[1]!;
+  if (m) {
+    // grpc-js stamps the last error with its time ("Protocol error (2026-12-07T17:19:42.958Z)"),
+    // and has none to give while it waits to connect again ("Last error: null. Resolution note: ;")
+    let last = m[1]!.replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)$/, '').trim();
+    if (last === '' || last === 'null' || last === 'undefined') last = 'no connection (refused or not answering; trying again)';
+    const note = m[2]!.replace(/^[\s;]+|[\s;]+$/g, '');
+    return note ? `${last} (${note})` : last;
+  }
   // "14 UNAVAILABLE: Connection dropped": the status code says nothing more than "unreachable".
   return message.replace(/\.? Resolution note: ?$/, '').replace(/^\d+ [A-Z_]+: /, '');
 }

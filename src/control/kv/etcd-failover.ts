@@ -298,7 +298,21 @@ export function deadlineError(
   return new KvUnavailableError(`${store} unreachable (${what}): did not connect within ${timeoutMs} ms`);
 }
 
-/** The words for an endpoint that answered HTTP 404 to etcd's gRPC API (not etcd). */
-export function notEtcdText(store: string, what: string, url: string): string {
-  return `${store} (${what}): ${url} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`;
+/**
+ * How an endpoint that answers, but not as etcd, answered etcd's gRPC API, from the error's text
+ * (null: not that): an HTTP status (a 404 from an HTTP/2 server; not 502-504, a proxy's word for an
+ * etcd behind it that is down), or bytes that are not HTTP/2 ("Protocol error", nghttp2's and
+ * grpc-js's word: an HTTP/1 server such as `python3 -m http.server` answers HTTP/2's preface with
+ * an HTTP/1 error). etcd itself answers in gRPC, never either way.
+ */
+export function notEtcdAnswer(message: string): string | null {
+  const http = /Received HTTP status code (\d+)/.exec(message);
+  if (http && !/^50[234]$/.test(http[1]!)) return `it answered HTTP ${http[1]} to etcd's gRPC API`;
+  if (/\bProtocol error\b/.test(message)) return 'it answered etcd\'s gRPC API with something else than HTTP/2 (an HTTP/1 server?)';
+  return null;
+}
+
+/** The words for an endpoint that answers but is not etcd (`how`: notEtcdAnswer's). */
+export function notEtcdText(store: string, what: string, url: string, how: string): string {
+  return `${store} (${what}): the endpoint ${url} answers but is not etcd: ${how} (another service at that port?)`;
 }

@@ -94,9 +94,11 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import {
+  castGrpcError,
   Etcd3,
   EtcdWatchStreamEnded,
   GRPCDeadlineExceededError,
+  GRPCGenericError,
   GRPCNotImplementedError,
   GRPCUnavailableError,
   IKeyValue,
@@ -108,7 +110,7 @@ import {
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
 import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
-import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdAnswer, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
 import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
 import { CONNECT_ATTEMPT_OPTION, CONNECT_RETRY_OPTION, installGrpcConnectBound } from './grpc-connect-bound';
@@ -243,12 +245,13 @@ export function neverSent(e: unknown): boolean {
 }
 
 /**
- * An endpoint that answered HTTP 404 to etcd's gRPC API: an HTTP/2 server, not etcd's client URL
- * (grpc-js: "12 UNIMPLEMENTED: Received HTTP status code 404"). etcd itself answers an unknown
- * method with a gRPC status, never with an HTTP one.
+ * An endpoint that answers, but not as etcd (etcd-failover.ts notEtcdAnswer): an HTTP/2 server
+ * answering an HTTP status (grpc-js: "12 UNIMPLEMENTED: Received HTTP status code 404"; etcd
+ * answers an unknown method with a gRPC status, never with an HTTP one), or an HTTP/1 server
+ * (grpc-js: "14 UNAVAILABLE: No connection established. Last error: Protocol error (TIME)").
  */
 function notEtcd(e: unknown): boolean {
-  return e instanceof GRPCNotImplementedError && /Received HTTP status code 404\b/.test(e.message);
+  return e instanceof GRPCGenericError && notEtcdAnswer(e.message) !== null;
 }
 
 /**
@@ -603,7 +606,7 @@ export class EtcdKv implements KvStore, KvLeases {
     if (tls) return withCause(new KvTlsRejectedError(`etcd ${this.endpoints.join(',')} (${what}): ${tls}`));
     if (notEtcd(err)) {
       const url = call?.attempts.find((a) => a.error === err)?.host ?? (this.endpoints.length === 1 ? this.endpoints[0]! : 'an endpoint');
-      return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url)));
+      return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url, notEtcdAnswer(err.message)!)));
     }
     const refused = requestTooLargeText(err.message);
     if (refused) return withCause(new Error(`${this.description} (${what}): ${refused}`));
@@ -663,6 +666,11 @@ export class EtcdKv implements KvStore, KvLeases {
     const sent = fn();
     sent.catch(() => undefined); // given up: its own end (the deadline, the close) is not waited for
     return Promise.race([sent, moved]).finally(() => this.waiting.delete(giveUp));
+  }
+
+  /** The one endpoint, when there is one (null: several). */
+  singleEndpoint(): string | null {
+    return this.endpoints.length === 1 ? this.endpoints[0]! : null;
   }
 
   /** The cluster_id of the last get or list's answer (null before one answered). */
@@ -840,7 +848,10 @@ export class EtcdKv implements KvStore, KvLeases {
       try {
         return await new Promise<number>((resolve, reject) => {
           stream.once('data', (r: { TTL?: string | number }) => resolve(Number(r.TTL ?? 0)));
-          stream.once('error', reject);
+          // grpc-js's own error (a stream's are not typed by etcd3 as its calls' are): typed here,
+          // so that mapError says it in podway's words ("etcd URL unreachable (keep lease ID
+          // alive): ...", not "14 UNAVAILABLE: No connection established. Last error: null ...")
+          stream.once('error', (e: Error) => reject(castGrpcError(e)));
           stream.once('end', () => reject(new GRPCUnavailableError('the keep-alive stream ended without an answer')));
           stream.write({ ID: id });
         });
@@ -1052,6 +1063,8 @@ class EtcdWatch implements KvWatch {
   /** The highest revision whose events were all delivered (fromRevision - 1 at first). */
   private delivered: number;
   private down = false;
+  /** What the last 'down' said: the endpoint is not etcd, or another failure (onDisconnected). */
+  private downKind: 'not-etcd' | 'other' = 'other';
   /** The etcd cluster that answered first (its response headers' cluster_id). */
   private clusterId: string | undefined;
   /** The store is being confirmed by linearizable reads (confirmStore). */
@@ -1257,10 +1270,20 @@ class EtcdWatch implements KvWatch {
     if (this.closed) return;
     // Resubscribe from what we delivered, not from the last header etcd3 saw (see module comment).
     (this.watcher.request as { start_revision?: number | string }).start_revision = this.delivered + 1;
-    if (!this.down) {
-      this.down = true;
-      this.handlers.onStatus?.('down', `${this.store.description}: ${tlsRejection(err.message) ?? quorumHint(grpcReason(err.message))}`);
-    }
+    // Each failed re-subscription says why again. Said once while down, unless what answers at
+    // the endpoint becomes something that is not etcd (an HTTP server took etcd's port), or stops
+    // being that: the first words ("Connection dropped", as etcd stopped) would stand for the
+    // whole outage. A stream that ended says nothing about why (it alternates with the attempts'
+    // errors): it changes nothing.
+    const how = notEtcdAnswer(err.message);
+    const kind = how ? 'not-etcd' : 'other';
+    if (this.down && (kind === this.downKind || err instanceof EtcdWatchStreamEnded)) return;
+    this.down = true;
+    this.downKind = kind;
+    const detail = how
+      ? notEtcdText(this.store.description, `watch ${this.prefix}`, this.store.singleEndpoint() ?? 'an endpoint', how)
+      : `${this.store.description}: ${tlsRejection(err.message) ?? quorumHint(grpcReason(err.message))}`;
+    this.handlers.onStatus?.('down', detail, how ? 'not-etcd' : undefined);
   }
 
   private onConnected(res: IWatchResponse | undefined): void {

@@ -38,7 +38,7 @@ import { afterPoll, LoopBudget, loopTimer } from '../../util/loop-time';
 import { monoNow } from '../../util/mono-clock';
 import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
-import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdAnswer, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
 import { checkBatch, KvBatchWrite, KvEntry, KvGuard, KvLeaseClaims, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
@@ -94,8 +94,12 @@ class NoConnection extends Error {}
 
 const noLeader = (e: unknown): boolean => e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: no leader/.test(e.details);
 const isDeadline = (e: unknown): boolean => e instanceof GrpcError && e.code === DEADLINE_EXCEEDED;
-/** An endpoint that answered HTTP 404 to etcd's gRPC API: an HTTP/2 server that is not etcd. */
-const notEtcd = (e: unknown): boolean => e instanceof GrpcError && e.code === 12 && /Received HTTP status code 404\b/.test(e.details);
+/**
+ * An endpoint that answers, but not as etcd (etcd-failover.ts notEtcdAnswer): an HTTP status to
+ * etcd's gRPC API (an HTTP/2 server), or no HTTP/2 at all (node:http2's "Protocol error": an HTTP/1
+ * server; the connection then failed, NoConnection).
+ */
+const notEtcd = (e: unknown): boolean => (e instanceof GrpcError || e instanceof NoConnection) && notEtcdAnswer(e instanceof GrpcError ? e.details : e.message) !== null;
 
 /** An answer larger than this client takes (unary: MAX_RECEIVE_BYTES): an answer, not an outage. */
 const tooLarge = (e: unknown): boolean => e instanceof GrpcError && e.code === RESOURCE_EXHAUSTED && /Received message larger than max/.test(e.details);
@@ -829,7 +833,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
     if (tls) return withCause(new KvTlsRejectedError(`${this.description} (${what}): ${tls}`), err);
     if (notEtcd(err)) {
       const url = call.attempts.find((a) => a.error === err)?.host ?? this.endpoints[0]!;
-      return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url)), err);
+      return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url, notEtcdAnswer(err instanceof GrpcError ? err.details : err.message)!)), err);
     }
     const refused = err instanceof GrpcError ? requestTooLargeText(err.details) : null;
     if (refused) return withCause(new Error(`${this.description} (${what}): ${refused}`), err);

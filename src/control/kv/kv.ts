@@ -75,8 +75,11 @@ export interface KvWatchHandlers {
    * gone too, and every other watch on the store is as stale as this one.
    */
   onResync(reason: string, replaced?: boolean): void;
-  /** The store became unreachable or reachable again (for logs and health). */
-  onStatus?(status: 'up' | 'down', detail: string): void;
+  /**
+   * The store became unreachable or reachable again (for logs and health). 'down' may come again
+   * while down when what answers changed (`kind` 'not-etcd': an endpoint answers, but is not etcd).
+   */
+  onStatus?(status: 'up' | 'down', detail: string, kind?: 'not-etcd'): void;
 }
 
 export interface KvStore {

@@ -32,6 +32,12 @@ export interface OrphanHoldSource {
   list(): readonly FoundOrphan[];
   /** Whether the engine's start scan of the pods' namespaces is done and read every pod (before it, a tap/tun pod's hold is not judged gone). */
   scanComplete(): boolean;
+  /**
+   * Looks for each tap/tun orphan's device in its pod's namespace, drops those gone from the list
+   * (list() keeps them while the namespace stays) and gives their names (engine.ts
+   * checkPodDevices). Called at the start of each pass, in the pass's turn of the upkeep queue.
+   */
+  checkDevices?(): Promise<readonly string[]>;
 }
 
 export interface OrphanHoldLog {
@@ -146,14 +152,19 @@ export class OrphanHolder {
 
   private async pass(): Promise<void> {
     await this.sweepLocks();
+    // a tap/tun pod's device deleted from a namespace that stays: only this look finds it (an `ip`
+    // in that namespace, only while the list holds a tap/tun pod)
+    const devicesGone = new Set(this.source.checkDevices ? await this.source.checkDevices() : []);
+    if (this.stopped) return;
     const found = this.source.list();
     // nothing found and nothing held: no datastore traffic
     if (found.length === 0 && this.holds === 0) return;
     const live = new Set(found.map((f) => f.ifname));
     const complete = this.source.scanComplete();
     // A veth's hold goes with its veth (one an endpoint names again: the CNI's next ADD); a tap/tun
-    // pod's device is in its pod's namespace, where the engine looks (its list says it is there).
-    const gone = (ifname: string) => !live.has(ifname) && (POD_DEVICE_NAME.test(ifname) ? complete : !existsSync(`/sys/class/net/${ifname}`));
+    // pod's device is in its pod's namespace, where the engine looks (its list says it is there),
+    // and one checkDevices found gone is gone even when the start scan missed a pod (partial).
+    const gone = (ifname: string) => !live.has(ifname) && (POD_DEVICE_NAME.test(ifname) ? complete || devicesGone.has(ifname) : !existsSync(`/sys/class/net/${ifname}`));
     const kv = this.store.get();
     try {
       const ipam = new Ipam(kv);

@@ -169,7 +169,7 @@ export interface RunOptions {
   cniPendingDelDir?: string;
   /** The CNI config dir whose podway networks must name this run's datastore (cni-conf-check.ts; default /etc/cni/net.d). */
   cniConfDir?: string;
-  /** How often podway run looks again at the orphan pod addresses it holds in IPAM (orphan-holds.ts; tests). */
+  /** How often podway run looks again at the orphan pod addresses it holds in IPAM (orphan-holds.ts; --orphan-hold-interval, default 60 s). */
   orphanHoldIntervalMs?: number;
   /** How often that spool is looked at besides start and reconnects (ms; default 60 s). */
   cniPendingDelIntervalMs?: number;
@@ -1251,7 +1251,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const { OrphanHolder } = require('./orphan-holds') as typeof import('./orphan-holds');
       const { DEFAULT_IPAM_LOCK_FILE } = require('../cni/config') as typeof import('../cni/config');
       const locks = cniIpamLockFiles(cniConfDir, opts.node, DEFAULT_IPAM_LOCK_FILE);
-      orphanHolder = new OrphanHolder(opts.node, spec, locks, { list: () => eng.orphanList(), scanComplete: () => eng.orphanScanComplete() }, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.orphanHoldIntervalMs, upkeep ?? undefined);
+      orphanHolder = new OrphanHolder(opts.node, spec, locks, { list: () => eng.orphanList(), scanComplete: () => eng.orphanScanComplete(), checkDevices: () => eng.checkPodDevices() }, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.orphanHoldIntervalMs, upkeep ?? undefined);
       orphanHolder.start();
       const holder = orphanHolder;
       startMade('the orphan address holds', () => holder.stop());

@@ -1,6 +1,7 @@
 // `podway run`'s upkeep of the node's pods on its main thread: the deferred CNI DEL replay
 // (pending-del-replay.ts), the orphan address holds (orphan-holds.ts) and the engine's looks into
-// the pods' namespaces for orphan addresses (dataplane/engine.ts findPodOrphans, podDeviceGone).
+// the pods' namespaces for orphan addresses (dataplane/engine.ts findPodOrphans, podDeviceGone;
+// checkPodDevices, a tap/tun orphan's device looked for, runs inside the hold pass's own turn).
 //
 // One queue (serial): each replayed entry (it removes the interfaces its DEL left, then deletes the
 // endpoint and releases the addresses), each orphan-hold pass and each engine look runs alone, in

@@ -2168,8 +2168,9 @@ export class Engine {
     const wanted = this.model ? modelAddressKeys(this.model) : new Set<string>();
     const was = this.orphanPods.length;
     this.orphanPods = this.orphanPods.filter((o) => {
-      // a tap/tun pod's device is in its pod's namespace: kept while that namespace is (the device
-      // goes with its pod's CNI DEL, which deletes the endpoint too, or with the namespace)
+      // a tap/tun pod's device is in its pod's namespace: kept while that namespace is; a device
+      // deleted from a namespace that stays (a CNI DEL whose endpoint was already gone, by hand, a
+      // sandbox reused) is found by checkPodDevices, in the orphan-hold pass, not on each scrape here
       const there = o.netns !== undefined ? netnsInode(o.netns) === o.netnsInode : existsSync(`/sys/class/net/${o.ifname}`);
       const keep = !wanted.has(`${o.ifname} ${o.address}`) && there;
       if (!keep) this.orphanKeys.delete(`${o.ifname} ${o.address}`);
@@ -2177,6 +2178,44 @@ export class Engine {
     });
     if (this.orphanPods.length !== was) this.onOrphans();
     return this.orphanPods;
+  }
+
+  /**
+   * The tap/tun orphans whose device is gone from its pod's namespace while that namespace stays
+   * (liveOrphans keeps them by the namespace alone: a stat, cheap enough for every status and
+   * metrics scrape) are dropped from the list; returns their device names. One `ip` in each such
+   * device's namespace (readPodDevice, through the spawner's helper), so it runs only when the
+   * list holds a tap/tun pod, from the orphan-hold pass (cli/orphan-holds.ts), which then releases
+   * their holds as it does a gone veth's. It runs in podway run's upkeep queue (that pass's turn),
+   * so it does not take a turn of its own (orphanLooks): nothing in the queue waits for the queue.
+   * A namespace that could not be read says nothing: its devices are kept.
+   */
+  async checkPodDevices(): Promise<string[]> {
+    const taps = new Map<string, { netns: string; inode: number }>();
+    for (const o of this.liveOrphans()) if (o.netns !== undefined && o.netnsInode !== undefined) taps.set(o.ifname, { netns: o.netns, inode: o.netnsInode });
+    if (taps.size === 0 || this.stopped) return [];
+    const gone = new Set<string>();
+    for (const [ifname, { netns, inode }] of taps) {
+      let d: Awaited<ReturnType<typeof readPodDevice>>;
+      try {
+        d = await readPodDevice(netns, ifname, this.spawnerExec());
+      } catch (e) {
+        this.log.debug(`host: tap/tun pod device ${ifname} not looked for in ${netns}: ${(e as Error).message} (kept; looked at again on the next pass)`, { component: 'host', interface: ifname });
+        continue;
+      }
+      // a namespace gone or replaced meanwhile: liveOrphans drops those (by its inode)
+      if (d === null && netnsInode(netns) === inode) gone.add(ifname);
+    }
+    if (gone.size === 0 || this.stopped) return [];
+    const was = this.orphanPods.length;
+    this.orphanPods = this.orphanPods.filter((o) => {
+      if (o.netns === undefined || !gone.has(o.ifname)) return true;
+      this.orphanKeys.delete(`${o.ifname} ${o.address}`);
+      return false;
+    });
+    // no onOrphans(): its caller, the hold pass, acts on the answer (another pass would read again)
+    if (this.orphanPods.length !== was) this.log.info(`host: tap/tun pod device(s) gone from their pod's namespace, which stays: ${[...gone].join(', ')}; no longer listed as orphans`, { component: 'host', interfaces: [...gone] });
+    return [...gone];
   }
 
   /**

@@ -469,18 +469,24 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
 
 /**
  * Whether a tap/tun pod's device (podway's alternative name `altName`) is still in the namespace
- * at `netns` (a path), and its global addresses there; null when the namespace or the device is gone.
+ * at `netns` (a path), and its global addresses there; null when the namespace or the device is
+ * gone. Throws when the namespace could not be read (nsenter or ip failed, or did not answer within
+ * 10 s): that says nothing of the device, and a caller that releases what is gone keeps it.
  */
 export async function readPodDevice(netns: string, altName: string, exec?: ScanExec): Promise<{ inode: number; addresses: string[] } | null> {
   const inode = netnsInode(netns);
   if (inode === null) return null;
   const args = [`--net=${netns}`, 'ip', '-j', '-d', 'addr', 'show'];
   const out = exec
-    ? await exec('nsenter', args, 10_000).then((r) => (r.code === 0 && !r.error ? r.stdout : null), () => null)
-    : await new Promise<string | null>((resolve) => {
-      execFile('nsenter', args, { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, stdout) => resolve(e ? null : stdout));
+    ? await exec('nsenter', args, 10_000).then((r) => {
+      if (r.code === 0 && !r.error) return r.stdout;
+      throw new Error(`nsenter ${args.join(' ')}: ${(r.stderr ?? '').trim() || r.error || `exit code ${r.code}`}`);
+    })
+    : await new Promise<string>((resolve, reject) => {
+      execFile('nsenter', args, { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, stdout, stderr) => (e ? reject(new Error(`nsenter ${args.join(' ')}: ${String(stderr).trim() || e.message}`)) : resolve(stdout)));
     });
-  if (out === null) return null;
+  // the namespace gone (or another in its place) while it was read: gone
+  if (netnsInode(netns) !== inode) return null;
   const link = parse(out).find((l) => Array.isArray(l.altnames) && (l.altnames as unknown[]).includes(altName));
   if (!link) return null;
   return { inode, addresses: ((link.addr_info ?? []) as Json[]).filter((a) => a.scope === 'global' && typeof a.local === 'string').map((a) => addressKey(String(a.local))) };

@@ -21,6 +21,14 @@ t('--help names --jit-budget with V8\'s own default beside it', async () => {
   assert.match(r.out, /67584/);
 });
 
+t('--orphan-hold-interval outside 1s..1h or not a duration is refused before the node starts, naming the flag', async () => {
+  for (const [bad, said] of [['0s', /--orphan-hold-interval must be 1s\.\.1h/], ['999ms', /--orphan-hold-interval must be 1s\.\.1h/], ['61m', /--orphan-hold-interval must be 1s\.\.1h/], ['soon', /--orphan-hold-interval "soon": expected a duration/]] as const) {
+    const r = await podway(['run', '--node', 'orphan-hold-opt-test', '--orphan-hold-interval', bad]);
+    assert.is.not(r.code, 0, `--orphan-hold-interval ${bad} was accepted`);
+    assert.match(r.err, said);
+  }
+});
+
 t('--workers takes auto or 1..64; anything else is refused before the node starts', async () => {
   for (const bad of ['0', '65', '1.5', 'x', 'Auto', '']) {
     const r = await podway(['run', '--node', 'workers-opt-test', '--workers', bad]);

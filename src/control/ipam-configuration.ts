@@ -90,7 +90,13 @@ function specOfV2(v2: KvEntry | null): JsonObject {
   const spec: JsonObject = {};
   for (const f of FIELDS) {
     const x = v[f.v2];
-    if (x === undefined || x === null) continue;
+    // absent: Go's zero value, as IPAM reads it (records.ts decodeIpamConfig): a bool is false, so
+    // an absent auto_allocate_blocks is false here too (normalSpec's "absent is true" is the API's
+    // default for a v3 spec, not this key's)
+    if (x === undefined || x === null) {
+      if (f.kind === 'bool') spec[f.v3] = false;
+      continue;
+    }
     const ok = f.kind === 'bool' ? typeof x === 'boolean' : f.kind === 'int' ? Number.isInteger(x) && (x as number) >= 0 : typeof x === 'string';
     if (!ok) throw new Error(`${v2.key}: ${f.v2}: expected ${f.kind === 'bool' ? 'true or false' : f.kind === 'int' ? 'a non-negative integer' : 'a string'}, got ${JSON.stringify(x)}`);
     spec[f.v3] = x;

@@ -149,6 +149,17 @@ function ipamConfigurationSuite(target: Target) {
     assert.is(await ok(['ipam', 'configure', '--strictaffinity', 'false', '--max-blocks-per-host', '0', ...ds()]), 'Successfully set StrictAffinity to: false\nSuccessfully set MaxBlocksPerHost to: 0\n');
     assert.is(await v2(), '{"auto_allocate_blocks":true}');
   });
+
+  test('autoAllocateBlocks false (absent from /calico/ipam/v2/config, as Go omits a false): get shows false, as ipam show does; ipam configure --strictaffinity false then refused (both off), not written back as true', async () => {
+    assert.is((await podway(['apply', '-f', file('c.yaml', doc('{strictAffinity: true, autoAllocateBlocks: false}')), ...ds()])).code, 0);
+    assert.is(await v2(), '{"strict_affinity":true}');
+    assert.match(await ok(['get', 'ipamconfig', 'default', ...ds()]), /^default\s+true\s+false\s*$/m);
+    assert.match(await ok(['ipam', 'show', '--show-configuration', ...ds()]), /\| AutoAllocateBlocks \| false \|/);
+    const off = await podway(['ipam', 'configure', '--strictaffinity', 'false', ...ds()]);
+    assert.is(off.code, 1, off.err);
+    assert.match(off.err, "Cannot disable 'StrictAffinity' and 'AutoAllocateBlocks' at the same time");
+    assert.is(await v2(), '{"strict_affinity":true}', 'nothing written');
+  });
   return test;
 }
 

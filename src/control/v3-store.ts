@@ -221,7 +221,16 @@ export async function listResources(kv: KvStore, info: KindInfo, namespace?: str
       }
       const parsed = parseResourceKey(entry.key);
       if (!parsed || parsed.info !== info) continue; // e.g. a deeper key of another shape
-      items.push(stored(entry));
+      const item = stored(entry);
+      // Another kind stored under this kind's prefix (a Node at ippools/NAME): not one of these,
+      // skipped and said as podway run's model skips it (kv-datastore.ts), not listed as an
+      // IPPool with an empty CIDR.
+      const kind = item.object.kind;
+      if (typeof kind === 'string' && kind !== info.kind) {
+        problems.push(`${entry.key}: kind: ${kind} stored under ${info.plural}/`);
+        continue;
+      }
+      items.push(item);
     } catch (e) {
       problems.push(`${entry.key}: ${(e as Error).message}`);
     }

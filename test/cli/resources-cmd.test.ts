@@ -419,6 +419,22 @@ function cliSuite(target: Target) {
     assert.match(listed, /nodeSelector: has\(x/);
   });
 
+  test('another kind stored under a kind\'s prefix (a Node at ippools/wrong): get lists the rest and says it skipped that key, as podway run does (not a pool "wrong" with an empty CIDR)', async () => {
+    const pool = path.join(work, 'pool.yaml');
+    writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p1\nspec:\n  cidr: 10.244.0.0/16\n');
+    await ok(['apply', '-f', pool, ...ds()]);
+    assert.ok(await kv.create(`${RES}ippools/wrong`, JSON.stringify({ kind: 'Node', apiVersion: 'projectcalico.org/v3', metadata: { name: 'wrong' }, spec: { bgp: { ipv4Address: '10.99.0.9/24' } } })));
+    const r = await podway(['get', 'ippool', ...ds()]);
+    assert.is(r.code, 0, r.err);
+    assert.is(r.out.trim().split('\n').length, 2, r.out);
+    assert.match(r.out, /^p1\s+10\.244\.0\.0\/16/m);
+    assert.not.match(r.out, /wrong/);
+    assert.is(r.err, `warning: ${RES}ippools/wrong: kind: Node stored under ippools/ (skipped)\n`);
+    const y = await podway(['get', 'ippools', '-o', 'yaml', ...ds()]);
+    assert.is(y.code, 0, y.err);
+    assert.not.match(y.out, /Node|wrong/);
+  });
+
   test('pools that overlap already (racing creates) can be disabled, changed and deleted; a new overlap is still refused', async () => {
     // As two creates that raced leave them (each checked before the other was written).
     const stored = (name: string, cidr: string, extra: Record<string, unknown> = {}) => JSON.stringify({

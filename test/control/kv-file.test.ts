@@ -30,6 +30,23 @@ conformanceSuite({
 
 const test = suite('FileKv specifics');
 
+test('a store made under umask 002 (many distributions\' user default) is made 0755 and used, not refused as group-writable', async () => {
+  const dir = join(tempDir(), 'store', 'sub');
+  const was = process.umask(0o002);
+  try {
+    const kv = new FileKv({ dir });
+    await kv.create('/a', '1');
+    assert.is((await kv.get('/a'))?.value, '1');
+    await kv.close();
+    const again = new FileKv({ dir });
+    assert.is((await again.get('/a'))?.value, '1', 'read again by a new instance');
+    await again.close();
+  } finally {
+    process.umask(was);
+  }
+  assert.is(statSync(dir).mode & 0o777, 0o755);
+});
+
 test('8 processes: 200 create-if-absent each on 400 shared keys + 200 CAS increments of one counter', async () => {
   const dir = tempDir();
   const runs = Array.from({ length: 8 }, (_, id) =>

@@ -197,7 +197,9 @@ export class FileKv implements KvStore {
   /** Brings this process's view up to date with the files. Runs inside the queue. */
   private async refresh(locked: boolean): Promise<void> {
     if (!this.loaded) {
-      await makeDirs(this.dir, { what: `embedded store ${this.dir}` });
+      // 0755, not mkdir's 0777 under the umask: a umask of 002 (a user's on many distributions, a
+      // unit's UMask=0002) made a group-writable directory that requireTrustedDir then refused
+      await makeDirs(this.dir, { mode: 0o755, what: `embedded store ${this.dir}` });
       // Its state is replaced through a temporary beside it (replaceFile) and read back: a
       // directory another user can write to could hold their forged store (util/trusted-dir.ts).
       await requireTrustedDir(this.dir, `embedded store ${this.dir}`);
@@ -623,7 +625,7 @@ export class FileKv implements KvStore {
    */
   private async acquireLock(): Promise<void> {
     if (!this.loaded) {
-      await makeDirs(this.dir).catch((e) => { throw this.systemError(e, `cannot make the store's directory ${this.dir}`); });
+      await makeDirs(this.dir, { mode: 0o755 }).catch((e) => { throw this.systemError(e, `cannot make the store's directory ${this.dir}`); });
     }
     try {
       await this.lock.acquire();

@@ -460,7 +460,7 @@ export function buildProgram(): Command {
     if (s.nodeAddressMissing) lines.push(`node address missing: ${s.nodeAddressMissing}`);
     // an underlay neighbour whose probes go unanswered: the nodes behind it (Engine.unreachableNodes)
     for (const u of (s.unreachableNodes ?? []) as { neighbor: string; nodes: string[]; nodeIps: string[]; since: string }[]) lines.push(unreachableNodeLine(u));
-    if (s.ipPools === 0) lines.push(`no IPPool in the datastore: a pod's CNI ADD gets no address ("enabled pools: none"); create one: \`${podwayCommand()} apply -f pool.yaml\` (an IPPool, as in the README's Quick start)`);
+    if (s.ipPools === 0) lines.push(`no IPPool for this node's pods (none in the datastore, all disabled, or none of the node's address family): a pod's CNI ADD gets no address ("enabled pools: none"); create one: \`${podwayCommand()} apply -f pool.yaml\` (an IPPool, as in the README's Quick start)`);
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);
     // endpoints whose interface has been missing for long (--endpoint-missing-after), with the cleanup

@@ -2969,8 +2969,9 @@ export class Engine {
     const m = this.model;
     return {
       node: m?.node.name ?? null,
-      // the IPPools of the model, both families (0: the datastore has none, so no pod gets an address)
-      ipPools: m ? m.pools.length + m.v6.pools.length : null,
+      // the enabled IPPools of the model's families (0: none, so no pod here gets an address; an
+      // IPv6-only node's model holds no IPv4 pool)
+      ipPools: m ? m.pools.filter((p) => !p.disabled).length + m.v6.pools.filter((p) => p.disabled !== true).length : null,
       // null on an IPv6-only node (no IPv4 address): its address is ipv6.nodeIp
       nodeIp: m && m.node.ip !== null ? formatIpv4(m.node.ip) : null,
       underlay: this.underlay ? { name: this.underlay.name, mac: this.underlay.macText, mtu: this.underlay.mtu } : null,

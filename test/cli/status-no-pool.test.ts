@@ -13,7 +13,7 @@ import { addNetns } from '../helpers/netns';
 
 const t = suite('status without a pool');
 const NS = `pw-np-${randomBytes(3).toString('hex')}`;
-const NO_POOL = /^no IPPool in the datastore: a pod's CNI ADD gets no address .*apply -f pool\.yaml/m;
+const NO_POOL = /^no IPPool for this node's pods \(none in the datastore, all disabled, or none of the node's address family\): a pod's CNI ADD gets no address .*apply -f pool\.yaml/m;
 let run: NetnsRun | null = null;
 let sock = '';
 let store = '';
@@ -52,6 +52,14 @@ t('no pool: ready, and status names the missing pool with the command; a pool ap
   assert.match(before, NO_POOL, `status without a pool: ${before}\n${run!.log().slice(-2000)}`);
   assert.match(before, /^ready$/m, 'a node without a pool is ready (as a Calico node is)');
   const pool = path.join(tempDir(), 'pool.yaml');
+  // a disabled pool gives no address either: the line stays (once the model holding it is applied)
+  writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, vxlanMode: Always, disabled: true}\n');
+  await ok(['apply', '-f', pool, '--datastore', store]);
+  const applied = (s: string): number => Number(/(\d+) model updates applied/.exec(s)?.[1] ?? -1);
+  const n0 = applied(before);
+  const disabled = await statusUntil((s) => applied(s) > n0, 20_000);
+  assert.ok(applied(disabled) > n0, `the model with the disabled pool applied: ${disabled}`);
+  assert.match(disabled, NO_POOL, `a disabled pool only: ${disabled}`);
   writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, vxlanMode: Always}\n');
   await ok(['apply', '-f', pool, '--datastore', store]);
   const after = await statusUntil((s) => !NO_POOL.test(s) && /^podway is running/.test(s), 20_000);

@@ -445,7 +445,7 @@ export class Pipeline implements CapturePorts {
     const pool = this.pool;
     let n = 0;
     let at = 0;
-    while (at + 4 <= k && n < this.batch) {
+    while (at + 4 <= k && n < this.batch && n < this.refusedIn.length) {
       const orig = recs[at] | (recs[at + 1] << 8);
       const len = recs[at + 2] | (recs[at + 3] << 8);
       const r = at + 4;

@@ -124,7 +124,10 @@ protocol bgp node1 {
   connect retry time 1; connect delay time 1; error wait time 1, 2;
   ipv4 { import all; export none; };
 }
-`);
+`).catch(async (e) => {
+    await tor.stop(); // the first BIRD is not left running when the second cannot start
+    throw e;
+  });
   const logs: string[] = [];
   const agent = agentFor(logs);
   const plan = (nextHopMode: string) => snapshotOf(noMesh, pool('p', '10.244.0.0/16'), node('node1', `${us}/8`),

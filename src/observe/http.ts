@@ -5,8 +5,9 @@
  *
  * The port is reachable from the pods unless --metrics-host binds it elsewhere (or the node's
  * firewall drops pod->node there), and a busy scraper must not cost the forwarding thread (this
- * server runs on it): the /metrics text is rendered at most once per METRICS_RENDER_MS (scrapes
- * within it get that text; overlapping ones share one render), connections are capped
+ * server runs on it): the /metrics text is rendered at most once per METRICS_RENDER_MS on average,
+ * after a burst of METRICS_RENDER_BURST (scrapes beyond get the last text; overlapping ones share
+ * one render), connections are capped
  * (METRICS_MAX_CONNECTIONS: more are closed at accept, counted, said in a warning at most once a
  * minute), and idle or slow ones closed soon (nothing sent for 5 s, headers within 5 s, keep-alive 2 s). A pod looping
  * GET /metrics over keep-alive (~120/s) cost 2.2-2.4 CPU s per 8 s and raised other pods' ping
@@ -29,8 +30,10 @@ export interface MetricsServerOptions {
   maxConnections?: number;
 }
 
-/** The /metrics text is rendered at most once in this many ms (Prometheus scrapes every 15 s). */
+/** The /metrics text is rendered at most once in this many ms on average (Prometheus scrapes
+ * every 15 s), after a burst of METRICS_RENDER_BURST; scrapes beyond get the last text. */
 export const METRICS_RENDER_MS = 1000;
+export const METRICS_RENDER_BURST = 3;
 /** Connections at once to the metrics port; more are closed when accepted. */
 export const METRICS_MAX_CONNECTIONS = 32;
 /** Refused connections are said at most once in this many ms. */
@@ -45,16 +48,26 @@ export interface MetricsServerStats {
 /** Listen; resolves once listening, rejects with a clear error (port in use, not permitted). */
 export function startMetricsServer(opts: MetricsServerOptions): Promise<http.Server & { stats: MetricsServerStats }> {
   const stats: MetricsServerStats = { renders: 0, refused: 0 };
-  // The last text rendered and when; a render under way is shared.
-  let last: { text: string; at: number } | null = null;
+  // The last text rendered; a render under way is shared. Renders are paid from a bucket of
+  // METRICS_RENDER_BURST, refilled one per METRICS_RENDER_MS: a scraper that asks now and then
+  // (Prometheus, a test asking twice after a change) always gets a fresh text, a loop gets one
+  // render a second and the last text in between.
+  let last: string | null = null;
   let rendering: Promise<string> | null = null;
+  let tokens = METRICS_RENDER_BURST;
+  let filled = Date.now();
   const render = (): Promise<string> => {
-    if (last && Date.now() - last.at < METRICS_RENDER_MS) return Promise.resolve(last.text);
-    rendering ??= (async () => {
+    if (rendering) return rendering;
+    const now = Date.now();
+    tokens = Math.min(METRICS_RENDER_BURST, tokens + (now - filled) / METRICS_RENDER_MS);
+    filled = now;
+    if (last !== null && tokens < 1) return Promise.resolve(last);
+    tokens = Math.max(0, tokens - 1);
+    rendering = (async () => {
       try {
         stats.renders++;
         const text = await opts.metrics.scrape();
-        last = { text, at: Date.now() };
+        last = text;
         return text;
       } finally {
         rendering = null;
@@ -65,7 +78,7 @@ export function startMetricsServer(opts: MetricsServerOptions): Promise<http.Ser
   const reg = opts.metrics.registry;
   if (!reg.getSingleMetric('podway_metrics_renders_total')) {
     opts.metrics.add({ register: (r) => {
-      snapshotCounter(r, 'podway_metrics_renders_total', `Times the /metrics text was rendered (at most once per ${METRICS_RENDER_MS} ms; scrapes within that get the same text).`, [], () => [[{}, stats.renders]]);
+      snapshotCounter(r, 'podway_metrics_renders_total', `Times the /metrics text was rendered (at most once per ${METRICS_RENDER_MS} ms after a burst of ${METRICS_RENDER_BURST}; scrapes beyond get the last text).`, [], () => [[{}, stats.renders]]);
       snapshotCounter(r, 'podway_metrics_connections_refused_total', `Connections to the metrics port closed when accepted: ${opts.maxConnections ?? METRICS_MAX_CONNECTIONS} were open already.`, [], () => [[{}, stats.refused]]);
     } });
   }

@@ -24,6 +24,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { METRICS_RENDER_MS } from '../../src/observe/http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -64,7 +65,13 @@ async function get(pathname: string): Promise<{ status: number; body: string }> 
   if (r.code !== 0) throw new Error(`http-get ${pathname}: exit ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim()) as { status: number; body: string };
 }
-const metric = async (name: string): Promise<number | undefined> => valueOf(parseMetrics((await get('/metrics')).body), name);
+/** A metric as /metrics says it now: the port serves the last text rendered to quick scrapes
+ * (at most one render a second after a burst: src/observe/http.ts), so a scrape waits a render
+ * interval first (one token back in the bucket: this one renders afresh). */
+const metric = async (name: string): Promise<number | undefined> => {
+  await new Promise((r) => setTimeout(r, METRICS_RENDER_MS + 50));
+  return valueOf(parseMetrics((await get('/metrics')).body), name);
+};
 
 /** The preload: in podway run's model thread (its workerData has the datastore spec; a forwarding
  * worker's has an index), it looks at the count files every 0.1 s; when the kill count is above 0

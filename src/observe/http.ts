@@ -14,7 +14,6 @@
  * from <1 ms to ~10 ms before; 8,000 connections took 8,000 fds and +80-280 MB.
  */
 import * as http from 'node:http';
-import { snapshotCounter } from './metrics';
 import type { PodwayMetrics } from './metrics';
 import type { Health } from './health';
 import type { Log } from './log';
@@ -77,6 +76,9 @@ export function startMetricsServer(opts: MetricsServerOptions): Promise<http.Ser
   };
   const reg = opts.metrics.registry;
   if (!reg.getSingleMetric('podway_metrics_renders_total')) {
+    // loaded here, not at the top: run.ts imports this module, and prom-client (metrics.ts) loads
+    // only with a metrics port (cli/startup-modules)
+    const { snapshotCounter } = require('./metrics') as typeof import('./metrics');
     opts.metrics.add({ register: (r) => {
       snapshotCounter(r, 'podway_metrics_renders_total', `Times the /metrics text was rendered (at most once per ${METRICS_RENDER_MS} ms after a burst of ${METRICS_RENDER_BURST}; scrapes beyond get the last text).`, [], () => [[{}, stats.renders]]);
       snapshotCounter(r, 'podway_metrics_connections_refused_total', `Connections to the metrics port closed when accepted: ${opts.maxConnections ?? METRICS_MAX_CONNECTIONS} were open already.`, [], () => [[{}, stats.refused]]);

@@ -42,7 +42,8 @@ test('ADD: Manual pools only when named in ipv4_pools/ipv6_pools or by IP=; Auto
     const b = await h.add(h.pod('b'), cid('b'), { args: args('b'), extra: { ipam: { type: 'calico-ipam', ipv4_pools: [m4], ipv6_pools: [m6] } } });
     assert.is(b.exitCode, 0, b.stdout + b.stderr);
     assert.match(b.json.ips[0].address, /^10\.252\.0\.\d+\/32$/);
-    assert.match(b.json.ips[1].address, /^fd00:252::[0-9a-f]+\/128$/);
+    // (the block's first address may be given: fd00:252::, as Calico gives a block's .0 / ::0)
+    assert.match(b.json.ips[1]?.address ?? JSON.stringify(b.json), /^fd00:252::([0-9a-f]{1,4})?\/128$/);
 
     // IP= an address of the Manual pool: given.
     const c = await h.add(h.pod('c'), cid('c'), { args: `${args('c')};IP=10.252.0.77` });

@@ -78,7 +78,7 @@ test('autoAssign: block write applied, reply lost: the address is ours (handle k
   assert.ok(await admin.get(handleKey('amb.c1')), 'the handle is kept');
   assert.is((await heldBy(admin, 'amb.c1')).length, 1);
   const rel = await new Ipam(admin).releaseByHandle('amb.c1');
-  assert.equal(rel, { found: true, released: got.ips });
+  assert.equal(rel, { found: true, released: got.ips, dropped: [] });
   assert.equal(await heldBy(admin, 'amb.c1'), []);
   await assertClean(new Ipam(admin), 'after release');
 });
@@ -123,8 +123,8 @@ test('assignIp (CNI IP=): block write applied, reply lost: assigned, release by 
   await ipam.assignIp({ node, ip, handleId: 'amb.c4', attrs: { node } });
   assert.is(kv.fault, null, 'the fault was used');
   assert.is((await heldBy(admin, 'amb.c4')).length, 1);
-  assert.equal(await new Ipam(admin).releaseByHandle('amb.c4'), { found: true, released: [ip] });
-  assert.equal(await new Ipam(admin).releaseByHandle('amb.other'), { found: true, released: [`10.61.${n}.4`] });
+  assert.equal(await new Ipam(admin).releaseByHandle('amb.c4'), { found: true, released: [ip], dropped: [] });
+  assert.equal(await new Ipam(admin).releaseByHandle('amb.other'), { found: true, released: [`10.61.${n}.4`], dropped: [] });
   await assertClean(new Ipam(admin), 'after release');
 });
 

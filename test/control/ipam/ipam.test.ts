@@ -194,9 +194,9 @@ test('release by handle and by address; handle decremented then deleted', async 
   assert.is(kv.peek(handleKey('h')), '{"block":{"10.3.0.0/30":3,"10.3.0.4/30":1},"deleted":false}');
   assert.equal(blockOf(kv, '10.3.0.0/30').unallocated, [1]);
   await assertClean(ipam, 'after releasing two');
-  assert.equal(await ipam.releaseByHandle('h'), { found: true, released: ['10.3.0.0', '10.3.0.2', '10.3.0.3', '10.3.0.4'] });
+  assert.equal(await ipam.releaseByHandle('h'), { found: true, released: ['10.3.0.0', '10.3.0.2', '10.3.0.3', '10.3.0.4'], dropped: [] });
   assert.is(kv.peek(handleKey('h')), undefined);
-  assert.equal(await ipam.releaseByHandle('h'), { found: false, released: [] });
+  assert.equal(await ipam.releaseByHandle('h'), { found: false, released: [], dropped: [] });
   // Affine blocks stay (empty) for the node's next pods.
   assert.equal((await ipam.blocksOf('node1')).map((b) => [b.cidr, b.inUse]), [['10.3.0.0/30', 0], ['10.3.0.4/30', 0]]);
   assert.equal(blockOf(kv, '10.3.0.0/30').unallocated, [1, 0, 2, 3], 'released ordinals go to the end');

@@ -98,7 +98,7 @@ test('Ipam writes Calico-shaped block, affinity and handle values through assign
   assert.equal(created.sequenceNumberForAllocation, {});
   assert.is(created.sequenceNumber, 1714564800000000000n);
 
-  assert.equal(await ipam.releaseByHandle('k8s-pod-network.abc'), { found: true, released: ['10.244.1.0', '10.244.1.1'] });
+  assert.equal(await ipam.releaseByHandle('k8s-pod-network.abc'), { found: true, released: ['10.244.1.0', '10.244.1.1'], dropped: [] });
   assertSameValue(kv.peek(bk), fixture('block-28-released-handle.json'), 'block after releaseByHandle');
   assert.is(kv.peek(handleKey('k8s-pod-network.abc')), undefined, 'handle abc deleted');
 

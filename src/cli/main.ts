@@ -364,34 +364,10 @@ export function buildProgram(): Command {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      let staleEndpointMs: number;
-      try {
-        staleEndpointMs = parseDuration(String(o.endpointMissingAfter), 'run: --endpoint-missing-after');
-      } catch (e) {
-        throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
-      }
-      if (staleEndpointMs < 1000 || staleEndpointMs > 86_400_000 * 30) throw new UsageError('run: --endpoint-missing-after must be 1s..720h');
-      let modelThreadHangMs: number;
-      try {
-        modelThreadHangMs = parseDuration(String(o.modelThreadHangAfter), 'run: --model-thread-hang-after');
-      } catch (e) {
-        throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
-      }
-      if (modelThreadHangMs < 2000 || modelThreadHangMs > 600_000) throw new UsageError('run: --model-thread-hang-after must be 2s..10m');
-      let modelThreadStableMs: number;
-      try {
-        modelThreadStableMs = parseDuration(String(o.modelThreadStableAfter), 'run: --model-thread-stable-after');
-      } catch (e) {
-        throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
-      }
-      if (modelThreadStableMs < 10_000 || modelThreadStableMs > 3_600_000) throw new UsageError('run: --model-thread-stable-after must be 10s..1h');
-      let orphanHoldIntervalMs: number;
-      try {
-        orphanHoldIntervalMs = parseDuration(String(o.orphanHoldInterval), 'run: --orphan-hold-interval');
-      } catch (e) {
-        throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
-      }
-      if (orphanHoldIntervalMs < 1000 || orphanHoldIntervalMs > 3_600_000) throw new UsageError('run: --orphan-hold-interval must be 1s..1h');
+      const staleEndpointMs = durationFlag(o.endpointMissingAfter, '--endpoint-missing-after', 1000, 86_400_000 * 30, '1s..720h');
+      const modelThreadHangMs = durationFlag(o.modelThreadHangAfter, '--model-thread-hang-after', 2000, 600_000, '2s..10m');
+      const modelThreadStableMs = durationFlag(o.modelThreadStableAfter, '--model-thread-stable-after', 10_000, 3_600_000, '10s..1h');
+      const orphanHoldIntervalMs = durationFlag(o.orphanHoldInterval, '--orphan-hold-interval', 1000, 3_600_000, '1s..1h');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new UsageError('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       // The datastore spec (--datastore, $PODWAY_DATASTORE, DATASTORE_TYPE/ETCD_ENDPOINTS) as
       // runNode will read it: one that does not parse is a usage error too, told before the root
@@ -705,4 +681,17 @@ export async function main(argv: string[]): Promise<void> {
     }
     throw e;
   }
+}
+
+/** A `run` duration flag's value in ms: one that does not parse, or is outside [minMs, maxMs]
+ * (said as `range`), is a usage error naming the flag (exit 2). */
+function durationFlag(value: unknown, flag: string, minMs: number, maxMs: number, range: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(String(value), `run: ${flag}`);
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
+  }
+  if (ms < minMs || ms > maxMs) throw new UsageError(`run: ${flag} must be ${range}`);
+  return ms;
 }

@@ -20,6 +20,7 @@
 // IPAM's defaults when that key is absent. It exists when either key does.
 import { randomUUID } from 'node:crypto';
 import { IPAM_CONFIG_KEY } from './ipam/keys';
+import { decodeIpamConfig, type IpamConfig } from './ipam/records';
 import type { KvBatchWrite, KvEntry, KvStore } from './kv/kv';
 import { kindInfo, resourceKey } from './calico-kinds';
 import { CALICO_API_VERSION } from './resource-names';
@@ -87,18 +88,22 @@ function parseObject(entry: KvEntry): JsonObject {
 function specOfV2(v2: KvEntry | null): JsonObject {
   if (v2 === null) return normalSpec({ strictAffinity: false, autoAllocateBlocks: true });
   const v = parseObject(v2);
-  const spec: JsonObject = {};
+  // The fields IPAM reads, read by IPAM's own reader (records.ts decodeIpamConfig: an absent one is
+  // Go's zero value, so an absent auto_allocate_blocks is false, not normalSpec's v3 default):
+  // what get shows and what the allocator uses cannot differ (they did: fa0057f).
+  let ipam: IpamConfig;
+  try {
+    ipam = decodeIpamConfig(v2.value === '' ? '{}' : v2.value);
+  } catch (e) {
+    throw new Error(`${v2.key}: ${(e as Error).message}`);
+  }
+  const spec: JsonObject = { strictAffinity: ipam.strictAffinity, autoAllocateBlocks: ipam.autoAllocateBlocks, maxBlocksPerHost: ipam.maxBlocksPerHost };
   for (const f of FIELDS) {
+    if (f.v3 in spec) continue;
     const x = v[f.v2];
-    // absent: Go's zero value, as IPAM reads it (records.ts decodeIpamConfig): a bool is false, so
-    // an absent auto_allocate_blocks is false here too (normalSpec's "absent is true" is the API's
-    // default for a v3 spec, not this key's)
-    if (x === undefined || x === null) {
-      if (f.kind === 'bool') spec[f.v3] = false;
-      continue;
-    }
-    const ok = f.kind === 'bool' ? typeof x === 'boolean' : f.kind === 'int' ? Number.isInteger(x) && (x as number) >= 0 : typeof x === 'string';
-    if (!ok) throw new Error(`${v2.key}: ${f.v2}: expected ${f.kind === 'bool' ? 'true or false' : f.kind === 'int' ? 'a non-negative integer' : 'a string'}, got ${JSON.stringify(x)}`);
+    if (x === undefined || x === null) continue;
+    const ok = f.kind === 'int' ? Number.isInteger(x) && (x as number) >= 0 : typeof x === 'string';
+    if (!ok) throw new Error(`${v2.key}: ${f.v2}: expected ${f.kind === 'int' ? 'a non-negative integer' : 'a string'}, got ${JSON.stringify(x)}`);
     spec[f.v3] = x;
   }
   return normalSpec(spec);

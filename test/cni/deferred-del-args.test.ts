@@ -15,16 +15,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CniHarness, RunningPodway } from './harness';
+import { withEtcdNode } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { applyResource } from '../../src/control/v3-store';
-import { registerNode } from '../../src/control/node-registration';
 import { hostVethName, podDeviceName, workloadEndpointName } from '../../src/cni/names';
 import { netnsIdentity, pendingFileName } from '../../src/cni/pending-del';
-import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sh } from '../helpers/netns';
 import { until } from '../helpers/until';
 import { loadedModuleReports, REPORT_MODULES } from '../helpers/module-report';
@@ -36,20 +33,8 @@ const WEPS = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
 const ETCD_CLIENT = ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs'];
 
 test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the k8s endpoint, releases the address, removes the host veth and the tap device ADD made', async () => {
-  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
-  const h = new CniHarness();
-  let etcd: LabEtcd | null = null;
-  let kv: EtcdKv | null = null;
-  let podway: RunningPodway | null = null;
-  let ok = false;
-  try {
-    await h.setup();
-    h.addUplink();
-    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
-    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
-    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'defer-args-pool' }, spec: { cidr: '10.250.26.0/24', blockSize: 26 } });
-    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
-    const datastore = `etcd:${etcd.endpoint}`;
+  await withEtcdNode({ pool: 'defer-args-pool', cidr: '10.250.26.0/24' }, async (lab) => {
+    const { h, etcd, kv, datastore } = lab;
     const extra = { datastore, datastoreTimeoutMs: 1000 };
     const tapExtra = { ...extra, interfaceType: 'tap' };
     const good = (pod: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${pod}`;
@@ -115,11 +100,11 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
 
     await etcd.start();
     // (each thread's modules reported at its exit: the replay's store on the forwarding thread is the light client)
-    podway = h.startPodway(['--model-cache', 'none'], datastore, { NODE_OPTIONS: REPORT_MODULES });
-    await podway.ready();
+    lab.podway = h.startPodway(['--model-cache', 'none'], datastore, { NODE_OPTIONS: REPORT_MODULES });
+    await lab.podway.ready();
     const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json') || n.endsWith('.json.replaying')).length === 0
-      && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 4, 60_000);
-    assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${podway.log.slice(-5).join(' | ')}`);
+      && lab.podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 4, 60_000);
+    assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${lab.podway.log.slice(-5).join(' | ')}`);
     // the datastore: the k8s endpoints gone, the handles and addresses free
     assert.is(await kv.get(wepKey('web', idV)), null, 'the k8s endpoint ADD wrote is deleted');
     assert.is(await kv.get(wepKey('tapweb', idT)), null, 'the tap pod\'s k8s endpoint is deleted');
@@ -149,32 +134,25 @@ test('DEL with K8S_POD_NAME malformed while etcd is down: the replay deletes the
     // the re-created pod's device and the one an old entry names are left, and the log says why
     assert.ok(h.ipJson(podR, 'link', 'show').some((l) => l.ifname === 'eth0' && (l.altnames ?? []).includes(tapR)), 'the re-created pod keeps its device');
     assert.ok(h.ipJson(podO, 'link', 'show').some((l) => l.ifname === 'eth0' && (l.altnames ?? []).includes(tapO)), 'an entry without podDevice leaves the device');
-    const said = podway.log.filter((l) => /deferred/.test(l)).join('\n');
-    assert.ok(podway.log.some((l) => l.includes(idR) && l.includes(`tap device ${tapR} (eth0 in ${podR.path}) left: not the device the DEL saw (another namespace at that path`)), said);
-    assert.ok(podway.log.some((l) => l.includes(idO) && l.includes(`tap device ${tapO} (eth0 in ${podO.path}) left: the entry does not record which device the DEL saw`)), said);
-    assert.ok(podway.log.some((l) => l.includes(idV) && l.includes(`interface(s) left by the DEL removed: ${vethV}`)), podway.log.filter((l) => /deferred/.test(l)).join('\n'));
+    const said = lab.podway.log.filter((l) => /deferred/.test(l)).join('\n');
+    assert.ok(lab.podway.log.some((l) => l.includes(idR) && l.includes(`tap device ${tapR} (eth0 in ${podR.path}) left: not the device the DEL saw (another namespace at that path`)), said);
+    assert.ok(lab.podway.log.some((l) => l.includes(idO) && l.includes(`tap device ${tapO} (eth0 in ${podO.path}) left: the entry does not record which device the DEL saw`)), said);
+    assert.ok(lab.podway.log.some((l) => l.includes(idV) && l.includes(`interface(s) left by the DEL removed: ${vethV}`)), lab.podway.log.filter((l) => /deferred/.test(l)).join('\n'));
     // (checked once podway's start look is done: a hold would come after it)
-    assert.ok(await until(() => podway!.log.some((l) => l.includes('pods\' interfaces looked into for addresses no endpoint names')), 30_000), 'podway\'s start look is done');
-    const orphanLines = podway.log.filter((l) => /holds pod address|orphan pod addresses held/.test(l) && (l.includes(vethV) || l.includes(tapT)));
+    assert.ok(await until(() => lab.podway!.log.some((l) => l.includes('pods\' interfaces looked into for addresses no endpoint names')), 30_000), 'podway\'s start look is done');
+    const orphanLines = lab.podway.log.filter((l) => /holds pod address|orphan pod addresses held/.test(l) && (l.includes(vethV) || l.includes(tapT)));
     assert.equal(orphanLines, [], 'V\'s and T\'s interfaces are never taken for an orphan\'s');
     // The replay (and the holds) went through the run's one upkeep store, the light client: the
     // forwarding thread loaded no etcd3 (its replay opened an EtcdKv each pass before).
-    await podway.stop();
-    const mainReports = () => loadedModuleReports(podway!.log.join('\n')).filter((r) => r.includes('src/dataplane/engine.js') && r.includes('src/cli/run.js'));
+    await lab.podway.stop();
+    const mainReports = () => loadedModuleReports(lab.podway!.log.join('\n')).filter((r) => r.includes('src/dataplane/engine.js') && r.includes('src/cli/run.js'));
     // (its stderr may be read after its exit)
     assert.ok(await until(() => mainReports().length > 0, 5_000), 'the main thread reported its modules');
     const main = mainReports();
     assert.is(main.length, 1, 'one report of the main thread');
     assert.equal(main[0]!.filter((m) => ETCD_CLIENT.includes(m)), [], 'the forwarding thread loaded no etcd3 client');
     assert.ok(main[0]!.includes('src/cli/upkeep.js') && main[0]!.includes('src/control/kv/etcd-lite.js'), 'the upkeep\'s store is the light client');
-    ok = true;
-  } finally {
-    if (!ok && podway) console.log(podway.log.slice(-30).join('\n'));
-    await podway?.stop();
-    await kv?.close().catch(() => undefined);
-    await etcd?.stop();
-    await h.cleanup();
-  }
+  });
 });
 
 test.run();

@@ -12,14 +12,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync } from 'node:fs';
-import { CniHarness, RunningPodway } from './harness';
+import { readdirSync } from 'node:fs';
+import { withEtcdNode } from './harness';
 import { Ipam } from '../../src/control/ipam';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { applyResource } from '../../src/control/v3-store';
-import { registerNode } from '../../src/control/node-registration';
 import { podDeviceName } from '../../src/cni/names';
-import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot } from '../helpers/netns';
 import { until } from '../helpers/until';
 
@@ -35,20 +31,8 @@ const PODS = 14;
 const FILLERS = 60;
 
 test('the start\'s look for orphan addresses and the replay of deferred DELs take turns: no replayed pod\'s address is taken for an orphan\'s', async () => {
-  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
-  const h = new CniHarness();
-  let etcd: LabEtcd | null = null;
-  let kv: EtcdKv | null = null;
-  let podway: RunningPodway | null = null;
-  let ok = false;
-  try {
-    await h.setup();
-    h.addUplink();
-    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
-    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
-    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'look-race-pool' }, spec: { cidr: '10.250.28.0/24', blockSize: 26 } });
-    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
-    const datastore = `etcd:${etcd.endpoint}`;
+  await withEtcdNode({ pool: 'look-race-pool', cidr: '10.250.28.0/24' }, async (lab) => {
+    const { h, etcd, kv, datastore } = lab;
     const extra = { datastore, datastoreTimeoutMs: 1000, interfaceType: 'tap' };
     const tag = `${process.pid}${Math.random().toString(16).slice(2, 6)}`;
     const pods = Array.from({ length: PODS }, (_, i) => ({ ns: h.pod(`lr${i}`), id: `clr${i}x${tag}`, name: `lookpod${i}` }));
@@ -64,15 +48,15 @@ test('the start\'s look for orphan addresses and the replay of deferred DELs tak
       assert.match(d.stderr, 'is deferred to');
     }
     await etcd.start();
-    podway = h.startPodway(['--model-cache', 'none'], datastore);
-    await podway.ready();
+    lab.podway = h.startPodway(['--model-cache', 'none'], datastore);
+    await lab.podway.ready();
     const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json') || n.endsWith('.json.replaying')).length === 0
-      && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === PODS, 90_000);
-    assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${podway.log.slice(-5).join(' | ')}`);
-    assert.ok(await until(() => podway!.log.some((l) => l.includes('pods\' interfaces looked into for addresses no endpoint names')), 30_000), 'podway\'s start look is done');
+      && lab.podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === PODS, 90_000);
+    assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${lab.podway.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(() => lab.podway!.log.some((l) => l.includes('pods\' interfaces looked into for addresses no endpoint names')), 30_000), 'podway\'s start look is done');
     // every device removed by the replay, every address free, none ever taken for an orphan's
     for (const p of pods) assert.equal(h.ipJson(p.ns, 'link', 'show').map((l) => l.ifname), ['lo'], `${p.name}'s device removed`);
-    const said = podway.log.filter((l) => /holds pod address|orphan pod addresses held/.test(l) && devices.some((d) => l.includes(d)));
+    const said = lab.podway.log.filter((l) => /holds pod address|orphan pod addresses held/.test(l) && devices.some((d) => l.includes(d)));
     assert.equal(said, [], 'no replayed pod\'s device is taken for an orphan\'s');
     const ipam = new Ipam(kv);
     const held: string[] = [];
@@ -81,14 +65,7 @@ test('the start\'s look for orphan addresses and the replay of deferred DELs tak
       if (a !== null) held.push(`${ip}: ${a.handleId}`);
     }
     assert.equal(held, [], 'every replayed pod\'s address is free');
-    ok = true;
-  } finally {
-    if (!ok && podway) console.log(podway.log.filter((l) => /orphan|holds pod address|looked into|forwarding:|replayed/.test(l)).slice(-40).join('\n'));
-    await podway?.stop();
-    await kv?.close().catch(() => undefined);
-    await etcd?.stop();
-    await h.cleanup();
-  }
+  });
 });
 
 test.run();

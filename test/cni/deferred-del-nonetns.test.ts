@@ -12,16 +12,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CniHarness, RunningPodway } from './harness';
+import { withEtcdNode } from './harness';
 import { Ipam } from '../../src/control/ipam';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { applyResource } from '../../src/control/v3-store';
-import { registerNode } from '../../src/control/node-registration';
 import { hostVethName, workloadEndpointName } from '../../src/cni/names';
 import { pendingFileName } from '../../src/cni/pending-del';
-import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sh } from '../helpers/netns';
 import { until } from '../helpers/until';
 
@@ -31,20 +27,8 @@ const cid = (n: string): string => `c${n}${process.pid}${Math.random().toString(
 const WEPS = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
 
 test('DEL without CNI_NETNS while etcd is down: the replay removes the k8s host veth left (CNI_ARGS naming the pod, or having lost its name), not one re-made since', async () => {
-  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
-  const h = new CniHarness();
-  let etcd: LabEtcd | null = null;
-  let kv: EtcdKv | null = null;
-  let podway: RunningPodway | null = null;
-  let ok = false;
-  try {
-    await h.setup();
-    h.addUplink();
-    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
-    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
-    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'nonetns-pool' }, spec: { cidr: '10.250.27.0/24', blockSize: 26 } });
-    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
-    const datastore = `etcd:${etcd.endpoint}`;
+  await withEtcdNode({ pool: 'nonetns-pool', cidr: '10.250.27.0/24' }, async (lab) => {
+    const { h, etcd, kv, datastore } = lab;
     const extra = { datastore, datastoreTimeoutMs: 1000 };
     const good = (pod: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${pod}`;
     const lost = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME';
@@ -82,11 +66,11 @@ test('DEL without CNI_NETNS while etcd is down: the replay removes the k8s host 
     assert.not.equal(index(vethM), before[vethM], 'the re-made veth has another index');
 
     await etcd.start();
-    podway = h.startPodway(['--model-cache', 'none'], datastore);
-    await podway.ready();
+    lab.podway = h.startPodway(['--model-cache', 'none'], datastore);
+    await lab.podway.ready();
     const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json') || n.endsWith('.json.replaying')).length === 0
-      && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 3, 60_000);
-    assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${podway.log.slice(-5).join(' | ')}`);
+      && lab.podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 3, 60_000);
+    assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${lab.podway.log.slice(-5).join(' | ')}`);
     for (const [pod, id] of [['wn', idN], ['wk', idK], ['wm', idM]] as const) {
       assert.is(await kv.get(wepKey(pod, id)), null, `${pod}'s endpoint deleted`);
       assert.is(await kv.get(`/calico/ipam/v2/handle/podway.${id}`), null, `${pod}'s handle released`);
@@ -104,17 +88,10 @@ test('DEL without CNI_NETNS while etcd is down: the replay removes the k8s host 
     assert.equal(h.ipJson(podK, 'link', 'show').map((l) => l.ifname), ['lo']);
     assert.equal(h.ipJson(podM, 'link', 'show').map((l) => l.ifname).sort(), ['eth0', 'lo']);
     for (const [id, veth] of [[idN, vethN], [idK, vethK]] as const) {
-      assert.ok(podway.log.some((l) => l.includes(id) && l.includes(`interface(s) left by the DEL removed: ${veth}`)), podway.log.filter((l) => /deferred/.test(l)).join('\n'));
+      assert.ok(lab.podway.log.some((l) => l.includes(id) && l.includes(`interface(s) left by the DEL removed: ${veth}`)), lab.podway.log.filter((l) => /deferred/.test(l)).join('\n'));
     }
-    assert.ok(podway.log.some((l) => l.includes(idM) && l.includes('deferred CNI DEL replayed') && !l.includes('interface(s) left')), podway.log.filter((l) => /deferred/.test(l)).join('\n'));
-    ok = true;
-  } finally {
-    if (!ok && podway) console.log(podway.log.slice(-30).join('\n'));
-    await podway?.stop();
-    await kv?.close().catch(() => undefined);
-    await etcd?.stop();
-    await h.cleanup();
-  }
+    assert.ok(lab.podway.log.some((l) => l.includes(idM) && l.includes('deferred CNI DEL replayed') && !l.includes('interface(s) left')), lab.podway.log.filter((l) => /deferred/.test(l)).join('\n'));
+  });
 });
 
 test.run();

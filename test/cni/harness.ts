@@ -352,3 +352,49 @@ exec /usr/sbin/ip "$@"
     await etcd.stop();
   }
 }
+
+/** What withEtcdNode gives its test. `podway`: the test's `podway run` (h.startPodway), set by the
+ * test; stopped at the end, its log's tail printed first when the test failed. */
+export interface EtcdNode {
+  readonly h: CniHarness;
+  readonly etcd: import('../../src/lab/etcd').LabEtcd;
+  readonly kv: EtcdKv;
+  /** The plugin's and podway run's datastore: `etcd:` that etcd, as the node reaches it. */
+  readonly datastore: string;
+  podway: RunningPodway | null;
+}
+
+/**
+ * The set-up of the tests of a node on a real etcd: a harness (`node`: its node's name) with its
+ * uplink, etcd in the node's namespace, a client of it, pool `pool` (`cidr`, /26 blocks), this node
+ * registered at 10.99.0.1 and `others` at 10.99.0.2, .3, ... Everything is stopped (podway, the
+ * client, etcd, the harness) however `fn` ends.
+ */
+export async function withEtcdNode(o: { node?: string; pool: string; cidr: string; others?: readonly string[] }, fn: (n: EtcdNode) => Promise<void>): Promise<void> {
+  const { LabEtcd, ETCD_BINARY } = await import('../../src/lab/etcd');
+  const { EtcdKv } = await import('../../src/control/kv/etcd-kv');
+  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+  const h = new CniHarness(o.node);
+  let etcd: import('../../src/lab/etcd').LabEtcd | null = null;
+  let kv: EtcdKv | null = null;
+  let n: EtcdNode | null = null;
+  let ok = false;
+  try {
+    await h.setup();
+    h.addUplink();
+    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
+    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
+    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: o.pool }, spec: { cidr: o.cidr, blockSize: 26 } });
+    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
+    for (const [i, other] of (o.others ?? []).entries()) await registerNode(kv, { name: other, ipv4Address: `10.99.0.${i + 2}/24` });
+    n = { h, etcd, kv, datastore: `etcd:${etcd.endpoint}`, podway: null };
+    await fn(n);
+    ok = true;
+  } finally {
+    if (!ok && n?.podway) console.log(n.podway.log.slice(-30).join('\n'));
+    await n?.podway?.stop();
+    await kv?.close().catch(() => undefined);
+    await etcd?.stop();
+    await h.cleanup();
+  }
+}

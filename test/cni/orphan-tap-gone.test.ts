@@ -16,14 +16,10 @@ import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { CniHarness, RunningPodway } from './harness';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { applyResource } from '../../src/control/v3-store';
-import { registerNode } from '../../src/control/node-registration';
+import { withEtcdNode } from './harness';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { podDeviceName } from '../../src/cni/names';
 import { orphanHandle } from '../../src/control/ipam/orphan-holds';
-import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sleep } from '../helpers/netns';
 import { until } from '../helpers/until';
 
@@ -35,22 +31,9 @@ const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 1
 interface Orphan { ifname: string; address: string; source?: string }
 
 test('a tap pod\'s device deleted while its namespace stays: its orphan hold is released and the address given again; a kept device keeps its hold', async () => {
-  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
-  const h = new CniHarness(`node-taphold-${process.pid}`);
-  let etcd: LabEtcd | null = null;
-  let kv: EtcdKv | null = null;
-  let podway: RunningPodway | null = null;
-  let ok = false;
-  try {
-    await h.setup();
-    h.addUplink();
-    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
-    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
-    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'taphold-pool' }, spec: { cidr: '10.244.76.0/26', blockSize: 26 } });
-    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
-    const other = `node-taphold-other-${process.pid}`;
-    await registerNode(kv, { name: other, ipv4Address: '10.99.0.2/24' });
-    const datastore = `etcd:${etcd.endpoint}`;
+  const other = `node-taphold-other-${process.pid}`;
+  await withEtcdNode({ node: `node-taphold-${process.pid}`, pool: 'taphold-pool', cidr: '10.244.76.0/26', others: [other] }, async (lab) => {
+    const { h, etcd, kv, datastore } = lab;
     const extra = { datastore, interfaceType: 'tap' };
     const k8s = (pod: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${pod}`;
     const cli = (...args: string[]) => {
@@ -62,8 +45,8 @@ test('a tap pod\'s device deleted while its namespace stays: its orphan hold is 
     const handleKey = (dev: string) => `/calico/ipam/v2/handle/${orphanHandle(h.nodeName, dev)}`;
 
     // a hold pass every second (the default is a minute)
-    podway = h.startPodway(['--model-cache', 'none', '--workers', '1', '--cni-conf-dir', h.confDir, '--orphan-hold-interval', '1s'], datastore);
-    await podway.ready();
+    lab.podway = h.startPodway(['--model-cache', 'none', '--workers', '1', '--cni-conf-dir', h.confDir, '--orphan-hold-interval', '1s'], datastore);
+    await lab.podway.ready();
     const podA = h.pod('ta');
     const podB = h.pod('tb');
     const [idA, idB] = [cid('a'), cid('b')];
@@ -82,8 +65,8 @@ test('a tap pod\'s device deleted while its namespace stays: its orphan hold is 
     assert.is(del.code, 0, del.err);
     assert.match(del.err, /deleted 2 WorkloadEndpoint\(s\)/);
     const both = [`${tapA} ${ipA}`, `${tapB} ${ipB}`].sort();
-    assert.ok(await until(async () => keys((await status()).orphanPods).join() === both.join(), 15_000), `orphans: ${JSON.stringify((await status()).orphanPods)} | ${podway.log.slice(-5).join(' | ')}`);
-    assert.ok(await until(async () => (await kv!.get(handleKey(tapA))) !== null && (await kv!.get(handleKey(tapB))) !== null, 15_000), `held: ${podway.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(async () => keys((await status()).orphanPods).join() === both.join(), 15_000), `orphans: ${JSON.stringify((await status()).orphanPods)} | ${lab.podway.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(async () => (await kv!.get(handleKey(tapA))) !== null && (await kv!.get(handleKey(tapB))) !== null, 15_000), `held: ${lab.podway.log.slice(-5).join(' | ')}`);
     const taken = cli('ipam', 'assign', '--ip', ipA, '--node', other, '--datastore', datastore);
     assert.is.not(taken.code, 0, `ipam assign gave ${ipA} while its tap pod holds it: ${taken.out}${taken.err}`);
 
@@ -91,9 +74,9 @@ test('a tap pod\'s device deleted while its namespace stays: its orphan hold is 
     h.ipJson(podA, 'link', 'show', 'dev', tapA); // there (throws otherwise)
     podA.ip('link', 'del', 'dev', tapA);
     assert.ok(existsSync(podA.path), 'A\'s namespace stays');
-    assert.ok(await until(async () => (await kv!.get(handleKey(tapA))) === null, 15_000), `A's hold released once its device is gone: ${podway.log.slice(-8).join(' | ')}`);
+    assert.ok(await until(async () => (await kv!.get(handleKey(tapA))) === null, 15_000), `A's hold released once its device is gone: ${lab.podway.log.slice(-8).join(' | ')}`);
     // said once the pass is done (after the release, the ledger and the IPAM lock), on its stderr
-    assert.ok(await until(() => podway!.log.some((l) => l.includes('orphan pod address holds released') && l.includes(orphanHandle(h.nodeName, tapA))), 5000), podway.log.slice(-8).join(' | '));
+    assert.ok(await until(() => lab.podway!.log.some((l) => l.includes('orphan pod address holds released') && l.includes(orphanHandle(h.nodeName, tapA))), 5000), lab.podway.log.slice(-8).join(' | '));
     assert.equal(keys((await status()).orphanPods), [`${tapB} ${ipB}`], 'A no longer listed, B still');
     // A's address can be given again
     const again = cli('ipam', 'assign', '--ip', ipA, '--node', other, '--datastore', datastore);
@@ -105,14 +88,7 @@ test('a tap pod\'s device deleted while its namespace stays: its orphan hold is 
     assert.equal(keys((await status()).orphanPods), [`${tapB} ${ipB}`]);
     const takenB = cli('ipam', 'assign', '--ip', ipB, '--node', other, '--datastore', datastore);
     assert.is.not(takenB.code, 0, `ipam assign gave ${ipB} while its tap pod holds it: ${takenB.out}${takenB.err}`);
-    ok = true;
-  } finally {
-    if (!ok && podway) console.log((podway as RunningPodway).log.slice(-30).join('\n'));
-    await (podway as RunningPodway | null)?.stop();
-    await kv?.close().catch(() => undefined);
-    await etcd?.stop();
-    await h.cleanup();
-  }
+  });
 });
 
 test.run();

@@ -17,19 +17,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { CniHarness, RunningPodway } from './harness';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { applyResource } from '../../src/control/v3-store';
-import { registerNode } from '../../src/control/node-registration';
+import { withEtcdNode } from './harness';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { hostVethName, podDeviceName } from '../../src/cni/names';
 import { orphanHandle } from '../../src/control/ipam/orphan-holds';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sh } from '../helpers/netns';
 import { until } from '../helpers/until';
-import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
@@ -41,21 +36,8 @@ const METRICS_PORT = 9391;
 interface Orphan { ifname: string; address: string; source?: string }
 
 test('a running node deleted from another: the delete warns, its podway reports the orphan pods (running and after a restart), and a new pod there is not given their addresses', async () => {
-  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
-  const h = new CniHarness(`node2-orphans-${process.pid}`);
-  let etcd: LabEtcd | null = null;
-  let kv: EtcdKv | null = null;
-  let podway: RunningPodway | null = null;
-  let ok = false;
-  try {
-    await h.setup();
-    h.addUplink();
-    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
-    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
-    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'orphans-pool' }, spec: { cidr: '10.244.75.64/26', blockSize: 26 } });
-    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
-    await registerNode(kv, { name: `node1-orphans-${process.pid}`, ipv4Address: '10.99.0.2/24' });
-    const datastore = `etcd:${etcd.endpoint}`;
+  await withEtcdNode({ node: `node2-orphans-${process.pid}`, pool: 'orphans-pool', cidr: '10.244.75.64/26', others: [`node1-orphans-${process.pid}`] }, async (lab) => {
+    const { h, etcd, kv, datastore } = lab;
     const extra = { datastore };
     const k8s = (pod: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${pod}`;
     const cli = (...args: string[]) => {
@@ -70,8 +52,8 @@ test('a running node deleted from another: the delete warns, its podway reports 
     };
     const start = async () => {
       // --cni-conf-dir: the node's conflist names the IPAM lock podway run holds orphans' addresses under
-      podway = h.startPodway(['--model-cache', 'none', '--workers', '1', '--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1', '--cni-conf-dir', h.confDir], datastore);
-      await podway.ready();
+      lab.podway = h.startPodway(['--model-cache', 'none', '--workers', '1', '--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1', '--cni-conf-dir', h.confDir], datastore);
+      await lab.podway.ready();
     };
 
     await start();
@@ -104,26 +86,26 @@ test('a running node deleted from another: the delete warns, its podway reports 
     // the running podway sees the endpoints go while the veths stay
     const want = [`${vethB} ${ipB}`, `${vethC} ${ipC}`, `${tapT} ${ipT}`].sort();
     const keys = (os: Orphan[] | undefined) => (os ?? []).map((o) => `${o.ifname} ${o.address}`).sort();
-    assert.ok(await until(async () => keys((await status()).orphanPods).join() === want.join(), 15_000), `orphans while running: ${JSON.stringify((await status()).orphanPods)} | ${podway!.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(async () => keys((await status()).orphanPods).join() === want.join(), 15_000), `orphans while running: ${JSON.stringify((await status()).orphanPods)} | ${lab.podway!.log.slice(-5).join(' | ')}`);
     assert.ok((await status()).orphanPods!.every((o) => o.source === 'deleted'), JSON.stringify((await status()).orphanPods));
     assert.is(metric(), 3, 'podway_orphan_pod_addresses');
-    assert.is(podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB}`)).length, 1, 'warned once');
+    assert.is(lab.podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB}`)).length, 1, 'warned once');
     // ... and holds their addresses at once, before any ADD on the node: no other node or `ipam assign` is given them
     const handleKey = (veth: string) => `/calico/ipam/v2/handle/${orphanHandle(h.nodeName, veth)}`;
-    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) !== null && (await kv!.get(handleKey(vethC))) !== null && (await kv!.get(handleKey(tapT))) !== null, 15_000), `held by podway run: ${podway!.log.slice(-5).join(' | ')}`);
-    assert.ok(await until(() => podway!.log.some((l) => l.includes('orphan pod addresses held in IPAM') && l.includes(`${ipB} (${vethB})`)), 10_000), 'said in its log');
+    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) !== null && (await kv!.get(handleKey(vethC))) !== null && (await kv!.get(handleKey(tapT))) !== null, 15_000), `held by podway run: ${lab.podway!.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(() => lab.podway!.log.some((l) => l.includes('orphan pod addresses held in IPAM') && l.includes(`${ipB} (${vethB})`)), 10_000), 'said in its log');
     const assign = cli('ipam', 'assign', '--ip', ipB, '--node', `node1-orphans-${process.pid}`, '--datastore', datastore);
     assert.is.not(assign.code, 0, `ipam assign gave ${ipB}: ${assign.out}${assign.err}`);
     const shownB = cli('ipam', 'show', '--ip', ipB, '--datastore', datastore);
     assert.match(shownB.out, 'held by podway run', shownB.out);
 
     // stopped and started again: found from the pods' interfaces (the routes are gone)
-    await podway!.stop();
+    await lab.podway!.stop();
     await start();
-    assert.ok(await until(async () => keys((await status()).orphanPods).join() === want.join(), 15_000), `orphans after the restart: ${JSON.stringify((await status()).orphanPods)} | ${podway!.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(async () => keys((await status()).orphanPods).join() === want.join(), 15_000), `orphans after the restart: ${JSON.stringify((await status()).orphanPods)} | ${lab.podway!.log.slice(-5).join(' | ')}`);
     assert.ok((await status()).orphanPods!.every((o) => o.source === 'pod'), JSON.stringify((await status()).orphanPods));
-    const warned = podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB} (on its pod's interface`));
-    assert.is(warned.length, 1, podway!.log.join('\n'));
+    const warned = lab.podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB} (on its pod's interface`));
+    assert.is(warned.length, 1, lab.podway!.log.join('\n'));
     assert.match(warned[0]!, /"level":"warn"/);
     assert.is(metric(), 3);
     const shown = cli('status', '--control', h.control);
@@ -156,7 +138,7 @@ test('a running node deleted from another: the delete warns, its podway reports 
     assert.is(delB.exitCode, 0, delB.stdout + delB.stderr);
     assert.not.ok(h.caliLinks().includes(vethB));
     assert.ok(await until(async () => keys((await status()).orphanPods).join() === [`${vethC} ${ipC}`, `${tapT} ${ipT}`].sort().join(), 10_000), JSON.stringify((await status()).orphanPods));
-    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) === null, 15_000), `the hold of a gone pod released by podway run: ${podway!.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) === null, 15_000), `the hold of a gone pod released by podway run: ${lab.podway!.log.slice(-5).join(' | ')}`);
     assert.ok(await kv.get(handleKey(vethC)), 'C still held');
     assert.ok(await kv.get(handleKey(tapT)), 'the tap pod\'s too (the CNI ADD leaves a tap pod\'s hold to podway run)');
 
@@ -175,22 +157,15 @@ test('a running node deleted from another: the delete warns, its podway reports 
     }
     assert.is(await kv.get(handleKey(vethC)), null, 'released');
     // podway run started again finds C again (from its pod), and does not hold it again: it says so
-    await podway!.stop();
+    await lab.podway!.stop();
     await start();
-    assert.ok(await until(() => podway!.log.some((l) => l.includes('released from IPAM by hand since podway held them') && l.includes(`${ipC} (${vethC})`)), 20_000), `run: ${podway!.log.slice(-8).join(' | ')}`);
+    assert.ok(await until(() => lab.podway!.log.some((l) => l.includes('released from IPAM by hand since podway held them') && l.includes(`${ipC} (${vethC})`)), 20_000), `run: ${lab.podway!.log.slice(-8).join(' | ')}`);
     assert.is(await kv.get(handleKey(vethC)), null, 'not held again by podway run');
     // nor by the next ADD on the node (the node's ledger, beside the IPAM lock, says it was released by hand)
     const addE = await h.add(h.pod('e'), cid('e'), { extra, args: k8s('next') });
     assert.not.match(addE.stderr, `${ipC} (${vethC})`, addE.stderr);
     assert.is(await kv.get(handleKey(vethC)), null, 'not held again by the ADD');
-    ok = true;
-  } finally {
-    if (!ok && podway) console.log((podway as RunningPodway).log.slice(-30).join('\n'));
-    await (podway as RunningPodway | null)?.stop();
-    await kv?.close().catch(() => undefined);
-    await etcd?.stop();
-    await h.cleanup();
-  }
+  });
 });
 
 test.run();

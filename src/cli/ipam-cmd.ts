@@ -516,7 +516,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<{ total: 
     format: REPORT_FORMAT, generatedAt: new Date().toISOString(), datastore: source, clusterGUID: guid,
     gracePeriod: formatDuration(graceMs), blocks: blocks.length, problemCount: total, problems: [...problems, ...audit.problems],
     summary: {
-      allocations: audit.allocations.length, inUse: count('in-use'), leaked: count('leaked'), recent: count('recent'),
+      allocations: audit.allocations.length, inUse: count('in-use'), leaked: count('leaked'), recent: count('recent'), cooldown: count('cooldown'),
       nodeIps: audit.nodeIps, workloadIps: audit.workloadIps, inUseIps: audit.inUseIps,
       notAllocated: byKind('not-allocated').length, outsidePools: audit.outsidePools.length,
     },
@@ -587,6 +587,10 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<{ total: 
   const recent = audit.allocations.filter((a) => a.state === 'recent');
   if (recent.length > 0) {
     lines.push(`Left ${recent.length} unused allocations younger than the ${formatDuration(graceMs)} grace period unjudged (an ADD in progress allocates before it writes its endpoint): ${recent.map((a) => a.ip).join(', ')}`);
+  }
+  const cooling = audit.allocations.filter((a) => a.state === 'cooldown');
+  if (cooling.length > 0) {
+    lines.push(`Left ${cooling.length} allocations a Calico node released into its ipCooldownSeconds unjudged (attribute releasedAt; freed when the cooldown is over): ${cooling.map((a) => a.ip).join(', ')}`);
   }
   lines.push('Scanning for IPs that are in use by a workload or node but not allocated in IPAM...');
   for (const x of audit.outsidePools) lines.push(`  ${x.ip} in use by ${x.owners.join(', ')} is not in any active IP pool (not IPAM's: not counted as a problem).`);
@@ -667,6 +671,7 @@ async function showIpCommand(o: ShowOpts & { ip: string; gracePeriod: string }, 
     }
     if (owners.length) for (const w of owners) lines.push(`Used by: ${w.name} on node ${w.node || '<none>'} (${w.field})`);
     else if (alloc?.state === 'recent') lines.push(`Used by: nothing yet (allocated less than ${formatDuration(graceMs)} ago: an ADD in progress, or leaked)`);
+    else if (alloc?.state === 'cooldown') lines.push(`Used by: nothing (released at ${attr?.releasedAt ?? '?'}, in its cooldown: IPAMConfiguration ipCooldownSeconds)`);
     else if (attr !== null) lines.push('Used by: nothing (leaked)');
     else lines.push('Used by: nothing');
     for (const p of problems) lines.push(`Problem: ${p.message}`);
@@ -922,6 +927,7 @@ async function releaseLeakedIps(ipam: Ipam, audit: IpamAudit, leaked: Iterable<A
     else if (cur.handle !== a.handle || cur.sequenceNumber !== a.sequenceNumber) why = 'assigned again since the report';
     else if (cur.state === 'in-use') why = `in use by ${cur.owners.join(', ')} now`;
     else if (cur.state === 'recent') why = `allocated less than ${formatDuration(graceMs)} ago`;
+    else if (cur.state === 'cooldown') why = 'released already, in its cooldown (releasedAt)';
     if (why === null) {
       const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber, attributes: a.attributes });
       if (r.outcome === 'released') {

@@ -51,7 +51,7 @@ const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
   BGPConfiguration: leaves('logSeverityScreen', 'nodeToNodeMeshEnabled', 'asNumber', 'serviceLoadBalancerIPs',
     'serviceExternalIPs', 'serviceClusterIPs', 'communities', 'listenPort', 'prefixAdvertisements', 'nodeMeshPassword',
     'nodeMeshMaxRestartTime', 'bindMode', 'ignoredInterfaces', 'localWorkloadPeeringIPV4', 'localWorkloadPeeringIPV6',
-    'programClusterRoutes'),
+    'programClusterRoutes', 'serviceLoadBalancerAggregation', 'ipv4NormalRoutePriority', 'ipv6NormalRoutePriority'),
 };
 
 export interface UnknownField {

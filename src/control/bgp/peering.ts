@@ -230,8 +230,9 @@ export const PER_NODE_BGP_CONFIG_FIELDS: readonly string[] = ['listenPort', 'log
 
 /** BGPConfigurationSpec's fields in the order of Calico's Go struct (messages name them so). */
 const BGP_CONFIG_FIELD_ORDER: readonly string[] = ['logSeverityScreen', 'nodeToNodeMeshEnabled', 'asNumber', 'serviceLoadBalancerIPs',
-  'serviceExternalIPs', 'serviceClusterIPs', 'communities', 'prefixAdvertisements', 'listenPort', 'nodeMeshPassword',
-  'nodeMeshMaxRestartTime', 'bindMode', 'ignoredInterfaces', 'localWorkloadPeeringIPV4', 'localWorkloadPeeringIPV6', 'programClusterRoutes'];
+  'serviceExternalIPs', 'serviceClusterIPs', 'serviceLoadBalancerAggregation', 'communities', 'prefixAdvertisements', 'listenPort', 'nodeMeshPassword',
+  'nodeMeshMaxRestartTime', 'bindMode', 'ignoredInterfaces', 'localWorkloadPeeringIPV4', 'localWorkloadPeeringIPV6', 'programClusterRoutes',
+  'ipv4NormalRoutePriority', 'ipv6NormalRoutePriority'];
 
 /** The fields of a `node.NAME` BGPConfiguration's spec that Calico reads from `default` only
  * (ignored there, by calico-node as by podway), in Calico's order (others after, by name); [] when

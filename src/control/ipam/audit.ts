@@ -16,7 +16,7 @@
 // still in use. So is an address two owners use, and a WorkloadEndpoint on a node that no longer
 // exists.
 import type { KvStore } from '../kv/kv';
-import { AllocationAttribute, AllocationBlock, sanitizeHandle } from './block';
+import { AllocationAttribute, AllocationBlock, inCooldown, sanitizeHandle } from './block';
 import { BLOCK_PREFIX, HANDLE_PREFIX, IPPOOL_PREFIX, NODE_PREFIX, parseBlockKey, parseHandleKey, WORKLOADENDPOINT_PREFIX } from './keys';
 import { formatIp, IpNet, netContains, parseIp } from './net';
 import { decodePool } from './records';
@@ -51,7 +51,11 @@ export interface IpOwner {
   readonly containerID?: string;
 }
 
-export type AllocationState = 'in-use' | 'leaked' | 'recent';
+/**
+ * 'cooldown': released by a Calico node into its IPAMConfiguration ipCooldownSeconds (attribute
+ * releasedAt), not free yet and nobody's; not judged a leak, as calicoctl's ipam check does not.
+ */
+export type AllocationState = 'in-use' | 'leaked' | 'recent' | 'cooldown';
 
 /** One allocated address, with what the block says about it and who uses it. */
 export interface AuditedAllocation {
@@ -296,7 +300,7 @@ export async function auditIpam(kv: KvStore, options: AuditOptions = {}): Promis
       const node = sec.node ?? host;
       const stamp = sec.timestamp !== undefined ? parseAllocationTimestamp(sec.timestamp) : null;
       const ageMs = stamp === null ? null : now - stamp;
-      const state: AllocationState = users.length > 0 ? 'in-use' : ageMs !== null && ageMs < grace ? 'recent' : 'leaked';
+      const state: AllocationState = users.length > 0 ? 'in-use' : inCooldown(attr) ? 'cooldown' : ageMs !== null && ageMs < grace ? 'recent' : 'leaked';
       const seq = block.sequenceNumberForAllocation?.get(String(o));
       allocations.push({
         ip, block: cidr.text, handle, sequenceNumber: seq === undefined ? null : seq.toString(), node,
@@ -350,5 +354,6 @@ export function formatAttrs(attr: AllocationAttribute | null): string {
   const kvs = (m: Readonly<Record<string, string>> | null) => Object.keys(m ?? {}).sort().map((k) => `${k}=${m![k]}`).join(',');
   let s = `Main:${attr.handleId ?? '<none>'} Extra:${kvs(attr.secondary)}`;
   if (attr.alternate && Object.keys(attr.alternate).length > 0) s += ` Alternate:${kvs(attr.alternate)}`;
+  if (inCooldown(attr)) s += ` ReleasedAt:${attr.releasedAt}`;
   return s;
 }

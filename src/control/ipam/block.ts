@@ -9,12 +9,31 @@ import { compareGoStrings, goJsonText, goString, goStringMap, GoJsonValue, parse
 import { formatIp, IpNet, netSize, parseIp, parseNet } from './net';
 import { NO_RESERVATIONS, Reservations } from './reservations';
 
-/** model.AllocationAttribute: the handle and the owner's attributes ("secondary"). */
+/**
+ * model.AllocationAttribute: the handle and the owner's attributes ("secondary"), as libcalico-go
+ * spells them: {"handle_id"?,"secondary"?,"alternateOwnerAttrs"?,"releasedAt"?}, all omitempty.
+ */
 export interface AllocationAttribute {
   readonly handleId: string | null;
   readonly secondary: Readonly<Record<string, string>> | null;
-  /** Live-migration target/source owner (Calico ≥ 3.31); kept when read, never set by podway. */
+  /**
+   * AlternateOwnerAttrs (json "alternateOwnerAttrs", Calico v3.32+): a live migration's other
+   * owner; kept when read, never set by podway.
+   */
   readonly alternate: Readonly<Record<string, string>> | null;
+  /**
+   * ReleasedAt (json "releasedAt", metav1.Time, Calico with IPAMConfiguration ipCooldownSeconds):
+   * an attribute that holds released addresses in their cooldown. Such an address is neither free
+   * nor anybody's: it goes back to `unallocated` once the cooldown is over (garbageCollect).
+   */
+  readonly releasedAt?: string | null;
+  /** Fields of the stored attribute podway does not know (a later Calico's), as read: written back after the others. */
+  readonly extra?: ReadonlyArray<readonly [string, GoJsonValue]>;
+}
+
+/** Whether an attribute marks addresses in their release cooldown (Calico's ReleasedAt != nil). */
+export function inCooldown(a: AllocationAttribute | null | undefined): boolean {
+  return a !== null && a !== undefined && a.releasedAt !== null && a.releasedAt !== undefined;
 }
 
 /** Calico's handle-in-attribute cleanup: text after a '\r' is debris from an old migration bug. */
@@ -138,7 +157,9 @@ export class AllocationBlock {
   /** findOrAddAttribute: identical (handle, secondary) pairs share one entry. */
   private findOrAddAttribute(handleId: string | null, secondary: Readonly<Record<string, string>> | null): number {
     const attrs = this.attributes ?? [];
-    const found = attrs.findIndex((a) => a.handleId === handleId && sameMap(a.secondary, secondary) && a.alternate === null);
+    // A cooldown attribute (releasedAt) or one with fields podway does not know is never shared:
+    // the new address would take on its meaning.
+    const found = attrs.findIndex((a) => a.handleId === handleId && sameMap(a.secondary, secondary) && a.alternate === null && !inCooldown(a) && (a.extra?.length ?? 0) === 0);
     if (found >= 0) return found;
     this.attributes = [...attrs, { handleId, secondary: secondary ? { ...secondary } : null, alternate: null }];
     return this.attributes.length - 1;
@@ -225,7 +246,8 @@ export class AllocationBlock {
     const dropRefs = new Map<number, number>();
     for (const o of unique) {
       const idx = this.allocations[o];
-      if (idx === null || idx === undefined) { notAllocated.push(o); continue; }
+      // An address in its release cooldown is not allocated (Calico's release skips it so).
+      if (idx === null || idx === undefined || inCooldown(this.attributes?.[idx])) { notAllocated.push(o); continue; }
       const h = this.attributes?.[idx]?.handleId;
       const handle = h === null || h === undefined ? '' : sanitizeHandle(h);
       if (expectHandle !== undefined && expectHandle !== '' && handle !== expectHandle) {
@@ -277,6 +299,52 @@ export class AllocationBlock {
     for (const o of ordinals) { this.allocations[o] = null; free.push(o); }
     this.unallocated = free;
     return ordinals;
+  }
+
+  /** Whether some address of the block is in its release cooldown (an attribute with releasedAt). */
+  hasCooldown(): boolean {
+    return (this.attributes ?? []).some(inCooldown);
+  }
+
+  /**
+   * libcalico-go's garbageCollect (run on every block its IPAM reads): an address whose
+   * cooldown attribute's releasedAt lies more than `cooldownSeconds` before `now` goes back to the
+   * end of `unallocated` (its sequence entry cleared), and attributes no allocation points at any
+   * more are dropped. A negative `cooldownSeconds` frees every cooling address. Returns whether the
+   * block changed. podway runs it only on a block holding a cooldown attribute (see Ipam).
+   */
+  garbageCollect(cooldownSeconds: number, now: Date): boolean {
+    const attrs = this.attributes ?? [];
+    const before = now.getTime() - cooldownSeconds * 1000;
+    let changed = false;
+    const used = new Set<number>();
+    const free = this.unallocated ?? [];
+    for (let o = 0; o < this.allocations.length; o++) {
+      const idx = this.allocations[o];
+      if (idx === null) continue;
+      const released = attrs[idx]?.releasedAt;
+      let dealloc = released !== null && released !== undefined;
+      if (dealloc && cooldownSeconds >= 0) {
+        const t = Date.parse(released!);
+        // metav1.Time.Before: strictly earlier. An unreadable time is left cooling (Calico could
+        // not have read the block at all).
+        dealloc = Number.isFinite(t) && t < before;
+      }
+      if (dealloc) {
+        this.allocations[o] = null;
+        free.push(o);
+        this.sequenceNumberForAllocation?.delete(String(o));
+        changed = true;
+      } else used.add(idx);
+    }
+    if (changed) this.unallocated = free;
+    const drop = new Set<number>();
+    attrs.forEach((_, i) => { if (!used.has(i)) drop.add(i); });
+    if (drop.size > 0) {
+      this.deleteAttributes(drop);
+      changed = true;
+    }
+    return changed;
   }
 
   /** The bytes Calico's json.Marshal(model.AllocationBlock) produces for this block. */
@@ -362,23 +430,33 @@ function decodeStringMap(v: GoJsonValue | undefined, where: string, fail: (why: 
   return out;
 }
 
+/** The attribute fields podway reads and writes itself (encodeAttribute); others are kept as read. */
+const ATTRIBUTE_FIELDS = new Set(['handle_id', 'secondary', 'alternateOwnerAttrs', 'releasedAt']);
+
 function decodeAttribute(v: GoJsonValue, where: string, fail: (why: string) => never): AllocationAttribute {
   if (!isObject(v)) return fail(`${where} is not an object`);
   const h = v.handle_id;
   if (h !== null && h !== undefined && typeof h !== 'string') fail(`${where}.handle_id is not a string`);
+  const r = v.releasedAt;
+  if (r !== null && r !== undefined && typeof r !== 'string') fail(`${where}.releasedAt is not a string`);
+  const extra = Object.entries(v).filter(([k]) => !ATTRIBUTE_FIELDS.has(k));
   return {
     handleId: typeof h === 'string' ? h : null,
     secondary: decodeStringMap(v.secondary, `${where}.secondary`, fail),
-    alternate: decodeStringMap(v.alternate, `${where}.alternate`, fail),
+    alternate: decodeStringMap(v.alternateOwnerAttrs, `${where}.alternateOwnerAttrs`, fail),
+    ...(typeof r === 'string' ? { releasedAt: r } : {}),
+    ...(extra.length > 0 ? { extra } : {}),
   };
 }
 
-/** model.AllocationAttribute: every field omitempty (a nil or empty map is left out). */
+/** model.AllocationAttribute: every field omitempty (a nil or empty map is left out), in struct order. */
 function encodeAttribute(a: AllocationAttribute): string {
   const parts: string[] = [];
   if (a.handleId !== null) parts.push(`"handle_id":${goString(a.handleId)}`);
   if (a.secondary !== null && Object.keys(a.secondary).length > 0) parts.push(`"secondary":${goStringMap(a.secondary)}`);
-  if (a.alternate !== null && Object.keys(a.alternate).length > 0) parts.push(`"alternate":${goStringMap(a.alternate)}`);
+  if (a.alternate !== null && Object.keys(a.alternate).length > 0) parts.push(`"alternateOwnerAttrs":${goStringMap(a.alternate)}`);
+  if (a.releasedAt !== null && a.releasedAt !== undefined) parts.push(`"releasedAt":${goString(a.releasedAt)}`);
+  for (const [k, x] of a.extra ?? []) parts.push(`${goString(k)}:${goJsonText(x)}`);
   return `{${parts.join(',')}}`;
 }
 

@@ -13,7 +13,7 @@
 // block write is also conditional on the handle still being as incremented (one transaction), so
 // a handle deleted as empty while an assignment stalled before its block write cannot lose them.
 import { KvEntry, KvStore } from '../kv/kv';
-import { AllocationAttribute, AllocationBlock, sanitizeHandle } from './block';
+import { AllocationAttribute, AllocationBlock, inCooldown, sanitizeHandle } from './block';
 import {
   affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey,
   IPAM_CONFIG_KEY, IPAM_PREFIX, IPPOOL_PREFIX, nodeAffinityPrefix, nodeKey, parseAffinityKey, parseBlockKey, parseHandleKey,
@@ -209,6 +209,8 @@ const noAttrs = (attrs: Readonly<Record<string, string>> | undefined): Readonly<
 export class Ipam {
   private readonly now: () => Date;
   private readonly spread: boolean;
+  /** ipCooldownSeconds of the config last read (getConfig); null before the first read. */
+  private cooldownSeconds: number | null = null;
   private readonly retries: number;
   /** Per node, the tail of this instance's block claims (see claimSerially). */
   private readonly claims = new Map<string, Promise<void>>();
@@ -229,12 +231,17 @@ export class Ipam {
   /** The IPAM config (Calico's defaults when /calico/ipam/v2/config is absent). */
   async getConfig(): Promise<IpamConfig> {
     const e = await this.kv.get(IPAM_CONFIG_KEY);
-    if (!e) return DEFAULT_IPAM_CONFIG;
-    try {
-      return decodeIpamConfig(e.value);
-    } catch (err) {
-      throw new Error(`${IPAM_CONFIG_KEY}: ${(err as Error).message}`);
+    let config: IpamConfig;
+    if (!e) config = DEFAULT_IPAM_CONFIG;
+    else {
+      try {
+        config = decodeIpamConfig(e.value);
+      } catch (err) {
+        throw new Error(`${IPAM_CONFIG_KEY}: ${(err as Error).message}`);
+      }
     }
+    this.cooldownSeconds = config.ipCooldownSeconds ?? 0;
+    return config;
   }
 
   /**
@@ -328,8 +335,17 @@ export class Ipam {
     return (index - this.blockSearchStart(pool, node) + count) % count;
   }
 
+  /**
+   * A block as IPAM works on it. Addresses a Calico node released into a cooldown (attribute
+   * releasedAt, IPAMConfiguration ipCooldownSeconds) whose cooldown is over are freed here, as
+   * libcalico-go's blockFromBackend garbage-collects every block it reads; written when podway
+   * next writes the block. Done only once this Ipam has read the config (getConfig: every
+   * assignment does), with the last value read; before that they are left cooling as they are.
+   */
   private decodeBlock(entry: KvEntry): AllocationBlock {
-    return AllocationBlock.decode(entry.value, parseBlockKey(entry.key) ?? undefined);
+    const block = AllocationBlock.decode(entry.value, parseBlockKey(entry.key) ?? undefined);
+    if (this.cooldownSeconds !== null && block.hasCooldown()) block.garbageCollect(this.cooldownSeconds, this.now());
+    return block;
   }
 
   private nowNs(): bigint {
@@ -1045,7 +1061,8 @@ export class Ipam {
       if (!entry) return { outcome: 'not-allocated' };
       const block = this.decodeBlock(entry);
       const o = block.ipToOrdinal(ip);
-      if (o === null || block.allocations[o] === null) return { outcome: 'not-allocated' };
+      // An address in its release cooldown (a Calico node's releasedAt) is released already.
+      if (o === null || block.allocations[o] === null || inCooldown(block.attributeOf(o))) return { outcome: 'not-allocated' };
       const attr = block.attributeOf(o);
       const seq = block.sequenceNumberForAllocation?.get(String(o));
       const reason = keep(attr, seq === undefined ? null : seq.toString());

@@ -63,6 +63,11 @@ export interface IpamConfig {
   readonly autoAllocateBlocks: boolean;
   /** As stored: 0 means "not set" (the limit used is then DEFAULT_MAX_BLOCKS_PER_HOST). */
   readonly maxBlocksPerHost: number;
+  /**
+   * ipCooldownSeconds as stored (absent: 0). podway releases without a cooldown; it is read for
+   * the addresses a Calico node put in cooldown (attribute releasedAt), freed once it is over.
+   */
+  readonly ipCooldownSeconds?: number;
 }
 
 export const DEFAULT_MAX_BLOCKS_PER_HOST = 20;
@@ -84,7 +89,9 @@ export function decodeIpamConfig(text: string): IpamConfig {
   };
   const max = v.maxBlocksPerHost ?? 0;
   if (typeof max !== 'number' || !Number.isInteger(max) || max < 0) throw new Error('IPAM config maxBlocksPerHost is not a non-negative integer');
-  return { strictAffinity: bool('strict_affinity'), autoAllocateBlocks: bool('auto_allocate_blocks'), maxBlocksPerHost: max };
+  const cooldown = v.ipCooldownSeconds ?? 0;
+  if (typeof cooldown !== 'number' || !Number.isInteger(cooldown)) throw new Error('IPAM config ipCooldownSeconds is not an integer');
+  return { strictAffinity: bool('strict_affinity'), autoAllocateBlocks: bool('auto_allocate_blocks'), maxBlocksPerHost: max, ...(cooldown !== 0 ? { ipCooldownSeconds: cooldown } : {}) };
 }
 
 export function encodeIpamConfig(c: IpamConfig): string {

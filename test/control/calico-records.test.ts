@@ -1,0 +1,123 @@
+// Records as Calico's own components write them, hand-built from libcalico-go's Go structs
+// (projectcalico/calico master, 2026-08: model.AllocationBlock / AllocationAttribute with
+// `alternateOwnerAttrs` and `releasedAt`, model.IPAMConfig with `ipCooldownSeconds`), put in a
+// real etcd (test/helpers/etcd.ts: loopback, stopped by PID), then read and written by podway's
+// IPAM. What must hold: podway keeps every field of theirs it does not use, byte for byte, and
+// reads their cooldown as Calico does (an address in cooldown is neither free nor anybody's,
+// and is freed once the configured cooldown is over).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { auditIpam } from '../../src/control/ipam/audit';
+import { AllocationBlock } from '../../src/control/ipam/block';
+import { Ipam } from '../../src/control/ipam/ipam';
+import { affinityKey, blockKey, handleKey, IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_PREFIX, WORKLOADENDPOINT_PREFIX } from '../../src/control/ipam/keys';
+import { parseNet } from '../../src/control/ipam/net';
+import { unknownCalicoFields } from '../../src/control/calico-fields';
+import { etcdForFile } from '../helpers/etcd';
+
+const open = etcdForFile(test);
+
+const CIDR = '10.250.0.0/29';
+const NET = parseNet(CIDR)!;
+const S = 1786000000000000000n; // a sequenceNumber as newBlock seeds it (UnixNano, past 2^53)
+
+/** metav1.Time's JSON: RFC 3339, UTC, whole seconds. */
+const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+// The four attributes as json.Marshal(model.AllocationAttribute) writes them (struct order:
+// handle_id, secondary, alternateOwnerAttrs, releasedAt; all omitempty). The last one carries a
+// field of a Calico later than this test (kept, never interpreted).
+const ATTR_VM = '{"handle_id":"k8s-pod-network.c1","secondary":{"namespace":"ns","node":"calico-a","pod":"vm1","timestamp":"2026-12-07 10:00:00.000000001 +0000 UTC"},"alternateOwnerAttrs":{"namespace":"ns","node":"calico-b","pod":"vm1-target"}}';
+const attrCooling = (at: string) => `{"releasedAt":"${at}"}`;
+const ATTR_FUTURE = '{"handle_id":"k8s-pod-network.c3","secondary":{"node":"calico-a"},"futureField":{"x":1}}';
+
+function calicoBlock(recent: string, old: string): string {
+  return `{"cidr":"${CIDR}","affinity":"host:calico-a","affinity_claim_time":"2026-12-07T09:00:00Z",`
+    + '"allocations":[0,1,2,3,null,null,null,null],"unallocated":[4,5,6,7],'
+    + `"attributes":[${ATTR_VM},${attrCooling(recent)},${attrCooling(old)},${ATTR_FUTURE}],`
+    + `"sequenceNumber":${S + 4n},"sequenceNumberForAllocation":{"0":${S},"1":${S + 1n},"2":${S + 2n},"3":${S + 3n}},"deleted":false}`;
+}
+
+async function seed(): Promise<{ kv: ReturnType<typeof open>; recent: string; old: string }> {
+  const kv = open();
+  const now = Date.now();
+  const recent = rfc3339(now - 10_000); // inside a 300 s cooldown
+  const old = rfc3339(now - 1_000_000); // long over
+  await kv.create(IPPOOL_PREFIX + 'p', JSON.stringify({ kind: 'IPPool', apiVersion: 'projectcalico.org/v3', metadata: { name: 'p' }, spec: { cidr: '10.250.0.0/24', blockSize: 29, ipipMode: 'Never', vxlanMode: 'Never', nodeSelector: 'all()', allowedUses: ['Workload', 'Tunnel'] } }));
+  for (const n of ['calico-a', 'calico-b']) await kv.create(NODE_PREFIX + n, JSON.stringify({ kind: 'Node', apiVersion: 'projectcalico.org/v3', metadata: { name: n }, spec: {} }));
+  await kv.create(IPAM_CONFIG_KEY, '{"auto_allocate_blocks":true,"ipCooldownSeconds":300}');
+  await kv.create(blockKey(NET), calicoBlock(recent, old));
+  await kv.create(affinityKey('calico-a', NET), '{"state":"confirmed","deleted":false}');
+  await kv.create(handleKey('k8s-pod-network.c1'), `{"block":{"${CIDR}":1},"deleted":false}`);
+  await kv.create(handleKey('k8s-pod-network.c3'), `{"block":{"${CIDR}":1},"deleted":false}`);
+  // vm1's endpoint, so 10.250.0.0 is in use for the audit
+  await kv.create(`${WORKLOADENDPOINT_PREFIX}ns/calico--a-k8s-vm1-eth0`, JSON.stringify({
+    kind: 'WorkloadEndpoint', apiVersion: 'projectcalico.org/v3', metadata: { name: 'calico--a-k8s-vm1-eth0', namespace: 'ns' },
+    spec: { orchestrator: 'k8s', node: 'calico-a', pod: 'vm1', endpoint: 'eth0', containerID: 'c1', ipNetworks: ['10.250.0.0/32'], interfaceName: 'cali0123456789a' },
+  }));
+  return { kv, recent, old };
+}
+
+test('a block Calico wrote: podway keeps alternateOwnerAttrs, releasedAt and unknown attribute fields byte for byte; a cooling address is not released again', async () => {
+  const { kv, recent, old } = await seed();
+  const ipam = new Ipam(kv);
+  // podway releases c3's address (a CNI DEL) in Calico's block; no config read yet: no collection
+  const r = await ipam.releaseIps(['10.250.0.3']);
+  assert.equal(r.released, ['10.250.0.3']);
+  const after = (await kv.get(blockKey(NET)))!;
+  // What json.Marshal gives for Calico's own release of ordinal 3 without a cooldown: attribute 3
+  // dropped, ordinal 3 appended to unallocated, its sequence entry cleared, sequenceNumber + 1.
+  const expected = `{"cidr":"${CIDR}","affinity":"host:calico-a","affinity_claim_time":"2026-12-07T09:00:00Z",`
+    + '"allocations":[0,1,2,null,null,null,null,null],"unallocated":[4,5,6,7,3],'
+    + `"attributes":[${ATTR_VM},${attrCooling(recent)},${attrCooling(old)}],`
+    + `"sequenceNumber":${S + 5n},"sequenceNumberForAllocation":{"0":${S},"1":${S + 1n},"2":${S + 2n}},"deleted":false}`;
+  assert.is(after.value, expected);
+  const decoded = AllocationBlock.decode(after.value, NET);
+  assert.equal(decoded.attributeOf(0)?.alternate, { namespace: 'ns', node: 'calico-b', pod: 'vm1-target' });
+
+  // An address in its cooldown is released already: not again, the block not written
+  const again = await ipam.releaseIps(['10.250.0.1']);
+  assert.equal([again.released, again.notAllocated], [[], ['10.250.0.1']]);
+  assert.is((await kv.get(blockKey(NET)))!.modRevision, after.modRevision);
+  const held = await ipam.releaseIfUnchanged('10.250.0.1', { handle: null, sequenceNumber: String(S + 1n) });
+  assert.is(held.outcome, 'not-allocated');
+  assert.is((await kv.get(blockKey(NET)))!.modRevision, after.modRevision);
+
+  // ipam check: cooling addresses are not leaks (calicoctl's check skips them too)
+  const audit = await auditIpam(kv, { gracePeriodMs: 0 });
+  const state = (ip: string) => audit.allocations.find((a) => a.ip === ip)?.state;
+  assert.equal([state('10.250.0.0'), state('10.250.0.1'), state('10.250.0.2')], ['in-use', 'cooldown', 'cooldown']);
+  assert.equal(audit.problems.filter((p) => p.ip?.startsWith('10.250.0.')), []);
+});
+
+test('a cooldown that is over is collected when podway next writes the block (ipCooldownSeconds from /calico/ipam/v2/config); one still running is kept', async () => {
+  const kv = open();
+  // this file's etcd is shared: clear the first test's keys
+  for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
+  const { recent } = await seed();
+  const ipam = new Ipam(kv, { blockSearch: 'sequential' });
+  const got = await ipam.autoAssign({ node: 'calico-a', count: 1, handleId: 'h-new', attrs: { node: 'calico-a' } });
+  assert.equal(got.ips, ['10.250.0.4']);
+  const b = AllocationBlock.decode((await kv.get(blockKey(NET)))!.value, NET);
+  // ordinal 2's cooldown (over) freed to the end of unallocated, its attribute and sequence entry gone
+  assert.is(b.allocations[2], null);
+  assert.equal(b.unallocated, [5, 6, 7, 2]);
+  assert.is(b.sequenceNumberForAllocation?.has('2'), false);
+  // ordinal 1's (running) kept as Calico wrote it
+  assert.equal(b.attributeOf(1), { handleId: null, secondary: null, alternate: null, releasedAt: recent });
+  assert.match(b.encode(), `{"releasedAt":"${recent}"}`);
+  assert.equal(b.attributeOf(0)?.alternate, { namespace: 'ns', node: 'calico-b', pod: 'vm1-target' });
+  assert.equal(b.attributeOf(3)?.extra, [['futureField', { x: 1 }]]);
+  assert.is(b.attributeOf(4)?.handleId, 'h-new');
+});
+
+test('calicoctl get -o yaml output of a v3.31/v3.32 BGPConfiguration applies: its newer fields are Calico\'s', () => {
+  const conf = {
+    apiVersion: 'projectcalico.org/v3', kind: 'BGPConfiguration', metadata: { name: 'default' },
+    spec: { serviceLoadBalancerAggregation: 'Disabled', ipv4NormalRoutePriority: 1024, ipv6NormalRoutePriority: 1024, nodeToNodeMeshEnabled: true },
+  };
+  assert.equal(unknownCalicoFields(conf), []);
+  assert.equal(unknownCalicoFields({ ...conf, spec: { ipv4NormalRoutPriority: 1 } }).map((u) => u.message), ['unknown field (did you mean ipv4NormalRoutePriority?)']);
+});
+
+test.run();

@@ -650,7 +650,11 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
             const pools = await resolvePools(ipam, conf, version);
             let got: Awaited<ReturnType<Ipam['autoAssign']>>;
             try {
-              got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version, use: 'Workload', pools });
+              // A pool's namespaceSelector (Calico v3.31+) is matched against what podway knows of the
+              // pod's namespace without the Kubernetes API: the label every namespace carries,
+              // kubernetes.io/metadata.name, for a k8s pod; none for another (as Calico without one).
+              const namespaceLabels = id.orchestrator === 'k8s' ? { 'kubernetes.io/metadata.name': id.namespace } : undefined;
+              got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version, use: 'Workload', pools, ...(namespaceLabels ? { namespaceLabels } : {}) });
             } catch (e) {
               // A requested pool that is not an enabled one (libcalico-go's determinePools words it so).
               if (/does not exist, or is not enabled/.test((e as Error).message)) throw new CniError(CNI_CODES.INVALID_CONFIG, `network config: ipam.ipv${version}_pools: ${(e as Error).message}`);

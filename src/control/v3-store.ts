@@ -50,7 +50,8 @@ const METADATA_ORDER = [
   'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields',
 ];
 const IPPOOL_SPEC_ORDER = [
-  'cidr', 'vxlanMode', 'ipipMode', 'natOutgoing', 'disabled', 'disableBGPExport', 'blockSize', 'nodeSelector', 'allowedUses',
+  'cidr', 'vxlanMode', 'ipipMode', 'natOutgoing', 'disabled', 'disableBGPExport', 'blockSize', 'nodeSelector', 'namespaceSelector',
+  'allowedUses', 'assignmentMode',
 ];
 /** Go struct field order of the specs podway writes most (fields podway does not know go last). */
 const SPEC_ORDER: Record<string, readonly string[]> = {

@@ -111,6 +111,34 @@ test('a cooldown that is over is collected when podway next writes the block (ip
   assert.is(b.attributeOf(4)?.handleId, 'h-new');
 });
 
+test('a pool\'s namespaceSelector (Calico v3.31+) is honoured for unnamed requests: matched against the namespace labels given, {} without a namespace', async () => {
+  const kv = open();
+  for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
+  const pool = (name: string, cidr: string, extra: Record<string, unknown>) => kv.create(IPPOOL_PREFIX + name, JSON.stringify({
+    kind: 'IPPool', apiVersion: 'projectcalico.org/v3', metadata: { name },
+    spec: { cidr, vxlanMode: 'Never', ipipMode: 'Never', blockSize: 26, nodeSelector: 'all()', allowedUses: ['Workload', 'Tunnel'], assignmentMode: 'Automatic', ...extra },
+  }));
+  // calicoctl (v3.31+) stores both pools with their namespaceSelector; the prod one sorts first
+  await pool('a-prod', '10.251.0.0/24', { namespaceSelector: "kubernetes.io/metadata.name == 'prod'" });
+  await pool('b-all', '10.252.0.0/24', { namespaceSelector: 'all()' });
+  await kv.create(NODE_PREFIX + 'n1', JSON.stringify({ kind: 'Node', apiVersion: 'projectcalico.org/v3', metadata: { name: 'n1' }, spec: {} }));
+  const ipam = new Ipam(kv, { blockSearch: 'sequential' });
+  const prod = await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h-prod', namespaceLabels: { 'kubernetes.io/metadata.name': 'prod' } });
+  assert.ok(prod.ips[0]?.startsWith('10.251.'), `prod pod from a-prod: ${prod.ips}`);
+  const dev = await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h-dev', namespaceLabels: { 'kubernetes.io/metadata.name': 'dev' } });
+  assert.ok(dev.ips[0]?.startsWith('10.252.'), `dev pod not from a-prod: ${dev.ips}`);
+  const none = await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h-none' });
+  assert.ok(none.ips[0]?.startsWith('10.252.'), `no namespace: not from a-prod: ${none.ips}`);
+  // named pools are used whatever the selectors say, as libcalico-go's determinePools
+  const named = await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h-named', pools: ['a-prod'] });
+  assert.ok(named.ips[0]?.startsWith('10.251.'), `named: ${named.ips}`);
+  // only the restricted pool: an unnamed request from another namespace gets nothing, and is told why
+  await kv.delete(IPPOOL_PREFIX + 'b-all');
+  const refused = await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h-dev2', namespaceLabels: { 'kubernetes.io/metadata.name': 'dev' } });
+  assert.equal(refused.ips, []);
+  assert.match(refused.errors?.[0] ?? '', `no enabled IPv4 pool selects node n1 and its namespace; enabled pools: a-prod (10.251.0.0/24, nodeSelector "all()", namespaceSelector "kubernetes.io/metadata.name == 'prod'" (namespace labels {"kubernetes.io/metadata.name":"dev"}))`);
+});
+
 test('calicoctl get -o yaml output of a v3.31/v3.32 BGPConfiguration applies: its newer fields are Calico\'s', () => {
   const conf = {
     apiVersion: 'projectcalico.org/v3', kind: 'BGPConfiguration', metadata: { name: 'default' },

@@ -67,6 +67,12 @@ export interface AutoAssignRequest {
   readonly attrs?: Readonly<Record<string, string>>;
   /** Pool names or CIDRs to use instead of all enabled pools whose nodeSelector matches. */
   readonly pools?: readonly string[];
+  /**
+   * The labels of the requesting pod's namespace, which an unnamed request's pools'
+   * namespaceSelector must match (libcalico-go's SelectsNamespace). Absent: no namespace, {} (as
+   * libcalico-go evaluates it without one: `all()` matches, `has(x)` does not).
+   */
+  readonly namespaceLabels?: Labels;
   /** IP version to assign (Calico's Num4/Num6 of AutoAssignArgs, one per call); default 4. */
   readonly version?: IpVersion;
   /**
@@ -291,7 +297,7 @@ export class Ipam {
    * Enabled pools that select the node: the requested ones, or every pool whose nodeSelector
    * matches (libcalico-go's determinePools). The caller then keeps those allowing the use.
    */
-  private selectingPools(all: PoolInfo[], requested: readonly string[] | undefined, labels: Labels): PoolInfo[] {
+  private selectingPools(all: PoolInfo[], requested: readonly string[] | undefined, labels: Labels, namespaceLabels: Labels = {}): PoolInfo[] {
     const enabled = all.filter((p) => !p.disabled);
     if (requested && requested.length > 0) {
       // As in Calico, explicitly requested pools are used whatever their nodeSelector says.
@@ -303,7 +309,8 @@ export class Ipam {
     }
     // Not named: only Automatic pools (libcalico-go's determinePools skips a Manual pool unless
     // the request names pools: a Manual pool's addresses go only to who asks for that pool).
-    return enabled.filter((p) => p.assignmentMode === 'Automatic' && p.nodeSelector.matches(labels));
+    // Both selectors must match: the node's labels and the pod's namespace's (Calico v3.31+).
+    return enabled.filter((p) => p.assignmentMode === 'Automatic' && p.nodeSelector.matches(labels) && p.namespaceSelector.matches(namespaceLabels));
   }
 
   /**
@@ -637,14 +644,14 @@ export class Ipam {
     const allPools = read.pools;
     // Blocks inside a skipped pool's CIDR are no other pool's free space, even where pools overlap.
     const excluded = read.skipped.map((s) => s.cidr).filter((c): c is IpNet => c !== null);
-    const selecting = this.selectingPools(allPools, req.pools, labels);
+    const selecting = this.selectingPools(allPools, req.pools, labels, req.namespaceLabels);
     // Only pools whose allowedUses hold the use, requested ones included (libcalico-go's
     // prepareAffinityBlocksForHost through filterPoolsByUse): a [Tunnel] pool gives no pod address.
     const pools = selecting.filter((p) => p.allowedUses.includes(use));
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
     if (selecting.length === 0) {
-      const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, ${p.assignmentMode === 'Manual' ? 'assignmentMode Manual: used only when named, ' : ''}${p.selectorError ?? `nodeSelector ${JSON.stringify(p.nodeSelector.text)}`})`);
-      return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : `none (create one: an IPPool applied with \`${podwayCommand()} apply -f pool.yaml\`, as in the README's Quick start)`}`] };
+      const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, ${p.assignmentMode === 'Manual' ? 'assignmentMode Manual: used only when named, ' : ''}${p.selectorError ?? `nodeSelector ${JSON.stringify(p.nodeSelector.text)}${p.namespaceSelector.text !== '' && p.namespaceSelector.text !== 'all()' ? `, namespaceSelector ${JSON.stringify(p.namespaceSelector.text)} (namespace labels ${JSON.stringify(req.namespaceLabels ?? {})})` : ''}`})`);
+      return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}${allPools.some((p) => p.namespaceSelector.text !== '' && p.namespaceSelector.text !== 'all()') ? ' and its namespace' : ''}; enabled pools: ${enabled.length ? enabled.join(', ') : `none (create one: an IPPool applied with \`${podwayCommand()} apply -f pool.yaml\`, as in the README's Quick start)`}`] };
     }
     if (pools.length === 0) {
       const others = selecting.map((p) => `${p.name} (${p.cidr.text}, allowedUses [${p.allowedUses.join(', ')}])`);

@@ -109,7 +109,13 @@ export interface PoolInfo {
   readonly blockSize: number;
   readonly disabled: boolean;
   readonly nodeSelector: Selector;
-  /** The stored nodeSelector could not be parsed (the pool then selects no node). */
+  /**
+   * spec.namespaceSelector (Calico v3.31+; absent: every namespace): an unnamed pod request gets
+   * addresses from the pool only when it matches the pod's namespace labels (libcalico-go's
+   * SelectsNamespace; see AutoAssignRequest.namespaceLabels for what podway knows of them).
+   */
+  readonly namespaceSelector: Selector;
+  /** The stored nodeSelector or namespaceSelector could not be parsed (the pool then selects no node). */
   readonly selectorError?: string;
   /** spec.allowedUses, [Workload, Tunnel] when absent or empty (libcalico-go's convertIpPoolFromStorage). */
   readonly allowedUses: readonly PoolUse[];
@@ -138,9 +144,23 @@ export function decodePool(text: string, key: string): PoolInfo {
     nodeSelector = new Selector('!all()');
     selectorError = `${key}: spec.nodeSelector: ${(e as Error).message}: the pool selects no node`;
   }
+  const nsText = (raw as { spec?: { namespaceSelector?: unknown } }).spec?.namespaceSelector;
+  let namespaceSelector = new Selector('');
+  if (typeof nsText === 'string' && nsText !== '') {
+    try {
+      namespaceSelector = new Selector(nsText);
+    } catch (e) {
+      // libcalico-go's determinePools fails the request on it; podway leaves the pool out of it
+      nodeSelector = new Selector('!all()');
+      selectorError = `${key}: spec.namespaceSelector: ${(e as Error).message}: the pool selects no node`;
+    }
+  } else if (nsText !== undefined && nsText !== null && typeof nsText !== 'string') {
+    nodeSelector = new Selector('!all()');
+    selectorError = `${key}: spec.namespaceSelector: expected a string: the pool selects no node`;
+  }
   const uses = pool.spec.allowedUses as PoolUse[] | undefined;
   const allowedUses = uses && uses.length > 0 ? uses : DEFAULT_POOL_USES;
-  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector, ...(selectorError ? { selectorError } : {}), allowedUses, assignmentMode: pool.spec.assignmentMode ?? 'Automatic' };
+  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector, namespaceSelector, ...(selectorError ? { selectorError } : {}), allowedUses, assignmentMode: pool.spec.assignmentMode ?? 'Automatic' };
 }
 
 /**

@@ -1248,6 +1248,37 @@ static napi_value tx_rejected_all(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* nativeDropsAll(out: Float64Array) -> stride: for every open port id with (id + 1) * stride <=
+ * out.length, out[id * stride + k] = its count of the k-th drop the addon makes as it reads or
+ * sends (no descriptor reaches JS), in this order, the names stats() gives them: rxVlanTagged,
+ * rxGsoBad, rxGsoDropped, rxBadCsum, rxShort, rxReadFailed, txBacklogDropped (others untouched).
+ * The engine's once-a-second look for them (checkNativeDrops), one call instead of a stats()
+ * object and a PACKET_STATISTICS getsockopt per port: counters only, read as they are (the
+ * kernel's drops are read by stats() as before). */
+#define NATIVE_DROPS_STRIDE 7
+static napi_value native_drops_all(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t cap = 0;
+  double *out = argc >= 1 ? typed_data(env, argv[0], napi_float64_array, &cap) : NULL;
+  if (!out) return throw_type(env, "nativeDropsAll(out: Float64Array)");
+  for (uint32_t id = 0; id < MAX_PORTS && ((size_t)id + 1) * NATIVE_DROPS_STRIDE <= cap; id++) {
+    const struct port *p = &a->ports[id];
+    if (!p->in_use) continue;
+    double *o = out + (size_t)id * NATIVE_DROPS_STRIDE;
+    o[0] = (double)p->st.rx_vlan_tagged;
+    o[1] = (double)p->st.rx_gso_bad;
+    o[2] = (double)p->st.rx_gso_dropped;
+    o[3] = (double)p->st.rx_bad_csum;
+    o[4] = (double)p->st.rx_short;
+    o[5] = (double)p->st.rx_read_failed;
+    o[6] = (double)p->st.tx_backlog_dropped;
+  }
+  return ret_u32(env, NATIVE_DROPS_STRIDE);
+}
+
 /* The MTU of the device port `p` is on: an AF_PACKET port's interface, or a TAP/TUN port's device
  * in the namespace it was opened in (through its ctlfd); 0 when unknown (the device gone). Two
  * ioctls: the ifindex's name, that name's MTU. -1: not a port on a device. */
@@ -1793,6 +1824,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "checkRings", NULL, check_rings, NULL, NULL, NULL, napi_default, NULL },
     { "txRejectedAll", NULL, tx_rejected_all, NULL, NULL, NULL, napi_default, NULL },
     { "linkMtus", NULL, link_mtus, NULL, NULL, NULL, napi_default, NULL },
+    { "nativeDropsAll", NULL, native_drops_all, NULL, NULL, NULL, napi_default, NULL },
     { "linkMtu", NULL, link_mtu, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, port_info, NULL, NULL, NULL, napi_default, NULL },
     { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },

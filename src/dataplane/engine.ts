@@ -12,7 +12,7 @@ import { formatIpv4, parseMac, formatMac } from '../packet';
 import { macEquals } from '../packet/ethernet';
 import { Drop } from '../packet/drop';
 import { FramePool } from './frame-pool';
-import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, type PortStats } from './io';
+import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, NATIVE_DROP_FIELDS, type PortStats } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED, CALICO_VNI } from './nexthops';
@@ -421,6 +421,17 @@ export function routeHits(nh4: NextHops | null, nh6: NextHops6 | null): RouteHit
   }
   return out;
 }
+
+/** The drop reason each of the addon's own drops (io.ts NATIVE_DROP_FIELDS) is counted under. */
+const NATIVE_DROP_REASON: Record<(typeof NATIVE_DROP_FIELDS)[number], number> = {
+  rxVlanTagged: Reason.VLAN_TAGGED,
+  rxGsoBad: Reason.GSO_BAD,
+  rxGsoDropped: Reason.GSO_UNSUPPORTED,
+  rxBadCsum: Reason.BAD_PARTIAL_CSUM,
+  rxShort: Drop.TOO_SHORT,
+  rxReadFailed: Reason.READ_FAILED,
+  txBacklogDropped: Reason.TX_BACKLOG_DROPPED,
+};
 
 export class Engine {
   readonly io: PacketIO;
@@ -1723,7 +1734,7 @@ export class Engine {
     this.rejectedSeen[p] = 0;
     // its last native drops; and the frames its backlog holds now, which the close discards
     this.checkNativeDropsPort(p, true);
-    for (const seen of this.nativeSeen) seen[p] = 0;
+    this.nativeSeen.fill(0, p * NATIVE_DROP_FIELDS.length, (p + 1) * NATIVE_DROP_FIELDS.length);
     this.io.close(p);
     this.backlogTaken[p] = 0;
     this.pipe.clearPort(p);
@@ -1967,25 +1978,53 @@ export class Engine {
   private rejectedNow: Float64Array | null = null;
 
   /** Drops the addon makes as it reads a port (no descriptor reaches JS), by the port stat that
-   * counts them and the reason they are counted under. */
-  private static readonly NATIVE_DROPS: readonly (readonly [keyof PortStats, number])[] = [
-    ['rxVlanTagged', Reason.VLAN_TAGGED],
-    ['rxGsoBad', Reason.GSO_BAD],
-    ['rxGsoDropped', Reason.GSO_UNSUPPORTED],
-    ['rxBadCsum', Reason.BAD_PARTIAL_CSUM],
-    ['rxShort', Drop.TOO_SHORT],
-    ['rxReadFailed', Reason.READ_FAILED],
-    ['txBacklogDropped', Reason.TX_BACKLOG_DROPPED],
-  ];
-  /** Per NATIVE_DROPS entry and port, the count already taken into the reasons and DROPS. */
-  private readonly nativeSeen = Engine.NATIVE_DROPS.map(() => new Float64Array(MAX_PORTS));
+   * counts them and the reason they are counted under, in nativeDropsAll's order (io.ts
+   * NATIVE_DROP_FIELDS). */
+  private static readonly NATIVE_DROPS: readonly (readonly [keyof PortStats, number])[] = NATIVE_DROP_FIELDS.map((f) => [f, NATIVE_DROP_REASON[f]] as const);
+  /** Per port and NATIVE_DROPS entry (port * NATIVE_DROPS.length + k), the count already taken
+   * into the reasons and DROPS. */
+  private readonly nativeSeen = new Float64Array(MAX_PORTS * NATIVE_DROP_FIELDS.length);
+  /** nativeDropsAll's answer (allocated on the first read). */
+  private nativeNow: Float64Array | null = null;
 
-  /** The addon's own drops (NATIVE_DROPS) since the last read, counted under their reasons and in
-   * the port's DROPS: one stats call per port, once per neighbour tick and for counters/metrics. */
+  /**
+   * The addon's own drops (NATIVE_DROPS) since the last read, counted under their reasons and in
+   * the port's DROPS: once per neighbour tick and for counters/metrics. Every port's in one addon
+   * call into a typed array (nativeDropsAll: no object, no syscall per port; a port whose counts
+   * did not move costs a comparison each), else a stats() call per port.
+   */
   private checkNativeDrops(): void {
-    for (const p of Object.values(this.infra)) this.checkNativeDropsPort(p);
-    for (const e of this.endpoints.values()) this.checkNativeDropsPort(e.port);
+    const all = this.io.nativeDropsAll;
+    if (!all) {
+      for (const p of Object.values(this.infra)) this.checkNativeDropsPort(p);
+      for (const e of this.endpoints.values()) this.checkNativeDropsPort(e.port);
+      return;
+    }
+    const now = (this.nativeNow ??= new Float64Array(MAX_PORTS * NATIVE_DROP_FIELDS.length));
+    // a slot the addon leaves untouched (a port closed since) reads as its last count: no change
+    now.set(this.nativeSeen);
+    all.call(this.io, now);
+    for (const p of Object.values(this.infra)) if (p >= 0) this.takeNativeDrops(p, now);
+    for (const e of this.endpoints.values()) this.takeNativeDrops(e.port, now);
   }
+
+  /** Port p's native drop counts in `counts` (nativeDropsAll's layout) taken in where they moved. */
+  private takeNativeDrops(p: number, counts: Float64Array): void {
+    const n = NATIVE_DROP_FIELDS.length;
+    const at = p * n;
+    for (let k = 0; k < n; k++) {
+      const c = counts[at + k];
+      const seen = this.nativeSeen[at + k];
+      if (c === seen) continue;
+      this.nativeSeen[at + k] = c;
+      if (c < seen) continue; // (not expected: zeroed when a port closes)
+      this.pipe.counters[Engine.NATIVE_DROPS[k][1]] += c - seen;
+      this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += c - seen;
+    }
+  }
+
+  /** checkNativeDropsPort's stats() counts in nativeDropsAll's layout (only port p's slots used). */
+  private nativeOne: Float64Array | null = null;
 
   /** Per port: its backlog was counted tx_backlog_dropped as it is being closed (once). */
   private readonly backlogTaken = new Uint8Array(MAX_PORTS);
@@ -2006,16 +2045,9 @@ export class Engine {
       this.pipe.counters[Reason.TX_BACKLOG_DROPPED] += left;
       this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += left;
     }
-    const kinds = Engine.NATIVE_DROPS;
-    for (let k = 0; k < kinds.length; k++) {
-      const n = (st[kinds[k][0]] as number | undefined) ?? 0;
-      const seen = this.nativeSeen[k][p];
-      if (n === seen) continue;
-      this.nativeSeen[k][p] = n;
-      if (n < seen) continue; // (not expected: zeroed when a port closes)
-      this.pipe.counters[kinds[k][1]] += n - seen;
-      this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += n - seen;
-    }
+    const counts = (this.nativeOne ??= new Float64Array(MAX_PORTS * NATIVE_DROP_FIELDS.length));
+    for (let k = 0; k < NATIVE_DROP_FIELDS.length; k++) counts[p * NATIVE_DROP_FIELDS.length + k] = (st[NATIVE_DROP_FIELDS[k]] as number | undefined) ?? 0;
+    this.takeNativeDrops(p, counts);
   }
 
   /** checkRejected for one port (also when it is closed, before its id is reused); `count`: its

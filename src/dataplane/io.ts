@@ -196,6 +196,10 @@ export interface PortInfo { kind: 'tap' | 'tun' | 'packet' | 'udp' | 'raw'; name
  */
 export type PollCallback = (port: number, status: number) => void;
 
+/** The stats() counts nativeDropsAll gives per port, in its order (native/addon.c
+ * native_drops_all): the drops the addon makes itself as it reads or sends. */
+export const NATIVE_DROP_FIELDS = ['rxVlanTagged', 'rxGsoBad', 'rxGsoDropped', 'rxBadCsum', 'rxShort', 'rxReadFailed', 'txBacklogDropped'] as const satisfies readonly (keyof PortStats)[];
+
 /** PacketIO.checkRings: the port's ring could not be set up again. */
 export const RING_FAILED = 0x80000000;
 
@@ -232,6 +236,10 @@ export interface PacketIO {
   checkRings?(checks: number, out: Uint32Array): number;
   /** out[id] = stats(id).txRejected for every open port id < out.length (others untouched). */
   txRejectedAll?(out: Float64Array): void;
+  /** For every open port id with (id + 1) * stride <= out.length: out[id * stride + k] = its
+   * stats() count NATIVE_DROP_FIELDS[k] (the drops the addon makes itself as it reads or sends; no
+   * getsockopt), others untouched; returns the stride (NATIVE_DROP_FIELDS.length). */
+  nativeDropsAll?(out: Float64Array): number;
   /** out[id] = the MTU of the interface an open AF_PACKET port is bound to, or of a TAP/TUN port's
    * device in the namespace it was opened in (0: unknown, e.g. the interface gone), for every such
    * port id < out.length (others untouched). */

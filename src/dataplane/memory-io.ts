@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { FramePool, HEADROOM, SLOT_SIZE, DescFlag } from './frame-pool';
-import { RING_FAILED } from './io';
+import { NATIVE_DROP_FIELDS, RING_FAILED } from './io';
 import type { PacketIO, PortOptions, PortStats, PortInfo, PollCallback } from './io';
 
 /** A frame handed to a port: bytes plus, for UDP/raw ports, the peer address and port. */
@@ -280,6 +280,16 @@ export class MemoryIO implements PacketIO {
       const p = this.ports[id];
       if (p !== undefined) out[id] = p.stats.txRejected ?? 0;
     }
+  }
+
+  nativeDropsAll(out: Float64Array): number {
+    const stride = NATIVE_DROP_FIELDS.length;
+    for (let id = 0; id < this.ports.length && (id + 1) * stride <= out.length; id++) {
+      const p = this.ports[id];
+      if (p === undefined) continue;
+      for (let k = 0; k < stride; k++) out[id * stride + k] = p.stats[NATIVE_DROP_FIELDS[k]] ?? 0;
+    }
+    return stride;
   }
 
   /** As the addon's, from sysfs (a memory port named after a real interface has its MTU): packet

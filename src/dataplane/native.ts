@@ -81,7 +81,7 @@ export function nativeIO(): PacketIO {
     setPool: (p: PlainFramePool) => registerPool(a, p),
     openTap: a.openTap, openTun: a.openTun, openPacket: a.openPacket, openUdp: a.openUdp, openRaw: a.openRaw,
     preparePacket: a.preparePacket,
-    close: a.close, recv: a.recv, send: a.send, stats: a.stats, checkRing: a.checkRing, checkRings: a.checkRings, txRejectedAll: a.txRejectedAll, linkMtus: a.linkMtus, linkMtu: a.linkMtu, info: a.info,
+    close: a.close, recv: a.recv, send: a.send, stats: a.stats, checkRing: a.checkRing, checkRings: a.checkRings, txRejectedAll: a.txRejectedAll, nativeDropsAll: a.nativeDropsAll, linkMtus: a.linkMtus, linkMtu: a.linkMtu, info: a.info,
     poll: a.poll, unpoll: a.unpoll, superCut: a.superCut, superRest: a.superRest, setVxlanPort: a.setVxlanPort,
     takeRejected: a.takeRejected,
   };

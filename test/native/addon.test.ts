@@ -6,6 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, FramePool, HEADROOM, DescFlag, errnoOf } from '../../src/dataplane/native';
+import { NATIVE_DROP_FIELDS } from '../../src/dataplane/io';
 import { parseIpv4 as ip4 } from '../../src/packet/ipv4';
 import { withNetns, veth, waitFor, Netns, ip, sh, sleep } from '../helpers/netns';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
@@ -439,12 +440,28 @@ test('AF_PACKET: 802.1Q/802.1ad-tagged frames (tag in the kernel\'s metadata, TP
         assert.is(got.get(6668) ?? 0, 0, `${what}: no 802.1Q-tagged frame delivered (it would read untagged)`);
         assert.is(got.get(6670) ?? 0, 0, `${what}: no 802.1ad-tagged frame delivered`);
         assert.is(native.stats(p).rxVlanTagged, 20, `${what}: rxVlanTagged`);
+        assertNativeDropsAll(p, what);
       } finally {
         native.close(p);
       }
     }
   });
 });
+
+/**
+ * nativeDropsAll (the engine's once-a-second read of every port's own drops, one call) gives port
+ * p's counts as stats() does, field by field in NATIVE_DROP_FIELDS order, and leaves the slots of
+ * ports not open and past the array's end untouched.
+ */
+function assertNativeDropsAll(p: number, what: string): void {
+  const n = NATIVE_DROP_FIELDS.length;
+  const out = new Float64Array((p + 1) * n + n - 1).fill(-1); // the slots of port p + 1 cut short
+  assert.is(native.nativeDropsAll!(out), n, 'the stride');
+  const st = native.stats(p);
+  assert.equal([...out.subarray(p * n, (p + 1) * n)], NATIVE_DROP_FIELDS.map((f) => st[f] ?? 0), `${what}: nativeDropsAll agrees with stats (${NATIVE_DROP_FIELDS.join(', ')})`);
+  assert.ok(out.subarray(p * n).some((v) => v > 0), `${what}: a drop counted`);
+  assert.ok(out.subarray((p + 1) * n).every((v) => v === -1), `${what}: a port's slots past the end untouched`);
+}
 
 /** Sends each case from `ifname` with AF_PACKET and PACKET_VNET_HDR: IPv4 TCP or UDP 10.206.0.1 ->
  * .2 from port 40000 + tag, `len` payload bytes, behind an Ethernet header to 02:..:02, with the
@@ -530,6 +547,7 @@ test('AF_PACKET with a vnet header, through a real veth: partial checksum offset
         assert.is(got.get(5), 20, `the honest UDP GSO frame's segments: ${why2}`);
         assert.is(got.get(6), 1, `the honest plain frame: ${why2}`);
         assert.is(st.rxCsumCompleted, 1, `its checksum completed: ${why2}`);
+        assertNativeDropsAll(p, why2);
       } finally {
         native.close(p);
       }

@@ -1222,6 +1222,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       onSharedOpen: (ifname) => { for (const w of workers) w.postMessage({ type: 'shared-open', ifname }); },
       // the node's own addresses changed (local-addrs.ts): every forwarding thread leaves them to the kernel
       onLocalAddresses: (local) => { for (const w of workers) w.postMessage({ type: 'local-addresses', local }); },
+      // the underlay's MTU changed (`ip monitor`, refusals, the 5 s check): every forwarding thread
+      // bounds its routes by it and answers its refused frames now, not from its own refusals
+      onUnderlayMtu: (mtu, why) => { for (const w of workers) w.postMessage({ type: 'underlay-mtu', mtu, why }); },
       // a kernel route towards another node came or went (a BGP-learned /32 via a ToR once the
       // host programmer wrote it, one added by hand): set once the apply loop below exists
       onUnderlayRoutes: () => onUnderlayRoutes(),
@@ -1399,7 +1402,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
           workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, vxlanPort: vxlanWire.vxlanPort, vxlanVni: vxlanWire.vxlanVNI, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
         });
-        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
+        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string; why?: string }) => {
           if (taps.handle(index, m)) return;
           if (m.type === 'neighbor') {
             eng.learnShared(m.ip!, Uint8Array.from(m.mac!), m.announced === true);
@@ -1407,6 +1410,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
           } else if (m.type === 'neighbor6') {
             eng.learnShared6(m.ip6!, Uint8Array.from(m.mac!), m.announced === true);
             for (const o of workers) if (o !== w) o.postMessage(m);
+          } else if (m.type === 'underlay-mtu') {
+            // a worker saw it first (its frames refused as too big): read here, and if it changed
+            // here too, every worker is told (onUnderlayMtu above)
+            eng.underlayMtuNews(`worker ${index}: ${m.why}`);
           } else if (m.type === 'counters' || m.type === 'snapshot') {
             pending.get(m.id!)?.(m);
             pending.delete(m.id!);

@@ -173,6 +173,11 @@ export interface EngineOptions {
   /** The host-managing engine read a changed set of the node's own addresses (local-addrs.ts),
    * for the other workers (setLocalAddresses); each model message carries it too. */
   onLocalAddresses?: (local: LocalAddresses) => void;
+  /** The underlay interface's MTU was seen to change (checkUnderlayMtu: the main engine's `ip
+   * monitor`, a port's frames refused as too big, the 5 s check), now in force here: for the other
+   * forwarding threads, which take it at once (underlayMtuNews) rather than from their own
+   * refusals or check. `why`: how it was seen. */
+  onUnderlayMtu?: (mtu: number, why: string) => void;
   /** The host-managing engine: the kernel's main table may now route another node's address
    * differently (an IPv4 route covering one added or deleted: a BGP-learned /32 via a ToR, a
    * route added by hand; `ip monitor`, local-watch.ts), or the slow safety re-read is due. The
@@ -473,6 +478,7 @@ export class Engine {
   private readonly onTunnelRx: (rx: TunnelRx) => void;
   private readonly onOrphans: () => void;
   private readonly onLocalAddresses: (local: LocalAddresses) => void;
+  private readonly onUnderlayMtu: (mtu: number, why: string) => void;
   private readonly onUnderlayRoutes: () => void;
   /** When onUnderlayRoutes was last called (the safety re-read: UNDERLAY_ROUTES_SAFETY_MS). */
   private underlayRoutesAt = 0;
@@ -575,6 +581,7 @@ export class Engine {
     this.deferOrphanScan = opts.deferOrphanScan ?? false;
     this.orphanLooks = opts.orphanLooks ?? ((look) => look());
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
+    this.onUnderlayMtu = opts.onUnderlayMtu ?? (() => {});
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
@@ -2539,6 +2546,19 @@ export class Engine {
     // into podway0 (poolRouteMtu), by the programmer's diff
     this.boundRouteMtus(this.model.mtu.underlay, mtu);
     if (this.primary) this.programHost();
+    this.onUnderlayMtu(mtu, why ?? 'its periodic check');
+  }
+
+  /**
+   * Another forwarding thread saw the underlay's MTU change (its onUnderlayMtu: the main thread's
+   * `ip monitor`, a worker's refusals): read it now (checkUnderlayMtu: the tunnel and direct routes
+   * bounded by it from here), and answer the frames this thread's ports had refused as too big
+   * meanwhile (checkRejected), not at this thread's next tick (1 s) or check (5 s).
+   */
+  underlayMtuNews(why: string): void {
+    if (this.stopped) return;
+    this.checkUnderlayMtu(Date.now(), why);
+    this.checkRejected();
   }
 
   /** A pod port was opened since the pod ports' MTUs were last read (readPortMtus). */

@@ -7,7 +7,9 @@
  * {type:'shared-open', ifname} (the main engine (re)opened a TAP/TUN pod's device: EngineOptions.onSharedOpen) |
  * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} |
  * {type:'felix-options', options} (Felix settings changed live: Engine.setFelixOptions; the model follows) |
- * {type:'rp-filter', value} (the node's rp_filter changed: Engine.setRpFilter) | {type:'stop'},
+ * {type:'rp-filter', value} (the node's rp_filter changed: Engine.setRpFilter) |
+ * {type:'underlay-mtu', mtu, why} (the underlay's MTU changed, seen by the main thread: Engine.underlayMtuNews;
+ * sent to the main thread too when this one sees it first) | {type:'stop'},
  * and the trace/capture sessions of taps.ts.
  */
 import type { NeighborTimings } from './neighbors';
@@ -59,9 +61,13 @@ if (parentPort) {
     log,
     onNeighbor: (ip, mac, announced) => port.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }),
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),
+    // seen here first (this thread's frames refused as too big, its 5 s check): the main thread
+    // reads it and tells the others; not sent back for news the main thread brought
+    onUnderlayMtu: (_mtu, why) => { if (!mtuFromMain) port.postMessage({ type: 'underlay-mtu', why }); },
   });
+  let mtuFromMain = false;
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));
-  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; local?: LocalAddresses; options?: Parameters<Engine['setFelixOptions']>[0]; value?: number }) => {
+  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; why?: string; local?: LocalAddresses; options?: Parameters<Engine['setFelixOptions']>[0]; value?: number }) => {
     try {
       if (taps(msg)) return;
       if (msg.type === 'model') applyWorkerModel(engine, msg as unknown as WorkerModelMessage);
@@ -75,6 +81,14 @@ if (parentPort) {
       else if (msg.type === 'log-level') log.level = msg.level!;
       else if (msg.type === 'felix-options') engine.setFelixOptions(msg.options!);
       else if (msg.type === 'rp-filter') engine.setRpFilter(msg.value!);
+      else if (msg.type === 'underlay-mtu') {
+        mtuFromMain = true;
+        try {
+          engine.underlayMtuNews(`the main thread: ${msg.why}`);
+        } finally {
+          mtuFromMain = false;
+        }
+      }
       else if (msg.type === 'stop') {
         engine.stop();
         port.close();

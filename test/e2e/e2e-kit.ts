@@ -222,9 +222,9 @@ function runPeer(ns: string, args: string[], onLine?: (l: string) => void): Prom
 }
 
 /** Send `bytes` random bytes over TCP from one pod to another; returns both sides' sha256. */
-export async function tcpTransfer(lab: Lab, from: string, to: string, bytes: number, port = 5201): Promise<Transfer> {
+export async function tcpTransfer(lab: Lab, from: string, to: string, bytes: number, port = 5201, localPort?: number): Promise<Transfer> {
   const dst = lab.pod(to);
-  return tcpTransferTo(lab, from, { name: to, ns: dst.ns, ip: dst.ip }, bytes, port);
+  return tcpTransferFromNs({ name: from, ns: lab.pod(from).ns }, { name: to, ns: dst.ns, ip: dst.ip }, bytes, port, localPort);
 }
 
 /** The same towards any namespace and address (a pod, a node, the lab's outside); the receiver
@@ -233,8 +233,9 @@ export async function tcpTransferTo(lab: Lab, from: string, dst: { name: string;
   return tcpTransferFromNs({ name: from, ns: lab.pod(from).ns }, dst, bytes, port);
 }
 
-/** The same from any namespace (a node's own stack, say). */
-export async function tcpTransferFromNs(src: { name: string; ns: string }, dst: { name: string; ns: string; ip: string }, bytes: number, port = 5201): Promise<Transfer> {
+/** The same from any namespace (a node's own stack, say); `localPort`: the sender's source port
+ * (a flow steered to a chosen forwarding worker: steer.ts steerIndex). */
+export async function tcpTransferFromNs(src: { name: string; ns: string }, dst: { name: string; ns: string; ip: string }, bytes: number, port = 5201, localPort?: number): Promise<Transfer> {
   const from = src.name;
   const to = dst.name;
   let listening!: () => void;
@@ -243,7 +244,7 @@ export async function tcpTransferFromNs(src: { name: string; ns: string }, dst: 
   const up = await within(Promise.race([ready.then(() => true), server.then(() => false)]), 10_000, false);
   if (!up) throw new Error(`tcp receiver in ${to} did not start: ${(await within(server, 100, undefined))?.err ?? ''}`);
   const t0 = Date.now();
-  const client = await runPeer(src.ns, ['send', dst.ip, String(port), String(bytes)]);
+  const client = await runPeer(src.ns, ['send', dst.ip, String(port), String(bytes), ...(localPort === undefined ? [] : [String(localPort)])]);
   const srv = await server;
   const ms = Date.now() - t0;
   if (client.code !== 0) throw new Error(`tcp sender ${from} -> ${to} failed (${client.code}): ${client.err.trim()}`);

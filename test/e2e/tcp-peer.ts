@@ -3,7 +3,9 @@
  *   node tcp-peer.js recv <ip> <port> [mark] listen, print "listening", (with a mark) print "got MARK"
  *                                           once MARK bytes were read, then after the sender closes
  *                                           print one JSON line {bytes, sha256, peer} and exit
- *   node tcp-peer.js send <ip> <port> <n>   send n random bytes, print {bytes, sha256}, exit
+ *   node tcp-peer.js send <ip> <port> <n> [local-port]
+ *                                           send n random bytes (from local-port if given: a flow
+ *                                           a test steers to one worker), print {bytes, sha256}, exit
  *   node tcp-peer.js send-pause <ip> <port> <n1> <n2> <file>
  *                                           send n1 random bytes, print "paused" once they were
  *                                           handed to the kernel and 2 s passed (acknowledged on a
@@ -51,7 +53,8 @@ if (mode === 'recv') {
 } else if (mode === 'send') {
   const data = randomBytes(Number(sizeText));
   const sha256 = createHash('sha256').update(data).digest('hex');
-  const c = net.createConnection({ host, port });
+  const localPort = process.argv[6] === undefined ? undefined : Number(process.argv[6]);
+  const c = net.createConnection({ host, port, localPort });
   c.on('connect', () => c.end(data));
   c.on('error', (e) => {
     process.stderr.write(`tcp-peer send: ${e.message}\n`);

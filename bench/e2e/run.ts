@@ -46,6 +46,7 @@
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
+ *                 [-- --only idle --compare-root ../before --rounds 3]   (idle: another checkout's build beside this one, alternated)
  *                 [-- --rounds 3]   (every row's setups interleaved N times: medians, per-round ratios' median and min-max; 1 with --quick)
  *                 [-- --only observe [-- --rounds 5]]   (metrics + capture cost: issue 17's goal)
  *                 [-- --cpu-rate 100000]   (also measure every pps setup at this offered rate: CPU per packet at equal load)
@@ -58,7 +59,7 @@
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LabNode, Mode, POOL_CIDR, POOL6_CIDR, run, sleep } from '../../src/lab/lab';
@@ -75,14 +76,18 @@ const RUN_ARGS = {
   usage: `usage: node dist/bench/e2e/run.js [--json] [--quick] [--only SCENARIO[,SCENARIO...]] [--seconds N]
          [--flows 1,1024] [--podway-args "ARGS"] [--compare-podway-args "ARGS"] [--floor-args "ARGS"]
          [--rounds N] [--cpu-rate PPS] [--streams 1,8] [--directions a-b,b-a] [--underlay-offloads]
+         [--compare-root DIR]
   --rounds N   every row's setups measured interleaved N times (baseline, podway, [compare], ...;
                an integer from 1 to 1000; default 3, 1 with --quick): the row reports each setup's
                median, the median of the per-round ratios and their min-max, --json every round.
-               observe: N B/C pairs (default 5, 3 with --quick). idle: measured once.
+               observe: N B/C pairs (default 5, 3 with --quick). idle: once per setup, or N
+               times alternated when --rounds is given.
+  --compare-root DIR   idle: a second podway setup, another built checkout's (DIR/bin/podway.js:
+               the code before a change, say), measured in the same lab beside this one's.
 Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...). bench/README.md
 describes every scenario and option.`,
   flags: ['--json', '--quick', '--underlay-offloads'],
-  options: ['--only', '--seconds', '--flows', '--podway-args', '--compare-podway-args', '--floor-args', '--rounds', '--cpu-rate', '--streams', '--directions'],
+  options: ['--only', '--seconds', '--flows', '--podway-args', '--compare-podway-args', '--floor-args', '--rounds', '--cpu-rate', '--streams', '--directions', '--compare-root'],
 };
 
 type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan' | 'c-floor';
@@ -91,6 +96,8 @@ const FLOORFWD = path.join(ROOT, 'build', 'Release', 'floorfwd');
  * nat: the pool's natOutgoing (a kernel node1 masquerades as Calico's iptables would); outside:
  * pod A sends to OUTSIDE_IP on node2 instead of pod B. */
 interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; args?: string[]; nat?: boolean; outside?: boolean;
+  /** the checkout whose bin/podway.js runs (idle, --compare-root); default this one */
+  root?: string;
   /** pod A sends IPv6/UDP to pod B's IPv6 address (in the dual-stack Bench) */
   ipv6?: boolean }
 /** The smallest IPv6/UDP frame pktgen sends: Ethernet 14 + IPv6 40 + UDP 8 + its 16-byte payload. */
@@ -910,6 +917,9 @@ interface IdleRow {
   wakeupsPerSecond: number;
   /** podway's own process (all its threads, the children it reaped excluded), % of a core */
   podwayPercentOfCore: number;
+  /** podway's main thread (the forwarding thread, its timers): ms on a CPU in the window
+   * (schedstat; null without it), and that as % of a core */
+  mainThreadMs: number | null; mainThreadPercentOfCore: number | null;
   /** the whole machine over the window: idle % of all its CPUs, and busy CPUs (others' work included) */
   machineIdlePct: number; machineBusyCores: number;
   loadavgStart: string; loadavgEnd: string;
@@ -930,17 +940,17 @@ const r2 = (x: number) => +x.toFixed(2);
  * that exited in the window (through their parents' cutime + cstime), from /proc (proc-tree.ts);
  * the wake-ups of its threads; the machine's idle time beside it.
  */
-async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[], say: (m: string) => void): Promise<IdleRow[]> {
+async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[], say: (m: string) => void, rounds = 1): Promise<IdleRow[]> {
   const pods = Array.from({ length: 100 }, (_, k) => ({ name: `idle-${k}`, type: 'veth' as const }));
   const lab = new Lab([{ name: 'node1', subnet: 'a', pods }, { name: 'node2', subnet: 'a', pods: [] }], { underlay: 'p2p' });
   const rows: IdleRow[] = [];
   idleLabs.add(lab);
   try {
     lab.build();
-    for (const setup of setups) {
+    for (const setup of Array.from({ length: rounds }, () => setups).flat()) {
       // a row says which podway it measured (--podway-args too, as --compare-podway-args does)
       const s = !setup.args && podwayArgs.length ? withArgs(setup, podwayArgs) : setup;
-      await lab.startPodway('node1', 60_000, s.args ?? podwayArgs);
+      await lab.startPodway('node1', 60_000, s.args ?? podwayArgs, {}, s.root);
       try {
         const n = lab.node('node1');
         const end = Date.now() + 30_000;
@@ -971,15 +981,18 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
         const total = m1.reduce((x, v) => x + v, 0) - m0.reduce((x, v) => x + v, 0);
         const idle = m1[3] + m1[4] - m0[3] - m0[4];
         const own = u.perProcess.find((p) => p.pid === pid)?.ownSeconds ?? 0;
+        const main = u.perProcess.find((p) => p.pid === pid)?.tasks.find((t) => t.tid === pid);
+        const mainMs = main ? main.runMs ?? main.cpuSeconds * 1000 : null;
         const row: IdleRow = {
           scenario: 'idle', size: null, flows: null, setup: s.label, baseline: null, endpoints: 100, seconds: r2(took),
           cpuSeconds: r2(u.cpuSeconds), percentOfCore: r2((u.cpuSeconds / took) * 100), processes: u.processes, exited: u.exited,
           wakeupsPerSecond: r2(u.wakeups / took), podwayPercentOfCore: r2((own / took) * 100),
+          mainThreadMs: mainMs === null ? null : r2(mainMs), mainThreadPercentOfCore: mainMs === null ? null : r2((mainMs / 1000 / took) * 100),
           machineIdlePct: r2(total > 0 ? (idle / total) * 100 : 0), machineBusyCores: r2((total - idle) / took),
           loadavgStart, loadavgEnd: loadAverage(), perProcess: u.perProcess,
         };
         rows.push(row);
-        say(`idle: ${s.label}: tree ${row.cpuSeconds} CPU s in ${row.seconds} s (${row.percentOfCore}% of a core), processes: ${row.processes}, ${row.wakeupsPerSecond} wake-ups/s`);
+        say(`idle: ${s.label}: tree ${row.cpuSeconds} CPU s in ${row.seconds} s (${row.percentOfCore}% of a core), processes: ${row.processes}, ${row.wakeupsPerSecond} wake-ups/s; main thread ${row.mainThreadMs} ms (${row.mainThreadPercentOfCore}% of a core)`);
       } finally {
         await lab.stopPodway('node1');
       }
@@ -1033,6 +1046,11 @@ async function main() {
   if (process.getuid && process.getuid() !== 0) throw new Error('the e2e benchmark needs root (network namespaces)');
   const podwayArgs = opt('--podway-args')?.split(' ').filter(Boolean) ?? [];
   const compareArgs = opt('--compare-podway-args')?.split(' ').filter(Boolean);
+  const compareRoot = opt('--compare-root');
+  if (compareRoot !== undefined && !existsSync(path.join(compareRoot, 'bin', 'podway.js'))) {
+    process.stderr.write(`--compare-root ${JSON.stringify(compareRoot)}: no bin/podway.js there (a built checkout)\n`);
+    process.exit(2);
+  }
   const info = machineInfo();
   const floorArgs = opt('--floor-args')?.split(' ').filter(Boolean) ?? [];
   const bench = new Bench(podwayArgs, false, floorArgs);
@@ -1095,7 +1113,11 @@ async function main() {
         if (sc.kind === 'tcp-bulk') await runTcp(sc, podways);
         else if (sc.kind === 'rr-latency') await runRr(sc, podways);
         else if (sc.kind === 'observe') await runObserve(sc);
-        else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, longSeconds, podwayArgs, say)));
+        else if (sc.kind === 'idle') {
+          // --compare-root: another checkout's podway beside this one's (before a change, say)
+          const other = compareRoot === undefined ? [] : [{ ...sc.podway, root: path.resolve(compareRoot), label: `podway at ${path.resolve(compareRoot)}` }];
+          idleRows.push(...(await measureIdle([...other, ...podways], longSeconds, podwayArgs, say, roundsArg ?? 1)));
+        }
         else await runPps(sc, podways);
       } catch (e) {
         // a signal's cleanup killed its processes: not a failure of the scenario
@@ -1440,9 +1462,9 @@ async function main() {
     console.log('');
   }
   if (idleRows.length) {
-    console.log('| idle | endpoints | seconds | CPU s, whole tree | % of a core | processes | wake-ups/s | podway process alone, % of a core | machine idle % | load average start -> end |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|');
-    for (const r of idleRows) console.log(`| ${r.setup} | ${r.endpoints} | ${r.seconds} | ${r.cpuSeconds} | ${r.percentOfCore}% | processes: ${r.processes} (${r.exited} exited in the window) | ${r.wakeupsPerSecond} | ${r.podwayPercentOfCore}% | ${r.machineIdlePct}% | ${r.loadavgStart} -> ${r.loadavgEnd} |`);
+    console.log('| idle | endpoints | seconds | CPU s, whole tree | % of a core | processes | wake-ups/s | podway process alone, % of a core | main thread ms (% of a core) | machine idle % | load average start -> end |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of idleRows) console.log(`| ${r.setup} | ${r.endpoints} | ${r.seconds} | ${r.cpuSeconds} | ${r.percentOfCore}% | processes: ${r.processes} (${r.exited} exited in the window) | ${r.wakeupsPerSecond} | ${r.podwayPercentOfCore}% | ${r.mainThreadMs ?? '-'} (${r.mainThreadPercentOfCore ?? '-'}%) | ${r.machineIdlePct}% | ${r.loadavgStart} -> ${r.loadavgEnd} |`);
     // per process: its CPU (own threads + children reaped in the window), its busiest threads
     console.log('\n| idle setup | pid | process | life | CPU s (own + reaped) | threads | wake-ups | busiest threads: ms on CPU (schedstat), wake-ups |');
     console.log('|---|---|---|---|---|---|---|---|');

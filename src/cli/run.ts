@@ -1402,7 +1402,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
           workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, vxlanPort: vxlanWire.vxlanPort, vxlanVni: vxlanWire.vxlanVNI, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
         });
-        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string; why?: string }) => {
+        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string; why?: string; n?: number }) => {
           if (taps.handle(index, m)) return;
           if (m.type === 'neighbor') {
             eng.learnShared(m.ip!, Uint8Array.from(m.mac!), m.announced === true);
@@ -1414,6 +1414,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // a worker saw it first (its frames refused as too big): read here, and if it changed
             // here too, every worker is told (onUnderlayMtu above)
             eng.underlayMtuNews(`worker ${index}: ${m.why}`);
+          } else if (m.type === 'too-big-answered') {
+            eng.addTooBigAnswered(m.n!);
           } else if (m.type === 'counters' || m.type === 'snapshot') {
             pending.get(m.id!)?.(m);
             pending.delete(m.id!);

@@ -178,6 +178,9 @@ export interface EngineOptions {
    * forwarding threads, which take it at once (underlayMtuNews) rather than from their own
    * refusals or check. `why`: how it was seen. */
   onUnderlayMtu?: (mtu: number, why: string) => void;
+  /** `n` pods' packets the kernel had refused as too big were answered here (answerTooBig), for
+   * the main thread's status (tooBigAnswered counts every thread's: addTooBigAnswered). */
+  onTooBigAnswered?: (n: number) => void;
   /** The host-managing engine: the kernel's main table may now route another node's address
    * differently (an IPv4 route covering one added or deleted: a BGP-learned /32 via a ToR, a
    * route added by hand; `ip monitor`, local-watch.ts), or the slow safety re-read is due. The
@@ -479,6 +482,7 @@ export class Engine {
   private readonly onOrphans: () => void;
   private readonly onLocalAddresses: (local: LocalAddresses) => void;
   private readonly onUnderlayMtu: (mtu: number, why: string) => void;
+  private readonly onTooBigAnswered: (n: number) => void;
   private readonly onUnderlayRoutes: () => void;
   /** When onUnderlayRoutes was last called (the safety re-read: UNDERLAY_ROUTES_SAFETY_MS). */
   private underlayRoutesAt = 0;
@@ -582,6 +586,7 @@ export class Engine {
     this.orphanLooks = opts.orphanLooks ?? ((look) => look());
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
     this.onUnderlayMtu = opts.onUnderlayMtu ?? (() => {});
+    this.onTooBigAnswered = opts.onTooBigAnswered ?? (() => {});
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
@@ -2121,11 +2126,20 @@ export class Engine {
     if (fresh <= 0) return;
     this.checkUnderlayMtu(Date.now(), `${this.pipe.portName[p]} refused ${fresh} frame(s) as too big`);
     const n = this.pipe.answerRefused(buf, k, link, ul.mtu);
-    if (n > 0) this.tooBigAnswered += n;
+    if (n > 0) {
+      this.tooBigAnswered += n;
+      this.onTooBigAnswered(n);
+    }
   }
 
-  /** Pods' packets answered so (answerTooBig), for status. */
+  /** Pods' packets answered so (answerTooBig) on this thread, and on the other forwarding
+   * threads as they told it (addTooBigAnswered), for status. */
   private tooBigAnswered = 0;
+
+  /** Another forwarding thread answered `n` refused packets (its onTooBigAnswered). */
+  addTooBigAnswered(n: number): void {
+    if (Number.isInteger(n) && n > 0) this.tooBigAnswered += n;
+  }
 
   /**
    * Whether the node's IPv6 address is missing from its underlay link, that link up (the kernel

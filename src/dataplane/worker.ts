@@ -9,7 +9,8 @@
  * {type:'felix-options', options} (Felix settings changed live: Engine.setFelixOptions; the model follows) |
  * {type:'rp-filter', value} (the node's rp_filter changed: Engine.setRpFilter) |
  * {type:'underlay-mtu', mtu, why} (the underlay's MTU changed, seen by the main thread: Engine.underlayMtuNews;
- * sent to the main thread too when this one sees it first) | {type:'stop'},
+ * sent to the main thread too when this one sees it first) | {type:'stop'}; to the main thread also
+ * {type:'too-big-answered', n} (refused packets this thread answered: the main thread's status).
  * and the trace/capture sessions of taps.ts.
  */
 import type { NeighborTimings } from './neighbors';
@@ -64,6 +65,8 @@ if (parentPort) {
     // seen here first (this thread's frames refused as too big, its 5 s check): the main thread
     // reads it and tells the others; not sent back for news the main thread brought
     onUnderlayMtu: (_mtu, why) => { if (!mtuFromMain) port.postMessage({ type: 'underlay-mtu', why }); },
+    // for the main thread's status (tooBigAnswered: every thread's)
+    onTooBigAnswered: (n) => port.postMessage({ type: 'too-big-answered', n }),
   });
   let mtuFromMain = false;
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));

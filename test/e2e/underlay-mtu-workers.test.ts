@@ -124,8 +124,11 @@ test('--workers 2: the underlay MTU lowered 1500 -> 1400 under a stream worker 1
   const said = n1.log.slice(log0).map(logMessage).filter((m) => /underlay eth0 mtu 1500 -> 1400/.test(m));
   assert.is(said.length, 1, said.join(' | '));
   assert.match(said[0], /seen from ip monitor/);
-  const st = (await controlRequest(n1.control, { cmd: 'status' }, 5000)) as { mtuEffective: { underlay: number; vxlan: number } | null };
+  const st = (await controlRequest(n1.control, { cmd: 'status' }, 5000)) as { mtuEffective: { underlay: number; vxlan: number } | null; tooBigAnswered: number };
   assert.equal(st.mtuEffective && { underlay: st.mtuEffective.underlay, vxlan: st.mtuEffective.vxlan }, { underlay: 1400, vxlan: 1350 }, 'the one in force');
+  // status counts the refused packets every thread answered (worker 1's told to the main thread),
+  // as the counters' too_big_answered sums them
+  assert.is(st.tooBigAnswered, flat(after).too_big_answered ?? 0, `status tooBigAnswered, every thread's: ${detail}`);
   ok = true;
 });
 

@@ -108,8 +108,20 @@ export function identityOf(obj: JsonObject, defaultNamespace = 'default'): Ident
   return { info, name, namespace: ns };
 }
 
+/**
+ * An IPv6 pool CIDR in the text Calico stores (clientv3's validateAndSetDefaults: `cidr.String()`,
+ * RFC 5952: "FD00:10:244:0::/64" is stored as "fd00:10:244::/64"); any other text as given (host
+ * bits set are refused by checkPool, as there: "not strictly masked").
+ */
+export function canonicalPoolCidr(text: string): string {
+  if (!text.includes(':')) return text;
+  const net = parseNet(text);
+  return net ? net.text : text;
+}
+
 function poolSpecForStorage(spec: JsonObject): JsonObject {
   const out: JsonObject = { ...spec };
+  if (typeof out.cidr === 'string') out.cidr = canonicalPoolCidr(out.cidr);
   const v6 = String(spec.cidr ?? '').includes(':');
   if (!out.ipipMode) out.ipipMode = 'Never';
   if (!out.vxlanMode) out.vxlanMode = 'Never';
@@ -248,8 +260,9 @@ export async function listResources(kv: KvStore, info: KindInfo, namespace?: str
  * changed, disabled and deleted.
  */
 async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: JsonObject | null): Promise<void> {
-  const cidrText = String((obj.spec as JsonObject).cidr);
-  if (existing && isMapping(existing.spec) && existing.spec.cidr !== cidrText) {
+  const cidrText = canonicalPoolCidr(String((obj.spec as JsonObject).cidr));
+  // the same network in another spelling is no change (libcalico-go's cidrChangeOK)
+  if (existing && isMapping(existing.spec) && canonicalPoolCidr(String(existing.spec.cidr)) !== cidrText) {
     throw new ResourceError('invalid', `${describeIdentity(id)}: spec.cidr cannot be changed (${existing.spec.cidr} -> ${cidrText}); create a new pool instead`);
   }
   if (existing && isMapping(existing.spec)) {
@@ -264,7 +277,7 @@ async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: J
   if (problem) throw new ResourceError('invalid', `${describeIdentity(id)}: spec.cidr: ${problem}`);
   const cidr = parseNet(cidrText);
   if (!cidr) return;
-  if (existing && isMapping(existing.spec) && existing.spec.cidr === cidrText) return;
+  if (existing && isMapping(existing.spec) && canonicalPoolCidr(String(existing.spec.cidr)) === cidrText) return;
   const pools = await listResources(kv, id.info);
   for (const pool of pools.items) {
     const other = pool.object;

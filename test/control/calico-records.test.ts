@@ -13,6 +13,7 @@ import { Ipam } from '../../src/control/ipam/ipam';
 import { affinityKey, blockKey, handleKey, IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_PREFIX, WORKLOADENDPOINT_PREFIX } from '../../src/control/ipam/keys';
 import { parseNet } from '../../src/control/ipam/net';
 import { unknownCalicoFields } from '../../src/control/calico-fields';
+import { applyResource, replaceResource } from '../../src/control/v3-store';
 import { etcdForFile } from '../helpers/etcd';
 
 const open = etcdForFile(test);
@@ -137,6 +138,19 @@ test('a pool\'s namespaceSelector (Calico v3.31+) is honoured for unnamed reques
   const refused = await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h-dev2', namespaceLabels: { 'kubernetes.io/metadata.name': 'dev' } });
   assert.equal(refused.ips, []);
   assert.match(refused.errors?.[0] ?? '', `no enabled IPv4 pool selects node n1 and its namespace; enabled pools: a-prod (10.251.0.0/24, nodeSelector "all()", namespaceSelector "kubernetes.io/metadata.name == 'prod'" (namespace labels {"kubernetes.io/metadata.name":"dev"}))`);
+});
+
+test('an IPv6 pool CIDR is stored in Calico\'s canonical text (clientv3 stores cidr.String()); another spelling of it is no CIDR change', async () => {
+  const kv = open();
+  const pool = (cidr: string) => ({ apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'v6' }, spec: { cidr } });
+  const r = await applyResource(kv, pool('FD00:10:244:0::/64'));
+  assert.is(r.action, 'created');
+  assert.is((JSON.parse((await kv.get(IPPOOL_PREFIX + 'v6'))!.value) as { spec: { cidr: string } }).spec.cidr, 'fd00:10:244::/64');
+  await replaceResource(kv, pool('fd00:10:244:0:0::/64'));
+  assert.is((JSON.parse((await kv.get(IPPOOL_PREFIX + 'v6'))!.value) as { spec: { cidr: string } }).spec.cidr, 'fd00:10:244::/64');
+  const refused = async (f: () => Promise<unknown>): Promise<string> => f().then(() => 'written', (e: Error) => e.message);
+  assert.match(await refused(() => applyResource(kv, pool('fd00:10:245::/64'))), /spec\.cidr cannot be changed/);
+  assert.match(await refused(() => applyResource(kv, { ...pool('fd00:10:246::1/64'), metadata: { name: 'v6b' } })), /host bits set/);
 });
 
 test('calicoctl get -o yaml output of a v3.31/v3.32 BGPConfiguration applies: its newer fields are Calico\'s', () => {

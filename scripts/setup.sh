@@ -21,6 +21,10 @@ command -v iperf3 >/dev/null 2>&1 || need+=(iperf3) # bench/e2e tcp-bulk rows
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 # the containers' /bin/busybox must be the static one (a dynamic busybox has no libc in the container)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
+# test/cni/podman-user.test.ts: `podman pod create` builds its pause image from catatonit; the bridge
+# network beside podway's uses the reference plugins (bridge, host-local: /usr/lib/cni)
+[ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 [ -x /usr/sbin/bird ] || need+=(bird2) # the BGP speaker's tests peer with a real BIRD 2
 [ -x /usr/bin/gobgpd ] || need+=(gobgpd) # ...and with GoBGP, a second implementation (test/bgp/gobgp.test.ts)
 command -v nft >/dev/null 2>&1 || need+=(nftables) # podway's own tables: natOutgoing, tunnels on the underlay port (podway run needs it)

@@ -159,17 +159,20 @@ export function configurePodSysctls(netns: string, ips: readonly string[], allow
  * has no L2); for veth and TAP a permanent neighbour entry for each gateway (ee:ee:ee:ee:ee:ee). The IPv6 address skips DAD (`nodad`): it is the pod's alone by IPAM, and a
  * tentative address could not be used for the first second.
  */
-export function configurePod(netns: string, ifname: string, type: InterfaceType, ips: readonly string[]): PodLink {
+export function configurePod(netns: string, ifname: string, type: InterfaceType, ips: readonly string[]): PodLink & { defaultTaken: (4 | 6)[] } {
   const lines = [`link set dev ${ifname} up`];
+  // 1-based batch line of each default route -> its family (a failed one is looked at below)
+  const defaults = new Map<number, 4 | 6>();
   for (const ip of ips) {
     if (!ip.includes(':')) {
       lines.push(`addr add ${ip}/32 dev ${ifname}`);
-      if (type === 'tun') lines.push(`route add default dev ${ifname}`);
-      else lines.push(`route add ${GATEWAY} dev ${ifname} scope link`, `route add default via ${GATEWAY} dev ${ifname}`);
+      if (type !== 'tun') lines.push(`route add ${GATEWAY} dev ${ifname} scope link`);
+      lines.push(type === 'tun' ? `route add default dev ${ifname}` : `route add default via ${GATEWAY} dev ${ifname}`);
+      defaults.set(lines.length, 4);
     } else {
       lines.push(`addr add ${ip}/128 dev ${ifname} nodad`);
-      if (type === 'tun') lines.push(`route add ::/0 dev ${ifname}`);
-      else lines.push(`route add ::/0 via ${GATEWAY6} dev ${ifname}`);
+      lines.push(type === 'tun' ? `route add ::/0 dev ${ifname}` : `route add ::/0 via ${GATEWAY6} dev ${ifname}`);
+      defaults.set(lines.length, 6);
     }
   }
   // A permanent neighbour for each gateway of an L2 pod (veth, TAP: TUN has no link layer). podway
@@ -188,14 +191,55 @@ export function configurePod(netns: string, ifname: string, type: InterfaceType,
   // The same `ip` process then shows the interface (its MAC for the result and the endpoint): with
   // -j only `addr show` prints anything, one JSON list.
   lines.push(`addr show dev ${ifname}`);
-  const out = podIp(netns, ['-j', '-batch', '-'], lines.join('\n') + '\n');
+  // -force: a default route the namespace already has (another network's attachment: podman
+  // --network podway,podman, `podman network connect`) fails its line with "File exists" and the
+  // rest still runs; that case is told apart from every other failure below and handled by
+  // routeBesideDefault. Any other failed line fails the ADD, as before.
+  const input = lines.join('\n') + '\n';
+  let out: string;
+  const defaultTaken: (4 | 6)[] = [];
+  try {
+    out = execFileSync('nsenter', [`--net=${netns}`, 'ip', '-force', '-j', '-batch', '-'], { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'], timeout: 15_000 });
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; message: string };
+    const stderr = (err.stderr ?? '').toString();
+    const failed = [...stderr.matchAll(/^Command failed -:(\d+)$/gm)].map((m) => Number(m[1]));
+    const errors = stderr.split('\n').filter((l) => l.trim() !== '' && !/^Command failed -:\d+$/.test(l));
+    const onlyTakenDefaults = failed.length > 0 && failed.every((n) => defaults.has(n)) && errors.length === failed.length && errors.every((l) => /File exists/.test(l));
+    if (!onlyTakenDefaults) throw new CniError(CNI_CODES.NETLINK_FAILED, `nsenter --net=${netns} ip -force -j -batch -: ${stderr.trim() || err.message}`);
+    for (const n of failed) defaultTaken.push(defaults.get(n)!);
+    out = (err.stdout ?? '').toString();
+  }
   let link: PodLink | null = null;
   try {
     link = linkFromJson(out);
   } catch {
     /* unexpected output: ask again below */
   }
-  return link ?? podLink(netns, ifname)!;
+  return { ...(link ?? podLink(netns, ifname)!), defaultTaken };
+}
+
+/**
+ * The pod's routes when its namespace already had a default route of `family` on another
+ * interface (another network attached first: podman's own bridge network beside podway's, which
+ * podman attaches in name order). That default stays the pod's default (the network attached
+ * first keeps the pod's other traffic; the reference bridge plugin instead puts its own default
+ * before the one there, which podway cannot do without taking traffic from a network it knows
+ * nothing of); this attachment gets a route to each of `cidrs` (the
+ * enabled IP pools of the family: every podway pod's address, on any node) through its gateway,
+ * and a default of its own one metric above the other's (lower priority), so the pod still has one
+ * when that network is disconnected. Returns the other default as `ip route` shows it, for the
+ * ADD's note. Calico's plugin fails such an ADD (`failed to add IPv4 route for 0.0.0.0/0 via
+ * 169.254.1.1: file exists`); podway failed it with iproute2's "File exists".
+ */
+export function routeBesideDefault(netns: string, ifname: string, type: InterfaceType, family: 4 | 6, cidrs: readonly string[]): string {
+  const existing = (JSON.parse(podIp(netns, ['-j', family === 4 ? '-4' : '-6', 'route', 'show', 'default'])) as (RouteJson & { metric?: number })[])
+    .filter((r) => r.dev !== ifname);
+  const metric = Math.max(family === 4 ? 0 : 1024, ...existing.map((r) => r.metric ?? 0)) + 1;
+  const via = type === 'tun' ? '' : ` via ${family === 4 ? GATEWAY : GATEWAY6}`;
+  const lines = [`route add default${via} dev ${ifname} metric ${metric}`, ...cidrs.map((c) => `route add ${c}${via} dev ${ifname}`)];
+  podIp(netns, [family === 4 ? '-4' : '-6', '-batch', '-'], lines.join('\n') + '\n');
+  return existing.map((r) => `default${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev}${r.metric ? ` metric ${r.metric}` : ''}`).join(', ') || 'a default route';
 }
 
 interface IpLinkJson { ifname: string; address?: string; mtu: number; link_type?: string; addr_info?: { family: string; local: string; prefixlen: number }[] }

@@ -738,7 +738,16 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
       }
       if (!link) {
         netlink.configurePodSysctls(env.netns, ips, conf.allowIpForwarding);
-        link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
+        const made = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
+        link = made;
+        // Another network attached to this container first holds the default route of a family
+        // (podman --network podway,podman; `podman network connect podway CTR`): that one stays
+        // the pod's default, and this interface gets the pools' routes (netlink.routeBesideDefault).
+        for (const family of made.defaultTaken) {
+          const cidrs = (await ipamOn(kv).listPools(family)).filter((p) => !p.disabled).map((p) => p.cidr.text);
+          const other = netlink.routeBesideDefault(env.netns, env.ifname, conf.interfaceType, family, cidrs);
+          process.stderr.write(`podway: ADD ${env.containerId}: CNI_NETNS ${env.netns} already has an IPv${family} default route (${other}: another network's attachment): left as the pod's default; ${env.ifname} gets the enabled IPv${family} pools' routes (${cidrs.join(', ') || 'none'}) and a default of lower priority\n`);
+        }
       }
 
       // The endpoint is written again only when it changed (a re-made interface has a new MAC):

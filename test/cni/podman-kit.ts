@@ -82,6 +82,9 @@ export class PodmanHost {
     const storage = path.join(this.dir, 'storage.conf');
     const q = (p: string) => JSON.stringify(path.join(this.dir, p));
     writeFileSync(conf, [
+      // also the infra container of a `podman pod create`, which takes no --ulimit (RUN_FLAGS)
+      '[containers]',
+      'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]',
       '[engine]',
       'cgroup_manager = "cgroupfs"',
       'runtime = "runc"',
@@ -90,11 +93,16 @@ export class PodmanHost {
       // file locks in tmp_dir: the default SHM segment (/dev/shm/libpod_lock) is machine-wide
       'lock_type = "file"',
       `tmp_dir = ${q('tmp')}`,
-      `static_dir = ${q('static')}`,
-      `volume_path = ${q('volumes')}`,
+      // No static_dir or volume_path: their defaults are under the storage root, which is what the
+      // `podman container cleanup` conmon runs when a container ends gets (its exit command passes
+      // --root, and podman then takes the default static dir whatever this file says). With a
+      // static_dir of its own that cleanup opened another, empty database, failed ("no container
+      // with name or ID"), and a container that died (`podman kill`, its process ended) kept its
+      // namespace and veth (no CNI DEL) and --restart=always never restarted it.
       '[network]',
       'network_backend = "cni"',
-      `cni_plugin_dirs = [${q('cni-bin')}]`,
+      // Debian's reference plugins after podway's (bridge, host-local: addBridgeNetwork)
+      `cni_plugin_dirs = [${q('cni-bin')}, "/usr/lib/cni"]`,
       `network_config_dir = ${q('net.d')}`,
       '',
     ].join('\n'));
@@ -152,9 +160,9 @@ export class PodmanHost {
     return rootfs;
   }
 
-  /** `podman run -d` a busybox container on `network` that sleeps (`more`: other run flags, e.g. --ip); returns its ID. */
+  /** `podman run -d` a busybox container on `network` ('': none given, e.g. a pod's member) that sleeps (`more`: other run flags, e.g. --ip); returns its ID. */
   runContainer(name: string, network: string, more: string[] = []): string {
-    const id = this.podman(['run', '-d', '--name', name, '--network', network, ...more, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600']).trim();
+    const id = this.podman(['run', '-d', '--name', name, ...(network ? ['--network', network] : []), ...more, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600']).trim();
     this.sandboxes.add(this.inspect(name).NetworkSettings.SandboxKey);
     return id;
   }
@@ -164,12 +172,30 @@ export class PodmanHost {
    * this host's tmp dir order what must be): resolves with podman's answer (the ID on stdout).
    */
   async runContainerAsync(name: string, network: string, more: string[] = [], timeoutMs = 120_000): Promise<PodmanRun> {
-    const r = await this.podmanAsync(['run', '-d', '--name', name, '--network', network, ...more, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600'], timeoutMs);
+    const r = await this.podmanAsync(['run', '-d', '--name', name, ...(network ? ['--network', network] : []), ...more, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600'], timeoutMs);
     if (r.code === 0) {
       const got = await this.podmanAsync(['inspect', '--format', '{{.NetworkSettings.SandboxKey}}', name], 30_000);
       if (got.code === 0 && got.out.trim() !== '') this.sandboxes.add(got.out.trim());
     }
     return r;
+  }
+
+  /**
+   * A bridge network `name` (the reference bridge plugin, host-local IPAM), as podman's own default
+   * network is made, with host-local's leases in this host's directory instead of
+   * /var/lib/cni/networks. Its bridge is made in the node's namespace.
+   */
+  addBridgeNetwork(name: string, bridge: string, subnet: string, gateway: string, v6?: { subnet: string; gateway: string }): void {
+    const routes = [{ dst: '0.0.0.0/0' }, ...(v6 ? [{ dst: '::/0' }] : [])];
+    const ranges = [[{ subnet, gateway }], ...(v6 ? [[v6]] : [])];
+    writeFileSync(path.join(this.confDir, `87-${name}.conflist`), JSON.stringify({
+      cniVersion: '0.4.0',
+      name,
+      plugins: [{
+        type: 'bridge', bridge, isGateway: true, ipMasq: false, hairpinMode: true,
+        ipam: { type: 'host-local', dataDir: path.join(this.dir, 'host-local'), routes, ranges },
+      }],
+    }, null, 2));
   }
 
   inspect(name: string): any {
@@ -212,6 +238,8 @@ export class PodmanHost {
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     try {
       this.podman(['rm', '-a', '-f', '-t', '0'], 60_000);
+      // pods (their infra containers) too, should rm have left any
+      this.podman(['pod', 'rm', '-a', '-f', '-t', '0'], 60_000);
     } catch (e) {
       problems.push((e as Error).message);
     }

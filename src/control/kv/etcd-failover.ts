@@ -298,6 +298,9 @@ export function deadlineError(
   return new KvUnavailableError(`${store} unreachable (${what}): did not connect within ${timeoutMs} ms`);
 }
 
+/** notEtcdAnswer's word for an http:// endpoint that speaks TLS (the light client asks: etcd-lite.ts). */
+const TLS_NOT_HTTP = 'it speaks TLS';
+
 /**
  * How an endpoint that answers, but not as etcd, answered etcd's gRPC API, from the error's text
  * (null: not that): an HTTP status (a 404 from an HTTP/2 server; not 502-504, a proxy's word for an
@@ -309,10 +312,12 @@ export function notEtcdAnswer(message: string): string | null {
   const http = /Received HTTP status code (\d+)/.exec(message);
   if (http && !/^50[234]$/.test(http[1]!)) return `it answered HTTP ${http[1]} to etcd's gRPC API`;
   if (/\bProtocol error\b/.test(message)) return 'it answered etcd\'s gRPC API with something else than HTTP/2 (an HTTP/1 server?)';
+  if (/\band it speaks TLS\b/.test(message)) return TLS_NOT_HTTP;
   return null;
 }
 
 /** The words for an endpoint that answers but is not etcd (`how`: notEtcdAnswer's). */
 export function notEtcdText(store: string, what: string, url: string, how: string): string {
+  if (how === TLS_NOT_HTTP) return `${store} (${what}): the endpoint ${url} speaks TLS, not plain HTTP/2: an https:// etcd given as http:// (give it as ${url.replace(/^http:/, 'https:')}, with its CA in --etcd-ca-cert-file / ETCD_CA_CERT_FILE and, if etcd asks for one, a client certificate)`;
   return `${store} (${what}): the endpoint ${url} answers but is not etcd: ${how} (another service at that port?)`;
 }

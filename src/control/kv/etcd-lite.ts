@@ -37,7 +37,7 @@ import { prefixRangeEnd } from './keys';
 import { afterPoll, LoopBudget, loopTimer } from '../../util/loop-time';
 import { monoNow } from '../../util/mono-clock';
 import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
-import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
+import { CONNECT_RETRY_MS, connectTimedOut, dialTcp, speaksTls } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdAnswer, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
 import { checkBatch, KvBatchWrite, KvEntry, KvGuard, KvLeaseClaims, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
@@ -91,6 +91,11 @@ class GrpcError extends Error {
 
 /** The endpoint had no connection (refused, unreachable, TLS handshake failed): nothing was sent. */
 class NoConnection extends Error {}
+
+/** How long an http:// endpoint that closed before HTTP/2 was up is given to answer TLS (gone()). */
+const TLS_PROBE_MS = 2000;
+/** What such an endpoint that does answer TLS failed with (etcd-failover.ts notEtcdAnswer knows it). */
+const TLS_ON_HTTP = 'it closed the plain HTTP/2 connection before it was up, and it speaks TLS';
 
 const noLeader = (e: unknown): boolean => e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: no leader/.test(e.details);
 const isDeadline = (e: unknown): boolean => e instanceof GrpcError && e.code === DEADLINE_EXCEEDED;
@@ -149,6 +154,8 @@ class Connection implements HostState {
   private keepalive: NodeJS.Timeout | undefined;
   /** A PING under way (its timeout). */
   private pinging: NodeJS.Timeout | undefined;
+  /** The TLS probe under way (gone()), dropped by close(). */
+  private probe: object | null = null;
 
   constructor(readonly url: string, private readonly tls: Tls | null, private readonly attemptMs: number) {}
 
@@ -263,6 +270,24 @@ class Connection implements HostState {
         this.attempt.timer.cancel();
         this.attempt = null;
       }
+      if (this.error === null && new URL(this.url).protocol === 'http:') {
+        // Closed by the peer before HTTP/2 was up, without a word: etcd serving TLS does that
+        // with a plain preface. Asked once (bounded), to say so instead of "closed"; the
+        // connection stays 'connecting' meanwhile (close() ends that, and the answer is dropped).
+        if (!session.destroyed) session.destroy();
+        const u = new URL(this.url);
+        const probe = {};
+        this.probe = probe;
+        void speaksTls(u.hostname.replace(/^\[(.*)\]$/, '$1'), Number(u.port), TLS_PROBE_MS).then((tls) => {
+          if (this.probe !== probe || this.state !== 'connecting' || this.session !== null) return;
+          this.probe = null;
+          this.state = 'failed';
+          this.failedAt = monoNow();
+          this.error = new Error(tls ? TLS_ON_HTTP : 'connection closed before it was up');
+          this.notify();
+        });
+        return;
+      }
       this.state = 'failed';
       this.failedAt = monoNow();
       this.error ??= new Error('connection closed before it was up');
@@ -346,6 +371,7 @@ class Connection implements HostState {
     this.stopKeepalive();
     clearTimeout(this.pinging);
     this.pinging = undefined;
+    this.probe = null;
     this.session = null;
     this.state = 'idle';
     this.notify();

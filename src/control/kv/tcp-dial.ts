@@ -18,7 +18,8 @@
 // its error, as one net.connect would. Whether a socket connected is looked at after the poll phase
 // that would have reported it (setImmediate after the timer): a process short of CPU, whose timer
 // and connection are both due when it gets to run, keeps the connection it made.
-import { connect as netConnect, Socket } from 'node:net';
+import { connect as netConnect, isIP, Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 /** A socket with no connection after this long is closed and another dialled at once. */
 export const CONNECT_RETRY_MS = 2000;
@@ -92,5 +93,32 @@ export function dialTcp(host: string, port: number, retryMs: number, abort?: Abo
     }
     abort?.addEventListener('abort', onAbort, { once: true });
     dial();
+  });
+}
+
+/**
+ * Whether host:port answers a TLS handshake (its certificate not checked: nothing is sent over it),
+ * within `ms`: for an http:// endpoint that closed the connection before HTTP/2 was up, which is
+ * what etcd serving TLS does with a plain HTTP/2 preface (it closes without a byte), to say that
+ * rather than "closed". A handshake completed, or a TLS alert from the server (one refusing a client
+ * without a certificate), is TLS; a refusal, a close, a timeout or bytes that are not TLS are not.
+ */
+export function speaksTls(host: string, port: number, ms: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    let done = false;
+    const socket = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: isIP(host) === 0 ? host : undefined });
+    socket.unref();
+    const end = (yes: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(yes);
+    };
+    const timer = setTimeout(() => end(false), ms);
+    timer.unref();
+    socket.once('secureConnect', () => end(true));
+    socket.on('error', (e: Error) => end(/\balert\b/i.test(e.message)));
+    socket.once('close', () => end(false));
   });
 }

@@ -91,25 +91,36 @@ test('a block Calico wrote: podway keeps alternateOwnerAttrs, releasedAt and unk
   assert.equal(audit.problems.filter((p) => p.ip?.startsWith('10.250.0.')), []);
 });
 
-test('a cooldown that is over is collected when podway next writes the block (ipCooldownSeconds from /calico/ipam/v2/config); one still running is kept', async () => {
+test('a cooldown that is over is collected when podway next writes the block (ipCooldownSeconds from /calico/ipam/v2/config); one still running is kept; affinity and handle fields podway does not know are kept', async () => {
   const kv = open();
   // this file's etcd is shared: clear the first test's keys
   for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
   const { recent } = await seed();
+  // a claim Calico left pending, and a handle, each with a field of a later Calico
+  const ak = affinityKey('calico-a', NET);
+  await kv.update(ak, '{"state":"pending","deleted":false,"futureAff":{"a":[1,2]}}', (await kv.get(ak))!.modRevision);
+  const hk = handleKey('k8s-pod-network.c1');
+  await kv.update(hk, `{"block":{"${CIDR}":1},"deleted":false,"futureHandle":"x"}`, (await kv.get(hk))!.modRevision);
   const ipam = new Ipam(kv, { blockSearch: 'sequential' });
-  const got = await ipam.autoAssign({ node: 'calico-a', count: 1, handleId: 'h-new', attrs: { node: 'calico-a' } });
+  const got = await ipam.autoAssign({ node: 'calico-a', count: 1, handleId: 'k8s-pod-network.c1', attrs: { node: 'calico-a' } });
   assert.equal(got.ips, ['10.250.0.4']);
+  // podway confirmed the affinity (getBlockFromAffinity: pending again, then confirmed) and counted
+  // the handle up, keeping what it does not know
+  assert.is((await kv.get(ak))!.value, '{"state":"confirmed","deleted":false,"futureAff":{"a":[1,2]}}');
+  assert.is((await kv.get(hk))!.value, `{"block":{"${CIDR}":2},"deleted":false,"futureHandle":"x"}`);
+  await ipam.releaseIps(['10.250.0.4']);
+  assert.is((await kv.get(hk))!.value, `{"block":{"${CIDR}":1},"deleted":false,"futureHandle":"x"}`);
   const b = AllocationBlock.decode((await kv.get(blockKey(NET)))!.value, NET);
   // ordinal 2's cooldown (over) freed to the end of unallocated, its attribute and sequence entry gone
   assert.is(b.allocations[2], null);
-  assert.equal(b.unallocated, [5, 6, 7, 2]);
+  assert.equal(b.unallocated, [5, 6, 7, 2, 4]);
   assert.is(b.sequenceNumberForAllocation?.has('2'), false);
   // ordinal 1's (running) kept as Calico wrote it
   assert.equal(b.attributeOf(1), { handleId: null, secondary: null, alternate: null, releasedAt: recent });
   assert.match(b.encode(), `{"releasedAt":"${recent}"}`);
   assert.equal(b.attributeOf(0)?.alternate, { namespace: 'ns', node: 'calico-b', pod: 'vm1-target' });
   assert.equal(b.attributeOf(3)?.extra, [['futureField', { x: 1 }]]);
-  assert.is(b.attributeOf(4)?.handleId, 'h-new');
+  assert.is(b.allocations[4], null);
 });
 
 test('a pool\'s namespaceSelector (Calico v3.31+) is honoured for unnamed requests: matched against the namespace labels given, {} without a namespace', async () => {

@@ -374,7 +374,7 @@ export class Ipam {
       }
       const blocks = decodeHandle(e.value);
       blocks.set(cidr.text, (blocks.get(cidr.text) ?? 0) + num);
-      const updated = await this.kv.update(key, encodeHandle(blocks), e.modRevision);
+      const updated = await this.kv.update(key, encodeHandle(blocks, e.value), e.modRevision);
       if (updated) return updated;
     }
     throw new Error(`handle ${handleId}: max retries hit incrementing (excessive concurrent IPAM requests)`);
@@ -393,7 +393,7 @@ export class Ipam {
       // instead, which is what every caller wants (check() reports the disagreement either way).
       if (current - num > 0) blocks.set(cidr.text, current - num);
       else blocks.delete(cidr.text);
-      const ok = blocks.size === 0 ? await this.kv.delete(key, e.modRevision) : (await this.kv.update(key, encodeHandle(blocks), e.modRevision)) !== null;
+      const ok = blocks.size === 0 ? await this.kv.delete(key, e.modRevision) : (await this.kv.update(key, encodeHandle(blocks, e.value), e.modRevision)) !== null;
       if (ok) return;
     }
     throw new Error(`handle ${handleId}: max retries hit decrementing (excessive concurrent IPAM requests)`);
@@ -411,13 +411,13 @@ export class Ipam {
     if (!existing) throw new CasConflict(key);
     const { state } = decodeAffinity(existing.value);
     if (state === 'confirmed') return existing;
-    const updated = await this.kv.update(key, encodeAffinity('pending'), existing.modRevision);
+    const updated = await this.kv.update(key, encodeAffinity('pending', existing.value), existing.modRevision);
     if (!updated) throw new CasConflict(key);
     return updated;
   }
 
   private async confirmAffinity(aff: KvEntry): Promise<void> {
-    if (await this.kv.update(aff.key, encodeAffinity('confirmed'), aff.modRevision)) return;
+    if (await this.kv.update(aff.key, encodeAffinity('confirmed', aff.value), aff.modRevision)) return;
     // Another process of this node may have confirmed it already; that is as good.
     const now = await this.kv.get(aff.key);
     if (now && decodeAffinity(now.value).state === 'confirmed') return;
@@ -451,7 +451,7 @@ export class Ipam {
     const key = blockKey(cidr);
     const entry = await this.kv.get(key);
     if (!entry) {
-      const pending = await this.kv.update(aff.key, encodeAffinity('pending'), aff.modRevision);
+      const pending = await this.kv.update(aff.key, encodeAffinity('pending', aff.value), aff.modRevision);
       if (!pending) throw new CasConflict(aff.key);
       return this.claimAffineBlock(node, cidr, pending);
     }
@@ -464,12 +464,12 @@ export class Ipam {
     if (state !== 'confirmed' && state !== '') {
       // Block is ours but the affinity was left unconfirmed: re-pend, bump the block's revision
       // (invalidating anyone working from an older read), then confirm.
-      const pending = await this.kv.update(aff.key, encodeAffinity('pending'), aff.modRevision);
+      const pending = await this.kv.update(aff.key, encodeAffinity('pending', aff.value), aff.modRevision);
       if (!pending) throw new CasConflict(aff.key);
       block.sequenceNumber += 1n;
       const bumped = await this.kv.update(key, block.encode(), entry.modRevision);
       if (!bumped) throw new CasConflict(key);
-      if (!(await this.kv.update(aff.key, encodeAffinity('confirmed'), pending.modRevision))) throw new CasConflict(aff.key);
+      if (!(await this.kv.update(aff.key, encodeAffinity('confirmed', pending.value), pending.modRevision))) throw new CasConflict(aff.key);
       return { entry: bumped, block };
     }
     return { entry, block };
@@ -519,7 +519,7 @@ export class Ipam {
         return 'stale';
       }
       if (requireEmpty && !block.empty()) return 'not-empty';
-      const marked = await this.kv.update(aff.key, encodeAffinity('pendingDeletion'), aff.modRevision);
+      const marked = await this.kv.update(aff.key, encodeAffinity('pendingDeletion', aff.value), aff.modRevision);
       if (!marked) continue;
       let ok: boolean;
       if (block.empty()) ok = await this.kv.delete(be.key, be.modRevision);

@@ -5,7 +5,7 @@
 // and the v3 resources IPAM reads (IPPool, Node), parsed with podway's own schemas.
 import { AFFINITY_STATES, AffinityState, CALICO_API_VERSION } from '../resource-names';
 import type { PoolAssignmentMode, PoolUse } from '../resources';
-import { compareGoStrings, goString, GoJsonValue, parseGoJson } from './gojson';
+import { compareGoStrings, goJsonText, goString, GoJsonValue, parseGoJson } from './gojson';
 import { IpNet, parseNet } from './net';
 import { Labels, Selector } from './selector';
 
@@ -22,8 +22,21 @@ function schemas(): typeof import('../resources') {
 
 const isObject = (v: GoJsonValue | undefined): v is { [key: string]: GoJsonValue } => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-export function encodeAffinity(state: AffinityState): string {
-  return `{"state":${goString(state)},"deleted":false}`;
+/**
+ * Fields of a stored value other than `known`, as read (a later Calico's), to be written back
+ * after podway's own; [] when the value is not a JSON object or has none.
+ */
+function unknownFields(old: string | undefined, known: readonly string[]): string {
+  if (old === undefined || old === '') return '';
+  let v: GoJsonValue;
+  try { v = parseGoJson(old); } catch { return ''; }
+  if (!isObject(v)) return '';
+  return Object.entries(v).filter(([k]) => !known.includes(k)).map(([k, x]) => `,${goString(k)}:${goJsonText(x)}`).join('');
+}
+
+/** model.BlockAffinity {"state","deleted"}; `old` (the value it replaces) keeps its other fields. */
+export function encodeAffinity(state: AffinityState, old?: string): string {
+  return `{"state":${goString(state)},"deleted":false${unknownFields(old, ['state', 'deleted'])}}`;
 }
 
 export function decodeAffinity(text: string): { state: AffinityState | ''; deleted: boolean } {
@@ -40,9 +53,10 @@ export function decodeAffinity(text: string): { state: AffinityState | ''; delet
 /** Handle counts per block CIDR. */
 export type HandleBlocks = Map<string, number>;
 
-export function encodeHandle(blocks: HandleBlocks): string {
+/** model.IPAMHandle {"block","deleted"}; `old` (the value it replaces) keeps its other fields. */
+export function encodeHandle(blocks: HandleBlocks, old?: string): string {
   const keys = [...blocks.keys()].sort(compareGoStrings);
-  return `{"block":{${keys.map((k) => `${goString(k)}:${blocks.get(k)}`).join(',')}},"deleted":false}`;
+  return `{"block":{${keys.map((k) => `${goString(k)}:${blocks.get(k)}`).join(',')}},"deleted":false${unknownFields(old, ['block', 'deleted'])}}`;
 }
 
 export function decodeHandle(text: string): HandleBlocks {

@@ -14,6 +14,7 @@ import { affinityKey, blockKey, handleKey, IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_
 import { parseNet } from '../../src/control/ipam/net';
 import { unknownCalicoFields } from '../../src/control/calico-fields';
 import { applyResource, replaceResource } from '../../src/control/v3-store';
+import { markDatastoreReady, registerNode, updateNodeSpec } from '../../src/control/node-registration';
 import { etcdForFile } from '../helpers/etcd';
 
 const open = etcdForFile(test);
@@ -162,6 +163,28 @@ test('an IPv6 pool CIDR is stored in Calico\'s canonical text (clientv3 stores c
   const refused = async (f: () => Promise<unknown>): Promise<string> => f().then(() => 'written', (e: Error) => e.message);
   assert.match(await refused(() => applyResource(kv, pool('fd00:10:245::/64'))), /spec\.cidr cannot be changed/);
   assert.match(await refused(() => applyResource(kv, { ...pool('fd00:10:246::1/64'), metadata: { name: 'v6b' } })), /host bits set/);
+});
+
+test('a Node and ClusterInformation calico-node wrote: podway registers and marks ready keeping every field it does not set', async () => {
+  const kv = open();
+  // json.Marshal(internalapi.Node) as calico-node (etcd) leaves it, status and all
+  const meta = '"metadata":{"name":"cn1","uid":"3f2c7c1e-7d2b-4a57-9f3e-1c2d3e4f5a6b","creationTimestamp":"2026-12-01T10:00:00Z","labels":{"kubernetes.io/hostname":"cn1","zone":"a"},"annotations":{"projectcalico.org/kube-labels":"{}"}}';
+  const rest = '"ipv4VXLANTunnelAddr":"10.244.1.0","vxlanTunnelMACAddr":"66:aa:bb:cc:dd:ee","orchRefs":[{"nodeName":"cn1","orchestrator":"k8s"}],"wireguard":{"interfaceIPv4Address":"10.244.1.2"},"addresses":[{"address":"10.0.0.1/24","type":"CalicoNodeIP"}],"interfaces":[{"name":"eth0","addresses":["10.0.0.1"]}]},"status":{"wireguardPublicKey":"abc=","podCIDRs":["10.244.1.0/24"]}}';
+  const node = (addr: string) => `{"kind":"Node","apiVersion":"projectcalico.org/v3",${meta},"spec":{"bgp":{"asNumber":64512,"ipv4Address":"${addr}","ipv4IPIPTunnelAddr":"10.244.1.1"},${rest}`;
+  await kv.create(NODE_PREFIX + 'cn1', node('10.0.0.1/24'));
+  const same = await registerNode(kv, { name: 'cn1', ipv4Address: '10.0.0.1/24', vxlanTunnelAddr: '10.244.1.0', vtepMac: '66:aa:bb:cc:dd:ee' });
+  assert.is(same.action, 'unchanged');
+  const moved = await registerNode(kv, { name: 'cn1', ipv4Address: '10.0.0.7/24', vxlanTunnelAddr: '10.244.1.0', vtepMac: '66:aa:bb:cc:dd:ee' });
+  assert.is(moved.action, 'updated');
+  assert.is((await kv.get(NODE_PREFIX + 'cn1'))!.value, node('10.0.0.7/24'));
+  await updateNodeSpec(kv, 'cn1', (spec) => { spec.ipv4VXLANTunnelAddr = '10.244.1.0'; });
+  assert.is((await kv.get(NODE_PREFIX + 'cn1'))!.value, node('10.0.0.7/24'));
+  const ciKey = '/calico/resources/v3/projectcalico.org/clusterinformations/default';
+  const ci = (types: string) => `{"kind":"ClusterInformation","apiVersion":"projectcalico.org/v3","metadata":{"name":"default","uid":"u1","creationTimestamp":"2026-12-01T10:00:00Z"},"spec":{"clusterGUID":"0123456789abcdef0123456789abcdef","clusterType":"${types}","calicoVersion":"v3.32.1","datastoreReady":true,"variant":"Calico"}}`;
+  await kv.create(ciKey, ci('k8s,bgp'));
+  assert.is((await markDatastoreReady(kv, { clusterType: 'k8s,bgp' })).action, 'unchanged');
+  await markDatastoreReady(kv, { clusterType: 'k8s,podway' });
+  assert.is((await kv.get(ciKey))!.value, ci('k8s,bgp,podway'));
 });
 
 test('calicoctl get -o yaml output of a v3.31/v3.32 BGPConfiguration applies: its newer fields are Calico\'s', () => {

@@ -117,8 +117,10 @@ const ipPoolSpec = z
     cidr: networkCidr,
     // Default depends on the pool's family (26 for IPv4, 122 for IPv6), so it is filled in below.
     blockSize: z.number().int().optional(),
-    ipipMode: encapMode.default('Never'),
-    vxlanMode: encapMode.default('Never'),
+    // An empty mode is Never, as libcalico-go reads and writes one (convertIpPoolFromStorage,
+    // validateAndSetDefaults: `len(IPIPMode) == 0` -> Never).
+    ipipMode: z.preprocess((v) => (v === '' ? undefined : v), encapMode.default('Never')),
+    vxlanMode: z.preprocess((v) => (v === '' ? undefined : v), encapMode.default('Never')),
     natOutgoing: z.boolean().default(false),
     disabled: z.boolean().default(false),
     disableBGPExport: z.boolean().default(false),

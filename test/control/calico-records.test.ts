@@ -13,6 +13,8 @@ import { Ipam } from '../../src/control/ipam/ipam';
 import { affinityKey, blockKey, handleKey, IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_PREFIX, WORKLOADENDPOINT_PREFIX } from '../../src/control/ipam/keys';
 import { parseNet } from '../../src/control/ipam/net';
 import { unknownCalicoFields } from '../../src/control/calico-fields';
+import { decodePool } from '../../src/control/ipam/records';
+import { validateResource } from '../../src/control/calico-kinds';
 import { applyResource, replaceResource } from '../../src/control/v3-store';
 import { markDatastoreReady, registerNode, updateNodeSpec } from '../../src/control/node-registration';
 import { etcdForFile } from '../helpers/etcd';
@@ -185,6 +187,15 @@ test('a Node and ClusterInformation calico-node wrote: podway registers and mark
   assert.is((await markDatastoreReady(kv, { clusterType: 'k8s,bgp' })).action, 'unchanged');
   await markDatastoreReady(kv, { clusterType: 'k8s,podway' });
   assert.is((await kv.get(ciKey))!.value, ci('k8s,bgp,podway'));
+});
+
+test('an IPPool with an empty ipipMode or vxlanMode is read as Never, as libcalico-go reads it (convertIpPoolFromStorage), by IPAM and podway run\'s model', () => {
+  const text = JSON.stringify({ kind: 'IPPool', apiVersion: 'projectcalico.org/v3', metadata: { name: 'e' }, spec: { cidr: '10.253.0.0/24', ipipMode: '', vxlanMode: '' } });
+  assert.is(decodePool(text, 'k').cidr.text, '10.253.0.0/24');
+  const v = validateResource(JSON.parse(text));
+  assert.ok(v.ok, JSON.stringify(v));
+  const spec = (v as { value: { spec: { ipipMode: string; vxlanMode: string } } }).value.spec;
+  assert.equal([spec.ipipMode, spec.vxlanMode], ['Never', 'Never']);
 });
 
 test('calicoctl get -o yaml output of a v3.31/v3.32 BGPConfiguration applies: its newer fields are Calico\'s', () => {

@@ -295,7 +295,9 @@ export const WorkloadEndpointSchema = z.object({
       .refine((s) => s.length <= MAX_IFNAME_LEN && !/[\s/:]/.test(s), {
         error: (iss) => `expected a Linux interface name (at most ${MAX_IFNAME_LEN} characters, no spaces, '/' or ':'), got ${quoted(iss.input)}`,
       }),
-    ipNetworks: z.array(hostCidr).default([]),
+    // A bare address is the /32 (/128) it names: libcalico-go's validator takes one ("net": an
+    // address or a CIDR) and Felix routes it so; Calico's CNI plugin always writes the prefix.
+    ipNetworks: z.array(z.preprocess((v) => (typeof v === 'string' && !v.includes('/') && v !== '' ? `${v}/${v.includes(':') ? 128 : 32}` : v), hostCidr)).default([]),
     /** The pod's own MAC (the far end of the veth), when known. */
     mac: macAddress.optional(),
     /**

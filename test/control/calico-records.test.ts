@@ -198,6 +198,17 @@ test('an IPPool with an empty ipipMode or vxlanMode is read as Never, as libcali
   assert.equal([spec.ipipMode, spec.vxlanMode], ['Never', 'Never']);
 });
 
+test('a WorkloadEndpoint whose ipNetworks hold a bare address (libcalico-go\'s "net" validator takes one) is read as its /32 or /128', () => {
+  const wep = (nets: string[]) => ({
+    kind: 'WorkloadEndpoint', apiVersion: 'projectcalico.org/v3', metadata: { name: 'n1-cni-c1-eth0', namespace: 'default' },
+    spec: { orchestrator: 'cni', workload: 'c1', node: 'n1', containerID: 'c1', endpoint: 'eth0', interfaceName: 'cali0123456789a', ipNetworks: nets },
+  });
+  const v = validateResource(wep(['10.250.1.5', 'fd00:250::5']));
+  assert.ok(v.ok, JSON.stringify(v));
+  assert.equal((v as { value: { spec: { ipNetworks: string[] } } }).value.spec.ipNetworks, ['10.250.1.5/32', 'fd00:250::5/128']);
+  assert.is(validateResource(wep(['10.250.1.0/24'])).ok, false);
+});
+
 test('calicoctl get -o yaml output of a v3.31/v3.32 BGPConfiguration applies: its newer fields are Calico\'s', () => {
   const conf = {
     apiVersion: 'projectcalico.org/v3', kind: 'BGPConfiguration', metadata: { name: 'default' },

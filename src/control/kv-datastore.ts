@@ -47,6 +47,13 @@ export interface KvDatastoreOptions {
   readonly retryMaxMs?: number;
   /** Close the KvStore when the datastore is closed (default false: the caller owns it). */
   readonly ownsStore?: boolean;
+  /**
+   * A watch's connection dropped (not "not etcd") is said, and counted as not in sync, only when
+   * the watch has not resumed within this long (default 0: at once). With several etcd members a
+   * member killed, stopped or removed drops the watch on it, which resumes on another at once:
+   * that is logged as one info line, not as the datastore unreachable (open-datastore.ts sets it).
+   */
+  readonly watchDropGraceMs?: number;
 }
 
 /** Informational lines (resyncs, reconnection) for logs; errors go to onError. */
@@ -100,6 +107,8 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   private snapshot: ClusterSnapshot | undefined;
   private started = false;
   private down = false;
+  /** A watch's drop not said yet (watchDown): its words and the grace's timer. */
+  private pendingDown: { readonly detail: string; readonly timer: NodeJS.Timeout } | undefined;
   /** What the last "down" said (markDown): undefined, or the endpoint is not etcd. */
   private downKind: 'not-etcd' | undefined;
   private dirtySince: number | undefined;
@@ -174,6 +183,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   }
 
   async close(): Promise<void> {
+    this.clearPendingDown();
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
@@ -339,8 +349,12 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
       },
       onStatus: (status, detail, kind) => {
         if (this.watches.get(prefix) !== watch || this.closed) return;
-        if (status === 'down') this.markDown(detail, kind);
-        else if (this.down) this.markUp(detail);
+        if (status === 'down') this.watchDown(detail, kind);
+        else if (this.pendingDown) {
+          const dropped = this.pendingDown.detail;
+          this.clearPendingDown();
+          this.emitStatus(`a watch's connection dropped (${dropped}) and it resumed on another etcd member within ${(this.options.watchDropGraceMs ?? 0) / 1000} s (a member stopped, restarted or removed?): ${detail}`);
+        } else if (this.down) this.markUp(detail);
       },
     });
     this.watches.set(prefix, watch);
@@ -434,6 +448,29 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
    * answers but is not etcd, or no longer): the status and /readyz then say that, not the words
    * of the outage's first moment.
    */
+  /** A watch down: said at once, or after the grace (watchDropGraceMs) unless it resumed meanwhile. */
+  private watchDown(detail: string, kind?: 'not-etcd'): void {
+    const grace = this.options.watchDropGraceMs ?? 0;
+    if (grace <= 0 || kind !== undefined || this.down) {
+      this.clearPendingDown();
+      this.markDown(detail, kind);
+      return;
+    }
+    if (this.pendingDown) return; // the first words stand, as markDown's
+    const timer = setTimeout(() => {
+      const d = this.pendingDown?.detail;
+      this.pendingDown = undefined;
+      if (d !== undefined && !this.closed) this.markDown(d);
+    }, grace);
+    timer.unref();
+    this.pendingDown = { detail, timer };
+  }
+
+  private clearPendingDown(): void {
+    if (this.pendingDown) clearTimeout(this.pendingDown.timer);
+    this.pendingDown = undefined;
+  }
+
   private markDown(detail: string, kind?: 'not-etcd'): void {
     if (this.down && this.downKind === kind) return;
     this.down = true;

@@ -17,6 +17,9 @@ export interface OpenDatastoreOptions extends Omit<KvDatastoreOptions, 'ownsStor
   readonly kvTimeoutMs?: number;
 }
 
+/** With several etcd endpoints, how long a dropped watch has to resume on another member before it counts as down (KvDatastoreOptions.watchDropGraceMs). */
+export const WATCH_DROP_GRACE_MS = 3000;
+
 /** The spec in force: the text given, else $PODWAY_DATASTORE, else Calico's env, else the embedded default. */
 export function resolveDatastoreSpec(specText: string | undefined, env: DatastoreEnv = process.env): DatastoreSpec {
   const text = specText !== undefined && specText.trim() !== '' ? specText : env.PODWAY_DATASTORE;
@@ -33,5 +36,7 @@ export function openDatastore(spec: string | DatastoreSpec | undefined, options:
   // podway run's model thread: its watches need EtcdKv (kv/open.ts).
   const kv = openKvStore(parsed, { use: 'run', timeoutMs: options.kvTimeoutMs });
   const { KvDatastore } = require('./kv-datastore') as typeof import('./kv-datastore');
-  return new KvDatastore(kv, { ...options, ownsStore: true });
+  // Several etcd members: a watch dropped by one resumes on another at once (not an outage).
+  const watchDropGraceMs = options.watchDropGraceMs ?? (parsed.kind === 'etcd' && parsed.endpoints.length > 1 ? WATCH_DROP_GRACE_MS : 0);
+  return new KvDatastore(kv, { ...options, watchDropGraceMs, ownsStore: true });
 }

@@ -157,11 +157,18 @@ test('a three-member etcd: leader killed, quorum lost and back, a member stopped
     assert.is(del3.code, 0, `DEL after the compaction: ${del3.err}`);
     assert.ok(await until(() => n1.log.some((l) => /cni-ef--a3-eth0: deleted/.test(l)), 10_000, 100), `node1 applied the DEL after the compaction: ${n1.log.slice(-5).join(' | ')}`);
 
+    let moved = 0;
     for (const n of [n1, n2]) {
       assert.ok((await st(n)).ready, `${n.name} ready at the end: ${JSON.stringify(await st(n))}`);
       const resyncs = n.log.filter((l) => /must resync|listing again|re-listing/.test(l));
       assert.equal(resyncs, [], `${n.name}: no watch was re-listed`);
+      // A member killed, stopped or removed drops the watches on it, which resume on another at
+      // once: one info line, not "datastore unreachable" (only the lost quorum is that).
+      const unreachable = n.log.filter((l) => /datastore unreachable/.test(l) && !noQuorum.test(l));
+      assert.equal(unreachable, [], `${n.name}: the datastore was called unreachable only for the lost quorum`);
+      moved += n.log.filter((l) => /a watch's connection dropped \(.*\) and it resumed on another etcd member within 3 s/.test(l)).length;
     }
+    console.log(`  watches moved to another member (logged as such): ${moved}`);
     console.log(`  connections to the members at the end: node1 ${conns(n1)}, node2 ${conns(n2)}`);
     ping.proc.kill('SIGINT');
     const pr = await ping.done;

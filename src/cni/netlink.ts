@@ -222,7 +222,7 @@ export function configurePod(netns: string, ifname: string, type: InterfaceType,
 /**
  * The pod's routes when its namespace already had a default route of `family` on another
  * interface (another network attached first: podman's own bridge network beside podway's, which
- * podman attaches in name order). That default stays the pod's default (the network attached
+ * podman 4.3 attaches before or after podway's, in no fixed order). That default stays the pod's default (the network attached
  * first keeps the pod's other traffic; the reference bridge plugin instead puts its own default
  * before the one there, which podway cannot do without taking traffic from a network it knows
  * nothing of); this attachment gets a route to each of `cidrs` (the

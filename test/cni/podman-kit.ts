@@ -231,6 +231,49 @@ export class PodmanHost {
     return pids;
   }
 
+  /**
+   * A reboot as this host's containers see it: every conmon and container process killed (conmons
+   * first, so no `container cleanup` and no CNI DEL runs), their namespaces and /dev/shm mounts
+   * gone, runc's state gone, and this host's tmp dir and run root emptied (tmpfs, /run, on a real
+   * host: podman takes the missing `alive` file for a reboot and resets its containers to Created).
+   * What persists does: storage, libcni's result cache, the CNI plugin's pending-DEL spool.
+   */
+  simulateReboot(): void {
+    const ids = this.podman(['ps', '-a', '-q', '--no-trunc']).split('\n').filter(Boolean);
+    const states = ids.map((id) => JSON.parse(this.podman(['inspect', '--format', '{{json .State.Pid}} {{json .NetworkSettings.SandboxKey}}', id]).replace(/^(\S+) /, '[$1,') + ']') as [number, string]);
+    for (const pid of this.conmonPids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    for (const [pid, sandbox] of states) {
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      if (sandbox) this.sandboxes.add(sandbox);
+    }
+    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m && m.startsWith(this.dir + '/'));
+    for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
+    for (const s of this.leftSandboxes()) {
+      try {
+        execFileSync('umount', ['-l', s]);
+      } catch {
+        /* not mounted */
+      }
+      rmSync(s, { force: true });
+    }
+    for (const id of ids) rmSync(`/run/runc/${id}`, { recursive: true, force: true });
+    for (const d of ['tmp', 'run']) {
+      for (const e of readdirSync(path.join(this.dir, d))) rmSync(path.join(this.dir, d, e), { recursive: true, force: true });
+    }
+  }
+
   /** Removes everything: containers (CNI DEL), leftover processes, mounts, namespaces, the directory. */
   destroy(): string[] {
     this.forget();

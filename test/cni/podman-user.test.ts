@@ -7,10 +7,15 @@
  *   - `podman kill -s KILL`: the container's end runs its CNI DEL (address, endpoint, veth gone);
  *   - `--restart=always`: its process killed, podman restarts it on the same address, attached;
  *   - `podman pod create --network podway` and two containers in it: one address, one endpoint;
- *   - `--network podway,podman` (the bridge dual-stack): both attached (podman attaches `podman`
- *     first, whose default route used to fail podway's ADD with "RTNETLINK answers: File exists");
- *     podway's pools are reached over podway's interface (IPv4 and IPv6), the rest over the bridge; `podman network disconnect
+ *   - `--network podway,podman` (the bridge dual-stack) starts: podman attaches the two in no fixed
+ *     order, and when `podman` came first its default route failed podway's ADD ("RTNETLINK
+ *     answers: File exists"); `podman network connect podway` on a bridge container (podway
+ *     second for certain): podway's pools are reached over podway's interface (IPv4 and IPv6),
+ *     the rest over the bridge; `podman network disconnect
  *     podman` leaves podway's default; connect again works;
+ *   - a reboot-like loss of every container's process and namespace (PodmanHost.simulateReboot),
+ *     with podway running, then with podway restarted: `podman start --all` re-attaches them on
+ *     the same addresses;
  *   - 8 containers started at once, then `podman rm -af` with the pod running: everything
  *     released (no endpoint, no handle, no cali veth, `ipam check` clean).
  */
@@ -118,8 +123,16 @@ test('podman user: --ip/--ip6/--mac-address, kill, --restart=always, pods, podwa
     assert.ok(await attached(2), 'podway attached the pod (one endpoint)');
     assert.ok(await kv.get(`${WEP_PREFIX}default/${node.name}-cni-${infra}-eth0`), 'the pod\'s endpoint is its infra container\'s');
 
-    // Beside podman's bridge network: `podman` is attached first (name order), then podway
-    const both = h.runContainer('both', 'podway,podman');
+    // Beside podman's bridge network. `--network podway,podman`: podman 4.3 attaches the two in
+    // no fixed order (a Go map), and whenever `podman` came first podway's ADD failed. Then the
+    // order made certain: on the bridge, podway connected at run time (podway's ADD second).
+    h.runContainer('both2', 'podway,podman');
+    const nets2 = net('both2');
+    assert.match(nets2.podman.IPAddress, /^10\.88\./);
+    assert.match(h.exec('both2', 'ip -o -4 addr show'), ` ${nets2.podway.IPAddress}/32 `, 'both2 has its podway address');
+    h.podman(['rm', '-f', '-t', '0', 'both2']);
+    h.runContainer('both', 'podman');
+    h.podman(['network', 'connect', 'podway', 'both']);
     const nets = net('both');
     assert.match(nets.podman.IPAddress, /^10\.88\./);
     const routes = h.exec('both', 'ip route');
@@ -153,12 +166,37 @@ test('podman user: --ip/--ip6/--mac-address, kill, --restart=always, pods, podwa
     p = ping('both', always);
     assert.match(p, '2 packets received', `podway connected again at run time: ${p}`);
 
+    // A reboot-like loss of every container's namespace and process, with podway running, then
+    // with podway stopped and started again: `podman start --all` re-attaches the containers on
+    // their addresses (the ADD of the same container ID, its earlier attachment gone).
+    h.podman(['rm', '-f', '-t', '0', 'both']);
+    const podwayHandles = async () => (await kv.list(`${HANDLE_PREFIX}podway.`)).entries.length;
+    assert.is(await podwayHandles(), 2);
+    for (const podwayDown of [false, true]) {
+      const what = podwayDown ? 'podway stopped and started again' : 'podway running';
+      if (podwayDown) await lab.stopPodway(node.name);
+      h.simulateReboot();
+      // the kernel frees a namespace (and its veths) a moment after its last reference went
+      assert.ok(await until(() => veths().length === 0, 10_000, 100), `${what}: every pod veth went with its namespace: ${veths().join(' | ')}`);
+      if (podwayDown) await lab.startPodway(node.name, 30_000);
+      const states = h.podman(['ps', '-a', '--format', '{{.Names}} {{.Status}}']);
+      assert.not.match(states, /\bUp\b/, `${what}: podman reset its containers: ${states}`);
+      h.podman(['start', '--all'], 120_000);
+      assert.is(net('always').podway.IPAddress, always, `${what}: same address`);
+      assert.is(h.inspect(infra).NetworkSettings.Networks.podway.IPAddress, podIp, `${what}: the pod's same address`);
+      assert.ok(await attached(2), `${what}: podway attached both again: ${JSON.stringify(await endpointsOf(node))}`);
+      assert.is(await podwayHandles(), 2, `${what}: no address taken twice`);
+      p = ping('always', podIp);
+      assert.match(p, '2 packets received', `${what}: ${p}`);
+      console.log(`  reboot with ${what}: podman start --all re-attached ${always} and the pod's ${podIp}`);
+    }
+
     // 8 at once, then rm -af with the pod running
     const runs = await Promise.all(Array.from({ length: 8 }, (_, k) => h.runContainerAsync(`many-${k}`, 'podway', [], 180_000)));
     for (const [k, r] of runs.entries()) assert.is(r.code, 0, `many-${k}: ${r.err}`);
     const addrs = Array.from({ length: 8 }, (_, k) => net(`many-${k}`).podway.IPAddress);
     assert.is(new Set(addrs).size, 8, `8 distinct addresses: ${addrs.join(' ')}`);
-    assert.ok(await attached(11), `podway attached all 11: ${JSON.stringify(await endpointsOf(node))}`);
+    assert.ok(await attached(10), `podway attached all 10: ${JSON.stringify(await endpointsOf(node))}`);
     h.podman(['rm', '-a', '-f', '-t', '0'], 180_000);
     assert.is(h.podman(['pod', 'ls', '-q']).trim(), '', 'rm -af removed the pod too');
     assert.equal((await kv.list(WEP_PREFIX)).entries.map((e) => e.key), [], 'no WorkloadEndpoints left');

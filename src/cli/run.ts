@@ -198,6 +198,11 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
     pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
     kernelTransitDrop,
     natOutgoingExclusions,
+    // host ports: endpoints in key order, so which of two claiming one port wins does not move
+    hostPorts: [...model.endpoints].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).flatMap((e) => (e.hostPorts ?? []).map((h) => ({
+      protocol: h.protocol, hostIp: h.hostIp === null ? null : formatIpv4(h.hostIp), hostPort: h.hostPort, podIp: formatIpv4(h.podIp), port: h.port,
+    }))),
+    ...(model.node.ip !== null ? { nodeIp: formatIpv4(model.node.ip) } : {}),
   };
 }
 

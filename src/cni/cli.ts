@@ -41,8 +41,8 @@ export function addCniCommands(program: Command): void {
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
       if (done.note) process.stdout.write(`note: ${done.note}\n`);
       if (mode.note) process.stdout.write(`${mode.note}\n`);
-      // Calico's conflist chains portmap; podway's does not (docs/cni.md, "Host ports").
-      process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see docs/cni.md, "Host ports")\n');
+      // Calico's conflist chains portmap; podway's plugin takes the host ports itself (docs/cni.md, "Host ports").
+      process.stdout.write('note: host ports (`podman run -p`, hostPort; IPv4) are forwarded by podway run itself: the conflist chains no portmap plugin, do not add one (see docs/cni.md, "Host ports")\n');
     });
   cni
     .command('uninstall')

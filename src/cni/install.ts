@@ -157,7 +157,10 @@ export function conflistText(opts: InstallOptions): string {
   // The CNI "mac" capability (CONVENTIONS.md): a runtime that has one to give (libcni's
   // CapabilityArgs "mac") fills runtimeConfig.mac, the pod's MAC (plugin.ts requestedMac). podman
   // passes CNI_ARGS MAC= instead, which needs no declaration.
-  plugin.capabilities = { mac: true };
+  // "portMappings" (podman's -p, kubelet's hostPort): the runtime's host ports in
+  // runtimeConfig.portMappings, which the plugin records in the endpoint's spec.ports and podway
+  // run forwards to the pod (docs/cni.md, "Host ports"); no portmap plugin is chained.
+  plugin.capabilities = { mac: true, portMappings: true };
   const conf = { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name, plugins: [plugin] };
   return JSON.stringify(conf, null, 2) + '\n';
 }

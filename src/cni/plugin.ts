@@ -3,10 +3,11 @@
 // WorkloadEndpoint a running `podway run` attaches. Calico's CNI plugin is the model: the same
 // veth names, host MAC, pod routes, IPAM handle and WorkloadEndpoint names and fields.
 import { execFileSync } from 'node:child_process';
-import { existsSync, realpathSync, statfsSync } from 'node:fs';
+import { existsSync, realpathSync, statfsSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
+import { parseIPv4, parseIPv6Cidr } from '../control/ipv4';
 import { configOrigin, configVersion, decodeConfig, unhonouredSettings, unknownSettings, NetConf, parseConfig, parseValidAttachments, StdinConfig, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
 import { holdOrphanAddresses, ORPHAN_HANDLE_PREFIX } from './orphan-hold';
 import { handleId, hostVethName, NETWORK_ANNOTATION, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
@@ -303,7 +304,85 @@ export function endpointNetns(path: string): string {
 // ---------------------------------------------------------------------------------------------
 // ADD
 
-function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: readonly string[], interfaceName: string, mac: string | null): JsonObject {
+/** One host port as Calico's WorkloadEndpoint spec.ports holds it (libcalico-go
+ * WorkloadEndpointPort: name, protocol, port, hostPort, hostIP, every field written). */
+export interface EndpointPort {
+  readonly name: string;
+  readonly protocol: 'tcp' | 'udp' | 'sctp';
+  readonly port: number;
+  readonly hostPort: number;
+  readonly hostIP: string;
+}
+
+/**
+ * The runtime's host ports (the CNI "portMappings" capability: podman's `-p`, kubelet's hostPort),
+ * runtimeConfig.portMappings `[{hostPort, containerPort, protocol, hostIP}]`, as spec.ports entries
+ * (Calico's k8s conversion writes protocol in lower case, hostIP "" for none). Refused with code 7
+ * naming the entry and field when one is not a port mapping.
+ */
+export function requestedPorts(conf: NetConf): EndpointPort[] {
+  const rc = conf.raw.runtimeConfig;
+  if (typeof rc !== 'object' || rc === null || Array.isArray(rc)) return [];
+  const pm = (rc as Record<string, unknown>).portMappings;
+  if (pm === undefined || pm === null) return [];
+  const where = `${configOrigin(conf.raw)}: runtimeConfig.portMappings`;
+  if (!Array.isArray(pm)) throw new CniError(CNI_CODES.INVALID_CONFIG, `${where}: expected a list of port mappings, got ${JSON.stringify(pm)}`);
+  const out: EndpointPort[] = [];
+  pm.forEach((m: unknown, k: number) => {
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new CniError(CNI_CODES.INVALID_CONFIG, `${where}[${k}]: expected {hostPort, containerPort, protocol, hostIP}, got ${JSON.stringify(m)}`);
+    const o = m as Record<string, unknown>;
+    const port = (f: string) => {
+      const v = o[f];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw new CniError(CNI_CODES.INVALID_CONFIG, `${where}[${k}].${f}: expected a port (1-65535), got ${JSON.stringify(v)}`);
+      return v;
+    };
+    const hostPort = port('hostPort');
+    const containerPort = port('containerPort');
+    const proto = o.protocol === undefined || o.protocol === '' ? 'tcp' : typeof o.protocol === 'string' ? o.protocol.toLowerCase() : '';
+    if (proto !== 'tcp' && proto !== 'udp' && proto !== 'sctp') throw new CniError(CNI_CODES.INVALID_CONFIG, `${where}[${k}].protocol: expected tcp, udp or sctp, got ${JSON.stringify(o.protocol)}`);
+    let hostIP = '';
+    if (o.hostIP !== undefined && o.hostIP !== '') {
+      const h = o.hostIP;
+      if (typeof h !== 'string' || (parseIPv4(h) === null && parseIPv6Cidr(`${h}/128`) === null)) throw new CniError(CNI_CODES.INVALID_CONFIG, `${where}[${k}].hostIP: expected an IP address, got ${JSON.stringify(h)}`);
+      // the unspecified address is every address, as portmap takes it
+      hostIP = h === '0.0.0.0' || h === '::' ? '' : h;
+    }
+    out.push({ name: '', protocol: proto, port: containerPort, hostPort, hostIP });
+  });
+  return out;
+}
+
+/** Do two host ports take the same port of the node (protocol, port, and an address both cover)? */
+function portsClash(a: { protocol?: unknown; hostPort?: unknown; hostIP?: unknown }, b: EndpointPort): boolean {
+  if (!a.hostPort || a.hostPort !== b.hostPort) return false;
+  const pa = typeof a.protocol === 'string' ? a.protocol.toLowerCase() : a.protocol === 17 ? 'udp' : a.protocol === 132 ? 'sctp' : 'tcp';
+  if (pa !== b.protocol) return false;
+  const ha = typeof a.hostIP === 'string' && a.hostIP !== '0.0.0.0' && a.hostIP !== '::' ? a.hostIP : '';
+  // no address: every address of the node (both families), as portmap reads it
+  return ha === '' || b.hostIP === '' || ha === b.hostIP;
+}
+
+/**
+ * Refuse host ports another endpoint of this node already has (code 4, naming it), before
+ * anything is made: the node's port goes to one pod only, and podway's table would give it to the
+ * first endpoint (by name) without a word. Another attachment of this container is no clash.
+ */
+async function refuseTakenHostPorts(kv: KvStore, conf: NetConf, env: CniEnv, ports: readonly EndpointPort[]): Promise<void> {
+  if (ports.length === 0) return;
+  for (const r of (await listResources(kv, WEP)).items) {
+    const spec = (r.object.spec ?? {}) as JsonObject;
+    if (spec.node !== conf.nodename || spec.containerID === env.containerId || !Array.isArray(spec.ports)) continue;
+    for (const theirs of spec.ports as JsonObject[]) {
+      const mine = ports.find((p) => portsClash(theirs, p));
+      if (!mine) continue;
+      const meta = (r.object.metadata ?? {}) as JsonObject;
+      const nets = ((spec.ipNetworks ?? []) as string[]).map((n) => n.split('/')[0]).join(', ');
+      throw new CniError(CNI_CODES.INVALID_ENV, `runtimeConfig.portMappings: ${mine.protocol} host port ${mine.hostIP || '*'}:${mine.hostPort} is already taken on node ${conf.nodename} by WorkloadEndpoint ${String(meta.namespace ?? 'default')}/${String(meta.name)} (container ${String(spec.containerID ?? '?')}, ${nets || 'no address'} port ${String(theirs.port)}); nothing was made: remove that container or pick another host port`);
+    }
+  }
+}
+
+function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: readonly string[], interfaceName: string, mac: string | null, ports: readonly EndpointPort[] = []): JsonObject {
   const spec: JsonObject = {
     orchestrator: id.orchestrator,
     workload: id.orchestrator === 'cni' ? env.containerId : undefined,
@@ -315,6 +394,8 @@ function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: read
     profiles: id.orchestrator === 'k8s' ? [`kns.${id.namespace}`] : [conf.name],
     interfaceName,
     mac: mac ?? undefined,
+    // Calico's spec.ports: the runtime's host ports (runtimeConfig.portMappings)
+    ports: ports.length ? ports.map((p) => ({ ...p })) : undefined,
   };
   // A TAP or TUN pod's attachment in annotations, not spec fields Calico does not define (which
   // calicoctl get/replace would drop: resources.ts INTERFACE_TYPE_ANNOTATION).
@@ -342,6 +423,8 @@ interface EarlierAttachment {
   readonly mac: string | null;
   /** A tap/tun endpoint's namespace (its interface-netns annotation); null for a veth. */
   readonly netns: string | null;
+  /** Its spec.ports as JSON text ("[]" for none), to tell whether they changed. */
+  readonly ports: string;
 }
 
 /**
@@ -366,7 +449,7 @@ async function earlierAttachment(kv: KvStore, conf: NetConf, env: CniEnv, id: Po
     for (const ip of ips) if ((await ipam.allocationOf(ip))?.handleId !== handle) return null;
   }
   const netns = typeof ann[INTERFACE_NETNS_ANNOTATION] === 'string' ? ann[INTERFACE_NETNS_ANNOTATION] : null;
-  return { ips, interfaceName: spec.interfaceName, mac: typeof spec.mac === 'string' ? spec.mac : null, netns };
+  return { ips, interfaceName: spec.interfaceName, mac: typeof spec.mac === 'string' ? spec.mac : null, netns, ports: JSON.stringify(Array.isArray(spec.ports) ? spec.ports : []) };
 }
 
 /** A first ADD whose CNI_IFNAME is already in CNI_NETNS (code 4): nothing there is touched. */
@@ -566,11 +649,14 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
   const requested = conf.ipam ? null : requestedIps(env, conf);
   // The MAC asked for the pod's interface (CNI_ARGS MAC, runtimeConfig.mac), checked before too.
   const wantMac = requestedMac(env, conf)?.mac ?? null;
+  // The host ports (runtimeConfig.portMappings), checked before too.
+  const ports = requestedPorts(conf);
   // One ADD of this container at a time (container-lock.ts): a second one finds the first's
   // endpoint and returns its result.
   return withContainerLock({ ipamLockFile: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs }, env.containerId, (held) => withStore(conf, async (kv) => {
     // Before anything is read for the pod or made: nothing is changed while the store is locked.
     await requireUnlocked(kv, conf);
+    await refuseTakenHostPorts(kv, conf, env, ports);
     // This node's Node, read once: podway's IPAM needs it registered, and an IPv6-only one (no
     // spec.bgp.ipv4Address: podway run --ip none) routes no IPv4 (pool MTU, ipv4OnIpv6OnlyNode).
     const node = await kv.get(nodeKey(conf.nodename));
@@ -736,6 +822,17 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
         netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName, conf.nodename, wantMac);
       }
+      // A veth pod with host ports: the node's own connections to 127.0.0.1:hostPort leave for the
+      // pod through its host veth (translated by table ip podway, then given the node's address),
+      // which the kernel allows a loopback source only with route_localnet, as portmap sets it on
+      // the host's interface; a pod's own packets for 127.0.0.0/8 stay dropped (hostport_raw).
+      if (ports.length > 0 && host) {
+        try {
+          writeFileSync(`/proc/sys/net/ipv4/conf/${host.name}/route_localnet`, '1');
+        } catch (e) {
+          process.stderr.write(`podway: ADD ${env.containerId}: net.ipv4.conf.${host.name}.route_localnet=1 not set (${(e as Error).message}): the node's connections to 127.0.0.1 on this pod's host ports will fail; its address and other hosts' work\n`);
+        }
+      }
       if (!link) {
         netlink.configurePodSysctls(env.netns, ips, conf.allowIpForwarding);
         const made = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
@@ -752,8 +849,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
 
       // The endpoint is written again only when it changed (a re-made interface has a new MAC):
       // an unchanged one would only wake every node's watch.
-      if (!earlier || earlier.mac !== link.mac || earlier.interfaceName !== interfaceName) {
-        const wep = workloadEndpoint(conf, env, id, ips, interfaceName, link.mac);
+      if (!earlier || earlier.mac !== link.mac || earlier.interfaceName !== interfaceName || earlier.ports !== JSON.stringify(ports)) {
+        const wep = workloadEndpoint(conf, env, id, ips, interfaceName, link.mac, ports);
         const wepName = `${id.namespace}/${(wep.metadata as JsonObject).name as string}`;
         let written: Awaited<ReturnType<typeof applyResource>>;
         try {

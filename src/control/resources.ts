@@ -313,6 +313,18 @@ export const WorkloadEndpointSchema = z.object({
      * annotation, or (earlier versions) this spec field.
      */
     interfaceNetns: netnsPath.optional(),
+    /**
+     * Calico's WorkloadEndpointPort list (libcalico-go: name, protocol, port, hostPort, hostIP): a
+     * pod's named and mapped ports. podway forwards the entries with a hostPort (TCP, UDP) to the
+     * pod: docs/cni.md, "Host ports"; its CNI plugin writes them from the runtime's portMappings.
+     */
+    ports: z.array(z.object({
+      name: z.string().optional(),
+      protocol: z.union([z.string().regex(/^(tcp|udp|sctp|icmp|icmpv6|udplite)$/i, { error: 'expected TCP, UDP, SCTP (any case) or a protocol number' }), z.number().int().min(1).max(255)]).optional(),
+      port: z.number().int().min(1).max(65535),
+      hostPort: z.number().int().min(0).max(65535).optional(),
+      hostIP: z.string().refine((x) => x === '' || parseIPv4(x) !== null || parseIPv6Cidr(`${x}/128`) !== null, { error: 'expected an IP address or ""' }).optional(),
+    })).optional(),
     // Accepted for compatibility with calicoctl output; podway does not use them.
     orchestrator: z.string().optional(),
     pod: z.string().optional(),

@@ -109,6 +109,47 @@ export interface LocalEndpoint {
   readonly cidrs: readonly string[];
   /** The pod's MAC (lower case) when the endpoint declares it. */
   readonly mac: string | null;
+  /** Its IPv4 host ports (spec.ports entries with a hostPort, TCP or UDP; docs/cni.md, "Host
+   * ports"), in spec order. Absent: none. */
+  readonly hostPorts?: readonly HostPortMapping[];
+}
+
+/** One host port of a pod: the node's `hostPort` (on `hostIp`, or on every address of the node when
+ * null) forwarded to the pod's `podIp`:`port`, as Calico's WorkloadEndpoint spec.ports records it. */
+export interface HostPortMapping {
+  readonly protocol: 'tcp' | 'udp';
+  readonly hostIp: number | null;
+  readonly hostPort: number;
+  readonly podIp: number;
+  readonly port: number;
+}
+
+/** `hostPorts` for a LocalEndpoint: only when it has some (a model without host ports is as before). */
+function hostPortsField(ports: Parameters<typeof hostPortsOf>[0], ips: readonly number[]): { hostPorts?: HostPortMapping[] } {
+  const h = hostPortsOf(ports, ips);
+  return h.length ? { hostPorts: h } : {};
+}
+
+/** The IPv4 host ports of an endpoint whose IPv4 addresses are `ips`: each spec.ports entry with a
+ * hostPort, TCP or UDP (SCTP and others are recorded, not forwarded), to the endpoint's first IPv4
+ * address; one whose hostIP is IPv6 is not an IPv4 host port. */
+export function hostPortsOf(ports: readonly { protocol?: string | number; port: number; hostPort?: number; hostIP?: string }[] | undefined, ips: readonly number[]): HostPortMapping[] {
+  if (!ports || ips.length === 0) return [];
+  const out: HostPortMapping[] = [];
+  for (const p of ports) {
+    if (!p.hostPort) continue;
+    const proto = typeof p.protocol === 'number' ? (p.protocol === 6 ? 'tcp' : p.protocol === 17 ? 'udp' : null) : (p.protocol ?? 'tcp').toLowerCase();
+    if (proto !== 'tcp' && proto !== 'udp') continue;
+    let hostIp: number | null = null;
+    if (p.hostIP) {
+      if (p.hostIP.includes(':')) continue;
+      const a = parseIPv4(p.hostIP);
+      if (a === null) continue;
+      if (a !== 0) hostIp = a;
+    }
+    out.push({ protocol: proto, hostIp, hostPort: p.hostPort, podIp: ips[0], port: p.port });
+  }
+  return out;
 }
 
 export interface LocalNodeIdentity {
@@ -388,6 +429,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
       ips,
       cidrs,
       mac: wep.spec.mac ?? null,
+      ...hostPortsField(wep.spec.ports, ips),
     });
   }
 

@@ -209,6 +209,13 @@ export const Event = {
    * podway) routed again from their pod once the MTU was read again (Pipeline.answerRefused): each
    * also counted as it went then, `frag_needed` (answered) or `too_big_no_df`. */
   TOO_BIG_ANSWERED: base + 56,
+  /** Packets for a host port of the node (CNI portMappings, Kubernetes hostPort), copied into
+   * podway0 by table ip podway's hostport_raw chain, handed back to the node's kernel through tx4,
+   * where its hostport_dnat chain translates them to the pod (docs/cni.md, "Host ports"). */
+  HOST_PORT_IN: base + 57,
+  /** A pod's packets from the container port of one of its host ports, handed to the node's kernel
+   * through tx4 (whatever the destination), whose conntrack gives replies the host port back. */
+  HOST_PORT_REPLY: base + 58,
 } as const;
 
 /** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
@@ -237,7 +244,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 57;
+export const COUNTER_COUNT = base + 59;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -14,7 +14,7 @@ import { Drop } from '../packet/drop';
 import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, NATIVE_DROP_FIELDS, type PortStats } from './io';
 import { nativeIO } from './native';
-import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from './pipeline';
+import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf, hostPortKey } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED, CALICO_VNI } from './nexthops';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
@@ -986,6 +986,8 @@ export class Engine {
     // Solicit the IPv6 underlay neighbours of the IPv6 tunnels and direct routes now, not on the first packet.
     this.neighbors6.solicitMissing();
     this.pipe.natSources.set(model.pools.filter((p) => p.natOutgoing));
+    // host ports: their pods' ends, whose packets go to the node's kernel (docs/cni.md, "Host ports")
+    this.pipe.hostPortSources = new Set(model.endpoints.flatMap((e) => (e.hostPorts ?? []).map((h) => hostPortKey(h.podIp, h.protocol === 'udp' ? 17 : 6, h.port))));
     const prevModel = this.model;
     this.model = model;
     this.applied++;

@@ -87,6 +87,121 @@ export interface NatSpec {
   /** The pod guard: a pod's new connections to the node's own addresses accepted (the default,
    * as calico.yaml sets Felix's DefaultEndpointToHostAction) or dropped (`--endpoint-to-host drop`). */
   endpointToHost?: 'accept' | 'drop';
+  /** table ip podway only: the node's host ports (CNI portMappings, Kubernetes hostPort) from its
+   * pods' WorkloadEndpoints (spec.ports), in order; the first of two for one address, protocol and
+   * port wins (the CNI plugin refuses the second: docs/cni.md, "Host ports"). */
+  hostPorts?: readonly HostPortRule[];
+  /** table ip podway only: this node's IPv4 address, the source a pod reaching its own host port
+   * is given (hairpin). */
+  nodeIp?: string;
+}
+
+/** One host port: `hostPort` on `hostIp` (null: every address of the node) to `podIp`:`port`. */
+export interface HostPortRule {
+  readonly protocol: 'tcp' | 'udp';
+  readonly hostIp: string | null;
+  readonly hostPort: number;
+  readonly podIp: string;
+  readonly port: number;
+}
+
+const PLAIN_IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+/** The host port rules fit for nft text (plain addresses, ports in range), each (address,
+ * protocol, port) once: the first wins. */
+function hostPortRules(s: NatSpec): HostPortRule[] {
+  const seen = new Set<string>();
+  const out: HostPortRule[] = [];
+  for (const h of s.hostPorts ?? []) {
+    if ((h.protocol !== 'tcp' && h.protocol !== 'udp') || !PLAIN_IPV4.test(h.podIp) || (h.hostIp !== null && !PLAIN_IPV4.test(h.hostIp))) continue;
+    if (!Number.isInteger(h.hostPort) || h.hostPort < 1 || h.hostPort > 65535 || !Number.isInteger(h.port) || h.port < 1 || h.port > 65535) continue;
+    const key = `${h.hostIp ?? '*'} ${h.protocol} ${h.hostPort}`;
+    if (seen.has(key)) continue;
+    // an address-wide one hides later ones on one address, and the reverse
+    if (h.hostIp === null ? [...seen].some((k) => k.endsWith(` ${h.protocol} ${h.hostPort}`)) : seen.has(`* ${h.protocol} ${h.hostPort}`)) continue;
+    seen.add(key);
+    out.push(h);
+  }
+  return out;
+}
+
+/** The rules of the three host port chains, by chain (hostportChains). */
+function hostPortChainRules(s: NatSpec, hostPort: string): { raw: string[]; dnat: string[]; snat: string[] } {
+  const rules = hostPortRules(s);
+  const dev = ifnames([hostPort])[0] ?? '"podway0"';
+  const match = (h: HostPortRule) => `${h.hostIp === null ? 'fib daddr type local' : `ip daddr ${h.hostIp}`} meta l4proto ${h.protocol} th dport ${h.hostPort}`;
+  const raw = [
+    // route_localnet is on for the host veths of pods with host ports (the plugin): their own
+    // packets for the node's loopback must not reach it
+    'iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop',
+    ...(rules.length ? ['iifname @pods ip saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop'] : []),
+    ...rules.map((h) => `iifname != "lo" ${match(h)} counter name "hostport_in" dup to ip daddr device ${dev} drop`),
+  ];
+  const dnat = rules.map((h) => `${match(h)} counter name "hostport_dnat" dnat to ${h.podIp}:${h.port}`);
+  const node = s.nodeIp !== undefined && PLAIN_IPV4.test(s.nodeIp) ? s.nodeIp : null;
+  const snat = node === null || rules.length === 0 ? [] : [
+    // the node's own connections from 127.0.0.1: the pod answers the node's address
+    `ct status dnat ip saddr 127.0.0.0/8 snat to ${node}`,
+    ...[...new Set(rules.map((h) => h.podIp))].map((ip) => `ct status dnat ip saddr ${ip} ip daddr ${ip} snat to ${node}`),
+  ];
+  return { raw, dnat, snat };
+}
+
+/** The pods' ends of the host ports, as hostport_srcs elements (address . protocol . port). */
+function hostPortSources(s: NatSpec): string[] {
+  return [...new Set(hostPortRules(s).map((h) => `${h.podIp} . ${h.protocol} . ${h.port}`))].sort();
+}
+
+/**
+ * Host ports (CNI portMappings, Kubernetes hostPort; docs/cni.md, "Host ports"), in table ip
+ * podway. The node's forwarding is off (podway forwards), so a packet for a host port that the
+ * kernel received and translated to a pod would be dropped by its routing, its conntrack entry
+ * never confirmed. Instead:
+ * - hostport_raw (prerouting, before conntrack and the transit drop): a packet for a host port,
+ *   from any interface but lo, is copied into podway0 (`dup`) and dropped; podway sends it back
+ *   through its raw socket (tx4), so it crosses OUTPUT like a packet of the node's own;
+ * - hostport_dnat (output, nat): translates it (and the node's own connections to the host port)
+ *   to the pod, and the entry is confirmed as the packet leaves for the pod;
+ * - hostport_snat (postrouting, nat): a pod reaching its own host port gets the node's address as
+ *   source (it would drop a packet from its own address as a martian);
+ * - the pod's packets from the container port are handed to the kernel by podway too (tx4), so
+ *   conntrack gives replies the host port back; the kernel's own copy of a veth pod's frame is
+ *   dropped in hostport_raw (`hostport_copy`), as podway sends it.
+ * Rules are rewritten whole on a change (flush chain + rules, one transaction, with the sets).
+ */
+function hostportChains(s: NatSpec): string {
+  const r = hostPortChainRules(s, s.hostPort);
+  const body = (xs: string[]) => xs.map((x) => `\n    ${x}`).join('');
+  return `
+  set hostport_srcs { type ipv4_addr . inet_proto . inet_service;${elements(hostPortSources(s))} }
+  counter hostport_in { }
+  counter hostport_copy { }
+  counter hostport_dnat { }
+  counter hostport_localnet { }
+  chain hostport_raw {
+    type filter hook prerouting priority raw - 1; policy accept;${body(r.raw)}
+  }
+  chain hostport_dnat {
+    type nat hook output priority -100; policy accept;${body(r.dnat)}
+  }
+  chain hostport_snat {
+    type nat hook postrouting priority srcnat - 1; policy accept;${body(r.snat)}
+  }`;
+}
+
+/** The host port part of a live update of table ip podway: the pods' ends (a set) and, when the
+ * rules changed, the three chains rewritten. */
+function hostportUpdate(s: NatSpec, prev: NatSpec | null): string[] {
+  const where = `ip ${NAT_TABLE}`;
+  // (a table made without host ports holds their chains as natTableProgram wrote them)
+  if (prev === null && hostPortRules(s).length === 0) return [];
+  const lines = setUpdate(where, 'hostport_srcs', hostPortSources(s), prev && hostPortSources(prev), false);
+  const r = hostPortChainRules(s, s.hostPort);
+  if (prev !== null && JSON.stringify(r) === JSON.stringify(hostPortChainRules(prev, prev.hostPort))) return lines;
+  for (const [chain, rules] of [['hostport_raw', r.raw], ['hostport_dnat', r.dnat], ['hostport_snat', r.snat]] as const) {
+    lines.push(`flush chain ${where} ${chain}`, ...rules.map((x) => `add rule ${where} ${chain} ${x}`));
+  }
+  return lines;
 }
 
 /** Does the IPv6 table hold its NAT chains (nat6Chains)? */
@@ -136,7 +251,7 @@ table ip ${NAT_TABLE} {
   set natpools { type ipv4_addr; flags interval; auto-merge;${elements(s.natPools)} }
   set nodes { type ipv4_addr;${elements(s.nodes)} }
   set pods { type ifname;${elements(ifnames(s.pods))} }
-  counter pod_transit { }${natChains(s, NAT4_WORDS)}${podIngressChain(s)}
+  counter pod_transit { }${natChains(s, NAT4_WORDS)}${podIngressChain(s)}${hostportChains(s)}
 }
 `;
 }
@@ -176,7 +291,9 @@ function setsProgram(family: 'ip' | 'ip6', s: NatSpec, prev: NatSpec | null = nu
 }
 
 export function natSetsProgram(s: NatSpec, prev: NatSpec | null = null): string {
-  return setsProgram('ip', s, prev);
+  const lines = hostportUpdate(s, prev);
+  const sets = setsProgram('ip', s, prev);
+  return lines.length ? sets + lines.join('\n') + '\n' : sets;
 }
 
 /**
@@ -488,7 +605,12 @@ export interface NatCounters { flows: number; outPackets: number; outBytes: numb
   /** table inet podway (the pod guard): frames from a veth pod the kernel got with a source not the
    * pod's own, tunnel packets (VXLAN, IPIP) from pods, and new connections from pods to the node
    * refused by `--endpoint-to-host drop` */
-  podSpoofed?: number; podTunnel?: number; podToHost?: number }
+  podSpoofed?: number; podTunnel?: number; podToHost?: number;
+  /** table ip podway's host ports: packets for a host port copied into podway0 (hostport_in), new
+   * connections translated to a pod (hostport_dnat), the kernel's copies of veth pods' host port
+   * packets dropped (podway sends them: hostport_copy), veth pods' packets for 127.0.0.0/8 dropped
+   * (hostport_localnet) */
+  hostPortIn?: number; hostPortDnat?: number; hostPortCopy?: number; hostPortLocalnet?: number }
 
 function nftError(e: unknown, what: string): Error {
   const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
@@ -932,7 +1054,7 @@ function natPoolsSaid(s: NatSpec): string {
 }
 
 function setsKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods, s.podAddrs4 ?? [], s.podAddrs6 ?? [], s.podIps4 ?? [], s.podIps6 ?? []]);
+  return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods, s.podAddrs4 ?? [], s.podAddrs6 ?? [], s.podIps4 ?? [], s.podIps6 ?? [], s.hostPorts ?? [], s.nodeIp ?? '']);
 }
 
 /** The NAT or guard figures from a table's named counters (nft-counters.ts readNftCounters; a
@@ -946,5 +1068,11 @@ export function natCountersOf(named: NamedCounts): NatCounters {
   if (named.pod_spoofed) c.podSpoofed = p('pod_spoofed');
   if (named.pod_tunnel) c.podTunnel = p('pod_tunnel');
   if (named.pod_to_host) c.podToHost = p('pod_to_host');
+  if (named.hostport_in) {
+    c.hostPortIn = p('hostport_in');
+    c.hostPortDnat = p('hostport_dnat');
+    c.hostPortCopy = p('hostport_copy');
+    c.hostPortLocalnet = p('hostport_localnet');
+  }
   return c;
 }

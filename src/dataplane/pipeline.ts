@@ -164,6 +164,15 @@ export class Pipeline implements CapturePorts {
   poolMask = new Uint32Array(0);
   /** Pools with natOutgoing: their egress is masqueraded by the kernel (counted and traced here). */
   readonly natSources = new NatSources();
+  /**
+   * Host ports (CNI portMappings, Kubernetes hostPort; docs/cni.md, "Host ports"): the pods' ends of
+   * them, each a number hostPortKey(pod address, protocol, container port). A pod's TCP or UDP
+   * packet from one of them goes to the node's kernel (tx4), whatever its destination, so the
+   * kernel's conntrack reverses the DNAT of table ip podway's hostport_dnat chain (nft-nat.ts);
+   * the kernel's own copy of a veth pod's frame is dropped by that table (hostport_copy). Numbers,
+   * not strings: the look-up allocates nothing. Set by the engine with each model.
+   */
+  hostPortSources: ReadonlySet<number> = new Set();
   /** Felix's natOutgoingExclusions: true for IPPoolsOnly (the default), where a natOutgoing pod's
    * egress to another node's address is handed to the kernel to be masqueraded like any outside
    * destination (table ip podway masquerades the connections the pod opens there: nft-nat.ts
@@ -571,7 +580,43 @@ export class Pipeline implements CapturePorts {
     if (this.isEncapFromPod(ip, len)) return this.drop(Reason.ENCAP_FROM_POD);
     if (v === Drop.BAD_IP_OPTIONS) return this.badOptions(i, port, ip);
     if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
+    if (this.hostPortSources.size !== 0 && this.fromHostPortSource(ip, src)) return this.hostPortReply(i, port, ip);
     return this.forward(i, port, ip, true, false);
+  }
+
+  /** Is the pod's IPv4 packet at `ip` (source `src`) TCP or UDP from one of its host ports'
+   * container ports (hostPortSources)? A later fragment carries no port: not one. */
+  private fromHostPortSource(ip: number, src: number): boolean {
+    const b = this.b;
+    const proto = b[ip + 9];
+    if ((proto !== 6 && proto !== IPPROTO_UDP) || (((b[ip + 6] & 0x1f) | b[ip + 7]) !== 0)) return false;
+    const l4 = ip + ((b[ip] & 0x0f) << 2);
+    return this.hostPortSources.has(hostPortKey(src, proto, (b[l4] << 8) | b[l4 + 1]));
+  }
+
+  /**
+   * A pod's packet from one of its host ports (fromHostPortSource): to the node's kernel through
+   * tx4, routed there like any packet the node sends, so conntrack takes it as the reply of a
+   * connection its hostport_dnat chain translated and gives it the node's address and host port
+   * back (or as a packet of a connection it does not know, sent on unchanged: the node's routing
+   * hands a pool destination back into podway0). TTL and MTU as for other egress through tx4.
+   */
+  private hostPortReply(i: number, inPort: number, ip: number): number {
+    const b = this.b;
+    const total = (b[ip + 2] << 8) | b[ip + 3];
+    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    if (this.tx4Port < 0) return this.drop(Reason.NO_ROUTE);
+    if (isMartianDst4(dst)) return this.martian(i, inPort, ip, dst);
+    if (b[ip + 8] <= 1) {
+      this.counters[Reason.TTL_EXPIRED]++;
+      return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
+    }
+    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
+    ipv4DecrementTtl(b, ip);
+    this.setFrame(i, ip, total);
+    this.pool.addr[i] = dst;
+    if (this.tr !== null) this.tr.stages.push(`from a host port's container port: to the node's kernel (tx4), whose conntrack gives it the host port back (table ip podway, hostport_dnat)`);
+    return this.count(Event.HOST_PORT_REPLY, this.tx4Port);
   }
 
   /** A pod's IPv4 packet that is itself a tunnel packet (IP-in-IP, or UDP to the VXLAN port in a
@@ -593,8 +638,28 @@ export class Pipeline implements CapturePorts {
     const v = validateIpv4(this.b, f, this.pool.len[i]);
     if (v !== Drop.OK) return this.drop(v);
     if (this.trace !== null) this.startTrace(f, port);
+    // For the node itself, out of podway0: only a host port's packet, copied here by table ip
+    // podway's hostport_raw chain (the kernel never routes its own addresses into podway0).
+    const dst = ((this.b[f + 16] << 24) | (this.b[f + 17] << 16) | (this.b[f + 18] << 8) | this.b[f + 19]) >>> 0;
+    if ((dst === this.addr.nodeIp && this.addr.hasNodeIp) || this.local4.has(dst)) return this.hostPortIn(i, f, dst);
     // The kernel originated it: no TTL decrement; ICMP errors (frag needed) go back to the host.
     return this.forward(i, port, f, true, true);
+  }
+
+  /**
+   * A packet for a host port of the node (from the underlay, a pod, any interface but lo), which
+   * table ip podway's hostport_raw chain copied into podway0 (its TTL already lowered by that
+   * copy) and dropped before the kernel's conntrack: sent back to the kernel through tx4, as a
+   * packet the node sends, so it crosses the OUTPUT hook, where hostport_dnat translates it to the
+   * pod, and the conntrack entry is confirmed on its way out (the node's forwarding is off: a
+   * translated packet received on the underlay would be dropped by its routing, unconfirmed).
+   */
+  private hostPortIn(i: number, ip: number, dst: number): number {
+    if (this.tx4Port < 0) return this.drop(Reason.NO_ROUTE);
+    this.setFrame(i, ip, (this.b[ip + 2] << 8) | this.b[ip + 3]);
+    this.pool.addr[i] = dst;
+    if (this.tr !== null) this.tr.stages.push(`${formatIpv4(dst)}: an address of this node, out of podway0: a host port's packet (table ip podway, hostport_raw): to the node's kernel (tx4), translated there to the pod (hostport_dnat)`);
+    return this.count(Event.HOST_PORT_IN, this.tx4Port);
   }
 
   private fromVxlan(i: number): number {
@@ -1792,4 +1857,10 @@ function refusedInner(b: Uint8Array, l3: number, end: number, vxlanPort: number)
     return e + ETH_HLEN;
   }
   return l3;
+}
+
+/** The key of a host port's pod end in Pipeline.hostPortSources: the pod's IPv4 address, the
+ * protocol (6 TCP, 17 UDP) and the container port, as one number below 2^49 (exact in a double). */
+export function hostPortKey(ip: number, proto: number, port: number): number {
+  return (ip >>> 0) * 131072 + (proto === IPPROTO_UDP ? 65536 : 0) + (port & 0xffff);
 }

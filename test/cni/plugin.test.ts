@@ -967,12 +967,12 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
     writeFileSync(path.join(confDir, '05-other.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'other', plugins: [{ type: 'bridge' }] }));
     const out = sh(process.execPath, [path.resolve(__dirname, '../../../bin/podway.js'), 'cni', 'install', '--bin-dir', binDir, '--conf-dir', confDir, '--datastore', `embedded:${h.storeDir}`, '--node', 'n-1', '--name', 'pw-net', '--priority', '20']);
     assert.match(out, 'installed');
-    assert.match(out, 'note: no portmap plugin is chained', 'hostPort\'s absence is said');
+    assert.match(out, 'note: host ports (`podman run -p`, hostPort; IPv4) are forwarded by podway run itself', 'how host ports work is said');
     const shim = readFileSync(path.join(binDir, 'podway'), 'utf8');
     assert.ok(shim.includes(SHIM_MARKER));
     assert.ok(shim.includes(process.execPath) && shim.includes(path.resolve(__dirname, '../../src/cni/main.js')), shim);
     const conf = JSON.parse(readFileSync(path.join(confDir, '20-pw-net.conflist'), 'utf8'));
-    assert.equal(conf, { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'pw-net', plugins: [{ type: 'podway', datastore: `embedded:${h.storeDir}`, nodename: 'n-1', ipam: { type: 'podway' }, conflist: path.join(confDir, '20-pw-net.conflist'), capabilities: { mac: true } }] });
+    assert.equal(conf, { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'pw-net', plugins: [{ type: 'podway', datastore: `embedded:${h.storeDir}`, nodename: 'n-1', ipam: { type: 'podway' }, conflist: path.join(confDir, '20-pw-net.conflist'), capabilities: { mac: true, portMappings: true } }] });
     // the shim answers VERSION with no environment but CNI_COMMAND
     const v = sh('/usr/bin/env', ['-i', 'CNI_COMMAND=VERSION', path.join(binDir, 'podway')]);
     assert.equal(JSON.parse(v).supportedVersions, ['0.4.0', '1.0.0', '1.1.0']);

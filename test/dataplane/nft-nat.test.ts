@@ -145,6 +145,35 @@ test('the IPv6 kernel transit drop: pod frames not for the node dropped at prior
   assert.match(natSetsProgram6(t), 'flush set ip6 podway pods\nadd element ip6 podway pods { "cali1234", "cali5678" }\n');
 });
 
+test('host ports: copied into podway0 before conntrack, translated in OUTPUT, hairpin and 127.0.0.1 given the node\'s address; the first claim of a port wins; a live update rewrites the chains only when they change', () => {
+  const hp: NatSpec = { ...SPEC, nodeIp: '10.99.0.1', hostPorts: [
+    { protocol: 'tcp', hostIp: null, hostPort: 18080, podIp: '10.244.0.5', port: 8080 },
+    { protocol: 'udp', hostIp: '10.99.0.5', hostPort: 18081, podIp: '10.244.0.5', port: 8081 },
+    // taken already (every address): left out
+    { protocol: 'tcp', hostIp: '10.99.0.5', hostPort: 18080, podIp: '10.244.0.6', port: 80 },
+    // not an address: left out
+    { protocol: 'tcp', hostIp: 'x; flush ruleset', hostPort: 18082, podIp: '10.244.0.6', port: 80 },
+  ] };
+  const p = natTableProgram(hp);
+  assert.match(p, 'type filter hook prerouting priority raw - 1; policy accept;\n    iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop\n    iifname @pods ip saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop');
+  assert.match(p, 'iifname != "lo" fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_in" dup to ip daddr device "podway0" drop');
+  assert.match(p, 'iifname != "lo" ip daddr 10.99.0.5 meta l4proto udp th dport 18081 counter name "hostport_in" dup to ip daddr device "podway0" drop');
+  assert.match(p, 'type nat hook output priority -100; policy accept;\n    fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_dnat" dnat to 10.244.0.5:8080\n    ip daddr 10.99.0.5 meta l4proto udp th dport 18081 counter name "hostport_dnat" dnat to 10.244.0.5:8081\n  }');
+  assert.match(p, 'ct status dnat ip saddr 127.0.0.0/8 snat to 10.99.0.1\n    ct status dnat ip saddr 10.244.0.5 ip daddr 10.244.0.5 snat to 10.99.0.1\n  }');
+  assert.match(p, 'set hostport_srcs { type ipv4_addr . inet_proto . inet_service; elements = { 10.244.0.5 . tcp . 8080, 10.244.0.5 . udp . 8081 } }');
+  assert.not.match(p, '10.244.0.6');
+  assert.not.match(p, 'flush ruleset');
+  // without host ports: the chains are there, empty but for the 127.0.0.0/8 drop
+  assert.match(natTableProgram(SPEC), 'chain hostport_dnat {\n    type nat hook output priority -100; policy accept;\n  }');
+  // live: unchanged host ports rewrite nothing; a pod gone flushes its rules
+  assert.is(natSetsProgram({ ...hp, pods: ['cali1234'] }, hp), 'delete element ip podway pods { "cali5678" }\n');
+  const gone = natSetsProgram({ ...hp, hostPorts: [] }, hp);
+  assert.match(gone, 'delete element ip podway hostport_srcs { 10.244.0.5 . tcp . 8080, 10.244.0.5 . udp . 8081 }');
+  assert.match(gone, 'flush chain ip podway hostport_dnat\nflush chain ip podway hostport_snat\n');
+  const added = natSetsProgram(hp, SPEC);
+  assert.match(added, 'add rule ip podway hostport_dnat fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_dnat" dnat to 10.244.0.5:8080');
+});
+
 test('counters are read from nft -j (the table\'s named counters: nft-counters.ts)', () => {
   const json = JSON.stringify({ nftables: [
     { metainfo: { version: '1.0.6' } },

@@ -1,0 +1,181 @@
+/**
+ * Host ports (CNI portMappings, `podman run -p`, Kubernetes hostPort) on a running podway (root,
+ * network namespaces; docs/cni.md, "Host ports"): the plugin's ADD records runtimeConfig.portMappings
+ * in the WorkloadEndpoint's spec.ports as Calico does, and podway run forwards the node's port to the
+ * pod. A TCP and a UDP server in veth pod A answer with the address and port they saw; they are
+ * reached through the node's address from a client on the underlay (the uplink namespace), from the
+ * node itself (its address and 127.0.0.1), from another pod of the node and from pod A itself
+ * (hairpin), on an address given (hostIP) and not on another; a TUN pod's host port too. A second
+ * pod asking for a taken port is refused naming the first; DEL takes the port away and a new ADD
+ * (a restart) brings it back.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { CniHarness, RunningPodway } from './harness';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { isRoot, sh, type Netns } from '../helpers/netns';
+import { until } from '../helpers/until';
+
+/** Answers each TCP connection and UDP datagram on the ports given with "LABEL FROM-ADDR:PORT". */
+const SERVER = `
+const net = require('net'), dgram = require('dgram');
+const [label, ...ports] = process.argv.slice(2);
+for (const p of ports) {
+  const [proto, port] = p.split('/');
+  if (proto === 'tcp') net.createServer((c) => { c.end(label + ' ' + c.remoteAddress + ':' + c.remotePort + '\\n'); c.on('error', () => {}); }).listen(Number(port), '0.0.0.0');
+  else { const s = dgram.createSocket('udp4'); s.on('message', (m, r) => s.send(label + ' ' + r.address + ':' + r.port + '\\n', r.port, r.address)); s.bind(Number(port), '0.0.0.0'); }
+}
+setTimeout(() => process.exit(0), 120000);
+`;
+
+/** One request: prints the answer, or "ERR <why>"; 2 s at most. UDP through a connected socket,
+ * which takes the answer only from the address and port it sent to. */
+const CLIENT = `
+const net = require('net'), dgram = require('dgram');
+const [proto, host, port] = process.argv.slice(2);
+const done = (t) => { process.stdout.write(t.trim() + '\\n'); process.exit(0); };
+setTimeout(() => done('ERR timeout'), 2000);
+if (proto === 'tcp') {
+  let got = '';
+  const c = net.connect(Number(port), host);
+  c.on('data', (d) => { got += d; }); c.on('end', () => done(got)); c.on('error', (e) => done('ERR ' + e.code));
+} else {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m) => done(String(m))); s.on('error', (e) => done('ERR ' + e.code));
+  s.connect(Number(port), host, () => s.send('x'));
+}
+`;
+
+test('host ports: TCP and UDP through the node\'s address from the underlay, the node, pods (hairpin), hostIP; a taken port refused; DEL and ADD again', async () => {
+  if (!isRoot()) throw new Error('this test needs root (network namespaces)');
+  const h = new CniHarness();
+  let podway: RunningPodway | null = null;
+  const servers: ChildProcess[] = [];
+  let log: string[] = [];
+  try {
+    await h.setup({ cidr: '10.248.0.0/24', blockSize: 26 });
+    const uplink = h.addUplink();
+    uplink.ip('addr', 'add', '10.99.0.254/24', 'dev', 'eth0');
+    h.node.ip('route', 'add', 'default', 'via', '10.99.0.254');
+    // a second address of the node, for a host port given on it alone (hostIP)
+    h.node.ip('addr', 'add', '10.99.0.5/24', 'dev', 'eth0');
+    const serverJs = path.join(h.dir, 'server.js');
+    const clientJs = path.join(h.dir, 'client.js');
+    writeFileSync(serverJs, SERVER);
+    writeFileSync(clientJs, CLIENT);
+    const ask = (ns: Netns, proto: string, host: string, port: number) => sh('ip', ['netns', 'exec', ns.name, process.execPath, clientJs, proto, host, String(port)], { allowFail: true, timeoutMs: 10_000 }).trim();
+    const serve = (ns: Netns, label: string, ports: string[]) => {
+      const p = spawn('ip', ['netns', 'exec', ns.name, process.execPath, serverJs, label, ...ports], { stdio: 'ignore' });
+      servers.push(p);
+    };
+
+    podway = h.startPodway();
+    log = podway.log;
+    await podway.ready();
+
+    const mappings = [
+      { hostPort: 18080, containerPort: 8080, protocol: 'tcp' },
+      { hostPort: 18081, containerPort: 8081, protocol: 'udp' },
+      { hostPort: 18082, containerPort: 8080, protocol: 'tcp', hostIP: '10.99.0.5' },
+    ];
+    const podA = h.pod('a');
+    const podB = h.pod('b');
+    const addA = await h.add(podA, 'hpa', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-a', extra: { runtimeConfig: { portMappings: mappings } } });
+    const ipA = (addA.json.ips[0].address as string).split('/')[0];
+    const addB = await h.add(podB, 'hpb', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-b' });
+    const ipB = (addB.json.ips[0].address as string).split('/')[0];
+    // spec.ports as Calico's WorkloadEndpointPort (name, protocol, port, hostPort, hostIP)
+    const weps = await h.workloadEndpoints();
+    const wepA = weps.find((w) => w.spec.containerID === 'hpa');
+    assert.equal(wepA.spec.ports, [
+      { name: '', protocol: 'tcp', port: 8080, hostPort: 18080, hostIP: '' },
+      { name: '', protocol: 'udp', port: 8081, hostPort: 18081, hostIP: '' },
+      { name: '', protocol: 'tcp', port: 8080, hostPort: 18082, hostIP: '10.99.0.5' },
+    ]);
+    assert.is(weps.find((w) => w.spec.containerID === 'hpb').spec.ports, undefined, 'no ports, no spec.ports');
+    serve(podA, 'A', ['tcp/8080', 'udp/8081']);
+    const attached = await until(async () => ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === 2, 15_000);
+    assert.ok(attached, `both pods attached: ${log.slice(-5).join(' | ')}`);
+    // the server listens and the table has the rules
+    const up = await until(async () => ask(uplink, 'tcp', '10.99.0.1', 18080).startsWith('A '), 10_000);
+    const nft = sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'table', 'ip', 'podway']);
+    assert.ok(up, `uplink -> 10.99.0.1:18080: ${ask(uplink, 'tcp', '10.99.0.1', 18080)} | ${nft} | ${log.slice(-8).join(' | ')}`);
+
+    // from the underlay: the pod sees the client's own address (no SNAT), the client the node's port
+    assert.is(ask(uplink, 'tcp', '10.99.0.1', 18080).split(':')[0], 'A 10.99.0.254');
+    assert.is(ask(uplink, 'udp', '10.99.0.1', 18081).split(':')[0], 'A 10.99.0.254', 'UDP answered from 10.99.0.1:18081 (a connected socket takes nothing else)');
+    // hostIP: on that address only
+    assert.is(ask(uplink, 'tcp', '10.99.0.5', 18082).split(':')[0], 'A 10.99.0.254');
+    assert.match(ask(uplink, 'tcp', '10.99.0.1', 18082), /^ERR /, 'not on another address of the node');
+    // the node itself, from its address and from 127.0.0.1 (given the node's address)
+    assert.is(ask(h.node, 'tcp', '10.99.0.1', 18080).split(':')[0], 'A 10.99.0.1');
+    assert.is(ask(h.node, 'udp', '10.99.0.1', 18081).split(':')[0], 'A 10.99.0.1');
+    assert.is(ask(h.node, 'tcp', '127.0.0.1', 18080).split(':')[0], 'A 10.99.0.1');
+    // another pod of the node (hairpin): its own address; pod A itself: the node's
+    assert.is(ask(podB, 'tcp', '10.99.0.1', 18080).split(':')[0], `A ${ipB}`);
+    assert.is(ask(podB, 'udp', '10.99.0.1', 18081).split(':')[0], `A ${ipB}`);
+    assert.is(ask(podA, 'tcp', '10.99.0.1', 18080).split(':')[0], 'A 10.99.0.1');
+    // the container port directly keeps working (its packets go through the node's kernel now)
+    assert.is(ask(podB, 'tcp', ipA, 8080).split(':')[0], `A ${ipB}`);
+    assert.is(ask(h.node, 'tcp', ipA, 8080).split(':')[0].startsWith('A '), true);
+
+    // a TUN pod's host port (its packets reach podway alone; the kernel reaches it through podway0)
+    const podT = h.pod('t');
+    await h.add(podT, 'hpt', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-t', extra: { interfaceType: 'tun', runtimeConfig: { portMappings: [{ hostPort: 18090, containerPort: 8090, protocol: 'tcp' }] } } });
+    serve(podT, 'T', ['tcp/8090']);
+    const tUp = await until(async () => ask(uplink, 'tcp', '10.99.0.1', 18090).startsWith('T '), 15_000);
+    assert.ok(tUp, `uplink -> tun pod's 18090: ${ask(uplink, 'tcp', '10.99.0.1', 18090)} | ${log.slice(-5).join(' | ')}`);
+    assert.is(ask(uplink, 'tcp', '10.99.0.1', 18090).split(':')[0], 'T 10.99.0.254');
+    assert.is(ask(podB, 'tcp', '10.99.0.1', 18090).split(':')[0], `T ${ipB}`);
+    assert.is(ask(h.node, 'tcp', '10.99.0.1', 18090).split(':')[0], 'T 10.99.0.1');
+
+    // a second pod asking for the same port: refused, naming the first; nothing made
+    const podC = h.pod('c');
+    const refused = await h.call({ command: 'ADD', containerId: 'hpc', netns: podC.path, ifname: 'eth0', args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-c', extra: { runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] } } });
+    assert.is(refused.exitCode, 1, refused.stdout);
+    assert.is(refused.json.code, 4, refused.stdout);
+    assert.match(refused.json.msg, /tcp host port \*:18080 is already taken on node \S+ by WorkloadEndpoint default\/\S+hp--a\S* \(container hpa, 10\.248\.0\.\d+ port 8080\)/);
+    assert.is(sh('ip', ['-n', podC.name, 'link', 'show', 'eth0'], { allowFail: true }), '', 'no interface made');
+    // not a port mapping: code 7 naming the entry and field, nothing made
+    const bad = await h.call({ command: 'ADD', containerId: 'hpc', netns: podC.path, ifname: 'eth0', args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-c', extra: { runtimeConfig: { portMappings: [{ hostPort: 18085, containerPort: 80 }, { hostPort: 0, containerPort: 80, protocol: 'tcp' }] } } });
+    assert.is(bad.json.code, 7, bad.stdout);
+    assert.match(bad.json.msg, 'runtimeConfig.portMappings[1].hostPort: expected a port (1-65535), got 0');
+    assert.is(sh('ip', ['-n', podC.name, 'link', 'show', 'eth0'], { allowFail: true }), '', 'no interface made');
+    // another protocol on that port is no clash
+    const addC = await h.add(podC, 'hpc', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-c', extra: { runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 8081, protocol: 'udp' }] } } });
+    const ipC = (addC.json.ips[0].address as string).split('/')[0];
+    serve(podC, 'C', ['udp/8081']);
+    const cUp = await until(async () => ask(uplink, 'udp', '10.99.0.1', 18080).startsWith('C '), 10_000);
+    assert.ok(cUp, `udp 18080 -> pod C ${ipC}: ${ask(uplink, 'udp', '10.99.0.1', 18080)}`);
+
+    // DEL: the port goes with the pod
+    const del = await h.call({ command: 'DEL', containerId: 'hpa', netns: podA.path, ifname: 'eth0', args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-a' });
+    assert.is(del.exitCode, 0, del.stdout);
+    const gone = await until(async () => !sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'chain', 'ip', 'podway', 'hostport_dnat']).includes('tcp dport 18080'), 10_000);
+    assert.ok(gone, 'the rule went with the endpoint');
+    assert.match(ask(uplink, 'tcp', '10.99.0.1', 18080), /^ERR /);
+    // ADD again (a restart): back
+    await h.add(podA, 'hpa', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-a', extra: { runtimeConfig: { portMappings: mappings } } });
+    const back = await until(async () => ask(uplink, 'tcp', '10.99.0.1', 18080).startsWith('A '), 15_000);
+    assert.ok(back, `after ADD again: ${ask(uplink, 'tcp', '10.99.0.1', 18080)}`);
+
+    // counted: podway's events and the table's counters
+    const text = JSON.stringify(await controlRequest(h.control, { cmd: 'counters' }));
+    assert.match(text, /"host_port_in":[1-9]/, text.slice(0, 400));
+    assert.match(text, /"host_port_reply":[1-9]/, text.slice(0, 400));
+    const shown = await until(async () => /"hostPortIn":[1-9]\d*,"hostPortDnat":[1-9]\d*,"hostPortCopy":[1-9]/.test(JSON.stringify(await controlRequest(h.control, { cmd: 'counters' }))), 10_000);
+    assert.ok(shown, `the table's counters: ${JSON.stringify(((await controlRequest(h.control, { cmd: 'counters' })) as { nat?: unknown }).nat)}`);
+  } catch (e) {
+    console.log(log.slice(-30).join('\n'));
+    throw e;
+  } finally {
+    for (const s of servers) if (s.pid !== undefined) try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ }
+    await podway?.stop();
+    await h.cleanup();
+  }
+});
+
+test.run();

@@ -641,7 +641,8 @@ export class Pipeline implements CapturePorts {
     // For the node itself, out of podway0: only a host port's packet, copied here by table ip
     // podway's hostport_raw chain (the kernel never routes its own addresses into podway0).
     const dst = ((this.b[f + 16] << 24) | (this.b[f + 17] << 16) | (this.b[f + 18] << 8) | this.b[f + 19]) >>> 0;
-    if ((dst === this.addr.nodeIp && this.addr.hasNodeIp) || this.local4.has(dst)) return this.hostPortIn(i, f, dst);
+    // (looked at only while the node has host ports: the node's own traffic to pods pays nothing)
+    if (this.hostPortSources.size !== 0 && ((dst === this.addr.nodeIp && this.addr.hasNodeIp) || this.local4.has(dst))) return this.hostPortIn(i, f, dst);
     // The kernel originated it: no TTL decrement; ICMP errors (frag needed) go back to the host.
     return this.forward(i, port, f, true, true);
   }

@@ -7,7 +7,7 @@
  * firewall drops pod->node there), and a busy scraper must not cost the forwarding thread (this
  * server runs on it): the /metrics text is rendered at most once per METRICS_RENDER_MS on average,
  * after a burst of METRICS_RENDER_BURST (scrapes beyond get the last text; overlapping ones share
- * one render), connections are capped
+ * one render), /readyz's report likewise (READYZ_REPORT_MS, READYZ_REPORT_BURST), connections are capped
  * (METRICS_MAX_CONNECTIONS: more are closed at accept, counted, said in a warning at most once a
  * minute), and idle or slow ones closed soon (nothing sent for 5 s, headers within 5 s, keep-alive 2 s). A pod looping
  * GET /metrics over keep-alive (~120/s) cost 2.2-2.4 CPU s per 8 s and raised other pods' ping
@@ -38,42 +38,65 @@ export const METRICS_MAX_CONNECTIONS = 32;
 /** Refused connections are said at most once in this many ms. */
 const REFUSED_LOG_MS = 60_000;
 
+/** The /readyz report is made at most once in this many ms on average, after a burst of
+ * READYZ_REPORT_BURST; requests beyond get the last report (at most about this old). Making one
+ * asks every forwarding worker for its state (a message and a snapshot each) and, with --bgp, the
+ * model thread for the sessions: a pod looping /readyz made every request pay that. */
+export const READYZ_REPORT_MS = 1000;
+export const READYZ_REPORT_BURST = 3;
+
 /** What the metrics server counts (also podway_metrics_renders_total and _connections_refused_total). */
 export interface MetricsServerStats {
   renders: number;
+  /** Readiness reports made for /readyz (the others got the last one). */
+  readyReports: number;
   refused: number;
+}
+
+/**
+ * `make` paced: its result made afresh while the bucket (of `burst`, refilled one per `everyMs`)
+ * has a token, the last result otherwise; a call while one is being made shares it. A caller that
+ * asks now and then (Prometheus every 15 s, a kubelet probe every 10 s, a test asking twice after a
+ * change) always gets a fresh one; a loop gets one a second and the last one in between. A failed
+ * make is not kept (the next call makes again, paid from the bucket).
+ */
+function paced<T>(make: () => Promise<T>, everyMs: number, burst: number): () => Promise<T> {
+  let last: { value: T } | null = null;
+  let making: Promise<T> | null = null;
+  let tokens = burst;
+  let filled = Date.now();
+  return () => {
+    if (making) return making;
+    const now = Date.now();
+    tokens = Math.min(burst, tokens + (now - filled) / everyMs);
+    filled = now;
+    if (last !== null && tokens < 1) return Promise.resolve(last.value);
+    tokens = Math.max(0, tokens - 1);
+    making = (async () => {
+      try {
+        const value = await make();
+        last = { value };
+        return value;
+      } finally {
+        making = null;
+      }
+    })();
+    return making;
+  };
 }
 
 /** Listen; resolves once listening, rejects with a clear error (port in use, not permitted). */
 export function startMetricsServer(opts: MetricsServerOptions): Promise<http.Server & { stats: MetricsServerStats }> {
-  const stats: MetricsServerStats = { renders: 0, refused: 0 };
-  // The last text rendered; a render under way is shared. Renders are paid from a bucket of
-  // METRICS_RENDER_BURST, refilled one per METRICS_RENDER_MS: a scraper that asks now and then
-  // (Prometheus, a test asking twice after a change) always gets a fresh text, a loop gets one
-  // render a second and the last text in between.
-  let last: string | null = null;
-  let rendering: Promise<string> | null = null;
-  let tokens = METRICS_RENDER_BURST;
-  let filled = Date.now();
-  const render = (): Promise<string> => {
-    if (rendering) return rendering;
-    const now = Date.now();
-    tokens = Math.min(METRICS_RENDER_BURST, tokens + (now - filled) / METRICS_RENDER_MS);
-    filled = now;
-    if (last !== null && tokens < 1) return Promise.resolve(last);
-    tokens = Math.max(0, tokens - 1);
-    rendering = (async () => {
-      try {
-        stats.renders++;
-        const text = await opts.metrics.scrape();
-        last = text;
-        return text;
-      } finally {
-        rendering = null;
-      }
-    })();
-    return rendering;
-  };
+  const stats: MetricsServerStats = { renders: 0, readyReports: 0, refused: 0 };
+  // The /metrics text and the /readyz report, each paid from its own bucket (paced below).
+  const render = paced(async () => {
+    stats.renders++;
+    return opts.metrics.scrape();
+  }, METRICS_RENDER_MS, METRICS_RENDER_BURST);
+  const readiness = paced(async () => {
+    stats.readyReports++;
+    return opts.health.report();
+  }, READYZ_REPORT_MS, READYZ_REPORT_BURST);
   const reg = opts.metrics.registry;
   if (!reg.getSingleMetric('podway_metrics_renders_total')) {
     // loaded here, not at the top: run.ts imports this module, and prom-client (metrics.ts) loads
@@ -106,7 +129,7 @@ export function startMetricsServer(opts: MetricsServerOptions): Promise<http.Ser
     } else if (url === '/livez') {
       reply(200, 'text/plain; charset=utf-8', 'ok\n');
     } else if (url === '/readyz') {
-      opts.health.report().then((r) => reply(r.ready ? 200 : 503, 'application/json', JSON.stringify(r) + '\n'), fail);
+      readiness().then((r) => reply(r.ready ? 200 : 503, 'application/json', JSON.stringify(r) + '\n'), fail);
     } else {
       reply(404, 'text/plain; charset=utf-8', 'not found: try /metrics, /livez or /readyz\n');
     }

@@ -1,13 +1,14 @@
 // The metrics port over real HTTP on loopback: /metrics parses, /readyz is 503 with the reasons
 // until ready and 200 after, /livez answers, unknown paths 404, a port in use is a clear error at
-// start, and many concurrent scrapes all get the same complete answer.
+// start, and many concurrent scrapes all get the same complete answer; /metrics and /readyz looped
+// by one client are made at most about once a second.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Agent, request } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { PodwayMetrics, snapshotCounter } from '../../src/observe/metrics';
 import { Health } from '../../src/observe/health';
-import { METRICS_MAX_CONNECTIONS, METRICS_RENDER_BURST, METRICS_RENDER_MS, startMetricsServer } from '../../src/observe/http';
+import { METRICS_MAX_CONNECTIONS, METRICS_RENDER_BURST, METRICS_RENDER_MS, READYZ_REPORT_BURST, READYZ_REPORT_MS, startMetricsServer } from '../../src/observe/http';
 import { createLogger } from '../../src/observe/log';
 import { parseMetrics, valueOf } from './prom-text';
 
@@ -123,6 +124,40 @@ test('a scraper looping GET /metrics over keep-alive: rendered at most once a se
     const before = n;
     await get(port, '/metrics', agent);
     assert.is(n, before + 1, 'a scrape a second later renders afresh');
+  } finally {
+    agent.destroy();
+    server.close();
+    server.closeAllConnections();
+  }
+});
+
+test('a pod looping GET /readyz over keep-alive: the report (every worker asked) made at most once a second after a short burst', async () => {
+  const health = new Health();
+  health.setDatastore(true);
+  let asked = 0;
+  let problems: string[] = [];
+  health.setEngines(async () => (asked++, [{ problems, waiting: [] }]));
+  const server = await startMetricsServer({ port: 0, host: '127.0.0.1', metrics: new PodwayMetrics({ processMetrics: false }), health, log });
+  const port = (server.address() as AddressInfo).port;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const t0 = Date.now();
+    let got = 0;
+    // Bounded: 200 requests or 3 s.
+    while (got < 200 && Date.now() - t0 < 3000) {
+      assert.is((await get(port, '/readyz', agent)).status, 200);
+      got++;
+    }
+    const secs = (Date.now() - t0) / READYZ_REPORT_MS;
+    // Without the pacing every request asked the engines (asked === got, 200).
+    assert.ok(asked <= Math.ceil(secs) + READYZ_REPORT_BURST, `${got} requests in ${secs.toFixed(2)} s made ${asked} reports`);
+    assert.is(server.stats.readyReports, asked);
+    // A change is seen a pacing interval later at the latest.
+    problems = ['port underlay is not open'];
+    await new Promise((r) => setTimeout(r, READYZ_REPORT_MS + 100));
+    const r = await get(port, '/readyz', agent);
+    assert.is(r.status, 503, r.body);
+    assert.equal((JSON.parse(r.body) as { reasons: string[] }).reasons, ['port underlay is not open']);
   } finally {
     agent.destroy();
     server.close();

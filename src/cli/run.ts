@@ -38,7 +38,7 @@ import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-pro
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { tunnelAddressGaps } from '../control/tunnel-gaps';
 import { startEarlyControlServer, defaultControlPath, type ControlExtras, type EarlyControlServer } from '../dataplane/control-server';
-import { takeRunLock, type RunLockHolder } from './run-lock';
+import { takeRunLock, type RunLock, type RunLockHolder } from './run-lock';
 import { Taps } from '../dataplane/taps';
 import { workerModelMessage } from '../dataplane/worker-model';
 import { createLogger, logLinesDropped, parseLogLevel, type LogLevel } from '../observe/log';
@@ -60,7 +60,6 @@ import { availableParallelism } from 'node:os';
 import { WORKERS_AUTO_MAX } from './workers-option';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import type { Server } from 'node:http';
-import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
 import { lstatSync, renameSync } from 'node:fs';
 import { oneAtATime } from '../util/one-at-a-time';
@@ -521,7 +520,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     httpServer = await startMetricsServer({ port: opts.metricsPort, host: opts.metricsHost, metrics, health, log: log.child({ component: 'metrics' }) });
     log.info(`metrics on ${opts.metricsHost ?? '*'}:${opts.metricsPort} (/metrics, /livez, /readyz)`, { metricsPort: opts.metricsPort });
   }
-  let lock: NetServer | null = null;
+  let lock: RunLock | null = null;
   // Ctrl-C (or SIGTERM) before forwarding starts, e.g. while waiting for an unreachable datastore:
   // said in the log, then the exit the signal would have given (it used to end without a word).
   const startSignals = new Map<NodeJS.Signals, () => void>();
@@ -1089,6 +1088,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // every thread start on them); a later change is said to take effect at the next start
     const vxlanWire = felix.vxlanAtStart();
     lockHolder.vxlanPort = vxlanWire.vxlanPort;
+    lock?.say(lockHolder); // a second run here is told the port too
     const wireSource = (field: string) => felix.status().settings.find((s) => s.field === field)?.source;
     const vxlanPortSource = wireSource('vxlanPort');
     felixLog.info(`VXLAN: UDP port ${vxlanWire.vxlanPort} (${vxlanPortSource}), VNI ${vxlanWire.vxlanVNI} (${wireSource('vxlanVNI')}); a change takes effect at the next podway run start`, { vxlanPort: vxlanWire.vxlanPort, vxlanVNI: vxlanWire.vxlanVNI });

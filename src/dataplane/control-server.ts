@@ -209,10 +209,12 @@ function openControlServer(sockPath: string, target: () => ControlTarget | null,
 }
 
 /**
- * The socket's directory must be a directory owned by us. Created here (with any missing parents)
- * it is mode 0700 whatever the umask; one that exists keeps its mode (it may be a shared place such
- * as /tmp, where other files live), but someone else's directory is refused: its owner could swap
- * the socket. Returns the problem, or null.
+ * The socket's directory must be a directory owned by us and writable by nobody else. Created here
+ * (with any missing parents) it is mode 0700 whatever the umask; one that exists keeps its mode,
+ * but someone else's directory is refused (its owner could swap the socket), and so is one group
+ * or others may write, ours or root's, /tmp (1777) included: anyone could then plant files there
+ * (the forwarding records `podway cleanup` reads beside the socket, a name podway writes through)
+ * or, without the sticky bit, replace the socket. Returns the problem, or null.
  */
 function prepareSocketDir(dir: string, ownerUid: number): string | null {
   let created: string | undefined;
@@ -231,6 +233,9 @@ function prepareSocketDir(dir: string, ownerUid: number): string | null {
   if (!st.isDirectory()) return `${dir} is not a directory (${fileKind(st)}); cannot put the control socket there`;
   if (st.uid !== ownerUid) {
     return `the control socket directory ${dir} is owned by uid ${st.uid}, not by this podway's uid ${ownerUid}; refusing to use it`;
+  }
+  if ((st.mode & 0o022) !== 0) {
+    return `the control socket directory ${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}): refused, another user could replace the socket or plant the files podway keeps beside it (the forwarding records \`podway cleanup\` sets sysctls from); \`chmod go-w ${dir}\` or pass another --control path`;
   }
   return null;
 }

@@ -8,9 +8,10 @@
  *   neighbour entry per veth pod, as Felix programs them.
  */
 import { makeDirsSync } from '../util/make-dirs';
+import { replaceFileSync } from '../util/replace-file';
 import { execFile, execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { readFileSync, writeFileSync, existsSync, renameSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
 import { canonicalIpv6 } from '../packet/ipv6';
@@ -422,15 +423,14 @@ export function readForwardingRecord(rec: ForwardingRecord): string | null {
   return null;
 }
 
-/** Written whole (a temporary file renamed over it), so a crash never leaves half a record. */
+/** Written whole (replaceFileSync: a temporary created exclusively under a random name, renamed
+ * over it), so a crash never leaves half a record and nothing planted at a guessable temporary name
+ * (`FILE.PID.tmp` before) is followed. */
 function writeForwardingRecord(rec: ForwardingRecord, value: string): void {
-  const tmp = `${rec.file}.${process.pid}.tmp`;
   try {
     makeDirsSync(nodePath.dirname(rec.file), { mode: 0o755 });
-    writeFileSync(tmp, `${value}\n`);
-    renameSync(tmp, rec.file);
+    replaceFileSync(rec.file, `${value}\n`, { mode: 0o644 });
   } catch (e) {
-    rmSync(tmp, { force: true });
     rec.warn(`${rec.file}: ${(e as Error).message}; the forwarding value podway replaced is not kept on disk, so a crash leaves 0 for good`);
   }
 }

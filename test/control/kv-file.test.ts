@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -30,7 +30,7 @@ conformanceSuite({
 
 const test = suite('FileKv specifics');
 
-test('a store made under umask 002 (many distributions\' user default) is made 0755 and used, not refused as group-writable', async () => {
+test('a store made under umask 002 (many distributions\' user default) is made 0700 with 0600 files and used, not refused as group-writable; an older store\'s 0644 files are made 0600 when opened', async () => {
   const dir = join(tempDir(), 'store', 'sub');
   const was = process.umask(0o002);
   try {
@@ -44,7 +44,17 @@ test('a store made under umask 002 (many distributions\' user default) is made 0
   } finally {
     process.umask(was);
   }
-  assert.is(statSync(dir).mode & 0o777, 0o755);
+  // The cluster's state is the owner's only, as etcd's (0644 files and a 0755 directory before).
+  assert.is(statSync(dir).mode & 0o777, 0o700);
+  const files = readdirSync(dir).filter((f) => /^(state\.json|log\.\d+)$/.test(f));
+  assert.is(files.length, 2, readdirSync(dir).join(' '));
+  for (const f of files) assert.is(statSync(join(dir, f)).mode & 0o777, 0o600, f);
+  // As a store written before left them: opened, they are made 0600.
+  for (const f of files) chmodSync(join(dir, f), 0o644);
+  const old = new FileKv({ dir });
+  assert.is((await old.get('/a'))?.value, '1');
+  await old.close();
+  for (const f of files) assert.is(statSync(join(dir, f)).mode & 0o777, 0o600, f);
 });
 
 test('8 processes: 200 create-if-absent each on 400 shared keys + 200 CAS increments of one counter', async () => {

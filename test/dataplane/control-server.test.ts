@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { controlRequest, defaultControlPath, startControlServer } from '../../src/dataplane/control-server';
 import { peerRefusal } from '../../src/dataplane/peer-cred';
 import type { Engine } from '../../src/dataplane/engine';
@@ -127,6 +127,26 @@ test('an existing directory of ours keeps its mode; the socket in it is still 06
     assert.is(mode(sock).toString(8), '600');
   } finally {
     await closeServer(server);
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a directory of ours (root\'s, when root) that group or others may write, /tmp\'s 1777 too, is refused, naming it; nothing made in it', async () => {
+  const root = tempRoot();
+  try {
+    for (const m of [0o777, 0o1777, 0o775]) {
+      const dir = path.join(root, `open${m.toString(8)}`);
+      mkdirSync(dir);
+      chmodSync(dir, m);
+      const server = startControlServer(engine, path.join(dir, 'x.sock'));
+      // Before: accepted (only the owner was checked), and the socket made in it.
+      assert.is((await outcome(server))?.message, `the control socket directory ${dir} is writable by group or others (mode ${m.toString(8)}): refused, another user could replace the socket or plant the files podway keeps beside it (the forwarding records \`podway cleanup\` sets sysctls from); \`chmod go-w ${dir}\` or pass another --control path`);
+      const listening = server.listening;
+      server.close(); // (when the check is missing it listens: closed, so the failing run ends)
+      assert.is(listening, false);
+      assert.equal(readdirSync(dir), []);
+    }
+  } finally {
     rmSync(root, { recursive: true, force: true });
   }
 });

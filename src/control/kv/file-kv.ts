@@ -2,6 +2,7 @@
 // several processes at once (the CNI plugin and `podway run`) and whole-or-absent after a crash.
 //
 // Files in the directory:
+// (state.json and log.<gen> are 0600, a directory made here 0700: STORE_FILE_MODE.)
 //   state.json      a snapshot: {format, generation, revision, compactRevision, entries, history};
 //                   only ever replaced whole (written to a temp file, fsync'd, renamed over it).
 //   log.<gen>       the writes since snapshot <gen>, one line each: "<crc32 hex> <json>\n" where
@@ -43,7 +44,7 @@
 // test's 3,200 successful writes plus CAS retries) take ~3.5 s.
 import { makeDirs } from '../../util/make-dirs';
 import { existsSync, watch as fsWatch, FSWatcher } from 'node:fs';
-import { open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
+import { chmod, lstat, open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock, sweepDeadTokens } from './file-lock';
@@ -51,6 +52,18 @@ import { compareKeys } from './keys';
 import { checkBatch, KvBatchWrite, KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
 import { replaceFile } from '../../util/replace-file';
 import { requireTrustedDir } from '../../util/trusted-dir';
+
+/** A store written before STORE_FILE_MODE: its state files that are ours and open to group or
+ * others made 0600 (best effort: a store on a read-only file system is read as it is). */
+async function tightenStoreFiles(dir: string): Promise<void> {
+  const uid = process.geteuid ? process.geteuid() : 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!STORE_FILE.test(name)) continue;
+    const file = join(dir, name);
+    const st = await lstat(file).catch(() => null);
+    if (st?.isFile() && st.uid === uid && (st.mode & 0o077) !== 0) await chmod(file, STORE_FILE_MODE).catch(() => undefined);
+  }
+}
 
 export interface FileKvOptions {
   readonly dir: string;
@@ -67,6 +80,16 @@ export interface FileKvOptions {
 }
 
 const FORMAT = 'podway-kv/1';
+/**
+ * The mode of the files holding the cluster's state (state.json, log.N), and (0700) of a store
+ * directory made here: its owner's only, as etcd keeps its data (etcd's fileutil.PrivateFileMode
+ * 0600 for the WAL and snapshots, and a data directory of 0700, warning at start about any other).
+ * They hold every Node, pod, address block and policy: Calico shows them to the holders of etcd
+ * client certificates or of RBAC on its resources, not to every local user. 0644 before. The
+ * writer lock's token files (a pid) stay 0644. A reader needs to be the store's user or root.
+ */
+const STORE_FILE_MODE = 0o600;
+const STORE_FILE = /^(state\.json|log\.\d+)$/;
 const STATE = 'state.json';
 const BATCHED_SYNC_MS = 100;
 const READ_CHUNK = 64 * 1024;
@@ -197,12 +220,14 @@ export class FileKv implements KvStore {
   /** Brings this process's view up to date with the files. Runs inside the queue. */
   private async refresh(locked: boolean): Promise<void> {
     if (!this.loaded) {
-      // 0755, not mkdir's 0777 under the umask: a umask of 002 (a user's on many distributions, a
-      // unit's UMask=0002) made a group-writable directory that requireTrustedDir then refused
-      await makeDirs(this.dir, { mode: 0o755, what: `embedded store ${this.dir}` });
+      // 0700, not mkdir's 0777 under the umask: a umask of 002 (a user's on many distributions, a
+      // unit's UMask=0002) made a group-writable directory that requireTrustedDir then refused;
+      // and the cluster's state is its owner's only, as etcd's data directory (STORE_FILE_MODE)
+      await makeDirs(this.dir, { mode: 0o700, what: `embedded store ${this.dir}` });
       // Its state is replaced through a temporary beside it (replaceFile) and read back: a
       // directory another user can write to could hold their forged store (util/trusted-dir.ts).
       await requireTrustedDir(this.dir, `embedded store ${this.dir}`);
+      await tightenStoreFiles(this.dir);
     }
     for (let attempt = 0; ; attempt++) {
       let st;
@@ -281,7 +306,7 @@ export class FileKv implements KvStore {
       if (!locked) return false; // rotated again after we read state.json
       // The log is created before the snapshot naming it, so this means it was deleted by hand;
       // recreate it empty rather than refuse every write.
-      log = await open(logPath, 'w+');
+      log = await open(logPath, 'w+', STORE_FILE_MODE);
     }
     await this.log?.close().catch(() => undefined);
     this.log = log;
@@ -444,9 +469,9 @@ export class FileKv implements KvStore {
    * Returns the new log, open read-write (as load opens it): the caller's to keep or close. */
   private async writeSnapshot(snap: Snapshot): Promise<FileHandle> {
     // The log exists before the snapshot naming it does, so a reader never finds it missing.
-    const log = await open(join(this.dir, `log.${snap.generation}`), 'w+');
+    const log = await open(join(this.dir, `log.${snap.generation}`), 'w+', STORE_FILE_MODE);
     try {
-      await replaceFile(this.statePath, JSON.stringify(snap));
+      await replaceFile(this.statePath, JSON.stringify(snap), { mode: STORE_FILE_MODE });
       // Older logs (and any left by a crash mid-rotation) are no longer named by the snapshot.
       for (const name of await readdir(this.dir)) {
         const m = /^log\.(\d+)$/.exec(name);
@@ -625,7 +650,7 @@ export class FileKv implements KvStore {
    */
   private async acquireLock(): Promise<void> {
     if (!this.loaded) {
-      await makeDirs(this.dir, { mode: 0o755 }).catch((e) => { throw this.systemError(e, `cannot make the store's directory ${this.dir}`); });
+      await makeDirs(this.dir, { mode: 0o700 }).catch((e) => { throw this.systemError(e, `cannot make the store's directory ${this.dir}`); });
     }
     try {
       await this.lock.acquire();

@@ -330,6 +330,8 @@ export function hostPoolState(model: NodeDataplaneModel, linkMtu?: number): { po
   for (const a of own6) addrs.push({ addr: a, dev: HOST_PORT_NAME });
   return { pools, addrs };
 }
+/** Engine.addNotes: notes beyond twice the live ones before gone interfaces' are pruned. */
+const NOTES_SLACK = 64;
 /** How often a running capture hands its records on. */
 const CAPTURE_FLUSH_MS = 20;
 /** How often the neighbour tables age their entries and re-probe stale ones (one timer for both
@@ -545,7 +547,14 @@ export class Engine {
   private started = Date.now();
   /** MTU given to pod interfaces podway attaches (the model's pod MTU). */
   private podMtu = 0;
+  /** What podway changed on the host (status().hostChanges, logged at start). A pod veth's
+   * sysctls are noted at each attach (quietKernelOn) and forgotten once the veth is gone
+   * (liveNotes): at status, and also once the notes doubled since the last pruning (addNotes), so
+   * a node whose pods come and go for weeks with nobody asking status holds about twice its live
+   * pods' notes, not two for every pod veth it ever attached (the soak, bench/soak/churn.ts). */
   readonly notes: string[] = [];
+  /** Notes kept by the last pruning (liveNotes). */
+  private notesKept = 0;
   private readonly addressAdvice: string;
   private readonly addressAdvice6: string;
   applied = 0;
@@ -1767,7 +1776,7 @@ export class Engine {
     const netns = ep.interfaceNetns ?? undefined;
     if (kind === 'veth') {
       if (!interfaceExists(ep.interfaceName)) throw Object.assign(new Error(`interface ${ep.interfaceName} of workload ${ep.key} does not exist`), { code: 'ENODEV' });
-      if (this.manageHost) this.notes.push(...quietKernelOn(ep.interfaceName, true));
+      if (this.manageHost) this.addNotes(quietKernelOn(ep.interfaceName, true));
       const steer = this.steer();
       port = this.io.openPacket(ep.interfaceName, { ...this.podPortOptions(), fanoutGroup: this.fanout(ep.interfaceName), ...(steer ? { bpf: podSteerFilter(steer) } : {}) });
       this.prepareSparePort();
@@ -3111,7 +3120,16 @@ export class Engine {
     });
     // forget the gone ones for good: a new interface of that name starts with the kernel's defaults
     if (live.length !== this.notes.length) this.notes.splice(0, this.notes.length, ...live);
+    this.notesKept = live.length;
     return live;
+  }
+
+  /** Notes a pod attach made, pruned (liveNotes) once they are twice what the last pruning kept
+   * (and NOTES_SLACK more): one stat per note then, amortized over as many attaches. */
+  private addNotes(more: readonly string[]): void {
+    if (more.length === 0) return;
+    this.notes.push(...more);
+    if (this.notes.length > 2 * this.notesKept + NOTES_SLACK) this.liveNotes();
   }
 
   /** status().tunnelsOn: where tunnels to the node are read, per family. */

@@ -444,6 +444,38 @@ test('a pod interface missing: `routes` lists its /32 as withheld with status\'s
   }
 });
 
+test('pod veths coming and going with nobody asking status: the notes of their sysctls stay bounded (pruned as they double), the live veth\'s kept', async () => {
+  // A long-running node attaches a pod veth per pod; each attach notes its sysctls (accept_ra,
+  // forwarding). Before, only status() pruned the notes of gone veths: with nobody asking, they
+  // grew by two per pod for the life of the process (found by bench/soak/churn.ts).
+  const r = rig({ manageHost: true });
+  const cycles = 60;
+  let name = '';
+  let grew = 0;
+  try {
+    for (let i = 0; i < cycles; i++) {
+      name = `caliN${i}`;
+      sh('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
+      r.engine.apply(clusterModel('node1', CLUSTER_YAML.replace('interfaceName: caliA', `interfaceName: ${name}`)));
+      const mine = r.engine.notes.filter((n) => n.startsWith(`net.ipv6.conf.${name}.`));
+      if (i === 0) grew = mine.length;
+      assert.ok(mine.length >= 1, `attaching ${name} noted its sysctls: ${JSON.stringify(r.engine.notes)}`);
+      if (i < cycles - 1) sh('ip', ['link', 'del', name]);
+    }
+    // without pruning: every veth's notes (2 each here), 120; pruned when they double (+64 slack)
+    const notes = r.engine.notes.length;
+    const gone = r.engine.notes.filter((n) => /^net\.ipv6\.conf\.caliN\d+\./.test(n) && !n.startsWith(`net.ipv6.conf.${name}.`)).length;
+    assert.ok(grew >= 2, `each attach notes accept_ra and forwarding (${grew})`);
+    assert.ok(notes <= 80, `${notes} notes after ${cycles} pod veths came and went (${gone} of gone veths): ${JSON.stringify(r.engine.notes.slice(0, 6))} ...`);
+    assert.ok(r.engine.notes.some((n) => n.startsWith(`net.ipv6.conf.${name}.accept_ra=0`)), 'the live veth\'s notes kept');
+    assert.ok(r.engine.status().hostChanges.some((n) => n.startsWith(`net.ipv6.conf.${name}.accept_ra=0`)), 'and listed by status');
+    assert.ok(!r.engine.status().hostChanges.some((n) => n.startsWith('net.ipv6.conf.caliN0.')), 'a gone veth\'s not listed');
+  } finally {
+    stopRig(r);
+    sh('ip', ['link', 'del', name], { allowFail: true });
+  }
+});
+
 // ---- the tunnel table and the IPv6 VXLAN socket ------------------------------------------------
 
 test('nft refusing the rewrite for a new node IPv6 address: no IPv6 VXLAN socket on it (datagrams read once, on the underlay port), counted; the next rewrite opens it', async () => {

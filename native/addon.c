@@ -56,7 +56,24 @@ struct poller {
   unsigned backoff_ms; /* the retry delay last used; 0 after a flush that made progress */
   int closing;         /* released: callbacks already queued for it return at once */
   int open_handles;    /* handles not yet closed by libuv; the struct is freed at 0 */
+  struct teardown *td; /* released by the thread's teardown (addon_teardown): told of each close */
 };
+
+/* A thread's teardown while its ports are open (a worker thread that died of an uncaught
+ * exception: nothing in JS closed them): its libuv handles are closed through an async cleanup
+ * hook, which the thread's exit waits for (an open handle at the loop's close aborts the whole
+ * process). The hook is removed once the last of them is closed. Apart from the addon's memory,
+ * which the instance data finalizer may free before the closes complete. */
+struct teardown {
+  napi_async_cleanup_hook_handle hook;
+  int pending; /* handles whose close callback has not run yet */
+};
+
+static void teardown_closed(struct teardown *td) {
+  if (--td->pending > 0) return;
+  napi_remove_async_cleanup_hook(td->hook);
+  free(td);
+}
 
 #define MAX_SPARES 2
 struct spare;
@@ -576,7 +593,9 @@ static void on_retry(uv_timer_t *t);
 
 static void poller_handle_closed(uv_handle_t *h) {
   struct poller *pl = h->data;
+  struct teardown *td = pl->td;
   if (--pl->open_handles == 0) free(pl);
+  if (td) teardown_closed(td);
 }
 
 static void poller_drop_js(napi_env env, struct poller *pl) {
@@ -1775,6 +1794,52 @@ static napi_value vnet_tap_for_test(napi_env env, napi_callback_info info) {
 
 /* ---- module ----------------------------------------------------------------------------- */
 
+static void hold_timer_closed(uv_handle_t *h) {
+  struct teardown *td = h->data;
+  free(h);
+  teardown_closed(td);
+}
+
+/* The thread ends (addon_teardown above): every poller's handles and the hold timer are closed
+ * here, no JS touched (the references go with the env); the ports themselves (fds, rings) are
+ * closed by addon_finalize, which runs after this hook has started. */
+static void addon_teardown(napi_async_cleanup_hook_handle hook, void *arg) {
+  struct addon *a = arg;
+  struct teardown *td = calloc(1, sizeof *td);
+  if (!td) { /* nothing to wait on then: the closes below still run, unwaited */
+    napi_remove_async_cleanup_hook(hook);
+  } else {
+    td->hook = hook;
+    td->pending = 1; /* this function's own, released at its end */
+  }
+  for (int i = 0; i < MAX_PORTS; i++) {
+    struct poller *pl = a->pollers[i];
+    if (!pl) continue;
+    a->pollers[i] = NULL;
+    pl->closing = 1;
+    pl->cb = NULL;
+    pl->td = td;
+    if (td) td->pending += 2 + pl->has_w;
+    uv_poll_stop(&pl->handle);
+    uv_timer_stop(&pl->retry);
+    uv_close((uv_handle_t *)&pl->handle, poller_handle_closed);
+    uv_close((uv_handle_t *)&pl->retry, poller_handle_closed);
+    if (pl->has_w) {
+      uv_poll_stop(&pl->whandle);
+      uv_close((uv_handle_t *)&pl->whandle, poller_handle_closed);
+    }
+  }
+  if (a->hold_timer && td) {
+    uv_timer_stop(a->hold_timer);
+    a->hold_timer->data = td;
+    td->pending++;
+    uv_close((uv_handle_t *)a->hold_timer, hold_timer_closed);
+    a->hold_timer = NULL;
+    a->hold_timer_on = 0;
+  }
+  if (td) teardown_closed(td);
+}
+
 static void addon_finalize(napi_env env, void *data, void *hint) {
   struct addon *a = data;
   if (a->hold_timer) { /* (its handle is closed by the loop teardown, as the pollers') */
@@ -1807,6 +1872,8 @@ static napi_value init(napi_env env, napi_value exports) {
   a->env = env;
   a->rx_cur = -1;
   napi_set_instance_data(env, a, addon_finalize, NULL);
+  /* added after the env's own cleanup (which runs the finalizer): run before it */
+  napi_add_async_cleanup_hook(env, addon_teardown, a, NULL);
   napi_property_descriptor props[] = {
     { "setPool", NULL, set_pool, NULL, NULL, NULL, napi_default, NULL },
     { "openTap", NULL, open_tap, NULL, NULL, NULL, napi_default, NULL },

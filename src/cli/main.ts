@@ -485,6 +485,12 @@ export function buildProgram(): Command {
       const failing = mt.failing ? `; failing: died ${mt.failing.deaths} times since ${mt.failing.since}, none running ${stableAfterWords((mt.stableAfterS ?? 60) * 1000)} in between (restarted at most every 30 s, never given up)` : '';
       lines.push(`model thread: ${now}; restarted ${mt.restarts} time${mt.restarts === 1 ? '' : 's'}${hung}${failing}${mt.lastExit ? `; last died at ${mt.lastExit.at}: ${mt.lastExit.error}` : ''}`);
     }
+    // forwarding threads that died and were started again (worker-deaths.ts)
+    const ft = s.forwardingThreads as { count: number; restarts: number; deathsInWindow: number; windowS: number; giveUpAt: number; lastDeath: { worker: number; at: string; error: string } | null; down: { worker: number; restartAt: string | null }[] } | null | undefined;
+    if (ft && (ft.restarts > 0 || ft.down.length > 0)) {
+      const down = ft.down.map((d) => `worker ${d.worker} down${d.restartAt ? `, a new one at ${d.restartAt}` : ', given up'}`).join('; ');
+      lines.push(`forwarding threads: ${down ? `${down}; ` : ''}restarted ${ft.restarts} time${ft.restarts === 1 ? '' : 's'} (${ft.deathsInWindow} death${ft.deathsInWindow === 1 ? '' : 's'} in the last ${ft.windowS} s; podway exits at ${ft.giveUpAt})${ft.lastDeath ? `; last died: worker ${ft.lastDeath.worker} at ${ft.lastDeath.at}: ${ft.lastDeath.error}` : ''}`);
+    }
     // the model cache cannot be written (model-cache.ts ModelCacheWriter.status): forwarding goes on,
     // but the cache a restart during a datastore outage would forward on is not kept
     const mc = s.modelCache as { file: string; lastWritten: string | null; failures: number; failing: { since: string; attempts: number; error: string } | null } | null | undefined;

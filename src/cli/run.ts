@@ -58,6 +58,7 @@ import { applySchedSlice } from '../dataplane/sched-slice';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { WORKERS_AUTO_MAX } from './workers-option';
+import { WORKER_DEATHS, WorkerDeaths } from './worker-deaths';
 import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import type { Server } from 'node:http';
 import * as path from 'node:path';
@@ -450,14 +451,27 @@ export async function runNode(opts: RunOptions): Promise<void> {
   /** The model thread keeps dying (model-source.ts ModelThreadStatus.failing; the metric). */
   let modelThreadFailing = (): boolean => false;
   const workers: Worker[] = [];
+  /** Forwarding threads that died, their restarts, and when to give up (worker-deaths.ts). */
+  const workerDeaths = new WorkerDeaths();
+  /** Set when forwarding threads died too often: podway stops and exits 1. */
+  let giveUpWhy: string | null = null;
+  let stopForWorkers: ((why: string) => void) | null = null;
+  /** Set when the forwarding threads are ended on purpose (a stop, a failed start): none started again. */
+  let workersEnding = false;
+  const giveUp = (why: string) => {
+    giveUpWhy ??= why;
+    stopForWorkers?.(why);
+  };
 
   // Questions to the workers (counters, snapshots): one id per question, answered or given up on.
   let nextId = 0;
-  const pending = new Map<number, (answer: unknown) => void>();
+  const pending = new Map<number, { worker: number; answer: (answer: unknown) => void; none: () => void }>();
   const askWorkers = <T>(type: 'counters' | 'snapshot', pick: (m: Record<string, unknown>) => T): Promise<(T | null)[]> =>
-    Promise.all(workers.map((w) => new Promise<T | null>((resolve) => {
+    Promise.all(workers.map((w, k) => new Promise<T | null>((resolve) => {
+      // a thread that died, its new one not started yet: nothing to wait for (its reason: downReason)
+      if (workerDeaths.downReason(k + 1) !== null) return resolve(null);
       const id = ++nextId;
-      pending.set(id, (m) => resolve(pick(m as Record<string, unknown>)));
+      pending.set(id, { worker: k + 1, answer: (m) => resolve(pick(m as Record<string, unknown>)), none: () => resolve(null) });
       w.postMessage({ type, id });
       setTimeout(() => { if (pending.delete(id)) resolve(null); }, WORKER_ANSWER_MS).unref();
     })));
@@ -501,7 +515,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // what runs: podway_build_info{version,commit} 1 (version.ts)
     const { Gauge } = require('prom-client') as typeof import('prom-client');
     metrics.add({ register: (reg) => { const v = buildVersion(); new Gauge({ name: 'podway_build_info', help: 'Always 1: the podway that runs, its version (package.json\'s) and the git commit it was built from ("" when not built from a checkout).', labelNames: ['version', 'commit'], registers: [reg] }).set({ version: v.version, commit: v.commit ?? '' }, 1); } });
-    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, datastoreLastSync: () => health.datastoreLastSync(), workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), modelThreadHangs: () => modelThreadHangs(), modelThreadFailing: () => modelThreadFailing(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [], modelCacheWrites: () => modelCacheWrites() });
+    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, datastoreLastSync: () => health.datastoreLastSync(), workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), modelThreadHangs: () => modelThreadHangs(), modelThreadFailing: () => modelThreadFailing(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [], modelCacheWrites: () => modelCacheWrites(), workerRestarts: () => workerDeaths.restarts, workerDeaths: () => workerDeaths.status(count).deathsInWindow });
     metrics.add(health);
     metrics.add(nodeMetrics);
     metrics.add(new DataplaneCollector(async () => {
@@ -1247,6 +1261,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // port, the tunnel table), the nftables tables deleted, then the underlay's forwarding set back
     // once nothing of podway forwards (transit-drop tables gone, workers ended).
     startMade('the engine, its workers and the nftables tables', async () => {
+      workersEnding = true; // not started again
       const workersGone = Promise.all(workers.map((w) => w.terminate().catch(() => undefined)));
       eng.stop({ restoreForwarding: false });
       await nat.stop();
@@ -1273,11 +1288,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
       toldTunnels = JSON.stringify(msg.tunnels);
       broadcast(msg);
     };
-    const exited = new Set<number>();
     health.setEngines(async () => {
       const others = await workerStates();
-      return [eng.readiness(), ...others.map((o, k) => o?.readiness ?? { problems: [exited.has(k + 1) ? `worker ${k + 1} exited` : `worker ${k + 1} does not answer`], waiting: [] })];
+      return [eng.readiness(), ...others.map((o, k) => o?.readiness ?? { problems: [workerDeaths.downReason(k + 1) ?? `worker ${k + 1} does not answer`], waiting: [] })];
     });
+    // Forwarding threads that die are started again; too many deaths and podway stops (exit 1).
+    const workerRestartTimers = new Set<NodeJS.Timeout>();
+    /** Set once podway stops: no model applied after, no forwarding thread started again. */
+    let stopping = false;
+    startMade('the forwarding threads\' restarts', () => { for (const t of workerRestartTimers) clearTimeout(t); });
     // null for a worker that did not answer: mergeCounters names it in the answer (missingWorkers)
     const workerCounters = () => askWorkers<Counters>('counters', (m) => m.counters as Counters).then((all) => {
       missingLog.note('counters', missingWorkers(all));
@@ -1331,7 +1350,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: withLogLinesDropped(mergeSnapshots((await workerStates()).flatMap((w) => (w ? [w.snapshot] : [])))).logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, nodeLiveness: nodeAddresses?.liveStatus() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
+        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: withLogLinesDropped(mergeSnapshots((await workerStates()).flatMap((w) => (w ? [w.snapshot] : [])))).logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, nodeLiveness: nodeAddresses?.liveStatus() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies, forwardingThreads: count > 1 ? workerDeaths.status(count) : null };
       },
       commands: {
         'log-level': (req) => {
@@ -1403,8 +1422,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
       clock.mark('nat tables');
       control.attach(eng, workerCounters, extras);
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
-      for (let index = 1; index < count; index++) {
+      // A worker that ends while podway runs is started again (its ports, its share of the flows)
+      // after a wait; too many deaths and podway exits 1 (worker-deaths.ts).
+      const startWorker = (index: number, restart: boolean) => {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
+          // the Felix settings and the log level in force now (a new thread after a death)
           workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, vxlanPort: vxlanWire.vxlanPort, vxlanVni: vxlanWire.vxlanVNI, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string; why?: string; n?: number }) => {
@@ -1422,19 +1444,54 @@ export async function runNode(opts: RunOptions): Promise<void> {
           } else if (m.type === 'too-big-answered') {
             eng.addTooBigAnswered(m.n!);
           } else if (m.type === 'counters' || m.type === 'snapshot') {
-            pending.get(m.id!)?.(m);
+            pending.get(m.id!)?.answer(m);
             pending.delete(m.id!);
           } else if (m.type === 'error') log.error(`worker ${index}: ${m.message}`, { worker: index });
         });
-        w.on('error', (e) => log.error(`worker ${index} failed: ${e.message}`, { worker: index }));
-        w.on('exit', () => exited.add(index));
+        // The uncaught exception (or ERR_WORKER_OUT_OF_MEMORY) comes here before 'exit'.
+        let failure = '';
+        w.on('error', (e) => {
+          failure = `${(e as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'out of memory' : 'uncaught exception'}: ${e.message}`;
+          log.error(`worker ${index} failed: ${e.message}`, { worker: index, stack: e.stack });
+        });
+        w.on('exit', (code) => {
+          if (workersEnding || stopping || workers[index - 1] !== w) return; // a stop ends them all
+          const why = failure || `exited with code ${code}`;
+          // its questions unanswered: nobody waits for them (readiness names it at once)
+          for (const [id, q] of pending) {
+            if (q.worker !== index) continue;
+            pending.delete(id);
+            q.none();
+          }
+          const verdict = workerDeaths.died(index, why);
+          if (verdict.action === 'give-up') {
+            log.error(verdict.message, { worker: index, deaths: verdict.deathsInWindow });
+            giveUp(verdict.message);
+            return;
+          }
+          log.error(`worker ${index} died (${why}): its share of the flows is not forwarded until a new thread starts in ${verdict.waitMs} ms (death ${verdict.deathsInWindow} within ${WORKER_DEATHS.windowMs / 1000} s; at ${WORKER_DEATHS.max} podway exits 1)`, { worker: index, deaths: verdict.deathsInWindow, waitMs: verdict.waitMs });
+          const t = setTimeout(() => {
+            workerRestartTimers.delete(t);
+            if (workersEnding || stopping) return;
+            startWorker(index, true);
+            workerDeaths.restarted(index);
+            log.warn(`worker ${index} started again (restart ${workerDeaths.restarts}): it opens its ports with the model in force`, { worker: index, restarts: workerDeaths.restarts });
+          }, verdict.waitMs);
+          workerRestartTimers.add(t);
+        });
         // where tunnels are read comes with every model (worker-model.ts), this first one included
-        w.postMessage(workerModelMessage(eng, model, kernelRoutes));
+        w.postMessage(workerModelMessage(eng, current ?? model, kernelRoutes));
         // TAP and veth pods' MACs learned before this worker existed
         for (const m of eng.podMacs()) w.postMessage({ type: 'pod-mac', ...m });
-        toldTunnels = JSON.stringify(eng.tunnelRx());
-        workers.push(w);
-      }
+        // (rp_filter and the underlay's MTU: a new engine reads them itself)
+        if (restart) {
+          workers[index - 1] = w;
+        } else {
+          toldTunnels = JSON.stringify(eng.tunnelRx());
+          workers.push(w);
+        }
+      };
+      for (let index = 1; index < count; index++) startWorker(index, false);
       if (count > 1 || opts.workersAuto) log.info(`${count} forwarding worker${count > 1 ? 's' : ''}${opts.workersAuto ? ` (--workers auto: ${availableParallelism()} CPUs, at most ${WORKERS_AUTO_MAX})` : ''}`, { workers: count });
     } catch (e) {
       // The engine, the workers, the tables and the model threads are undone with the rest of the
@@ -1496,7 +1553,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
      * loop's delay, whose max is how long the forwarding thread was held meanwhile. */
     let startHolds: IntervalHistogram | null = null;
     let applying = false;
-    let stopping = false;
     // The tunnel addresses (VXLAN, IPIP) reconciled again when a model says they are stale (tunnel-join.ts).
     // The registered address, not a new first-found: following it is the address monitor's.
     const tunnelJoin = spec.kind === 'file' ? null : new TunnelAddressJoin(
@@ -1917,6 +1973,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           .then(() => {
             // Forwarding ends here, the last thing before the exit.
             const endAt = Date.now();
+            workersEnding = true;
             broadcast({ type: 'stop' });
             eng.stop({ restoreForwarding: false, keepTunnelTable: true });
             const workersExited = workers.map((w) => new Promise((r) => { if (w.threadId < 0) r(null); w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }));
@@ -1933,6 +1990,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       stopRefused = () => stop('the start refused (the node runs on another host)');
+      stopForWorkers = (why) => stop(why);
+      if (giveUpWhy) stop(giveUpWhy);
     });
     // `forwarding` is said once frames can leave to the other nodes: the MACs of the underlay next
     // hops the model needs are known (the first apply sent their ARP requests and NDP
@@ -1968,6 +2027,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // as a refused start without a cache ends (main.ts): the reason on stderr, exit 2
       process.stderr.write(`podway: ${refused.message}\n`);
       process.exitCode = 2;
+    }
+    if (giveUpWhy) {
+      // a forwarding thread kept dying (worker-deaths.ts): the supervisor starts podway afresh
+      process.stderr.write(`podway: ${giveUpWhy}\n`);
+      process.exitCode = 1;
     }
   }
 }

@@ -33,6 +33,10 @@ export interface NodeState {
   modelCacheWrites?(): { failures: number; failing: unknown } | null;
   /** The model thread keeps dying (not ready until a new one ran a minute). */
   modelThreadFailing?(): boolean;
+  /** New forwarding threads started after one died (cli/worker-deaths.ts). */
+  workerRestarts?(): number;
+  /** Forwarding threads' deaths within the give-up window (cli/worker-deaths.ts). */
+  workerDeaths?(): number;
 }
 
 export class NodeMetrics implements Collector {
@@ -93,6 +97,8 @@ export class NodeMetrics implements Collector {
     snapshotCounter(reg, 'podway_model_thread_restarts_total', 'New model threads (the datastore watch and model computation) started after one died; while none runs podway_datastore_in_sync is 0 and forwarding goes on with the last good model.', [], () => [[{}, this.state.modelThreadRestarts?.() ?? 0]]);
     snapshotCounter(reg, 'podway_model_thread_hangs_total', 'Model threads terminated because they did not answer the heartbeat for 20 s (a loop or a call that never returns); each is also a death (podway_model_thread_restarts_total counts the new threads).', [], () => [[{}, this.state.modelThreadHangs?.() ?? 0]]);
     snapshotGauge(reg, 'podway_model_thread_failing', '1 while the model thread keeps dying (3 deaths, none of the threads in between running a minute after its first model, within 10 minutes): restarted at most every 30 s, the node not ready until a new one has run a minute.', [], () => [[{}, this.state.modelThreadFailing?.() ? 1 : 0]]);
+    snapshotCounter(reg, 'podway_worker_restarts_total', 'New forwarding threads (podway run --workers) started after one died (its share of the flows not forwarded meanwhile); its counters start again from zero.', [], () => [[{}, this.state.workerRestarts?.() ?? 0]]);
+    snapshotGauge(reg, 'podway_worker_deaths_recent', 'Forwarding threads that died within the last minute; at 5 podway run exits 1 for its supervisor to restart it.', [], () => [[{}, this.state.workerDeaths?.() ?? 0]]);
     snapshotGauge(reg, 'podway_forwarding_workers', 'Forwarding threads (podway run --workers).', [], () => [[{}, this.state.workers()]]);
   }
 

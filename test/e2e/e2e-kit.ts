@@ -332,7 +332,7 @@ function udpCounters(ns: string): Record<string, number> {
  * per second: the receiver starts first (bounded wait), then the sender. Returns a function that
  * waits for the sender to finish and returns the receiver's arrivals.
  */
-export async function udpStream(lab: Lab, from: string, to: string, seconds: number, opts: { rate?: number; port?: number } = {}): Promise<() => Promise<StreamResult>> {
+export async function udpStream(lab: Lab, from: string, to: string, seconds: number, opts: { rate?: number; port?: number; srcPort?: number } = {}): Promise<() => Promise<StreamResult>> {
   const rate = opts.rate ?? 1000;
   const port = opts.port ?? 5201;
   const [rxNs, txNs] = [lab.pod(to).ns, lab.pod(from).ns];
@@ -344,7 +344,7 @@ export async function udpStream(lab: Lab, from: string, to: string, seconds: num
   // a bound on a hang, ended by the line: a node start in a pod namespace missed 5 s at load ~27
   const ready = await until(() => out.includes('ready'), 30_000);
   if (!ready) throw new Error(`udp receiver in ${to} did not start`);
-  const tx = track(spawn('ip', ['netns', 'exec', lab.pod(from).ns, process.execPath, STREAM, 'send', lab.pod(to).ip, String(port), String(rate), String(seconds)], { stdio: 'ignore' }));
+  const tx = track(spawn('ip', ['netns', 'exec', lab.pod(from).ns, process.execPath, STREAM, 'send', lab.pod(to).ip, String(port), String(rate), String(seconds), ...(opts.srcPort ? [String(opts.srcPort)] : [])], { stdio: 'ignore' }));
   let sentUntil = 0;
   tx.once('exit', () => (sentUntil = Date.now()));
   return async () => {

@@ -1,7 +1,7 @@
 /**
  * A steady UDP stream between two pods, for measuring forwarding gaps (a benchmark/test peer, run
  * inside a pod's namespace as a child process):
- *   node udp-stream.js send DST_IP PORT RATE_PPS SECONDS
+ *   node udp-stream.js send DST_IP PORT RATE_PPS SECONDS [SRC_PORT]
  *   node udp-stream.js recv PORT SECONDS
  * Each datagram carries a 32-bit sequence number. The sender keeps the schedule (it sends what is
  * due every 2 ms, so a slow tick does not lower the rate). The receiver prints, when it ends
@@ -15,8 +15,10 @@ import { performance } from 'node:perf_hooks';
 
 const epochMs = () => performance.timeOrigin + performance.now();
 
-function send(dst: string, port: number, rate: number, seconds: number): void {
+function send(dst: string, port: number, rate: number, seconds: number, srcPort?: number): void {
   const sock = dgram.createSocket('udp4');
+  // a given source port: the test knows the flow (which forwarding thread steers it: steer.ts)
+  if (srcPort) sock.bind(srcPort);
   const t0 = performance.now();
   let seq = 0;
   let inFlight = 0; // sends not done yet
@@ -80,7 +82,7 @@ function recv(port: number, seconds: number): void {
 }
 
 const [mode, ...args] = process.argv.slice(2);
-if (mode === 'send') send(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
+if (mode === 'send') send(args[0], Number(args[1]), Number(args[2]), Number(args[3]), args[4] ? Number(args[4]) : undefined);
 else if (mode === 'recv') recv(Number(args[0]), Number(args[1]));
 else {
   process.stderr.write('usage: udp-stream send DST PORT RATE SECONDS | recv PORT SECONDS\n');

@@ -21,6 +21,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { steerIndex } from '../../src/dataplane/steer';
@@ -33,6 +34,7 @@ import { parseMetrics, valueOf } from '../observe/prom-text';
 const PORT = 9091;
 const DST_PORT = 7811;
 const HTTP_GET = path.join(__dirname, 'http-get.js');
+const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
 let lab: Lab | null = null;
 let ok = false;
@@ -160,6 +162,9 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
   assert.is(s3.forwardingThreads?.lastDeath?.worker, 1);
   assert.match(s3.forwardingThreads?.lastDeath?.error ?? '', /uncaught exception: injected by the test/);
   assert.is(await metric('podway_worker_restarts_total'), 3);
+  assert.is(await metric('podway_worker_deaths_recent'), 3);
+  const text = execFileSync(process.execPath, [PODWAY, 'status', '--control', n1.control], { encoding: 'utf8', timeout: 20_000 });
+  assert.match(text, /forwarding threads: restarted 3 times \(3 deaths in the last 60 s; podway exits at 5\); last died: worker 1 at \S+: uncaught exception: injected by the test: worker 1 fails/);
   // the fourth: a new thread in 1.6 s; meanwhile not ready, naming it
   writeFileSync(killFile, '1');
   assert.ok(await until(async () => ((await status()).notReady ?? []).some((r) => /worker 1 died \(uncaught exception: injected by the test: worker 1 fails\); a new one at /.test(r)), 3000, 50), `not ready while worker 1 is down: ${JSON.stringify(await status())}`);

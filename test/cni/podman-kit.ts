@@ -27,6 +27,18 @@ const APPLETS = ['sh', 'sleep', 'ip', 'ping', 'nc', 'dd', 'sha256sum', 'wc', 'ca
 /** The flags containers need on this machine kind (see docs/cni.md, "podman"): runc's cgroupfs, rlimits the host allows. */
 const RUN_FLAGS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--cap-add', 'NET_RAW'];
 
+const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+
+/** `podway ARGS` in the network namespace NS (a node's: it reaches etcd there); exit code and output, never a throw. */
+export function podwayIn(n: { ns: string }, args: string[], timeoutMs = 30_000): { code: number; out: string } {
+  try {
+    return { code: 0, out: execFileSync('nsenter', [`--net=/run/netns/${n.ns}`, process.execPath, PODWAY, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs }) };
+  } catch (e) {
+    const err = e as { status?: number; stdout?: string; stderr?: string };
+    return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+  }
+}
+
 /** Where libcni (inside podman) caches each attachment's result until its DEL; podman 4.3 has no setting for it. */
 export const CNI_CACHE_DIRS = ['/var/lib/cni', '/var/lib/cni/results'];
 

@@ -32,7 +32,7 @@ import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX } from '../../src/control/ipam/keys';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { atCleanup, guard, teardown, isRoot, until, logTail } from '../e2e/e2e-kit';
-import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing } from './podman-kit';
+import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing, podwayIn } from './podman-kit';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PODWAY = path.join(ROOT, 'bin', 'podway.js');
@@ -44,14 +44,6 @@ async function endpointsOf(n: LabNode): Promise<{ interface: string; state: stri
   return (await controlRequest(n.control, { cmd: 'endpoints' }, 5000)) as { interface: string; state: string }[];
 }
 
-function podwayIn(n: LabNode, args: string[]): { code: number; out: string } {
-  try {
-    return { code: 0, out: execFileSync('nsenter', [`--net=/run/netns/${n.ns}`, process.execPath, PODWAY, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }) };
-  } catch (e) {
-    const err = e as { status?: number; stdout?: string; stderr?: string };
-    return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-  }
-}
 
 test.before(() => {
   if (!isRoot()) throw new Error('the podman tests need root (network namespaces, podman)');

@@ -25,7 +25,7 @@ import { HANDLE_PREFIX, nodeAffinityPrefix, parseAffinityKey } from '../../src/c
 import { formatIp, netContains, parseIp } from '../../src/control/ipam/net';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { atCleanup, guard, teardown, isRoot, until, logTail } from '../e2e/e2e-kit';
-import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing } from './podman-kit';
+import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing, podwayIn } from './podman-kit';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PODWAY = path.join(ROOT, 'bin', 'podway.js');
@@ -38,15 +38,6 @@ const BYTES = 10 * 1024 * 1024;
 
 interface Container { host: PodmanHost; node: LabNode; name: string; id: string; ip: string }
 
-/** `podway ARGS` in a node's network namespace (it reaches etcd there); returns exit code and output. */
-function podwayIn(n: LabNode, args: string[]): { code: number; out: string } {
-  try {
-    return { code: 0, out: execFileSync('nsenter', [`--net=/run/netns/${n.ns}`, process.execPath, PODWAY, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }) };
-  } catch (e) {
-    const err = e as { status?: number; stdout?: string; stderr?: string };
-    return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-  }
-}
 
 /** Every endpoint podway knows, attached or waiting for its interface (`state`). */
 async function endpointsOf(n: LabNode): Promise<{ interface: string; state: string }[]> {

@@ -25,7 +25,7 @@ import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX } from '../../src/control/ipam/keys';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { atCleanup, guard, teardown, isRoot, until, logTail, routes } from './e2e-kit';
-import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing } from '../cni/podman-kit';
+import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing, podwayIn } from '../cni/podman-kit';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PODWAY = path.join(ROOT, 'bin', 'podway.js');
@@ -41,15 +41,6 @@ const BATCH = 8;
 
 interface Container { host: PodmanHost; node: LabNode; name: string; id: string; ip: string }
 
-/** `podway ARGS` in a node's network namespace; returns exit code and output. */
-function podwayIn(n: LabNode, args: string[]): { code: number; out: string } {
-  try {
-    return { code: 0, out: execFileSync('nsenter', [`--net=/run/netns/${n.ns}`, process.execPath, PODWAY, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 }) };
-  } catch (e) {
-    const err = e as { status?: number; stdout?: string; stderr?: string };
-    return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-  }
-}
 
 async function endpointsOf(n: LabNode): Promise<{ interface: string; state: string }[]> {
   return (await controlRequest(n.control, { cmd: 'endpoints' }, 5000)) as { interface: string; state: string }[];
@@ -89,7 +80,7 @@ test(`podman at scale: ${CONTAINERS} containers on two podway nodes, started ${B
       const h = new PodmanHost(n.ns, `scale-${n.name}-${lab.tag}`);
       hosts.push(h);
       const inst = podwayIn(n, ['cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', spec, '--node', n.name, '--control', n.control,
-        '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')]);
+        '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')], 60_000);
       assert.is(inst.code, 0, inst.out);
     }
 
@@ -146,7 +137,7 @@ test(`podman at scale: ${CONTAINERS} containers on two podway nodes, started ${B
     const ipam = new Ipam(kv);
     for (const c of containers) assert.is(await ipam.allocationOf(c.ip), null, `${c.name}'s ${c.ip} released`);
     assert.equal(await ipam.check(), []);
-    const check = podwayIn(lab.nodes[0], ['ipam', 'check', '--datastore', spec]);
+    const check = podwayIn(lab.nodes[0], ['ipam', 'check', '--datastore', spec], 60_000);
     assert.is(check.code, 0, check.out);
     assert.match(check.out, 'found 0 problems', check.out);
     // the nodes: veths, kernel routes, podway's routes and endpoints

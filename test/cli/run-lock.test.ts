@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { execBounded } from '../e2e/tools';
 import { addNetns } from '../helpers/netns';
+import { readableCopy } from '../helpers/readable-copy';
 
 const tag = randomBytes(3).toString('hex');
 const NS1 = `pw-rlock1-${tag}`;
@@ -63,8 +64,10 @@ async function take(ns: string, node: string, dir?: string): Promise<string> {
 
 test('a non-root user can neither take nor block the lock; a root holder is named; one run per network namespace', async () => {
   // The old squat (the abstract name) and a take of the new lock, as uid 65534.
+  // Its copy of podway's lock code: a checkout under /root is unreadable to uid 65534.
+  const copy = readableCopy(path.resolve(__dirname, '..', '..', '..'), RUN_LOCK, ['build/Release/podway_flock.node']);
   const squat = `require('net').createServer((c) => c.end(JSON.stringify({ node: 'fakenode', pid: 1, control: '/evil.sock' }))).listen({ path: '\\0podway-run' }, () => `
-    + `require(${JSON.stringify(RUN_LOCK)}).takeRunLock({ node: 'evil', pid: process.pid, control: '/evil.sock' }).then(() => console.log('TOOK ready'), (e) => console.log('refused: ' + e.message + ' ready')))`;
+    + `require(${JSON.stringify(copy.entry)}).takeRunLock({ node: 'evil', pid: process.pid, control: '/evil.sock' }).then(() => console.log('TOOK ready'), (e) => console.log('refused: ' + e.message + ' ready')))`;
   const nobody = await holder(NS1, ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], squat);
   let msg: string;
   try {
@@ -74,6 +77,7 @@ test('a non-root user can neither take nor block the lock; a root holder is name
     msg = await take(NS1, 'n1');
   } finally {
     await stop(nobody.p);
+    rmSync(copy.root, { recursive: true, force: true });
   }
   const file = /^taken (\/run\/podway\/run\.\d+\.lock)$/.exec(msg)?.[1];
   assert.ok(file, msg);

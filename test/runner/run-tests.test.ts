@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { openUp } from '../helpers/readable-copy';
 
 /** The repository root, from dist/test/runner where this file runs. */
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -63,16 +64,6 @@ function copyPackage(name: string, into: string, done = new Set<string>()): void
   fs.cpSync(from, path.join(into, name), { recursive: true });
   const deps = JSON.parse(fs.readFileSync(path.join(from, 'package.json'), 'utf8')).dependencies ?? {};
   for (const dep of Object.keys(deps)) copyPackage(dep, into, done);
-}
-
-/** Makes every file and directory under `dir` readable by everyone (for the uid 65534 run). */
-function openUp(dir: string): void {
-  fs.chmodSync(dir, 0o755);
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) openUp(p);
-    else if (e.isFile()) fs.chmodSync(p, 0o644);
-  }
 }
 
 /**

@@ -49,6 +49,7 @@ import { Health, type EngineReadiness } from '../observe/health';
 import { bgpNotReady, bgpOffStatus, speakerNotStartedStatus } from '../control/bgp/readiness';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, withLogLinesDropped, type DataplaneSnapshot } from '../observe/snapshot';
+import { RetiredCounts } from '../observe/retired-counts';
 import { TunnelDrops } from '../observe/tunnel-drops';
 import { TUNNEL_NFT_TABLE, tunnelDropsOf } from '../dataplane/nft-tunnels';
 import { readNftCounters, tableKey } from '../dataplane/nft-counters';
@@ -284,6 +285,9 @@ const RP_FILTER_CHECK_MS = 2000;
 const RP_FILTER_WORDS: Record<number, string> = { 0: 'off (rp_filter 0)', 1: 'strict (rp_filter 1: a source must route back through the tunnel it came in on)', 2: 'loose (rp_filter 2)' };
 /** How long the main thread waits for a worker's answer (counters, snapshot). */
 const WORKER_ANSWER_MS = 2000;
+/** How often the forwarding threads' counts are read when nothing else reads them (their last
+ * known counts are carried into the sums when a thread dies: observe/retired-counts.ts). */
+const RETIRED_REFRESH_MS = 10_000;
 
 /**
  * --ip / --ip6 (or Calico's IP / IP6) as given, checked before the Node is registered with them:
@@ -453,6 +457,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const workers: Worker[] = [];
   /** Forwarding threads that died, their restarts, and when to give up (worker-deaths.ts). */
   const workerDeaths = new WorkerDeaths();
+  /** The counts of the threads that died, carried into every sum (observe/retired-counts.ts). */
+  const retired = new RetiredCounts();
   /** Set when forwarding threads died too often: podway stops and exits 1. */
   let giveUpWhy: string | null = null;
   let stopForWorkers: ((why: string) => void) | null = null;
@@ -524,7 +530,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const main = engine.metricsSnapshot();
       const others = await workerStates();
       missingLog.note('metrics', missingWorkers(others));
-      const merged = mergeSnapshots([main, ...others.filter((o): o is WorkerState => o !== null).map((o) => o.snapshot)]);
+      const merged = retired.addToSnapshot(mergeSnapshots([main, ...others.filter((o): o is WorkerState => o !== null).map((o) => o.snapshot)]));
       await tunnelDrops.refresh();
       const old = tunnelDrops.vxlanOldPort;
       merged.counters[Reason.VXLAN_OLD_PORT] = (merged.counters[Reason.VXLAN_OLD_PORT] ?? 0) + old.packets;
@@ -1297,6 +1303,18 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** Set once podway stops: no model applied after, no forwarding thread started again. */
     let stopping = false;
     startMade('the forwarding threads\' restarts', () => { for (const t of workerRestartTimers) clearTimeout(t); });
+    // Every thread's counts read at least every 10 s (each answer is kept as its last known: the
+    // message handler in startWorker), so that a thread that dies without sending its own (out of
+    // memory) leaves at most 10 s of them out of the carried sums (observe/retired-counts.ts).
+    if (count > 1) {
+      const refresh = setInterval(() => {
+        if (workersEnding || stopping) return;
+        void askWorkers('counters', () => null);
+        void workerStates();
+      }, RETIRED_REFRESH_MS);
+      refresh.unref();
+      startMade('the forwarding threads\' counts refresh', () => clearInterval(refresh));
+    }
     // null for a worker that did not answer: mergeCounters names it in the answer (missingWorkers)
     const workerCounters = () => askWorkers<Counters>('counters', (m) => m.counters as Counters).then((all) => {
       missingLog.note('counters', missingWorkers(all));
@@ -1315,6 +1333,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // (prom-client only with --metrics-port: loaded here, as the other collectors)
     if (metrics) metrics.add(new (require('../observe/kernel-routes-metrics') as typeof import('../observe/kernel-routes-metrics')).KernelRoutesCollector(() => routeTable.status()));
     const extras = {
+      retired: (merged: Counters) => void retired.addToCounters(merged),
       nat,
       nat6,
       guard,
@@ -1350,7 +1369,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: withLogLinesDropped(mergeSnapshots((await workerStates()).flatMap((w) => (w ? [w.snapshot] : [])))).logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, nodeLiveness: nodeAddresses?.liveStatus() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies, forwardingThreads: count > 1 ? workerDeaths.status(count) : null };
+        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: (withLogLinesDropped(mergeSnapshots((await workerStates()).flatMap((w) => (w ? [w.snapshot] : [])))).logLinesDropped ?? 0) + retired.logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, nodeLiveness: nodeAddresses?.liveStatus() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies, forwardingThreads: count > 1 ? workerDeaths.status(count) : null };
       },
       commands: {
         'log-level': (req) => {
@@ -1429,8 +1448,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
           // the Felix settings and the log level in force now (a new thread after a death)
           workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, vxlanPort: vxlanWire.vxlanPort, vxlanVni: vxlanWire.vxlanVNI, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
         });
-        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string; why?: string; n?: number }) => {
+        // Its last known counts (an answer to a scrape or `podway counters`, the 10 s refresh, or
+        // those it sends from its 'exit' as it dies): carried into the sums when it dies.
+        let lastCounters: Counters | null = null;
+        let lastSnapshot: DataplaneSnapshot | null = null;
+        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string; why?: string; n?: number; counters?: Counters; snapshot?: DataplaneSnapshot }) => {
           if (taps.handle(index, m)) return;
+          if (m.counters) lastCounters = m.counters;
+          if (m.snapshot) lastSnapshot = m.snapshot;
           if (m.type === 'neighbor') {
             eng.learnShared(m.ip!, Uint8Array.from(m.mac!), m.announced === true);
             for (const o of workers) if (o !== w) o.postMessage(m);
@@ -1443,6 +1468,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
             eng.underlayMtuNews(`worker ${index}: ${m.why}`);
           } else if (m.type === 'too-big-answered') {
             eng.addTooBigAnswered(m.n!);
+          } else if (m.type === 'last-counts') {
+            // (kept above: the thread is ending)
           } else if (m.type === 'counters' || m.type === 'snapshot') {
             pending.get(m.id!)?.answer(m);
             pending.delete(m.id!);
@@ -1457,6 +1484,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         w.on('exit', (code) => {
           if (workersEnding || stopping || workers[index - 1] !== w) return; // a stop ends them all
           const why = failure || `exited with code ${code}`;
+          // what it counted stays in every sum: the new thread's counts are added to it
+          retired.retire(index, lastCounters, lastSnapshot);
           // its questions unanswered: nobody waits for them (readiness names it at once)
           for (const [id, q] of pending) {
             if (q.worker !== index) continue;

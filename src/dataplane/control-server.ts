@@ -53,6 +53,9 @@ export interface ControlExtras {
   status?: () => Promise<Record<string, unknown>>;
   /** More commands, by name (e.g. log-level): the request in, the answer out. */
   commands?: Record<string, (req: Record<string, unknown>) => unknown>;
+  /** The counts of forwarding threads that died, added to the merged counters in place
+   * (observe/retired-counts.ts): the sums stay monotonic across a thread's restart. */
+  retired?: (merged: Counters & { missingWorkers?: number[] }) => void;
 }
 
 /**
@@ -329,6 +332,7 @@ async function handle(engine: Engine, req: Request, workerCounters: WorkerCounte
         extras.bgpStatus ? extras.bgpStatus() : null,
       ]);
       const merged = mergeCounters(engine.counters(), workers);
+      extras.retired?.(merged);
       for (const [r, n] of Object.entries(kernelDrops as Record<string, number>)) if (n > 0) merged.reasons[r] = (merged.reasons[r] ?? 0) + n;
       // IPv6's table exists only once an IPv6 pool has natOutgoing (nat6 null before)
       const withNft = { ...merged, ...nft };

@@ -10,7 +10,8 @@
  * {type:'rp-filter', value} (the node's rp_filter changed: Engine.setRpFilter) |
  * {type:'underlay-mtu', mtu, why} (the underlay's MTU changed, seen by the main thread: Engine.underlayMtuNews;
  * sent to the main thread too when this one sees it first) | {type:'stop'}; to the main thread also
- * {type:'too-big-answered', n} (refused packets this thread answered: the main thread's status).
+ * {type:'too-big-answered', n} (refused packets this thread answered: the main thread's status),
+ * {type:'last-counts', counters, snapshot} (sent from its process 'exit': a dying thread's counts).
  * and the trace/capture sessions of taps.ts.
  */
 import type { NeighborTimings } from './neighbors';
@@ -69,6 +70,16 @@ if (parentPort) {
     onTooBigAnswered: (n) => port.postMessage({ type: 'too-big-answered', n }),
   });
   let mtuFromMain = false;
+  // As the thread ends (an exception nothing caught, process.exit(), a stop), its counts go to the
+  // main thread, which carries a dead thread's into every sum (observe/retired-counts.ts). Not
+  // run when the isolate runs out of memory: the main thread's last read (10 s at most) stands.
+  process.once('exit', () => {
+    try {
+      port.postMessage({ type: 'last-counts', counters: engine.counters(), snapshot: { ...engine.metricsSnapshot(), logLinesDropped: logLinesDropped() } });
+    } catch {
+      // the port closed (a stop), or the engine cannot be read: the last read stands
+    }
+  });
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));
   port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; why?: string; local?: LocalAddresses; options?: Parameters<Engine['setFelixOptions']>[0]; value?: number }) => {
     try {

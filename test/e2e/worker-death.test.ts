@@ -9,6 +9,10 @@
  *   is started within 2 s (the wait doubles per death: 0.2, 0.4, 0.8, 1.6 s); the stream's flow
  *   comes back on it (its counters move again, the receiver's gap stays under 3 s); before the
  *   change the flow stayed lost and the node not ready (`worker 1 exited`) until a restart;
+ * - what node1 reports never goes down across a death (the dead thread's counts are carried:
+ *   observe/retired-counts.ts): worker 1's row for web-1 in `podway counters`, web-1's
+ *   podway_port_rx_packets_total and podway_rx_batch_size's count in /metrics (before: all three
+ *   dropped, the new thread's counts alone, a counter reset to Prometheus);
  * - no fd, packet socket or ring mapping is left behind across the deaths: the process's counts
  *   are those it had before the first;
  * - while a new thread is awaited (the fourth death's 1.6 s) the node is not ready naming it; once
@@ -45,14 +49,25 @@ interface Threads { count: number; restarts: number; deathsInWindow: number; las
 interface Status { ready?: boolean; notReady?: string[]; forwardingThreads?: Threads | null }
 const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 5000)) as Status;
 
-async function metric(name: string): Promise<number | undefined> {
+async function scrape(): Promise<ReturnType<typeof parseMetrics>> {
   await new Promise((r) => setTimeout(r, METRICS_RENDER_MS + 50));
   const r = await execBounded('ip', ['netns', 'exec', lab!.node('node1').ns, process.execPath, HTTP_GET, `http://127.0.0.1:${PORT}/metrics`], 10_000);
   if (r.code !== 0) throw new Error(`http-get: exit ${r.code}: ${r.stderr}`);
-  return valueOf(parseMetrics((JSON.parse(r.stdout.trim()) as { body: string }).body), name);
+  return parseMetrics((JSON.parse(r.stdout.trim()) as { body: string }).body);
 }
 
-/** web-1's port's frames received by worker `w` of node1 (its counters start at 0 with each new thread). */
+async function metric(name: string): Promise<number | undefined> {
+  return valueOf(await scrape(), name);
+}
+
+/** web-1's port's received frames and the receive batches counted, summed over the threads. */
+async function sums(): Promise<{ rx: number; batches: number }> {
+  const m = await scrape();
+  return { rx: valueOf(m, 'podway_port_rx_packets_total', { port: lab!.pod('web-1').ifname }), batches: valueOf(m, 'podway_rx_batch_size') };
+}
+
+/** web-1's port's frames received by worker `w` of node1 (a dead worker's counts carried into its
+ * new thread's row: observe/retired-counts.ts). */
 async function podRx(w: number): Promise<number> {
   const c = (await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { ports: { port: string; rx: number }[] };
   return c.ports.find((p) => p.port === `${lab!.pod('web-1').ifname} [w${w}]`)?.rx ?? -1;
@@ -139,6 +154,10 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
   assert.is(s0.forwardingThreads?.lastDeath, null);
   const windows: { t0: number; t1: number }[] = [];
   for (let k = 1; k <= 3; k++) {
+    // what the node reported before the death: never less after it (a dead thread's counts are
+    // carried; before, the new thread's row and every sum started again from its counts alone)
+    const rxRow = await podRx(1);
+    const sums0 = await sums();
     const from = n1.log.length;
     const t0 = Date.now();
     writeFileSync(killFile, '1');
@@ -146,7 +165,7 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
     assert.ok(said, `death ${k} said: ${n1.log.slice(from).join('\n')}`);
     const back = await until(() => n1.log.slice(from).some((l) => new RegExp(`worker 1 started again \\(restart ${k}\\)`).test(l)), 5000, 20);
     assert.ok(back, `restart ${k} said: ${n1.log.slice(from).join('\n')}`);
-    // the new thread takes the flow: its own counters (from 0) move
+    // the new thread takes the flow: its counters move
     const r1 = await podRx(1);
     assert.ok(await until(async () => (await podRx(1)) > Math.max(r1, 0) + 20, 5000, 50), `the flow on the new worker 1 (restart ${k}): ${await podRx(1)}`);
     const t1 = Date.now();
@@ -154,6 +173,12 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
     windows.push({ t0, t1 });
     // nothing the dead thread held is left
     assert.ok(await until(() => JSON.stringify(held()) === JSON.stringify(before), 3000, 100), `death ${k}: held ${JSON.stringify(held())}, before ${JSON.stringify(before)}`);
+    // monotonic: worker 1's row in podway counters, web-1's port in /metrics
+    const rxRowAfter = await podRx(1);
+    assert.ok(rxRowAfter > rxRow, `death ${k}: web-1 [w1] rx ${rxRow} before, ${rxRowAfter} after (carried)`);
+    const sums1 = await sums();
+    assert.ok(sums1.rx > sums0.rx, `death ${k}: podway_port_rx_packets_total{web-1} ${sums0.rx} before, ${sums1.rx} after`);
+    assert.ok(sums1.batches > sums0.batches, `death ${k}: podway_rx_batch_size's count ${sums0.batches} before, ${sums1.batches} after`);
   }
   const s3 = await status();
   assert.is(s3.ready, true, JSON.stringify(s3.notReady));

@@ -10,7 +10,7 @@ import type { NeighborTimings } from '../dataplane/neighbors';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from './model-source';
-import type { LearnedRoute } from '../control/route-calc';
+import type { HostPortMapping, LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notCachedNode, nodeIdentityOf, withdrawnModel, MODEL_CACHE_VERSION, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
 import { nodeAddressesOf, readNodeEntry } from './join';
@@ -25,7 +25,7 @@ import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, remoteNodeIps, remoteNodeIps6, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
-import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, natCountersOf, parseNatPortRange, type NatCounters } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, NAT_IPV6, type HostPortRule, POD_GUARD, defaultNatPortRange, ifindexOf, natCountersOf, parseNatPortRange, type NatCounters } from '../dataplane/nft-nat';
 import { readLocalPortRange } from '../dataplane/port-range';
 import type { NatOutgoingExclusions } from '../dataplane/nat';
 import { ageText, guardSummary } from './format';
@@ -199,18 +199,25 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
     pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
     kernelTransitDrop,
     natOutgoingExclusions,
-    // host ports: endpoints in key order, so which of two claiming one port wins does not move
-    hostPorts: [...model.endpoints].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).flatMap((e) => (e.hostPorts ?? []).map((h) => ({
-      protocol: h.protocol, hostIp: h.hostIp === null ? null : formatIpv4(h.hostIp), hostPort: h.hostPort, podIp: formatIpv4(h.podIp), port: h.port,
-    }))),
+    hostPorts: hostPortRulesOf(model.endpoints, (e) => e.hostPorts, formatIpv4),
     ...(model.node.ip !== null ? { nodeIp: formatIpv4(model.node.ip) } : {}),
   };
+}
+
+/** The host ports of one family for its table (nft-nat.ts HostPortRule): endpoints in key order,
+ * so which of two claiming one port wins does not move. */
+function hostPortRulesOf<A>(endpoints: NodeDataplaneModel['endpoints'], of: (e: NodeDataplaneModel['endpoints'][number]) => readonly HostPortMapping<A>[] | undefined, text: (a: A) => string): HostPortRule[] {
+  return [...endpoints].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).flatMap((e) => (of(e) ?? []).map((h) => ({
+    protocol: h.protocol, hostIp: h.hostIp === null ? null : text(h.hostIp), hostPort: h.hostPort, podIp: text(h.podIp), port: h.port,
+  })));
 }
 
 /** What podway's IPv6 table (table ip6 podway) should hold: the IPv6 pools and nodes, the same
  * ports, timeouts and bound as IPv4's, the veth pods for the IPv6 kernel transit drop (on a node
  * with IPv6 pools), the NAT chains once an IPv6 pool had natOutgoing (`natChains`). */
-function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean, natChains: boolean, natOutgoingExclusions: NatOutgoingExclusions): NatSpec {
+function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean, natChains: boolean, natOutgoingExclusions: NatOutgoingExclusions, hostPortChains: boolean): NatSpec {
+  // the IPv6 host ports: an endpoint's (route-calc6) by its interface, in the IPv4 endpoints' key order
+  const ports6 = new Map(model.v6.endpoints.map((e) => [e.interfaceName, e.hostPorts]));
   return {
     hostPort: HOST_PORT_NAME,
     hostPortIndex: ifindexOf(HOST_PORT_NAME),
@@ -224,6 +231,9 @@ function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, numb
     kernelTransitDrop: kernelTransitDrop && model.v6.pools.length > 0,
     natChains,
     natOutgoingExclusions,
+    hostPortChains,
+    hostPorts: hostPortRulesOf(model.endpoints, (e) => ports6.get(e.interfaceName), (a: string) => a),
+    ...(model.v6.ip6 !== null ? { nodeIp: model.v6.ip6 } : {}),
   };
 }
 
@@ -1132,6 +1142,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // error only once a pool asks for natOutgoing.
     let leftover6Checked = false;
     let nat6Chains = false;
+    /** table ip6 podway's host port chains: from the first IPv6 host port on (kept, as nat6Chains). */
+    let hostPort6Chains = false;
     /** `nft list tables` as read while the datastore was awaited (readHostAtStart), for the first
      * model's look for a leftover table ip6 podway; null: look with nft then, as before. */
     let startNftTables: string | null = null;
@@ -1142,11 +1154,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const wantGuard = guardSpecOf(model, endpointToHost, vxlanWire.vxlanPort);
       const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, natExclusions);
       nat6Chains ||= model.v6.pools.some((p) => p.natOutgoing);
-      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains, natExclusions);
+      hostPort6Chains ||= model.v6.endpoints.some((e) => e.hostPorts !== undefined);
+      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains, natExclusions, hostPort6Chains);
       // The first model: the tables go in with one nft run (one transaction), not one run each; one
       // nft refuses makes all of them be made on their own below, as before, saying which and why.
       const together = !natSynced && !guard.active && !guard.starting && !nat.active && !nat6.active
-        && NftNat.startTogether([[guard, wantGuard], [nat, want], ...(want6.natChains || want6.kernelTransitDrop ? [[nat6, want6] as const] : [])]);
+        && NftNat.startTogether([[guard, wantGuard], [nat, want], ...(want6.natChains || want6.kernelTransitDrop || want6.hostPortChains ? [[nat6, want6] as const] : [])]);
       natSynced = true;
       if (together) natLog.info(`pod guard: table inet podway created: ${guardText(wantGuard)}`);
       else if (guard.active || guard.starting) guard.update(wantGuard);
@@ -1176,7 +1189,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // updated like IPv4's until the stop. Its NAT chains come with the first IPv6 pool with
       // natOutgoing (a node without one never loads the kernel's IPv6 NAT nor conntrack) and stay.
       if (nat6.active && !together) return nat6.update(want6);
-      if (!nat6.active && !want6.natChains && !want6.kernelTransitDrop) {
+      if (!nat6.active && !want6.natChains && !want6.kernelTransitDrop && !want6.hostPortChains) {
         // once, at the first model: a crashed run's table would go on masquerading
         if (!leftover6Checked && nat6.removeLeftoverListed(startNftTables)) natLog.info('nat: removed the table ip6 podway a previous run left (no IPv6 pool has natOutgoing)');
         leftover6Checked = true;
@@ -1187,13 +1200,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
           nat6.start(want6);
         } catch (e) {
           if (want6.natChains) throw e;
-          // the transit drop alone: a kernel or nft refusing it costs forwarding nothing
+          // the transit drop (and IPv6 host ports) alone: a kernel or nft refusing it costs forwarding nothing
           nat6.lastError = (e as Error).message;
-          natLog.warn(`nat: ${nat6.lastError} (table ip6 podway for the IPv6 kernel transit drop; no IPv6 pool has natOutgoing now)`);
+          natLog.warn(`nat: ${nat6.lastError} (table ip6 podway for the IPv6 kernel transit drop${want6.hostPortChains ? ' and IPv6 host ports, which do not work without it' : ''}; no IPv6 pool has natOutgoing now)`);
           return;
         }
       }
-      natLog.info(`nat: table ip6 podway created; ${want6.natChains ? 'natOutgoing from ' + want6.natPools.join(', ') + ', ports ' + natPorts[0] + '-' + natPorts[1] : 'no IPv6 pool has natOutgoing'}${want6.kernelTransitDrop ? '; IPv6 kernel transit drop' : ''}`);
+      natLog.info(`nat: table ip6 podway created; ${want6.natChains ? 'natOutgoing from ' + want6.natPools.join(', ') + ', ports ' + natPorts[0] + '-' + natPorts[1] : 'no IPv6 pool has natOutgoing'}${want6.kernelTransitDrop ? '; IPv6 kernel transit drop' : ''}${want6.hostPortChains ? '; IPv6 host ports' : ''}`);
     };
     const pollMs = opts.autodetectPollMs ?? DEFAULT_AUTODETECT_POLL_MS;
     const source4 = addressSource(opts.ip);

@@ -42,7 +42,7 @@ export function addCniCommands(program: Command): void {
       if (done.note) process.stdout.write(`note: ${done.note}\n`);
       if (mode.note) process.stdout.write(`${mode.note}\n`);
       // Calico's conflist chains portmap; podway's plugin takes the host ports itself (docs/cni.md, "Host ports").
-      process.stdout.write('note: host ports (`podman run -p`, hostPort; IPv4) are forwarded by podway run itself: the conflist chains no portmap plugin, do not add one (see docs/cni.md, "Host ports")\n');
+      process.stdout.write('note: host ports (`podman run -p`, hostPort; IPv4 and IPv6) are forwarded by podway run itself: the conflist chains no portmap plugin, do not add one (see docs/cni.md, "Host ports")\n');
     });
   cni
     .command('uninstall')

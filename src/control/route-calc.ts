@@ -115,37 +115,50 @@ export interface LocalEndpoint {
 }
 
 /** One host port of a pod: the node's `hostPort` (on `hostIp`, or on every address of the node when
- * null) forwarded to the pod's `podIp`:`port`, as Calico's WorkloadEndpoint spec.ports records it. */
-export interface HostPortMapping {
+ * null) forwarded to the pod's `podIp`:`port`, as Calico's WorkloadEndpoint spec.ports records it.
+ * Addresses as uint32 for IPv4 (LocalEndpoint), canonical text for IPv6 (route-calc6 LocalEndpoint6). */
+export interface HostPortMapping<A = number> {
   readonly protocol: 'tcp' | 'udp';
-  readonly hostIp: number | null;
+  readonly hostIp: A | null;
   readonly hostPort: number;
-  readonly podIp: number;
+  readonly podIp: A;
   readonly port: number;
 }
 
-/** `hostPorts` for a LocalEndpoint: only when it has some (a model without host ports is as before). */
-function hostPortsField(ports: Parameters<typeof hostPortsOf>[0], ips: readonly number[]): { hostPorts?: HostPortMapping[] } {
-  const h = hostPortsOf(ports, ips);
+/** What hostPortsOf needs of an address family: is a hostIP text of it, its address (null: not
+ * one), and is that address the unspecified one (every address of the node). */
+export interface HostPortFamily<A> {
+  readonly v6: boolean;
+  parse(text: string): A | null;
+  any(a: A): boolean;
+}
+
+export const HOST_PORTS_V4: HostPortFamily<number> = { v6: false, parse: parseIPv4, any: (a) => a === 0 };
+
+/** `hostPorts` for a LocalEndpoint (LocalEndpoint6): only when it has some (a model without host
+ * ports is as before). */
+export function hostPortsField<A>(ports: Parameters<typeof hostPortsOf>[0], ips: readonly A[], family: HostPortFamily<A>): { hostPorts?: HostPortMapping<A>[] } {
+  const h = hostPortsOf(ports, ips, family);
   return h.length ? { hostPorts: h } : {};
 }
 
-/** The IPv4 host ports of an endpoint whose IPv4 addresses are `ips`: each spec.ports entry with a
- * hostPort, TCP or UDP (SCTP and others are recorded, not forwarded), to the endpoint's first IPv4
- * address; one whose hostIP is IPv6 is not an IPv4 host port. */
-export function hostPortsOf(ports: readonly { protocol?: string | number; port: number; hostPort?: number; hostIP?: string }[] | undefined, ips: readonly number[]): HostPortMapping[] {
+/** The host ports of one family of an endpoint whose addresses of that family are `ips`: each
+ * spec.ports entry with a hostPort, TCP or UDP (SCTP and others are recorded, not forwarded), to the
+ * endpoint's first address of the family; one whose hostIP is of the other family is not one of
+ * this family's (none: both families, as the portmap plugin does). */
+export function hostPortsOf<A>(ports: readonly { protocol?: string | number; port: number; hostPort?: number; hostIP?: string }[] | undefined, ips: readonly A[], family: HostPortFamily<A>): HostPortMapping<A>[] {
   if (!ports || ips.length === 0) return [];
-  const out: HostPortMapping[] = [];
+  const out: HostPortMapping<A>[] = [];
   for (const p of ports) {
     if (!p.hostPort) continue;
     const proto = typeof p.protocol === 'number' ? (p.protocol === 6 ? 'tcp' : p.protocol === 17 ? 'udp' : null) : (p.protocol ?? 'tcp').toLowerCase();
     if (proto !== 'tcp' && proto !== 'udp') continue;
-    let hostIp: number | null = null;
+    let hostIp: A | null = null;
     if (p.hostIP) {
-      if (p.hostIP.includes(':')) continue;
-      const a = parseIPv4(p.hostIP);
+      if (p.hostIP.includes(':') !== family.v6) continue;
+      const a = family.parse(p.hostIP);
       if (a === null) continue;
-      if (a !== 0) hostIp = a;
+      if (!family.any(a)) hostIp = a;
     }
     out.push({ protocol: proto, hostIp, hostPort: p.hostPort, podIp: ips[0], port: p.port });
   }
@@ -429,7 +442,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
       ips,
       cidrs,
       mac: wep.spec.mac ?? null,
-      ...hostPortsField(wep.spec.ports, ips),
+      ...hostPortsField(wep.spec.ports, ips, HOST_PORTS_V4),
     });
   }
 

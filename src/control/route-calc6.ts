@@ -26,7 +26,7 @@ import { covers6, formatCidr6, networkOf6, parseIp6, mask6Word } from '../lpm/ci
 import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
-import { poolCallsForTunnel, RouteClass, type KernelLearnedRoute, type LearnedRoute, type WithheldRoute } from './route-calc';
+import { hostPortsField, poolCallsForTunnel, RouteClass, type HostPortFamily, type HostPortMapping, type KernelLearnedRoute, type LearnedRoute, type WithheldRoute } from './route-calc';
 import { linkLocalOnly6 } from './bgp/learned-routes';
 
 /** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14 (Calico: IPv6 VXLAN MTU = host MTU - 70). */
@@ -60,6 +60,9 @@ export interface LocalEndpoint6 {
   readonly interfaceName: string;
   /** The endpoint's IPv6 addresses (canonical text, no prefix), in file order. */
   readonly ips6: readonly string[];
+  /** Its IPv6 host ports (route-calc.ts hostPortsOf: spec.ports entries with a hostPort and no
+   * hostIP or an IPv6 one, to its first IPv6 address; docs/cni.md, "Host ports"). Absent: none. */
+  readonly hostPorts?: readonly HostPortMapping<string>[];
 }
 
 export interface PoolModel6 {
@@ -108,6 +111,9 @@ function cidr6(text: string): Cidr6 | null {
   const n = networkOf6(text);
   return n === null ? null : { cidr: formatCidr6(n.w, n.len), w: n.w, prefixLen: n.len };
 }
+
+/** IPv6 host ports' addresses: canonical text (route-calc.ts hostPortsOf). */
+const HOST_PORTS_V6: HostPortFamily<string> = { v6: true, parse: (t) => cidr6(`${t}/128`)?.cidr.slice(0, -4) ?? null, any: (a) => a === '::' };
 
 /** "fd99::1/64" or "fd99::1" -> the address (canonical) and its subnet. */
 function addressWithSubnet(text: string | undefined): { ip: string; subnet: Cidr6 } | null {
@@ -222,7 +228,7 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
         node: nodeName, nodeIp6: null, vtepIp6: null, vtepMac: null, pool: poolContaining(c)?.name ?? null, mtu: localMtu,
       });
     }
-    if (ips6.length > 0) endpoints.push({ interfaceName: wep.spec.interfaceName, ips6 });
+    if (ips6.length > 0) endpoints.push({ interfaceName: wep.spec.interfaceName, ips6, ...hostPortsField(wep.spec.ports, ips6, HOST_PORTS_V6) });
   }
 
   const addRemote = (c: Cidr6, remoteName: string, pool: PoolModel6 | undefined) => {

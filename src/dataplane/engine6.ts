@@ -51,6 +51,8 @@ export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Appl
   });
   v6.pools6.set(prefixes(m.pools));
   v6.natSources6.set(prefixes(m.pools.filter((p) => p.natOutgoing)));
+  // IPv6 host ports: their pods' ends, whose packets go to the node's kernel (docs/cni.md, "Host ports")
+  v6.hostPortSources.set(m.endpoints.flatMap((e) => (e.hostPorts ?? []).map((h) => ({ ip: ip6Bytes(h.podIp), proto: h.protocol === 'udp' ? 17 : 6, port: h.port }))));
   return nh;
 }
 

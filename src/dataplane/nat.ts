@@ -77,3 +77,56 @@ export class Prefixes6 {
     return false;
   }
 }
+
+/** The key of a host port's pod end in Pipeline.hostPortSources: the pod's IPv4 address (an IPv6
+ * one folded to a word: HostPortSources6), the protocol (6 TCP, 17 UDP) and the container port, as
+ * one number below 2^49 (exact in a double). */
+export function hostPortKey(ip: number, proto: number, port: number): number {
+  return (ip >>> 0) * 131072 + (proto === 17 ? 65536 : 0) + (port & 0xffff);
+}
+
+/**
+ * The pods' ends of the IPv6 host ports (Pipeline6.hostPortSources; the IPv4 ones are a plain set
+ * of hostPortKey numbers): hostPortKey of the address folded to a word (its four words XORed), the
+ * protocol and the container port, then the whole address compared, as two addresses may fold
+ * alike. The look-up allocates nothing; set between batches.
+ */
+export class HostPortSources6 {
+  private keys: ReadonlySet<number> = new Set();
+  private addrs = new Uint8Array(0);
+  private protoPort = new Uint32Array(0);
+
+  get size(): number {
+    return this.protoPort.length;
+  }
+
+  set(list: readonly { readonly ip: Uint8Array; readonly proto: number; readonly port: number }[]): void {
+    this.addrs = new Uint8Array(list.length * 16);
+    this.protoPort = new Uint32Array(list.length);
+    list.forEach((e, k) => {
+      this.addrs.set(e.ip.subarray(0, 16), k * 16);
+      this.protoPort[k] = (e.proto << 16) | (e.port & 0xffff);
+    });
+    this.keys = new Set(list.map((e) => hostPortKey(fold6(e.ip, 0), e.proto, e.port)));
+  }
+
+  /** Is the address at b[off] with this protocol and port one of them? */
+  has(b: Uint8Array, off: number, proto: number, port: number): boolean {
+    if (!this.keys.has(hostPortKey(fold6(b, off), proto, port))) return false;
+    const pp = (proto << 16) | port;
+    const a = this.addrs;
+    for (let k = 0; k < this.protoPort.length; k++) {
+      if (this.protoPort[k] !== pp) continue;
+      let j = 0;
+      while (j < 16 && a[k * 16 + j] === b[off + j]) j++;
+      if (j === 16) return true;
+    }
+    return false;
+  }
+}
+
+function fold6(b: Uint8Array, o: number): number {
+  let x = 0;
+  for (let k = 0; k < 16; k += 4) x ^= (b[o + k] << 24) | (b[o + k + 1] << 16) | (b[o + k + 2] << 8) | b[o + k + 3];
+  return x >>> 0;
+}

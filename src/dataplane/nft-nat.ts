@@ -87,13 +87,17 @@ export interface NatSpec {
   /** The pod guard: a pod's new connections to the node's own addresses accepted (the default,
    * as calico.yaml sets Felix's DefaultEndpointToHostAction) or dropped (`--endpoint-to-host drop`). */
   endpointToHost?: 'accept' | 'drop';
-  /** table ip podway only: the node's host ports (CNI portMappings, Kubernetes hostPort) from its
-   * pods' WorkloadEndpoints (spec.ports), in order; the first of two for one address, protocol and
-   * port wins (the CNI plugin refuses the second: docs/cni.md, "Host ports"). */
+  /** table ip podway and table ip6 podway: the node's host ports of the table's family (CNI
+   * portMappings, Kubernetes hostPort) from its pods' WorkloadEndpoints (spec.ports), in order; the
+   * first of two for one address, protocol and port wins (the CNI plugin refuses the second:
+   * docs/cni.md, "Host ports"). */
   hostPorts?: readonly HostPortRule[];
-  /** table ip podway only: this node's IPv4 address, the source a pod reaching its own host port
-   * is given (hairpin). */
+  /** This node's address of the table's family, the source a pod reaching its own host port (and
+   * the node's own connection from its loopback) is given. */
   nodeIp?: string;
+  /** The IPv6 table only: hold the host port chains (the caller keeps it on from the first IPv6
+   * host port on, as natChains, so a node without one never loads the kernel's IPv6 NAT). */
+  hostPortChains?: boolean;
 }
 
 /** One host port: `hostPort` on `hostIp` (null: every address of the node) to `podIp`:`port`. */
@@ -106,14 +110,15 @@ export interface HostPortRule {
 }
 
 const PLAIN_IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+const PLAIN_IPV6 = /^[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}$/i;
 
-/** The host port rules fit for nft text (plain addresses, ports in range), each (address,
- * protocol, port) once: the first wins. */
-function hostPortRules(s: NatSpec): HostPortRule[] {
+/** The host port rules fit for nft text (plain addresses of the family, ports in range), each
+ * (address, protocol, port) once: the first wins. */
+function hostPortRules(s: NatSpec, w: NatWords): HostPortRule[] {
   const seen = new Set<string>();
   const out: HostPortRule[] = [];
   for (const h of s.hostPorts ?? []) {
-    if ((h.protocol !== 'tcp' && h.protocol !== 'udp') || !PLAIN_IPV4.test(h.podIp) || (h.hostIp !== null && !PLAIN_IPV4.test(h.hostIp))) continue;
+    if ((h.protocol !== 'tcp' && h.protocol !== 'udp') || !w.plain.test(h.podIp) || (h.hostIp !== null && !w.plain.test(h.hostIp))) continue;
     if (!Number.isInteger(h.hostPort) || h.hostPort < 1 || h.hostPort > 65535 || !Number.isInteger(h.port) || h.port < 1 || h.port > 65535) continue;
     const key = `${h.hostIp ?? '*'} ${h.protocol} ${h.hostPort}`;
     if (seen.has(key)) continue;
@@ -125,36 +130,41 @@ function hostPortRules(s: NatSpec): HostPortRule[] {
   return out;
 }
 
-/** The rules of the three host port chains, by chain (hostportChains). */
-function hostPortChainRules(s: NatSpec, hostPort: string): { raw: string[]; dnat: string[]; snat: string[] } {
-  const rules = hostPortRules(s);
-  const dev = ifnames([hostPort])[0] ?? '"podway0"';
-  const match = (h: HostPortRule) => `${h.hostIp === null ? 'fib daddr type local' : `ip daddr ${h.hostIp}`} meta l4proto ${h.protocol} th dport ${h.hostPort}`;
+/** The rules of the three host port chains of the family's table, by chain (hostportChains). */
+function hostPortChainRules(s: NatSpec, w: NatWords): { raw: string[]; dnat: string[]; snat: string[] } {
+  const rules = hostPortRules(s, w);
+  const dev = ifnames([s.hostPort])[0] ?? '"podway0"';
+  const ip = w.ip;
+  const match = (h: HostPortRule) => `${h.hostIp === null ? 'fib daddr type local' : `${ip} daddr ${h.hostIp}`} meta l4proto ${h.protocol} th dport ${h.hostPort}`;
   const raw = [
-    // route_localnet is on for the host veths of pods with host ports (the plugin): their own
-    // packets for the node's loopback must not reach it
-    'iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop',
-    ...(rules.length ? ['iifname @pods ip saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop'] : []),
-    ...rules.map((h) => `iifname != "lo" ${match(h)} counter name "hostport_in" dup to ip daddr device ${dev} drop`),
+    // (IPv4) route_localnet is on for the host veths of pods with host ports (the plugin): their
+    // own packets for the node's loopback must not reach it; IPv6 has no such switch (the kernel
+    // drops ::1 from any other interface)
+    ...(ip === 'ip' ? ['iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop'] : []),
+    ...(rules.length ? [`iifname @pods ${ip} saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop`] : []),
+    // (the copy's next hop, not its destination: IPv4 its own destination; IPv6 the pod's address,
+    // as the kernel's IPv6 routing finds no route to a local address through podway0 and the copy
+    // was lost, while the pod's goes through the pool's route there)
+    ...rules.map((h) => `iifname != "lo" ${match(h)} counter name "hostport_in" dup to ${ip === 'ip6' ? h.podIp : 'ip daddr'} device ${dev} drop`),
   ];
-  const dnat = rules.map((h) => `${match(h)} counter name "hostport_dnat" dnat to ${h.podIp}:${h.port}`);
-  const node = s.nodeIp !== undefined && PLAIN_IPV4.test(s.nodeIp) ? s.nodeIp : null;
+  const dnat = rules.map((h) => `${match(h)} counter name "hostport_dnat" dnat to ${ip === 'ip6' ? `[${h.podIp}]` : h.podIp}:${h.port}`);
+  const node = s.nodeIp !== undefined && w.plain.test(s.nodeIp) ? s.nodeIp : null;
   const snat = node === null || rules.length === 0 ? [] : [
-    // the node's own connections from 127.0.0.1: the pod answers the node's address
-    `ct status dnat ip saddr 127.0.0.0/8 snat to ${node}`,
-    ...[...new Set(rules.map((h) => h.podIp))].map((ip) => `ct status dnat ip saddr ${ip} ip daddr ${ip} snat to ${node}`),
+    // the node's own connections from its loopback (127.0.0.1, ::1): the pod answers the node's address
+    `ct status dnat ${ip} saddr ${w.loopback} snat to ${node}`,
+    ...[...new Set(rules.map((h) => h.podIp))].map((a) => `ct status dnat ${ip} saddr ${a} ${ip} daddr ${a} snat to ${node}`),
   ];
   return { raw, dnat, snat };
 }
 
 /** The pods' ends of the host ports, as hostport_srcs elements (address . protocol . port). */
-function hostPortSources(s: NatSpec): string[] {
-  return [...new Set(hostPortRules(s).map((h) => `${h.podIp} . ${h.protocol} . ${h.port}`))].sort();
+function hostPortSources(s: NatSpec, w: NatWords): string[] {
+  return [...new Set(hostPortRules(s, w).map((h) => `${h.podIp} . ${h.protocol} . ${h.port}`))].sort();
 }
 
 /**
  * Host ports (CNI portMappings, Kubernetes hostPort; docs/cni.md, "Host ports"), in table ip
- * podway. The node's forwarding is off (podway forwards), so a packet for a host port that the
+ * podway, and the same chains in table ip6 podway for the IPv6 ones (`w`: the family's words). The node's forwarding is off (podway forwards), so a packet for a host port that the
  * kernel received and translated to a pod would be dropped by its routing, its conntrack entry
  * never confirmed. Instead:
  * - hostport_raw (prerouting, before conntrack and the transit drop): a packet for a host port,
@@ -169,11 +179,11 @@ function hostPortSources(s: NatSpec): string[] {
  *   dropped in hostport_raw (`hostport_copy`), as podway sends it.
  * Rules are rewritten whole on a change (flush chain + rules, one transaction, with the sets).
  */
-function hostportChains(s: NatSpec): string {
-  const r = hostPortChainRules(s, s.hostPort);
+function hostportChains(s: NatSpec, w: NatWords): string {
+  const r = hostPortChainRules(s, w);
   const body = (xs: string[]) => xs.map((x) => `\n    ${x}`).join('');
   return `
-  set hostport_srcs { type ipv4_addr . inet_proto . inet_service;${elements(hostPortSources(s))} }
+  set hostport_srcs { type ${w.ip === 'ip' ? 'ipv4_addr' : 'ipv6_addr'} . inet_proto . inet_service;${elements(hostPortSources(s, w))} }
   counter hostport_in { }
   counter hostport_copy { }
   counter hostport_dnat { }
@@ -189,15 +199,17 @@ function hostportChains(s: NatSpec): string {
   }`;
 }
 
-/** The host port part of a live update of table ip podway: the pods' ends (a set) and, when the
- * rules changed, the three chains rewritten. */
-function hostportUpdate(s: NatSpec, prev: NatSpec | null): string[] {
-  const where = `ip ${NAT_TABLE}`;
+/** The host port part of a live update of the family's table: the pods' ends (a set) and, when
+ * the rules changed, the three chains rewritten. */
+function hostportUpdate(s: NatSpec, prev: NatSpec | null, w: NatWords): string[] {
+  const where = `${w.ip} ${NAT_TABLE}`;
+  // (the IPv6 table holds the chains only with hostPortChains, a whole-table change: tableKeyOf)
+  if (w.ip === 'ip6' && !s.hostPortChains) return [];
   // (a table made without host ports holds their chains as natTableProgram wrote them)
-  if (prev === null && hostPortRules(s).length === 0) return [];
-  const lines = setUpdate(where, 'hostport_srcs', hostPortSources(s), prev && hostPortSources(prev), false);
-  const r = hostPortChainRules(s, s.hostPort);
-  if (prev !== null && JSON.stringify(r) === JSON.stringify(hostPortChainRules(prev, prev.hostPort))) return lines;
+  if (prev === null && hostPortRules(s, w).length === 0) return [];
+  const lines = setUpdate(where, 'hostport_srcs', hostPortSources(s, w), prev && hostPortSources(prev, w), false);
+  const r = hostPortChainRules(s, w);
+  if (prev !== null && JSON.stringify(r) === JSON.stringify(hostPortChainRules(prev, w))) return lines;
   for (const [chain, rules] of [['hostport_raw', r.raw], ['hostport_dnat', r.dnat], ['hostport_snat', r.snat]] as const) {
     lines.push(`flush chain ${where} ${chain}`, ...rules.map((x) => `add rule ${where} ${chain} ${x}`));
   }
@@ -251,7 +263,7 @@ table ip ${NAT_TABLE} {
   set natpools { type ipv4_addr; flags interval; auto-merge;${elements(s.natPools)} }
   set nodes { type ipv4_addr;${elements(s.nodes)} }
   set pods { type ifname;${elements(ifnames(s.pods))} }
-  counter pod_transit { }${natChains(s, NAT4_WORDS)}${podIngressChain(s)}${hostportChains(s)}
+  counter pod_transit { }${natChains(s, NAT4_WORDS)}${podIngressChain(s)}${hostportChains(s, NAT4_WORDS)}
 }
 `;
 }
@@ -291,8 +303,10 @@ function setsProgram(family: 'ip' | 'ip6', s: NatSpec, prev: NatSpec | null = nu
 }
 
 export function natSetsProgram(s: NatSpec, prev: NatSpec | null = null): string {
-  const lines = hostportUpdate(s, prev);
-  const sets = setsProgram('ip', s, prev);
+  return withHostPorts(setsProgram('ip', s, prev), hostportUpdate(s, prev, NAT4_WORDS));
+}
+
+function withHostPorts(sets: string, lines: string[]): string {
   return lines.length ? sets + lines.join('\n') + '\n' : sets;
 }
 
@@ -318,9 +332,12 @@ interface NatWords {
   readonly ip: 'ip' | 'ip6';
   readonly icmpErrors: string;
   readonly echoRequest: string;
+  /** An address of the family as plain text (fit for an nft rule), and its loopback. */
+  readonly plain: RegExp;
+  readonly loopback: string;
 }
-const NAT4_WORDS: NatWords = { ip: 'ip', icmpErrors: 'icmp type { destination-unreachable, time-exceeded, parameter-problem }', echoRequest: 'icmp type echo-request' };
-const NAT6_WORDS: NatWords = { ip: 'ip6', icmpErrors: 'icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }', echoRequest: 'icmpv6 type echo-request' };
+const NAT4_WORDS: NatWords = { ip: 'ip', icmpErrors: 'icmp type { destination-unreachable, time-exceeded, parameter-problem }', echoRequest: 'icmp type echo-request', plain: PLAIN_IPV4, loopback: '127.0.0.0/8' };
+const NAT6_WORDS: NatWords = { ip: 'ip6', icmpErrors: 'icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }', echoRequest: 'icmpv6 type echo-request', plain: PLAIN_IPV6, loopback: '::1' };
 
 /**
  * Which flows are masqueraded, as Felix's cali-nat-outgoing rule (felix/rules/nat.go,
@@ -420,13 +437,13 @@ table ip6 ${NAT_TABLE} {
   set natpools { type ipv6_addr; flags interval; auto-merge;${elements(s.natPools)} }
   set nodes { type ipv6_addr;${elements(s.nodes)} }
   set pods { type ifname;${elements(ifnames(s.pods))} }
-  counter pod_transit { }${nat6Chains(s)}${podIngressChain6(s)}
+  counter pod_transit { }${nat6Chains(s)}${podIngressChain6(s)}${s.hostPortChains ? hostportChains(s, NAT6_WORDS) : ''}
 }
 `;
 }
 
 export function natSetsProgram6(s: NatSpec, prev: NatSpec | null = null): string {
-  return setsProgram('ip6', s, prev);
+  return withHostPorts(setsProgram('ip6', s, prev), hostportUpdate(s, prev, NAT6_WORDS));
 }
 
 /** What an NftNat writes: its table's family and the two programs. */
@@ -1044,7 +1061,7 @@ function tableKeyOf(s: NatSpec, family: NatFamily['family']): string {
   // The IPv6 table holds its NAT chains only while an IPv6 pool has natOutgoing (nat6Chains).
   if (family === 'inet') return JSON.stringify([s.tunnelPorts ?? [], s.endpointToHost ?? 'accept']);
   // natOutgoingExclusions is in the masquerade rules (natSelectors): it changes live with a FelixConfiguration
-  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop, family === 'ip6' && hasNatChains(s), s.natOutgoingExclusions ?? 'IPPoolsOnly']);
+  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop, family === 'ip6' && hasNatChains(s), s.natOutgoingExclusions ?? 'IPPoolsOnly', family === 'ip6' && s.hostPortChains === true]);
 }
 
 /** Every set the tables hold: a spec that changes any of them updates the kernel (a TAP/TUN pod

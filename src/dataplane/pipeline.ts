@@ -28,7 +28,9 @@ import { NextHops, NhKind, NatExit, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FA
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SIZE, BATCH_SUM, batchBucket } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6, MAX_POD_IPS6 } from './pipeline6';
-import { NatSources } from './nat';
+import { NatSources, hostPortKey } from './nat';
+
+export { hostPortKey };
 import { CaptureTap, CapturePorts, Link, HELD_VERDICT } from './capture';
 import type { NeighborQueue } from './neighbor-queue';
 import { FAMILY_V4, FAMILY_POD } from './neighbor-queue';
@@ -1858,10 +1860,4 @@ function refusedInner(b: Uint8Array, l3: number, end: number, vxlanPort: number)
     return e + ETH_HLEN;
   }
   return l3;
-}
-
-/** The key of a host port's pod end in Pipeline.hostPortSources: the pod's IPv4 address, the
- * protocol (6 TCP, 17 UDP) and the container port, as one number below 2^49 (exact in a double). */
-export function hostPortKey(ip: number, proto: number, port: number): number {
-  return (ip >>> 0) * 131072 + (proto === IPPROTO_UDP ? 65536 : 0) + (port & 0xffff);
 }

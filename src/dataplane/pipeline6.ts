@@ -33,7 +33,7 @@ import type { Pipeline } from './pipeline';
 import { COUNTER_NAMES } from './counters';
 import { traceMatches6 } from './trace';
 import { FAMILY_V6 } from './neighbor-queue';
-import { Prefixes6 } from './nat';
+import { HostPortSources6, Prefixes6 } from './nat';
 import { LocalSet6 } from './local-addrs';
 
 // The Pipeline's verdicts (pipeline.ts): a port number >= 0, or these.
@@ -100,6 +100,14 @@ export class Pipeline6 {
    * kernel refuses a raw IPv6 packet bigger than its output device's MTU (EMSGSIZE, counted on
    * tx6 and lost), so a bigger one is answered here with Packet Too Big, as a route would. */
   tx6Mtu = 1500;
+  /**
+   * The IPv6 host ports' pod ends (IPv4's Pipeline.hostPortSources): a pod's TCP or UDP packet
+   * from one of them goes to the node's kernel (tx6), whatever its destination, so the kernel's
+   * conntrack reverses the DNAT of table ip6 podway's hostport_dnat chain (nft-nat.ts); the
+   * kernel's own copy of a veth pod's frame is dropped by that table (hostport_copy). Set by the
+   * engine with each model (engine6.ts).
+   */
+  readonly hostPortSources = new HostPortSources6();
 
   constructor(private readonly p: Pipeline, maxPorts: number) {
     this.b = p.b;
@@ -170,7 +178,51 @@ export class Pipeline6 {
     // The kernel's own link traffic on the TUN (MLD reports, router solicitations) is not routed.
     if (this.b[ip + 24] === 0xff) return this.drop(Reason6.MULTICAST6);
     if (this.p.trace !== null) this.startTrace(ip, port);
+    // For the node itself, out of podway0: only a host port's packet, copied here by table ip6
+    // podway's hostport_raw chain (looked at only while the node has IPv6 host ports), as IPv4's.
+    if (this.hostPortSources.size !== 0 && ((this.hasNodeIp6 && this.isNodeIp6(ip + 24)) || this.local6.has(this.b, ip + 24))) return this.hostPortIn(i, ip);
     return this.route(i, port, ip, true, true);
+  }
+
+  /**
+   * A packet for an IPv6 host port of the node, copied into podway0 by table ip6 podway's
+   * hostport_raw chain: back to the kernel through tx6, as a packet the node sends, so
+   * hostport_dnat translates it to the pod in OUTPUT (IPv4's Pipeline.hostPortIn, which says why).
+   */
+  private hostPortIn(i: number, ip: number): number {
+    if (this.tx6Port < 0) return this.drop(Reason.NO_ROUTE);
+    this.setFrame(i, ip, IPV6_HEADER_LEN + ((this.b[ip + 4] << 8) | this.b[ip + 5]));
+    if (this.p.tr !== null) this.p.tr.stages.push(`${formatIpv6(this.b, ip + 24)}: an address of this node, out of podway0: a host port's packet (table ip6 podway, hostport_raw): to the node's kernel (tx6), translated there to the pod (hostport_dnat)`);
+    return this.count(Event.HOST_PORT_IN, this.tx6Port);
+  }
+
+  /** Is the pod's IPv6 packet at `ip` (walked) TCP or UDP from one of its host ports' container
+   * ports (hostPortSources)? A later fragment carries no port: not one. */
+  private fromHostPortSource(ip: number): boolean {
+    const w = this.walk;
+    const proto = w[0];
+    if ((proto !== IPPROTO_TCP6 && proto !== IPPROTO_UDP6) || (w[2] !== 0 && w[3] !== 0)) return false;
+    const b = this.b;
+    if (w[1] + 2 > ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5])) return false;
+    return this.hostPortSources.has(b, ip + 8, proto, (b[w[1]] << 8) | b[w[1] + 1]);
+  }
+
+  /**
+   * A pod's packet from one of its IPv6 host ports (fromHostPortSource): to the node's kernel
+   * through tx6, whose conntrack gives it the node's address and host port back (IPv4's
+   * Pipeline.hostPortReply). Hop limit and MTU as for other egress through tx6 (noRouteFromPod).
+   */
+  private hostPortReply(i: number, inPort: number, ip: number): number {
+    const b = this.b;
+    if (this.tx6Port < 0) return this.drop(Reason.NO_ROUTE);
+    if (isMartianDst6(b, ip + 24)) return this.icmpError(i, inPort, ip, ICMPV6_DEST_UNREACH, ICMPV6_NO_ROUTE, 0, Reason.MARTIAN_DST);
+    if (b[ip + 7] <= 1) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
+    const total = IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
+    if (total > this.tx6Mtu) return this.icmpError(i, inPort, ip, ICMPV6_PACKET_TOO_BIG, 0, this.tx6Mtu, Reason.FRAG_NEEDED);
+    b[ip + 7]--;
+    this.setFrame(i, ip, total);
+    if (this.p.tr !== null) this.p.tr.stages.push(`from a host port's container port: to the node's kernel (tx6), whose conntrack gives it the host port back (table ip6 podway, hostport_dnat)`);
+    return this.count(Event.HOST_PORT_REPLY, this.tx6Port);
   }
 
   /** An IPv6 packet from a pod's TUN device (no Ethernet, no NDP). */
@@ -208,6 +260,7 @@ export class Pipeline6 {
     if (b[ip + 24] === 0xff) return this.drop(Reason6.MULTICAST6);
     if (this.isEncapFromPod(ip)) return this.drop(Reason.ENCAP_FROM_POD);
     if ((this.p.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
+    if (this.hostPortSources.size !== 0 && this.fromHostPortSource(ip)) return this.hostPortReply(i, port, ip);
     return this.route(i, port, ip, true);
   }
 

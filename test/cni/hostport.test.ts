@@ -7,7 +7,8 @@
  * node itself (its address and 127.0.0.1), from another pod of the node and from pod A itself
  * (hairpin), on an address given (hostIP) and not on another; a TUN pod's host port too. A second
  * pod asking for a taken port is refused naming the first; DEL takes the port away and a new ADD
- * (a restart) brings it back.
+ * (a restart) brings it back. Then a dual-stack pod's host ports over IPv6 (the node's IPv6
+ * address from the underlay, the node, hairpin, an IPv6 hostIP).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -15,18 +16,22 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CniHarness, RunningPodway } from './harness';
+import { applyResource } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { isRoot, sh, type Netns } from '../helpers/netns';
 import { until } from '../helpers/until';
 
-/** Answers each TCP connection and UDP datagram on the ports given with "LABEL FROM-ADDR:PORT". */
+/** Answers each TCP connection and UDP datagram on the ports given with "LABEL FROM-ADDR:PORT"
+ * (tcp6/udp6: on both families, an IPv4 peer said without its ::ffff: prefix). */
 const SERVER = `
 const net = require('net'), dgram = require('dgram');
 const [label, ...ports] = process.argv.slice(2);
+const a = (x) => x.replace(/^::ffff:/, '');
 for (const p of ports) {
   const [proto, port] = p.split('/');
-  if (proto === 'tcp') net.createServer((c) => { c.end(label + ' ' + c.remoteAddress + ':' + c.remotePort + '\\n'); c.on('error', () => {}); }).listen(Number(port), '0.0.0.0');
-  else { const s = dgram.createSocket('udp4'); s.on('message', (m, r) => s.send(label + ' ' + r.address + ':' + r.port + '\\n', r.port, r.address)); s.bind(Number(port), '0.0.0.0'); }
+  const any = proto.endsWith('6') ? '::' : '0.0.0.0';
+  if (proto.startsWith('tcp')) net.createServer((c) => { c.end(label + ' ' + a(c.remoteAddress) + ':' + c.remotePort + '\\n'); c.on('error', () => {}); }).listen(Number(port), any);
+  else { const s = dgram.createSocket(proto.endsWith('6') ? 'udp6' : 'udp4'); s.on('message', (m, r) => s.send(label + ' ' + a(r.address) + ':' + r.port + '\\n', r.port, r.address)); s.bind(Number(port), any); }
 }
 setTimeout(() => process.exit(0), 120000);
 `;
@@ -43,7 +48,7 @@ if (proto === 'tcp') {
   const c = net.connect(Number(port), host);
   c.on('data', (d) => { got += d; }); c.on('end', () => done(got)); c.on('error', (e) => done('ERR ' + e.code));
 } else {
-  const s = dgram.createSocket('udp4');
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   s.on('message', (m) => done(String(m))); s.on('error', (e) => done('ERR ' + e.code));
   s.connect(Number(port), host, () => s.send('x'));
 }
@@ -175,6 +180,93 @@ test('host ports: TCP and UDP through the node\'s address from the underlay, the
     for (const s of servers) if (s.pid !== undefined) try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ }
     await podway?.stop();
     await h.cleanup();
+  }
+});
+
+test('IPv6 host ports of a dual-stack pod: the node\'s IPv6 address from the underlay (TCP, UDP), the node itself, hairpin, an IPv6 hostIP; DEL removes them', async () => {
+  if (!isRoot()) throw new Error('this test needs root (network namespaces)');
+  const h = new CniHarness();
+  let podway: RunningPodway | null = null;
+  const servers: ChildProcess[] = [];
+  let log: string[] = [];
+  try {
+    await h.setup({ cidr: '10.248.1.0/24', blockSize: 26 });
+    await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool6-${h.tag}` }, spec: { cidr: 'fd00:248::/120', vxlanMode: 'Never' } });
+    const uplink = h.addUplink();
+    uplink.ip('addr', 'add', '10.99.0.254/24', 'dev', 'eth0');
+    uplink.ip('-6', 'addr', 'add', 'fd99::254/64', 'dev', 'eth0', 'nodad');
+    h.node.ip('-6', 'addr', 'add', 'fd99::1/64', 'dev', 'eth0', 'nodad');
+    h.node.ip('-6', 'addr', 'add', 'fd99::5/64', 'dev', 'eth0', 'nodad');
+    const serverJs = path.join(h.dir, 'server.js');
+    const clientJs = path.join(h.dir, 'client.js');
+    writeFileSync(serverJs, SERVER);
+    writeFileSync(clientJs, CLIENT);
+    const ask = (ns: Netns, proto: string, host: string, port: number) => sh('ip', ['netns', 'exec', ns.name, process.execPath, clientJs, proto, host, String(port)], { allowFail: true, timeoutMs: 10_000 }).trim();
+    // who answered and whom it saw: "A ADDR" (the answer is "A ADDR:PORT")
+    const who = (ns: Netns, proto: string, host: string, port: number) => { const t = ask(ns, proto, host, port); return t.startsWith('ERR') ? t : t.slice(0, t.lastIndexOf(':')); };
+    podway = h.startPodway(['--ip6', 'fd99::1/64']);
+    log = podway.log;
+    await podway.ready();
+
+    const mappings = [
+      { hostPort: 18080, containerPort: 8080, protocol: 'tcp' },
+      { hostPort: 18081, containerPort: 8081, protocol: 'udp' },
+      { hostPort: 18082, containerPort: 8080, protocol: 'tcp', hostIP: 'fd99::5' },
+    ];
+    const podA = h.pod('a6');
+    const podB = h.pod('b6');
+    const addA = await h.add(podA, 'hpa6', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-a6', extra: { runtimeConfig: { portMappings: mappings } } });
+    const addB = await h.add(podB, 'hpb6', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-b6' });
+    const ip6A = (addA.json.ips[1].address as string).split('/')[0];
+    const ip6B = (addB.json.ips[1].address as string).split('/')[0];
+    assert.match(ip6A, /^fd00:248::/);
+    serve(podA);
+    const attached = await until(async () => ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === 2, 15_000);
+    assert.ok(attached, `both pods attached: ${log.slice(-5).join(' | ')}`);
+    const up = await until(async () => ask(uplink, 'tcp', 'fd99::1', 18080).startsWith('A '), 10_000);
+    assert.ok(up, `uplink -> [fd99::1]:18080: ${ask(uplink, 'tcp', 'fd99::1', 18080)} | ${sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'table', 'ip6', 'podway'], { allowFail: true })} | ${log.slice(-8).join(' | ')}`);
+
+    // from the underlay over IPv6: the pod sees the client's address; UDP answered from the host port
+    assert.is(who(uplink, 'tcp', 'fd99::1', 18080), 'A fd99::254');
+    assert.is(who(uplink, 'udp', 'fd99::1', 18081), 'A fd99::254');
+    // the same mapping over IPv4 (no hostIP: both families, as portmap)
+    assert.is(who(uplink, 'tcp', '10.99.0.1', 18080), 'A 10.99.0.254');
+    // an IPv6 hostIP: on that address only, and not over IPv4
+    assert.is(who(uplink, 'tcp', 'fd99::5', 18082), 'A fd99::254');
+    assert.match(ask(uplink, 'tcp', 'fd99::1', 18082), /^ERR /);
+    assert.match(ask(uplink, 'tcp', '10.99.0.1', 18082), /^ERR /);
+    // the node itself, from its IPv6 address and from ::1 (given the node's address)
+    assert.is(who(h.node, 'tcp', 'fd99::1', 18080), 'A fd99::1');
+    assert.is(who(h.node, 'udp', 'fd99::1', 18081), 'A fd99::1');
+    assert.is(who(h.node, 'tcp', '::1', 18080), 'A fd99::1');
+    // hairpin: another pod of the node (its own address), pod A itself (the node's)
+    assert.is(who(podB, 'tcp', 'fd99::1', 18080), `A ${ip6B}`);
+    assert.is(who(podB, 'udp', 'fd99::1', 18081), `A ${ip6B}`);
+    assert.is(who(podA, 'tcp', 'fd99::1', 18080), 'A fd99::1');
+    // the container port directly
+    assert.is(who(podB, 'tcp', ip6A, 8080), `A ${ip6B}`);
+    const text = JSON.stringify(await controlRequest(h.control, { cmd: 'counters' }));
+    assert.match(text, /"host_port_in":[1-9]/, text.slice(0, 400));
+    assert.match(text, /"host_port_reply":[1-9]/, text.slice(0, 400));
+
+    // DEL: the IPv6 rules go with the pod
+    const del = await h.call({ command: 'DEL', containerId: 'hpa6', netns: podA.path, ifname: 'eth0', args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-a6' });
+    assert.is(del.exitCode, 0, del.stdout);
+    const gone = await until(async () => !sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'chain', 'ip6', 'podway', 'hostport_dnat']).includes('dport 18080'), 10_000);
+    assert.ok(gone, 'the rule went with the endpoint');
+    assert.match(ask(uplink, 'tcp', 'fd99::1', 18080), /^ERR /);
+  } catch (e) {
+    console.log(log.slice(-30).join('\n'));
+    throw e;
+  } finally {
+    for (const s of servers) if (s.pid !== undefined) try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ }
+    await podway?.stop();
+    await h.cleanup();
+  }
+
+  function serve(ns: Netns): void {
+    const p = spawn('ip', ['netns', 'exec', ns.name, process.execPath, path.join(h.dir, 'server.js'), 'A', 'tcp6/8080', 'udp6/8081'], { stdio: 'ignore' });
+    servers.push(p);
   }
 });
 

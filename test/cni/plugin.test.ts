@@ -967,7 +967,7 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
     writeFileSync(path.join(confDir, '05-other.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'other', plugins: [{ type: 'bridge' }] }));
     const out = sh(process.execPath, [path.resolve(__dirname, '../../../bin/podway.js'), 'cni', 'install', '--bin-dir', binDir, '--conf-dir', confDir, '--datastore', `embedded:${h.storeDir}`, '--node', 'n-1', '--name', 'pw-net', '--priority', '20']);
     assert.match(out, 'installed');
-    assert.match(out, 'note: host ports (`podman run -p`, hostPort; IPv4) are forwarded by podway run itself', 'how host ports work is said');
+    assert.match(out, 'note: host ports (`podman run -p`, hostPort; IPv4 and IPv6) are forwarded by podway run itself', 'how host ports work is said');
     const shim = readFileSync(path.join(binDir, 'podway'), 'utf8');
     assert.ok(shim.includes(SHIM_MARKER));
     assert.ok(shim.includes(process.execPath) && shim.includes(path.resolve(__dirname, '../../src/cni/main.js')), shim);

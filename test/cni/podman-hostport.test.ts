@@ -46,7 +46,7 @@ test('podman run -p on a podway node: reached from a pod on another node, from t
       hosts.push(h);
       const inst = execFileSync('nsenter', [`--net=/run/netns/${n.ns}`, process.execPath, PODWAY, 'cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', spec, '--node', n.name, '--control', n.control,
         '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')], { encoding: 'utf8', timeout: 30_000 });
-      assert.match(inst, 'host ports (`podman run -p`, hostPort; IPv4) are forwarded by podway run itself');
+      assert.match(inst, 'host ports (`podman run -p`, hostPort; IPv4 and IPv6) are forwarded by podway run itself');
     }
     const [n1, n2] = lab.nodes;
     const [h1, h2] = hosts;

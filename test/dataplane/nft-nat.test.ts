@@ -174,6 +174,25 @@ test('host ports: copied into podway0 before conntrack, translated in OUTPUT, ha
   assert.match(added, 'add rule ip podway hostport_dnat fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_dnat" dnat to 10.244.0.5:8080');
 });
 
+test('IPv6 host ports: the same chains in table ip6 podway (the copy routed through the pod\'s address), held from hostPortChains on; an IPv4 rule is not taken', () => {
+  const hp: NatSpec = { ...SPEC, pools: ['fd00:10:244::/64'], natPools: [], nodes: ['fd99::1'], nodeIp: 'fd99::1', hostPortChains: true, hostPorts: [
+    { protocol: 'tcp', hostIp: null, hostPort: 18080, podIp: 'fd00:10:244::5', port: 8080 },
+    { protocol: 'udp', hostIp: 'fd99::5', hostPort: 18081, podIp: 'fd00:10:244::5', port: 8081 },
+    { protocol: 'tcp', hostIp: null, hostPort: 18082, podIp: '10.244.0.5', port: 80 },
+  ] };
+  const p = natTableProgram6(hp);
+  assert.match(p, 'set hostport_srcs { type ipv6_addr . inet_proto . inet_service; elements = { fd00:10:244::5 . tcp . 8080, fd00:10:244::5 . udp . 8081 } }');
+  assert.match(p, 'type filter hook prerouting priority raw - 1; policy accept;\n    iifname @pods ip6 saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop\n    iifname != "lo" fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_in" dup to fd00:10:244::5 device "podway0" drop');
+  assert.match(p, 'ip6 daddr fd99::5 meta l4proto udp th dport 18081 counter name "hostport_dnat" dnat to [fd00:10:244::5]:8081');
+  assert.match(p, 'ct status dnat ip6 saddr ::1 snat to fd99::1\n    ct status dnat ip6 saddr fd00:10:244::5 ip6 daddr fd00:10:244::5 snat to fd99::1\n  }');
+  assert.not.match(p, '10.244.0.5');
+  assert.not.match(p, '127.0.0.0/8');
+  // without hostPortChains: no chains, and a live update writes none (the flag is a whole-table change)
+  assert.not.match(natTableProgram6({ ...hp, hostPortChains: false }), 'hostport');
+  assert.not.match(natSetsProgram6({ ...hp, hostPortChains: false }, null), 'hostport');
+  assert.match(natSetsProgram6({ ...hp, hostPorts: [] }, hp), 'flush chain ip6 podway hostport_dnat\n');
+});
+
 test('counters are read from nft -j (the table\'s named counters: nft-counters.ts)', () => {
   const json = JSON.stringify({ nftables: [
     { metainfo: { version: '1.0.6' } },

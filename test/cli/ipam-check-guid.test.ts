@@ -40,7 +40,7 @@ test('a run on the same etcd by another URL: its part checked (clusterGUID); a s
     const check = (ds: string) => `${inNs} ${node_} ${bin} ipam check --datastore ${JSON.stringify(ds)} --node ${node} --grace-period 0; echo "exit=$?"`;
     const script = [
       'set -e',
-      'mount -t tmpfs pw-guid-sockets /run/podway',
+      'mount -t tmpfs -o mode=0755 pw-guid-sockets /run/podway',
       'E=; P=',
       'trap \'for p in $P $E; do kill $p 2>/dev/null || true; done; for p in $P $E; do for i in $(seq 1 300); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; kill -9 $p 2>/dev/null || true; done\' EXIT',
       `${inNs} ${ETCD_BINARY} ${etcdArgs} 2>${JSON.stringify(path.join(dir, 'etcd.log'))} &`, 'E=$!',

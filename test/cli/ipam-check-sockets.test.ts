@@ -26,7 +26,7 @@ test('two sockets in /run/podway that do not answer: passed over, the check ends
   // two listening sockets nobody answers on (as a stopped-but-not-exited or a foreign process would)
   const script = [
     'set -e',
-    'mount -t tmpfs pw-ipam-sockets /run/podway',
+    'mount -t tmpfs -o mode=0755 pw-ipam-sockets /run/podway',
     `python3 -c "import socket,time\nss=[]\nfor n in ('a.sock','b.sock'):\n  s=socket.socket(socket.AF_UNIX); s.bind('/run/podway/'+n); s.listen(4); ss.append(s)\nopen('/run/podway/ready','w').close()\ntime.sleep(30)" &`,
     'P=$!',
     'for i in $(seq 1 50); do [ -e /run/podway/ready ] && break; sleep 0.1; done',
@@ -63,7 +63,7 @@ test('two podway runs answering for this datastore (two nodes of it here): incom
     // Both runs stopped by their PIDs whatever happens (the shell's EXIT trap), at most 30 s each.
     const script = [
       'set -e',
-      'mount -t tmpfs pw-ipam-sockets /run/podway',
+      'mount -t tmpfs -o mode=0755 pw-ipam-sockets /run/podway',
       'P0=; P1=',
       'trap \'for p in $P0 $P1; do kill $p 2>/dev/null || true; done; for p in $P0 $P1; do for i in $(seq 1 300); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; kill -9 $p 2>/dev/null || true; done\' EXIT',
       ...runs,

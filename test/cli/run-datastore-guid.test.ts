@@ -44,8 +44,8 @@ test('the default store under another name: a write goes through (same clusterGU
     const cmd = (args: string) => `env -u PODWAY_DATASTORE -u DATASTORE_TYPE -u ETCD_ENDPOINTS -u CALICO_DATASTORE_TYPE -u CALICO_ETCD_ENDPOINTS ${nodeBin} ${bin} ${args}`;
     const script = [
       'set -e',
-      'mount -t tmpfs pw-rdg-varlib /var/lib',
-      'mount -t tmpfs pw-rdg-sockets /run/podway',
+      'mount -t tmpfs -o mode=0755 pw-rdg-varlib /var/lib',
+      'mount -t tmpfs -o mode=0755 pw-rdg-sockets /run/podway',
       'mkdir -p /var/lib/podway/datastore',
       `ln -s /var/lib/podway/datastore ${JSON.stringify(alias)}`,
       'P=',

@@ -36,6 +36,7 @@ import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FileLock, FileLockAbortedError, FileLockTimeoutError, sweepDeadTokens } from '../control/kv/file-lock';
 import { FlockAbortedError, FlockLock, FlockTimeoutError, pidNamespace } from './flock-lock';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { CniError, CNI_CODES } from './errors';
 
 /** The lock was not taken within its bound (code 11). */
@@ -156,10 +157,21 @@ function noSpace(e: unknown): boolean {
 }
 
 /**
+ * The IPAM lock files the current async call chain holds (withIpamLock's fn and what it awaits).
+ * A nested withIpamLock of one of them runs fn at once: flock(2) on a second open of the file
+ * would make the process wait for itself until the bound (a CNI ADD with host ports holds the
+ * lock from its host-port check to its endpoint's write, around its IPAM: plugin.ts). Only the
+ * chain that took the lock inherits it; another request of the same process waits as before.
+ */
+const heldLocks = new AsyncLocalStorage<ReadonlySet<string>>();
+
+/**
  * Runs fn holding the lock; a lock not taken within the bound is a CniError (code 11), a wait
- * ended by `signal` an IpamLockAbortedError.
+ * ended by `signal` an IpamLockAbortedError. Re-entrant within one async call chain (heldLocks).
  */
 export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  const held = heldLocks.getStore();
+  if (held?.has(o.file)) return fn();
   try {
     // /run is a tmpfs: the directory is gone after a reboot.
     makeDirsSync(dirname(o.file), { mode: 0o755 });
@@ -201,7 +213,7 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, 
           else throw new IpamLockIoError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
         }
       }
-      return await fn();
+      return await heldLocks.run(new Set([...(held ?? []), o.file]), fn);
     } finally {
       try { legacy.disposeSync(); } catch { /* removed by hand */ }
     }

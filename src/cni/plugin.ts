@@ -366,6 +366,8 @@ function portsClash(a: { protocol?: unknown; hostPort?: unknown; hostIP?: unknow
  * Refuse host ports another endpoint of this node already has (code 4, naming it), before
  * anything is made: the node's port goes to one pod only, and podway's table would give it to the
  * first endpoint (by name) without a word. Another attachment of this container is no clash.
+ * Called under the IPAM lock, held until this ADD's endpoint is written (add: hostPortsSerialised):
+ * two ADDs asking one port at once cannot both pass it.
  */
 async function refuseTakenHostPorts(kv: KvStore, conf: NetConf, env: CniEnv, ports: readonly EndpointPort[]): Promise<void> {
   if (ports.length === 0) return;
@@ -653,9 +655,17 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
   const ports = requestedPorts(conf);
   // One ADD of this container at a time (container-lock.ts): a second one finds the first's
   // endpoint and returns its result.
+  // With host ports, the check that no other endpoint of the node has them and this ADD's
+  // endpoint write are one step under the host-wide IPAM lock (re-entrant: the IPAM below takes it
+  // within): two ADDs asking the same port at once cannot both pass the check. Without host ports
+  // the lock is taken for the IPAM alone, as before.
+  const hostPortsSerialised = <T>(fn: () => Promise<T>): Promise<T> => (ports.length > 0 ? withIpamLock(ipamLockOf(conf), fn) : fn());
   return withContainerLock({ ipamLockFile: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs }, env.containerId, (held) => withStore(conf, async (kv) => {
     // Before anything is read for the pod or made: nothing is changed while the store is locked.
     await requireUnlocked(kv, conf);
+    return hostPortsSerialised(() => addUnder(kv, held));
+  }));
+  async function addUnder(kv: KvStore, held: Parameters<Parameters<typeof withContainerLock>[2]>[0]): Promise<Record<string, unknown>> {
     await refuseTakenHostPorts(kv, conf, env, ports);
     // This node's Node, read once: podway's IPAM needs it registered, and an IPv6-only one (no
     // spec.bgp.ipv4Address: podway run --ip none) routes no IPv4 (pool MTU, ipv4OnIpv6OnlyNode).
@@ -897,7 +907,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
       if (earlier === null && undone) held.removeFileOnRelease();
       throw e;
     }
-  }));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -110,5 +110,37 @@ export function installGrpcConnectBound(): void {
       if (attempts.get(this) === attempt) attempts.delete(this);
     });
   };
+  // A subchannel no channel holds any more (refcount 0: etcd3's resetAllServices closed the service
+  // clients of a host after a failed call, and grpc-js's pool dropped it) goes IDLE only from
+  // CONNECTING or READY: one in TRANSIENT_FAILURE (its member refused) keeps its backoff timer and
+  // connects again when it ends, for nobody, until its member answers, and that connection is then
+  // never closed (docs/datastores.md, "Connections to each member"). So at refcount 0 it is told
+  // to stop: the backoff's end takes it to IDLE.
+  const subchannelMod = createRequire(require.resolve('etcd3'))('@grpc/grpc-js/build/src/subchannel') as { Subchannel?: { prototype: SubchannelShape } };
+  const sub = subchannelMod.Subchannel?.prototype;
+  if (!sub || typeof sub.unref !== 'function' || typeof sub.handleBackoffTimer !== 'function') {
+    throw new Error('@grpc/grpc-js changed: build/src/subchannel.js has no Subchannel.unref/handleBackoffTimer (src/control/kv/grpc-connect-bound.ts needs review)');
+  }
+  const unref = sub.unref;
+  sub.unref = function (this: SubchannelShape): void {
+    unref.call(this);
+    if (this.refcount === 0) {
+      this.continueConnecting = false;
+      subchannelsReleased++;
+    }
+  };
   installed = true;
+}
+
+interface SubchannelShape {
+  refcount: number;
+  continueConnecting: boolean;
+  unref(): void;
+  handleBackoffTimer(): void;
+}
+let subchannelsReleased = 0;
+
+/** Subchannels no channel held any more, told to stop connecting, in this thread (tests, diagnostics). */
+export function grpcSubchannelsReleased(): number {
+  return subchannelsReleased;
 }

@@ -365,19 +365,23 @@ function portsClash(a: { protocol?: unknown; hostPort?: unknown; hostIP?: unknow
 /**
  * Refuse host ports another endpoint of this node already has (code 4, naming it), before
  * anything is made: the node's port goes to one pod only, and podway's table would give it to the
- * first endpoint (by name) without a word. Another attachment of this container is no clash.
+ * first endpoint (by name) without a word. Another attachment of this container is no clash, nor
+ * is the endpoint this ADD writes over: a Kubernetes pod's is named after the pod, and its new
+ * sandbox's ADD replaces the old sandbox's endpoint when that one's DEL never ran (as Calico's does).
  * Called under the IPAM lock, held until this ADD's endpoint is written (add: hostPortsSerialised):
  * two ADDs asking one port at once cannot both pass it.
  */
-async function refuseTakenHostPorts(kv: KvStore, conf: NetConf, env: CniEnv, ports: readonly EndpointPort[]): Promise<void> {
+async function refuseTakenHostPorts(kv: KvStore, conf: NetConf, env: CniEnv, id: PodIdentity, ports: readonly EndpointPort[]): Promise<void> {
   if (ports.length === 0) return;
+  const own = workloadEndpointName(conf.nodename, id, env.containerId, env.ifname);
   for (const r of (await listResources(kv, WEP)).items) {
     const spec = (r.object.spec ?? {}) as JsonObject;
     if (spec.node !== conf.nodename || spec.containerID === env.containerId || !Array.isArray(spec.ports)) continue;
+    const meta = (r.object.metadata ?? {}) as JsonObject;
+    if (meta.name === own && String(meta.namespace ?? 'default') === id.namespace) continue;
     for (const theirs of spec.ports as JsonObject[]) {
       const mine = ports.find((p) => portsClash(theirs, p));
       if (!mine) continue;
-      const meta = (r.object.metadata ?? {}) as JsonObject;
       const nets = ((spec.ipNetworks ?? []) as string[]).map((n) => n.split('/')[0]).join(', ');
       throw new CniError(CNI_CODES.INVALID_ENV, `runtimeConfig.portMappings: ${mine.protocol} host port ${mine.hostIP || '*'}:${mine.hostPort} is already taken on node ${conf.nodename} by WorkloadEndpoint ${String(meta.namespace ?? 'default')}/${String(meta.name)} (container ${String(spec.containerID ?? '?')}, ${nets || 'no address'} port ${String(theirs.port)}); nothing was made: remove that container or pick another host port`);
     }
@@ -666,7 +670,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: StdinConfig): Promise<Reco
     return hostPortsSerialised(() => addUnder(kv, held));
   }));
   async function addUnder(kv: KvStore, held: Parameters<Parameters<typeof withContainerLock>[2]>[0]): Promise<Record<string, unknown>> {
-    await refuseTakenHostPorts(kv, conf, env, ports);
+    await refuseTakenHostPorts(kv, conf, env, id, ports);
     // This node's Node, read once: podway's IPAM needs it registered, and an IPv6-only one (no
     // spec.bgp.ipv4Address: podway run --ip none) routes no IPv4 (pool MTU, ipv4OnIpv6OnlyNode).
     const node = await kv.get(nodeKey(conf.nodename));

@@ -443,11 +443,6 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     for (const l of this.replacedListeners) l(line);
   }
 
-  /**
-   * Said once per outage, and again when what answers changed (a watch's `kind`: the endpoint
-   * answers but is not etcd, or no longer): the status and /readyz then say that, not the words
-   * of the outage's first moment.
-   */
   /** A watch down: said at once, or after the grace (watchDropGraceMs) unless it resumed meanwhile. */
   private watchDown(detail: string, kind?: 'not-etcd'): void {
     const grace = this.options.watchDropGraceMs ?? 0;
@@ -471,6 +466,11 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     this.pendingDown = undefined;
   }
 
+  /**
+   * Said once per outage, and again when what answers changed (a watch's `kind`: the endpoint
+   * answers but is not etcd, or no longer): the status and /readyz then say that, not the words
+   * of the outage's first moment.
+   */
   private markDown(detail: string, kind?: 'not-etcd'): void {
     if (this.down && this.downKind === kind) return;
     this.down = true;

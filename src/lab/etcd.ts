@@ -58,8 +58,8 @@ const running = new Set<ChildProcess>();
 const dirs = new Set<string>();
 let exitHookInstalled = false;
 
-/** Asks etcd's /health over its unix socket. */
-function healthOver(socketPath: string): Promise<boolean> {
+/** Asks etcd's /health over its unix socket: true when it answers healthy, false otherwise (within about 1 s). */
+export function healthOver(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = request({ socketPath, path: '/health', timeout: 1000 }, (res) => {
       let body = '';

@@ -13,6 +13,8 @@ import { COUNTER_NAMES, Event, Event6 } from '../../src/dataplane/counters';
 import { until } from '../helpers/until';
 import { atCleanup as atExitOrSignal } from '../helpers/cleanup';
 import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { steerIndex } from '../../src/dataplane/steer';
+import { parseIpv4 } from '../../src/packet/ipv4';
 
 export { sleep };
 
@@ -598,4 +600,21 @@ export async function stopWithCacheOfAnotherBoot(lab: Lab, node: string, datasto
   const other = '00000000-1111-2222-3333-444444444444';
   await writeModelCache(file, node, datastore, r.model, r.appliedAt, r.nodeIdentity, r.bgp, other);
   return other;
+}
+
+/**
+ * The first source port from 40000 whose `proto` flow src -> dst:dport the steering (steer.ts
+ * steerIndex, as the filters of `podway run --workers N` compute it) hands worker `worker` of
+ * `workers`: for a test that wants its stream carried by a given forwarding thread.
+ */
+export function sourcePortFor(proto: 'tcp' | 'udp', src: string, dst: string, dport: number, worker: number, workers = 2): number {
+  const f = new Uint8Array(14 + 20 + 8);
+  f[12] = 0x08; f[14] = 0x45; f[14 + 9] = proto === 'tcp' ? 6 : 17;
+  for (const [at, ip] of [[26, src], [30, dst]] as const) { const a = parseIpv4(ip); f.set([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255], at); }
+  f.set([dport >> 8, dport & 255], 36);
+  for (let p = 40000; p < 40100; p++) {
+    f.set([p >> 8, p & 255], 34);
+    if (steerIndex(f, workers) === worker) return p;
+  }
+  throw new Error(`no source port in 40000-40099 steers ${proto} ${src} -> ${dst}:${dport} to worker ${worker} of ${workers}`);
 }

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { ETCD_BINARY, requireEtcdBinary } from '../../src/lab/etcd';
+import { ETCD_BINARY, healthOver, requireEtcdBinary } from '../../src/lab/etcd';
 import { stopProcess } from '../helpers/etcd';
 import { atCleanup } from '../helpers/cleanup';
 
@@ -94,25 +94,10 @@ export class LabEtcdCluster {
     for (;;) {
       const p = m.proc;
       if (!p || p.exitCode !== null || p.signalCode !== null) throw new Error(`etcd member ${m.name} exited (${p?.exitCode ?? p?.signalCode}):\n${m.output}`);
-      if (existsSync(this.socket(i)) && (await this.health(i))) return;
+      if (existsSync(this.socket(i)) && (await healthOver(this.socket(i)))) return;
       if (Date.now() > end) throw new Error(`etcd member ${m.name} not healthy within ${timeoutMs} ms:\n${m.output}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-  }
-
-  private health(i: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const req = request({ socketPath: this.socket(i), path: '/health', timeout: 1000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve(/"health":\s*"true"/.test(body)));
-        res.on('error', () => resolve(false));
-      });
-      req.on('timeout', () => req.destroy());
-      req.on('error', () => resolve(false));
-      req.end();
-    });
   }
 
   /** The index of the leader, asked of the members that answer; -1 when none knows one. */

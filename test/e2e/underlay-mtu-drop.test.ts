@@ -17,7 +17,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, nsExec, logTail, logMessage, tcpTransfer } from './e2e-kit';
+import { guard, isRoot, until, nsExec, logTail, logMessage, tcpTransfer } from './e2e-kit';
+import { tcpExt, underlayMtu, streamRunning, closeLab } from './underlay-mtu-kit';
 
 let lab: Lab | null = null;
 let ok = false;
@@ -26,24 +27,6 @@ type Counters = { reasons: Record<string, number>; events?: Record<string, numbe
 async function counters(node: string): Promise<Record<string, number>> {
   const c = (await controlRequest(lab!.node(node).control, { cmd: 'counters' }, 5000)) as Counters;
   return { ...c.reasons, ...(c.events ?? {}) };
-}
-
-/** A counter of the netns's TcpExt table (/proc/net/netstat). */
-function tcpExt(ns: string, name: string): number {
-  const lines = nsExec(ns, ['cat', '/proc/net/netstat']).split('\n').filter((l) => l.startsWith('TcpExt:'));
-  const keys = lines[0].split(/\s+/);
-  const vals = lines[1].split(/\s+/);
-  const k = keys.indexOf(name);
-  if (k < 0) throw new Error(`TcpExt ${name} not in /proc/net/netstat`);
-  return Number(vals[k]);
-}
-
-/** Both nodes' underlay and the fabric's side of it at `mtu`. */
-function underlayMtu(mtu: number): void {
-  for (const [k, name] of ['node1', 'node2'].entries()) {
-    nsExec(lab!.node(name).ns, ['ip', 'link', 'set', 'eth0', 'mtu', String(mtu)]);
-    nsExec(lab!.fabric, ['ip', 'link', 'set', `u${k + 1}`, 'mtu', String(mtu)]);
-  }
 }
 
 test.before(async () => {
@@ -58,15 +41,7 @@ test.before(async () => {
   assert.ok(await until(() => lab!.ping('src-1', lab!.pod('dst-2').ip, 1, 56, ['-W', '2']).received === 1, 30_000, 200), `src-1 reaches dst-2: ${logTail(lab)}`);
 });
 
-test.after(async () => {
-  if (!lab) return;
-  if (!ok) console.log(logTail(lab, 30));
-  try {
-    underlayMtu(1500);
-  } finally {
-    await teardown(lab);
-  }
-});
+test.after(() => closeLab(lab, ok));
 
 test('the underlay MTU lowered 1500 -> 1400 mid-stream: the pod gets fragmentation needed (1350) at once, its TCP never times out, the stream arrives intact; logged once; status shows the MTU in force', async () => {
   const src = lab!.pod('src-1');
@@ -77,9 +52,8 @@ test('the underlay MTU lowered 1500 -> 1400 mid-stream: the pod gets fragmentati
   const bytes = 96 << 20;
   const transfer = tcpTransfer(lab!, 'src-1', 'dst-2', bytes, 5311);
   // mid-stream: once the stream runs (a few thousand segments sent)
-  const sent0 = tcpExt(src.ns, 'TCPOrigDataSent');
-  assert.ok(await until(() => tcpExt(src.ns, 'TCPOrigDataSent') - sent0 > 3000, 20_000, 20), 'the stream started');
-  underlayMtu(1400);
+  assert.ok(await streamRunning(src.ns), 'the stream started');
+  underlayMtu(lab!, 1400);
   const t = await transfer;
   assert.is(t.received.bytes, bytes, 'every byte arrived');
   assert.is(t.received.sha256, t.sent.sha256, 'the stream intact');

@@ -17,9 +17,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { steerIndex } from '../../src/dataplane/steer';
-import { parseIpv4 } from '../../src/packet/ipv4';
-import { guard, teardown, isRoot, until, nsExec, logTail, logMessage, tcpTransfer } from './e2e-kit';
+import { guard, isRoot, until, nsExec, logTail, logMessage, tcpTransfer, sourcePortFor } from './e2e-kit';
+import { tcpExt, underlayMtu, streamRunning, closeLab } from './underlay-mtu-kit';
 
 let lab: Lab | null = null;
 let ok = false;
@@ -30,37 +29,6 @@ async function counters(node: string): Promise<Counters> {
   return (await controlRequest(lab!.node(node).control, { cmd: 'counters' }, 5000)) as Counters;
 }
 const flat = (c: Counters): Record<string, number> => ({ ...c.reasons, ...(c.events ?? {}) });
-
-/** A counter of the netns's TcpExt table (/proc/net/netstat). */
-function tcpExt(ns: string, name: string): number {
-  const lines = nsExec(ns, ['cat', '/proc/net/netstat']).split('\n').filter((l) => l.startsWith('TcpExt:'));
-  const keys = lines[0].split(/\s+/);
-  const vals = lines[1].split(/\s+/);
-  const k = keys.indexOf(name);
-  if (k < 0) throw new Error(`TcpExt ${name} not in /proc/net/netstat`);
-  return Number(vals[k]);
-}
-
-/** Both nodes' underlay and the fabric's side of it at `mtu`. */
-function underlayMtu(mtu: number): void {
-  for (const [k, name] of ['node1', 'node2'].entries()) {
-    nsExec(lab!.node(name).ns, ['ip', 'link', 'set', 'eth0', 'mtu', String(mtu)]);
-    nsExec(lab!.fabric, ['ip', 'link', 'set', `u${k + 1}`, 'mtu', String(mtu)]);
-  }
-}
-
-/** The first source port from 40000 whose TCP flow src -> dst:DPORT the steering hands worker `w` of 2. */
-function sourcePortFor(src: string, dst: string, w: number): number {
-  const f = new Uint8Array(14 + 20 + 4);
-  f[12] = 0x08; f[14] = 0x45; f[14 + 9] = 6;
-  for (const [at, ip] of [[26, src], [30, dst]] as const) { const a = parseIpv4(ip); f.set([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255], at); }
-  f.set([DPORT >> 8, DPORT & 255], 36);
-  for (let p = 40000; p < 40100; p++) {
-    f.set([p >> 8, p & 255], 34);
-    if (steerIndex(f, 2) === w) return p;
-  }
-  throw new Error(`no source port in 40000-40099 steers ${src} -> ${dst}:${DPORT} to worker ${w}`);
-}
 
 test.before(async () => {
   if (!isRoot()) throw new Error('underlay MTU end-to-end tests need root (network namespaces)');
@@ -75,30 +43,21 @@ test.before(async () => {
   assert.ok(await until(() => lab!.ping('src-w', lab!.pod('dst-w').ip, 1, 56, ['-W', '2']).received === 1, 30_000, 200), `src-w reaches dst-w: ${logTail(lab)}`);
 });
 
-test.after(async () => {
-  if (!lab) return;
-  if (!ok) console.log(logTail(lab, 30));
-  try {
-    underlayMtu(1500);
-  } finally {
-    await teardown(lab);
-  }
-});
+test.after(() => closeLab(lab, ok));
 
 test('--workers 2: the underlay MTU lowered 1500 -> 1400 under a stream worker 1 carries: the pod learns 1350 at once, its TCP never times out, the stream arrives intact; logged once by the main thread', async () => {
   const src = lab!.pod('src-w');
   const dst = lab!.pod('dst-w');
   const n1 = lab!.node('node1');
-  const sport = sourcePortFor(src.ip, dst.ip, 1);
+  const sport = sourcePortFor('tcp', src.ip, dst.ip, DPORT, 1);
   const before = await counters('node1');
   const rto0 = tcpExt(src.ns, 'TCPTimeouts');
   const log0 = n1.log.length;
   const bytes = 96 << 20;
   const transfer = tcpTransfer(lab!, 'src-w', 'dst-w', bytes, DPORT, sport);
   // mid-stream: once the stream runs (a few thousand segments sent)
-  const sent0 = tcpExt(src.ns, 'TCPOrigDataSent');
-  assert.ok(await until(() => tcpExt(src.ns, 'TCPOrigDataSent') - sent0 > 3000, 20_000, 20), 'the stream started');
-  underlayMtu(1400);
+  assert.ok(await streamRunning(src.ns), 'the stream started');
+  underlayMtu(lab!, 1400);
   const t0 = Date.now();
   // the pod's path MTU to its peer, learned from a fragmentation needed podway sends it
   const learned = await until(() => /mtu 1350/.test(nsExec(src.ns, ['ip', 'route', 'get', dst.ip])), 5000, 10);

@@ -28,9 +28,8 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { steerIndex } from '../../src/dataplane/steer';
 import { METRICS_RENDER_MS } from '../../src/observe/http';
-import { guard, teardown, isRoot, logTail, udpStream, gapIn, nsExec } from './e2e-kit';
+import { guard, teardown, isRoot, logTail, udpStream, gapIn, nsExec, sourcePortFor } from './e2e-kit';
 import { until } from '../helpers/until';
 import { execBounded } from './tools';
 import { parseMetrics, valueOf } from '../observe/prom-text';
@@ -82,20 +81,6 @@ function held(): { fds: number; packetSockets: number; ringMaps: number } {
   return { fds, packetSockets, ringMaps };
 }
 
-/** A UDP source port whose flow web-1 -> web-2:DST_PORT node1 steers to worker 1 of 2. */
-function portOnWorker1(src: string, dst: string): number {
-  const f = new Uint8Array(14 + 20 + 8);
-  f[12] = 0x08; f[14] = 0x45; f[23] = 17;
-  f.set(src.split('.').map(Number), 26);
-  f.set(dst.split('.').map(Number), 30);
-  f[36] = DST_PORT >> 8; f[37] = DST_PORT & 255;
-  for (let p = 40000; p < 40100; p++) {
-    f[34] = p >> 8; f[35] = p & 255;
-    if (steerIndex(f, 2) === 1) return p;
-  }
-  throw new Error('no source port on worker 1');
-}
-
 /** The preload: in forwarding worker 1 (its workerData has index 1 of count), the kill file is
  * read every 50 ms; above 0 it is counted down and an error thrown where nothing catches it. */
 function preload(kills: string): string {
@@ -143,7 +128,7 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
   const n1 = lab!.node('node1');
   assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), `ready: ${JSON.stringify(await status())}`);
   assert.is(lab!.ping('web-1', lab!.pod('web-2').ip, 3).loss, 0, 'the pods talk');
-  const src = portOnWorker1(lab!.pod('web-1').ip, lab!.pod('web-2').ip);
+  const src = sourcePortFor('udp', lab!.pod('web-1').ip, lab!.pod('web-2').ip, DST_PORT, 1);
   const finish = await udpStream(lab!, 'web-1', 'web-2', 24, { rate: 200, port: DST_PORT, srcPort: src });
   // the flow is worker 1's
   assert.ok(await until(async () => (await podRx(1)) > 100, 5000, 100), `the stream reaches worker 1: ${await podRx(1)}`);

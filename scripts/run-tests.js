@@ -19,7 +19,13 @@
 // PODWAY_TEST_ROOT=dir runs the *.test.js files under dir instead of dist/test, and
 // PODWAY_TEST_FILE_TIMEOUT_S=N bounds each file at N seconds instead of 600, and
 // PODWAY_TEST_DURATIONS=file reads (and --save-durations writes) that file instead of
-// DURATIONS_FILE (the runner's own self-test uses them).
+// DURATIONS_FILE, and PODWAY_TEST_SOURCES=dir is the source tree of PODWAY_TEST_ROOT's files (the
+// runner's own self-test uses them).
+//
+// A compiled file whose source is gone (dist/test/REL.js with neither test/REL.ts nor test/REL.js:
+// a test renamed or removed since the last clean build; tsc does not delete its old output) is
+// not run, and the files so skipped are named once; only when the source tree is there (the repo's
+// test/, or PODWAY_TEST_SOURCES; none by default with PODWAY_TEST_ROOT).
 //
 // Files run concurrently must not get in each other's way. A test file declares what it shares
 // with others in a line comment among the comments at its top, before any code (read from its
@@ -43,6 +49,10 @@ const { HOOK_ERROR_MARK } = require('./uvu-hook-errors');
 const root = process.env.PODWAY_TEST_ROOT
   ? path.resolve(process.env.PODWAY_TEST_ROOT)
   : path.resolve(__dirname, '..', 'dist', 'test');
+// The tests' sources, for telling a compiled file whose source is gone (stale); null: not known.
+const sources = process.env.PODWAY_TEST_SOURCES
+  ? path.resolve(process.env.PODWAY_TEST_SOURCES)
+  : process.env.PODWAY_TEST_ROOT ? null : path.resolve(__dirname, '..', 'test');
 // Two at once: on the 2-vCPU CI kind of machine the suite takes about as many CPU seconds
 // (1,230-1,512 s) as its files take wall seconds one after the other on a quiet one (1,361-1,473 s),
 // so 2 at once can at best halve the wall time and a third mostly adds contention. The whole suite
@@ -136,6 +146,16 @@ function walk(dir) {
     else if (e.name.endsWith('.test.js')) out.push(p);
   }
   return out.sort();
+}
+
+/**
+ * A compiled file (REL relative to root) whose source is gone: neither sources/REL.ts nor
+ * sources/REL.js. Never when the source tree is not there (a copy of dist/ alone runs as it is).
+ */
+function isStale(rel) {
+  if (!sources || !fs.existsSync(sources) || !fs.statSync(sources).isDirectory()) return false;
+  const base = path.join(sources, rel.replace(/\.js$/, ''));
+  return !fs.existsSync(`${base}.ts`) && !fs.existsSync(`${base}.js`);
 }
 
 /**
@@ -360,9 +380,13 @@ async function main() {
     process.exit(1);
   }
   const expected = readDurations();
-  const files = walk(root)
+  const selected = walk(root)
     .map((file) => ({ file, rel: path.relative(root, file) }))
-    .filter((f) => !filter || filter.test(f.rel))
+    .filter((f) => !filter || filter.test(f.rel));
+  const stale = selected.filter((f) => isStale(f.rel)).map((f) => f.rel);
+  if (stale.length) console.log(`skipped ${stale.length} stale compiled test${stale.length === 1 ? '' : 's'} whose .ts is gone: ${stale.join(', ')}`);
+  const files = selected
+    .filter((f) => !stale.includes(f.rel))
     .map((f) => ({ ...f, ...declarations(f.file), expectS: expected[f.rel]?.wall ?? NEW_FILE_SECONDS, waits: jobs > 1 && waiting > 0 && mostlyWaits(expected[f.rel]) }));
   // With one job: path order, as always. With more: longest first (ties by path), exclusive
   // files before all others, each alone.

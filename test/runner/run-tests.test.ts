@@ -71,9 +71,15 @@ function copyPackage(name: string, into: string, done = new Set<string>()): void
  * With `uid`, the runner runs as that user; the repo may not be readable to it (a checkout under
  * /root is not), so the runner's two scripts and uvu with its dependencies are copied in first.
  */
-function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number; args?: string[]; env?: Record<string, string>; durations?: object } = {}): RunResult {
+function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number; args?: string[]; env?: Record<string, string>; durations?: object; sources?: string[] } = {}): RunResult {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `podway-runner-${TAG}-`));
   try {
+    // `sources`: the source files (relative paths, empty) of a source tree the runner is told of
+    const sourcesEnv: Record<string, string> = opts.sources ? { PODWAY_TEST_SOURCES: path.join(dir, 'sources') } : {};
+    for (const rel of opts.sources ?? []) {
+      fs.mkdirSync(path.dirname(path.join(dir, 'sources', rel)), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'sources', rel), '');
+    }
     // `durations`: the runner reads (and --save-durations writes) this instead of the repo's
     const durationsFile = path.join(dir, 'durations.json');
     const durationsEnv: Record<string, string> = opts.durations ? { PODWAY_TEST_DURATIONS: durationsFile } : {};
@@ -99,7 +105,7 @@ function runOn(files: Record<string, string>, opts: { filter?: string; uid?: num
       cwd: dir,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0', PODWAY_TEST_JOBS: '', PODWAY_TEST_WAITING: '', PODWAY_TEST_DURATIONS: '', ...durationsEnv, ...opts.env },
+      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0', PODWAY_TEST_JOBS: '', PODWAY_TEST_WAITING: '', PODWAY_TEST_DURATIONS: '', PODWAY_TEST_SOURCES: '', ...durationsEnv, ...sourcesEnv, ...opts.env },
       ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     });
     if (r.error) throw r.error;
@@ -148,6 +154,36 @@ test('without skips the closing line is exactly "N passed, N failed"; a filter s
   const bad = runOn(FILES, { filter: '^a/' });
   assert.is(bad.status, 1, bad.out);
   assert.is(bad.lines[bad.lines.length - 1], '3 passed, 1 failed', bad.out);
+});
+
+test('a compiled file whose source is gone (a renamed test\'s old output) is skipped and said so once, only when the source tree is there', () => {
+  const files = {
+    'a/kept.test.js': FILES['a/pass.test.js']!,
+    'a/old-name.test.js': `${HEADER}\ntest('stale', () => assert.ok(false, 'stale-file-ran-${TAG}'));\ntest.run();\n`,
+    'b/plain.test.js': FILES['b/skip.test.js']!,
+    'b/gone-too.test.js': `${HEADER}\ntest('stale', () => assert.ok(false, 'stale-file-ran-${TAG}'));\ntest.run();\n`,
+  };
+  // a/kept's source is TypeScript, b/plain's a plain .js test: both run
+  const res = runOn(files, { sources: ['a/kept.test.ts', 'b/plain.test.js'] });
+  assert.is(res.status, 0, res.out);
+  assert.is(res.lines[res.lines.length - 1], '3 passed, 0 failed', res.out);
+  assert.not.ok(res.out.includes(`stale-file-ran-${TAG}`), res.out);
+  const said = res.lines.filter((l) => l.includes('stale compiled test'));
+  assert.equal(said, ['skipped 2 stale compiled tests whose .ts is gone: a/old-name.test.js, b/gone-too.test.js'], res.out);
+  fileLine(res, 'a/kept.test.js');
+  fileLine(res, 'b/plain.test.js');
+  // a filter names only the stale files it selects
+  const one = runOn(files, { sources: ['a/kept.test.ts', 'b/plain.test.js'], filter: '^a/' });
+  assert.is(one.lines[one.lines.length - 1], '2 passed, 0 failed', one.out);
+  assert.ok(one.lines.includes('skipped 1 stale compiled test whose .ts is gone: a/old-name.test.js'), one.out);
+  // no source tree (none named, or the one named is not there): every compiled file runs
+  for (const opts of [{}, { env: { PODWAY_TEST_SOURCES: path.join(os.tmpdir(), `podway-runner-no-sources-${TAG}`) } }]) {
+    const all = runOn(files, opts);
+    assert.is(all.status, 1, all.out);
+    assert.is(all.lines[all.lines.length - 1], '3 passed, 2 failed', all.out);
+    assert.ok(all.out.includes(`stale-file-ran-${TAG}`), all.out);
+    assert.not.ok(all.out.includes('stale compiled test'), all.out);
+  }
 });
 
 test('a skipped test no longer hides a failure in the same file', () => {

@@ -85,4 +85,29 @@ test('an https etcd given as http://: the CLI, the CNI plugin (code 7) and podwa
   }
 });
 
+// A TLS endpoint that resets a plain connection (the client's preface unread as it closes: a busy
+// etcd can do that) instead of closing it: the client saw ECONNRESET, asked nothing, and called it
+// unreachable. It asks the TLS question then too. The peer: on loopback, a server that answers a
+// TLS ClientHello with a TLS alert (a TLS server refusing the handshake; enough for the question)
+// and resets anything else (socket.resetAndDestroy: an RST, every time).
+test('an http:// endpoint that resets a plain connection but speaks TLS: said to speak TLS, not "read ECONNRESET"', async () => {
+  const server = `const net = require('net');
+net.createServer((s) => s.once('data', (d) => {
+  if (d[0] === 0x16) s.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]));
+  else s.resetAndDestroy();
+})).listen(0, '127.0.0.1', function () { console.log(this.address().port); });
+setTimeout(() => process.exit(0), 30000);`;
+  const peer = spawn(process.execPath, ['-e', server], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const port = await new Promise<string>((r) => peer.stdout!.once('data', (d) => r(String(d).trim())));
+    for (let i = 0; i < 2; i++) {
+      const r = spawnSync(process.execPath, [PODWAY, 'get', 'ippool', '--datastore', `etcd:http://127.0.0.1:${port}`], { encoding: 'utf8', timeout: 30_000 });
+      assert.is(r.status, 1, r.stderr);
+      assert.match(r.stderr, `the endpoint http://127.0.0.1:${port} speaks TLS, not plain HTTP/2`, r.stderr);
+    }
+  } finally {
+    if (peer.pid && peer.exitCode === null) process.kill(peer.pid, 'SIGKILL');
+  }
+});
+
 test.run();

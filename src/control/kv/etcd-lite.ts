@@ -270,10 +270,12 @@ class Connection implements HostState {
         this.attempt.timer.cancel();
         this.attempt = null;
       }
-      if (this.error === null && new URL(this.url).protocol === 'http:') {
+      const reset = (this.error as NodeJS.ErrnoException | null)?.code === 'ECONNRESET';
+      if ((this.error === null || reset) && new URL(this.url).protocol === 'http:') {
         // Closed by the peer before HTTP/2 was up, without a word: etcd serving TLS does that
-        // with a plain preface. Asked once (bounded), to say so instead of "closed"; the
-        // connection stays 'connecting' meanwhile (close() ends that, and the answer is dropped).
+        // with a plain preface (a reset when the preface was still unread as it closed). Asked
+        // once (bounded), to say so instead of "closed"; the connection stays 'connecting'
+        // meanwhile (close() ends that, and the answer is dropped).
         if (!session.destroyed) session.destroy();
         const u = new URL(this.url);
         const probe = {};
@@ -283,7 +285,7 @@ class Connection implements HostState {
           this.probe = null;
           this.state = 'failed';
           this.failedAt = monoNow();
-          this.error = new Error(tls ? TLS_ON_HTTP : 'connection closed before it was up');
+          this.error = tls ? new Error(TLS_ON_HTTP) : (this.error ?? new Error('connection closed before it was up'));
           this.notify();
         });
         return;

@@ -213,8 +213,9 @@ export const Event = {
    * podway0 by table ip podway's hostport_raw chain, handed back to the node's kernel through tx4,
    * where its hostport_dnat chain translates them to the pod (docs/cni.md, "Host ports"). */
   HOST_PORT_IN: base + 57,
-  /** A pod's packets from the container port of one of its host ports, handed to the node's kernel
-   * through tx4 (whatever the destination), whose conntrack gives replies the host port back. */
+  /** A pod's packets from the container port of one of its host ports, and every IP fragment of a
+   * pod that has a host port (the kernel reassembles them), handed to the node's kernel through tx4
+   * or tx6 (whatever the destination), whose conntrack gives replies the host port back. */
   HOST_PORT_REPLY: base + 58,
 } as const;
 

@@ -14,7 +14,7 @@ import { Drop } from '../packet/drop';
 import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, NATIVE_DROP_FIELDS, type PortStats } from './io';
 import { nativeIO } from './native';
-import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf, hostPortKey } from './pipeline';
+import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED, CALICO_VNI } from './nexthops';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
@@ -996,7 +996,7 @@ export class Engine {
     this.neighbors6.solicitMissing();
     this.pipe.natSources.set(model.pools.filter((p) => p.natOutgoing));
     // host ports: their pods' ends, whose packets go to the node's kernel (docs/cni.md, "Host ports")
-    this.pipe.hostPortSources = new Set(model.endpoints.flatMap((e) => (e.hostPorts ?? []).map((h) => hostPortKey(h.podIp, h.protocol === 'udp' ? 17 : 6, h.port))));
+    this.pipe.hostPortSources.set(model.endpoints.flatMap((e) => (e.hostPorts ?? []).map((h) => ({ ip: ip4Bytes(h.podIp), proto: h.protocol === 'udp' ? 17 : 6, port: h.port }))));
     const prevModel = this.model;
     this.model = model;
     this.applied++;
@@ -3445,4 +3445,9 @@ function modelAddressKeys(model: NodeDataplaneModel): Set<string> {
   const out = new Set<string>();
   for (const [ifname, addrs] of endpointAddresses(model)) for (const a of addrs) out.add(`${ifname} ${a}`);
   return out;
+}
+
+/** An IPv4 address as its four bytes (HostPortSources.set). */
+function ip4Bytes(ip: number): Uint8Array {
+  return Uint8Array.of(ip >>> 24, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff);
 }

@@ -28,9 +28,7 @@ import { NextHops, NhKind, NatExit, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FA
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SIZE, BATCH_SUM, batchBucket } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6, MAX_POD_IPS6 } from './pipeline6';
-import { NatSources, hostPortKey } from './nat';
-
-export { hostPortKey };
+import { NatSources, HostPortSources } from './nat';
 import { CaptureTap, CapturePorts, Link, HELD_VERDICT } from './capture';
 import type { NeighborQueue } from './neighbor-queue';
 import { FAMILY_V4, FAMILY_POD } from './neighbor-queue';
@@ -168,13 +166,14 @@ export class Pipeline implements CapturePorts {
   readonly natSources = new NatSources();
   /**
    * Host ports (CNI portMappings, Kubernetes hostPort; docs/cni.md, "Host ports"): the pods' ends of
-   * them, each a number hostPortKey(pod address, protocol, container port). A pod's TCP or UDP
-   * packet from one of them goes to the node's kernel (tx4), whatever its destination, so the
-   * kernel's conntrack reverses the DNAT of table ip podway's hostport_dnat chain (nft-nat.ts);
-   * the kernel's own copy of a veth pod's frame is dropped by that table (hostport_copy). Numbers,
-   * not strings: the look-up allocates nothing. Set by the engine with each model.
+   * them, (pod address, protocol, container port). A pod's TCP or UDP packet from one of them goes
+   * to the node's kernel (tx4), whatever its destination, so the kernel's conntrack reverses the
+   * DNAT of table ip podway's hostport_dnat chain (nft-nat.ts); so does every IPv4 fragment of a pod
+   * that has any host port (the kernel reassembles them: a later fragment has no port to look at).
+   * The kernel's own copy of a veth pod's frame is dropped by that table (hostport_copy). A typed
+   * table (nat.ts HostPortSources): the look-up allocates nothing. Set by the engine with each model.
    */
-  hostPortSources: ReadonlySet<number> = new Set();
+  readonly hostPortSources = new HostPortSources(4);
   /** Felix's natOutgoingExclusions: true for IPPoolsOnly (the default), where a natOutgoing pod's
    * egress to another node's address is handed to the kernel to be masqueraded like any outside
    * destination (table ip podway masquerades the connections the pod opens there: nft-nat.ts
@@ -582,18 +581,21 @@ export class Pipeline implements CapturePorts {
     if (this.isEncapFromPod(ip, len)) return this.drop(Reason.ENCAP_FROM_POD);
     if (v === Drop.BAD_IP_OPTIONS) return this.badOptions(i, port, ip);
     if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
-    if (this.hostPortSources.size !== 0 && this.fromHostPortSource(ip, src)) return this.hostPortReply(i, port, ip);
+    if (this.hostPortSources.size !== 0 && this.fromHostPortSource(ip)) return this.hostPortReply(i, port, ip);
     return this.forward(i, port, ip, true, false);
   }
 
-  /** Is the pod's IPv4 packet at `ip` (source `src`) TCP or UDP from one of its host ports'
-   * container ports (hostPortSources)? A later fragment carries no port: not one. */
-  private fromHostPortSource(ip: number, src: number): boolean {
+  /** Does the pod's IPv4 packet at `ip` go to the node's kernel for a host port (hostPortSources)?
+   * TCP or UDP from one of its host ports' container ports; or any fragment (more fragments set or
+   * an offset) from a pod that has a host port: the kernel must have all of a datagram's fragments
+   * to reassemble it (conntrack), and only the first carries the ports. */
+  private fromHostPortSource(ip: number): boolean {
     const b = this.b;
+    if (((b[ip + 6] & 0x3f) | b[ip + 7]) !== 0) return this.hostPortSources.hasAddr(b, ip + 12);
     const proto = b[ip + 9];
-    if ((proto !== 6 && proto !== IPPROTO_UDP) || (((b[ip + 6] & 0x1f) | b[ip + 7]) !== 0)) return false;
+    if (proto !== 6 && proto !== IPPROTO_UDP) return false;
     const l4 = ip + ((b[ip] & 0x0f) << 2);
-    return this.hostPortSources.has(hostPortKey(src, proto, (b[l4] << 8) | b[l4 + 1]));
+    return this.hostPortSources.has(b, ip + 12, proto, (b[l4] << 8) | b[l4 + 1]);
   }
 
   /**

@@ -33,7 +33,7 @@ import type { Pipeline } from './pipeline';
 import { COUNTER_NAMES } from './counters';
 import { traceMatches6 } from './trace';
 import { FAMILY_V6 } from './neighbor-queue';
-import { HostPortSources6, Prefixes6 } from './nat';
+import { HostPortSources, Prefixes6 } from './nat';
 import { LocalSet6 } from './local-addrs';
 
 // The Pipeline's verdicts (pipeline.ts): a port number >= 0, or these.
@@ -103,11 +103,13 @@ export class Pipeline6 {
   /**
    * The IPv6 host ports' pod ends (IPv4's Pipeline.hostPortSources): a pod's TCP or UDP packet
    * from one of them goes to the node's kernel (tx6), whatever its destination, so the kernel's
-   * conntrack reverses the DNAT of table ip6 podway's hostport_dnat chain (nft-nat.ts); the
+   * conntrack reverses the DNAT of table ip6 podway's hostport_dnat chain (nft-nat.ts); so does
+   * every packet with a Fragment header from a pod that has any host port (the kernel reassembles
+   * them). A typed table (nat.ts HostPortSources): the look-up allocates nothing. The
    * kernel's own copy of a veth pod's frame is dropped by that table (hostport_copy). Set by the
    * engine with each model (engine6.ts).
    */
-  readonly hostPortSources = new HostPortSources6();
+  readonly hostPortSources = new HostPortSources(16);
 
   constructor(private readonly p: Pipeline, maxPorts: number) {
     this.b = p.b;
@@ -196,13 +198,16 @@ export class Pipeline6 {
     return this.count(Event.HOST_PORT_IN, this.tx6Port);
   }
 
-  /** Is the pod's IPv6 packet at `ip` (walked) TCP or UDP from one of its host ports' container
-   * ports (hostPortSources)? A later fragment carries no port: not one. */
+  /** Does the pod's IPv6 packet at `ip` (walked) go to the node's kernel for a host port
+   * (hostPortSources)? TCP or UDP from one of its host ports' container ports; or any fragment (a
+   * Fragment header crossed) from a pod that has a host port: the kernel must have all of a
+   * datagram's fragments to reassemble it (conntrack), and only the first carries the ports. */
   private fromHostPortSource(ip: number): boolean {
     const w = this.walk;
-    const proto = w[0];
-    if ((proto !== IPPROTO_TCP6 && proto !== IPPROTO_UDP6) || (w[2] !== 0 && w[3] !== 0)) return false;
     const b = this.b;
+    if (w[2] !== 0) return this.hostPortSources.hasAddr(b, ip + 8);
+    const proto = w[0];
+    if (proto !== IPPROTO_TCP6 && proto !== IPPROTO_UDP6) return false;
     if (w[1] + 2 > ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5])) return false;
     return this.hostPortSources.has(b, ip + 8, proto, (b[w[1]] << 8) | b[w[1] + 1]);
   }

@@ -22,7 +22,8 @@ import { isRoot, sh, type Netns } from '../helpers/netns';
 import { until } from '../helpers/until';
 
 /** Answers each TCP connection and UDP datagram on the ports given with "LABEL FROM-ADDR:PORT"
- * (tcp6/udp6: on both families, an IPv4 peer said without its ::ffff: prefix). */
+ * (tcp6/udp6: on both families, an IPv4 peer said without its ::ffff: prefix); udpbig/udpbig6 with
+ * 3000 bytes (more than the pod's MTU: fragments). */
 const SERVER = `
 const net = require('net'), dgram = require('dgram');
 const [label, ...ports] = process.argv.slice(2);
@@ -31,13 +32,13 @@ for (const p of ports) {
   const [proto, port] = p.split('/');
   const any = proto.endsWith('6') ? '::' : '0.0.0.0';
   if (proto.startsWith('tcp')) net.createServer((c) => { c.end(label + ' ' + a(c.remoteAddress) + ':' + c.remotePort + '\\n'); c.on('error', () => {}); }).listen(Number(port), any);
-  else { const s = dgram.createSocket(proto.endsWith('6') ? 'udp6' : 'udp4'); s.on('message', (m, r) => s.send(label + ' ' + a(r.address) + ':' + r.port + '\\n', r.port, r.address)); s.bind(Number(port), any); }
+  else { const s = dgram.createSocket(proto.endsWith('6') ? 'udp6' : 'udp4'); s.on('message', (m, r) => s.send(proto.startsWith('udpbig') ? Buffer.alloc(3000, 66) : label + ' ' + a(r.address) + ':' + r.port + '\\n', r.port, r.address)); s.bind(Number(port), any); }
 }
 setTimeout(() => process.exit(0), 120000);
 `;
 
 /** One request: prints the answer, or "ERR <why>"; 2 s at most. UDP through a connected socket,
- * which takes the answer only from the address and port it sent to. */
+ * which takes the answer only from the address and port it sent to; udplen: UDP, prints "LEN <bytes>". */
 const CLIENT = `
 const net = require('net'), dgram = require('dgram');
 const [proto, host, port] = process.argv.slice(2);
@@ -49,7 +50,7 @@ if (proto === 'tcp') {
   c.on('data', (d) => { got += d; }); c.on('end', () => done(got)); c.on('error', (e) => done('ERR ' + e.code));
 } else {
   const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  s.on('message', (m) => done(String(m))); s.on('error', (e) => done('ERR ' + e.code));
+  s.on('message', (m) => done(proto === 'udplen' ? 'LEN ' + m.length : String(m))); s.on('error', (e) => done('ERR ' + e.code));
   s.connect(Number(port), host, () => s.send('x'));
 }
 `;
@@ -85,6 +86,7 @@ test('host ports: TCP and UDP through the node\'s address from the underlay, the
       { hostPort: 18080, containerPort: 8080, protocol: 'tcp' },
       { hostPort: 18081, containerPort: 8081, protocol: 'udp' },
       { hostPort: 18082, containerPort: 8080, protocol: 'tcp', hostIP: '10.99.0.5' },
+      { hostPort: 18083, containerPort: 8083, protocol: 'udp' },
     ];
     const podA = h.pod('a');
     const podB = h.pod('b');
@@ -99,9 +101,10 @@ test('host ports: TCP and UDP through the node\'s address from the underlay, the
       { name: '', protocol: 'tcp', port: 8080, hostPort: 18080, hostIP: '' },
       { name: '', protocol: 'udp', port: 8081, hostPort: 18081, hostIP: '' },
       { name: '', protocol: 'tcp', port: 8080, hostPort: 18082, hostIP: '10.99.0.5' },
+      { name: '', protocol: 'udp', port: 8083, hostPort: 18083, hostIP: '' },
     ]);
     assert.is(weps.find((w) => w.spec.containerID === 'hpb').spec.ports, undefined, 'no ports, no spec.ports');
-    serve(podA, 'A', ['tcp/8080', 'udp/8081']);
+    serve(podA, 'A', ['tcp/8080', 'udp/8081', 'udpbig/8083']);
     const attached = await until(async () => ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === 2, 15_000);
     assert.ok(attached, `both pods attached: ${log.slice(-5).join(' | ')}`);
     // the server listens and the table has the rules
@@ -126,6 +129,11 @@ test('host ports: TCP and UDP through the node\'s address from the underlay, the
     // the container port directly keeps working (its packets go through the node's kernel now)
     assert.is(ask(podB, 'tcp', ipA, 8080).split(':')[0], `A ${ipB}`);
     assert.is(ask(h.node, 'tcp', ipA, 8080).split(':')[0].startsWith('A '), true);
+    // a UDP answer bigger than the pod's MTU (fragments) from a host port's container port, to
+    // another pod of the node: through the host port and directly; all its fragments go through
+    // the node's kernel, which reassembles them (a later fragment carries no port)
+    assert.is(ask(podB, 'udplen', '10.99.0.1', 18083), 'LEN 3000', 'fragmented answer through the host port');
+    assert.is(ask(podB, 'udplen', ipA, 8083), 'LEN 3000', 'fragmented answer from the container port directly');
 
     // a TUN pod's host port (its packets reach podway alone; the kernel reaches it through podway0)
     const podT = h.pod('t');
@@ -212,6 +220,7 @@ test('IPv6 host ports of a dual-stack pod: the node\'s IPv6 address from the und
       { hostPort: 18080, containerPort: 8080, protocol: 'tcp' },
       { hostPort: 18081, containerPort: 8081, protocol: 'udp' },
       { hostPort: 18082, containerPort: 8080, protocol: 'tcp', hostIP: 'fd99::5' },
+      { hostPort: 18083, containerPort: 8083, protocol: 'udp' },
     ];
     const podA = h.pod('a6');
     const podB = h.pod('b6');
@@ -245,6 +254,9 @@ test('IPv6 host ports of a dual-stack pod: the node\'s IPv6 address from the und
     assert.is(who(podA, 'tcp', 'fd99::1', 18080), 'A fd99::1');
     // the container port directly
     assert.is(who(podB, 'tcp', ip6A, 8080), `A ${ip6B}`);
+    // a fragmented UDP answer (3000 bytes) to another pod: through the host port and directly
+    assert.is(ask(podB, 'udplen', 'fd99::1', 18083), 'LEN 3000', 'fragmented answer through the host port (IPv6)');
+    assert.is(ask(podB, 'udplen', ip6A, 8083), 'LEN 3000', 'fragmented answer from the container port directly (IPv6)');
     const text = JSON.stringify(await controlRequest(h.control, { cmd: 'counters' }));
     assert.match(text, /"host_port_in":[1-9]/, text.slice(0, 400));
     assert.match(text, /"host_port_reply":[1-9]/, text.slice(0, 400));
@@ -265,7 +277,7 @@ test('IPv6 host ports of a dual-stack pod: the node\'s IPv6 address from the und
   }
 
   function serve(ns: Netns): void {
-    const p = spawn('ip', ['netns', 'exec', ns.name, process.execPath, path.join(h.dir, 'server.js'), 'A', 'tcp6/8080', 'udp6/8081'], { stdio: 'ignore' });
+    const p = spawn('ip', ['netns', 'exec', ns.name, process.execPath, path.join(h.dir, 'server.js'), 'A', 'tcp6/8080', 'udp6/8081', 'udpbig6/8083'], { stdio: 'ignore' });
     servers.push(p);
   }
 });

@@ -162,15 +162,18 @@ function noSpace(e: unknown): boolean {
  * would make the process wait for itself until the bound (a CNI ADD with host ports holds the
  * lock from its host-port check to its endpoint's write, around its IPAM: plugin.ts). Only the
  * chain that took the lock inherits it; another request of the same process waits as before.
+ * Made at first use, not at load: the CNI plugin's start-up snapshot (cni/snapshot.ts) loads this
+ * module, and Node 20 cannot keep an AsyncLocalStorage in a snapshot (the build fails).
  */
-const heldLocks = new AsyncLocalStorage<ReadonlySet<string>>();
+let heldLocksStore: AsyncLocalStorage<ReadonlySet<string>> | null = null;
+const heldLocks = (): AsyncLocalStorage<ReadonlySet<string>> => (heldLocksStore ??= new AsyncLocalStorage());
 
 /**
  * Runs fn holding the lock; a lock not taken within the bound is a CniError (code 11), a wait
  * ended by `signal` an IpamLockAbortedError. Re-entrant within one async call chain (heldLocks).
  */
 export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-  const held = heldLocks.getStore();
+  const held = heldLocks().getStore();
   if (held?.has(o.file)) return fn();
   try {
     // /run is a tmpfs: the directory is gone after a reboot.
@@ -213,7 +216,7 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, 
           else throw new IpamLockIoError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
         }
       }
-      return await heldLocks.run(new Set([...(held ?? []), o.file]), fn);
+      return await heldLocks().run(new Set([...(held ?? []), o.file]), fn);
     } finally {
       try { legacy.disposeSync(); } catch { /* removed by hand */ }
     }

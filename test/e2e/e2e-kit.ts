@@ -140,11 +140,15 @@ export function spawnCollected(
     if (opts.mergeStderr) out += d;
     else err += d;
   });
+  // Resolved once its output is read too: 'exit' can come before the last of it (a ping's stdout to
+  // a pipe is block-buffered: its last ~60 replies and its summary arrive as it exits), so 'close'
+  // is waited for, 1 s at most (a child it left behind may hold the pipes open).
+  const closed = new Promise<void>((r) => proc.once('close', () => r()));
   const done = new Promise<number | null>((resolve) => {
     const timer = setTimeout(() => proc.kill(opts.signal ?? 'SIGKILL'), limitMs);
     proc.once('exit', (code) => {
       clearTimeout(timer);
-      resolve(code);
+      void Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]).then(() => resolve(code));
     });
   });
   return { proc, out: () => out, err: () => err, done };

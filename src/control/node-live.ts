@@ -548,7 +548,13 @@ export class NodeLiveness {
       // A guarded write is sent again when its connection failed under it (etcd-failover.ts): a
       // copy applied before answers the next 'condition failed'. The key then carries this lease,
       // granted just now to this holder alone: it is ours (as claimNode finds it in its next round).
-      if (!put) put = (await this.kv.getLeased(key))?.lease === id;
+      if (!put) {
+        const now = await this.kv.getLeased(key);
+        put = now?.lease === id;
+        // Deleted between the read and the write (the lease it was on revoked or expired: an
+        // earlier run's stop finishing): nobody holds it, so written once more over "absent".
+        if (!put && now === null && !this.halted()) put = await this.kv.putLeasedIf(key, JSON.stringify(this.record), id, 0);
+      }
     } catch (e) {
       await this.kv.revokeLease(id).catch(() => undefined);
       throw e;

@@ -92,4 +92,38 @@ test('holder and start check on one etcd: renewals, an outage longer than the le
   }
 });
 
+test("the key deleted between the renewal's read and its write (an earlier holder's stop finishing): written at once, not left for the next renewal", async () => {
+  etcd ??= await startEtcd();
+  const spec = { endpoints: [etcd.endpoint], timeoutMs: 2000 };
+  const kv = new EtcdKv(spec);
+  const node = `${NODE}-race`;
+  const record: LiveRecord = { ...thisHost(), addresses: [], pid: process.pid, started: new Date().toISOString() };
+  const logs: string[] = [];
+  const log = { info: (m: string) => logs.push(`info ${m}`), warn: (m: string) => logs.push(`warn ${m}`) };
+  const earlier = new NodeLiveness(kv, node, record, log, 3);
+  // The real etcd client, its grant made to land between the read of the key and the guarded write:
+  // the earlier holder's lease (and the key with it) revoked there.
+  let earlierLease: string | null = null;
+  const racing = new EtcdKv(spec);
+  racing.grantLease = async (ttl: number) => {
+    if (earlierLease) await kv.revokeLease(earlierLease);
+    earlierLease = null;
+    return EtcdKv.prototype.grantLease.call(racing, ttl);
+  };
+  const later = new NodeLiveness(racing, node, record, log, 3);
+  try {
+    await earlier.tick();
+    earlierLease = earlier.leaseId();
+    assert.ok(earlierLease, logs.join(' | '));
+    await later.tick();
+    assert.ok(later.leaseId() !== null, logs.join(' | '));
+    assert.is((await kv.getLeased(liveKey(node)))?.lease, later.leaseId(), "the key on the later holder's lease");
+    assert.not.ok(logs.some((l) => /not renewed/.test(l)), logs.join(' | '));
+  } finally {
+    await later.stop();
+    await racing.close();
+    await kv.close();
+  }
+});
+
 test.run();

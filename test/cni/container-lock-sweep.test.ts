@@ -75,7 +75,7 @@ test('ADDs racing the sweep keep their lock: never two holders of one container\
     let out = '';
     k.stdout!.on('data', (d) => { out += d; });
     k.stderr!.on('data', (d) => { out += d; });
-    return new Promise<{ code: number | null; out: string }>((res) => k.on('exit', (c) => res({ code: c, out })));
+    return new Promise<{ code: number | null; out: string }>((res) => k.on('close', (c) => res({ code: c, out })));
   });
   let swept = 0;
   let done = false;

@@ -36,7 +36,7 @@ function runWorker(args: string[]): Promise<string[]> {
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`worker ${args.join(' ')} timed out`)); }, CHILD_TIMEOUT_MS);
-    child.on('exit', (code) => {
+    child.on('close', (code) => { // 'close': stdout read to its end ('exit' can come first: a JSON cut short)
       clearTimeout(timer);
       children.delete(child);
       if (code === 0) resolve(JSON.parse(out) as string[]);

@@ -15,7 +15,7 @@
  * are not JSON, and other plugins, are not podway's to judge here.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { networkDatastore } from '../cni/config';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { podwayCommand } from '../util/invocation';
@@ -128,6 +128,8 @@ interface NamedNetwork {
   readonly field: string;
   readonly named: DatastoreSpec | null;
   readonly why?: string;
+  /** The options of `podway cni install` (besides --datastore) that write this network again: this node, and the network's name, file prefix, interface type and config dir where not the defaults. */
+  readonly reinstall: string;
 }
 
 /**
@@ -200,7 +202,7 @@ export class CniConfCheck {
 /** A network's datastore against the run's: the mismatch, or null when it is the run's. */
 function judge(n: NamedNetwork, spec: DatastoreSpec, ids: EtcdClusterIds | undefined): CniConfMismatch | null {
   const runs = specText(spec);
-  if (n.named === null) return { file: n.file, network: n.network, field: n.field, datastore: null, message: `CNI config ${n.file}: network "${n.network}" ${n.why}: the podway plugin refuses every pod with it; run \`${podwayCommand()} cni install --datastore ${runs}\` again` };
+  if (n.named === null) return { file: n.file, network: n.network, field: n.field, datastore: null, message: `CNI config ${n.file}: network "${n.network}" ${n.why}: the podway plugin refuses every pod with it; run \`${podwayCommand()} cni install --datastore ${runs}${n.reinstall}\` again` };
   if (sameDatastore(spec, n.named, ids)) return null;
   const names = specText(n.named);
   // told apart by the clusters their members answered for: said (the URLs alone may share one)
@@ -211,7 +213,7 @@ function judge(n: NamedNetwork, spec: DatastoreSpec, ids: EtcdClusterIds | undef
     file: n.file, network: n.network, field: n.field, datastore: names,
     message: `CNI config ${n.file}: network "${n.network}" ${n.field} names datastore ${names}${clusters}, but this podway run uses ${runs}: `
       + 'pods the runtime creates on that network get their addresses and endpoints there, where this run does not look (they are never attached here, and this datastore\'s IPAM may give their addresses to other pods); '
-      + `run \`${podwayCommand()} cni install --datastore ${runs}\` again (or start podway run with --datastore ${names})`,
+      + `run \`${podwayCommand()} cni install --datastore ${runs}${n.reinstall}\` again (or start podway run with --datastore ${names})`,
   };
 }
 
@@ -233,6 +235,7 @@ function fileNetworks(file: string, node: string): NamedNetwork[] {
     // another node's network (a lab running several nodes on one machine)
     if (typeof plugin.nodename === 'string' && plugin.nodename !== '' && plugin.nodename !== node) return;
     const at = Array.isArray(conf.plugins) ? `plugins[${k}].` : '';
+    const reinstall = reinstallOptions(file, network, plugin, node);
     let named: { datastore: DatastoreSpec; datastoreField: string };
     try {
       // Only what the file says: the runtime's environment is not run's.
@@ -240,12 +243,28 @@ function fileNetworks(file: string, node: string): NamedNetwork[] {
     } catch (e) {
       const why = (e as Error).message.replace(/^network config: /, '');
       const field = /^([a-z_/]+):/.exec(why)?.[1] ?? 'datastore';
-      out.push({ file, network, field: `${at}${field}`, named: null, why: `${at}${why}` });
+      out.push({ file, network, field: `${at}${field}`, named: null, why: `${at}${why}`, reinstall });
       return;
     }
     if (named.datastoreField === 'datastore (from the environment)') return; // names none: the runtime's environment decides
-    out.push({ file, network, field: `${at}${named.datastoreField}`, named: named.datastore });
+    out.push({ file, network, field: `${at}${named.datastoreField}`, named: named.datastore, reinstall });
   });
+  return out;
+}
+
+/**
+ * The `podway cni install` options, besides --datastore, that write `file`'s network again in its
+ * place: --node always (install's own default is $NODENAME or the hostname, not necessarily the
+ * node this run is: a conflist for that name would never be attached here), and --name,
+ * --priority, --interface-type and --conf-dir where the file differs from install's defaults.
+ */
+function reinstallOptions(file: string, network: string, plugin: Record<string, unknown>, node: string): string {
+  let out = ` --node ${node}`;
+  if (network !== 'podway') out += ` --name ${network}`;
+  const m = /^(\d+)-(.+)\.conflist$/.exec(basename(file));
+  if (m && m[2] === network && Number(m[1]) !== 10) out += ` --priority ${Number(m[1])}`;
+  if (plugin.interfaceType === 'tap' || plugin.interfaceType === 'tun') out += ` --interface-type ${plugin.interfaceType}`;
+  if (resolve(dirname(file)) !== DEFAULT_CNI_CONF_DIR) out += ` --conf-dir ${dirname(file)}`;
   return out;
 }
 

@@ -5,8 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { writeFileSync, renameSync, unlinkSync, mkdirSync, rmSync } from 'node:fs';
-import { tempDir } from './cli-kit';
+import { writeFileSync, renameSync, unlinkSync, mkdirSync, rmSync, readFileSync, readdirSync } from 'node:fs';
+import { tempDir, ok } from './cli-kit';
 import { cniConfMismatches, sameDatastore, CniConfCheck } from '../../src/cli/cni-conf-check';
 import { parseDatastoreSpec } from '../../src/control/kv/spec';
 
@@ -44,10 +44,37 @@ test('cniConfMismatches: this node\'s podway networks naming another datastore, 
     ['12-broken.conflist', 'broken', 'plugins[1].datastore', null],
   ]);
   assert.match(found[0].message, `CNI config ${path.join(dir, '10-podway.conflist')}: network "podway" plugins[0].datastore names datastore embedded:/var/lib/podway/datastore, but this podway run uses etcd:http://127.0.0.1:2379: `);
-  assert.match(found[0].message, 'run `podway cni install --datastore etcd:http://127.0.0.1:2379` again');
+  assert.match(found[0].message, `run \`podway cni install --datastore etcd:http://127.0.0.1:2379 --node n1 --conf-dir ${dir}\` again`);
   assert.match(found[2].message, `CNI config ${path.join(dir, '12-broken.conflist')}: network "broken" plugins[1].datastore: expected a string, got 42: the podway plugin refuses every pod with it`);
   // no such dir: nothing to say
   assert.equal(cniConfMismatches(path.join(dir, 'none'), 'n1', mine), []);
+});
+
+test('the hint\'s `cni install` writes the same network again, for this node, on the run\'s datastore (before, it gave only --datastore: install took the hostname for the node, and the conflist it wrote named a node that never attaches its pods)', async () => {
+  const top = tempDir();
+  const conf = path.join(top, 'net.d');
+  const bin = path.join(top, 'bin');
+  const old = path.join(top, 'old-store');
+  const runs = path.join(top, 'run-store');
+  for (const d of [conf, bin, old, runs]) mkdirSync(d, { mode: 0o700 });
+  // a node name that is not the hostname (NODENAME is kept out of the CLI's environment by ok())
+  const node = 'hint-node-1';
+  await ok(['cni', 'install', '--datastore', `embedded:${old}`, '--node', node, '--name', 'tapnet', '--priority', '15', '--interface-type', 'tap', '--conf-dir', conf, '--bin-dir', bin]);
+  const found = cniConfMismatches(conf, node, spec(`embedded:${runs}`));
+  assert.equal(found.map((f) => [path.basename(f.file), f.datastore]), [['15-tapnet.conflist', `embedded:${old}`]]);
+  const cmd = /run `([^`]+)` again/.exec(found[0].message)?.[1];
+  assert.ok(cmd, found[0].message);
+  const words = cmd!.split(' ');
+  const args = words.slice(words.indexOf('cni'));
+  assert.equal(args.slice(0, 4), ['cni', 'install', '--datastore', `embedded:${runs}`], cmd);
+  // run only when it writes into this test's directory, never the host's /etc/cni/net.d
+  assert.is(args[args.indexOf('--conf-dir') + 1], conf, cmd);
+  // as the user runs it (only the plugin's directory kept off the host's)
+  await ok([...args, '--bin-dir', bin]);
+  assert.equal(readdirSync(conf), ['15-tapnet.conflist'], 'the same file, written again; no second network');
+  const plugin = JSON.parse(readFileSync(path.join(conf, '15-tapnet.conflist'), 'utf8')).plugins[0];
+  assert.equal([plugin.nodename, plugin.datastore, plugin.interfaceType], [node, `embedded:${runs}`, 'tap']);
+  assert.equal(cniConfMismatches(conf, node, spec(`embedded:${runs}`)), []);
 });
 
 test('CniConfCheck (podway status on every call): a file read again only when changed, the same answer as a fresh read after each change (in place with the same size, added, renamed over, removed, the dir gone and back)', () => {

@@ -12,6 +12,7 @@
  */
 import { Drop } from '../packet/drop';
 import { ETH_HLEN } from '../packet/layout';
+import { formatMac } from '../packet/ethernet';
 import { IPPROTO_ICMPV6, IPPROTO_TCP6, IPPROTO_UDP6, IPV6_HEADER_LEN, formatIpv6, ipv6WalkExtHeaders, validateIpv6 } from '../packet/ipv6';
 import { IPPROTO_IPIP } from '../packet/ipv4';
 import {
@@ -285,15 +286,26 @@ export class Pipeline6 {
    * local workloads are valid destinations (validated and walked by the caller via validateInner).
    * `outerEcn`: a decapsulated packet's outer ECN field (RFC 6040, src/packet/ecn.ts: outer CE
    * marks an ECN-capable inner packet CE, outer ECT(1) turns inner ECT(0) into ECT(1), outer CE
-   * over a Not-ECT inner packet is dropped), 0 for unencapsulated traffic.
+   * over a Not-ECT inner packet is dropped), 0 for unencapsulated traffic. `peer`: for VXLAN, the
+   * offset in the buffer of the sending node's IPv6 address (the outer source), -1 otherwise;
+   * `viaSocket`: the datagram came through the VXLAN socket (for the trace's decap line, as IPv4's).
    */
-  fromNetwork(i: number, ip: number, len: number, outerEcn = 0): number {
+  fromNetwork(i: number, ip: number, len: number, outerEcn = 0, peer = -1, viaSocket = false): number {
     const b = this.b;
     const v = validateIpv6(b, ip, len);
     if (v !== Drop.OK) return this.drop(v);
     const w = ipv6WalkExtHeaders(b, ip, this.walk);
     if (w !== Drop.OK) return this.drop(w);
-    if (this.p.trace !== null) this.startTrace(ip, -1);
+    if (this.p.trace !== null) {
+      this.startTrace(ip, -1);
+      const tr = this.p.tr;
+      if (tr !== null) {
+        const eth = ip - ETH_HLEN;
+        tr.stages.push(peer >= 0
+          ? `vxlan decap: from node ${formatIpv6(b, peer)} (known), vni ${this.p.vni}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}${viaSocket ? '' : ' (underlay port)'}`
+          : `underlay: unencapsulated from ${formatMac(b, eth + 6)}`);
+      }
+    }
     if (outerEcn !== 0) {
       const before = ipv6EcnAt(b, ip);
       const r = ecnDecapsulateIpv6(b, ip, outerEcn);
@@ -359,7 +371,7 @@ export class Pipeline6 {
       if (inner < 0) return this.traceOuterDrop(ip, -inner);
       if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.traceOuterDrop(ip, Reason.VXLAN_INNER_MAC);
       if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.traceOuterDrop(ip, Reason.UNSUPPORTED_ETHERTYPE);
-      return this.fromNetwork(i, inner + ETH_HLEN, end - inner - ETH_HLEN, (b[ip + 1] >>> 4) & 3);
+      return this.fromNetwork(i, inner + ETH_HLEN, end - inner - ETH_HLEN, (b[ip + 1] >>> 4) & 3, ip + 8);
     }
     const nhs = this.nh;
     if (nhs === null) return HOST;
@@ -391,7 +403,7 @@ export class Pipeline6 {
     const inner = f + 8;
     if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.drop(Reason.VXLAN_INNER_MAC);
     if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
-    return this.fromNetwork(i, inner + ETH_HLEN, len - 8 - ETH_HLEN, (this.p.pool.flags[i] & DescFlag.ECN_MASK) >>> DescFlag.ECN_SHIFT);
+    return this.fromNetwork(i, inner + ETH_HLEN, len - 8 - ETH_HLEN, (this.p.pool.flags[i] & DescFlag.ECN_MASK) >>> DescFlag.ECN_SHIFT, f - 16, true);
   }
 
   private isKnownNode6(a: number): boolean {

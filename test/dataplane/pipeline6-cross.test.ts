@@ -97,8 +97,16 @@ test('node2 decapsulates IPv6 VXLAN from a known node and delivers to its pod (h
   fixChecksum(ns);
   h2.receive(rv, ns);
   nothingSent(h2, 'NS from veth pod RV: the node kernel\'s to answer');
+  // traced with its decapsulation, as IPv4 VXLAN is (before, the record went from the inner
+  // header straight to the lookup: nothing said it had come through a tunnel, nor from which node)
+  const tin = new TraceSession(parseTraceFilter(['host', RV6]), 1);
+  h2.pipe.trace = tin;
   h2.receive(h2.infra.underlay, wire);
   const got = onlyFrame(h2, rv, 'delivered on node2').bytes;
+  assert.is(tin.records.length, 1);
+  assert.is(tin.records[0].ingress, 'underlay(eth0)');
+  assert.match(tin.records[0].stages.join('\n'), new RegExp(`^ipv6 [^\n]+ -> ${RV6} next header 58 [^\n]+\nvxlan decap: from node fd99::1 \\(known\\), vni 4096, inner ${deriveVtepMacBytes('node1').replace(/(..)(?!$)/g, '$1:')} -> ${deriveVtepMacBytes('node2').replace(/(..)(?!$)/g, '$1:')} \\(underlay port\\)\nlookup ${RV6}: `));
+  h2.pipe.trace = null;
   assert.is(toHex(got, 0, 6), '2a5f20000065');
   assert.is(u16(got, 12), 0x86dd);
   assert.is(got[14 + 7], 62, 'hop limit 62, as through two kernels');

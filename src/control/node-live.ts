@@ -581,15 +581,22 @@ export class NodeLiveness {
    * write of the key again under way (its lease found gone) is undone by itself (revoked once it
    * answered), waited for within `waitMs`.
    */
-  async stop(waitMs = 2000): Promise<void> {
+  async stop(waitMs = 5000): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    const bounded = <T>(p: Promise<T>) => Promise.race([p.catch(() => undefined), new Promise<void>((r) => setTimeout(r, waitMs).unref())]);
+    const late = Symbol('late');
+    const bounded = <T>(p: Promise<T>) => Promise.race([p.then(() => undefined, (e: unknown) => e as Error), new Promise<typeof late>((r) => setTimeout(() => r(late), waitMs).unref())]);
     await bounded(this.current ?? Promise.resolve());
     const id = this.lease;
     this.lease = null;
-    if (id !== null) await bounded(this.kv.revokeLease(id));
+    if (id === null) return;
+    const revoked = await bounded(this.kv.revokeLease(id));
+    // Not revoked: the key stays until its lease expires, and a start of this node on another host
+    // waits that long (said there too). Said here so the operator knows why.
+    if (revoked !== undefined) {
+      this.log.warn(`node ${this.node}: liveness lease ${id} not revoked at the stop (${revoked === late ? `etcd did not answer within ${waitMs / 1000} s` : (revoked as Error)?.message ?? String(revoked)}): ${liveKey(this.node)} stays until the lease expires, within ${this.ttl} s`);
+    }
   }
 
   private problem(m: string): void {

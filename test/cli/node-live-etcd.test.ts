@@ -126,4 +126,26 @@ test("the key deleted between the renewal's read and its write (an earlier holde
   }
 });
 
+test('a stop whose revoke etcd does not answer says so (the key stays until its lease expires)', async () => {
+  etcd ??= await startEtcd();
+  const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 2000 });
+  const node = `${NODE}-stuck`;
+  const logs: string[] = [];
+  const holder = new NodeLiveness(kv, node, { ...thisHost(), addresses: [], pid: process.pid, started: new Date().toISOString() }, { info: (m) => logs.push(`info ${m}`), warn: (m) => logs.push(`warn ${m}`) }, 3);
+  try {
+    await holder.tick();
+    const lease = holder.leaseId();
+    assert.ok(lease, logs.join(' | '));
+    await etcd.pause();
+    try {
+      await holder.stop(300);
+    } finally {
+      etcd.resume();
+    }
+    assert.ok(logs.some((l) => l.startsWith(`warn node ${node}: liveness lease ${lease} not revoked at the stop (`) && l.includes(`stays until the lease expires, within 3 s`)), logs.join(' | '));
+  } finally {
+    await kv.close();
+  }
+});
+
 test.run();

@@ -1094,7 +1094,7 @@ export class Engine {
       this.ownsTunnelTable = why === null;
       this.tunnelsOnUnderlay = why === null;
       this.tunnelTable6 = why === null ? model.v6.ip6 : null;
-      if (why === null) this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
+      if (why === null) this.noteTunnelTable(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
       else {
         this.failures.tunnelTable++;
         this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
@@ -1210,15 +1210,32 @@ export class Engine {
           this.ownsTunnelTable = false;
           this.tunnelsOnUnderlay = false;
           this.tunnelTable6 = null;
+          this.noteTunnelTable(null);
           this.underlayFilterStale = true;
           this.log.warn(`could not put nftables table inet ${TUNNEL_TABLE} back for ${nodeIp === null ? before.ip6 : formatIpv4(nodeIp)} (${why}): tunnels received on the UDP/raw sockets; the underlay port is reopened with the next model`, { component: 'host' });
           return;
         }
-      } else if (this.ownsTunnelTable) removeTunnelRx();
+        this.noteTunnelTable(this.tunnelTableNote(ul, nodeIp, before.ip6));
+      } else if (this.ownsTunnelTable) {
+        removeTunnelRx();
+        this.noteTunnelTable(null);
+      }
     }
     this.ownsTunnelTable = before.owns;
     this.tunnelsOnUnderlay = before.onUnderlay;
     this.tunnelTable6 = before.ip6;
+  }
+
+  /**
+   * The host note on the tunnel table (status().hostChanges) says what is in force: a new one
+   * replaces the one before (the node's IPv6 address appearing, a changed address, a retry), and
+   * `null` takes it away (the table gone, tunnels read on the sockets). Before, each change added
+   * a line, so `podway status` showed the table for the old addresses beside the new one.
+   */
+  private noteTunnelTable(text: string | null): void {
+    const prefix = `nftables table inet ${TUNNEL_TABLE}:`;
+    for (let k = this.notes.length - 1; k >= 0; k--) if (this.notes[k].startsWith(prefix)) this.notes.splice(k, 1);
+    if (text !== null) this.notes.push(text);
   }
 
   private tunnelTableNote(ul: string, nodeIp: number | null, ip6: string | null): string {
@@ -1301,6 +1318,7 @@ export class Engine {
         this.ownsTunnelTable = false;
         this.tunnelsOnUnderlay = false;
         this.tunnelTable6 = null;
+        this.noteTunnelTable(null);
         this.log.warn(`${change}: could not install nftables table inet ${TUNNEL_TABLE} for it (${why}): tunnels received on the UDP/raw sockets, without the kernel's offload metadata`, { component: 'host' });
       }
     }
@@ -1312,7 +1330,7 @@ export class Engine {
       this.restoreTunnelRx(before, tableChanged, ul.name, was);
       throw new Error(`${change}: ${(e as Error).message}`);
     }
-    if (this.manageHost && this.ownsTunnelTable) this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
+    if (this.manageHost && this.ownsTunnelTable) this.noteTunnelTable(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
     this.underlay = ul;
     const swap = (k: 'vxlan' | 'ipip' | 'underlay', p: number, role: (typeof Role)[keyof typeof Role], name: string) => {
       if (p < 0) return;
@@ -1362,7 +1380,7 @@ export class Engine {
       if (why === null) {
         tableChanged = true;
         this.tunnelTable6 = model.v6.ip6;
-        this.notes.push(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
+        this.noteTunnelTable(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
         this.log.info(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: nftables table inet ${TUNNEL_TABLE} follows it`, { component: 'host' });
       } else {
         this.failures.tunnelTable++;
@@ -1379,7 +1397,7 @@ export class Engine {
         this.tunnelsOnUnderlay = true;
         this.tunnelTable6 = model.v6.ip6;
         tunnelsMoved = true;
-        this.notes.push(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
+        this.noteTunnelTable(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
         this.log.info(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: nftables table inet ${TUNNEL_TABLE} installed, tunnels now received on the underlay port`, { component: 'host' });
       } else {
         this.failures.tunnelTable++;
@@ -1479,6 +1497,7 @@ export class Engine {
           this.ownsTunnelTable = false;
           this.tunnelsOnUnderlay = false;
           this.tunnelTable6 = null;
+          this.noteTunnelTable(null);
           this.failures.tunnelTable++;
           this.log.warn(`nftables table inet ${TUNNEL_TABLE} installed, but the underlay port could not be reopened to take the tunnels (${(e as Error).message}): table removed again, tried again later`, { component: 'host' });
           return this.watchTunnelTable();
@@ -1488,7 +1507,7 @@ export class Engine {
     if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
     this.infra.vxlan6 = this.openVxlan6(at.ip6);
     if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
-    this.notes.push(this.tunnelTableNote(ul.name, at.ip, at.ip6));
+    this.noteTunnelTable(this.tunnelTableNote(ul.name, at.ip, at.ip6));
     this.log.info(`nftables table inet ${TUNNEL_TABLE} installed on a retry: tunnels to ${at.ip === null ? at.ip6 : `${formatIpv4(at.ip)}${at.ip6 ? ` and ${at.ip6}` : ''}`} received on the underlay port`, { component: 'host' });
     this.watchTunnelTable();
     this.onTunnelRx(this.tunnelRx());

@@ -58,6 +58,18 @@ function setNodeIp6(ip6: string | null): void {
   if (ip6) nsExec(lab!.node('node2').ns, ['bridge', 'fdb', 'replace', deriveVtepMac('node1', 6), 'dev', 'vxlan-v6.calico', 'dst', ip6, 'self', 'permanent']);
 }
 
+/** node1's `podway status` host notes on the tunnel table: one, saying what is in force (before,
+ * each change of the address added a note, the old address's staying beside the new one). */
+async function tunnelNotes(): Promise<string[]> {
+  const s = await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 10_000) as { hostChanges: string[] };
+  return s.hostChanges.filter((n) => n.startsWith('nftables table inet podway_tunnels:'));
+}
+
+async function notesSay(to: string): Promise<boolean> {
+  const n = await tunnelNotes();
+  return n.length === 1 && n[0].includes(` ${to} received on eth0's packet socket`);
+}
+
 const ping6 = (from: string, to: string) => lab!.ping(from, lab!.pod(to).ip6!, 1).received === 1;
 
 test.before(async () => {
@@ -82,6 +94,7 @@ test('the vxlan6 rule names the address podway uses, before and after it changes
   setNodeIp6('fd99::a1');
   assert.ok(await until(() => /ip6 daddr fd99::a1 exthdr frag missing udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule follows the new address:\n${table()}`);
   assert.not.match(table(), /fd99::1 /, 'no rule for the old address');
+  assert.ok(await until(() => notesSay('VXLAN and IPIP to 10.99.0.1 and VXLAN to fd99::a1'), 10_000, 100), `status: the table's note for the new address alone: ${JSON.stringify(await tunnelNotes())}`);
   const before = vxlan6Counter();
   assert.ok(await until(() => ping6('web-2', 'web-1'), 10_000, 200), 'web-2 -> web-1 over IPv6 VXLAN to the new address');
   for (let k = 0; k < 5; k++) assert.ok(ping6('web-2', 'web-1') && ping6('web-1', 'web-2'), `IPv6 both ways after the change (${k})`);
@@ -92,8 +105,10 @@ test('the address goes away (the rule with it) and comes back (rule and IPv6 on 
   setNodeIp6(null);
   assert.ok(await until(() => !/vxlan6" drop/.test(table()), 10_000, 100), `no IPv6 rule without an address:\n${table()}`);
   assert.match(table(), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/, 'the IPv4 rules stay');
+  assert.ok(await until(() => notesSay('VXLAN and IPIP to 10.99.0.1'), 10_000, 100), `status: the table's note without an IPv6 address: ${JSON.stringify(await tunnelNotes())}`);
   setNodeIp6('fd99::b1');
   assert.ok(await until(() => /ip6 daddr fd99::b1 exthdr frag missing udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule is back for fd99::b1:\n${table()}`);
+  assert.ok(await until(() => notesSay('VXLAN and IPIP to 10.99.0.1 and VXLAN to fd99::b1'), 10_000, 100), `status: the table's note for fd99::b1 alone: ${JSON.stringify(await tunnelNotes())}`);
   assert.ok(await until(() => ping6('web-1', 'web-2') && ping6('web-2', 'web-1'), 15_000, 200), 'IPv6 both ways once the address is back (NDP and VXLAN through the reopened underlay port)');
 });
 

@@ -590,7 +590,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<{ total: 
   }
   const cooling = audit.allocations.filter((a) => a.state === 'cooldown');
   if (cooling.length > 0) {
-    lines.push(`Left ${cooling.length} allocations a Calico node released into its ipCooldownSeconds unjudged (attribute releasedAt; freed when the cooldown is over): ${cooling.map((a) => a.ip).join(', ')}`);
+    lines.push(`Left ${cooling.length} allocations released into their ipCooldownSeconds unjudged (attribute releasedAt; freed by an IPAM operation once the cooldown is over): ${cooling.map((a) => a.ip).join(', ')}`);
   }
   lines.push('Scanning for IPs that are in use by a workload or node but not allocated in IPAM...');
   for (const x of audit.outsidePools) lines.push(`  ${x.ip} in use by ${x.owners.join(', ')} is not in any active IP pool (not IPAM's: not counted as a problem).`);

@@ -222,9 +222,7 @@ export function ipamConfigurationNotes(objects: readonly unknown[]): string[] {
   for (const o of objects) {
     const obj = o as { kind?: unknown; spec?: Record<string, unknown> };
     if (obj?.kind !== 'IPAMConfiguration' || typeof obj.spec !== 'object' || obj.spec === null) continue;
-    if (typeof obj.spec.ipCooldownSeconds === 'number' && obj.spec.ipCooldownSeconds > 0) {
-      notes.push(`podway: note: IPAMConfiguration default: ipCooldownSeconds is stored for Calico's nodes; podway's IPAM hands a released address out again at once (docs/calico-differences.md)`);
-    }
+    // ipCooldownSeconds is applied by podway's IPAM as by libcalico-go's (docs/ipam.md): no note.
     if (obj.spec.kubeVirtVMAddressPersistence !== undefined) {
       notes.push(`podway: note: IPAMConfiguration default: kubeVirtVMAddressPersistence is stored for Calico's nodes; podway's CNI plugin does not keep KubeVirt VM addresses (docs/calico-differences.md)`);
     }

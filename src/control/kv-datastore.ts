@@ -19,7 +19,7 @@ import { IpNet, ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
 import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
-import type { ClusterSnapshot, IpamBlockBorrowed } from './snapshot';
+import type { ClusterSnapshot, IpamBlockBorrowed, IpamBlockHost } from './snapshot';
 import { Backoff } from '../util/backoff';
 import { AllocationBlock } from './ipam/block';
 import { BLOCK_PREFIX, parseBlockKey } from './ipam/keys';
@@ -30,8 +30,9 @@ import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, p
 import { abortableSleep } from '../util/abortable-sleep';
 
 /** The prefixes a KvDatastore lists and watches. */
-// The blocks are read for their borrowed addresses (allocations used by another node than the
-// block's), which Felix routes as /32s to the node using them.
+// The blocks are read for the node each is routed to (its own affinity field, as Felix reads it)
+// and their borrowed addresses (allocations used by another node than the block's), which Felix
+// routes as /32s to the node using them.
 export const KV_DATASTORE_PREFIXES = [RESOURCES_PREFIX, HOST_AFFINITY_PREFIX, BLOCK_PREFIX] as const;
 
 export interface KvDatastoreOptions {
@@ -312,9 +313,12 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     if (!cidr) return null;
     try {
       const block = AllocationBlock.decode(entry.value, cidr);
-      const allocations = block.deleted ? [] : block.nonAffineAllocations();
-      if (allocations.length === 0) return null;
+      if (block.deleted) return null;
+      // The block's own host (Felix routes the block to it, whatever its affinity key's state)
+      // and its non-affine allocations (each routed to the node it names).
+      const allocations = block.nonAffineAllocations();
       const host = block.host();
+      if (allocations.length === 0 && host === '') return null;
       return { kind: 'IPAMBlock', resource: { cidr: cidr.text, host: host === '' ? null : host, allocations } };
     } catch (e) {
       this.emitError(new Error(`${entry.key}: ${errorText(e)} (skipped)`));
@@ -536,6 +540,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const bgpPeers: BGPPeer[] = [];
     const felixConfigurations: FelixConfiguration[] = [];
     const ipamBlocks: IpamBlockBorrowed[] = [];
+    const ipamBlockHosts: IpamBlockHost[] = [];
     const policies: PolicyRef[] = [];
     const weps: { wep: WorkloadEndpoint; createRevision: number }[] = [];
     for (const { slot } of all) {
@@ -543,20 +548,24 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
       if (item.kind === 'IPPool') ipPools.push(item.resource);
       else if (item.kind === 'Node') nodes.push(item.resource);
       else if (item.kind === 'BlockAffinity') {
-        // Pending and pendingDeletion are IPAM's claims in progress; only confirmed ones route.
+        // Pending and pendingDeletion are IPAM's claims in progress: only confirmed ones are
+        // listed (BGP exports them); the routes follow the blocks' own affinity (ipamBlockHosts).
         if (item.resource.spec.state === 'confirmed' && item.resource.spec.deleted !== 'true' && item.resource.spec.deleted !== true) {
           blockAffinities.push(item.resource);
         }
       } else if (item.kind === 'BGPConfiguration') bgpConfigurations.push(item.resource);
       else if (item.kind === 'BGPPeer') bgpPeers.push(item.resource);
       else if (item.kind === 'FelixConfiguration') felixConfigurations.push(item.resource);
-      else if (item.kind === 'IPAMBlock') ipamBlocks.push(item.resource);
+      else if (item.kind === 'IPAMBlock') {
+        if (item.resource.allocations.length > 0) ipamBlocks.push(item.resource);
+        if (item.resource.host !== null) ipamBlockHosts.push({ cidr: item.resource.cidr, node: item.resource.host });
+      }
       else if (item.kind === 'Policy') policies.push(item.resource);
       else weps.push({ wep: item.resource, createRevision: slot.createRevision });
     }
     const warnings: string[] = [];
     const workloadEndpoints = checkSnapshot(this.source, ipPools, nodes, blockAffinities, weps, warnings);
-    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, felixConfigurations, ipamBlocks, policies, warnings };
+    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, felixConfigurations, ipamBlocks, ipamBlockHosts, policies, warnings };
   }
 
 

@@ -6,7 +6,10 @@
 // the previous model and apply diffModels(previous, next) as one batch.
 //
 // Choices, following Felix:
-// - Only `confirmed` block affinities produce routes.
+// - Which block goes to which node is Felix's: the block's own `affinity` field (a cluster
+//   datastore's ipamBlockHosts), whatever the state of the node's affinity key, so a block is
+//   routed to its claimer from the claim's block write on (a YAML file: its confirmed
+//   BlockAffinities; routed-blocks.ts).
 // - Disabled pools still route their existing blocks with their encapsulation, and still count
 //   towards "encapsulation enabled" for MTUs: Felix's route resolver and encapsulation calculator
 //   do not look at `disabled`, which only stops IPAM from handing out new addresses.
@@ -29,6 +32,7 @@ import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4, 
 import { deriveVtepMac } from './mac';
 import type { InterfaceType, IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
+import { routedBlocks } from './routed-blocks';
 import { computeNodeModel6, type NodeModel6 } from './route-calc6';
 import { Selector, type Labels } from './ipam/selector';
 import { podMtuOf, resolveTunnelMtus, TUNNEL_OVERHEAD, tunnelMtus, tunnelsInUse, type TunnelMtuSettings } from './felix-mtu';
@@ -474,13 +478,12 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
 
   // Blocks: ours become blackholes, other nodes' are routed to them.
   const confirmedBlocks: { cidr: IPv4Cidr; node: string }[] = [];
-  for (const affinity of snapshot.blockAffinities) {
-    if (affinity.spec.state !== 'confirmed') continue;
-    const cidr = parseIPv4Cidr(affinity.spec.cidr);
+  for (const block of routedBlocks(snapshot)) {
+    const cidr = parseIPv4Cidr(block.cidr);
     if (!cidr) continue;
-    confirmedBlocks.push({ cidr, node: affinity.spec.node });
+    confirmedBlocks.push({ cidr, node: block.node });
     const pool = poolContaining(cidr);
-    if (affinity.spec.node === nodeName) {
+    if (block.node === nodeName) {
       if (cidr.prefixLen < 32) {
         addCandidate({
           ...cidrFields(cidr), kind: 'blackhole', class: RouteClass.IPAMBlockDrop, endpoint: null, node: nodeName,
@@ -488,7 +491,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
         });
       }
     } else if (fromDatastore(pool)) {
-      addRemote(cidr, affinity.spec.node, pool);
+      addRemote(cidr, block.node, pool);
     }
   }
 

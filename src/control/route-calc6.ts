@@ -26,6 +26,7 @@ import { covers6, formatCidr6, networkOf6, parseIp6, mask6Word } from '../lpm/ci
 import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
+import { routedBlocks } from './routed-blocks';
 import { hostPortsField, poolCallsForTunnel, RouteClass, type HostPortFamily, type HostPortMapping, type KernelLearnedRoute, type LearnedRoute, type WithheldRoute } from './route-calc';
 import { linkLocalOnly6 } from './bgp/learned-routes';
 
@@ -252,14 +253,15 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
   // In BGP mode other nodes' routes of unencapsulated pools are BGP's, not the datastore's.
   const fromDatastore = (pool: PoolModel6 | undefined): boolean => !bgp || pool?.encap === 'vxlan';
 
+  // Blocks, by the node each is routed to (routedBlocks: Felix's view on a cluster datastore).
   const confirmed: { c: Cidr6; node: string }[] = [];
-  for (const affinity of snapshot.blockAffinities) {
-    if (affinity.spec.state !== 'confirmed' || !affinity.spec.cidr.includes(':')) continue;
-    const c = cidr6(affinity.spec.cidr);
+  for (const block of routedBlocks(snapshot)) {
+    if (!block.cidr.includes(':')) continue;
+    const c = cidr6(block.cidr);
     if (!c) continue;
-    confirmed.push({ c, node: affinity.spec.node });
+    confirmed.push({ c, node: block.node });
     const pool = poolContaining(c);
-    if (affinity.spec.node === nodeName) {
+    if (block.node === nodeName) {
       if (c.prefixLen < 128) {
         add({
           cidr: c.cidr, w: c.w, prefixLen: c.prefixLen, kind: 'blackhole', class: RouteClass.IPAMBlockDrop, endpoint: null, node: nodeName,
@@ -267,7 +269,7 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
         });
       }
     } else if (fromDatastore(pool)) {
-      addRemote(c, affinity.spec.node, pool);
+      addRemote(c, block.node, pool);
     }
   }
 

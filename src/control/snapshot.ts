@@ -35,6 +35,16 @@ export interface ClusterSnapshot {
    * addresses used by a node other than the block's own: only blocks with such allocations are
    * listed. Absent for a YAML file (it has no blocks). */
   readonly ipamBlocks?: readonly IpamBlockBorrowed[];
+  /**
+   * Every IPAM block whose own `affinity` field names a host (`host:NODE`), read by a cluster
+   * datastore: which block is routed to which node, as Felix's route resolver takes it
+   * (AllocationBlock.Host()), whatever the state of the node's affinity key (pending while a
+   * claim is between its block write and its confirmation, or left so by a claimer that died
+   * there; pendingDeletion while a release is between its mark and its block write). When
+   * present, the routes come from it (routedBlocks); IPAM itself goes by confirmed affinities.
+   * Absent for a YAML file (it has no blocks: its confirmed BlockAffinities are routed).
+   */
+  readonly ipamBlockHosts?: readonly IpamBlockHost[];
   /** Network policy objects stored (policy-kinds.ts ENFORCING_KINDS), named only: podway enforces
    * none of them, `podway run` says they are there. Absent when the source was not looked at for them. */
   readonly policies?: readonly PolicyRef[];
@@ -52,6 +62,12 @@ export interface IpamBlockBorrowed {
   readonly host: string | null;
   /** The addresses and the node each is used on ('' when the allocation names none). */
   readonly allocations: readonly { readonly ip: string; readonly node: string }[];
+}
+
+/** A block and the node its own affinity field names. */
+export interface IpamBlockHost {
+  readonly cidr: string;
+  readonly node: string;
 }
 
 /** Where a resource came from in the file, for error messages. */

@@ -7,8 +7,8 @@
 //   - create is create-if-absent and sets metadata.uid (a UUID) and metadata.creationTimestamp
 //     (RFC 3339, seconds); update and delete compare the modRevision (compare-and-swap);
 //   - IPPool defaults are filled in as clientv3 does (ipipMode/vxlanMode Never, blockSize 26 or
-//     122, nodeSelector all(), allowedUses [Workload, Tunnel]; false booleans omitted, as Go's
-//     omitempty does), and a WorkloadEndpoint gets the projectcalico.org/namespace and
+//     122, nodeSelector all(), allowedUses [Workload, Tunnel], assignmentMode Automatic as v3.30+;
+//     false booleans omitted, as Go's omitempty does), and a WorkloadEndpoint gets the projectcalico.org/namespace and
 //     projectcalico.org/orchestrator labels clientv3 adds before storing.
 import { asNumberInput } from './as-number';
 import { randomUUID } from 'node:crypto';
@@ -128,6 +128,9 @@ function poolSpecForStorage(spec: JsonObject): JsonObject {
   if (!out.blockSize) out.blockSize = v6 ? 122 : 26;
   if (!out.nodeSelector) out.nodeSelector = 'all()';
   if (!Array.isArray(out.allowedUses) || out.allowedUses.length === 0) out.allowedUses = ['Workload', 'Tunnel'];
+  // clientv3 (v3.30+) validateAndSetDefaults: a nil assignmentMode is stored as Automatic, on
+  // create and update alike.
+  if (out.assignmentMode === undefined || out.assignmentMode === null) out.assignmentMode = 'Automatic';
   for (const flag of ['natOutgoing', 'disabled', 'disableBGPExport']) if (out[flag] === false) delete out[flag];
   return ordered(out, IPPOOL_SPEC_ORDER);
 }

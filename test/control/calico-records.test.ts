@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { auditIpam } from '../../src/control/ipam/audit';
-import { AllocationBlock } from '../../src/control/ipam/block';
+import { AllocationBlock, inCooldown } from '../../src/control/ipam/block';
 import { Ipam } from '../../src/control/ipam/ipam';
 import { affinityKey, blockKey, handleKey, IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_PREFIX, WORKLOADENDPOINT_PREFIX } from '../../src/control/ipam/keys';
 import { parseNet } from '../../src/control/ipam/net';
@@ -62,19 +62,24 @@ async function seed(): Promise<{ kv: ReturnType<typeof open>; recent: string; ol
   return { kv, recent, old };
 }
 
-test('a block Calico wrote: podway keeps alternateOwnerAttrs, releasedAt and unknown attribute fields byte for byte; a cooling address is not released again', async () => {
-  const { kv, recent, old } = await seed();
-  const ipam = new Ipam(kv);
-  // podway releases c3's address (a CNI DEL) in Calico's block; no config read yet: no collection
+test('a block Calico wrote: podway keeps alternateOwnerAttrs, releasedAt and unknown attribute fields byte for byte, releases into Calico\'s cooldown as libcalico-go does; a cooling address is not released again', async () => {
+  const { kv, recent } = await seed();
+  const at = Date.now();
+  const ipam = new Ipam(kv, { now: () => new Date(at) });
+  // podway releases c3's address (a CNI DEL) in Calico's block, with the 300 s ipCooldownSeconds
+  // /calico/ipam/v2/config holds (read by the release, as libcalico-go's ReleaseIPs reads it)
   const r = await ipam.releaseIps(['10.250.0.3']);
   assert.equal(r.released, ['10.250.0.3']);
   const after = (await kv.get(blockKey(NET)))!;
-  // What json.Marshal gives for Calico's own release of ordinal 3 without a cooldown: attribute 3
-  // dropped, ordinal 3 appended to unallocated, its sequence entry cleared, sequenceNumber + 1.
+  // What json.Marshal gives for libcalico-go's release() of ordinal 3 there: ordinal 3 pointed at
+  // a new attribute holding only releasedAt (the release time, whole seconds), its sequence entry
+  // set to the block's, the garbage collection freeing ordinal 2 (its cooldown long over: to the
+  // end of unallocated, its entry cleared) and dropping the attributes no address uses (c3's and
+  // ordinal 2's), sequenceNumber + 1.
   const expected = `{"cidr":"${CIDR}","affinity":"host:calico-a","affinity_claim_time":"2026-12-07T09:00:00Z",`
-    + '"allocations":[0,1,2,null,null,null,null,null],"unallocated":[4,5,6,7,3],'
-    + `"attributes":[${ATTR_VM},${attrCooling(recent)},${attrCooling(old)}],`
-    + `"sequenceNumber":${S + 5n},"sequenceNumberForAllocation":{"0":${S},"1":${S + 1n},"2":${S + 2n}},"deleted":false}`;
+    + '"allocations":[0,1,null,2,null,null,null,null],"unallocated":[4,5,6,7,2],'
+    + `"attributes":[${ATTR_VM},${attrCooling(recent)},${attrCooling(rfc3339(at))}],`
+    + `"sequenceNumber":${S + 5n},"sequenceNumberForAllocation":{"0":${S},"1":${S + 1n},"3":${S + 4n}},"deleted":false}`;
   assert.is(after.value, expected);
   const decoded = AllocationBlock.decode(after.value, NET);
   assert.equal(decoded.attributeOf(0)?.alternate, { namespace: 'ns', node: 'calico-b', pod: 'vm1-target' });
@@ -90,7 +95,7 @@ test('a block Calico wrote: podway keeps alternateOwnerAttrs, releasedAt and unk
   // ipam check: cooling addresses are not leaks (calicoctl's check skips them too)
   const audit = await auditIpam(kv, { gracePeriodMs: 0 });
   const state = (ip: string) => audit.allocations.find((a) => a.ip === ip)?.state;
-  assert.equal([state('10.250.0.0'), state('10.250.0.1'), state('10.250.0.2')], ['in-use', 'cooldown', 'cooldown']);
+  assert.equal([state('10.250.0.0'), state('10.250.0.1'), state('10.250.0.2'), state('10.250.0.3')], ['in-use', 'cooldown', undefined, 'cooldown']);
   assert.equal(audit.problems.filter((p) => p.ip?.startsWith('10.250.0.')), []);
 });
 
@@ -114,16 +119,78 @@ test('a cooldown that is over is collected when podway next writes the block (ip
   await ipam.releaseIps(['10.250.0.4']);
   assert.is((await kv.get(hk))!.value, `{"block":{"${CIDR}":1},"deleted":false,"futureHandle":"x"}`);
   const b = AllocationBlock.decode((await kv.get(blockKey(NET)))!.value, NET);
-  // ordinal 2's cooldown (over) freed to the end of unallocated, its attribute and sequence entry gone
+  // ordinal 2's cooldown (over) freed to the end of unallocated, its attribute and sequence entry
+  // gone; ordinal 4, released by podway just now, in its own 300 s cooldown
   assert.is(b.allocations[2], null);
-  assert.equal(b.unallocated, [5, 6, 7, 2, 4]);
+  assert.equal(b.unallocated, [5, 6, 7, 2]);
+  assert.ok(inCooldown(b.attributeOf(4)), JSON.stringify(b.attributeOf(4)));
   assert.is(b.sequenceNumberForAllocation?.has('2'), false);
   // ordinal 1's (running) kept as Calico wrote it
   assert.equal(b.attributeOf(1), { handleId: null, secondary: null, alternate: null, releasedAt: recent });
   assert.match(b.encode(), `{"releasedAt":"${recent}"}`);
   assert.equal(b.attributeOf(0)?.alternate, { namespace: 'ns', node: 'calico-b', pod: 'vm1-target' });
   assert.equal(b.attributeOf(3)?.extra, [['futureField', { x: 1 }]]);
-  assert.is(b.allocations[4], null);
+});
+
+test('podway\'s own releases (CNI DEL by handle, ipam release --ip, release by IP) keep the address out of use for ipCooldownSeconds as libcalico-go\'s do; the next assignment after it frees it; without the setting (0, the default) it is free at once', async () => {
+  const kv = open();
+  for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
+  // one block of four addresses, so a cooling address is the only one left to give
+  const net = parseNet('10.251.0.0/30')!;
+  await kv.create(IPPOOL_PREFIX + 'small', JSON.stringify({ kind: 'IPPool', apiVersion: 'projectcalico.org/v3', metadata: { name: 'small' }, spec: { cidr: '10.251.0.0/30', blockSize: 30, ipipMode: 'Never', vxlanMode: 'Never', nodeSelector: 'all()', allowedUses: ['Workload', 'Tunnel'], assignmentMode: 'Automatic' } }));
+  await kv.create(NODE_PREFIX + 'n1', JSON.stringify({ kind: 'Node', apiVersion: 'projectcalico.org/v3', metadata: { name: 'n1' }, spec: {} }));
+  // calicoctl ipam configure --ip-cooldown-seconds 60 (libcalico-go's SetIPAMConfig writes this)
+  await kv.create(IPAM_CONFIG_KEY, '{"auto_allocate_blocks":true,"ipCooldownSeconds":60}');
+  const t0 = Date.parse('2026-12-07T12:00:00.400Z');
+  let t = t0;
+  const ipam = new Ipam(kv, { now: () => new Date(t), blockSearch: 'sequential' });
+  for (const h of ['h0', 'h1', 'h2', 'h3']) assert.is((await ipam.autoAssign({ node: 'n1', count: 1, handleId: h, attrs: { node: 'n1' } })).ips.length, 1);
+  const block = async () => AllocationBlock.decode((await kv.get(blockKey(net)))!.value, net);
+  const seq0 = (await block()).sequenceNumber;
+
+  // the CNI DEL's release by handle: ordinal 0 points at {"releasedAt":...} as Calico writes it
+  assert.equal((await ipam.releaseByHandle('h0')).released, ['10.251.0.0']);
+  const cooled = (await kv.get(blockKey(net)))!.value;
+  assert.match(cooled, '"allocations":[3,0,1,2],"unallocated":[],"attributes":[{"handle_id":"h1","secondary":{"node":"n1"}},{"handle_id":"h2","secondary":{"node":"n1"}},{"handle_id":"h3","secondary":{"node":"n1"}},{"releasedAt":"2026-12-07T12:00:00Z"}]');
+  assert.is(await kv.get(handleKey('h0')), null, 'the handle goes with its last address');
+  // release by IP (a CNI DEL without a handle, `ipam release --ip`'s compare-and-swap): the same
+  t = t0 + 10_000;
+  assert.equal((await ipam.releaseIps(['10.251.0.1'])).released, ['10.251.0.1']);
+  assert.is((await ipam.releaseIfUnchanged('10.251.0.2', { handle: 'h2', sequenceNumber: String(seq0 - 2n) })).outcome, 'released');
+  const b1 = await block();
+  assert.equal(b1.unallocated, []);
+  assert.equal([0, 1, 2, 3].map((o) => b1.attributeOf(o)?.releasedAt ?? b1.attributeOf(o)?.handleId), ['2026-12-07T12:00:00Z', '2026-12-07T12:00:10Z', '2026-12-07T12:00:10Z', 'h3']);
+  // each release's own attribute; the per-address release sets the address's sequence entry anew
+  assert.is(b1.attributes!.length, 4);
+  assert.is(b1.sequenceNumberForAllocation!.get('1'), seq0 + 1n);
+  // ipam check: in cooldown, not leaked
+  const audit = await auditIpam(kv, { gracePeriodMs: 0 });
+  assert.equal(['10.251.0.0', '10.251.0.1', '10.251.0.2'].map((ip) => audit.allocations.find((a) => a.ip === ip)?.state), ['cooldown', 'cooldown', 'cooldown']);
+
+  // 59 s after the first release nothing is free: the pool is full for a new pod
+  t = t0 + 59_000;
+  const full = await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h4', attrs: { node: 'n1' } });
+  assert.equal(full.ips, []);
+  // 61 s after it (51 s after the others): the next assignment frees 10.251.0.0 and gives it
+  t = t0 + 61_000;
+  assert.equal((await ipam.autoAssign({ node: 'n1', count: 1, handleId: 'h4', attrs: { node: 'n1' } })).ips, ['10.251.0.0']);
+  const b2 = await block();
+  assert.equal(b2.unallocated, []);
+  assert.ok(inCooldown(b2.attributeOf(1)) && inCooldown(b2.attributeOf(2)), 'the later releases still cool');
+  t = t0 + 71_000;
+  assert.equal((await ipam.autoAssign({ node: 'n1', count: 2, handleId: 'h5', attrs: { node: 'n1' } })).ips, ['10.251.0.1', '10.251.0.2']);
+
+  // without ipCooldownSeconds (libcalico-go's default, 0) a release frees at once, as Calico's
+  // release then garbage collection does: to the end of unallocated, its sequence entry and the
+  // handle's attribute gone, no releasedAt left
+  await kv.delete(IPAM_CONFIG_KEY);
+  assert.equal((await ipam.releaseByHandle('h3')).released, ['10.251.0.3']);
+  const b3 = await block();
+  assert.equal(b3.unallocated, [3]);
+  assert.is(b3.allocations[3], null);
+  assert.is(b3.sequenceNumberForAllocation!.has('3'), false);
+  assert.equal(b3.attributes!.map((a) => a.handleId), ['h4', 'h5']);
+  assert.not.match((await kv.get(blockKey(net)))!.value, 'releasedAt');
 });
 
 test('a pool\'s namespaceSelector (Calico v3.31+) is honoured for unnamed requests: matched against the namespace labels given, {} without a namespace', async () => {

@@ -15,6 +15,9 @@ import { createResource, deleteResource, identityOf } from '../../src/control/v3
 import { ClusterSnapshot } from '../../src/control/snapshot';
 import { computeNodeModel } from '../../src/control/route-calc';
 import { Ipam } from '../../src/control/ipam/ipam';
+import { AllocationBlock } from '../../src/control/ipam/block';
+import { parseNet } from '../../src/control/ipam/net';
+import { HookedKv } from '../helpers/kv-hook';
 import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
 import { startTcpProxy } from '../helpers/tcp-proxy';
 
@@ -32,14 +35,22 @@ const wep = (ns: string, name: string, nodeName: string, iface: string, ip: stri
   spec: { orchestrator: 'k8s', node: nodeName, pod: name.split(/(?<!-)-(?!-)/)[2]!.replace(/--/g, '-'), endpoint: 'eth0', interfaceName: iface, ipNetworks: [`${ip}/32`] },
 });
 const affinityKey = (n: string, cidr: string) => `/calico/ipam/v2/host/${n}/ipv4/block/${cidr.replace('/', '-')}`;
+const blockKey = (cidr: string) => `/calico/ipam/v2/assignment/ipv4/block/${cidr.replace('/', '-')}`;
+/** An empty block as libcalico-go's claimAffineBlock writes it (newBlock, affinity host:NODE). */
+const calicoBlock = (cidr: string, host: string) => AllocationBlock.create(parseNet(cidr)!, `host:${host}`, 1786000000000000000n, new Date('2026-12-07T09:00:00Z')).encode();
 
-/** Two nodes, a VXLAN pool, a confirmed block each (and a pending one), two pods. */
+/**
+ * Two nodes, a VXLAN pool, a confirmed block each (affinity and block), a claim of node2's
+ * stopped before its block write (a pending affinity, no block), two pods.
+ */
 async function writeCluster(kv: KvStore, node2Ip = '10.99.0.2/24'): Promise<void> {
   await createResource(kv, pool('default-ipv4-ippool', '10.244.0.0/16'));
   await createResource(kv, node('node1', '10.99.0.1/24', '10.244.0.0'));
   await createResource(kv, node('node2', node2Ip, '10.244.0.64'));
   await kv.create(affinityKey('node1', '10.244.0.0/26'), '{"state":"confirmed","deleted":false}');
+  await kv.create(blockKey('10.244.0.0/26'), calicoBlock('10.244.0.0/26', 'node1'));
   await kv.create(affinityKey('node2', '10.244.0.64/26'), '{"state":"confirmed","deleted":false}');
+  await kv.create(blockKey('10.244.0.64/26'), calicoBlock('10.244.0.64/26', 'node2'));
   await kv.create(affinityKey('node2', '10.244.0.128/26'), '{"state":"pending","deleted":false}');
   await createResource(kv, wep('default', 'node1-k8s-web--1-eth0', 'node1', 'cali0761ccbeace', '10.244.0.1'));
   await createResource(kv, wep('prod', 'node2-k8s-db--1-eth0', 'node2', 'cali1111ccbeace', '10.244.0.65'));
@@ -123,6 +134,8 @@ function commonSuite(backend: Backend) {
     assert.ok(toNode2, JSON.stringify(model.routes));
     assert.is(toNode2!.kind, 'vxlan');
     assert.is(model.endpoints.length, 1);
+    // node2's claim stopped before its block write: no block, no route (Felix has none either)
+    assert.is(model.routes.find((r) => r.cidr === '10.244.0.128/26'), undefined);
 
     // A pool with a malformed selector written by another tool (apply refuses one): loaded with a
     // warning, the snapshot and model go on.
@@ -163,6 +176,54 @@ function commonSuite(backend: Backend) {
     // Released: the route goes.
     await ipam.releaseIps(['10.244.0.9']);
     await h.waitFor('the release', (s) => (s.ipamBlocks ?? []).length === 0);
+    assert.equal(h.errors, []);
+  }));
+
+  test('a block is routed to the host its own affinity field names, as Felix routes it: from a claim\'s block write on (affinity pending), a claimer that died there, a release\'s pendingDeletion until its block write; IPAM\'s confirmed affinities unchanged', () => onFreshStore({}, async (kv, h) => {
+    await writeCluster(kv);
+    await h.ds.start();
+    const hooked = new HookedKv(kv);
+    const ipam = new Ipam(hooked);
+    const routeOf = (s: ClusterSnapshot, on: string, cidr: string) => computeNodeModel(s, on).routes.find((r) => r.cidr === cidr);
+    const confirmed = (s: ClusterSnapshot, cidr: string) => s.blockAffinities.some((a) => a.spec.cidr === cidr);
+
+    // node2 claims 10.244.5.0/26 (its pending affinity, the block, then the confirmation). Held
+    // just before the confirmation is written: the block says host:node2, the affinity is pending.
+    let pendingSeen: { toNode2: string; own: string; confirmed: boolean; state: string } | null = null;
+    hooked.beforeWrite((op, key) => op === 'update' && key === affinityKey('node2', '10.244.5.0/26'), async () => {
+      const s = await h.waitFor('the claimed block routed while its affinity is pending', (x) => routeOf(x, 'node1', '10.244.5.0/26') !== undefined, 30_000);
+      const aff = JSON.parse((await kv.get(affinityKey('node2', '10.244.5.0/26')))!.value) as { state: string };
+      pendingSeen = { toNode2: `${routeOf(s, 'node1', '10.244.5.0/26')!.kind} ${routeOf(s, 'node1', '10.244.5.0/26')!.node}`, own: routeOf(s, 'node2', '10.244.5.0/26')?.kind ?? 'none', confirmed: confirmed(s, '10.244.5.0/26'), state: aff.state };
+    });
+    await ipam.assignIp({ ip: '10.244.5.1', handleId: 'h-claim', node: 'node2', attrs: { node: 'node2' } });
+    assert.is(hooked.fired, 1, 'the claim was held before its confirmation');
+    assert.equal(pendingSeen, { toNode2: 'vxlan node2', own: 'blackhole', confirmed: false, state: 'pending' });
+    const after = await h.waitFor('the confirmation', (x) => confirmed(x, '10.244.5.0/26'), 30_000);
+    assert.equal([routeOf(after, 'node1', '10.244.5.0/26')?.kind, routeOf(after, 'node1', '10.244.5.0/26')?.node], ['vxlan', 'node2']);
+
+    // A claimer that died between its block write and its confirmation (records as libcalico-go
+    // leaves them): the block is routed to it, its affinity stays pending until its next assignment.
+    await kv.create(affinityKey('node2', '10.244.6.0/26'), '{"state":"pending","deleted":false}');
+    await kv.create(blockKey('10.244.6.0/26'), calicoBlock('10.244.6.0/26', 'node2'));
+    const died = await h.waitFor('the dead claimer\'s block', (x) => routeOf(x, 'node1', '10.244.6.0/26') !== undefined, 30_000);
+    assert.is(routeOf(died, 'node1', '10.244.6.0/26')!.node, 'node2');
+    assert.is(confirmed(died, '10.244.6.0/26'), false);
+
+    // A release of the affinity, held between its pendingDeletion mark and its block write: still
+    // routed (the block still names node2); after it the block is nobody's, and its address in use
+    // by node2 is routed as a /32 instead.
+    let markedSeen: { route: string; state: string } | null = null;
+    hooked.beforeWrite((op, key) => op === 'update' && key === blockKey('10.244.5.0/26'), async () => {
+      const s = await h.waitFor('the mark', (x) => !confirmed(x, '10.244.5.0/26'), 30_000);
+      const aff = JSON.parse((await kv.get(affinityKey('node2', '10.244.5.0/26')))!.value) as { state: string };
+      markedSeen = { route: routeOf(s, 'node1', '10.244.5.0/26')?.node ?? 'none', state: aff.state };
+    });
+    assert.is(await ipam.releaseAffinity('node2', '10.244.5.0/26', { requireEmpty: false }), 'released');
+    assert.is(hooked.fired, 2, 'the release was held before its block write');
+    assert.equal(markedSeen, { route: 'node2', state: 'pendingDeletion' });
+    const released = await h.waitFor('the block released', (x) => routeOf(x, 'node1', '10.244.5.0/26') === undefined, 30_000);
+    assert.is(routeOf(released, 'node1', '10.244.5.1/32')?.node, 'node2');
+    assert.is(routeOf(released, 'node2', '10.244.5.0/26'), undefined, 'no blackhole on node2 for a block it no longer holds');
     assert.equal(h.errors, []);
   }));
 

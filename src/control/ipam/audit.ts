@@ -52,8 +52,9 @@ export interface IpOwner {
 }
 
 /**
- * 'cooldown': released by a Calico node into its IPAMConfiguration ipCooldownSeconds (attribute
- * releasedAt), not free yet and nobody's; not judged a leak, as calicoctl's ipam check does not.
+ * 'cooldown': released (by podway or a Calico node) into IPAMConfiguration ipCooldownSeconds
+ * (attribute releasedAt), not free yet and nobody's; not judged a leak, as calicoctl's ipam check
+ * does not.
  */
 export type AllocationState = 'in-use' | 'leaked' | 'recent' | 'cooldown';
 

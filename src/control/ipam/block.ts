@@ -27,8 +27,23 @@ export interface AllocationAttribute {
    * nor anybody's: it goes back to `unallocated` once the cooldown is over (garbageCollect).
    */
   readonly releasedAt?: string | null;
+  /**
+   * In memory only, never written: the exact time (ms) of a release this process just made, as
+   * Go's metav1.Time keeps it until marshalled (whole seconds in JSON). The garbage collection in
+   * the same operation compares it, so with a cooldown of 0 the address is freed at once.
+   */
+  readonly releasedAtMs?: number;
   /** Fields of the stored attribute podway does not know (a later Calico's), as read: written back after the others. */
   readonly extra?: ReadonlyArray<readonly [string, GoJsonValue]>;
+}
+
+/**
+ * The release cooldown a release applies (IPAMConfiguration ipCooldownSeconds, read from
+ * /calico/ipam/v2/config; 0 when not set) and the time of the release.
+ */
+export interface ReleaseCooldown {
+  readonly seconds: number;
+  readonly now: Date;
 }
 
 /** Whether an attribute marks addresses in their release cooldown (Calico's ReleasedAt != nil). */
@@ -210,12 +225,6 @@ export class AllocationBlock {
     if (at >= 0) this.unallocated = [...free.slice(0, at), ...free.slice(at + 1)];
   }
 
-  private attributeRefCounts(): Map<number, number> {
-    const counts = new Map<number, number>();
-    for (const a of this.allocations) if (a !== null) counts.set(a, (counts.get(a) ?? 0) + 1);
-    return counts;
-  }
-
   /** Drops the given attribute indexes and renumbers the allocations that point past them. */
   private deleteAttributes(drop: ReadonlySet<number>): void {
     const attrs = this.attributes ?? [];
@@ -233,17 +242,19 @@ export class AllocationBlock {
   }
 
   /**
-   * Releases the given ordinals (as Calico's release()): ones already free are returned in
-   * `notAllocated`; `countByHandle` says how many were released per (sanitized) handle, for the
-   * handle decrements. When `expectHandle` is given, an address held by another handle makes the
-   * whole call throw and changes nothing.
+   * Releases the given ordinals as libcalico-go's release() does (master, 2026-06+): each released
+   * ordinal is pointed at one new attribute holding only `releasedAt` (the release time), its
+   * sequence entry set anew, and garbageCollect(cooldown) then frees those whose cooldown is over
+   * (with 0 seconds: these at once, to the end of `unallocated` in ordinal order). Ones already
+   * free or cooling are returned in `notAllocated`; `countByHandle` says how many were released
+   * per (sanitized) handle, for the handle decrements. When `expectHandle` is given, an address
+   * held by another handle makes the whole call throw and changes nothing.
    */
-  release(ordinals: readonly number[], expectHandle?: string): { released: number[]; notAllocated: number[]; countByHandle: Map<string, number> } {
+  release(ordinals: readonly number[], cooldown: ReleaseCooldown, expectHandle?: string): { released: number[]; notAllocated: number[]; countByHandle: Map<string, number> } {
     const unique = [...new Set(ordinals)];
     const released: number[] = [];
     const notAllocated: number[] = [];
     const countByHandle = new Map<string, number>();
-    const dropRefs = new Map<number, number>();
     for (const o of unique) {
       const idx = this.allocations[o];
       // An address in its release cooldown is not allocated (Calico's release skips it so).
@@ -254,21 +265,23 @@ export class AllocationBlock {
         throw new Error(`address ${this.ordinalToIp(o)} is held by handle ${JSON.stringify(handle)}, not ${JSON.stringify(expectHandle)}`);
       }
       released.push(o);
-      dropRefs.set(idx, (dropRefs.get(idx) ?? 0) + 1);
       if (handle !== '') countByHandle.set(handle, (countByHandle.get(handle) ?? 0) + 1);
     }
-    const refs = this.attributeRefCounts();
-    const drop = new Set<number>();
-    for (const [idx, n] of dropRefs) if (refs.get(idx) === n) drop.add(idx);
-    if (drop.size > 0) this.deleteAttributes(drop);
-    const free = this.unallocated ?? [];
+    if (released.length === 0) return { released, notAllocated, countByHandle };
+    const cooling = this.addCooldownAttribute(cooldown.now);
     for (const o of released) {
-      this.allocations[o] = null;
-      free.push(o);
-      this.sequenceNumberForAllocation?.delete(String(o));
+      this.allocations[o] = cooling;
+      this.setSequenceForOrdinal(o);
     }
-    this.unallocated = free;
+    this.garbageCollect(cooldown.seconds, cooldown.now);
     return { released, notAllocated, countByHandle };
+  }
+
+  /** addCooldownAttribute: a new attribute holding only the release time; returns its index. */
+  private addCooldownAttribute(now: Date): number {
+    const attrs = this.attributes ?? [];
+    this.attributes = [...attrs, { handleId: null, secondary: null, alternate: null, releasedAt: formatClaimTime(now), releasedAtMs: now.getTime() }];
+    return this.attributes.length - 1;
   }
 
   /** Ordinals held by a handle, in ordinal order. */
@@ -282,22 +295,23 @@ export class AllocationBlock {
   }
 
   /**
-   * Releases every address of a handle (Calico's releaseByHandle: attributes of the handle are
-   * dropped first, then the ordinals freed in ordinal order; like Calico it leaves their
-   * sequenceNumberForAllocation entries, which the next assignment overwrites). Returns the
-   * ordinals released.
+   * Releases every address of a handle as libcalico-go's releaseByHandle does (master, 2026-06+):
+   * its ordinals are pointed at one new attribute holding only `releasedAt` (their sequence entries
+   * left as they are, as there), then garbageCollect(cooldown) frees those whose cooldown is over
+   * (with 0 seconds: these at once, in ordinal order, their sequence entries cleared) and drops
+   * the handle's attributes, now unused. Returns the ordinals released.
    */
-  releaseByHandle(handleId: string): number[] {
+  releaseByHandle(handleId: string, cooldown: ReleaseCooldown): number[] {
     const attrs = this.attributes ?? [];
-    const drop = new Set<number>();
-    attrs.forEach((a, i) => { if (a.handleId !== null && sanitizeHandle(a.handleId) === handleId) drop.add(i); });
-    if (drop.size === 0) return [];
+    const mine = new Set<number>();
+    attrs.forEach((a, i) => { if (a.handleId !== null && sanitizeHandle(a.handleId) === handleId) mine.add(i); });
+    if (mine.size === 0) return [];
     const ordinals: number[] = [];
-    this.allocations.forEach((a, o) => { if (a !== null && drop.has(a)) ordinals.push(o); });
-    this.deleteAttributes(drop);
-    const free = this.unallocated ?? [];
-    for (const o of ordinals) { this.allocations[o] = null; free.push(o); }
-    this.unallocated = free;
+    this.allocations.forEach((a, o) => { if (a !== null && mine.has(a)) ordinals.push(o); });
+    if (ordinals.length === 0) return [];
+    const cooling = this.addCooldownAttribute(cooldown.now);
+    for (const o of ordinals) this.allocations[o] = cooling;
+    this.garbageCollect(cooldown.seconds, cooldown.now);
     return ordinals;
   }
 
@@ -307,11 +321,12 @@ export class AllocationBlock {
   }
 
   /**
-   * libcalico-go's garbageCollect (run on every block its IPAM reads): an address whose
-   * cooldown attribute's releasedAt lies more than `cooldownSeconds` before `now` goes back to the
-   * end of `unallocated` (its sequence entry cleared), and attributes no allocation points at any
-   * more are dropped. A negative `cooldownSeconds` frees every cooling address. Returns whether the
-   * block changed. podway runs it only on a block holding a cooldown attribute (see Ipam).
+   * libcalico-go's garbageCollect (run on every block its IPAM reads, and by every release): an
+   * address whose cooldown attribute's releasedAt lies more than `cooldownSeconds` before `now`
+   * goes back to the end of `unallocated` (its sequence entry cleared), and attributes no
+   * allocation points at any more are dropped. A negative `cooldownSeconds` frees every cooling
+   * address. Returns whether the block changed. podway runs it on a block it reads only when the
+   * block holds a cooldown attribute (see Ipam), and after each release.
    */
   garbageCollect(cooldownSeconds: number, now: Date): boolean {
     const attrs = this.attributes ?? [];
@@ -325,10 +340,13 @@ export class AllocationBlock {
       const released = attrs[idx]?.releasedAt;
       let dealloc = released !== null && released !== undefined;
       if (dealloc && cooldownSeconds >= 0) {
-        const t = Date.parse(released!);
-        // metav1.Time.Before: strictly earlier. An unreadable time is left cooling (Calico could
-        // not have read the block at all).
-        dealloc = Number.isFinite(t) && t < before;
+        const exact = attrs[idx]!.releasedAtMs;
+        const t = exact ?? Date.parse(released!);
+        // metav1.Time.Before: strictly earlier. A release made in this very operation counts as
+        // earlier than `now` too: Go's clock has moved on (nanoseconds) by the time its garbage
+        // collection reads it, so a cooldown of 0 frees it at once. An unreadable time is left
+        // cooling (Calico could not have read the block at all).
+        dealloc = Number.isFinite(t) && (t < before || (exact !== undefined && t <= before));
       }
       if (dealloc) {
         this.allocations[o] = null;

@@ -13,7 +13,7 @@
 // block write is also conditional on the handle still being as incremented (one transaction), so
 // a handle deleted as empty while an assignment stalled before its block write cannot lose them.
 import { KvEntry, KvStore } from '../kv/kv';
-import { AllocationAttribute, AllocationBlock, inCooldown, sanitizeHandle } from './block';
+import { AllocationAttribute, AllocationBlock, inCooldown, ReleaseCooldown, sanitizeHandle } from './block';
 import {
   affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey,
   IPAM_CONFIG_KEY, IPAM_PREFIX, IPPOOL_PREFIX, nodeAffinityPrefix, nodeKey, parseAffinityKey, parseBlockKey, parseHandleKey,
@@ -343,16 +343,25 @@ export class Ipam {
   }
 
   /**
-   * A block as IPAM works on it. Addresses a Calico node released into a cooldown (attribute
-   * releasedAt, IPAMConfiguration ipCooldownSeconds) whose cooldown is over are freed here, as
-   * libcalico-go's blockFromBackend garbage-collects every block it reads; written when podway
-   * next writes the block. Done only once this Ipam has read the config (getConfig: every
-   * assignment does), with the last value read; before that they are left cooling as they are.
+   * A block as IPAM works on it. Addresses released into a cooldown (attribute releasedAt,
+   * IPAMConfiguration ipCooldownSeconds: by podway or a Calico node) whose cooldown is over are
+   * freed here, as libcalico-go's blockFromBackend garbage-collects every block it reads; written
+   * when podway next writes the block. Done only once this Ipam has read the config (getConfig:
+   * every assignment and release does), with the last value read; before that they are left
+   * cooling as they are.
    */
   private decodeBlock(entry: KvEntry): AllocationBlock {
     const block = AllocationBlock.decode(entry.value, parseBlockKey(entry.key) ?? undefined);
     if (this.cooldownSeconds !== null && block.hasCooldown()) block.garbageCollect(this.cooldownSeconds, this.now());
     return block;
+  }
+
+  /**
+   * The cooldown a release applies now: ipCooldownSeconds as last read (releases read the config
+   * first, as libcalico-go's ReleaseIPs and ReleaseByHandle do), and the release time.
+   */
+  private releaseCooldown(): ReleaseCooldown {
+    return { seconds: this.cooldownSeconds ?? 0, now: this.now() };
   }
 
   private nowNs(): bigint {
@@ -911,6 +920,7 @@ export class Ipam {
     const key = handleKey(handleId);
     let he = await this.kv.get(key);
     if (!he) return { found: false, released: [], dropped: [] };
+    await this.getConfig(); // ipCooldownSeconds, as libcalico-go's ReleaseByHandle reads it
     const released = await this.releaseHandleBlocks(handleId, he);
     const dropped: string[] = [];
     if (opts.dropHandle) {
@@ -942,7 +952,7 @@ export class Ipam {
         const entry = await this.kv.get(blockKey(cidr));
         if (!entry) { freed = []; break; }
         const block = this.decodeBlock(entry);
-        const ordinals = block.releaseByHandle(handleId);
+        const ordinals = block.releaseByHandle(handleId, this.releaseCooldown());
         if (ordinals.length === 0) { freed = []; break; }
         if (await this.writeReleased(entry, block)) freed = ordinals.map((o) => block.ordinalToIp(o));
       }
@@ -980,6 +990,7 @@ export class Ipam {
   /** Releases the given addresses, whoever holds them, and decrements their handles. */
   async releaseIps(ips: readonly string[]): Promise<ReleaseResult> {
     const pools = await this.listPools();
+    await this.getConfig(); // ipCooldownSeconds, as libcalico-go's ReleaseIPs reads it
     let blockList: IpNet[] | null = null;
     const byBlock = new Map<string, { cidr: IpNet; ips: string[] }>();
     const notAllocated: string[] = [];
@@ -1005,7 +1016,7 @@ export class Ipam {
         const entry = await this.kv.get(blockKey(cidr));
         if (!entry) { notAllocated.push(...wanted); done = true; break; }
         const block = this.decodeBlock(entry);
-        const result = block.release(wanted.map((ip) => block.ipToOrdinal(ip)!));
+        const result = block.release(wanted.map((ip) => block.ipToOrdinal(ip)!), this.releaseCooldown());
         if (result.released.length === 0) { notAllocated.push(...wanted); done = true; break; }
         if (!(await this.writeReleased(entry, block))) continue;
         done = true;
@@ -1063,18 +1074,19 @@ export class Ipam {
       cidr = blocks.find((c) => c.version === parsed.version && netContains(c, parsed.value)) ?? null;
     }
     if (!cidr) return { outcome: 'not-allocated' };
+    await this.getConfig(); // ipCooldownSeconds, as libcalico-go's ReleaseIPs reads it
     for (let i = 0; i < this.retries; i++) {
       const entry = await this.kv.get(blockKey(cidr));
       if (!entry) return { outcome: 'not-allocated' };
       const block = this.decodeBlock(entry);
       const o = block.ipToOrdinal(ip);
-      // An address in its release cooldown (a Calico node's releasedAt) is released already.
+      // An address in its release cooldown (releasedAt) is released already.
       if (o === null || block.allocations[o] === null || inCooldown(block.attributeOf(o))) return { outcome: 'not-allocated' };
       const attr = block.attributeOf(o);
       const seq = block.sequenceNumberForAllocation?.get(String(o));
       const reason = keep(attr, seq === undefined ? null : seq.toString());
       if (reason !== null) return { outcome: 'changed', reason, holder: attr };
-      const result = block.release([o]);
+      const result = block.release([o], this.releaseCooldown());
       if (!(await this.writeReleased(entry, block))) continue;
       for (const [hh, n] of result.countByHandle) await this.decrementHandle(hh, cidr, n);
       return { outcome: 'released', ip: block.ordinalToIp(o) };

@@ -78,8 +78,9 @@ export interface IpamConfig {
   /** As stored: 0 means "not set" (the limit used is then DEFAULT_MAX_BLOCKS_PER_HOST). */
   readonly maxBlocksPerHost: number;
   /**
-   * ipCooldownSeconds as stored (absent: 0). podway releases without a cooldown; it is read for
-   * the addresses a Calico node put in cooldown (attribute releasedAt), freed once it is over.
+   * ipCooldownSeconds as stored (absent: 0, libcalico-go's default): how long an address released
+   * (by podway or a Calico node: attribute releasedAt) is kept out of use before an IPAM
+   * operation frees it.
    */
   readonly ipCooldownSeconds?: number;
 }

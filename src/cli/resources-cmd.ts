@@ -721,11 +721,24 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     program
       .command(verb)
       .description(desc)
-      .requiredOption('-f, --filename <file>', 'YAML or JSON file of resources (- for standard input; a directory: its .yaml, .yml and .json files, in name order)')
+      .option('-f, --filename <file>', 'YAML or JSON file of resources, required (- for standard input; a directory: its .yaml, .yml and .json files, in name order)')
       .option('-n, --namespace <ns>', 'namespace for namespaced resources that do not name one', 'default')
       .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption()).addOption(calicoctlConfigOption())
-      .action((o) => writeAll(verb, o.filename, o, out, err));
+      // The file given without -f (`podway apply pool.yaml`, kubectl's and calicoctl's users' slip
+      // too) is named in the error with the command that works; commander said only "required
+      // option '-f, --filename <file>' not specified".
+      .allowExcessArguments(true)
+      .action((o, cmd: Command) => {
+        const extra = cmd.args;
+        if (!o.filename) {
+          throw new UsageError(extra.length > 0
+            ? `${verb}: the file is given with -f: \`${podwayCommand()} ${verb} -f ${extra[0]}\``
+            : `${verb}: give the file of resources with -f FILE (e.g. ${podwayCommand()} ${verb} -f pool.yaml)`);
+        }
+        if (extra.length > 0) throw new UsageError(`${verb}: unexpected argument "${extra[0]}": ${verb} reads one -f FILE (several files: a directory of them)`);
+        return writeAll(verb, o.filename, o, out, err);
+      });
   writer('apply', 'create or replace the resources in a file');
   writer('create', 'create the resources in a file (fails on one that exists, unless --skip-exists)')
     .option('--skip-exists', 'skip a resource that already exists (left as it is) and count it as created, as calicoctl does');

@@ -124,6 +124,11 @@ test('a missing or conflicting operand of the datastore commands: exit 2, told b
     [['ipam', 'assign', '--node', 'n1', '--ip', '10.251.0.1', '--count', '2'], /^podway: ipam assign: give --count K or --ip IP, not both$/],
     [['ipam', 'assign', '--node', 'n1', '--count', '0'], /^podway: ipam assign: --count must be 1\.\.65536, got "0"$/],
     [['ipam', 'configure'], /^podway: at least one configuration option must be specified$/],
+    // the file without -f: named, with the command that works (was commander's "required option
+    // '-f, --filename <file>' not specified")
+    [['apply', 'pool.yaml'], new RegExp(`^podway: apply: the file is given with -f: \`${CMD_RE} apply -f pool\\.yaml\`$`)],
+    [['create'], new RegExp(`^podway: create: give the file of resources with -f FILE \\(e\\.g\\. ${CMD_RE} create -f pool\\.yaml\\)$`)],
+    [['replace', '-f', 'a.yaml', 'b.yaml'], /^podway: replace: unexpected argument "b\.yaml": replace reads one -f FILE \(several files: a directory of them\)$/],
     [['ipam', 'configure', '--strictaffinity', 'maybe'], /^podway: invalid value\. Use true or false to set strictaffinity$/],
   ];
   for (const [args, message] of cases) {

@@ -43,7 +43,8 @@ export class NatCollector implements Collector {
 
   register(reg: Registry): void {
     const p = this.ipv6 ? 'podway_nat6' : 'podway_nat';
-    const v = this.ipv6 ? 'IPv6 ' : '';
+    // "IPv6: " before each help text (it read "IPv6 New natOutgoing flows ...", "IPv6 Packets ...")
+    const v = this.ipv6 ? 'IPv6: ' : '';
     const one = (pick: (c: NatCounters) => number) => (): Sample[] => [[{}, this.last ? pick(this.last) : 0]];
     snapshotCounter(reg, `${p}_flows_total`, `${v}natOutgoing flows masqueraded to the node's address (each counted at its first packet).`, [], one((c) => c.flows));
     snapshotCounter(reg, `${p}_out_packets_total`, `${v}Packets of natOutgoing flows sent with the node's address.`, [], one((c) => c.outPackets));

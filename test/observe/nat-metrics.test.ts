@@ -78,7 +78,8 @@ test('the IPv6 table beside: podway_nat6_* series of its own, the IPv4 series un
   assert.is(valueOf(m, 'podway_nat6_out_bytes_total'), 2000);
   assert.is(valueOf(m, 'podway_nat6_refused_flows_total'), 2);
   assert.is(valueOf(m, 'podway_nat6_max_flows'), 40);
-  assert.match(family(m, 'podway_nat6_in_packets_total').help, /^IPv6 /);
+  assert.match(family(m, 'podway_nat6_in_packets_total').help, /^IPv6: /);
+  assert.is(family(m, 'podway_nat6_refused_flows_total').help, 'IPv6: New natOutgoing flows refused (dropped) because --nat-max-flows flows were already in use.');
   assert.not.match(family(m, 'podway_nat_in_packets_total').help, /IPv6/);
 });
 

@@ -16,8 +16,9 @@
 //                     PODWAY_TEST_WAITING, else DEFAULT_WAITING: 1; 0: none; not with --jobs 1)
 //   --save-durations  writes the wall and CPU seconds of each file that passed into DURATIONS_FILE
 //   --list            prints the files in the order they would start, with their declarations
+//                     and the bound on each one's run (FILE_TIMEOUT_*)
 // PODWAY_TEST_ROOT=dir runs the *.test.js files under dir instead of dist/test, and
-// PODWAY_TEST_FILE_TIMEOUT_S=N bounds each file at N seconds instead of 600, and
+// PODWAY_TEST_FILE_TIMEOUT_S=N bounds each file at N seconds (instead of its own bound: below), and
 // PODWAY_TEST_DURATIONS=file reads (and --save-durations writes) that file instead of
 // DURATIONS_FILE, and PODWAY_TEST_SOURCES=dir is the source tree of PODWAY_TEST_ROOT's files (the
 // runner's own self-test uses them).
@@ -82,7 +83,18 @@ const WAITING_MIN_WALL_S = 3;
 const DURATIONS_FILE = process.env.PODWAY_TEST_DURATIONS ? path.resolve(process.env.PODWAY_TEST_DURATIONS) : path.join(__dirname, 'test-durations.json');
 const NEW_FILE_SECONDS = 10;
 // A bound on a hung file, not on a slow one: the longest e2e files take 200 s on a loaded 2-CPU
-// host (a podway start alone took 20 s there), and a timed-out file fails as a whole.
+// host (a podway start alone took 20 s there), and a timed-out file fails as a whole. A file with
+// an expected time is bounded at FILE_TIMEOUT_FACTOR times it, FILE_TIMEOUT_MIN_MS at least and
+// FILE_TIMEOUT_MAX_MS at most; one without (new), at FILE_TIMEOUT_MAX_MS. In the expected times'
+// history (the last 12 versions of scripts/test-durations.json: quiet and loaded CI runs) the
+// longest run of every file stays under 42% of the bound this gives it now (cli/run-start-checks:
+// 250 s once, bound 594 s; no other over 103 s). So a file that hangs (a wait on something that
+// never comes) fails in 5 minutes instead of 10, naming the test that ran (uvu-hook-errors.js),
+// while the others go on in the other places.
+const FILE_TIMEOUT_MAX_MS = 600_000;
+const FILE_TIMEOUT_MIN_MS = 300_000;
+const FILE_TIMEOUT_FACTOR = 6;
+// PODWAY_TEST_FILE_TIMEOUT_S: one bound for every file (null: each file its own).
 const FILE_TIMEOUT_MS = fileTimeoutMs(process.env.PODWAY_TEST_FILE_TIMEOUT_S);
 // After a timeout's SIGTERM, how long the file has to clean up (stop podway, delete its
 // namespaces, remove podman's containers: seconds each on a loaded host) before SIGKILL.
@@ -98,7 +110,7 @@ function usage(msg) {
 }
 
 function fileTimeoutMs(text) {
-  if (!text) return 600_000;
+  if (!text) return null;
   if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || Number(text) <= 0) usage(`PODWAY_TEST_FILE_TIMEOUT_S: expected seconds (more than 0), got ${JSON.stringify(text)}`);
   return Number(text) * 1000;
 }
@@ -227,6 +239,13 @@ function writeDurations(file, all) {
   fs.writeFileSync(file, `{\n${lines.join(',\n')}\n}\n`);
 }
 
+/** The bound on one file's run, from its expected wall seconds (undefined: not known). */
+function fileBoundMs(expectedWallS) {
+  if (FILE_TIMEOUT_MS !== null) return FILE_TIMEOUT_MS;
+  if (expectedWallS === undefined) return FILE_TIMEOUT_MAX_MS;
+  return Math.min(FILE_TIMEOUT_MAX_MS, Math.max(FILE_TIMEOUT_MIN_MS, Math.ceil(FILE_TIMEOUT_FACTOR * expectedWallS) * 1000));
+}
+
 /** A file expected to spend at most WAITING_CPU_SHARE of its wall on a CPU (and long enough to matter). */
 function mostlyWaits(d) {
   return d !== undefined && d.cpu !== null && d.wall >= WAITING_MIN_WALL_S && d.cpu <= WAITING_CPU_SHARE * d.wall;
@@ -279,7 +298,7 @@ function groupMembers(pgid) {
  * all it waited for) on fd 3, which node itself does not get. The shell leads a process group of
  * its own, so a timeout ends everything the file started that is still in that group.
  */
-function runFile(file) {
+function runFile(file, timeoutMs) {
   return new Promise((resolve) => {
     const script = '"$@" 3>&-; s=$?; times >&3; exit $s';
     const child = spawn('/bin/sh', ['-c', script, 'sh', process.execPath, '-r', hookReporter, file], {
@@ -322,7 +341,7 @@ function runFile(file) {
         }
       }
       graceTimer = setTimeout(() => killGroup('SIGKILL'), TERM_GRACE_MS);
-    }, FILE_TIMEOUT_MS);
+    }, timeoutMs);
     let closeWait = null;
     const finish = () => {
       if (!exited) return;
@@ -387,7 +406,7 @@ async function main() {
   if (stale.length) console.log(`skipped ${stale.length} stale compiled test${stale.length === 1 ? '' : 's'} whose .ts is gone: ${stale.join(', ')}`);
   const files = selected
     .filter((f) => !stale.includes(f.rel))
-    .map((f) => ({ ...f, ...declarations(f.file), expectS: expected[f.rel]?.wall ?? NEW_FILE_SECONDS, waits: jobs > 1 && waiting > 0 && mostlyWaits(expected[f.rel]) }));
+    .map((f) => ({ ...f, ...declarations(f.file), expectS: expected[f.rel]?.wall ?? NEW_FILE_SECONDS, boundMs: fileBoundMs(expected[f.rel]?.wall), waits: jobs > 1 && waiting > 0 && mostlyWaits(expected[f.rel]) }));
   // With one job: path order, as always. With more: longest first (ties by path), exclusive
   // files before all others, each alone.
   if (jobs > 1) files.sort((a, b) => b.expectS - a.expectS || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
@@ -397,7 +416,7 @@ async function main() {
     for (const f of pending) {
       const decl = [...(f.exclusive ? ['exclusive'] : []), ...(f.waits && !f.exclusive ? ['mostly waits'] : []), ...[...f.resources].map((r) => `resource ${r}`)];
       const cpu = expected[f.rel]?.cpu;
-      console.log(`${f.rel} (expected ${f.expectS}s${cpu != null ? `, cpu ${cpu}s` : ''}${decl.length ? `; ${decl.join(', ')}` : ''})`);
+      console.log(`${f.rel} (expected ${f.expectS}s${cpu != null ? `, cpu ${cpu}s` : ''}${decl.length ? `; ${decl.join(', ')}` : ''}; bound ${f.boundMs / 1000}s)`);
     }
     return;
   }
@@ -442,7 +461,10 @@ async function main() {
       if (nf) failedFiles.push(f.rel);
       text += out.split('\n').map((l) => '    ' + l).join('\n') + '\n';
       if (r.error) text += `    ${r.error.message}\n`;
-      else if (r.timedOut) text += `    timed out after ${FILE_TIMEOUT_MS / 1000} s: its processes were sent SIGTERM (SIGKILL to what was left ${TERM_GRACE_MS / 1000} s later)\n`;
+      else if (r.timedOut) {
+        const why = FILE_TIMEOUT_MS !== null ? 'PODWAY_TEST_FILE_TIMEOUT_S' : expected[f.rel] ? `${FILE_TIMEOUT_FACTOR} times its expected ${expected[f.rel].wall} s, ${FILE_TIMEOUT_MIN_MS / 1000}-${FILE_TIMEOUT_MAX_MS / 1000} s` : 'no expected time';
+        text += `    timed out after ${f.boundMs / 1000} s (${why}): its processes were sent SIGTERM (SIGKILL to what was left ${TERM_GRACE_MS / 1000} s later)\n`;
+      }
       else if (r.signal) text += `    killed by ${r.signal}\n`;
       else if (r.code > 128 && SIGNAL_NAMES[r.code - 128]) text += `    killed by ${SIGNAL_NAMES[r.code - 128]}\n`;
       else if (r.code !== 0) text += `    exit status ${r.code}\n`;
@@ -476,7 +498,7 @@ async function main() {
         if (!f.waits) others++;
         if (f.exclusive) exclusiveRunning = true;
         for (const r of f.resources) busy.add(r);
-        runFile(f.file).then((r) => {
+        runFile(f.file, f.boundMs).then((r) => {
           active--;
           if (!f.waits) others--;
           if (f.exclusive) exclusiveRunning = false;

@@ -9,6 +9,12 @@
 const path = require('node:path');
 
 const HOOK_ERROR_MARK = 'uvu hook error';
+// Said on stderr when the file gets SIGTERM (the runner's per-file timeout sends it): which test or
+// hook was running, and for how long, so a hung file's failure names what hung.
+const TERM_MARK = 'SIGTERM while running';
+
+/** What runs now: a test (uvu's state.__test__) or a before/after hook, with its suite and start. */
+let current = null;
 
 /** The uvu the test file itself will load (resolved from its directory), or null. */
 function uvuOfTestFile() {
@@ -25,6 +31,9 @@ let hookFailed = false;
 
 function wrap(kind, handler) {
   return async function hookWithReport(...args) {
+    const state = args[0];
+    // (a before.each/after.each hook runs as part of its test: that test is what is named)
+    if (kind === 'before' || kind === 'after') current = { suite: (state && state.__suite__) || '', what: `its ${kind} hook`, at: Date.now() };
     try {
       return await handler.apply(this, args);
     } catch (err) {
@@ -39,6 +48,10 @@ function wrap(kind, handler) {
 
 /** Replaces test.before/.after (and their .each) with versions that register wrapped hooks. */
 function patch(test) {
+  // first of the suite's before.each hooks: notes the test about to run (uvu set its name)
+  test.before.each((state) => {
+    current = { suite: (state && state.__suite__) || '', what: `test "${(state && state.__test__) || '?'}"`, at: Date.now() };
+  });
   for (const kind of ['before', 'after']) {
     const register = test[kind];
     const registerEach = register.each;
@@ -47,6 +60,22 @@ function patch(test) {
     test[kind] = wrapped;
   }
   return test;
+}
+
+/**
+ * On SIGTERM, says what was running. Only says: a file's own SIGTERM handler (test/helpers/
+ * cleanup.ts) still runs; with none, the signal is raised again once this listener is gone, so the
+ * process ends by SIGTERM as it would have without this one.
+ */
+function onTerm() {
+  if (current) {
+    const s = Math.round((Date.now() - current.at) / 100) / 10;
+    process.stderr.write(`\n${TERM_MARK} ${current.what}${current.suite ? ` (suite "${current.suite}")` : ''}, started ${s} s before\n`);
+  }
+  if (process.listenerCount('SIGTERM') === 1) {
+    process.removeListener('SIGTERM', onTerm);
+    process.kill(process.pid, 'SIGTERM');
+  }
 }
 
 const uvu = uvuOfTestFile();
@@ -60,6 +89,7 @@ if (uvu && typeof uvu.suite === 'function' && uvu.test && !uvu.__podwayHooksWrap
   process.on('exit', () => {
     if (hookFailed && !process.exitCode) process.exitCode = 1;
   });
+  process.on('SIGTERM', onTerm);
 }
 
-module.exports = { HOOK_ERROR_MARK };
+module.exports = { HOOK_ERROR_MARK, TERM_MARK };

@@ -293,12 +293,12 @@ test('a file that mostly waits (its expected CPU at most a quarter of its wall) 
   const durations = { 'h/heavy1.test.js': { wall: 50, cpu: 50 }, 'h/heavy2.test.js': { wall: 40, cpu: 30 }, 'h/heavy3.test.js': { wall: 30, cpu: 20 }, 'w/wait.test.js': { wall: 35, cpu: 2 }, 'w/short.test.js': { wall: 2, cpu: 0 }, 'w/old.test.js': 25 };
   const list = runOn(files, { durations, args: ['--list'] });
   assert.equal(list.lines, [
-    'h/heavy1.test.js (expected 50s, cpu 50s)',
-    'h/heavy2.test.js (expected 40s, cpu 30s)',
-    'w/wait.test.js (expected 35s, cpu 2s; mostly waits)',
-    'h/heavy3.test.js (expected 30s, cpu 20s)',
-    'w/old.test.js (expected 25s)',
-    'w/short.test.js (expected 2s, cpu 0s)',
+    'h/heavy1.test.js (expected 50s, cpu 50s; bound 300s)',
+    'h/heavy2.test.js (expected 40s, cpu 30s; bound 300s)',
+    'w/wait.test.js (expected 35s, cpu 2s; mostly waits; bound 300s)',
+    'h/heavy3.test.js (expected 30s, cpu 20s; bound 300s)',
+    'w/old.test.js (expected 25s; bound 300s)',
+    'w/short.test.js (expected 2s, cpu 0s; bound 300s)',
   ], list.out);
   const heavy = ['heavy1', 'heavy2', 'heavy3', 'short', 'old'];
   const res = runOn(files, { durations, args: ['--jobs', '2'] });
@@ -406,11 +406,51 @@ test.run();
   const res = runOn({ 'hangs.test.js': hangs }, { env: { PODWAY_TEST_FILE_TIMEOUT_S: '5' } });
   assert.is(res.status, 1, res.out);
   assert.match(fileLine(res, 'hangs.test.js'), /^FAIL hangs\.test\.js \(0 passed, 1 failed, /);
-  assert.match(res.out, 'timed out after 5 s: its processes were sent SIGTERM (SIGKILL to what was left 30 s later)');
+  assert.match(res.out, 'timed out after 5 s (PODWAY_TEST_FILE_TIMEOUT_S): its processes were sent SIGTERM (SIGKILL to what was left 30 s later)');
+  // the test that hung is named (the preload's SIGTERM listener), and the file's own handler still ran
+  assert.match(res.out, /SIGTERM while running test "hangs", started [\d.]+ s before/);
   assert.equal(res.events, ['term', 'cleaned'], res.out);
   // the sleep it left got the SIGTERM too (not a leftover the exit found)
   assert.not.match(res.out, 'sleep 300', res.out);
   assert.is(res.lines[res.lines.length - 1], '0 passed, 1 failed', res.out);
+});
+
+test('a timed-out file without a SIGTERM handler of its own still ends by SIGTERM, naming the hook or test it hung in', () => {
+  const files = {
+    'plain.test.js': `${HEADER}test('waits for ever', async () => { await new Promise((r) => setTimeout(r, 120000)); });
+test.run();
+`,
+    'hook.test.js': `${HEADER}const { suite } = require('uvu');
+const s = suite('lab');
+s.before(async () => { await new Promise((r) => setTimeout(r, 120000)); });
+s('never runs', () => assert.ok(true));
+s.run();
+`,
+  };
+  const res = runOn(files, { env: { PODWAY_TEST_FILE_TIMEOUT_S: '5' } });
+  assert.is(res.status, 1, res.out);
+  for (const f of ['plain.test.js', 'hook.test.js']) assert.match(fileLine(res, f), new RegExp(`^FAIL ${f.replace('.', '\\.')} \\(0 passed, 1 failed, `));
+  assert.match(res.out, /SIGTERM while running test "waits for ever", started [\d.]+ s before/);
+  assert.match(res.out, /SIGTERM while running its before hook \(suite "lab"\), started [\d.]+ s before/);
+  // ended by the signal (as without the preload's listener), not by the SIGKILL 30 s after it
+  for (const f of ['plain.test.js', 'hook.test.js']) {
+    const wall = Number(/, ([\d.]+)s, cpu /.exec(fileLine(res, f))![1]);
+    assert.ok(wall < 5 + 30, `${f} ended ${wall} s after its start: SIGKILLed, not ended by the SIGTERM`);
+  }
+});
+
+test('each file is bounded at 6 times its expected wall, 300 s at least and 600 s at most; 600 s with no expected time', () => {
+  const files = Object.fromEntries(['a', 'b', 'c', 'd'].map((n) => [`${n}.test.js`, noting(n, '', 0)]));
+  const durations = { 'a.test.js': { wall: 5, cpu: 2 }, 'b.test.js': { wall: 80, cpu: 40 }, 'c.test.js': 250 };
+  const list = runOn(files, { durations, args: ['--list'] });
+  assert.equal(list.lines, [
+    'c.test.js (expected 250s; bound 600s)',
+    'b.test.js (expected 80s, cpu 40s; bound 480s)',
+    'd.test.js (expected 10s; bound 600s)',
+    'a.test.js (expected 5s, cpu 2s; bound 300s)',
+  ], list.out);
+  const given = runOn(files, { durations, args: ['--list'], env: { PODWAY_TEST_FILE_TIMEOUT_S: '42' } });
+  assert.ok(given.lines.length === 4 && given.lines.every((l) => l.endsWith('; bound 42s)')), given.out);
 });
 
 test('each file\'s line shows its wall and CPU seconds, its children\'s CPU included', () => {

@@ -6,9 +6,12 @@
  * stream from web-1 (node1) to web-2 (node2) on a source port whose flow node1 steers to worker 1
  * (steer.ts steerIndex) runs throughout.
  * - each death is said (the error, `worker 1 died (uncaught exception: ...)`) and a new worker 1
- *   is started within 2 s (the wait doubles per death: 0.2, 0.4, 0.8, 1.6 s); the stream's flow
- *   comes back on it (its counters move again, the receiver's gap stays under 3 s); before the
- *   change the flow stayed lost and the node not ready (`worker 1 exited`) until a restart;
+ *   is started after a wait that doubles per death (0.2, 0.4, 0.8, 1.6 s); the stream's flow comes
+ *   back on it (its counters move again, and the receiver's gap ends when they do, give or take
+ *   the machine's own stalls of the stream); before the change the flow stayed lost and the node
+ *   not ready (`worker 1 exited`) until a restart. How fast a thread starts is the machine's (its
+ *   modules load on a CPU that a loaded host gives late: 5.3 s at load 40): the bounds here are
+ *   for a hang, the times are printed;
  * - what node1 reports never goes down across a death (the dead thread's counts are carried:
  *   observe/retired-counts.ts): worker 1's row for web-1 in `podway counters`, web-1's
  *   podway_port_rx_packets_total and podway_rx_batch_size's count in /metrics (before: all three
@@ -29,7 +32,7 @@ import { execFileSync } from 'node:child_process';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { METRICS_RENDER_MS } from '../../src/observe/http';
-import { guard, teardown, isRoot, logTail, udpStream, gapIn, nsExec, sourcePortFor } from './e2e-kit';
+import { guard, teardown, isRoot, logTail, udpStream, gapIn, allowedGap, nsExec, sourcePortFor } from './e2e-kit';
 import { until } from '../helpers/until';
 import { execBounded } from './tools';
 import { parseMetrics, valueOf } from '../observe/prom-text';
@@ -129,7 +132,8 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
   assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), `ready: ${JSON.stringify(await status())}`);
   assert.is(lab!.ping('web-1', lab!.pod('web-2').ip, 3).loss, 0, 'the pods talk');
   const src = sourcePortFor('udp', lab!.pod('web-1').ip, lab!.pod('web-2').ip, DST_PORT, 1);
-  const finish = await udpStream(lab!, 'web-1', 'web-2', 24, { rate: 200, port: DST_PORT, srcPort: src });
+  // long enough to span the three deaths on a loaded host too (their restarts took 30 s at load 40)
+  const finish = await udpStream(lab!, 'web-1', 'web-2', 45, { rate: 200, port: DST_PORT, srcPort: src });
   // the flow is worker 1's
   assert.ok(await until(async () => (await podRx(1)) > 100, 5000, 100), `the stream reaches worker 1: ${await podRx(1)}`);
   const before = held();
@@ -146,18 +150,18 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
     const from = n1.log.length;
     const t0 = Date.now();
     writeFileSync(killFile, '1');
-    const said = await until(() => n1.log.slice(from).some((l) => /worker 1 died \(uncaught exception: injected by the test: worker 1 fails\)/.test(l)), 5000, 20);
+    const said = await until(() => n1.log.slice(from).some((l) => /worker 1 died \(uncaught exception: injected by the test: worker 1 fails\)/.test(l)), 20_000, 20);
     assert.ok(said, `death ${k} said: ${n1.log.slice(from).join('\n')}`);
-    const back = await until(() => n1.log.slice(from).some((l) => new RegExp(`worker 1 started again \\(restart ${k}\\)`).test(l)), 5000, 20);
+    const back = await until(() => n1.log.slice(from).some((l) => new RegExp(`worker 1 started again \\(restart ${k}\\)`).test(l)), 20_000, 20);
     assert.ok(back, `restart ${k} said: ${n1.log.slice(from).join('\n')}`);
-    // the new thread takes the flow: its counters move
+    // the new thread takes the flow: its counters move (bounded for a flow that never comes back,
+    // as before the change; not timed: 4 s here was beaten by the load, 5.3 s at load 40)
     const r1 = await podRx(1);
-    assert.ok(await until(async () => (await podRx(1)) > Math.max(r1, 0) + 20, 5000, 50), `the flow on the new worker 1 (restart ${k}): ${await podRx(1)}`);
+    assert.ok(await until(async () => (await podRx(1)) > Math.max(r1, 0) + 20, 20_000, 50), `the flow on the new worker 1 (restart ${k}): ${await podRx(1)}`);
     const t1 = Date.now();
-    assert.ok(t1 - t0 < 4000, `restart ${k}: the flow back within 4 s (${t1 - t0} ms)`);
     windows.push({ t0, t1 });
     // nothing the dead thread held is left
-    assert.ok(await until(() => JSON.stringify(held()) === JSON.stringify(before), 3000, 100), `death ${k}: held ${JSON.stringify(held())}, before ${JSON.stringify(before)}`);
+    assert.ok(await until(() => JSON.stringify(held()) === JSON.stringify(before), 10_000, 100), `death ${k}: held ${JSON.stringify(held())}, before ${JSON.stringify(before)}`);
     // monotonic: worker 1's row in podway counters, web-1's port in /metrics
     const rxRowAfter = await podRx(1);
     assert.ok(rxRowAfter > rxRow, `death ${k}: web-1 [w1] rx ${rxRow} before, ${rxRowAfter} after (carried)`);
@@ -177,11 +181,11 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
   assert.match(text, /forwarding threads: restarted 3 times \(3 deaths in the last 60 s; podway exits at 5\); last died: worker 1 at \S+: uncaught exception: injected by the test: worker 1 fails/);
   // the fourth: a new thread in 1.6 s; meanwhile not ready, naming it
   writeFileSync(killFile, '1');
-  assert.ok(await until(async () => ((await status()).notReady ?? []).some((r) => /worker 1 died \(uncaught exception: injected by the test: worker 1 fails\); a new one at /.test(r)), 3000, 50), `not ready while worker 1 is down: ${JSON.stringify(await status())}`);
+  assert.ok(await until(async () => ((await status()).notReady ?? []).some((r) => /worker 1 died \(uncaught exception: injected by the test: worker 1 fails\); a new one at /.test(r)), 20_000, 50), `not ready while worker 1 is down: ${JSON.stringify(await status())}`);
   const down = await status();
   assert.is(down.ready, false);
   assert.is(down.forwardingThreads?.down.length, 1);
-  assert.ok(await until(async () => (await status()).ready === true, 6000, 100), `ready again: ${JSON.stringify(await status())}`);
+  assert.ok(await until(async () => (await status()).ready === true, 20_000, 100), `ready again: ${JSON.stringify(await status())}`);
   assert.is((await status()).forwardingThreads?.restarts, 4);
   // the fifth within the minute: podway gives up, exit 1
   const proc = n1.proc!;
@@ -192,9 +196,14 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
   assert.ok(n1.log.some((l) => /forwarding threads died 5 times within 60 s \(the last: worker 1: uncaught exception: injected by the test: worker 1 fails\): giving up, exiting 1/.test(l)), n1.log.slice(-8).join('\n'));
   // the stream (node1 gone since the fifth: its tail is lost) across the first three deaths
   const result = await finish();
+  // The receiver's gap at each death ends when the new worker 1 counts the flow (t1, as the test
+  // saw it), give or take the stream's own stalls elsewhere (a receiver a loaded host runs late):
+  // a thread that counted the flow but did not forward it leaves the gap open. (Was: under 3 s,
+  // which the load beat: 3.2 s at load 40.)
+  const slack = allowedGap(result, windows);
   for (const [k, w] of windows.entries()) {
     const g = gapIn(result, w.t0, w.t1 + 500);
-    assert.ok(g.maxGapMs < 3000, `death ${k + 1}: the stream's gap ${Math.round(g.maxGapMs)} ms`);
+    assert.ok(g.maxGapMs <= w.t1 - w.t0 + slack, `death ${k + 1}: the stream's gap ${Math.round(g.maxGapMs)} ms, the flow back on worker 1 after ${w.t1 - w.t0} ms (stalls elsewhere allow ${Math.round(slack)} ms more)`);
     assert.ok(g.count > 0, `death ${k + 1}: the stream arrived after it`);
   }
   console.log(`stream gaps at deaths 1-3: ${windows.map((w) => Math.round(gapIn(result, w.t0, w.t1 + 500).maxGapMs)).join(', ')} ms; the flow back on a new worker 1 after ${windows.map((w) => w.t1 - w.t0).join(', ')} ms`);

@@ -18,7 +18,7 @@ import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, isRoot, until, nsExec, logTail, logMessage, tcpTransfer } from './e2e-kit';
-import { tcpExt, underlayMtu, streamRunning, closeLab } from './underlay-mtu-kit';
+import { tcpExt, underlayMtu, streamRunning, closeLab, watchPodwayThreads, longestStarve, TCP_RTO_MIN_MS } from './underlay-mtu-kit';
 
 let lab: Lab | null = null;
 let ok = false;
@@ -50,20 +50,25 @@ test('the underlay MTU lowered 1500 -> 1400 mid-stream: the pod gets fragmentati
   const rto0 = tcpExt(src.ns, 'TCPTimeouts');
   const log0 = n1.log.length;
   const bytes = 96 << 20;
+  const threads = watchPodwayThreads(lab!);
   const transfer = tcpTransfer(lab!, 'src-1', 'dst-2', bytes, 5311);
   // mid-stream: once the stream runs (a few thousand segments sent)
   assert.ok(await streamRunning(src.ns), 'the stream started');
   underlayMtu(lab!, 1400);
   const t = await transfer;
+  const starve = longestStarve(threads.stop(), 2 * TCP_RTO_MIN_MS);
   assert.is(t.received.bytes, bytes, 'every byte arrived');
   assert.is(t.received.sha256, t.sent.sha256, 'the stream intact');
   const after = await counters('node1');
   const d = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
   const rto = tcpExt(src.ns, 'TCPTimeouts') - rto0;
-  const detail = `frag_needed +${d('frag_needed')}, tx_rejected +${d('tx_rejected')}, too_big_answered +${d('too_big_answered')}, sender RTOs +${rto}, ${t.ms} ms`;
+  const detail = `frag_needed +${d('frag_needed')}, tx_rejected +${d('tx_rejected')}, too_big_answered +${d('too_big_answered')}, sender RTOs +${rto}, ${t.ms} ms; a podway thread waited up to ${Math.round(starve)} ms for a CPU within ${2 * TCP_RTO_MIN_MS} ms`;
   console.log(`  ${detail}`);
   assert.ok(d('frag_needed') > 0, `the pod was told the path MTU (frag_needed): ${detail}`);
-  assert.is(rto, 0, `the sender's TCP never waited out a retransmission timeout: ${detail}`);
+  // No RTO, unless the host kept a podway thread off the CPUs for TCP's least RTO (the stream's
+  // ACKs held that long by the load, not by a path MTU the pod was not told of: that bug's 3.2 s
+  // stall, backing off from 200 ms, is 4 timeouts: seen at load 40)
+  assert.ok(rto === 0 || (rto <= 2 && starve >= TCP_RTO_MIN_MS), `the sender's TCP never waited out a retransmission timeout: ${detail}`);
   // the pod's path MTU is the new one
   assert.match(nsExec(src.ns, ['ip', 'route', 'get', lab!.pod('dst-2').ip]), /mtu 1350/);
   // said once

@@ -18,7 +18,7 @@ import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, isRoot, until, nsExec, logTail, logMessage, tcpTransfer, sourcePortFor } from './e2e-kit';
-import { tcpExt, underlayMtu, streamRunning, closeLab } from './underlay-mtu-kit';
+import { tcpExt, underlayMtu, streamRunning, closeLab, watchPodwayThreads, longestStarve, TCP_RTO_MIN_MS } from './underlay-mtu-kit';
 
 let lab: Lab | null = null;
 let ok = false;
@@ -54,6 +54,7 @@ test('--workers 2: the underlay MTU lowered 1500 -> 1400 under a stream worker 1
   const rto0 = tcpExt(src.ns, 'TCPTimeouts');
   const log0 = n1.log.length;
   const bytes = 96 << 20;
+  const threads = watchPodwayThreads(lab!);
   const transfer = tcpTransfer(lab!, 'src-w', 'dst-w', bytes, DPORT, sport);
   // mid-stream: once the stream runs (a few thousand segments sent)
   assert.ok(await streamRunning(src.ns), 'the stream started');
@@ -63,22 +64,30 @@ test('--workers 2: the underlay MTU lowered 1500 -> 1400 under a stream worker 1
   const learned = await until(() => /mtu 1350/.test(nsExec(src.ns, ['ip', 'route', 'get', dst.ip])), 5000, 10);
   const learnedMs = Date.now() - t0;
   const t = await transfer;
+  const samples = threads.stop();
+  const starve = longestStarve(samples, 2 * TCP_RTO_MIN_MS);
+  // what the threads waited for a CPU between the change and the pod's learning it (test's polls aside)
+  const waitedToLearn = longestStarve(samples, learnedMs, t0, t0 + learnedMs);
   assert.is(t.received.bytes, bytes, 'every byte arrived');
   assert.is(t.received.sha256, t.sent.sha256, 'the stream intact');
   const after = await counters('node1');
   const d = (k: string) => (flat(after)[k] ?? 0) - (flat(before)[k] ?? 0);
   const rto = tcpExt(src.ns, 'TCPTimeouts') - rto0;
   const rx = (w: number) => (after.ports.find((p) => p.port === `${src.ifname} [w${w}]`)?.rx ?? 0) - (before.ports.find((p) => p.port === `${src.ifname} [w${w}]`)?.rx ?? 0);
-  const detail = `source port ${sport}, pod's veth rx w0 +${rx(0)} w1 +${rx(1)}, frag_needed +${d('frag_needed')}, tx_rejected +${d('tx_rejected')}, too_big_answered +${d('too_big_answered')}, sender RTOs +${rto}, path MTU learned after ${learnedMs} ms, ${t.ms} ms`;
+  const detail = `source port ${sport}, pod's veth rx w0 +${rx(0)} w1 +${rx(1)}, frag_needed +${d('frag_needed')}, tx_rejected +${d('tx_rejected')}, too_big_answered +${d('too_big_answered')}, sender RTOs +${rto}, path MTU learned after ${learnedMs} ms (a podway thread waited ${Math.round(waitedToLearn)} ms for a CPU meanwhile), ${t.ms} ms; a podway thread waited up to ${Math.round(starve)} ms for a CPU within ${2 * TCP_RTO_MIN_MS} ms`;
   console.log(`  ${detail}`);
   // the stream was worker 1's (the flow steered there): what this test is about
   assert.ok(rx(1) > 10_000 && rx(0) < rx(1) / 10, `worker 1 carried the stream: ${detail}`);
   assert.ok(learned, `the pod learned the path MTU 1350: ${detail}`);
   // worker 1 had it from the main thread (ip monitor): not at its next tick (up to 1 s) from the
-  // kernel's refusals, nor its 5 s check
-  assert.ok(learnedMs < 500, `the pod learned the path MTU within 500 ms of the change: ${detail}`);
+  // kernel's refusals, nor its 5 s check; longer only by what a podway thread waited for a CPU
+  assert.ok(learnedMs < 500 + waitedToLearn, `the pod learned the path MTU within 500 ms of the change: ${detail}`);
   assert.ok(d('frag_needed') > 0, `the pod was told the path MTU (frag_needed): ${detail}`);
-  assert.is(rto, 0, `the sender's TCP never waited out a retransmission timeout: ${detail}`);
+  // No RTO, unless the host kept a podway thread off the CPUs for TCP's least RTO (the stream's
+  // ACKs held that long by the load, not by a path MTU the pod was not told of: that bug's 3.2 s
+  // stall, backing off from 200 ms, is 4 timeouts: 1 RTO at load 40,
+  // the MTU learned 122 ms after the change)
+  assert.ok(rto === 0 || (rto <= 2 && starve >= TCP_RTO_MIN_MS), `the sender's TCP never waited out a retransmission timeout: ${detail}`);
   // said once, by the main thread, from its ip monitor
   const said = n1.log.slice(log0).map(logMessage).filter((m) => /underlay eth0 mtu 1500 -> 1400/.test(m));
   assert.is(said.length, 1, said.join(' | '));

@@ -56,12 +56,12 @@ for (const kind of ['embedded', 'etcd'] as const) {
   /** The pod guard's endpoint-to-host drop chain, as the kernel holds it on node1. */
   const dropsToHost = () => /chain pod_to_host/.test(nsExec(lab!.node('node1').ns, ['nft', 'list', 'table', 'inet', 'podway']));
   /** Waits until every field has the value and source given; the status at the end. */
-  const settled = async (want: Record<string, [string, string]>, what: string): Promise<Status> => {
+  const settled = async (want: Record<string, [string, string]>, what: string, boundMs = 20_000): Promise<Status> => {
     let last: Status = {};
     const done = await until(async () => {
       last = await status();
       return Object.entries(want).every(([f, [v, src]]) => setting(last, f)?.value === v && setting(last, f)?.source === src);
-    }, 20_000, 100);
+    }, boundMs, 100);
     assert.ok(done, `${what}: want ${JSON.stringify(want)}, status says ${JSON.stringify(last.felix)}`);
     return last;
   };
@@ -191,10 +191,12 @@ for (const kind of ['embedded', 'etcd'] as const) {
       assert.is(setting(s, 'logSeverityScreen')?.value, 'error', 'the cache\'s FelixConfiguration in force while etcd is away');
       assert.ok(dropsToHost(), 'default\'s Drop from the cache');
       await etcd.start();
+      // podway's next connection (its gRPC backoff: up to 5 s), then its whole datastore start
+      // (registration, first model) on a loaded host: 20 s ran out at load 48
       await settled({
         logSeverityScreen: ['info', 'FelixConfiguration node.node1'],
         defaultEndpointToHostAction: ['Accept', 'FelixConfiguration node.node1'],
-      }, 'once etcd answers');
+      }, 'once etcd answers', 60_000);
       assert.is((await status()).felix!.origin, 'datastore');
       assert.ok(await waitLog(n1, /logSeverityScreen error -> info \(from FelixConfiguration node\.node1\): applied live/, mark, 10_000), `said: ${n1.log.slice(mark).join(' | ')}`);
       assert.ok(await until(() => !dropsToHost(), 10_000, 100), 'the pod guard follows');

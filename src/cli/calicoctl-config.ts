@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import type { DatastoreEnv, DatastoreSpec } from '../control/kv/spec';
 import { parseDatastoreSpec } from '../control/kv/spec';
 import type { EtcdTlsFlags } from './etcd-tls-options';
+import { closest } from '../control/calico-fields';
 
 export const DEFAULT_CALICOCTL_CONFIG = '/etc/calico/calicoctl.cfg';
 
@@ -128,7 +129,11 @@ export function parseCalicoctlConfig(text: string, file: string, flags: EtcdTlsF
       env[envName] = v as string;
       continue;
     }
-    if (!K8S_FIELDS.has(k)) fail(`spec.${k}: unknown field (podway reads datastoreType, etcdEndpoints, etcdKeyFile, etcdCertFile, etcdCACertFile)`);
+    if (!K8S_FIELDS.has(k)) {
+      // a near miss named, as a resource file's unknown field is (calico-fields.ts)
+      const meant = closest(k, ['datastoreType', ...Object.keys(ETCD_FIELDS)]);
+      fail(`spec.${k}: unknown field (${meant ? `did you mean ${meant}? ` : ''}podway reads datastoreType, etcdEndpoints, etcdKeyFile, etcdCertFile, etcdCACertFile)`);
+    }
   }
   const type = s.datastoreType ?? '';
   if (typeof type !== 'string') fail(`spec.datastoreType: expected a string, got ${JSON.stringify(type)}`);

@@ -122,7 +122,7 @@ conf('a bad -c file: exit 2, one line naming the file and the field; -c with --d
     ['missing', '', /missing: cannot read the calicoctl config file \(no such file\)/],
     ['version.cfg', 'apiVersion: v1\nkind: CalicoAPIConfig\nspec: {etcdEndpoints: a:1}\n', /version\.cfg: apiVersion: "v1" is not projectcalico\.org\/v3/],
     ['kind.cfg', 'apiVersion: projectcalico.org/v3\nkind: calicoApiConfig\n', /kind\.cfg: kind: expected CalicoAPIConfig, got "calicoApiConfig"/],
-    ['typo.cfg', `${head}spec: {datastoreType: etcdv3, etcdEndpoint: a:1}\n`, /typo\.cfg: spec\.etcdEndpoint: unknown field/],
+    ['typo.cfg', `${head}spec: {datastoreType: etcdv3, etcdEndpoint: a:1}\n`, /typo\.cfg: spec\.etcdEndpoint: unknown field \(did you mean etcdEndpoints\? podway reads /],
     ['k8s.cfg', `${head}spec: {datastoreType: kubernetes, kubeconfig: .kube/config}\n`, /k8s\.cfg: spec\.datastoreType: "kubernetes": podway supports etcdv3/],
     ['none.cfg', `${head}spec: {}\n`, /none\.cfg: spec\.etcdEndpoints: not given, so calicoctl would use the Kubernetes datastore/],
     ['user.cfg', `${head}spec: {etcdEndpoints: a:1, etcdUsername: u, etcdPassword: p}\n`, /user\.cfg: spec\.etcdUsername: etcd user\/password authentication is not supported/],

@@ -312,7 +312,8 @@ export class NodeAddressStore {
   private store(): KvStore {
     if (this.closed) throw new Error(`node ${this.node}: the Node address store is closed`);
     if (this.spec.kind === 'file') throw new Error('a file: datastore is read-only');
-    return (this.kv ??= openKvStore(this.spec, { use: 'run' }));
+    // never watched: the embedded store keeps no event history for it (open.ts watches)
+    return (this.kv ??= openKvStore(this.spec, { use: 'run', watches: false }));
   }
 
   /**

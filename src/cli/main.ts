@@ -523,10 +523,13 @@ export function buildProgram(): Command {
     // workers that did not answer in time: the sums above lack their part
     const missing = (r.missingWorkers ?? []) as number[];
     const gone = missing.length ? `\nnot counted: worker${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not answer in time\n` : '';
+    // late workers: their counts as of their last answer are in the sums (they only grow)
+    const lateW = (r.lateWorkers ?? []) as number[];
+    const late = lateW.length ? `\nlate: worker${lateW.length > 1 ? 's' : ''} ${lateW.join(', ')} did not answer in time: ${lateW.length > 1 ? 'their' : 'its'} counts as of ${lateW.length > 1 ? 'their' : 'its'} last answer are shown\n` : '';
     // nft tables podway holds that could not be read (nft missing, a table deleted under it): their lines are left out
     const notRead = Object.entries((r.nftNotRead ?? {}) as Record<string, string>);
     const nft = notRead.length ? `\nnot read: ${notRead.map(([t, why]) => `table ${t} (${why})`).join(', ')}\n` : '';
-    return table(r.ports) + '\n' + table(reasons) + failures + gone + nft + nat + nat6 + guard + cni + bgp;
+    return table(r.ports) + '\n' + table(reasons) + failures + gone + late + nft + nat + nat6 + guard + cni + bgp;
   });
   // node status: the BGP sessions, as calicoctl node status.
   addNodeCommands(program, controlPath);

@@ -24,7 +24,7 @@ import { buildVersion } from './version';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, remoteNodeIps, remoteNodeIps6, type EngineOptions } from '../dataplane/engine';
-import { MissingWorkerLog, missingWorkers } from './worker-answers';
+import { MissingWorkerLog, missingWorkers, withLastKnown } from './worker-answers';
 import { NftNat, NatSpec, NAT_IPV6, type HostPortRule, POD_GUARD, defaultNatPortRange, ifindexOf, natCountersOf, parseNatPortRange, type NatCounters } from '../dataplane/nft-nat';
 import { readLocalPortRange } from '../dataplane/port-range';
 import type { NatOutgoingExclusions } from '../dataplane/nat';
@@ -293,11 +293,9 @@ const START_READS_MAX_AGE_MS = 10_000;
 /** How often the node's rp_filter is read again (Engine.rereadRpFilter). */
 const RP_FILTER_CHECK_MS = 2000;
 const RP_FILTER_WORDS: Record<number, string> = { 0: 'off (rp_filter 0)', 1: 'strict (rp_filter 1: a source must route back through the tunnel it came in on)', 2: 'loose (rp_filter 2)' };
-/** How long the main thread waits for a worker's answer (counters, snapshot). */
+/** How long the main thread waits for a worker's answer (counters, snapshot); a late thread's
+ * last known counts stand in for it in the sums (worker-answers.ts withLastKnown). */
 const WORKER_ANSWER_MS = 2000;
-/** How often the forwarding threads' counts are read when nothing else reads them (their last
- * known counts are carried into the sums when a thread dies: observe/retired-counts.ts). */
-const RETIRED_REFRESH_MS = 10_000;
 
 /**
  * --ip / --ip6 (or Calico's IP / IP6) as given, checked before the Node is registered with them:
@@ -465,6 +463,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
   /** The model thread keeps dying (model-source.ts ModelThreadStatus.failing; the metric). */
   let modelThreadFailing = (): boolean => false;
   const workers: Worker[] = [];
+  /**
+   * Each forwarding thread's last known counts (worker k+1 at k): its last answer to a question
+   * (a scrape, `podway counters`) or the counts it sends itself from its tick when nobody read
+   * them for a while (dataplane/worker.ts), or as it dies. They stand in for a thread that is
+   * late to answer (the sums never dip), and are carried into every sum when it dies
+   * (observe/retired-counts.ts). Emptied when it dies (carried from then on).
+   */
+  const lastCountersOf: (Counters | null)[] = [];
+  const lastSnapshotOf: (DataplaneSnapshot | null)[] = [];
   /** Forwarding threads that died, their restarts, and when to give up (worker-deaths.ts). */
   const workerDeaths = new WorkerDeaths();
   /** The counts of the threads that died, carried into every sum (observe/retired-counts.ts). */
@@ -538,9 +545,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // the main thread's lost log lines are counted before the engine exists too
       if (!engine) return withLogLinesDropped(mergeSnapshots([]));
       const main = engine.metricsSnapshot();
-      const others = await workerStates();
-      missingLog.note('metrics', missingWorkers(others));
-      const merged = retired.addToSnapshot(mergeSnapshots([main, ...others.filter((o): o is WorkerState => o !== null).map((o) => o.snapshot)]));
+      const { answers: snaps, late } = withLastKnown((await workerStates()).map((o) => o?.snapshot ?? null), lastSnapshotOf);
+      missingLog.note('metrics', missingWorkers(snaps), late);
+      const merged = retired.addToSnapshot(mergeSnapshots([main, ...snaps.filter((o): o is DataplaneSnapshot => o !== null)]));
       await tunnelDrops.refresh();
       const old = tunnelDrops.vxlanOldPort;
       merged.counters[Reason.VXLAN_OLD_PORT] = (merged.counters[Reason.VXLAN_OLD_PORT] ?? 0) + old.packets;
@@ -1316,22 +1323,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** Set once podway stops: no model applied after, no forwarding thread started again. */
     let stopping = false;
     startMade('the forwarding threads\' restarts', () => { for (const t of workerRestartTimers) clearTimeout(t); });
-    // Every thread's counts read at least every 10 s (each answer is kept as its last known: the
-    // message handler in startWorker), so that a thread that dies without sending its own (out of
-    // memory) leaves at most 10 s of them out of the carried sums (observe/retired-counts.ts).
-    if (count > 1) {
-      const refresh = setInterval(() => {
-        if (workersEnding || stopping) return;
-        void askWorkers('counters', () => null);
-        void workerStates();
-      }, RETIRED_REFRESH_MS);
-      refresh.unref();
-      startMade('the forwarding threads\' counts refresh', () => clearInterval(refresh));
-    }
-    // null for a worker that did not answer: mergeCounters names it in the answer (missingWorkers)
+    // (No timer here reads the threads' counts: each thread sends its own from its tick when they
+    // changed and nobody read them for 10 s: dataplane/worker.ts COUNTS_REFRESH_MS.)
+    // A worker late to answer: its last known counts (mergeCounters names it: lateWorkers); null
+    // for one that never answered (missingWorkers)
     const workerCounters = () => askWorkers<Counters>('counters', (m) => m.counters as Counters).then((all) => {
-      missingLog.note('counters', missingWorkers(all));
-      return all;
+      const { answers, late } = withLastKnown(all, lastCountersOf);
+      missingLog.note('counters', missingWorkers(answers), late);
+      return answers;
     });
     // Trace and capture run in every forwarding thread.
     const taps = new Taps(eng, () => workers.map((w) => ({ post: (m: object, transfer?: ArrayBuffer[]) => w.postMessage(m, transfer) })));
@@ -1382,7 +1381,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: (withLogLinesDropped(mergeSnapshots((await workerStates()).flatMap((w) => (w ? [w.snapshot] : [])))).logLinesDropped ?? 0) + retired.logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, nodeLiveness: nodeAddresses?.liveStatus() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies, forwardingThreads: count > 1 ? workerDeaths.status(count) : null };
+        return { version: buildVersion(), uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, logLinesDropped: (withLogLinesDropped(mergeSnapshots(withLastKnown((await workerStates()).map((w) => w?.snapshot ?? null), lastSnapshotOf).answers.flatMap((s) => (s ? [s] : [])))).logLinesDropped ?? 0) + retired.logLinesDropped, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, nodeLiveness: nodeAddresses?.liveStatus() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies, forwardingThreads: count > 1 ? workerDeaths.status(count) : null };
       },
       commands: {
         'log-level': (req) => {
@@ -1461,14 +1460,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
           // the Felix settings and the log level in force now (a new thread after a death)
           workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, vxlanPort: vxlanWire.vxlanPort, vxlanVni: vxlanWire.vxlanVNI, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
         });
-        // Its last known counts (an answer to a scrape or `podway counters`, the 10 s refresh, or
-        // those it sends from its 'exit' as it dies): carried into the sums when it dies.
-        let lastCounters: Counters | null = null;
-        let lastSnapshot: DataplaneSnapshot | null = null;
+        // Its last known counts (an answer to a scrape or `podway counters`, those it sends from
+        // its tick when unread for 10 s, or from its 'exit' as it dies): standing in for it while
+        // it is late to answer, carried into the sums when it dies. A new thread starts unknown.
+        lastCountersOf[index - 1] = null;
+        lastSnapshotOf[index - 1] = null;
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string; why?: string; n?: number; counters?: Counters; snapshot?: DataplaneSnapshot }) => {
           if (taps.handle(index, m)) return;
-          if (m.counters) lastCounters = m.counters;
-          if (m.snapshot) lastSnapshot = m.snapshot;
+          if (workers[index - 1] === w) {
+            if (m.counters) lastCountersOf[index - 1] = m.counters;
+            if (m.snapshot) lastSnapshotOf[index - 1] = m.snapshot;
+          }
           if (m.type === 'neighbor') {
             eng.learnShared(m.ip!, Uint8Array.from(m.mac!), m.announced === true);
             for (const o of workers) if (o !== w) o.postMessage(m);
@@ -1481,8 +1483,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
             eng.underlayMtuNews(`worker ${index}: ${m.why}`);
           } else if (m.type === 'too-big-answered') {
             eng.addTooBigAnswered(m.n!);
-          } else if (m.type === 'last-counts') {
-            // (kept above: the thread is ending)
+          } else if (m.type === 'last-counts' || m.type === 'counts') {
+            // (kept above: the thread is ending, or its tick sent them unasked)
           } else if (m.type === 'counters' || m.type === 'snapshot') {
             pending.get(m.id!)?.answer(m);
             pending.delete(m.id!);
@@ -1498,7 +1500,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
           if (workersEnding || stopping || workers[index - 1] !== w) return; // a stop ends them all
           const why = failure || `exited with code ${code}`;
           // what it counted stays in every sum: the new thread's counts are added to it
-          retired.retire(index, lastCounters, lastSnapshot);
+          retired.retire(index, lastCountersOf[index - 1], lastSnapshotOf[index - 1]);
+          lastCountersOf[index - 1] = null;
+          lastSnapshotOf[index - 1] = null;
           // its questions unanswered: nobody waits for them (readiness names it at once)
           for (const [id, q] of pending) {
             if (q.worker !== index) continue;

@@ -59,7 +59,8 @@ export class RunStore implements UpkeepStore {
   get(): KvStore {
     if (this.closed) throw new Error('the upkeep\'s datastore store is closed (podway run stopping)');
     if (!this.current) {
-      this.current = openKvStore(this.spec, { use: 'command', timeoutMs: this.timeoutMs });
+      // never watched, long-lived: the embedded store keeps no event history for it
+      this.current = openKvStore(this.spec, { use: 'command', timeoutMs: this.timeoutMs, watches: false });
       this.opened++;
     }
     this.users.set(this.current, (this.users.get(this.current) ?? 0) + 1);

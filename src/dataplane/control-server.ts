@@ -27,7 +27,8 @@ type Counters = ReturnType<Engine['counters']>;
 
 /** Counters of the other forwarding workers (podway run --workers N), merged into `counters`: one
  * entry per worker in order (index k is worker k+1), null for a worker that did not answer in time. */
-export type WorkerCounters = () => Promise<(Counters | null)[]>;
+/** Each worker's counters; null: not known (it never answered in time); `late`: its last known. */
+export type WorkerCounters = () => Promise<((Counters & { late?: true }) | null)[]>;
 
 /** What the process adds beside the engine's view (natOutgoing's nftables table), if anything. */
 export interface ControlExtras {
@@ -55,7 +56,7 @@ export interface ControlExtras {
   commands?: Record<string, (req: Record<string, unknown>) => unknown>;
   /** The counts of forwarding threads that died, added to the merged counters in place
    * (observe/retired-counts.ts): the sums stay monotonic across a thread's restart. */
-  retired?: (merged: Counters & { missingWorkers?: number[] }) => void;
+  retired?: (merged: Counters & { missingWorkers?: number[]; lateWorkers?: number[] }) => void;
 }
 
 /**
@@ -368,15 +369,18 @@ async function handle(engine: Engine, req: Request, workerCounters: WorkerCounte
 /** Drop reasons, route packets and engine failures add up across workers; each worker's ports are listed with its
  * index. A worker that did not answer (null) is left out of the sums and named in `missingWorkers`
  * (its index), so a sum that lacks a worker's part says so. */
-export function mergeCounters(main: Counters, others: readonly (Counters | null)[]): Counters & { missingWorkers?: number[] } {
+export function mergeCounters(main: Counters, others: readonly ((Counters & { late?: true }) | null)[]): Counters & { missingWorkers?: number[]; lateWorkers?: number[] } {
   if (others.length === 0) return main;
   const reasons: Record<string, number> = { ...main.reasons };
   const ports = main.ports.map((p) => ({ ...p, port: `${p.port as string} [w0]` }));
   const routes = new Map(main.routes.map((r) => [r.cidr, { ...r }]));
   const failures = { ...main.failures };
   const missingWorkers: number[] = [];
+  const lateWorkers: number[] = [];
   others.forEach((c, k) => {
     if (c === null) return void missingWorkers.push(k + 1);
+    // a late thread's last known counts (cli/worker-answers.ts withLastKnown): summed, and said
+    if (c.late) lateWorkers.push(k + 1);
     for (const [r, n] of Object.entries(c.reasons)) reasons[r] = (reasons[r] ?? 0) + n;
     for (const [f, n] of Object.entries(c.failures ?? {})) failures[f as keyof typeof failures] += n;
     for (const p of c.ports) ports.push({ ...p, port: `${p.port as string} [w${k + 1}]` });
@@ -386,7 +390,7 @@ export function mergeCounters(main: Counters, others: readonly (Counters | null)
       else routes.set(r.cidr, { ...r });
     }
   });
-  return { reasons, ports, routes: [...routes.values()], failures, ...(missingWorkers.length ? { missingWorkers } : {}) };
+  return { reasons, ports, routes: [...routes.values()], failures, ...(missingWorkers.length ? { missingWorkers } : {}), ...(lateWorkers.length ? { lateWorkers } : {}) };
 }
 
 /**

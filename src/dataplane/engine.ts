@@ -31,7 +31,7 @@ import { NeighborQueue, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queu
 import { NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from './neighbor-queue-limits';
 import { HostProgrammer, HostState, HostLearnedRoute, HostPoolRoute, HostAddress, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner, type SpawnFn } from './spawner';
-import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } from './counters';
+import { BATCH_SUM, COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } from './counters';
 import { checkModel } from './model-check';
 import { installTunnelRx, installedTunnelPort, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
@@ -181,6 +181,9 @@ export interface EngineOptions {
   /** `n` pods' packets the kernel had refused as too big were answered here (answerTooBig), for
    * the main thread's status (tooBigAnswered counts every thread's: addTooBigAnswered). */
   onTooBigAnswered?: (n: number) => void;
+  /** Called at the end of each neighbour tick (once a second, from the first model on): a forwarding
+   * worker sends its counts from here when nobody read them for a while (worker.ts). */
+  onTick?: (now: number) => void;
   /** The host-managing engine: the kernel's main table may now route another node's address
    * differently (an IPv4 route covering one added or deleted: a BGP-learned /32 via a ToR, a
    * route added by hand; `ip monitor`, local-watch.ts), or the slow safety re-read is due. The
@@ -485,6 +488,7 @@ export class Engine {
   private readonly onLocalAddresses: (local: LocalAddresses) => void;
   private readonly onUnderlayMtu: (mtu: number, why: string) => void;
   private readonly onTooBigAnswered: (n: number) => void;
+  private readonly onTick: ((now: number) => void) | undefined;
   private readonly onUnderlayRoutes: () => void;
   /** When onUnderlayRoutes was last called (the safety re-read: UNDERLAY_ROUTES_SAFETY_MS). */
   private underlayRoutesAt = 0;
@@ -596,6 +600,7 @@ export class Engine {
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
     this.onUnderlayMtu = opts.onUnderlayMtu ?? (() => {});
     this.onTooBigAnswered = opts.onTooBigAnswered ?? (() => {});
+    this.onTick = opts.onTick;
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
@@ -1013,6 +1018,7 @@ export class Engine {
         this.ageNeighbors();
         this.checkRawRefusals();
         this.checkRejected();
+        this.onTick?.(Date.now());
       }, this.neighborTickMs);
       this.neighborTimer.unref();
     }
@@ -3291,6 +3297,18 @@ export class Engine {
   closeTrace(t: TraceSession): void {
     if (this.pipe.trace === t) this.pipe.trace = null;
     t.finish();
+  }
+
+  /**
+   * A number that changes whenever this thread moved a packet or counted anything (the receive and
+   * send batches' packet sums, every drop reason and event): what a worker compares to tell whether
+   * its counts changed since it last sent them, without building them (worker.ts).
+   */
+  activityMark(): number {
+    let n = this.pipe.rxBatches[BATCH_SUM] + this.pipe.txBatches[BATCH_SUM];
+    const c = this.pipe.counters;
+    for (let i = 0; i < c.length; i++) n += c[i]; // (IPv6's pipeline counts into the same array)
+    return n;
   }
 
   /** The counters as plain numbers, read now (metrics scrapes; one call per port, none per packet). */

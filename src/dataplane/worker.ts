@@ -11,7 +11,8 @@
  * {type:'underlay-mtu', mtu, why} (the underlay's MTU changed, seen by the main thread: Engine.underlayMtuNews;
  * sent to the main thread too when this one sees it first) | {type:'stop'}; to the main thread also
  * {type:'too-big-answered', n} (refused packets this thread answered: the main thread's status),
- * {type:'last-counts', counters, snapshot} (sent from its process 'exit': a dying thread's counts).
+ * {type:'last-counts', counters, snapshot} (sent from its process 'exit': a dying thread's counts),
+ * {type:'counts', counters?, snapshot?} (sent from its tick: counts nobody read for COUNTS_REFRESH_MS).
  * and the trace/capture sessions of taps.ts.
  */
 import type { NeighborTimings } from './neighbors';
@@ -23,6 +24,16 @@ import { serveTaps } from './taps';
 import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, logLinesDropped, type LogLevel } from '../observe/log';
+
+/**
+ * The main thread keeps each thread's last known counts (every answer it gets), carried into the
+ * sums when the thread dies, and standing in for it when it is late to answer (cli/run.ts). A
+ * thread that dies without running JS (out of memory: no 'exit' message) leaves out what it
+ * counted since they were last known; to bound that, a thread sends them itself from its tick
+ * when they changed and nobody read them for this long. Nothing is read or sent while the thread
+ * is idle (its counts unchanged), nor when scrapes read them often enough.
+ */
+export const COUNTS_REFRESH_MS = 10_000;
 
 interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; backpressure?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; natToNodes?: boolean; vxlanSourcePorts?: [number, number]; vxlanPort?: number; vxlanVni?: number; allowVxlanFromPods?: boolean; allowIpipFromPods?: boolean; node: string; logLevel?: LogLevel }
 
@@ -68,14 +79,31 @@ if (parentPort) {
     onUnderlayMtu: (_mtu, why) => { if (!mtuFromMain) port.postMessage({ type: 'underlay-mtu', why }); },
     // for the main thread's status (tooBigAnswered: every thread's)
     onTooBigAnswered: (n) => port.postMessage({ type: 'too-big-answered', n }),
+    onTick: (now) => refreshCounts(now),
   });
+  // When each kind of count last went to the main thread, and the activity mark then (-1: never).
+  const sent = { counters: { at: Date.now(), mark: -1 }, snapshot: { at: Date.now(), mark: -1 } };
+  const counted = (kind: keyof typeof sent, now = Date.now()) => {
+    sent[kind].at = now;
+    sent[kind].mark = engine.activityMark();
+  };
+  const snapshotNow = () => ({ ...engine.metricsSnapshot(), logLinesDropped: logLinesDropped() });
+  function refreshCounts(now: number): void {
+    const stale = (kind: keyof typeof sent) => now - sent[kind].at >= COUNTS_REFRESH_MS && engine.activityMark() !== sent[kind].mark;
+    const c = stale('counters');
+    const s = stale('snapshot');
+    if (!c && !s) return;
+    port.postMessage({ type: 'counts', ...(c ? { counters: engine.counters() } : {}), ...(s ? { snapshot: snapshotNow() } : {}) });
+    if (c) counted('counters', now);
+    if (s) counted('snapshot', now);
+  }
   let mtuFromMain = false;
   // As the thread ends (an exception nothing caught, process.exit(), a stop), its counts go to the
   // main thread, which carries a dead thread's into every sum (observe/retired-counts.ts). Not
   // run when the isolate runs out of memory: the main thread's last read (10 s at most) stands.
   process.once('exit', () => {
     try {
-      port.postMessage({ type: 'last-counts', counters: engine.counters(), snapshot: { ...engine.metricsSnapshot(), logLinesDropped: logLinesDropped() } });
+      port.postMessage({ type: 'last-counts', counters: engine.counters(), snapshot: snapshotNow() });
     } catch {
       // the port closed (a stop), or the engine cannot be read: the last read stands
     }
@@ -90,8 +118,13 @@ if (parentPort) {
       else if (msg.type === 'pod-mac') engine.learnSharedPodMac(msg.ifname!, Uint8Array.from(msg.mac!));
       else if (msg.type === 'shared-open') engine.sharedOpened(msg.ifname!);
       else if (msg.type === 'local-addresses') engine.setLocalAddresses(msg.local!);
-      else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
-      else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: { ...engine.metricsSnapshot(), logLinesDropped: logLinesDropped() }, readiness: engine.readiness() });
+      else if (msg.type === 'counters') {
+        port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
+        counted('counters');
+      } else if (msg.type === 'snapshot') {
+        port.postMessage({ type: 'snapshot', id: msg.id, snapshot: snapshotNow(), readiness: engine.readiness() });
+        counted('snapshot');
+      }
       else if (msg.type === 'log-level') log.level = msg.level!;
       else if (msg.type === 'felix-options') engine.setFelixOptions(msg.options!);
       else if (msg.type === 'rp-filter') engine.setRpFilter(msg.value!);

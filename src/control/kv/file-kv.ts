@@ -37,6 +37,12 @@
 // Watches: the snapshot keeps the last `historyLimit` (10,000) events and the log the rest, so a
 // watcher from an older revision gets the exact events, or onResync('compacted') when they are
 // gone. Changes are noticed by fs.watch on the directory plus a poll every `pollMs` (200 ms).
+// Each instance keeps in memory the events its own watchers may still need (`watchHistory`,
+// default historyLimit; up to twice that before trimming): an instance that never watches (podway
+// run's address-store thread, its upkeep store) keeps none (watchHistory 0: watch() refused), one
+// that keeps fewer than the files do serves a watcher from before them with onResync('compacted')
+// (a re-list, never a gap), and a fold it makes takes the events it does not hold from the files
+// (fileRecords), so what the files keep for other processes' watchers never depends on it.
 //
 // Measured (2-core Debian 12 VM, `npm run build:ts && node dist/bench/kv/run.js 2000`), one client,
 // sequential create+update pairs: 1,600-4,000 ops/s batched, 840-1,940 ops/s with sync 'always'
@@ -44,7 +50,7 @@
 // test's 3,200 successful writes plus CAS retries) take ~3.5 s.
 import { makeDirs } from '../../util/make-dirs';
 import { existsSync, watch as fsWatch, FSWatcher } from 'node:fs';
-import { chmod, lstat, open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
+import { chmod, lstat, open, readdir, readFile, stat, unlink, FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock, sweepDeadTokens } from './file-lock';
@@ -71,8 +77,14 @@ export interface FileKvOptions {
   readonly sync?: 'always' | 'batched';
   /** How long a writer waits for the lock before failing (default 10 s). */
   readonly lockTimeoutMs?: number;
-  /** Events kept for watchers that start from an older revision (default 10,000). */
+  /** Events the files keep for watchers that start from an older revision (default 10,000). */
   readonly historyLimit?: number;
+  /**
+   * Events this instance keeps in memory for its own watchers (default historyLimit; trimmed when
+   * twice that). 0: none, and watch() is refused: for an instance that never watches (the memory
+   * of every event read grew to 2 x historyLimit for nothing: ~1 MB per 100 pod cycles, to ~16 MB).
+   */
+  readonly watchHistory?: number;
   /** Log lines after which the log is folded into a new snapshot (default: historyLimit). */
   readonly rotateAfter?: number;
   /** Fallback poll of the files for watches, ms (default 200; fs.watch usually wakes us first). */
@@ -163,6 +175,7 @@ export class FileKv implements KvStore {
   private readonly statePath: string;
   private readonly sync: 'always' | 'batched';
   private readonly historyLimit: number;
+  private readonly watchHistory: number;
   private readonly rotateAfter: number;
   private readonly pollMs: number;
   private readonly lock: FileLock;
@@ -183,8 +196,11 @@ export class FileKv implements KvStore {
    * file of thousands applied) do not each move half the array (n inserts into n keys: O(n^2)).
    */
   private newKeys: string[] = [];
-  /** Events after compactRevision, one per revision, in order: history[i] has revision compactRevision + 1 + i. */
+  /** Events after compactRevision, one per revision, in order: history[i] has revision compactRevision + 1 + i.
+   * (This instance's memory: at most 2 x watchHistory; the files may hold more: fileCompactRevision.) */
   private history: KvEvent[] = [];
+  /** The compactRevision of the snapshot this instance read or wrote last: the files hold the events after it. */
+  private fileCompactRevision = 0;
   private logLines = 0;
   private log: FileHandle | undefined;
   /** Bytes of the log holding whole valid records (what we applied). */
@@ -209,6 +225,7 @@ export class FileKv implements KvStore {
     this.statePath = join(this.dir, STATE);
     this.sync = options.sync ?? 'batched';
     this.historyLimit = options.historyLimit ?? 10_000;
+    this.watchHistory = Math.max(0, Math.min(options.watchHistory ?? this.historyLimit, this.historyLimit));
     this.rotateAfter = options.rotateAfter ?? this.historyLimit;
     this.pollMs = options.pollMs ?? 200;
     this.lock = new FileLock(join(this.dir, 'lock'), options.lockTimeoutMs ?? 10_000);
@@ -263,6 +280,7 @@ export class FileKv implements KvStore {
     this.generation = 0;
     this.revision = 0;
     this.compactRevision = 0;
+    this.fileCompactRevision = 0;
     this.entries.clear();
     this.sortedKeys = [];
     this.newKeys = [];
@@ -322,10 +340,14 @@ export class FileKv implements KvStore {
       this.entries.set(key, { key, value, createRevision, modRevision });
       this.sortedKeys[i] = key;
     });
-    this.history = snap.history.map(toEvent);
-    if (this.compactRevision + this.history.length !== this.revision) {
+    if (this.compactRevision + snap.history.length !== this.revision) {
       throw new Error(`${this.description}: ${this.statePath} history does not end at its revision`);
     }
+    this.fileCompactRevision = snap.compactRevision;
+    // the last watchHistory of the snapshot's events (all of them by default)
+    const keep = Math.min(snap.history.length, this.watchHistory);
+    this.history = snap.history.slice(snap.history.length - keep).map(toEvent);
+    this.compactRevision = this.revision - keep;
     this.logLines = 0;
     this.logValid = 0;
     this.logSeen = 0;
@@ -402,10 +424,15 @@ export class FileKv implements KvStore {
     } else if (this.entries.delete(rec.k)) {
       this.removeKey(rec.k);
     }
+    if (this.watchHistory === 0) {
+      // no watcher here: nothing kept (history stays empty, ending at the revision)
+      this.compactRevision = this.revision;
+      return;
+    }
     this.history.push(ev);
     // Keep memory bounded: past twice the limit, drop the oldest (watchers from there resync).
-    if (this.history.length > 2 * this.historyLimit) {
-      const drop = this.history.length - this.historyLimit;
+    if (this.history.length > 2 * this.watchHistory) {
+      const drop = this.history.length - this.watchHistory;
       this.history = this.history.slice(drop);
       this.compactRevision += drop;
     }
@@ -502,8 +529,11 @@ export class FileKv implements KvStore {
       clearTimeout(this.syncTimer);
       this.syncTimer = undefined;
     }
-    const compactRevision = Math.min(this.revision, Math.max(this.compactRevision, keepAfter));
-    const kept = this.history.slice(compactRevision - this.compactRevision);
+    const compactRevision = Math.min(this.revision, Math.max(this.fileCompactRevision, keepAfter));
+    // What the new snapshot keeps: from memory when it holds them, else as the files hold them
+    // (an instance keeping fewer events than the files: watchHistory).
+    const fromMemory = compactRevision >= this.compactRevision;
+    const keptRecords = fromMemory ? this.history.slice(compactRevision - this.compactRevision).map(toRecord) : await this.fileRecords(compactRevision);
     const generation = this.generation + 1;
     const log = await this.writeSnapshot({
       format: FORMAT,
@@ -514,7 +544,7 @@ export class FileKv implements KvStore {
         const e = this.entries.get(k)!;
         return [k, e.value, e.createRevision, e.modRevision];
       }),
-      history: kept.map(toRecord),
+      history: keptRecords,
     });
     // What we wrote is what we hold (under the lock nobody else writes): taken as read, not read
     // back (parsing a snapshot of 100,000 entries again at every fold cost ~1 CPU-s each).
@@ -526,11 +556,55 @@ export class FileKv implements KvStore {
     this.log = log;
     this.stateId = stateIdOf(st);
     this.generation = generation;
-    this.compactRevision = compactRevision;
-    this.history = kept;
+    this.fileCompactRevision = compactRevision;
+    if (fromMemory) {
+      this.history = this.history.slice(compactRevision - this.compactRevision);
+      this.compactRevision = compactRevision;
+    }
     this.logLines = 0;
     this.logValid = 0;
     this.logSeen = 0;
+  }
+
+  /**
+   * The events after `after` as the files hold them: state.json's history, then every record of
+   * the log (read again from its start), for a fold by an instance that keeps fewer in memory than
+   * the files do. Under the lock, on an up-to-date view (nobody else writes): what the files hold
+   * must end at the revision this instance holds, else the fold is not made (throws).
+   */
+  private async fileRecords(after: number): Promise<LogRecord[]> {
+    let snap: Snapshot;
+    try {
+      snap = JSON.parse(await readFile(this.statePath, 'utf8')) as Snapshot;
+    } catch (e) {
+      throw new Error(`${this.description}: ${this.statePath} could not be read again for a fold: ${(e as Error).message}`);
+    }
+    if (snap.generation !== this.generation || snap.compactRevision > after) {
+      throw new Error(`${this.description}: ${this.statePath} is not the snapshot read (generation ${snap.generation}, holding events after ${snap.compactRevision}; expected ${this.generation}, after ${after} wanted)`);
+    }
+    const out = snap.history.filter((r) => r.r > after).map((r) => toRecord(toEvent(r)));
+    const buf = Buffer.allocUnsafe(this.logValid);
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await this.log!.read(buf, got, buf.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    let rev = snap.revision;
+    for (let start = 0; ;) {
+      const nl = buf.indexOf(0x0a, start);
+      if (nl < 0 || nl >= got) break;
+      const rec = this.parseLine(buf.subarray(start, nl), rev + 1);
+      if (!rec) break;
+      rev = rec.r;
+      start = nl + 1;
+      if (rec.r > after) out.push(toRecord(toEvent(rec)));
+    }
+    const first = out.length ? out[0]!.r : after + 1;
+    if (rev !== this.revision || first !== after + 1 || first + out.length - 1 !== this.revision) {
+      throw new Error(`${this.description}: the files hold events ${first}-${rev}, not ${after + 1}-${this.revision}: fold not made`);
+    }
+    return out;
   }
 
   /**
@@ -790,6 +864,7 @@ export class FileKv implements KvStore {
 
   watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers): KvWatch {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
+    if (this.watchHistory === 0) throw new Error(`${this.description}: this instance keeps no events for watchers (watchHistory 0): it cannot watch`);
     if (!Number.isInteger(fromRevision) || fromRevision < 1) {
       throw new RangeError(`watch: fromRevision must be an integer >= 1, got ${fromRevision}`);
     }

@@ -33,6 +33,10 @@ export interface OpenKvOptions {
   readonly timeoutMs?: number;
   /** etcd: the bound on making a connection, ms (default timeoutMs; the CNI plugin's is CNI_CONNECT_TIMEOUT_MS). */
   readonly connectTimeoutMs?: number;
+  /** false: the store is never watched (the embedded store then keeps no event history in memory,
+   * and refuses watch(): FileKvOptions.watchHistory 0). For a long-lived store that only reads and
+   * writes: podway run's address-store thread, its upkeep store. */
+  readonly watches?: false;
 }
 
 export function openKvStore(spec: Exclude<DatastoreSpec, { kind: 'file' }>, options: OpenKvOptions): KvStore {
@@ -46,5 +50,5 @@ export function openKvStore(spec: Exclude<DatastoreSpec, { kind: 'file' }>, opti
     return new EtcdKv(etcd);
   }
   const { FileKv } = require('./file-kv') as typeof import('./file-kv');
-  return new FileKv({ dir: spec.dir, lockTimeoutMs: options.timeoutMs });
+  return new FileKv({ dir: spec.dir, lockTimeoutMs: options.timeoutMs, ...(options.watches === false ? { watchHistory: 0 } : {}) });
 }

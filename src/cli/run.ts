@@ -1481,6 +1481,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // a worker saw it first (its frames refused as too big): read here, and if it changed
             // here too, every worker is told (onUnderlayMtu above)
             eng.underlayMtuNews(`worker ${index}: ${m.why}`);
+          } else if (m.type === 'resolve') {
+            // its packets wait for an underlay neighbour: this thread probes it (one resolver for all)
+            eng.resolveShared(m.ip!);
+          } else if (m.type === 'resolve6') {
+            eng.resolveShared6(m.ip6!);
           } else if (m.type === 'too-big-answered') {
             eng.addTooBigAnswered(m.n!);
           } else if (m.type === 'last-counts' || m.type === 'counts') {

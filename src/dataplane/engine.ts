@@ -181,6 +181,17 @@ export interface EngineOptions {
   /** `n` pods' packets the kernel had refused as too big were answered here (answerTooBig), for
    * the main thread's status (tooBigAnswered counts every thread's: addTooBigAnswered). */
   onTooBigAnswered?: (n: number) => void;
+  /**
+   * A forwarding worker (worker.index > 0) with these set sends no ARP request nor Neighbor
+   * Solicitation of its own: the main thread's engine resolves the underlay neighbours for every
+   * thread (it has the same next hops, probes them on its own tick, and shares each answer:
+   * onNeighbor, learnShared), and this worker asks it for one due now (a packet to an unresolved
+   * next hop: resolveShared/resolveShared6 there, which its own table rate-limits). Without them
+   * each thread probed every next hop itself: N probes per neighbour, and N identical warnings when
+   * one stopped answering (a worker's is logged at debug level now; the main thread's warns).
+   */
+  onResolve?: (ip: number) => void;
+  onResolve6?: (ip6: string) => void;
   /** Called at the end of each neighbour tick (once a second, from the first model on): a forwarding
    * worker sends its counts from here when nobody read them for a while (worker.ts). */
   onTick?: (now: number) => void;
@@ -489,6 +500,8 @@ export class Engine {
   private readonly onUnderlayMtu: (mtu: number, why: string) => void;
   private readonly onTooBigAnswered: (n: number) => void;
   private readonly onTick: ((now: number) => void) | undefined;
+  /** Set on a forwarding worker whose underlay neighbours the main thread resolves (EngineOptions.onResolve). */
+  private readonly resolveVia: ((ip: number) => void) | null;
   private readonly onUnderlayRoutes: () => void;
   /** When onUnderlayRoutes was last called (the safety re-read: UNDERLAY_ROUTES_SAFETY_MS). */
   private underlayRoutesAt = 0;
@@ -601,6 +614,7 @@ export class Engine {
     this.onUnderlayMtu = opts.onUnderlayMtu ?? (() => {});
     this.onTooBigAnswered = opts.onTooBigAnswered ?? (() => {});
     this.onTick = opts.onTick;
+    this.resolveVia = (opts.worker?.index ?? 0) > 0 && opts.onResolve ? opts.onResolve : null;
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
@@ -647,7 +661,10 @@ export class Engine {
       // a super-frame waits whole, cut into its segments by the addon (MemoryIO has none)
       this.pipe.held.superCut = this.io.superCut;
     }
-    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendControlFrame(this.infra.underlay, write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6, (ip6, line) => this.logNeighborChange(ip6, line, () => ({ component: 'neighbors6', neighbor: ip6 })));
+    // (a worker whose neighbours the main thread resolves: its 'stopped answering' at debug, the main thread's warns)
+    const delegated6 = (opts.worker?.index ?? 0) > 0 && opts.onResolve6 ? opts.onResolve6 : null;
+    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendControlFrame(this.infra.underlay, write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? (delegated6 ? this.log.debug(m, { component: 'neighbors6' }) : this.log.warn(m, { component: 'neighbors6' })) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6, (ip6, line) => this.logNeighborChange(ip6, line, () => ({ component: 'neighbors6', neighbor: ip6 })));
+    this.neighbors6.delegate = delegated6;
     this.pipe.v6.onUnresolved6 = (b, off, now) => this.neighbors6.request(b, off, now);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     this.pipe.v6.neighborId = (b, off) => this.neighbors6.idAt(b, off);
@@ -2499,10 +2516,16 @@ export class Engine {
     if (this.spawner !== null && now - this.localReadAt >= (this.localWatch?.live ? LOCAL_ADDR_SAFETY_MS : LOCAL_ADDR_CHECK_MS)) this.readLocal(now);
     if (this.spawner !== null && now - this.underlayRoutesAt >= (this.localWatch?.live ? UNDERLAY_ROUTES_SAFETY_MS : LOCAL_ADDR_CHECK_MS)) this.underlayRoutesChanged();
     const t = this.neighbors.tick(now);
-    for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
+    // (a worker whose neighbours the main thread resolves: that thread's tick sends these probes,
+    // its table has the same entries and answers are shared; the table here still ages and fails)
+    if (!this.resolveVia) for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
       if (c.mac === null) this.pipe.dropHeld(FAMILY_V4, c.ip);
-      if (c.mac === null && this.pipe.nh && failNeighbor(this.pipe.nh, c.ip) > 0) this.log.warn(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`, { neighbor: formatIpv4(c.ip) });
+      if (c.mac === null && this.pipe.nh && failNeighbor(this.pipe.nh, c.ip) > 0) {
+        const m = `neighbour ${formatIpv4(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`;
+        if (this.resolveVia) this.log.debug(m, { neighbor: formatIpv4(c.ip) });
+        else this.log.warn(m, { neighbor: formatIpv4(c.ip) });
+      }
     }
     this.neighbors6.tick(now);
     this.ageHeld();
@@ -2718,10 +2741,23 @@ export class Engine {
    * by its size bound: no probe will ever be sent, Pipeline.onUnresolved). */
   private resolve(ip: number, now: number): boolean {
     if (this.neighbors.request(ip, now)) {
-      this.sendArpRequest(ip);
+      if (this.resolveVia) this.resolveVia(ip); // the main thread probes (EngineOptions.onResolve)
+      else this.sendArpRequest(ip);
       return true;
     }
     return this.neighbors.tracks(ip);
+  }
+
+  /** A forwarding worker has packets for underlay neighbour `ip` and no MAC (EngineOptions.onResolve):
+   * probed now if this table says one is due (at most one per retransmit interval, none during a
+   * hold-down); an address no next hop of ours wants is ignored. */
+  resolveShared(ip: number): void {
+    if (this.neighbors.mac(ip) === undefined) this.resolve(ip, Date.now());
+  }
+
+  /** The same for an IPv6 underlay neighbour (EngineOptions.onResolve6). */
+  resolveShared6(ip6: string): void {
+    this.neighbors6.requestText(ip6);
   }
 
   /** When each pod port was last asked for its MAC (askPodMac), ms. */

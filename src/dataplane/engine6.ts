@@ -170,23 +170,43 @@ export class Neighbors6 {
     return this.table.failedEntries().map((f) => ({ ip6: this.textOf.get(f.key) ?? `#${f.key}`, since: f.since }));
   }
 
+  /**
+   * Set on a forwarding worker whose underlay neighbours the main thread resolves
+   * (EngineOptions.onResolve6): a solicitation due here is asked of it (by address) instead of sent,
+   * and the tick's probes are left to its own tick (same entries; answers are shared).
+   */
+  delegate: ((ip6: string) => void) | null = null;
+
   /** An unresolved (or failed) next hop's address, 16 bytes at b[off]: solicit it when the table
    * says a probe is due (at most one per retransmit interval, none during a hold-down). */
   request(b: Uint8Array, off: number, now: number): void {
     const id = this.find(b, off);
-    if (id !== 0 && this.table.request(id, now)) this.solicit(id, undefined);
+    if (id !== 0 && this.table.request(id, now)) this.solicitDue(id);
+  }
+
+  /** The same by the address's text (a forwarding worker's ask: Engine.resolveShared6); an address
+   * no next hop wants is ignored. */
+  requestText(ip6: string, now = Date.now()): void {
+    const id = this.idOf.get(ip6);
+    if (id !== undefined && this.table.mac(id) === undefined && this.table.request(id, now)) this.solicitDue(id);
   }
 
   /** Solicit every wanted neighbour without a MAC now (after a model apply), not on the first packet. */
   solicitMissing(now = Date.now()): void {
-    for (const id of this.addrOf.keys()) if (this.table.mac(id) === undefined && this.table.request(id, now)) this.solicit(id, undefined);
+    for (const id of this.addrOf.keys()) if (this.table.mac(id) === undefined && this.table.request(id, now)) this.solicitDue(id);
+  }
+
+  /** A probe the table said is due for `id`: sent, or asked of the main thread (delegate). */
+  private solicitDue(id: number): void {
+    if (this.delegate) this.delegate(this.textOf.get(id)!);
+    else this.solicit(id, undefined);
   }
 
   /** Age the entries (engine's neighbour timer): send the probes due, mark the next hops of
    * neighbours that stopped answering failed. */
   tick(now: number): void {
     const t = this.table.tick(now);
-    for (const id of t.probe) this.solicit(id, this.table.unicastTo(id));
+    if (!this.delegate) for (const id of t.probe) this.solicit(id, this.table.unicastTo(id));
     const nh = this.pipe.v6.nh;
     for (const c of t.changed) {
       if (c.mac === null && this.pipe.held) this.pipe.dropHeld(FAMILY_V6, c.ip);

@@ -12,7 +12,8 @@
  * sent to the main thread too when this one sees it first) | {type:'stop'}; to the main thread also
  * {type:'too-big-answered', n} (refused packets this thread answered: the main thread's status),
  * {type:'last-counts', counters, snapshot} (sent from its process 'exit': a dying thread's counts),
- * {type:'counts', counters?, snapshot?} (sent from its tick: counts nobody read for COUNTS_REFRESH_MS).
+ * {type:'counts', counters?, snapshot?} (sent from its tick: counts nobody read for COUNTS_REFRESH_MS),
+ * {type:'resolve', ip} | {type:'resolve6', ip6} (an underlay neighbour to probe now: EngineOptions.onResolve).
  * and the trace/capture sessions of taps.ts.
  */
 import type { NeighborTimings } from './neighbors';
@@ -80,6 +81,9 @@ if (parentPort) {
     // for the main thread's status (tooBigAnswered: every thread's)
     onTooBigAnswered: (n) => port.postMessage({ type: 'too-big-answered', n }),
     onTick: (now) => refreshCounts(now),
+    // the main thread resolves the underlay neighbours for every thread: asked, not probed here
+    onResolve: (ip) => port.postMessage({ type: 'resolve', ip }),
+    onResolve6: (ip6) => port.postMessage({ type: 'resolve6', ip6 }),
   });
   // When each kind of count last went to the main thread, and the activity mark then (-1: never).
   const sent = { counters: { at: Date.now(), mark: -1 }, snapshot: { at: Date.now(), mark: -1 } };

@@ -4,8 +4,15 @@
  *
  * tcpMd5Sig(fd, peer, key)               key for `peer` on a socket (a listener: accepted
  *                                        connections inherit it); empty key removes it
- * tcpMd5Connect(peer, port, local, key)  -> fd of a non-blocking socket whose connect is under
+ * tcpMd5Connect(peer, port, local, key[, ttl, minTtl])
+ *                                        -> fd of a non-blocking socket whose connect is under
  *                                        way, bound to `local` (or null) and keyed for `peer`
+ *                                        (an empty key: not keyed); with ttl > 0 its packets go
+ *                                        with that TTL / hop limit and, with minTtl > 0, the
+ *                                        peer's must arrive with at least minTtl (GTSM, RFC 5082:
+ *                                        set before the SYN, so the handshake is checked too)
+ * tcpTtlSecurity(fd, ttl, minTtl)        the same on a socket node made (a listener: its SYN-ACKs;
+ *                                        an accepted connection); minTtl 0 leaves the minimum
  * tcpConnectResult(fd)                   -> true when connected, false while still connecting;
  *                                        throws the connect error (ECONNREFUSED, ...)
  * closeFd(fd)                            for a socket given up before node took it over
@@ -96,10 +103,42 @@ static napi_value tcp_md5_sig(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* IP_TTL (and IPV6_UNICAST_HOPS on an IPv6 socket, whose IPv4-mapped connections use the IPv4
+ * options) and, with min_ttl > 0, IP_MINTTL (IPV6_MINHOPCOUNT). 0 or an errno; `what` names the
+ * option that failed. */
+static int set_ttl_security(int fd, int family, int ttl, int min_ttl, const char **what) {
+  if (ttl > 0 && setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl) < 0) { *what = "setsockopt(IP_TTL)"; return errno; }
+  if (min_ttl > 0 && setsockopt(fd, IPPROTO_IP, IP_MINTTL, &min_ttl, sizeof min_ttl) < 0) { *what = "setsockopt(IP_MINTTL)"; return errno; }
+  if (family != AF_INET6) return 0;
+  if (ttl > 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof ttl) < 0) { *what = "setsockopt(IPV6_UNICAST_HOPS)"; return errno; }
+#ifndef IPV6_MINHOPCOUNT
+#define IPV6_MINHOPCOUNT 73
+#endif
+  if (min_ttl > 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_MINHOPCOUNT, &min_ttl, sizeof min_ttl) < 0) { *what = "setsockopt(IPV6_MINHOPCOUNT)"; return errno; }
+  return 0;
+}
+
+static napi_value tcp_ttl_security(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_type(env, "tcpTtlSecurity(fd, ttl, minTtl): three arguments");
+  int32_t fd, ttl, min_ttl;
+  if (arg_int(env, argv[0], &fd) < 0 || fd < 0) return throw_type(env, "tcpTtlSecurity: fd must be a non-negative integer");
+  if (arg_int(env, argv[1], &ttl) < 0 || ttl < 0 || ttl > 255) return throw_type(env, "tcpTtlSecurity: ttl must be 0..255");
+  if (arg_int(env, argv[2], &min_ttl) < 0 || min_ttl < 0 || min_ttl > 255) return throw_type(env, "tcpTtlSecurity: minTtl must be 0..255");
+  struct sockaddr_storage self;
+  socklen_t slen = sizeof self;
+  if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0) return throw_errno(env, errno, "tcpTtlSecurity: getsockname");
+  const char *what = "";
+  int err = set_ttl_security(fd, self.ss_family, ttl, min_ttl, &what);
+  if (err) return throw_errno(env, err, what);
+  return NULL;
+}
+
 static napi_value tcp_md5_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return throw_type(env, "tcpMd5Connect(peer, port, local, key): four arguments");
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return throw_type(env, "tcpMd5Connect(peer, port, local, key[, ttl, minTtl]): four to six arguments");
   char peer[64], local[64], key[TCP_MD5SIG_MAXKEYLEN + 2];
   int32_t port;
   if (arg_string(env, argv[0], peer, sizeof peer) < 0) return throw_type(env, "tcpMd5Connect: peer must be an IP address string");
@@ -110,6 +149,9 @@ static napi_value tcp_md5_connect(napi_env env, napi_callback_info info) {
   if (has_local && arg_string(env, argv[2], local, sizeof local) < 0) return throw_type(env, "tcpMd5Connect: local must be an IP address string or null");
   int keylen = arg_string(env, argv[3], key, sizeof key);
   if (keylen < 0) return throw_type(env, "tcpMd5Connect: key must be a string of at most 80 bytes");
+  int32_t ttl = 0, min_ttl = 0;
+  if (argc >= 5 && (arg_int(env, argv[4], &ttl) < 0 || ttl < 0 || ttl > 255)) return throw_type(env, "tcpMd5Connect: ttl must be 0..255");
+  if (argc >= 6 && (arg_int(env, argv[5], &min_ttl) < 0 || min_ttl < 0 || min_ttl > 255)) return throw_type(env, "tcpMd5Connect: minTtl must be 0..255");
   int family = family_of_text(peer);
   struct sockaddr_storage to, from;
   socklen_t tolen, fromlen;
@@ -120,7 +162,8 @@ static napi_value tcp_md5_connect(napi_env env, napi_callback_info info) {
   int err = 0;
   const char *what = "";
   if (has_local && bind(fd, (struct sockaddr *)&from, fromlen) < 0) { err = errno; what = "tcpMd5Connect: bind"; }
-  if (!err && (err = set_key(fd, family, peer, key, (size_t)keylen))) what = "tcpMd5Connect: setsockopt(TCP_MD5SIG)";
+  if (!err && keylen > 0 && (err = set_key(fd, family, peer, key, (size_t)keylen))) what = "tcpMd5Connect: setsockopt(TCP_MD5SIG)";
+  if (!err && (ttl > 0 || min_ttl > 0)) err = set_ttl_security(fd, family, ttl, min_ttl, &what);
   if (!err && connect(fd, (struct sockaddr *)&to, tolen) < 0 && errno != EINPROGRESS) { err = errno; what = "tcpMd5Connect: connect"; }
   if (err) {
     close(fd);
@@ -171,6 +214,7 @@ void tcp_md5_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "tcpMd5Sig", NULL, tcp_md5_sig, NULL, NULL, NULL, napi_default, NULL },
     { "tcpMd5Connect", NULL, tcp_md5_connect, NULL, NULL, NULL, napi_default, NULL },
+    { "tcpTtlSecurity", NULL, tcp_ttl_security, NULL, NULL, NULL, napi_default, NULL },
     { "tcpConnectResult", NULL, tcp_connect_result, NULL, NULL, NULL, napi_default, NULL },
     { "closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL },
   };

@@ -264,6 +264,7 @@ function reservedAsNumber(raw: unknown): { path: string; message: string }[] {
   const bgp = isMapping(spec.bgp) ? (spec.bgp as Record<string, unknown>) : null;
   const message = 'AS 0 is reserved (RFC 7607): use 1-4294967295';
   if ((raw.kind === 'BGPPeer' || raw.kind === 'BGPConfiguration') && asNumberInput(spec.asNumber) === 0) return [{ path: 'spec.asNumber', message }];
+  if (raw.kind === 'BGPPeer' && asNumberInput(spec.localASNumber) === 0) return [{ path: 'spec.localASNumber', message }];
   if (raw.kind === 'Node' && asNumberInput(bgp?.asNumber) === 0) return [{ path: 'spec.bgp.asNumber', message }];
   return [];
 }

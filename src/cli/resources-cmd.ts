@@ -230,11 +230,16 @@ export function ipamConfigurationNotes(objects: readonly unknown[]): string[] {
   return notes;
 }
 
-/** One note per field a written BGPPeer uses that podway's BGP does not apply. */
+/** One note per field a written BGPPeer or BGPFilter uses that podway's BGP does not apply. */
 function bgpPeerNotes(objects: readonly unknown[]): string[] {
   const notes: string[] = [];
   for (const o of objects) {
     const obj = o as { kind?: unknown; metadata?: { name?: unknown }; spec?: unknown };
+    if (obj?.kind === 'BGPFilter') {
+      // required here, as the modules above: only a write of a BGPFilter needs it
+      const { unappliedBgpFilterFields } = require('../control/bgp/filters') as typeof import('../control/bgp/filters');
+      for (const f of unappliedBgpFilterFields(obj.spec)) notes.push(`podway: note: BGPFilter ${String(obj.metadata?.name ?? '?')}: ${f} (docs/bgp.md "BGPFilters")`);
+    }
     if (obj?.kind !== 'BGPPeer') continue;
     // required here, as the modules above: only a write of a BGPPeer needs the peering model
     const { unappliedBgpPeerFields } = require('../control/bgp/peering') as typeof import('../control/bgp/peering');
@@ -539,6 +544,12 @@ function columnsFor(info: KindInfo, wide: boolean, allNamespaces: boolean, defau
     case 'BGPPeer':
       return [name, { header: 'PEERIP', value: (o) => str(spec(o).peerIP || spec(o).peerSelector) },
         { header: 'NODE', value: (o) => str(spec(o).node || spec(o).nodeSelector || '(global)') }, { header: 'ASN', value: (o) => str(spec(o).asNumber) }];
+    case 'BGPFilter': {
+      // calicoctl's resourcemgr/bgpfilter.go: the number of rules per direction and family
+      const count = (f: string) => (o: JsonObject) => str(Array.isArray(spec(o)[f]) ? (spec(o)[f] as unknown[]).length : 0);
+      return [name, { header: 'NUMEXPORTV4', value: count('exportV4') }, { header: 'NUMIMPORTV4', value: count('importV4') },
+        { header: 'NUMEXPORTV6', value: count('exportV6') }, { header: 'NUMIMPORTV6', value: count('importV6') }];
+    }
     case 'ClusterInformation':
       return [name, { header: 'CLUSTERGUID', value: (o) => str(spec(o).clusterGUID) }, { header: 'CLUSTERTYPE', value: (o) => str(spec(o).clusterType) },
         { header: 'DATASTOREREADY', value: (o) => str(spec(o).datastoreReady) }];

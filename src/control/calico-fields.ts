@@ -24,6 +24,18 @@ const OBJECT_META: FieldTree = Object.fromEntries(
 
 const leaves = (...keys: string[]): FieldTree => Object.fromEntries(keys.map((k) => [k, true]));
 
+/** The key of a tree that describes a list's items rather than a mapping's keys. */
+const ITEMS = '[]';
+
+/** BGPFilterRuleV4/V6's fields (newer Calico's included). */
+const BGP_FILTER_RULES: FieldTree = {
+  [ITEMS]: {
+    ...leaves('cidr', 'matchOperator', 'source', 'interface', 'peerType', 'asPathPrefix', 'priority', 'action', 'operations'),
+    prefixLength: leaves('min', 'max'),
+    communities: leaves('values'),
+  },
+};
+
 const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
   IPPool: leaves('cidr', 'vxlanMode', 'ipipMode', 'natOutgoing', 'disabled', 'disableBGPExport', 'blockSize', 'nodeSelector',
     'namespaceSelector', 'ipip', 'nat-outgoing', 'allowedUses', 'assignmentMode', 'awsSubnetID'),
@@ -48,6 +60,7 @@ const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
     password: leaves('secretKeyRef'),
   },
   IPReservation: leaves('reservedCIDRs'),
+  BGPFilter: { exportV4: BGP_FILTER_RULES, importV4: BGP_FILTER_RULES, exportV6: BGP_FILTER_RULES, importV6: BGP_FILTER_RULES },
   BGPConfiguration: leaves('logSeverityScreen', 'nodeToNodeMeshEnabled', 'asNumber', 'serviceLoadBalancerIPs',
     'serviceExternalIPs', 'serviceClusterIPs', 'communities', 'listenPort', 'prefixAdvertisements', 'nodeMeshPassword',
     'nodeMeshMaxRestartTime', 'bindMode', 'ignoredInterfaces', 'localWorkloadPeeringIPV4', 'localWorkloadPeeringIPV6',
@@ -79,6 +92,12 @@ export function closest(key: string, known: readonly string[]): string | undefin
 }
 
 function walk(value: unknown, tree: FieldTree, where: string, what: string, out: UnknownField[]): void {
+  // A list whose items are mappings (BGPFilter's rules): each item against the tree under ITEMS.
+  const items = Object.prototype.hasOwnProperty.call(tree, ITEMS) ? tree[ITEMS] : undefined;
+  if (items !== undefined) {
+    if (Array.isArray(value) && items !== true) value.forEach((v, i) => walk(v, items, `${where}[${i}]`, what, out));
+    return;
+  }
   if (!isMapping(value)) return; // a wrong type is the schema's to report
   const known = Object.keys(tree);
   for (const [key, child] of Object.entries(value)) {

@@ -76,7 +76,8 @@ export const BGPPeerSchema = z.object({
       reversePeering: z.enum(['Auto', 'Manual']).optional(),
       numAllowedLocalASNumbers: z.number().int().min(0).optional(),
       ttlSecurity: z.number().int().min(0).max(255).optional(),
-      filters: z.array(z.string()).optional(),
+      filters: z.array(objectName).optional(),
+      localASNumber: asNumber.optional(),
     })
     .check((ctx) => {
       // Calico's validator: a peer is peerIP + asNumber, or peerSelector (other Calico nodes).
@@ -93,6 +94,61 @@ export const BGPPeerSchema = z.object({
       }
     }),
 });
+
+/**
+ * BGPFilter (Calico v3.26+; bgp/filters.ts applies it): ordered rules per direction and family.
+ * As Calico's validation and CRD: `cidr` of the rule's family (host bits allowed, as Go's
+ * ParseCIDR takes them), `cidr` and `matchOperator` both or neither, `prefixLength` only with a
+ * `cidr` (min and max 0..32 or 0..128), `source` RemotePeers, `interface` a name or pattern of
+ * [a-zA-Z0-9_.*-] up to 15 characters, `action` Accept or Reject, `operations` only with Accept.
+ * The fields of newer releases (peerType, communities, asPathPrefix, priority, operations) load.
+ */
+function bgpFilterRule(family: 4 | 6) {
+  const max = family === 4 ? 32 : 128;
+  const length = z.number().int().min(0).max(max);
+  return z
+    .looseObject({
+      cidr: z.string().refine((s) => s === '' || (family === 4 ? parseIPv4WithPrefix(s) !== null && s.includes('/') : s.includes(':') && parseIPv6Cidr(s) !== null), {
+        error: (iss) => `expected an IPv${family} CIDR like ${family === 4 ? '10.0.0.0/8' : 'fd00::/8'}, got ${quoted(iss.input)}`,
+      }).optional(),
+      matchOperator: z.enum(['Equal', 'NotEqual', 'In', 'NotIn']).optional(),
+      prefixLength: z.looseObject({ min: length.optional(), max: length.optional() }).optional(),
+      source: z.enum(['RemotePeers']).optional(),
+      interface: z.string().refine((s) => s === '*' || /^[a-zA-Z0-9_.*-]{1,15}$/.test(s), {
+        error: (iss) => `expected an interface name or pattern (letters, digits, _ . * -, at most 15), got ${quoted(iss.input)}`,
+      }).optional(),
+      peerType: z.enum(['eBGP', 'iBGP']).optional(),
+      communities: z.looseObject({ values: z.array(z.string().regex(/^\d+:\d+(:\d+)?$/, { error: 'expected a community aa:nn or aa:nn:mm' })).min(1).max(1) }).optional(),
+      asPathPrefix: z.array(asNumber).optional(),
+      priority: z.number().int().min(1).max(2147483646).optional(),
+      action: z.enum(['Accept', 'Reject']),
+      operations: z.array(z.looseObject({})).min(1).max(10).optional(),
+    })
+    .check((ctx) => {
+      const r = ctx.value;
+      const hasCidr = r.cidr !== undefined && r.cidr !== '';
+      if (hasCidr && !r.matchOperator) ctx.issues.push({ code: 'custom', path: ['matchOperator'], input: undefined, message: 'required with cidr (Equal, NotEqual, In or NotIn): cidr and matchOperator must both be set or both be empty' });
+      if (!hasCidr && r.matchOperator) ctx.issues.push({ code: 'custom', path: ['cidr'], input: undefined, message: 'required with matchOperator: cidr and matchOperator must both be set or both be empty' });
+      if (r.prefixLength !== undefined && !hasCidr) ctx.issues.push({ code: 'custom', path: ['prefixLength'], input: r.prefixLength, message: 'cidr is required when prefixLength is set' });
+      if (r.operations?.length && r.action !== 'Accept') ctx.issues.push({ code: 'custom', path: ['operations'], input: r.operations, message: 'operations may only be used with action Accept' });
+    });
+}
+
+export const BGPFilterSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('BGPFilter'),
+  metadata: looseMetadata,
+  spec: z
+    .looseObject({
+      exportV4: z.array(bgpFilterRule(4)).optional(),
+      importV4: z.array(bgpFilterRule(4)).optional(),
+      exportV6: z.array(bgpFilterRule(6)).optional(),
+      importV6: z.array(bgpFilterRule(6)).optional(),
+    })
+    .default({}),
+});
+
+export type BGPFilter = z.output<typeof BGPFilterSchema>;
 
 export type BGPConfiguration = z.output<typeof BGPConfigurationSchema>;
 export type BGPPeer = z.output<typeof BGPPeerSchema>;
@@ -194,6 +250,7 @@ export const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
   BlockAffinity: BlockAffinitySchema,
   BGPConfiguration: BGPConfigurationSchema,
   BGPPeer: BGPPeerSchema,
+  BGPFilter: BGPFilterSchema,
   ClusterInformation: ClusterInformationSchema,
   IPAMConfiguration: IPAMConfigurationSchema,
   FelixConfiguration: FelixConfigurationSchema,

@@ -18,7 +18,7 @@ import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages'
 import { editDistance } from '../util/edit-distance';
 
 // Types of the schemas moved to calico-kind-schemas.ts (type-only: nothing is loaded for them).
-export type { BGPConfiguration, BGPPeer } from './calico-kind-schemas';
+export type { BGPConfiguration, BGPFilter, BGPPeer } from './calico-kind-schemas';
 
 export const RESOURCES_PREFIX = '/calico/resources/v3/projectcalico.org/';
 export const HOST_AFFINITY_PREFIX = '/calico/ipam/v2/host/';
@@ -81,6 +81,7 @@ export const KINDS: readonly KindInfo[] = [
     aliases: ['bgpconfiguration', 'bgpconfigurations', 'bgpconfig', 'bgpconfigs'], writable: true,
   }),
   kind({ kind: 'BGPPeer', plural: 'bgppeers', namespaced: false, aliases: ['bgppeer', 'bgppeers', 'bgpp', 'bgpps', 'bp', 'bps'], writable: true }),
+  kind({ kind: 'BGPFilter', plural: 'bgpfilters', namespaced: false, aliases: ['bgpfilter', 'bgpfilters', 'bgpf', 'bgpfs', 'bf', 'bfs'], writable: true }),
   kind({
     kind: 'ClusterInformation', plural: 'clusterinformations', namespaced: false,
     aliases: ['clusterinformation', 'clusterinformations', 'clusterinfo', 'clusterinfos'], writable: true,

@@ -26,7 +26,7 @@ import { BLOCK_PREFIX, parseBlockKey } from './ipam/keys';
 import { ENFORCING_KINDS, type PolicyRef } from './policy-kinds';
 import { selectorIssues } from './selector-fields';
 import type { FelixConfiguration } from './calico-kind-schemas';
-import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
+import { BGPConfiguration, BGPFilter, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
 import { abortableSleep } from '../util/abortable-sleep';
 
 /** The prefixes a KvDatastore lists and watches. */
@@ -69,6 +69,7 @@ type Item =
   | { readonly kind: 'BlockAffinity'; readonly resource: BlockAffinity }
   | { readonly kind: 'BGPConfiguration'; readonly resource: BGPConfiguration }
   | { readonly kind: 'BGPPeer'; readonly resource: BGPPeer }
+  | { readonly kind: 'BGPFilter'; readonly resource: BGPFilter }
   | { readonly kind: 'FelixConfiguration'; readonly resource: FelixConfiguration }
   | { readonly kind: 'IPAMBlock'; readonly resource: IpamBlockBorrowed }
   /** A network policy object (policy-kinds.ts): named from its key, never parsed further. */
@@ -280,7 +281,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const id = parseResourceKey(entry.key);
     // Policies are named from the key alone: podway does not act on them, it only says they exist.
     if (id && ENFORCING_KINDS.has(id.info.kind)) return slot({ kind: 'Policy', resource: { kind: id.info.kind, name: id.name, ...(id.namespace !== undefined ? { namespace: id.namespace } : {}) } });
-    if (!id || !['IPPool', 'Node', 'WorkloadEndpoint', 'BGPConfiguration', 'BGPPeer', 'FelixConfiguration'].includes(id.info.kind)) return slot(null);
+    if (!id || !['IPPool', 'Node', 'WorkloadEndpoint', 'BGPConfiguration', 'BGPPeer', 'BGPFilter', 'FelixConfiguration'].includes(id.info.kind)) return slot(null);
     let raw: unknown;
     try {
       raw = JSON.parse(entry.value);
@@ -538,6 +539,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const blockAffinities: BlockAffinity[] = [];
     const bgpConfigurations: BGPConfiguration[] = [];
     const bgpPeers: BGPPeer[] = [];
+    const bgpFilters: BGPFilter[] = [];
     const felixConfigurations: FelixConfiguration[] = [];
     const ipamBlocks: IpamBlockBorrowed[] = [];
     const ipamBlockHosts: IpamBlockHost[] = [];
@@ -555,6 +557,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         }
       } else if (item.kind === 'BGPConfiguration') bgpConfigurations.push(item.resource);
       else if (item.kind === 'BGPPeer') bgpPeers.push(item.resource);
+      else if (item.kind === 'BGPFilter') bgpFilters.push(item.resource);
       else if (item.kind === 'FelixConfiguration') felixConfigurations.push(item.resource);
       else if (item.kind === 'IPAMBlock') {
         if (item.resource.allocations.length > 0) ipamBlocks.push(item.resource);
@@ -565,7 +568,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     }
     const warnings: string[] = [];
     const workloadEndpoints = checkSnapshot(this.source, ipPools, nodes, blockAffinities, weps, warnings);
-    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, felixConfigurations, ipamBlocks, ipamBlockHosts, policies, warnings };
+    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, bgpFilters, felixConfigurations, ipamBlocks, ipamBlockHosts, policies, warnings };
   }
 
 

@@ -12,7 +12,7 @@ import {
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
 import { selectorIssues } from './selector-fields';
-import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema, FelixConfiguration, FelixConfigurationSchema } from './calico-kind-schemas';
+import { BGPConfiguration, BGPConfigurationSchema, BGPFilter, BGPFilterSchema, BGPPeer, BGPPeerSchema, FelixConfiguration, FelixConfigurationSchema } from './calico-kind-schemas';
 import { unknownCalicoFields } from './calico-fields';
 import { ENFORCING_KINDS, type PolicyRef } from './policy-kinds';
 import { peekIdentity as resourceIdentity } from './calico-kinds';
@@ -28,6 +28,8 @@ export interface ClusterSnapshot {
   /** BGP settings (read by `podway run --bgp`); absent means none were given. */
   readonly bgpConfigurations?: readonly BGPConfiguration[];
   readonly bgpPeers?: readonly BGPPeer[];
+  /** BGPFilters (the BGPPeers' spec.filters name them; bgp/filters.ts); absent means none were given. */
+  readonly bgpFilters?: readonly BGPFilter[];
   /** Felix's settings (`default` and `node.NAME`: `podway run` reads the two of its node;
    * cli/felix-settings.ts); absent means none were given. */
   readonly felixConfigurations?: readonly FelixConfiguration[];
@@ -236,6 +238,7 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
     workloadEndpoints: ofKind('WorkloadEndpoint'),
     bgpConfigurations: bgp.filter((r) => r.resource.kind === 'BGPConfiguration').map((r) => r.resource as BGPConfiguration),
     bgpPeers: bgp.filter((r) => r.resource.kind === 'BGPPeer').map((r) => r.resource as BGPPeer),
+    bgpFilters: bgp.filter((r) => r.resource.kind === 'BGPFilter').map((r) => r.resource as BGPFilter),
     felixConfigurations: bgp.filter((r) => r.resource.kind === 'FelixConfiguration').map((r) => r.resource as FelixConfiguration),
     policies,
     warnings,
@@ -244,8 +247,8 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
 
 // FelixConfiguration with them: read whole (its fields are judged one by one where they are used),
 // and one name twice is refused as for the BGP kinds.
-type BgpResource = BGPConfiguration | BGPPeer | FelixConfiguration;
-const BGP_SCHEMAS: Readonly<Record<string, z.ZodType<BgpResource>>> = { BGPConfiguration: BGPConfigurationSchema, BGPPeer: BGPPeerSchema, FelixConfiguration: FelixConfigurationSchema };
+type BgpResource = BGPConfiguration | BGPPeer | BGPFilter | FelixConfiguration;
+const BGP_SCHEMAS: Readonly<Record<string, z.ZodType<BgpResource>>> = { BGPConfiguration: BGPConfigurationSchema, BGPPeer: BGPPeerSchema, BGPFilter: BGPFilterSchema, FelixConfiguration: FelixConfigurationSchema };
 
 /** Two BGP resources of one kind with one name: the later would silently replace the earlier. */
 function checkBgpNames(bgp: readonly Located<BgpResource>[], file: string, issues: ValidationIssue[]): void {

@@ -157,6 +157,7 @@ export function objectForStorage(obj: JsonObject, id: Identity, uid: string, cre
   }
   // an AS number given as "64512" or asdot "1.10" is stored as the number, as Calico stores it
   if ((id.info.kind === 'BGPPeer' || id.info.kind === 'BGPConfiguration') && typeof spec.asNumber === 'string') spec = { ...spec, asNumber: asNumberInput(spec.asNumber) as number };
+  if (id.info.kind === 'BGPPeer' && typeof spec.localASNumber === 'string') spec = { ...spec, localASNumber: asNumberInput(spec.localASNumber) as number };
   if (id.info.kind === 'Node' && isMapping(spec.bgp) && typeof spec.bgp.asNumber === 'string') spec = { ...spec, bgp: { ...spec.bgp, asNumber: asNumberInput(spec.bgp.asNumber) as number } };
   const specOrder = SPEC_ORDER[id.info.kind];
   if (specOrder) spec = ordered(spec, specOrder);

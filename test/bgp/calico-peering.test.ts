@@ -400,22 +400,41 @@ test('BGPPeer keepaliveTime, maxRestartTime, sourceAddress None, nextHopMode on 
   assert.equal(computeBgpPlan(manual('Manual'), 'node1').peers.map((p) => [p.address, p.source]), [['10.99.0.3', 'BGPPeer a-to-b']]);
 });
 
-test('BGPPeer filters, ttlSecurity, localASNumber: not applied, said once per BGPPeer in the plan\'s warnings of the nodes it makes sessions on', () => {
+test('BGPPeer filters, ttlSecurity, localASNumber: applied where confd applies them (filters and ttlSecurity on every session the BGPPeer makes, reverse ones too; localASNumber on a peerIP session only, said for a peerSelector); the mesh gets none', () => {
   const n1 = labelled(node('node1', '10.99.0.2/24'), { rack: 'a' });
   const n2 = labelled(node('node2', '10.99.0.3/24'), { rack: 'b' });
-  const snap = snapshotOf(ippool, n1, n2, bgpConfig({ nodeToNodeMeshEnabled: false }),
-    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", filters: ['no-default'], ttlSecurity: 1, localASNumber: 65010 }),
-    bgpPeer('plain', { node: 'node1', peerIP: '10.99.0.254', asNumber: 65000, ttlSecurity: 0 }));
+  const n3 = node('node3', '10.99.0.10/24');
+  const filter = { apiVersion: API, kind: 'BGPFilter', metadata: { name: 'no-default' }, spec: { importV4: [{ cidr: '0.0.0.0/0', matchOperator: 'Equal', action: 'Reject' }] } };
+  const snap = snapshotOf(ippool, n1, n2, n3, filter,
+    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", filters: ['no-default', 'missing'], ttlSecurity: 1, localASNumber: 65010 }),
+    bgpPeer('plain', { node: 'node1', peerIP: '10.99.0.254', asNumber: 65000, ttlSecurity: 0, localASNumber: '65020', filters: ['no-default'] }));
+  const rules = { name: 'no-default', import4: [{ action: 'reject', cidr: { prefix: '0.0.0.0/0', op: 'Equal' } }], import6: [], export4: [], export6: [] };
+  const plan1 = computeBgpPlan(snap, 'node1');
+  const fields = (p: object) => {
+    const q = p as Record<string, unknown>;
+    return [q.address, q.source, q.ttlSecurity, q.localAs, JSON.stringify(q.filters)];
+  };
+  assert.equal(plan1.peers.map(fields), [
+    ['10.99.0.3', 'mesh', undefined, undefined, undefined],
+    ['10.99.0.10', 'mesh', undefined, undefined, undefined],
+    ['10.99.0.254', 'BGPPeer plain', undefined, 65020, JSON.stringify([rules])],
+  ]);
   const said = [
-    'BGPPeer a-to-b: spec.filters (no-default): BGPFilters are not applied, every route goes in and out as without them (calico-node\'s BIRD would filter with them)',
-    'BGPPeer a-to-b: spec.ttlSecurity 1: not applied, no TTL security (GTSM) on the session (calico-node\'s BIRD would use `ttl security on; multihop 1`)',
-    'BGPPeer a-to-b: spec.localASNumber 65010: not applied, the session uses the node\'s AS (calico-node\'s BIRD would use `local as 65010`)',
+    'BGPPeer a-to-b: spec.localASNumber 65010 is not applied to the sessions a peerSelector makes (calico-node\'s confd applies it to peerIP sessions only): they use the node\'s AS',
+    'BGPPeer a-to-b: spec.filters: BGPFilter "missing" does not exist; left out (as calico-node\'s confd does): its routes pass as without it',
+    'BGPPeer a-to-b: 10.99.0.3 is already peered by mesh; skipped',
   ];
-  assert.equal(computeBgpPlan(snap, 'node1').warnings, said);
-  assert.equal(computeBgpPlan(snap, 'node2').warnings, said); // its reverse peering
-  const other = snapshotOf(ippool, n1, n2, node('node3', '10.99.0.10/24'), bgpConfig({ nodeToNodeMeshEnabled: false }),
-    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", filters: ['no-default'] }));
-  assert.equal(computeBgpPlan(other, 'node3').warnings, []); // not a session of node3's
+  assert.equal(plan1.warnings, said);
+  // Without the mesh: the peerSelector session and node2's reverse one carry filters and ttlSecurity, never localAs.
+  const noMesh = snapshotOf(ippool, n1, n2, n3, filter, bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('a-to-b', { nodeSelector: "rack == 'a'", peerSelector: "rack == 'b'", filters: ['no-default', 'missing'], ttlSecurity: 1, localASNumber: 65010 }));
+  assert.equal(computeBgpPlan(noMesh, 'node1').peers.map(fields), [['10.99.0.3', 'BGPPeer a-to-b', 1, undefined, JSON.stringify([rules])]]);
+  assert.equal(computeBgpPlan(noMesh, 'node2').peers.map(fields), [['10.99.0.2', 'BGPPeer a-to-b (reverse)', 1, undefined, JSON.stringify([rules])]]);
+  assert.equal(computeBgpPlan(noMesh, 'node2').warnings, said.slice(0, 2));
+  assert.equal(computeBgpPlan(noMesh, 'node3').warnings, []); // not a session of node3's
+  // The node's own AS as localASNumber is no local AS at all.
+  const same = snapshotOf(ippool, n1, bgpConfig({ nodeToNodeMeshEnabled: false }), bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, localASNumber: 64512 }));
+  assert.is(computeBgpPlan(same, 'node1').peers[0]!.localAs, undefined);
 });
 
 test('BGPConfiguration node.NAME (confd\'s nodeListenPorts): its listenPort for that node only, over default\'s: it listens there, and the other nodes dial it there (mesh, peerSelector, reverse peerings, a portless peerIP); the fields Calico reads from default only are ignored there, said', () => {

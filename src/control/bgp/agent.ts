@@ -361,11 +361,16 @@ export function describePlanChange(previous: BgpPlan, plan: BgpPlan): string {
   const after = new Map(plan.peers.map((p) => [p.address, JSON.stringify(toPeerConfig(p))]));
   const added = [...after.keys()].filter((a) => !before.has(a));
   const removed = [...before.keys()].filter((a) => !after.has(a));
-  const changed = [...after.keys()].filter((a) => before.has(a) && before.get(a) !== after.get(a));
+  const changedAll = [...after.keys()].filter((a) => before.has(a) && before.get(a) !== after.get(a));
+  // Only its BGPFilters changed: the speaker keeps the session and judges the routes again.
+  const unfiltered = (peers: BgpPlan['peers'], a: string) => JSON.stringify({ ...toPeerConfig(peers.find((p) => p.address === a)!), filters: undefined });
+  const refiltered = changedAll.filter((a) => unfiltered(previous.peers, a) === unfiltered(plan.peers, a));
+  const changed = changedAll.filter((a) => !refiltered.includes(a));
   const parts: string[] = [];
   if (added.length) parts.push(`peer${added.length > 1 ? 's' : ''} ${added.join(', ')} added`);
   if (removed.length) parts.push(`peer${removed.length > 1 ? 's' : ''} ${removed.join(', ')} removed`);
   if (changed.length) parts.push(`peer${changed.length > 1 ? 's' : ''} ${changed.join(', ')} changed (session reset)`);
+  if (refiltered.length) parts.push(`BGPFilters of peer${refiltered.length > 1 ? 's' : ''} ${refiltered.join(', ')} changed (routes judged again, session kept)`);
   const key = (e: BgpPlan['exports'][number]) => JSON.stringify(e);
   const exportsBefore = new Set(previous.exports.map(key));
   const exportsAfter = new Set(plan.exports.map(key));

@@ -12,7 +12,7 @@
 // with the datastore's settings.
 import type { ClusterSnapshot } from '../snapshot';
 import type { Node } from '../resources';
-import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
+import type { BGPConfiguration, BGPFilter, BGPPeer } from '../calico-kinds';
 import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
 import { computeExports, computeLearnedExportPolicy } from './exports';
 import { NODE_BGP_CONFIG_PREFIX, splitPeerIp } from './peering';
@@ -31,6 +31,9 @@ export interface BgpInputs {
   /** BGPPeers that are global, may select this node, or name it by its address (it peers back):
    * name and the spec fields the plan reads. */
   readonly peers: readonly { readonly name: string; readonly spec: Readonly<Record<string, unknown>> }[];
+  /** The BGPFilters those BGPPeers name (name and spec). Absent when there are none, and in a
+   * cache written by a podway before it (which applied none). */
+  readonly filters?: readonly { readonly name: string; readonly spec: Readonly<Record<string, unknown>> }[];
   /** The prefixes the node exported (computeExports). */
   readonly exports: readonly BgpExport[];
   /** Which learned routes it passed on (computeLearnedExportPolicy). Absent in a cache written by
@@ -60,6 +63,9 @@ export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {
     if (ref) spec.password = { secretKeyRef: { name: ref.name, key: ref.key } };
     return { name: p.metadata.name, spec };
   });
+  // The BGPFilters the kept BGPPeers name.
+  const named = new Set(peers.flatMap((p) => (Array.isArray(p.spec.filters) ? (p.spec.filters as unknown[]).map(String) : [])));
+  const filters = (snap.bgpFilters ?? []).filter((f) => named.has(f.metadata.name)).map((f) => ({ name: f.metadata.name, spec: { ...f.spec } as Record<string, unknown> }));
   // The per-node BGPConfigurations of the Nodes here (of a node not here, none is read).
   const names = new Set(snap.nodes.map((n) => `${NODE_BGP_CONFIG_PREFIX}${n.metadata.name}`));
   const nodeConfigs = (snap.bgpConfigurations ?? []).filter((c) => names.has(c.metadata.name)).map((c) => ({ name: c.metadata.name, spec: { ...c.spec } }));
@@ -68,6 +74,7 @@ export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {
     config: config ? { ...config.spec } : null,
     ...(nodeConfigs.length ? { nodeConfigs } : {}),
     peers,
+    ...(filters.length ? { filters } : {}),
     exports: computeExports(snap, node),
     learnedExport: computeLearnedExportPolicy(snap, node),
   };
@@ -98,6 +105,10 @@ export function checkBgpInputs(v: unknown): BgpInputs {
   }
   if (!Array.isArray(o.peers)) fail('peers');
   (o.peers as unknown[]).forEach((p, i) => { if (!isObj(p) || typeof p.name !== 'string' || !isObj(p.spec)) fail(`peers[${i}]`); });
+  if (o.filters !== undefined) {
+    if (!Array.isArray(o.filters)) fail('filters');
+    (o.filters as unknown[]).forEach((f, i) => { if (!isObj(f) || typeof f.name !== 'string' || !isObj(f.spec)) fail(`filters[${i}]`); });
+  }
   if (!Array.isArray(o.exports)) fail('exports');
   (o.exports as unknown[]).forEach((e, i) => { if (!isObj(e) || typeof e.prefix !== 'string') fail(`exports[${i}].prefix`); });
   if (o.learnedExport !== undefined) {
@@ -133,5 +144,6 @@ export function snapshotOfBgpInputs(inputs: BgpInputs, source: string): ClusterS
       ...(inputs.nodeConfigs ?? []),
     ].map((c) => ({ ...meta, kind: 'BGPConfiguration', metadata: { name: c.name }, spec: c.spec }) as unknown as BGPConfiguration),
     bgpPeers: inputs.peers.map((p) => ({ ...meta, kind: 'BGPPeer', metadata: { name: p.name }, spec: p.spec }) as unknown as BGPPeer),
+    bgpFilters: (inputs.filters ?? []).map((f) => ({ ...meta, kind: 'BGPFilter', metadata: { name: f.name }, spec: f.spec }) as unknown as BGPFilter),
   };
 }

@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 
 interface Md5Addon {
   tcpMd5Sig(fd: number, peer: string, key: string): void;
-  tcpMd5Connect(peer: string, port: number, local: string | null, key: string): number;
+  tcpMd5Connect(peer: string, port: number, local: string | null, key: string, ttl?: number, minTtl?: number): number;
+  tcpTtlSecurity(fd: number, ttl: number, minTtl: number): void;
   tcpConnectResult(fd: number): boolean;
   closeFd(fd: number): void;
 }
@@ -32,16 +33,35 @@ export function setListenerKey(server: Server, peer: string, key: string): void 
 const POLL_MS = 20;
 
 /**
- * Dials `peer` with segments signed by `key`. Resolves with a connected node Socket; rejects with
+ * GTSM (RFC 5082; BIRD's `ttl security on; multihop N`, Calico's BGPPeer ttlSecurity N): our
+ * packets go with TTL 255 and the peer's must arrive with at least 256 - N (N hops away: a
+ * directly connected peer's at 255), as BIRD computes it. node cannot set IP_MINTTL.
+ */
+export interface TtlSecurity {
+  readonly ttl: number;
+  readonly minTtl: number;
+}
+
+export function ttlSecurityOf(hops: number | undefined): TtlSecurity | undefined {
+  return hops !== undefined && hops > 0 ? { ttl: 255, minTtl: Math.max(1, 256 - Math.min(hops, 255)) } : undefined;
+}
+
+/** Sets GTSM's TTLs on a listener (its SYN-ACKs: ttl only, minTtl 0) or an accepted socket. */
+export function setTtlSecurity(handleOwner: Server | Socket, t: TtlSecurity): void {
+  addon().tcpTtlSecurity(fdOf(handleOwner), t.ttl, t.minTtl);
+}
+
+/**
+ * Dials `peer` with segments signed by `key` ('' for none), with GTSM's TTLs when `ttl` is given. Resolves with a connected node Socket; rejects with
  * the connect error (its `code` as node's own, e.g. ECONNREFUSED, or ETIMEDOUT after `timeoutMs`).
  */
-export function connectWithKey(peer: string, port: number, local: string | undefined, key: string, timeoutMs: number): { socket: Promise<Socket>; cancel(): void } {
+export function connectWithKey(peer: string, port: number, local: string | undefined, key: string, timeoutMs: number, ttl?: TtlSecurity): { socket: Promise<Socket>; cancel(): void } {
   const a = addon();
   let cancelled = false;
   let timer: NodeJS.Timeout | undefined;
   let fd = -1;
   const socket = new Promise<Socket>((resolve, reject) => {
-    fd = a.tcpMd5Connect(peer, port, local ?? null, key);
+    fd = ttl ? a.tcpMd5Connect(peer, port, local ?? null, key, ttl.ttl, ttl.minTtl) : a.tcpMd5Connect(peer, port, local ?? null, key);
     const deadline = Date.now() + timeoutMs;
     const check = () => {
       if (cancelled) return;

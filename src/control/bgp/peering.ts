@@ -47,6 +47,8 @@ import { addressOctets, addressText } from './wire/prefix';
 import type { Node } from '../resources';
 import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
 import { goDurationSeconds } from '../go-duration';
+import { asNumberFromString } from '../as-number';
+import { compileFilter, unappliedBgpFilterFields, type BgpPeerFilter } from './filters';
 import type { ClusterSnapshot } from '../snapshot';
 import { Selector } from '../ipam/selector';
 import type { BgpExport, BgpLearnedExportPolicy, BgpPeerConfig, BgpSpeakerOptions } from './speaker';
@@ -101,7 +103,8 @@ export interface BgpPlanOptions {
  * rounded to seconds; `sourceAddress: None` (no `source address`: the session is not bound to the
  * node's address); `nextHopMode` (Self: `next hop self`; Keep: `next hop keep`; Auto: neither, and
  * `keepOriginalNextHop` ignored), else `keepOriginalNextHop` (`next hop keep` toward eBGP peers,
- * the only ones where it changes anything: over iBGP a learned next hop is kept anyway).
+ * the only ones where it changes anything: over iBGP a learned next hop is kept anyway);
+ * `ttlSecurity` (`ttl security on; multihop N`).
  * A cached plan input (cached-inputs.ts) is unchecked JSON: a value of the wrong shape is ignored.
  */
 function bgpPeerSessionSettings(spec: BGPPeer['spec']): { settings: Partial<BgpPeerConfig>; unbound: boolean } {
@@ -115,20 +118,35 @@ function bgpPeerSessionSettings(spec: BGPPeer['spec']): { settings: Partial<BgpP
   if (mode === 'Self') settings.nextHopSelf = true;
   else if (mode === 'Keep') settings.keepOriginalNextHop = true;
   else if (mode !== 'Auto' && spec.keepOriginalNextHop) settings.keepOriginalNextHop = true;
+  // ttlSecurity N > 0: BIRD's `ttl security on; multihop N` (GTSM, RFC 5082), on every session
+  // the BGPPeer makes (confd: peerIP sessions and nodeAsBGPPeers alike); 0 or unset: off.
+  const ttl = raw.ttlSecurity;
+  if (typeof ttl === 'number' && Number.isInteger(ttl) && ttl > 0 && ttl <= 255) settings.ttlSecurity = ttl;
   return { settings, unbound: raw.sourceAddress === 'None' };
 }
 
 /**
- * The BGPPeer fields podway stores but does not apply (each with what calico-node's BIRD would
- * do), for `podway apply`'s notes and `podway run`'s log; [] when it uses none.
+ * What of a BGPPeer podway does not apply as written (each with what calico-node's BIRD does),
+ * for `podway apply`'s notes and `podway run`'s log; [] when it applies all of it. `filters`,
+ * `ttlSecurity` and `localASNumber` are applied where confd applies them: `localASNumber` on a
+ * peerIP BGPPeer's session only (confd's nodeAsBGPPeers, which makes the peerSelector sessions and
+ * the reverse peerings, carries no LocalASNum).
  */
 export function unappliedBgpPeerFields(spec: unknown): string[] {
   const raw = (spec ?? {}) as Record<string, unknown>;
   const out: string[] = [];
-  if (Array.isArray(raw.filters) && raw.filters.length > 0) out.push(`spec.filters (${raw.filters.map(String).join(', ')}): BGPFilters are not applied, every route goes in and out as without them (calico-node's BIRD would filter with them)`);
-  if (typeof raw.ttlSecurity === 'number' && raw.ttlSecurity > 0) out.push(`spec.ttlSecurity ${raw.ttlSecurity}: not applied, no TTL security (GTSM) on the session (calico-node's BIRD would use \`ttl security on; multihop ${raw.ttlSecurity}\`)`);
-  if (raw.localASNumber !== undefined && raw.localASNumber !== null && raw.localASNumber !== 0 && raw.localASNumber !== '0') out.push(`spec.localASNumber ${JSON.stringify(raw.localASNumber)}: not applied, the session uses the node's AS (calico-node's BIRD would use \`local as ${String(raw.localASNumber)}\`)`);
+  const local = localAsOf(raw.localASNumber);
+  if (local !== undefined && typeof raw.peerSelector === 'string' && raw.peerSelector !== '') {
+    out.push(`spec.localASNumber ${local} is not applied to the sessions a peerSelector makes (calico-node's confd applies it to peerIP sessions only): they use the node's AS`);
+  }
   return out;
+}
+
+/** spec.localASNumber as a number (a string holding one, as Calico's numorstring); undefined when
+ * unset, 0 or not an AS number (a cached plan input is unchecked JSON). */
+function localAsOf(v: unknown): number | undefined {
+  const n = typeof v === 'string' ? asNumberFromString(v.trim()) : v;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 4294967295 ? n : undefined;
 }
 
 /** How CALICO_ROUTER_ID is named in errors (the setting and its flag). */
@@ -334,6 +352,37 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     noted.add(bgpPeer.metadata.name);
     for (const f of unappliedBgpPeerFields(bgpPeer.spec)) warnings.push(`BGPPeer ${bgpPeer.metadata.name}: ${f}`);
   };
+  // BGPFilters by name, compiled once. A BGPPeer's spec.filters, in order, on every session it
+  // makes (confd: peerIP sessions and nodeAsBGPPeers, reverse peerings too; never the mesh); a
+  // name with no BGPFilter behind it is left out, as confd leaves out one it cannot read (said).
+  const filterByName = new Map<string, { filter: BgpPeerFilter; notes: string[] }>();
+  for (const f of snapshot.bgpFilters ?? []) {
+    const bad: string[] = [];
+    const filter = compileFilter(f.metadata.name, f.spec, bad);
+    filterByName.set(f.metadata.name, { filter, notes: [...bad.map((b) => `${b}; rule left out`), ...unappliedBgpFilterFields(f.spec).map((n) => `BGPFilter ${f.metadata.name}: ${n}`)] });
+  }
+  const filtersNoted = new Set<string>();
+  const filtersOf = (bgpPeer: BGPPeer): { filters?: readonly BgpPeerFilter[] } => {
+    const names = (bgpPeer.spec as Record<string, unknown>).filters;
+    if (!Array.isArray(names) || !names.length) return {};
+    const out: BgpPeerFilter[] = [];
+    for (const name of names) {
+      const f = typeof name === 'string' ? filterByName.get(name) : undefined;
+      const key = `${bgpPeer.metadata.name}\0${String(name)}`;
+      const first = !filtersNoted.has(key);
+      filtersNoted.add(key);
+      if (!f) {
+        if (first) warnings.push(`BGPPeer ${bgpPeer.metadata.name}: spec.filters: BGPFilter ${JSON.stringify(name)} does not exist; left out (as calico-node's confd does): its routes pass as without it`);
+        continue;
+      }
+      if (!filtersNoted.has(`\0${String(name)}`)) {
+        filtersNoted.add(`\0${String(name)}`);
+        warnings.push(...f.notes);
+      }
+      out.push(f.filter);
+    }
+    return out.length ? { filters: out } : {};
+  };
   // A reflector reflects for same-AS peers outside its cluster (confd's template: `rr client`
   // when the AS is ours, we have a cluster ID and the peer's rr_cluster_id differs from it; BIRD
   // refuses `rr client` on eBGP sessions, and reflectors of one cluster peer as equals).
@@ -443,6 +492,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       type, source,
       ...(password !== undefined ? { password } : {}),
       ...settings,
+      ...filtersOf(bgpPeer),
     };
 
     if (spec.peerSelector !== undefined && spec.peerSelector !== '') {
@@ -494,11 +544,15 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     // Calico's confd writes `allow local as N` for N > 0 only; 0 or unset is BIRD's default.
     const allowLocal = allowLocalAs > 0 ? { allowLocalAs } : {};
     const family = targetV6 ? v6! : v4!;
+    // localASNumber: BIRD's `local as N` (the session's own AS: in OPEN, for iBGP or eBGP, the
+    // AS_PATH prepend and the loop check), on a peerIP BGPPeer's session only (confd).
+    const localAs = localAsOf((spec as Record<string, unknown>).localASNumber);
     // A Calico node named by its address and AS peers back (the reverse pass below, on that
     // node): the same string rule as the mesh then picks the passive side, so one end dials.
     const reversed = peerNode !== undefined && reverseFamilies(bgpPeer, peerNode) !== null;
     add(unbind({
       ...common, ...allowLocal, ...family, address: target.address, asNumber, name, description: name,
+      ...(localAs !== undefined && localAs !== self.asNumber ? { localAs } : {}),
       // No port given and the address is a Calico node's with this AS: dial it on its listen port
       // (confd: nodesWithIPPortAndAS, then nodeListenPorts or globalListenPort).
       ...(target.port !== undefined ? { port: target.port } : reversed ? nodePort(peerNode!) : {}),
@@ -557,7 +611,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
         const name = `Node_${protocolSuffix(address)}`;
         add(unbind({
           type: 'node specific', source: reverseSource, ...(password !== undefined ? { password } : {}),
-          ...settings,
+          ...settings, ...filtersOf(bgpPeer),
           ...family, ...nodePort(other), address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
           ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
         }, unbound), true);

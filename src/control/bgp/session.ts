@@ -7,7 +7,7 @@ import {
   Afi, BgpError, CeaseSub, describeError, decodeMessage, encodeNotification, encodeOpen, ErrCode, Framer,
   KEEPALIVE, MsgType, OpenMessage, openAs, OpenSub, SAFI_UNICAST, UpdateContext, UpdateMessage,
 } from './wire';
-import { connectWithKey, md5MismatchHint, TcpMd5Counters } from './md5';
+import { connectWithKey, md5MismatchHint, setTtlSecurity, TcpMd5Counters, ttlSecurityOf } from './md5';
 
 export type BgpState = 'Idle' | 'Connect' | 'Active' | 'OpenSent' | 'OpenConfirm' | 'Established';
 
@@ -26,6 +26,12 @@ export interface PeerSettings {
   localAddress?: string;
   /** TCP-MD5 key (RFC 2385). */
   password?: string;
+  /** GTSM (RFC 5082; BIRD's `ttl security on; multihop N`): the peer is this many hops away; our
+   * packets go with TTL 255 and the peer's must arrive with at least 256 - N. Unset or 0: off. */
+  ttlSecurity?: number;
+  /** This session's own AS (BIRD's `local as`), instead of the speaker's: in OPEN, and for whether
+   * the session is iBGP or eBGP. */
+  localAs?: number;
   /** Address families offered in OPEN (default both IPv4 and IPv6 unicast). Calico's BIRD carries
    * IPv4 on sessions between IPv4 addresses and IPv6 on sessions between IPv6 ones. */
   families?: readonly ('ipv4' | 'ipv6')[];
@@ -134,10 +140,11 @@ export class Connection {
     const grTime = this.peer.config.gracefulRestartSeconds ?? gr;
     const families = offeredFamilies(this.peer.config).map(afi => ({ afi, safi: SAFI_UNICAST }));
     const flags = host.gracefulRestartFlags?.(this.peer) ?? { restarting: false, forwarding: true };
-    this.send(encodeOpen(host.localAs, hold, host.routerId, {
+    const localAs = this.peer.localAs;
+    this.send(encodeOpen(localAs, hold, host.routerId, {
       multiprotocol: families,
       routeRefresh: true,
-      fourOctetAs: host.localAs,
+      fourOctetAs: localAs,
       gracefulRestart: gr > 0 ? { restarting: flags.restarting, time: Math.min(grTime, 4095), families: families.map(f => ({ ...f, forwarding: flags.forwarding })) } : undefined,
       unknown: [],
     }));
@@ -213,9 +220,10 @@ export class Connection {
       data.writeUInt16BE(m.myAs);
       throw new BgpError(ErrCode.Open, OpenSub.BadPeerAs, data, `peer says AS ${asn}, configured ${cfg.asNumber}`);
     }
-    if (asn === host.localAs && m.routerId === host.routerId) throw new BgpError(ErrCode.Open, OpenSub.BadBgpId, Buffer.alloc(0), `router id ${m.routerId} is ours`);
+    const localAs = this.peer.localAs;
+    if (asn === localAs && m.routerId === host.routerId) throw new BgpError(ErrCode.Open, OpenSub.BadBgpId, Buffer.alloc(0), `router id ${m.routerId} is ours`);
     this.remote = m;
-    this.ctx = { fourOctetAs: m.caps.fourOctetAs !== undefined, ebgp: asn !== host.localAs };
+    this.ctx = { fourOctetAs: m.caps.fourOctetAs !== undefined, ebgp: asn !== localAs };
     // RFC 4760: no multiprotocol capability at all means IPv4 unicast only. A family is carried
     // when both sides offered it (section 6: a speaker that did not offer one never gets it).
     const offered = m.caps.multiprotocol.length ? m.caps.multiprotocol : [{ afi: Afi.Ipv4, safi: SAFI_UNICAST }];
@@ -341,6 +349,11 @@ export class PeerSession {
 
   constructor(readonly host: SessionHost, readonly config: PeerSettings) {}
 
+  /** The AS this session speaks as: the peer's localAs, else the speaker's. */
+  get localAs(): number {
+    return this.config.localAs ?? this.host.localAs;
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;
@@ -418,8 +431,9 @@ export class PeerSession {
     // connection stays); a dial the peer refuses (it is not up yet) is not logged: it dials us.
     this.dialedOnce = true;
     const cfg = this.config;
-    if (cfg.password) {
-      this.dialKeyed(cfg.password);
+    // TCP-MD5 and GTSM need socket options before the SYN, which node cannot set: the addon dials.
+    if (cfg.password || cfg.ttlSecurity) {
+      this.dialKeyed(cfg.password ?? '');
       return;
     }
     const socket = tcpConnect({ host: cfg.address, port: cfg.port ?? 179, localAddress: cfg.localAddress, timeout: CONNECT_TIMEOUT_MS });
@@ -433,7 +447,7 @@ export class PeerSession {
     const cfg = this.config;
     let dial: ReturnType<typeof connectWithKey>;
     try {
-      dial = connectWithKey(cfg.address, cfg.port ?? 179, cfg.localAddress, password, CONNECT_TIMEOUT_MS);
+      dial = connectWithKey(cfg.address, cfg.port ?? 179, cfg.localAddress, password, CONNECT_TIMEOUT_MS, ttlSecurityOf(cfg.ttlSecurity));
     } catch (e) {
       this.lastError = `Connect: ${socketErrorText(e as NodeJS.ErrnoException)}`;
       this.setState('Active', `Active (last: ${this.lastError})`);
@@ -475,6 +489,19 @@ export class PeerSession {
     if (!this.running) {
       socket.destroy();
       return;
+    }
+    // GTSM on the accepted connection (as BIRD's bgp_incoming_connection): our packets with TTL
+    // 255, the peer's dropped by the kernel below 256 - hops. A connection that cannot be
+    // protected is not taken.
+    const gtsm = ttlSecurityOf(this.config.ttlSecurity);
+    if (gtsm) {
+      try {
+        setTtlSecurity(socket, gtsm);
+      } catch (e) {
+        this.noteFailure(`cannot set TTL security (GTSM) on the peer's connection: ${(e as Error).message}`);
+        socket.destroy();
+        return;
+      }
     }
     const est = this.established;
     // A new connection colliding with an Established one is the one closed (6.8), unless the peer

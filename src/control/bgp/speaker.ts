@@ -6,7 +6,8 @@ import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import { createServer, Server, Socket } from 'node:net';
 import { offeredFamilies, PeerSession, SessionHost, stripMapped, BgpState } from './session';
-import { readTcpMd5Counters, setListenerKey, TcpMd5Counters } from './md5';
+import { readTcpMd5Counters, setListenerKey, setTtlSecurity, TcpMd5Counters } from './md5';
+import { filterVerdict, type BgpPeerFilter, type FilterRoute } from './filters';
 import { Backoff } from '../../util/backoff';
 import { LogLimiter } from '../../util/log-limiter';
 import {
@@ -46,6 +47,15 @@ export interface BgpPeerConfig {
   /** Address families offered (default both): Calico's plan gives IPv4 sessions 'ipv4' and IPv6
    * sessions 'ipv6', as its BIRD for IPv4 and BIRD for IPv6 do. */
   families?: readonly ('ipv4' | 'ipv6')[];
+  /** Calico's BGPFilters (BGPPeer spec.filters) in order: each route in (import) and out (export)
+   * is judged by their rules (filters.ts). A change to them alone does not reset the session:
+   * its routes are judged again, what is now rejected withdrawn and what is now accepted sent. */
+  filters?: readonly BgpPeerFilter[];
+  /** GTSM (RFC 5082, BIRD's `ttl security on; multihop N`): the peer is N hops away. */
+  ttlSecurity?: number;
+  /** This session's own AS (BIRD's `local as`, Calico's BGPPeer localASNumber), instead of the
+   * speaker's: in OPEN, for iBGP or eBGP, in the AS_PATH we send and in the loop check. */
+  localAs?: number;
   /** How many times our own AS may appear in a route's AS_PATH before the route is rejected as a
    * loop, on iBGP and eBGP sessions alike: BIRD's `allow local as N` (Calico's BGPPeer
    * numAllowedLocalASNumbers). Default 0: any occurrence rejects the route. */
@@ -167,7 +177,9 @@ interface Path {
   readonly attrs: PathAttrs;
   readonly nextHop: string;
   /** Import checks passed (no AS or cluster loop). */
-  readonly accepted: boolean;
+  readonly loopFree: boolean;
+  /** Used: loop free and the peer's import filters (BGPFilter) accept it (judged again when they change). */
+  accepted: boolean;
 }
 
 interface Peer {
@@ -316,6 +328,10 @@ export class BgpSpeaker extends EventEmitter {
   private readonly listenerDown = new Map<string, { message: string; backoff: Backoff; timer?: NodeJS.Timeout }>();
   private readonly listenRetry: { first: number; max: number };
   private started = false;
+  /** The node's interfaces and their subnets, read at most once a second (interfaceToward). */
+  private ifaces?: { at: number; list: { name: string; subnet: Subnet }[] };
+  /** The listeners' packets go with TTL 255 (GTSM: their SYN-ACKs to a peer with ttlSecurity). */
+  private listenersTtl255 = false;
   /** The last reading of the TCP-MD5 drop counters, shared by sessions for a second. */
   private md5Read?: { at: number; counters: TcpMd5Counters | null };
   private readonly host: SessionHost;
@@ -398,6 +414,26 @@ export class BgpSpeaker extends EventEmitter {
     for (const p of this.peers.values()) {
       if (p.config.password && listens(l, p.config.address)) this.keyServer(server, p.config, p.config.password);
     }
+    if (this.listenersTtl255) this.ttlServer(server);
+  }
+
+  /**
+   * GTSM: once a peer has ttlSecurity, the listeners send with TTL 255 (as BIRD's listening socket
+   * always does), so the SYN-ACK of a connection that peer opens passes its IP_MINTTL; the
+   * accepted connection gets the peer's minimum (PeerSession.accept). Left on after (harmless).
+   */
+  private ttlListeners(): void {
+    if (this.listenersTtl255 || ![...this.peers.values()].some(p => (p.config.ttlSecurity ?? 0) > 0)) return;
+    this.listenersTtl255 = true;
+    for (const server of this.servers) this.ttlServer(server);
+  }
+
+  private ttlServer(server: Server): void {
+    try {
+      setTtlSecurity(server, { ttl: 255, minTtl: 0 });
+    } catch (e) {
+      this.log('warn', `bgp: cannot set TTL 255 on the listener (GTSM for peers with ttlSecurity): ${(e as Error).message}`);
+    }
   }
 
   /** A listener that could not open: warned (once per distinct error), its family's sessions held, tried again with backoff. */
@@ -456,9 +492,16 @@ export class BgpSpeaker extends EventEmitter {
       wanted.set(address, { ...cfg, address });
     }
     let removed = false;
+    const refiltered: Peer[] = [];
     for (const [address, peer] of this.peers) {
       const next = wanted.get(address);
       if (next && JSON.stringify(next) === JSON.stringify(peer.config)) continue;
+      // Only its BGPFilters changed: the session stays, its routes are judged again (refilter).
+      if (next && JSON.stringify({ ...next, filters: undefined }) === JSON.stringify({ ...peer.config, filters: undefined })) {
+        peer.config = next;
+        refiltered.push(peer);
+        continue;
+      }
       removed = true;
       this.peers.delete(address);
       if (peer.config.password) this.keyListener(peer.config, '');
@@ -480,6 +523,8 @@ export class BgpSpeaker extends EventEmitter {
       if (cfg.password) this.keyListener(cfg, cfg.password);
       this.startSession(peer);
     }
+    this.ttlListeners();
+    for (const p of refiltered) this.refilter(p);
     // A peer gone (one that never came up has no routes to withdraw) may be the last one that
     // kept ipv4RibsComplete() false: listeners are told as for a route change.
     if (removed) this.routesChanged();
@@ -621,7 +666,7 @@ export class BgpSpeaker extends EventEmitter {
       prefixesAccepted: p.accepted,
       updatesTreatedAsWithdraw: p.treatedAsWithdraw,
       attributesDiscarded: p.discarded,
-      type: p.config.asNumber === this.opts.localAs ? 'internal' : 'external',
+      type: p.config.asNumber === this.localAsOf(p) ? 'internal' : 'external',
       staleRoutes: p.stale?.size ?? 0,
       ...(p.stale?.size && p.staleUntil ? { staleUntil: p.staleUntil } : {}),
     };
@@ -678,14 +723,86 @@ export class BgpSpeaker extends EventEmitter {
   }
 
   private isEbgp(p: Peer): boolean {
-    return p.config.asNumber !== this.opts.localAs;
+    return p.config.asNumber !== this.localAsOf(p);
+  }
+
+  /** The AS a session speaks as: its localAs (BGPPeer localASNumber), else the speaker's. */
+  private localAsOf(p: Peer): number {
+    return p.config.localAs ?? this.opts.localAs;
+  }
+
+  /** Whether `p`'s import filters (BGPFilter) take a learned path: no rule matched (BIRD's
+   * `accept` after the filter functions) or an Accept; a Reject, or BIRD's runtime error, not. */
+  private imports(p: Peer, path: Path): boolean {
+    if (!p.config.filters?.length) return true;
+    const v = filterVerdict(p.config.filters, 'import', this.filterRoute(p, path.prefix, path));
+    return v === null || v === 'accept';
+  }
+
+  /** What a filter rule sees of a route: a learned path's, or (path undefined) our own export's. */
+  private filterRoute(p: Peer, prefix: string, path: Path | undefined, own?: { exp: BgpExport; prefix: Prefix; communities: number[] }): FilterRoute {
+    return {
+      prefix: own?.prefix ?? parsePrefix(prefix),
+      fromBgp: path !== undefined,
+      ebgp: this.isEbgp(p),
+      // Our own exports have none: a block is a blackhole (BIRD's static route), and podway's
+      // workloads have no per-pod kernel interface to name (calico-node's cali*).
+      iface: () => (path ? this.interfaceToward(path.nextHop) : undefined),
+      asPath: path ? flatAsPath(path.attrs.asPath) : [],
+      communities: path ? path.attrs.communities ?? [] : own?.communities ?? [],
+    };
+  }
+
+  /** The node's interface on the subnet that holds `nextHop` (the most specific), as BIRD's
+   * `ifname` of a route through it; the interface list is read at most once a second. */
+  private interfaceToward(nextHop: string): string | undefined {
+    let octets: Buffer;
+    try {
+      octets = addressOctets(nextHop);
+    } catch {
+      return undefined;
+    }
+    const now = Date.now();
+    if (!this.ifaces || now - this.ifaces.at > 1000) {
+      const list: { name: string; subnet: Subnet }[] = [];
+      for (const [name, addrs] of Object.entries(networkInterfaces())) {
+        for (const a of addrs ?? []) {
+          if (!a.cidr) continue;
+          try {
+            list.push({ name, subnet: { net: addressOctets(a.address.split('%')[0]!), bits: Number(a.cidr.split('/')[1]) } });
+          } catch { /* not an address */ }
+        }
+      }
+      this.ifaces = { at: now, list };
+    }
+    let best: { name: string; subnet: Subnet } | undefined;
+    for (const i of this.ifaces.list) if (inSubnet(octets, i.subnet) && (!best || i.subnet.bits > best.subnet.bits)) best = i;
+    return best?.name;
+  }
+
+  /**
+   * `p`'s filters changed (nothing else): every path it sent is judged again (what is now refused
+   * leaves the best paths, what is now taken joins them), and every route is offered to it again
+   * (advertise sends only what differs from what it has: withdrawals of what is now rejected,
+   * announcements of what is now accepted).
+   */
+  private refilter(p: Peer): void {
+    for (const path of p.ribIn.values()) {
+      const accepted = path.loopFree && this.imports(p, path);
+      if (accepted === path.accepted) continue;
+      path.accepted = accepted;
+      p.accepted += accepted ? 1 : -1;
+      this.dirty.add(path.prefix);
+    }
+    this.advertise(p, new Set<string>([...this.exports.keys(), ...this.best.keys(), ...p.ribOut.keys()]));
+    this.scheduleFlush();
   }
 
   /** RFC 4271 9.1.2 / RFC 4456 8: would we use this path at all (loops)? Our AS in the AS_PATH
    * rejects the route on every session, iBGP included, as BIRD's bgp_as_path_loopy does: more
    * than the peer's allowLocalAs occurrences (counted in every segment, sets too). */
   private importable(p: Peer, attrs: PathAttrs): boolean {
-    const ours = countAs(attrs.asPath, this.opts.localAs);
+    const ours = countAs(attrs.asPath, this.localAsOf(p));
     if (ours > (p.config.allowLocalAs ?? 0)) {
       this.logAsLoop(p, ours);
       return false;
@@ -733,12 +850,14 @@ export class BgpSpeaker extends EventEmitter {
     }
     if (announced.length) {
       const { mpReach: _r, mpUnreach: _u, ...attrs } = m.attrs;
-      const accepted = this.importable(p, attrs);
+      const loopFree = this.importable(p, attrs);
       for (const a of announced) {
         p.stale?.delete(a.prefix);
         this.removePath(p, a.prefix);
-        p.ribIn.set(a.prefix, { prefix: a.prefix, afi: a.afi, peer: p, attrs, nextHop: a.nextHop, accepted });
-        if (accepted) p.accepted++;
+        const path: Path = { prefix: a.prefix, afi: a.afi, peer: p, attrs, nextHop: a.nextHop, loopFree, accepted: false };
+        path.accepted = loopFree && this.imports(p, path);
+        p.ribIn.set(a.prefix, path);
+        if (path.accepted) p.accepted++;
         this.dirty.add(a.prefix);
       }
       const max = p.config.maxPrefixes ?? DEFAULT_MAX_PREFIXES;
@@ -764,7 +883,7 @@ export class BgpSpeaker extends EventEmitter {
     if (since < 0) return;
     const more = since > 0 ? ` (${since} more such UPDATEs not logged since the last line)` : '';
     const allowed = p.config.allowLocalAs ?? 0;
-    this.log('info', `bgp ${p.config.address}: UPDATE's routes rejected as a loop: the AS_PATH holds our AS ${this.opts.localAs} ${ours} time${ours === 1 ? '' : 's'}` +
+    this.log('info', `bgp ${p.config.address}: UPDATE's routes rejected as a loop: the AS_PATH holds our AS ${this.localAsOf(p)} ${ours} time${ours === 1 ? '' : 's'}` +
       ` (allowed: ${allowed}, BGPPeer numAllowedLocalASNumbers)${more}; logged at most once per ${AS_LOOP_LOG_MS / 1000} s per peer`);
   }
 
@@ -975,7 +1094,7 @@ export class BgpSpeaker extends EventEmitter {
     const toEbgp = this.isEbgp(p);
     return {
       origin: 0,
-      asPath: toEbgp ? [{ type: AsSegment.Sequence, asns: [this.opts.localAs] }] : [],
+      asPath: toEbgp ? [{ type: AsSegment.Sequence, asns: [this.localAsOf(p)] }] : [],
       nextHop: own.exp.nextHop !== undefined ? canonicalAddress(own.exp.nextHop) : this.selfNextHop(p, afi),
       localPref: toEbgp ? undefined : DEFAULT_LOCAL_PREF,
       communities: own.communities.length ? own.communities : undefined,
@@ -1010,7 +1129,7 @@ export class BgpSpeaker extends EventEmitter {
     if (toEbgp) {
       return {
         origin: a.origin,
-        asPath: prepend(this.opts.localAs, a.asPath),
+        asPath: prepend(this.localAsOf(p), a.asPath),
         nextHop: !self && (p.config.keepOriginalNextHop || this.thirdPartyNextHop(p, best.nextHop)) ? best.nextHop : this.selfNextHop(p, afi),
         communities: a.communities,
         atomicAggregate: a.atomicAggregate,
@@ -1059,10 +1178,16 @@ export class BgpSpeaker extends EventEmitter {
       const own = this.exports.get(key);
       const best = own ? undefined : this.best.get(key);
       let out: { attrs: PathAttrs; sig: string } | null = null;
-      if (own) {
+      // The peer's export filters (BGPFilter) first, as confd's export filter calls them before
+      // calico_export_to_bgp_peers: an Accept sends a learned route the policy would not pass on,
+      // a Reject (or BIRD's runtime error) withholds even our own block; no match: as without.
+      const verdict = p.config.filters?.length ? filterVerdict(p.config.filters, 'export', this.filterRoute(p, key, own ? undefined : best, own)) : null;
+      if (verdict === 'reject' || verdict === 'error') {
+        out = null;
+      } else if (own) {
         const attrs = this.outboundOwn(p, own, afi);
         out = { attrs, sig: `${afi}|${JSON.stringify(attrs)}` };
-      } else if (best && this.passOn(key)) {
+      } else if (best && (verdict === 'accept' || this.passOn(key))) {
         out = learnedOut(best, afi);
       }
       const prev = p.ribOut.get(key);

@@ -17,7 +17,7 @@
  *   podway_model_thread_restarts_total count 3 restarts, the waits backing off (1, 2, 4 s);
  * - the new thread watches: an endpoint written after is attached too;
  * - the thread spinning (it answers nothing, the node used to stay ready on a frozen model): after
- *   the heartbeat's timeout (4 s here by --model-thread-hang-after, not the default 20 s: said with
+ *   the heartbeat's timeout (8 s here by --model-thread-hang-after, not the default 20 s: said with
  *   it) it is terminated and said hung, a new one started after 1 s (the one
  *   before had run its 30 s: the backoff starts again), the endpoint written while it spun is
  *   attached and its pod talks; status and podway_model_thread_hangs_total count the hang.
@@ -38,8 +38,8 @@ const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'web-1b', type: 'veth' }, { name: 'web-1c', type: 'veth' }, { name: 'web-1d', type: 'veth' }] },
 ];
 const PORT = 9091;
-/** `--model-thread-hang-after`: the heartbeat's timeout (default 20 s), so the hang is found in 4. */
-const HANG_AFTER_S = 4;
+/** `--model-thread-hang-after`: the heartbeat's timeout (default 20 s), so the hang is found in 8 (4 was too short for a loaded CI host: a thread busy loading its datastore client at load 45 was taken for hung at start). */
+const HANG_AFTER_S = 8;
 /** `--model-thread-stable-after`: how long a new thread runs before it ends failing (default 60 s). */
 const STABLE_AFTER_S = 30;
 const HTTP_GET = path.join(__dirname, 'http-get.js');
@@ -228,7 +228,7 @@ test('the model thread spinning: terminated after the heartbeat\'s timeout (--mo
   assert.ok(hung, `said hung: ${n.log.slice(mark).map(logMessage).join(' | ')}`);
   // The one before ran its STABLE_AFTER_S (the test before waited for that): the backoff starts again at 1 s.
   assert.match(logMessage(hung!), /^datastore: the model thread died \(hung: no answer to the heartbeat for \d+ s, a loop that does not end or a call that does not return; terminated\): not following the datastore, forwarding on the last good model; a new thread in 1 s \(restart 4\)$/);
-  // --model-thread-hang-after took: found after its 4 s (a late tick asks afresh), not the default 20.
+  // --model-thread-hang-after took: found after its 8 s (a late tick asks afresh), not the default 20.
   const silentS = Number(/heartbeat for (\d+) s/.exec(logMessage(hung!))![1]);
   assert.ok(silentS >= HANG_AFTER_S && silentS < 20, `said hung after ${silentS} s`);
   let s: Status = {};

@@ -3,7 +3,8 @@
 // routes out of podway, and an edit of the BGPFilter re-judges both on the live session (what is
 // now rejected withdrawn, what is now accepted sent; the session stays up); ttlSecurity against
 // BIRD's `ttl security on; multihop 1` both ways (our dial and BIRD's), and GTSM refusing a peer
-// whose packets come with a lower TTL; localASNumber as the AS BIRD sees (OPEN and AS_PATH).
+// whose packets come with a lower TTL; localASNumber as the AS BIRD sees (OPEN and AS_PATH); an
+// export Accept passing on a learned default route podway would otherwise keep to itself.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpAgent } from '../../src/control/bgp/agent';
@@ -150,6 +151,49 @@ protocol bgp dialer from tpl { neighbor ${listening} port ${listenPort} as 64512
     await Promise.all(agents.map(({ agent }) => agent.stop({ graceful: false })));
     await speaker.stop();
     await bird.stop();
+  }
+});
+
+test('filters: an export Accept (source RemotePeers) passes on a learned route podway would not (a ToR\'s default route to a second ToR); without it, not', async () => {
+  const ip = loopbackNet();
+  const [us, torA, torB] = [ip(5), ip(40), ip(50)];
+  const [portA, portB] = [await freePort(torA), await freePort(torB)];
+  const tor = (me: string, port: number, as: number, exp: string) => `
+router id ${me};
+log stderr all;
+protocol device {}
+protocol static s4 { ipv4; route 0.0.0.0/0 unreachable; }
+protocol bgp node1 {
+  local ${me} port ${port} as ${as}; neighbor ${us} as 64512; strict bind; passive on; multihop;
+  connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import all; export ${exp}; };
+}
+`;
+  const a = await startBird(tor(torA, portA, 65001, 'where proto = "s4"'));
+  const b = await startBird(tor(torB, portB, 65002, 'none')).catch(async (e) => {
+    await a.stop();
+    throw e;
+  });
+  const logs: string[] = [];
+  const agent = agentFor('node1', logs);
+  const plan = (filters: string[]) => snapshotOf(noMesh, node('node1', `${us}/8`),
+    bgpFilter({ exportV4: [{ cidr: '0.0.0.0/0', matchOperator: 'Equal', source: 'RemotePeers', action: 'Accept' }] }),
+    { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor-a' }, spec: { peerIP: `${torA}:${portA}`, asNumber: 65001 } },
+    { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor-b' }, spec: { peerIP: `${torB}:${portB}`, asNumber: 65002, filters } });
+  const says = async () => `\n${JSON.stringify(agent.status().peers)}\n${await b.birdc('show', 'route', 'all')}\n${logs.join('\n')}`;
+  try {
+    agent.update(plan([]));
+    const peers = () => agent.status().peers;
+    // B has our blocks (sent with whatever else goes to it) once A's default is learned here.
+    await waitFor('both up, A\'s default learned, our blocks at B', async () => peers().every((p) => p.bgpState === 'Established') && peers()[0]!.prefixesAccepted === 1 && (await b.routes('node1')).includes('10.244.8.0/26'), 15_000)
+      .catch(async (e) => { throw new Error(`${(e as Error).message}${await says()}`); });
+    assert.equal(await b.routes('node1'), ['10.244.7.0/26', '10.244.8.0/26'], 'no filter: the default route is not passed on (outside every pool)');
+    agent.update(plan(['edge']));
+    await waitFor('the default route at B', async () => (await b.routes('node1')).includes('0.0.0.0/0'), 10_000).catch(async (e) => { throw new Error(`${(e as Error).message}${await says()}`); });
+    assert.match(await b.birdc('show', 'route', 'all', '0.0.0.0/0'), /BGP\.as_path: 64512 65001\n/);
+  } finally {
+    await agent.stop({ graceful: false });
+    await Promise.all([a.stop(), b.stop()]);
   }
 });
 

@@ -22,6 +22,7 @@ import { Ipam } from '../control/ipam';
 import { holdOrphans, orphanLedgerFile, POD_DEVICE_NAME, type FoundOrphan } from '../control/ipam/orphan-holds';
 import { IpamLockAbortedError, withIpamLock } from '../cni/ipam-lock';
 import { sweepContainerLocks } from '../cni/container-lock';
+import { Backoff } from '../util/backoff';
 
 export const DEFAULT_ORPHAN_HOLD_INTERVAL_MS = 60_000;
 const KV_TIMEOUT_MS = 5_000;
@@ -59,6 +60,9 @@ export class OrphanHolder {
   /** This node's holds after the last pass (-1: not known yet: the first pass looks). */
   private holds = -1;
   private lastError: string | null = null;
+  /** The waits before a failed pass is tried again (doubling from 2 s up to the interval). */
+  private readonly retries: Backoff;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly node: string,
@@ -77,6 +81,7 @@ export class OrphanHolder {
   ) {
     this.store = upkeep?.store ?? storePerPass(spec, 'command', KV_TIMEOUT_MS);
     this.serial = upkeep?.serial ?? ((task) => task());
+    this.retries = new Backoff({ first: Math.min(2000, intervalMs), max: intervalMs });
   }
 
   private readonly store: UpkeepStore;
@@ -98,10 +103,18 @@ export class OrphanHolder {
       return;
     }
     this.running = this.serial(() => (this.stopped ? Promise.resolve() : this.pass()))
-      .catch((e) => {
+      .then(() => {
+        this.retries.reset();
+      }, (e) => {
         if (e instanceof IpamLockAbortedError) return;
+        // A failed pass (etcd slow or away, the IPAM lock held long) is tried again soon, not at
+        // the next interval's pass: until held, another node can be given these addresses.
+        const wait = this.retries.next();
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.kick(), wait);
+        this.retryTimer.unref();
         const m = (e as Error).message;
-        if (m !== this.lastError) this.log.warn(`orphan pod addresses not held in IPAM: ${m} (tried again on the next pass)`);
+        if (m !== this.lastError) this.log.warn(`orphan pod addresses not held in IPAM: ${m} (tried again in ${Math.round(wait / 1000)} s, then less often, up to every ${Math.round(this.intervalMs / 1000)} s)`);
         this.lastError = m;
       })
       .finally(() => {
@@ -121,6 +134,7 @@ export class OrphanHolder {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
     this.abort.abort();
     await this.running;
   }

@@ -92,7 +92,7 @@ test('a running node deleted from another: the delete warns, its podway reports 
     assert.is(lab.podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB}`)).length, 1, 'warned once');
     // ... and holds their addresses at once, before any ADD on the node: no other node or `ipam assign` is given them
     const handleKey = (veth: string) => `/calico/ipam/v2/handle/${orphanHandle(h.nodeName, veth)}`;
-    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) !== null && (await kv!.get(handleKey(vethC))) !== null && (await kv!.get(handleKey(tapT))) !== null, 15_000), `held by podway run: ${lab.podway!.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) !== null && (await kv!.get(handleKey(vethC))) !== null && (await kv!.get(handleKey(tapT))) !== null, 30_000), `held by podway run: ${lab.podway!.log.slice(-5).join(' | ')}`);
     assert.ok(await until(() => lab.podway!.log.some((l) => l.includes('orphan pod addresses held in IPAM') && l.includes(`${ipB} (${vethB})`)), 10_000), 'said in its log');
     const assign = cli('ipam', 'assign', '--ip', ipB, '--node', `node1-orphans-${process.pid}`, '--datastore', datastore);
     assert.is.not(assign.code, 0, `ipam assign gave ${ipB}: ${assign.out}${assign.err}`);

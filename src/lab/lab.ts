@@ -619,12 +619,17 @@ spec:
     n.proc = null;
     // ended already (a signal too: exitCode null): its 'exit' is past, a listener would wait the whole timeoutMs
     if (p.exitCode !== null || p.signalCode !== null) return p.exitCode;
+    // Its log read to the end too ('close', 2 s at most after the exit: its spawner helper, which
+    // shares its stderr, ends a moment after it): 'exit' can come before its last lines are read,
+    // and callers look for what it said as it stopped.
+    const closed = new Promise<void>((r) => p.once('close', () => r()));
     p.kill('SIGTERM');
     const code = await within(new Promise<number | null>((r) => p.once('exit', (c) => r(c))), timeoutMs, 'timeout' as const);
     if (code === 'timeout') {
       p.kill('SIGKILL');
       return null;
     }
+    await within(closed, 2000, null);
     return code;
   }
 

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as path from 'node:path';
+import { exitedAndRead } from '../helpers/proc';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
 const MAGIC = 0x70647779;
@@ -34,7 +35,8 @@ test('the sink counts each sequence number once, within the window: late, dup an
   sink.stderr!.on('data', (d) => (err += d));
   // from the start: a sink that ended (its 4 s) before the sends did would never be heard of
   // by a listener added after them, and the test would hang instead of failing on its counts
-  const exited = new Promise<number | null>((res) => sink.once('exit', (c) => res(c)));
+  // (and its JSON read to the end: 'exit' can come before the last of its output)
+  const exited = exitedAndRead(sink).then((x) => x.code);
   const sock = dgram.createSocket('udp4');
   const send = (b: Buffer) => new Promise<void>((res, rej) => sock.send(b, port, '127.0.0.1', (e) => (e ? rej(e) : res())));
   try {

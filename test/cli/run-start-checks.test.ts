@@ -14,6 +14,7 @@ import { controlRequest } from '../../src/dataplane/control-client';
 import { commandOf } from '../../src/util/invocation';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import { addNetns } from '../helpers/netns';
+import { exitedAndRead } from '../helpers/proc';
 
 /** podway as this file runs it (its hints name it so: util/invocation.ts), `node bin/podway.js` from the checkout. */
 const CMD = commandOf([process.execPath, BIN], {}, process.cwd());
@@ -246,7 +247,7 @@ t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it e
     '--datastore', 'etcd:http://127.0.0.1:9', '--control', path.join(tempDir(), 'c.sock')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = exitedAndRead(child).then((x) => x.code); // its last log lines read too
   try {
     const end = Date.now() + START_WAIT_MIN_MS; // a podway start, bounded as Lab.startPodway's
     while (!/unreachable/.test(err) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
@@ -265,7 +266,7 @@ function spawnRun(args: string[], env: Record<string, string> = {}): { child: Re
   const child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = exitedAndRead(child).then((x) => x.code); // its last log lines read too
   const waitFor = async (re: RegExp, ms: number) => {
     const end = Date.now() + ms;
     while (!re.test(err) && child.exitCode === null && Date.now() < end) await new Promise((r) => setTimeout(r, 100));

@@ -11,6 +11,7 @@ import { BIN, ok, podway, runInNetns, tempDir, type NetnsRun } from './cli-kit';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import { TRACE_TIMED_OUT } from '../../src/cli/main';
 import { addNetns } from '../helpers/netns';
+import { exitedAndRead } from '../helpers/proc';
 
 const t = suite('trace exit status');
 const NS = `pw-tx-${randomBytes(3).toString('hex')}`;
@@ -76,7 +77,7 @@ t('trace says on stderr when it is armed; one packet sent after that line is mat
     let err = '';
     tr.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     tr.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-    const exited = new Promise<number | null>((r) => tr.once('exit', (code) => r(code)));
+    const exited = exitedAndRead(tr).then((x) => x.code); // the packet it prints read to the end
     const end = Date.now() + START_WAIT_MIN_MS; // `podway trace` starting and asking podway run
     while (Date.now() < end && tr.exitCode === null && !/tracing/.test(err)) await new Promise((r) => setTimeout(r, 20));
     assert.match(err, 'podway: tracing "host 10.244.7.7 and proto 1": the next 1 matching packet within 20s', `armed line: ${err}`);

@@ -16,6 +16,7 @@ import { loadFlockAddon, openPrivate } from '../../src/cni/flock-lock';
 import { parseConfig, parseStdin, unknownSettings } from '../../src/cni/config';
 import { CniError } from '../../src/cni/errors';
 import { until } from '../helpers/until';
+import { exitedAndRead } from '../helpers/proc';
 
 const SLOTS = require.resolve('../../src/cni/slots');
 const MAIN = require.resolve('../../src/cni/main');
@@ -45,7 +46,7 @@ takeSlot({ ipamLockFile: ${JSON.stringify(lock)}, limit: ${limit}, timeoutMs: 12
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (d) => { out += d; });
-  const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const exit = exitedAndRead(child).then((x) => x.code); // its JSON line read to the end, not just its exit
   return { id, child, out: () => out, exited: () => exit };
 }
 

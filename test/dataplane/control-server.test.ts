@@ -79,7 +79,7 @@ function runAs(uid: number, script: string, args: string[], timeoutMs = 10_000):
       reject(new Error(`child as uid ${uid} did not finish within ${timeoutMs} ms: ${out}`));
     }, timeoutMs);
     child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out }); }); // 'close': its output read to the end
   });
 }
 

@@ -15,6 +15,7 @@ import { atCleanup as atExitOrSignal } from '../helpers/cleanup';
 import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
 import { steerIndex } from '../../src/dataplane/steer';
 import { parseIpv4 } from '../../src/packet/ipv4';
+import { exitedAndRead } from '../helpers/proc';
 
 export { sleep };
 
@@ -356,8 +357,10 @@ export async function udpStream(lab: Lab, from: string, to: string, seconds: num
   return async () => {
     await new Promise<void>((r) => (tx.exitCode !== null ? r() : tx.once('exit', () => r())));
     await sleep(300);
+    // its JSON line (every arrival: hundreds of KB) read to the end, not only its exit seen
+    const rxDone = exitedAndRead(rx, 5000);
     rx.kill('SIGTERM');
-    await new Promise<void>((r) => (rx.exitCode !== null ? r() : rx.once('exit', () => r())));
+    await rxDone;
     const line = out.split('\n').find((l) => l.startsWith('{'));
     if (!line) throw new Error(`no result from the receiver in ${to}: ${out.slice(0, 200)}`);
     const socketDrops = udpCounters(rxNs).RcvbufErrors - before.rx.RcvbufErrors + udpCounters(txNs).SndbufErrors - before.tx.SndbufErrors;

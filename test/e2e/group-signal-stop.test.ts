@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { Lab, LabNodeSpec } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, until, track } from './e2e-kit';
+import { exitedAndRead } from '../helpers/proc';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 const SPEC: LabNodeSpec[] = [
@@ -39,7 +40,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     let log = '';
     p.stderr!.setEncoding('utf8');
     p.stderr!.on('data', (d: string) => (log += d));
-    const exited = new Promise<number | null>((r) => p.once('exit', (c, s) => r(c ?? (s ? -1 : null))));
+    const exited = exitedAndRead(p).then(({ code: c, signal: s }) => c ?? (s ? -1 : null)); // its last log lines read too
     try {
       const ready = await until(async () => {
         try {

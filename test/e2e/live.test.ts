@@ -15,6 +15,7 @@ import { Lab, LabNodeSpec, Mode, run, pingArgs, parsePing, within } from '../../
 import { controlRequest } from '../../src/dataplane/control-server';
 import { Netns, waitQdiscActive } from '../helpers/netns';
 import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, pingIn, until, waitLog, logTail, logMessage, sleep, track } from './e2e-kit';
+import { exitedAndRead } from '../helpers/proc';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -323,12 +324,11 @@ function secondPodway(lab: Lab, node: string, control: string): Promise<{ code: 
   let err = '';
   proc.stderr!.setEncoding('utf8');
   proc.stderr!.on('data', (d: string) => (err += d));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, err, ms: Date.now() - t0 });
-    });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+  // its stderr read to the end (the refusal it writes as it exits), not only its exit seen
+  return exitedAndRead(proc).then(({ code }) => {
+    clearTimeout(timer);
+    return { code, err, ms: Date.now() - t0 };
   });
 }
 

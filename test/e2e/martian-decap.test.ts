@@ -21,6 +21,7 @@ import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, logTail, until } from './e2e-kit';
 import { VXLAN_SOURCES_SENDER, VXLAN_SOURCES_SNIFFER } from './vxlan-sources';
+import { exitedAndRead } from '../helpers/proc';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
@@ -41,7 +42,7 @@ async function arrivals(pod: LabPod, send: () => void): Promise<string[]> {
   let err = '';
   p.stdout.on('data', (d) => (out += d));
   p.stderr.on('data', (d) => (err += d));
-  const done = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+  const done = exitedAndRead(p).then((x) => x.code); // the sniffer's lines read to the end (python flushes them at its exit)
   try {
     assert.ok(await until(async () => out.includes('ready'), 10_000), `sniffer in ${pod.ns} did not start: ${err}`);
     send();

@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import { LIVE_TTL_S, liveKey, parseLiveRecord } from '../../src/control/node-live';
 import { guard, teardown, isRoot, logTail, spawnCollected, until, type Collected } from './e2e-kit';
+import { exitedAndRead } from '../helpers/proc';
 
 const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
@@ -201,14 +202,8 @@ test('(f) node1 started on its model cache while another host runs it: refused, 
   const n1 = lab!.node('node1');
   assert.ok(n1.log.some((l) => /forwarding on the cached model/.test(l)), `started on the cache: ${n1.log.slice(-5).join(' | ')}`);
   const p = n1.proc!;
-  const code = await new Promise<number | null>((resolve) => {
-    if (p.exitCode !== null) return resolve(p.exitCode);
-    const t = setTimeout(() => resolve(null), 60_000);
-    p.once('exit', (c) => {
-      clearTimeout(t);
-      resolve(c);
-    });
-  });
+  // its last log lines ('stopping, exit 2') read too, not only its exit seen
+  const code = await Promise.race([exitedAndRead(p).then((x) => x.code), new Promise<null>((resolve) => setTimeout(() => resolve(null), 60_000).unref())]);
   n1.proc = null;
   assert.is(code, 2, n1.log.slice(-8).join(' | '));
   assert.ok(n1.log.some((l) => /node node1 is running on another host.*forwarded on its model cache .* stopping, exit 2/.test(l)), n1.log.slice(-8).join(' | '));

@@ -22,6 +22,7 @@ import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, logMessage, logTail, until, waitLog as waitRaw } from './e2e-kit';
 import { VXLAN_SOURCES_SENDER, VXLAN_SOURCES_SNIFFER } from './vxlan-sources';
+import { exitedAndRead } from '../helpers/proc';
 
 const waitLog = (n: LabNode, re: RegExp, from: number, ms: number) => waitRaw(n, { test: (l: string) => re.test(logMessage(l)) } as RegExp, from, ms);
 
@@ -46,7 +47,7 @@ async function round(from: LabNode, to: LabNode, pod: LabPod, last: string): Pro
   let err = '';
   p.stdout.on('data', (d) => (out += d));
   p.stderr.on('data', (d) => (err += d));
-  const done = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+  const done = exitedAndRead(p).then((x) => x.code); // the sniffer's lines read to the end (python flushes them at its exit)
   try {
     assert.ok(await until(async () => out.includes('ready'), 30_000), `sniffer in ${pod.ns} did not start: ${err}`);
     run('ip', ['netns', 'exec', from.ns, 'python3', '-c', VXLAN_SOURCES_SENDER, to.ip, deriveVtepMac(to.name), pod.ip, MARK, OFF_PATH, last]);

@@ -16,6 +16,7 @@ import { Lab, run } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, logTail, until } from './e2e-kit';
+import { exitedAndRead } from '../helpers/proc';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
@@ -114,7 +115,7 @@ test('underlay: 802.1Q-tagged VXLAN frames towards the node are dropped as read 
   let err = '';
   p.stdout.on('data', (d) => (out += d));
   p.stderr.on('data', (d) => (err += d));
-  const done = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+  const done = exitedAndRead(p).then((x) => x.code); // the sniffer's lines read to the end (python flushes them at its exit)
   let sent = '';
   try {
     assert.ok(await until(async () => out.includes('ready'), 15_000), `sniffer in ${web1.ns} did not start: ${err}`);

@@ -36,6 +36,7 @@ import { guard, teardown, isRoot, logTail, udpStream, gapIn, allowedGap, nsExec,
 import { until } from '../helpers/until';
 import { execBounded } from './tools';
 import { parseMetrics, valueOf } from '../observe/prom-text';
+import { exitedAndRead } from '../helpers/proc';
 
 const PORT = 9091;
 const DST_PORT = 7811;
@@ -189,7 +190,7 @@ test('worker 1 dies: restarted with its flows, nothing leaked; a crash loop exit
   assert.is((await status()).forwardingThreads?.restarts, 4);
   // the fifth within the minute: podway gives up, exit 1
   const proc = n1.proc!;
-  const exited = new Promise<number | null>((r) => (proc.exitCode !== null ? r(proc.exitCode) : proc.once('exit', (c) => r(c))));
+  const exited = exitedAndRead(proc).then((x) => x.code); // its last log lines read too
   writeFileSync(killFile, '1');
   const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
   assert.is(code, 1, `podway exits 1 (${code}): ${n1.log.slice(-8).join('\n')}`);

@@ -35,7 +35,7 @@ function burst(spec: string, node: string, tag: string, pool: string): Promise<[
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`burst ${tag} timed out`)); }, CHILD_TIMEOUT_MS);
-    child.on('exit', (code) => {
+    child.on('close', (code) => { // 'close': stdout read to its end ('exit' can come first: a JSON cut short)
       clearTimeout(timer);
       children.delete(child);
       if (code === 0) resolve(JSON.parse(out) as [string, string][]);

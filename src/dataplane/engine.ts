@@ -41,7 +41,7 @@ import { LocalTableWatch, mainRoute4, mainRoute6 } from './local-watch';
 import { KernelRoutes } from './kernel-routes';
 import { readLocalPortRange } from './port-range';
 import { readTunnelRpFilter } from './rp-filter';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute, underlayNextHops6, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute, underlayNextHops6, quietKernelOn, restoreSysctl, setSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions, Link } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -1149,6 +1149,18 @@ export class Engine {
         this.pipe.setPort(this.infra.host, Role.HOST_TUN, `host(${HOST_PORT_NAME})`);
         if (this.manageHost) {
           this.notes.push(...quietKernelOn(HOST_PORT_NAME, false));
+          // host ports from the node's 127.0.0.1 to a TAP/TUN pod: translated to the pod, the
+          // packet leaves into podway0 with its loopback source (table ip podway's hostport_snat
+          // gives it the node's address after the routing), which the kernel's routing allows
+          // only with route_localnet, as the plugin sets it on a veth pod's host veth; table ip
+          // podway drops anything else from 127.0.0.0/8 into podway0, and 127.0.0.0/8 out of it
+          // (docs/cni.md, "Host ports"). podway0 is new each start: nothing to set back.
+          try {
+            const localnet = setSysctl(`net.ipv4.conf.${HOST_PORT_NAME}.route_localnet`, '1');
+            if (localnet) this.notes.push(localnet);
+          } catch (e) {
+            this.log.warn(`${(e as Error).message}: the node's connections from 127.0.0.1 to a TAP or TUN pod's host ports will fail`, { component: 'host' });
+          }
           linkUp(HOST_PORT_NAME);
         }
       }

@@ -137,11 +137,16 @@ function hostPortChainRules(s: NatSpec, w: NatWords): { raw: string[]; dnat: str
   const ip = w.ip;
   const match = (h: HostPortRule) => `${h.hostIp === null ? 'fib daddr type local' : `${ip} daddr ${h.hostIp}`} meta l4proto ${h.protocol} th dport ${h.hostPort}`;
   const raw = [
-    // (IPv4) route_localnet is on for the host veths of pods with host ports (the plugin): their
-    // own packets for the node's loopback must not reach it; IPv6 has no such switch (the kernel
-    // drops ::1 from any other interface)
-    ...(ip === 'ip' ? ['iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop'] : []),
-    ...(rules.length ? [`iifname @pods ${ip} saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop`] : []),
+    // (IPv4) route_localnet is on for the host veths of pods with host ports (the plugin) and for
+    // podway0 (podway, for its TAP/TUN pods): no packet of theirs for the node's loopback may reach
+    // it (podway writes none into podway0: martian_dst); IPv6 has no such switch (the kernel drops
+    // ::1 from any other interface)
+    ...(ip === 'ip' ? ['iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop', `iifname ${dev} ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop`] : []),
+    ...(rules.length ? [
+      `iifname @pods ${ip} saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop`,
+      // a veth pod's ICMP errors, which podway hands the kernel itself (tx4/tx6) when the pod has a host port
+      `iifname @pods ${ip} saddr @hostport_pods ${w.icmpErrors} counter name "hostport_copy" drop`,
+    ] : []),
     // (the copy's next hop, not its destination: IPv4 its own destination; IPv6 the pod's address,
     // as the kernel's IPv6 routing finds no route to a local address through podway0 and the copy
     // was lost, while the pod's goes through the pool's route there)
@@ -149,10 +154,15 @@ function hostPortChainRules(s: NatSpec, w: NatWords): { raw: string[]; dnat: str
   ];
   const dnat = rules.map((h) => `${match(h)} counter name "hostport_dnat" dnat to ${ip === 'ip6' ? `[${h.podIp}]` : h.podIp}:${h.port}`);
   const node = s.nodeIp !== undefined && w.plain.test(s.nodeIp) ? s.nodeIp : null;
-  const snat = node === null || rules.length === 0 ? [] : [
-    // the node's own connections from its loopback (127.0.0.1, ::1): the pod answers the node's address
-    `ct status dnat ${ip} saddr ${w.loopback} snat to ${node}`,
-    ...[...new Set(rules.map((h) => h.podIp))].map((a) => `ct status dnat ${ip} saddr ${a} ${ip} daddr ${a} snat to ${node}`),
+  const snat = [
+    ...(node === null || rules.length === 0 ? [] : [
+      // the node's own connections from its loopback (127.0.0.1, ::1): the pod answers the node's address
+      `ct status dnat ${ip} saddr ${w.loopback} snat to ${node}`,
+      ...[...new Set(rules.map((h) => h.podIp))].map((a) => `ct status dnat ${ip} saddr ${a} ${ip} daddr ${a} snat to ${node}`),
+    ]),
+    // (IPv4) any other packet of the node's from its loopback into podway0, which route_localnet
+    // lets out there now, goes no further (before, the kernel's routing refused it: EINVAL)
+    ...(ip === 'ip' ? [`oifname ${dev} ip saddr 127.0.0.0/8 counter name "hostport_localnet" drop`] : []),
   ];
   return { raw, dnat, snat };
 }
@@ -160,6 +170,11 @@ function hostPortChainRules(s: NatSpec, w: NatWords): { raw: string[]; dnat: str
 /** The pods' ends of the host ports, as hostport_srcs elements (address . protocol . port). */
 function hostPortSources(s: NatSpec, w: NatWords): string[] {
   return [...new Set(hostPortRules(s, w).map((h) => `${h.podIp} . ${h.protocol} . ${h.port}`))].sort();
+}
+
+/** The addresses of the pods with a host port, as hostport_pods elements. */
+function hostPortPods(s: NatSpec, w: NatWords): string[] {
+  return [...new Set(hostPortRules(s, w).map((h) => h.podIp))].sort();
 }
 
 /**
@@ -184,6 +199,7 @@ function hostportChains(s: NatSpec, w: NatWords): string {
   const body = (xs: string[]) => xs.map((x) => `\n    ${x}`).join('');
   return `
   set hostport_srcs { type ${w.ip === 'ip' ? 'ipv4_addr' : 'ipv6_addr'} . inet_proto . inet_service;${elements(hostPortSources(s, w))} }
+  set hostport_pods { type ${w.ip === 'ip' ? 'ipv4_addr' : 'ipv6_addr'};${elements(hostPortPods(s, w))} }
   counter hostport_in { }
   counter hostport_copy { }
   counter hostport_dnat { }
@@ -207,7 +223,10 @@ function hostportUpdate(s: NatSpec, prev: NatSpec | null, w: NatWords): string[]
   if (w.ip === 'ip6' && !s.hostPortChains) return [];
   // (a table made without host ports holds their chains as natTableProgram wrote them)
   if (prev === null && hostPortRules(s, w).length === 0) return [];
-  const lines = setUpdate(where, 'hostport_srcs', hostPortSources(s, w), prev && hostPortSources(prev, w), false);
+  const lines = [
+    ...setUpdate(where, 'hostport_srcs', hostPortSources(s, w), prev && hostPortSources(prev, w), false),
+    ...setUpdate(where, 'hostport_pods', hostPortPods(s, w), prev && hostPortPods(prev, w), false),
+  ];
   const r = hostPortChainRules(s, w);
   if (prev !== null && JSON.stringify(r) === JSON.stringify(hostPortChainRules(prev, w))) return lines;
   for (const [chain, rules] of [['hostport_raw', r.raw], ['hostport_dnat', r.dnat], ['hostport_snat', r.snat]] as const) {

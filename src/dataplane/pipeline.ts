@@ -15,7 +15,7 @@ import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, formatMac } from '../pac
 import { ETH_HLEN } from '../packet/layout';
 import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
 import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
-import { ipv4DecrementTtl, ipv4FillChecksum, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
+import { ipv4DecrementTtl, ipv4FillChecksum, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv4, ipv4EcnAt } from '../packet/ecn';
@@ -588,11 +588,19 @@ export class Pipeline implements CapturePorts {
   /** Does the pod's IPv4 packet at `ip` go to the node's kernel for a host port (hostPortSources)?
    * TCP or UDP from one of its host ports' container ports; or any fragment (more fragments set or
    * an offset) from a pod that has a host port: the kernel must have all of a datagram's fragments
-   * to reassemble it (conntrack), and only the first carries the ports. */
+   * to reassemble it (conntrack), and only the first carries the ports; or an ICMP error
+   * (unreachable, time exceeded, parameter problem) from such a pod: it may be about a packet the
+   * kernel translated to the pod (a closed UDP port's port unreachable), and only the kernel's
+   * conntrack gives its outer source and its inner packet the host port back (table ip podway
+   * drops the kernel's own copy of a veth pod's such error: hostport_copy). */
   private fromHostPortSource(ip: number): boolean {
     const b = this.b;
     if (((b[ip + 6] & 0x3f) | b[ip + 7]) !== 0) return this.hostPortSources.hasAddr(b, ip + 12);
     const proto = b[ip + 9];
+    if (proto === IPPROTO_ICMP) {
+      const t = b[ip + ((b[ip] & 0x0f) << 2)];
+      return (t === 3 || t === 11 || t === 12) && this.hostPortSources.hasAddr(b, ip + 12);
+    }
     if (proto !== 6 && proto !== IPPROTO_UDP) return false;
     const l4 = ip + ((b[ip] & 0x0f) << 2);
     return this.hostPortSources.has(b, ip + 12, proto, (b[l4] << 8) | b[l4 + 1]);

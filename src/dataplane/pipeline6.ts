@@ -202,12 +202,19 @@ export class Pipeline6 {
   /** Does the pod's IPv6 packet at `ip` (walked) go to the node's kernel for a host port
    * (hostPortSources)? TCP or UDP from one of its host ports' container ports; or any fragment (a
    * Fragment header crossed) from a pod that has a host port: the kernel must have all of a
-   * datagram's fragments to reassemble it (conntrack), and only the first carries the ports. */
+   * datagram's fragments to reassemble it (conntrack), and only the first carries the ports; or an
+   * ICMPv6 error (types 1-4) from such a pod, which may be about a packet the kernel translated to
+   * it (IPv4's Pipeline.fromHostPortSource). */
   private fromHostPortSource(ip: number): boolean {
     const w = this.walk;
     const b = this.b;
     if (w[2] !== 0) return this.hostPortSources.hasAddr(b, ip + 8);
     const proto = w[0];
+    if (proto === IPPROTO_ICMPV6) {
+      if (w[1] >= ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5])) return false;
+      const t = b[w[1]];
+      return t >= 1 && t <= 4 && this.hostPortSources.hasAddr(b, ip + 8);
+    }
     if (proto !== IPPROTO_TCP6 && proto !== IPPROTO_UDP6) return false;
     if (w[1] + 2 > ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5])) return false;
     return this.hostPortSources.has(b, ip + 8, proto, (b[w[1]] << 8) | b[w[1] + 1]);

@@ -8,7 +8,10 @@
  * (hairpin), on an address given (hostIP) and not on another; a TUN pod's host port too. A second
  * pod asking for a taken port is refused naming the first; DEL takes the port away and a new ADD
  * (a restart) brings it back. Then a dual-stack pod's host ports over IPv6 (the node's IPv6
- * address from the underlay, the node, hairpin, an IPv6 hostIP).
+ * address from the underlay, the node, hairpin, an IPv6 hostIP). Then TAP and TUN pods from the
+ * node's 127.0.0.1 and ::1 (podway0's route_localnet), a TAP pod's IPv6 host ports, and ICMP errors
+ * about a host port's flow (a UDP client of a closed container port gets ECONNREFUSED) for veth,
+ * TAP and TUN pods, from the underlay, the node and another pod, both families.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -55,33 +58,79 @@ if (proto === 'tcp') {
 }
 `;
 
-test('host ports: TCP and UDP through the node\'s address from the underlay, the node, pods (hairpin), hostIP; a taken port refused; DEL and ADD again', async () => {
+
+/** What withHostPortNode gives its test: the harness, the underlay's other end (10.99.0.254,
+ * fd99::254 with `ip6`), the running podway and its log, and the client and server above. */
+interface HostPortNode {
+  readonly h: CniHarness;
+  readonly uplink: Netns;
+  readonly podway: RunningPodway;
+  /** One request from `ns` (CLIENT): the answer, or "ERR <why>". */
+  ask(ns: Netns, proto: string, host: string, port: number): string;
+  /** Who answered and whom it saw: "A ADDR" (the answer without its ":PORT"), or "ERR <why>". */
+  who(ns: Netns, proto: string, host: string, port: number): string;
+  /** SERVER in `ns` answering as `label` on `ports` ("tcp/8080", "udp6/8081"); stopped at the end. */
+  serve(ns: Netns, label: string, ports: string[]): void;
+  /** Until `n` endpoints are attached (fails the test after 15 s). */
+  attached(n: number): Promise<void>;
+}
+
+/**
+ * The node of these tests, however `fn` ends torn down (servers and podway stopped by PID, the
+ * namespaces and files removed): pool `cidr` (/26 blocks; with `pool6` an IPv6 pool too, no
+ * encapsulation), the node's underlay eth0 10.99.0.1/24 and a second address 10.99.0.5 (hostIP),
+ * its default route via the uplink's 10.99.0.254; with `ip6` the node's fd99::1/64 and fd99::5
+ * (podway run --ip6 fd99::1/64) and the uplink's fd99::254; podway run up.
+ */
+async function withHostPortNode(o: { cidr: string; pool6?: string }, fn: (n: HostPortNode) => Promise<void>): Promise<void> {
   if (!isRoot()) throw new Error('this test needs root (network namespaces)');
   const h = new CniHarness();
   let podway: RunningPodway | null = null;
   const servers: ChildProcess[] = [];
-  let log: string[] = [];
   try {
-    await h.setup({ cidr: '10.248.0.0/24', blockSize: 26 });
+    await h.setup({ cidr: o.cidr, blockSize: 26 });
+    if (o.pool6 !== undefined) await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool6-${h.tag}` }, spec: { cidr: o.pool6, vxlanMode: 'Never' } });
     const uplink = h.addUplink();
     uplink.ip('addr', 'add', '10.99.0.254/24', 'dev', 'eth0');
     h.node.ip('route', 'add', 'default', 'via', '10.99.0.254');
     // a second address of the node, for a host port given on it alone (hostIP)
     h.node.ip('addr', 'add', '10.99.0.5/24', 'dev', 'eth0');
+    if (o.pool6 !== undefined) {
+      uplink.ip('-6', 'addr', 'add', 'fd99::254/64', 'dev', 'eth0', 'nodad');
+      h.node.ip('-6', 'addr', 'add', 'fd99::1/64', 'dev', 'eth0', 'nodad');
+      h.node.ip('-6', 'addr', 'add', 'fd99::5/64', 'dev', 'eth0', 'nodad');
+    }
     const serverJs = path.join(h.dir, 'server.js');
     const clientJs = path.join(h.dir, 'client.js');
     writeFileSync(serverJs, SERVER);
     writeFileSync(clientJs, CLIENT);
     const ask = (ns: Netns, proto: string, host: string, port: number) => sh('ip', ['netns', 'exec', ns.name, process.execPath, clientJs, proto, host, String(port)], { allowFail: true, timeoutMs: 10_000 }).trim();
-    const serve = (ns: Netns, label: string, ports: string[]) => {
-      const p = spawn('ip', ['netns', 'exec', ns.name, process.execPath, serverJs, label, ...ports], { stdio: 'ignore' });
-      servers.push(p);
-    };
+    podway = h.startPodway(o.pool6 !== undefined ? ['--ip6', 'fd99::1/64'] : []);
+    const pw = podway;
+    await pw.ready();
+    await fn({
+      h, uplink, podway: pw, ask,
+      who: (ns, proto, host, port) => { const t = ask(ns, proto, host, port); return t.startsWith('ERR') ? t : t.slice(0, t.lastIndexOf(':')); },
+      serve: (ns, label, ports) => { servers.push(spawn('ip', ['netns', 'exec', ns.name, process.execPath, serverJs, label, ...ports], { stdio: 'ignore' })); },
+      attached: async (n) => {
+        const ok = await until(async () => ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === n, 15_000);
+        assert.ok(ok, `${n} pods attached: ${pw.log.slice(-5).join(' | ')}`);
+      },
+    });
+  } catch (e) {
+    if (podway) console.log(podway.log.slice(-30).join('\n'));
+    throw e;
+  } finally {
+    const exits = servers.map((s) => (s.pid === undefined || s.exitCode !== null || s.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => s.once('exit', () => r()))));
+    for (const s of servers) if (s.pid !== undefined) try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ }
+    await Promise.all(exits);
+    await podway?.stop();
+    await h.cleanup();
+  }
+}
 
-    podway = h.startPodway();
-    log = podway.log;
-    await podway.ready();
-
+test('host ports: TCP and UDP through the node\'s address from the underlay, the node, pods (hairpin), hostIP; a taken port refused; DEL and ADD again', async () => {
+  await withHostPortNode({ cidr: '10.248.0.0/24' }, async ({ h, uplink, podway, ask, who, serve, attached }) => {
     const mappings = [
       { hostPort: 18080, containerPort: 8080, protocol: 'tcp' },
       { hostPort: 18081, containerPort: 8081, protocol: 'udp' },
@@ -105,30 +154,29 @@ test('host ports: TCP and UDP through the node\'s address from the underlay, the
     ]);
     assert.is(weps.find((w) => w.spec.containerID === 'hpb').spec.ports, undefined, 'no ports, no spec.ports');
     serve(podA, 'A', ['tcp/8080', 'udp/8081', 'udpbig/8083']);
-    const attached = await until(async () => ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === 2, 15_000);
-    assert.ok(attached, `both pods attached: ${log.slice(-5).join(' | ')}`);
+    await attached(2);
     // the server listens and the table has the rules
     const up = await until(async () => ask(uplink, 'tcp', '10.99.0.1', 18080).startsWith('A '), 10_000);
     const nft = sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'table', 'ip', 'podway']);
-    assert.ok(up, `uplink -> 10.99.0.1:18080: ${ask(uplink, 'tcp', '10.99.0.1', 18080)} | ${nft} | ${log.slice(-8).join(' | ')}`);
+    assert.ok(up, `uplink -> 10.99.0.1:18080: ${ask(uplink, 'tcp', '10.99.0.1', 18080)} | ${nft} | ${podway.log.slice(-8).join(' | ')}`);
 
     // from the underlay: the pod sees the client's own address (no SNAT), the client the node's port
-    assert.is(ask(uplink, 'tcp', '10.99.0.1', 18080).split(':')[0], 'A 10.99.0.254');
-    assert.is(ask(uplink, 'udp', '10.99.0.1', 18081).split(':')[0], 'A 10.99.0.254', 'UDP answered from 10.99.0.1:18081 (a connected socket takes nothing else)');
+    assert.is(who(uplink, 'tcp', '10.99.0.1', 18080), 'A 10.99.0.254');
+    assert.is(who(uplink, 'udp', '10.99.0.1', 18081), 'A 10.99.0.254', 'UDP answered from 10.99.0.1:18081 (a connected socket takes nothing else)');
     // hostIP: on that address only
-    assert.is(ask(uplink, 'tcp', '10.99.0.5', 18082).split(':')[0], 'A 10.99.0.254');
+    assert.is(who(uplink, 'tcp', '10.99.0.5', 18082), 'A 10.99.0.254');
     assert.match(ask(uplink, 'tcp', '10.99.0.1', 18082), /^ERR /, 'not on another address of the node');
     // the node itself, from its address and from 127.0.0.1 (given the node's address)
-    assert.is(ask(h.node, 'tcp', '10.99.0.1', 18080).split(':')[0], 'A 10.99.0.1');
-    assert.is(ask(h.node, 'udp', '10.99.0.1', 18081).split(':')[0], 'A 10.99.0.1');
-    assert.is(ask(h.node, 'tcp', '127.0.0.1', 18080).split(':')[0], 'A 10.99.0.1');
+    assert.is(who(h.node, 'tcp', '10.99.0.1', 18080), 'A 10.99.0.1');
+    assert.is(who(h.node, 'udp', '10.99.0.1', 18081), 'A 10.99.0.1');
+    assert.is(who(h.node, 'tcp', '127.0.0.1', 18080), 'A 10.99.0.1');
     // another pod of the node (hairpin): its own address; pod A itself: the node's
-    assert.is(ask(podB, 'tcp', '10.99.0.1', 18080).split(':')[0], `A ${ipB}`);
-    assert.is(ask(podB, 'udp', '10.99.0.1', 18081).split(':')[0], `A ${ipB}`);
-    assert.is(ask(podA, 'tcp', '10.99.0.1', 18080).split(':')[0], 'A 10.99.0.1');
+    assert.is(who(podB, 'tcp', '10.99.0.1', 18080), `A ${ipB}`);
+    assert.is(who(podB, 'udp', '10.99.0.1', 18081), `A ${ipB}`);
+    assert.is(who(podA, 'tcp', '10.99.0.1', 18080), 'A 10.99.0.1');
     // the container port directly keeps working (its packets go through the node's kernel now)
-    assert.is(ask(podB, 'tcp', ipA, 8080).split(':')[0], `A ${ipB}`);
-    assert.is(ask(h.node, 'tcp', ipA, 8080).split(':')[0].startsWith('A '), true);
+    assert.is(who(podB, 'tcp', ipA, 8080), `A ${ipB}`);
+    assert.is(who(h.node, 'tcp', ipA, 8080).startsWith('A '), true);
     // a UDP answer bigger than the pod's MTU (fragments) from a host port's container port, to
     // another pod of the node: through the host port and directly; all its fragments go through
     // the node's kernel, which reassembles them (a later fragment carries no port)
@@ -140,10 +188,10 @@ test('host ports: TCP and UDP through the node\'s address from the underlay, the
     await h.add(podT, 'hpt', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-t', extra: { interfaceType: 'tun', runtimeConfig: { portMappings: [{ hostPort: 18090, containerPort: 8090, protocol: 'tcp' }] } } });
     serve(podT, 'T', ['tcp/8090']);
     const tUp = await until(async () => ask(uplink, 'tcp', '10.99.0.1', 18090).startsWith('T '), 15_000);
-    assert.ok(tUp, `uplink -> tun pod's 18090: ${ask(uplink, 'tcp', '10.99.0.1', 18090)} | ${log.slice(-5).join(' | ')}`);
-    assert.is(ask(uplink, 'tcp', '10.99.0.1', 18090).split(':')[0], 'T 10.99.0.254');
-    assert.is(ask(podB, 'tcp', '10.99.0.1', 18090).split(':')[0], `T ${ipB}`);
-    assert.is(ask(h.node, 'tcp', '10.99.0.1', 18090).split(':')[0], 'T 10.99.0.1');
+    assert.ok(tUp, `uplink -> tun pod's 18090: ${ask(uplink, 'tcp', '10.99.0.1', 18090)} | ${podway.log.slice(-5).join(' | ')}`);
+    assert.is(who(uplink, 'tcp', '10.99.0.1', 18090), 'T 10.99.0.254');
+    assert.is(who(podB, 'tcp', '10.99.0.1', 18090), `T ${ipB}`);
+    assert.is(who(h.node, 'tcp', '10.99.0.1', 18090), 'T 10.99.0.1');
 
     // a second pod asking for the same port: refused, naming the first; nothing made
     const podC = h.pod('c');
@@ -181,41 +229,11 @@ test('host ports: TCP and UDP through the node\'s address from the underlay, the
     assert.match(text, /"host_port_reply":[1-9]/, text.slice(0, 400));
     const shown = await until(async () => /"hostPortIn":[1-9]\d*,"hostPortDnat":[1-9]\d*,"hostPortCopy":[1-9]/.test(JSON.stringify(await controlRequest(h.control, { cmd: 'counters' }))), 10_000);
     assert.ok(shown, `the table's counters: ${JSON.stringify(((await controlRequest(h.control, { cmd: 'counters' })) as { nat?: unknown }).nat)}`);
-  } catch (e) {
-    console.log(log.slice(-30).join('\n'));
-    throw e;
-  } finally {
-    for (const s of servers) if (s.pid !== undefined) try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ }
-    await podway?.stop();
-    await h.cleanup();
-  }
+  });
 });
 
 test('IPv6 host ports of a dual-stack pod: the node\'s IPv6 address from the underlay (TCP, UDP), the node itself, hairpin, an IPv6 hostIP; DEL removes them', async () => {
-  if (!isRoot()) throw new Error('this test needs root (network namespaces)');
-  const h = new CniHarness();
-  let podway: RunningPodway | null = null;
-  const servers: ChildProcess[] = [];
-  let log: string[] = [];
-  try {
-    await h.setup({ cidr: '10.248.1.0/24', blockSize: 26 });
-    await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool6-${h.tag}` }, spec: { cidr: 'fd00:248::/120', vxlanMode: 'Never' } });
-    const uplink = h.addUplink();
-    uplink.ip('addr', 'add', '10.99.0.254/24', 'dev', 'eth0');
-    uplink.ip('-6', 'addr', 'add', 'fd99::254/64', 'dev', 'eth0', 'nodad');
-    h.node.ip('-6', 'addr', 'add', 'fd99::1/64', 'dev', 'eth0', 'nodad');
-    h.node.ip('-6', 'addr', 'add', 'fd99::5/64', 'dev', 'eth0', 'nodad');
-    const serverJs = path.join(h.dir, 'server.js');
-    const clientJs = path.join(h.dir, 'client.js');
-    writeFileSync(serverJs, SERVER);
-    writeFileSync(clientJs, CLIENT);
-    const ask = (ns: Netns, proto: string, host: string, port: number) => sh('ip', ['netns', 'exec', ns.name, process.execPath, clientJs, proto, host, String(port)], { allowFail: true, timeoutMs: 10_000 }).trim();
-    // who answered and whom it saw: "A ADDR" (the answer is "A ADDR:PORT")
-    const who = (ns: Netns, proto: string, host: string, port: number) => { const t = ask(ns, proto, host, port); return t.startsWith('ERR') ? t : t.slice(0, t.lastIndexOf(':')); };
-    podway = h.startPodway(['--ip6', 'fd99::1/64']);
-    log = podway.log;
-    await podway.ready();
-
+  await withHostPortNode({ cidr: '10.248.1.0/24', pool6: 'fd00:248::/120' }, async ({ h, uplink, podway, ask, who, serve, attached }) => {
     const mappings = [
       { hostPort: 18080, containerPort: 8080, protocol: 'tcp' },
       { hostPort: 18081, containerPort: 8081, protocol: 'udp' },
@@ -229,11 +247,10 @@ test('IPv6 host ports of a dual-stack pod: the node\'s IPv6 address from the und
     const ip6A = (addA.json.ips[1].address as string).split('/')[0];
     const ip6B = (addB.json.ips[1].address as string).split('/')[0];
     assert.match(ip6A, /^fd00:248::/);
-    serve(podA);
-    const attached = await until(async () => ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === 2, 15_000);
-    assert.ok(attached, `both pods attached: ${log.slice(-5).join(' | ')}`);
+    serve(podA, 'A', ['tcp6/8080', 'udp6/8081', 'udpbig6/8083']);
+    await attached(2);
     const up = await until(async () => ask(uplink, 'tcp', 'fd99::1', 18080).startsWith('A '), 10_000);
-    assert.ok(up, `uplink -> [fd99::1]:18080: ${ask(uplink, 'tcp', 'fd99::1', 18080)} | ${sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'table', 'ip6', 'podway'], { allowFail: true })} | ${log.slice(-8).join(' | ')}`);
+    assert.ok(up, `uplink -> [fd99::1]:18080: ${ask(uplink, 'tcp', 'fd99::1', 18080)} | ${sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'table', 'ip6', 'podway'], { allowFail: true })} | ${podway.log.slice(-8).join(' | ')}`);
 
     // from the underlay over IPv6: the pod sees the client's address; UDP answered from the host port
     assert.is(who(uplink, 'tcp', 'fd99::1', 18080), 'A fd99::254');
@@ -267,19 +284,62 @@ test('IPv6 host ports of a dual-stack pod: the node\'s IPv6 address from the und
     const gone = await until(async () => !sh('ip', ['netns', 'exec', h.node.name, 'nft', 'list', 'chain', 'ip6', 'podway', 'hostport_dnat']).includes('dport 18080'), 10_000);
     assert.ok(gone, 'the rule went with the endpoint');
     assert.match(ask(uplink, 'tcp', 'fd99::1', 18080), /^ERR /);
-  } catch (e) {
-    console.log(log.slice(-30).join('\n'));
-    throw e;
-  } finally {
-    for (const s of servers) if (s.pid !== undefined) try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ }
-    await podway?.stop();
-    await h.cleanup();
-  }
+  });
+});
 
-  function serve(ns: Netns): void {
-    const p = spawn('ip', ['netns', 'exec', ns.name, process.execPath, path.join(h.dir, 'server.js'), 'A', 'tcp6/8080', 'udp6/8081', 'udpbig6/8083'], { stdio: 'ignore' });
-    servers.push(p);
-  }
+test('TAP and TUN pods from the node\'s 127.0.0.1 and ::1, a TAP pod\'s IPv6 host ports; ICMP errors about a host port\'s flow reach its client translated (a closed UDP port: ECONNREFUSED), veth, TAP and TUN, both families', async () => {
+  await withHostPortNode({ cidr: '10.248.2.0/24', pool6: 'fd00:249::/120' }, async ({ h, uplink, podway, ask, who, serve, attached }) => {
+    // each pod: a TCP and a UDP port served, and a UDP port mapped that nothing listens on
+    const kinds = [['V', 'veth', 18100], ['P', 'tap', 18110], ['U', 'tun', 18120]] as const;
+    const portsOf = (base: number) => [
+      { hostPort: base, containerPort: base - 10000, protocol: 'tcp' },
+      { hostPort: base + 1, containerPort: base - 9999, protocol: 'udp' },
+      { hostPort: base + 2, containerPort: base - 9998, protocol: 'udp' },
+    ];
+    for (const [label, type, base] of kinds) {
+      const ns = h.pod(label.toLowerCase());
+      await h.add(ns, `hp${label}`, { args: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-${label.toLowerCase()}`, extra: { interfaceType: type, runtimeConfig: { portMappings: portsOf(base) } } });
+      serve(ns, label, [`tcp6/${base - 10000}`, `udp6/${base - 9999}`]);
+    }
+    const podB = h.pod('b');
+    const addB = await h.add(podB, 'hpb', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=hp-b' });
+    const ipB = (addB.json.ips[0].address as string).split('/')[0];
+    const ip6B = (addB.json.ips[1].address as string).split('/')[0];
+    await attached(4);
+    for (const [label, , base] of kinds) {
+      const up = await until(async () => ask(uplink, 'tcp', '10.99.0.1', base).startsWith(`${label} `) && ask(uplink, 'tcp', 'fd99::1', base).startsWith(`${label} `), 15_000);
+      assert.ok(up, `uplink -> ${label}'s ${base}: ${ask(uplink, 'tcp', '10.99.0.1', base)} / ${ask(uplink, 'tcp', 'fd99::1', base)} | ${podway.log.slice(-5).join(' | ')}`);
+    }
+    for (const [label, type, base] of kinds) {
+      // the node from its loopback: given the node's address (route_localnet on podway0 for TAP/TUN)
+      assert.is(who(h.node, 'tcp', '127.0.0.1', base), `${label} 10.99.0.1`, `${type}: 127.0.0.1`);
+      assert.is(who(h.node, 'udp', '127.0.0.1', base + 1), `${label} 10.99.0.1`, `${type}: 127.0.0.1 UDP`);
+      assert.is(who(h.node, 'tcp', '::1', base), `${label} fd99::1`, `${type}: ::1`);
+      // IPv6: from the underlay, the node's IPv6 address, another pod
+      assert.is(who(uplink, 'tcp', 'fd99::1', base), `${label} fd99::254`, `${type}: IPv6 from the underlay`);
+      assert.is(who(uplink, 'udp', 'fd99::1', base + 1), `${label} fd99::254`, `${type}: IPv6 UDP from the underlay`);
+      assert.is(who(h.node, 'tcp', 'fd99::1', base), `${label} fd99::1`, `${type}: the node's IPv6 address`);
+      assert.is(who(podB, 'tcp', 'fd99::1', base), `${label} ${ip6B}`, `${type}: IPv6 from another pod`);
+      assert.is(who(podB, 'tcp', '10.99.0.1', base), `${label} ${ipB}`, `${type}: IPv4 from another pod`);
+      // a closed container port: the pod's port unreachable reaches the client as the host port's
+      for (const [from, name] of [[uplink, 'the underlay'], [h.node, 'the node'], [podB, 'another pod']] as const) {
+        for (const addr of ['10.99.0.1', 'fd99::1']) assert.is(ask(from, 'udp', addr, base + 2), 'ERR ECONNREFUSED', `${type}: from ${name} to ${addr}:${base + 2}, closed`);
+      }
+      assert.is(ask(h.node, 'udp', '127.0.0.1', base + 2), 'ERR ECONNREFUSED', `${type}: from 127.0.0.1, closed`);
+      assert.is(ask(h.node, 'udp', '::1', base + 2), 'ERR ECONNREFUSED', `${type}: from ::1, closed`);
+    }
+    // what makes 127.0.0.1 work for TAP and TUN pods: podway0's route_localnet (without it the
+    // kernel's routing refuses the translated packet's loopback source: EINVAL, a timeout here)
+    const localnet = (v: string) => h.node.exec('sysctl', ['-qw', `net.ipv4.conf.podway0.route_localnet=${v}`]);
+    assert.is(h.node.exec('cat', ['/proc/sys/net/ipv4/conf/podway0/route_localnet']).trim(), '1', 'podway set it');
+    localnet('0');
+    try {
+      assert.match(ask(h.node, 'tcp', '127.0.0.1', 18110), /^ERR /, 'tap pod from 127.0.0.1 without route_localnet on podway0');
+    } finally {
+      localnet('1');
+    }
+    assert.is(who(h.node, 'tcp', '127.0.0.1', 18110), 'P 10.99.0.1');
+  });
 });
 
 test.run();

@@ -155,20 +155,23 @@ test('host ports: copied into podway0 before conntrack, translated in OUTPUT, ha
     { protocol: 'tcp', hostIp: 'x; flush ruleset', hostPort: 18082, podIp: '10.244.0.6', port: 80 },
   ] };
   const p = natTableProgram(hp);
-  assert.match(p, 'type filter hook prerouting priority raw - 1; policy accept;\n    iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop\n    iifname @pods ip saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop');
+  assert.match(p, 'type filter hook prerouting priority raw - 1; policy accept;\n    iifname @pods ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop\n    iifname "podway0" ip daddr 127.0.0.0/8 counter name "hostport_localnet" drop\n    iifname @pods ip saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop\n    iifname @pods ip saddr @hostport_pods icmp type { destination-unreachable, time-exceeded, parameter-problem } counter name "hostport_copy" drop');
+  assert.match(p, 'set hostport_pods { type ipv4_addr; elements = { 10.244.0.5 } }');
   assert.match(p, 'iifname != "lo" fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_in" dup to ip daddr device "podway0" drop');
   assert.match(p, 'iifname != "lo" ip daddr 10.99.0.5 meta l4proto udp th dport 18081 counter name "hostport_in" dup to ip daddr device "podway0" drop');
   assert.match(p, 'type nat hook output priority -100; policy accept;\n    fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_dnat" dnat to 10.244.0.5:8080\n    ip daddr 10.99.0.5 meta l4proto udp th dport 18081 counter name "hostport_dnat" dnat to 10.244.0.5:8081\n  }');
-  assert.match(p, 'ct status dnat ip saddr 127.0.0.0/8 snat to 10.99.0.1\n    ct status dnat ip saddr 10.244.0.5 ip daddr 10.244.0.5 snat to 10.99.0.1\n  }');
+  assert.match(p, 'ct status dnat ip saddr 127.0.0.0/8 snat to 10.99.0.1\n    ct status dnat ip saddr 10.244.0.5 ip daddr 10.244.0.5 snat to 10.99.0.1\n    oifname "podway0" ip saddr 127.0.0.0/8 counter name "hostport_localnet" drop\n  }');
   assert.match(p, 'set hostport_srcs { type ipv4_addr . inet_proto . inet_service; elements = { 10.244.0.5 . tcp . 8080, 10.244.0.5 . udp . 8081 } }');
   assert.not.match(p, '10.244.0.6');
   assert.not.match(p, 'flush ruleset');
-  // without host ports: the chains are there, empty but for the 127.0.0.0/8 drop
+  // without host ports: the chains are there, empty but for the 127.0.0.0/8 drops
   assert.match(natTableProgram(SPEC), 'chain hostport_dnat {\n    type nat hook output priority -100; policy accept;\n  }');
+  assert.match(natTableProgram(SPEC), 'type nat hook postrouting priority srcnat - 1; policy accept;\n    oifname "podway0" ip saddr 127.0.0.0/8 counter name "hostport_localnet" drop\n  }');
   // live: unchanged host ports rewrite nothing; a pod gone flushes its rules
   assert.is(natSetsProgram({ ...hp, pods: ['cali1234'] }, hp), 'delete element ip podway pods { "cali5678" }\n');
   const gone = natSetsProgram({ ...hp, hostPorts: [] }, hp);
   assert.match(gone, 'delete element ip podway hostport_srcs { 10.244.0.5 . tcp . 8080, 10.244.0.5 . udp . 8081 }');
+  assert.match(gone, 'delete element ip podway hostport_pods { 10.244.0.5 }');
   assert.match(gone, 'flush chain ip podway hostport_dnat\nflush chain ip podway hostport_snat\n');
   const added = natSetsProgram(hp, SPEC);
   assert.match(added, 'add rule ip podway hostport_dnat fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_dnat" dnat to 10.244.0.5:8080');
@@ -182,7 +185,7 @@ test('IPv6 host ports: the same chains in table ip6 podway (the copy routed thro
   ] };
   const p = natTableProgram6(hp);
   assert.match(p, 'set hostport_srcs { type ipv6_addr . inet_proto . inet_service; elements = { fd00:10:244::5 . tcp . 8080, fd00:10:244::5 . udp . 8081 } }');
-  assert.match(p, 'type filter hook prerouting priority raw - 1; policy accept;\n    iifname @pods ip6 saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop\n    iifname != "lo" fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_in" dup to fd00:10:244::5 device "podway0" drop');
+  assert.match(p, 'type filter hook prerouting priority raw - 1; policy accept;\n    iifname @pods ip6 saddr . meta l4proto . th sport @hostport_srcs counter name "hostport_copy" drop\n    iifname @pods ip6 saddr @hostport_pods icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } counter name "hostport_copy" drop\n    iifname != "lo" fib daddr type local meta l4proto tcp th dport 18080 counter name "hostport_in" dup to fd00:10:244::5 device "podway0" drop');
   assert.match(p, 'ip6 daddr fd99::5 meta l4proto udp th dport 18081 counter name "hostport_dnat" dnat to [fd00:10:244::5]:8081');
   assert.match(p, 'ct status dnat ip6 saddr ::1 snat to fd99::1\n    ct status dnat ip6 saddr fd00:10:244::5 ip6 daddr fd00:10:244::5 snat to fd99::1\n  }');
   assert.not.match(p, '10.244.0.5');

@@ -27,7 +27,7 @@ import { blockPrefix, HANDLE_PREFIX, handleKey, nodeKey, parseBlockKey } from '.
 import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
 import { podMtuOf, resolveTunnelMtus, tunnelMtus, tunnelsInUse } from '../control/felix-mtu';
-import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
+import { applyResource, deleteResource, getResource, JsonObject, listNodeWorkloadEndpoints, listResources, ResourceError } from '../control/v3-store';
 import { CALICO_API_VERSION, NAME_PATTERN } from '../control/resource-names';
 import { INTERFACE_NETNS_ANNOTATION, INTERFACE_TYPE_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
@@ -374,7 +374,8 @@ function portsClash(a: { protocol?: unknown; hostPort?: unknown; hostIP?: unknow
 async function refuseTakenHostPorts(kv: KvStore, conf: NetConf, env: CniEnv, id: PodIdentity, ports: readonly EndpointPort[]): Promise<void> {
   if (ports.length === 0) return;
   const own = workloadEndpointName(conf.nodename, id, env.containerId, env.ifname);
-  for (const r of (await listResources(kv, WEP)).items) {
+  // this node's endpoints only: a cluster's others are skipped by name before any is parsed
+  for (const r of (await listNodeWorkloadEndpoints(kv, conf.nodename)).items) {
     const spec = (r.object.spec ?? {}) as JsonObject;
     if (spec.node !== conf.nodename || spec.containerID === env.containerId || !Array.isArray(spec.ports)) continue;
     const meta = (r.object.metadata ?? {}) as JsonObject;

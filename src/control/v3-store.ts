@@ -18,7 +18,7 @@ import {
   blockAffinityFromKv, kindInfo, KindInfo, kindPrefix, parseResourceKey, resourceKey, validateResource,
 } from './calico-kinds';
 import { CALICO_API_VERSION } from './resource-names';
-import { assignOrValidateWepName } from './wep-name';
+import { assignOrValidateWepName, mayBeOnNode } from './wep-name';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -210,6 +210,35 @@ export interface ResourceList {
   readonly revision: number;
   /** Values that could not be read (not JSON, or an affinity key of the wrong shape). */
   readonly problems: readonly string[];
+}
+
+/**
+ * The WorkloadEndpoints of one node (spec.node), in key order: the kind's keys listed, and only
+ * those whose name or text can be the node's (wep-name.ts mayBeOnNode) parsed; a cluster's
+ * other endpoints cost a string compare each, not a JSON parse. Values that cannot be read are
+ * `problems`, as listResources says them.
+ */
+export async function listNodeWorkloadEndpoints(kv: KvStore, node: string): Promise<ResourceList> {
+  const info = kindInfo('WorkloadEndpoint')!;
+  const list = await kv.list(kindPrefix(info));
+  const items: StoredResource[] = [];
+  const problems: string[] = [];
+  for (const entry of list.entries) {
+    if (!mayBeOnNode(entry.key, entry.value, node)) continue;
+    const parsed = parseResourceKey(entry.key);
+    if (!parsed || parsed.info !== info) continue;
+    try {
+      const item = stored(entry);
+      if (item.object.kind !== undefined && item.object.kind !== info.kind) {
+        problems.push(`${entry.key}: kind: ${String(item.object.kind)} stored under ${info.plural}/`);
+        continue;
+      }
+      if (isMapping(item.object.spec) && item.object.spec.node === node) items.push(item);
+    } catch (e) {
+      problems.push(`${entry.key}: ${(e as Error).message}`);
+    }
+  }
+  return { items, revision: list.revision, problems };
 }
 
 /** Every resource of a kind (in one namespace when given), in key order. */

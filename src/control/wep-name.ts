@@ -85,3 +85,21 @@ export function assignOrValidateWepName(obj: JsonObject, options: { requireIdent
   }
   return { object: obj };
 }
+
+/**
+ * May the WorkloadEndpoint stored at `key` with JSON `value` be on node `node` (spec.node)? A
+ * cheap test before its value is parsed, for a reader of one node's endpoints among a cluster's
+ * (the CNI plugin's host port check lists every endpoint on each ADD): its name, the key's last
+ * part, begins with the node's field as the name's layout has it (the node with each '-' doubled,
+ * then a '-' and a field that begins with no '-'); or, for an endpoint named outside that layout
+ * (another tool's, without the identifiers Calico computes the name from), its text holds the
+ * node's name as a JSON string value (`:"NAME"`, as Go's and JavaScript's JSON write it, or `: "NAME"`). False only when it cannot be the node's; true may still be
+ * another node's (the caller reads spec.node).
+ */
+export function mayBeOnNode(key: string, value: string, node: string): boolean {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  const field = node.replace(/-/g, '--');
+  if (name.length > field.length + 1 && name.startsWith(field) && name.charCodeAt(field.length) === 45 && name.charCodeAt(field.length + 1) !== 45) return true;
+  const text = JSON.stringify(node);
+  return value.includes(`:${text}`) || value.includes(`: ${text}`);
+}

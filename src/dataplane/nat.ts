@@ -110,7 +110,13 @@ export class HostPortSources {
     return this.pairs.length;
   }
 
-  set(list: readonly { readonly ip: Uint8Array; readonly proto: number; readonly port: number }[]): void {
+  /** What the table was last set from (set's key): a model apply with the same host ports (every
+   * apply: set is called with each model) keeps the table as it is. */
+  private from = '';
+
+  /** Set from the node's host ports; returns false (nothing rebuilt) when they are what the table
+   * holds already, in any order. */
+  set(list: readonly { readonly ip: Uint8Array; readonly proto: number; readonly port: number }[]): boolean {
     const w = this.width;
     const byAddr = new Map<string, { ip: Uint8Array; pairs: Set<number> }>();
     for (const e of list) {
@@ -120,6 +126,9 @@ export class HostPortSources {
       if (a === undefined) byAddr.set(k, (a = { ip, pairs: new Set() }));
       a.pairs.add(((e.proto & 0xff) << 16) | (e.port & 0xffff));
     }
+    const from = [...byAddr].map(([k, a]) => `${k} ${[...a.pairs].sort((x, y) => x - y).join(',')}`).sort().join(';');
+    if (from === this.from) return false;
+    this.from = from;
     const n = byAddr.size;
     let bits = 1;
     while (1 << bits < n * 2) bits++;
@@ -144,6 +153,7 @@ export class HostPortSources {
     }
     this.first[n] = pairs.length;
     this.pairs = Int32Array.from(pairs);
+    return true;
   }
 
   /** Has the pod address at b[off] any host port (its fragments go to the node's kernel)? */

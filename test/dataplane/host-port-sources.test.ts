@@ -32,6 +32,24 @@ test('IPv4: pairs of an address, other pairs and addresses not; hasAddr', () => 
   assert.is(t.has(v4(10, 248, 0, 5), 0, 6, 8080), false, 'set again replaces');
 });
 
+test('set again with the same host ports (every model apply): nothing rebuilt, in any order; a change rebuilds', () => {
+  const t = new HostPortSources(4);
+  const a = { ip: v4(10, 248, 0, 5), proto: 6, port: 8080 };
+  const b = { ip: v4(10, 248, 0, 5), proto: 17, port: 8081 };
+  const c = { ip: v4(10, 248, 0, 6), proto: 6, port: 80 };
+  assert.is(t.set([a, b, c]), true);
+  const pairs = (t as unknown as { pairs: Int32Array }).pairs;
+  assert.is(t.set([c, b, a]), false, 'the same, another order');
+  assert.is(t.set([c, b, a, b]), false, 'a repeated entry is the same');
+  assert.ok((t as unknown as { pairs: Int32Array }).pairs === pairs, 'the arrays kept');
+  assert.is(t.has(v4(10, 248, 0, 6), 0, 6, 80), true);
+  assert.is(t.set([a, b]), true, 'one gone');
+  assert.is(t.has(v4(10, 248, 0, 6), 0, 6, 80), false);
+  assert.is(t.set([]), true);
+  assert.is(t.set([]), false);
+  assert.is(t.size, 0);
+});
+
 test('IPv4: 300 addresses, each found with its port and not another\'s', () => {
   const t = new HostPortSources(4);
   const list = Array.from({ length: 300 }, (_, k) => ({ ip: v4(10, 1, k >> 8, k & 255), proto: 6, port: 1000 + k }));

@@ -4,6 +4,9 @@
 // here: the machine's is never written); ETCD_ENDPOINTS without a scheme (HOST:PORT, as etcd's Go
 // client takes it); `version`'s lines. Without them: "unknown command 'label'", "unknown option
 // '-c'", "ETCD_ENDPOINTS: etcd endpoint '127.0.0.1:N' is not a URL" (exit 2).
+// test-resources: run-podway-sockets
+// (a `podway run` on the default /run/podway/NODE.sock, or commands that compare their datastore
+// with every run answering there: two such files at once see each other's runs)
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync } from 'node:fs';

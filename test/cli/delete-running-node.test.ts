@@ -4,6 +4,9 @@
 // calico/node does) and what to do: stop it to decommission, restart it to keep the node. The run
 // goes not ready, naming the missing Node, and no Node of that name comes back while it runs;
 // restarted, it registers the node again (the advice holds). Its status names its version.
+// test-resources: run-podway-sockets
+// (a `podway run` on the default /run/podway/NODE.sock, or commands that compare their datastore
+// with every run answering there: two such files at once see each other's runs)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn } from 'node:child_process';

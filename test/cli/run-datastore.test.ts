@@ -4,6 +4,9 @@
 // The run waits for an etcd that is not there (a fresh network namespace: nothing answers on
 // 127.0.0.1:1), so it stays starting and touches no host setting; its control socket is the
 // default /run/podway/NODE.sock, where the CLI looks.
+// test-resources: run-podway-sockets
+// (a `podway run` on the default /run/podway/NODE.sock, or commands that compare their datastore
+// with every run answering there: two such files at once see each other's runs)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';

@@ -23,7 +23,9 @@ export const Reason = {
   TTL_EXPIRED: base + 3,
   /** DF packet larger than the path MTU: answered with ICMP fragmentation needed. */
   FRAG_NEEDED: base + 4,
-  /** Packet without DF larger than the path MTU: podway does not fragment. */
+  /** Packet without DF larger than the path MTU that podway cannot fragment (a TCP super-frame,
+   * an MTU leaving under 8 data bytes after the header, more than FRAG_DESCS fragments); the
+   * others are fragmented (`fragmented`). */
   TOO_BIG_NO_DF: base + 5,
   /** Tunnel packet from an address that is not a known cluster node. */
   UNKNOWN_TUNNEL_SOURCE: base + 6,
@@ -217,6 +219,12 @@ export const Event = {
    * pod that has a host port (the kernel reassembles them), handed to the node's kernel through tx4
    * or tx6 (whatever the destination), whose conntrack gives replies the host port back. */
   HOST_PORT_REPLY: base + 58,
+  /** IPv4 packets without DF bigger than their next hop's MTU, cut into fragments as the kernel's
+   * forwarding cuts them (Pipeline.fragmentRouted, packet/fragment.ts): each counted once here,
+   * its fragments in `fragments_out`. One that cannot be cut is dropped `too_big_no_df`. */
+  FRAGMENTED: base + 59,
+  /** The fragments made of the `fragmented` packets (the first included): what left instead of them. */
+  FRAGMENTS_OUT: base + 60,
 } as const;
 
 /** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
@@ -245,7 +253,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 59;
+export const COUNTER_COUNT = base + 61;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -14,7 +14,7 @@ import { Drop } from '../packet/drop';
 import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, NATIVE_DROP_FIELDS, type PortStats } from './io';
 import { nativeIO } from './native';
-import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from './pipeline';
+import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf, FRAG_DESCS } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED, CALICO_VNI } from './nexthops';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
@@ -620,13 +620,15 @@ export class Engine {
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
     this.onSharedOpen = opts.onSharedOpen ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP);
-    // from batch + 8 on, the packets held for unresolved underlay neighbours (neighbor-queue.ts).
+    // from batch + 8 on, the packets held for unresolved underlay neighbours (neighbor-queue.ts);
     const perNeighbor = Math.max(0, opts.neighborQueue?.perNeighbor ?? NEIGHBOR_QUEUE_PER_NEIGHBOR);
     const held = perNeighbor > 0 ? Math.max(0, opts.neighborQueue?.total ?? NEIGHBOR_QUEUE_TOTAL) : 0;
-    this.pool = new FramePool(this.batch + 8 + held);
+    // after them, FRAG_DESCS for the fragments the pipeline makes (Pipeline.setFragArea)
+    this.pool = new FramePool(this.batch + 8 + held + FRAG_DESCS);
     this.io.setPool(this.pool);
     this.arpSlot = this.batch;
     this.pipe = new Pipeline(this.pool, this.batch, this.io);
+    this.pipe.setFragArea(this.batch + 8 + held);
     const sports = opts.vxlanSourcePorts ?? readLocalPortRange();
     this.pipe.setVxlanSourcePorts(sports[0], sports[1]);
     this.pipe.vxlanPort = opts.vxlanPort ?? VXLAN_PORT;

@@ -18,6 +18,7 @@ import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_PARAMETER_
 import { ipv4DecrementTtl, ipv4FillChecksum, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
+import { ipv4FragmentCount, ipv4MakeFirstFragment, ipv4WriteFragment } from '../packet/fragment';
 import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv4, ipv4EcnAt } from '../packet/ecn';
 import { innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
@@ -63,6 +64,15 @@ export const Role = {
 } as const;
 
 export const MAX_PORTS = 1024;
+/**
+ * Pool descriptors (each with its slot) a pipeline keeps for the fragments it makes beyond each
+ * packet's first (Pipeline.fragArea): a packet without DF bigger than its next hop's MTU is cut
+ * as the kernel's ip_do_fragment cuts it (packet/fragment.ts), its first fragment in its own
+ * frame, the others here. 64: 64 packets of up to 1,906 bytes through a 1,450-byte route (two
+ * fragments each) per batch before the area is sent early (spillFragments), and the 40 fragments
+ * of one such packet at IPv4's minimum MTU of 68.
+ */
+export const FRAG_DESCS = 64;
 /** How long after podway's ARP request to a pod its reply counts as the answer (ms). */
 export const POD_ARP_ANSWER_MS = 10_000;
 
@@ -196,6 +206,16 @@ export class Pipeline implements CapturePorts {
    * pod route holds): nothing more than `martian_src` and `own_source`. */
   rpFilter = 0;
   private ipId = 1;
+  /** The fragment area (FRAG_DESCS descriptors from fragFirst, setFragArea; -1: none, a packet
+   * that would need it is dropped too_big_no_df as before). In a batch, fragUsed of them hold
+   * fragments: descriptor i's packet's others are [fragAt[i], fragAt[i] + fragN[i]) of the area,
+   * each with its verdict in fragOut (flush sends them right after i, to their ports). */
+  private fragFirst = -1;
+  private fragUsed = 0;
+  private readonly fragOut = new Int32Array(FRAG_DESCS);
+  private readonly fragOwner = new Int32Array(FRAG_DESCS);
+  private readonly fragN: Uint8Array;
+  private readonly fragAt: Uint8Array;
   /** Port counters (offset) of the port whose batch is being processed. */
   private batchPc = 0;
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
@@ -262,6 +282,15 @@ export class Pipeline implements CapturePorts {
     this.v6 = new Pipeline6(this, MAX_PORTS);
     this.reasons = new Uint16Array(batch);
     this.heldTo = new Int32Array(batch);
+    this.fragN = new Uint8Array(batch);
+    this.fragAt = new Uint8Array(batch);
+  }
+
+  /** The FRAG_DESCS pool descriptors from `first` on (with their own slots, used by nothing
+   * else) take the fragments this pipeline makes (FRAG_DESCS). Without: no fragmentation. */
+  setFragArea(first: number): void {
+    if (!(Number.isInteger(first) && first >= this.batch && first + FRAG_DESCS <= this.pool.descriptors && first + FRAG_DESCS <= this.pool.slots)) throw new RangeError(`fragment area: descriptors ${first}..${first + FRAG_DESCS} are not in the pool (${this.pool.descriptors}) past the batch (${this.batch})`);
+    this.fragFirst = first;
   }
 
   get nodeIp(): number {
@@ -623,7 +652,7 @@ export class Pipeline implements CapturePorts {
       this.counters[Reason.TTL_EXPIRED]++;
       return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
     }
-    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
+    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total, dst, true, Event.HOST_PORT_REPLY);
     ipv4DecrementTtl(b, ip);
     this.setFrame(i, ip, total);
     this.pool.addr[i] = dst;
@@ -1001,13 +1030,147 @@ export class Pipeline implements CapturePorts {
         if (!originated) return this.icmpErrorRouted(i, ip, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu);
         return this.dropCounted(Reason.FRAG_NEEDED);
       }
-      return this.drop(Reason.TOO_BIG_NO_DF);
+      return this.fragmentRouted(i, inPort, ip, fromPod, originated, dst, nh, kind, total, mtu);
     }
     // A packet podway originates (an ICMP error) leaves with its TTL; forwarded ones lose one.
     if (!originated) {
       const ttl = ipv4DecrementTtl(b, ip);
       if (tr !== null) tr.stages.push(`ttl ${ttl + 1} -> ${ttl}, header checksum updated incrementally`);
     }
+    return this.output(i, inPort, ip, fromPod, originated, dst, nh, kind, total);
+  }
+
+  /**
+   * A packet without DF bigger than its route's `mtu` (route()): cut into fragments as the kernel's
+   * forwarding cuts it at its output device (ip_forward decrements the TTL, ip_finish_output's
+   * ip_fragment cuts at the device's MTU: for a tunnel route the tunnel device's, so each fragment
+   * is encapsulated whole and the receiving node forwards them to the pod, whose kernel
+   * reassembles them), each fragment then sent as route() sends a packet (output). The first stays
+   * in descriptor i (its verdict is returned), the others go into the fragment area (their
+   * verdicts in fragOut, sent right after i by flush). Dropped `too_big_no_df` when it cannot be
+   * cut (cutFragments). Off the fast path: taken only by a packet too big for its route.
+   */
+  private fragmentRouted(i: number, inPort: number, ip: number, fromPod: boolean, originated: boolean, dst: number, nh: number, kind: number, total: number, mtu: number): number {
+    const b = this.b;
+    const nhs = this.nh;
+    // what decides the packet as a whole, before it is cut (output() would decide each fragment)
+    if (kind === NhKind.LOCAL) {
+      const p = nhs.port[nh];
+      if (p < 0) return this.drop(Reason.NO_ROUTE);
+      if (p === inPort) return this.drop(Reason.HAIRPIN);
+    } else if (kind === NhKind.DIRECT && fromPod && !originated) {
+      if (isMartianDst4(dst)) return this.martian(i, inPort, ip, dst);
+      // natOutgoing egress over this route goes to the kernel (tx4): cut for the underlay's MTU too
+      if (nhs.natExit[nh] !== NatExit.NONE && this.natEgress(ip, dst, nhs.natExit[nh]) && this.tx4Mtu < mtu) mtu = this.tx4Mtu;
+    }
+    if (!originated) ipv4DecrementTtl(b, ip);
+    const count = this.cutFragments(i, ip, mtu, total);
+    if (count < 0) return this.drop(Reason.TOO_BIG_NO_DF);
+    const base = this.fragAt[i]; // (after the cut: it may have sent the area first)
+    const tr = this.tr;
+    if (tr !== null) tr.stages.push(`mtu: ${total} > ${mtu} without DF: fragmented into ${count} (${(b[ip + 2] << 8) | b[ip + 3]} bytes first${originated ? '' : ', ttl decremented first'}); the first follows, the others go the same way`);
+    const o = this.output(i, inPort, ip, fromPod, originated, dst, nh, kind, (b[ip + 2] << 8) | b[ip + 3]);
+    const lastDrop = this.lastDrop;
+    this.tr = null;
+    for (let q = base; q < base + count - 1; q++) {
+      const d = this.fragFirst + q;
+      const fip = this.pool.start(d);
+      this.fragVerdict(q, this.output(d, inPort, fip, fromPod, originated, dst, nh, kind, this.pool.len[d]));
+    }
+    this.tr = tr;
+    this.lastDrop = lastDrop;
+    return o;
+  }
+
+  /**
+   * Cut the IPv4 packet at `ip` (descriptor i, `total` bytes, no DF) for `mtu` (packet/fragment.ts):
+   * fragments 2..count into the fragment area from fragUsed on (each an IP packet at HEADROOM +
+   * ETH_HLEN of its slot, as a pod's frame is received, so that output() can prepend Ethernet or an
+   * encapsulation), then descriptor i's own packet cut to the first fragment (its frame's start
+   * unchanged). Counted `fragmented` once and `fragments_out` per fragment. Returns the count, or -1
+   * when it cannot be cut (the caller drops it too_big_no_df): no fragment area, a super-frame
+   * (it stands for several packets), an MTU that leaves fewer than 8 data bytes after the header,
+   * or more fragments than the area holds. When the area has no room left in this batch, what it
+   * holds is sent first (spillFragments).
+   */
+  private cutFragments(i: number, ip: number, mtu: number, total: number): number {
+    const pool = this.pool;
+    const b = this.b;
+    if (this.fragFirst < 0 || (pool.flags[i] & DescFlag.SUPER) !== 0 || i >= this.batch) return -1;
+    const count = ipv4FragmentCount(b, ip, mtu);
+    if (count < 2 || count - 1 > FRAG_DESCS || total !== ((b[ip + 2] << 8) | b[ip + 3])) return -1;
+    if (this.fragUsed + count - 1 > FRAG_DESCS) this.spillFragments();
+    const base = this.fragUsed;
+    for (let k = 1; k < count; k++) {
+      const q = base + k - 1;
+      const d = this.fragFirst + q;
+      const at = (pool.slot[d] << SLOT_SHIFT) + HEADROOM + ETH_HLEN;
+      pool.len[d] = ipv4WriteFragment(b, ip, mtu, k, at);
+      pool.off[d] = HEADROOM + ETH_HLEN;
+      pool.flags[d] = 0;
+      pool.addr[d] = 0;
+      pool.aport[d] = 0;
+      pool.segs[d] = 1;
+      pool.more[d] = 0;
+      this.fragOut[q] = DROP;
+      this.fragOwner[q] = i;
+    }
+    ipv4MakeFirstFragment(b, ip, mtu);
+    this.fragUsed = base + count - 1;
+    this.fragN[i] = count - 1;
+    this.fragAt[i] = base;
+    this.counters[Event.FRAGMENTED]++;
+    this.counters[Event.FRAGMENTS_OUT] += count;
+    return count;
+  }
+
+  /** Fragment-area entry q's verdict (a port, DROP, HELD), counted as processBatch counts a
+   * descriptor's: a drop in the batch port's DROPS and its reason's bytes. */
+  private fragVerdict(q: number, o: number): void {
+    this.fragOut[q] = o;
+    if (o >= 0) this.markOut(o);
+    else if (o === DROP) {
+      this.portCounters[this.batchPc + PortCounter.DROPS]++;
+      this.counterBytes[this.lastDrop] += this.pool.len[this.fragFirst + q];
+    }
+  }
+
+  /**
+   * The fragment area is full in the middle of a batch: the fragments it holds are sent now, one
+   * send call per port (area order), and it starts again empty. The first fragments stay in their
+   * descriptors and leave with the batch (after these: a receiver reassembles in any order).
+   */
+  private spillFragments(): void {
+    const used = this.fragUsed;
+    if (used === 0) return;
+    const tx = this.pool.txList;
+    // (txList past the batch's own: the batch's sends list from 0 and happen later, in flush)
+    const at = this.batch;
+    for (let q = 0; q < used; q++) {
+      const p = this.fragOut[q];
+      if (p < 0) continue;
+      let k = 0;
+      for (let r = q; r < used; r++) {
+        if (this.fragOut[r] !== p) continue;
+        tx[at + k++] = this.fragFirst + r;
+        if (r !== q) this.fragOut[r] = DROP; // (sent here: not again)
+      }
+      this.fragOut[q] = DROP;
+      this.sendList(p, at, k);
+    }
+    for (let q = 0; q < used; q++) this.fragN[this.fragOwner[q]] = 0;
+    this.fragUsed = 0;
+  }
+
+  /**
+   * Send descriptor i's packet (`total` bytes at `ip`, its TTL handled) to next hop `nh` of
+   * `kind`: route()'s last step, and each fragment's (fragmentRouted). Returns the port (or DROP,
+   * HELD).
+   */
+  private output(i: number, inPort: number, ip: number, fromPod: boolean, originated: boolean, dst: number, nh: number, kind: number, total: number): number {
+    const b = this.b;
+    const nhs = this.nh;
+    const tr = this.tr;
     const eth = ip - ETH_HLEN;
     switch (kind) {
       case NhKind.LOCAL: {
@@ -1177,13 +1340,13 @@ export class Pipeline implements CapturePorts {
       this.counters[Reason.TTL_EXPIRED]++;
       return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
     }
-    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
-    ipv4DecrementTtl(this.b, ip);
-    this.setFrame(i, ip, total);
-    this.pool.addr[i] = dst;
     const b = this.b;
     const node = this.addr.knownNodes.has(dst);
     const nat = dst !== 0 && (this.natToNodes || !node) && this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0);
+    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total, dst, true, nat && !node ? Event.EGRESS_NAT : Event.EGRESS);
+    ipv4DecrementTtl(b, ip);
+    this.setFrame(i, ip, total);
+    this.pool.addr[i] = dst;
     if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${node ? 'another node\'s address' : 'outside the pools'}: through the node's routing (${nat ? (node ? 'natOutgoing: a TCP connection or ping the pod opens is masqueraded to the node\'s address by the kernel, table ip podway' : 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip podway') : 'no NAT'})`);
     // egress_nat: what the table masquerades, every packet of it; to another node's address only
     // the flows the pod opens are (which a packet alone does not tell): egress
@@ -1225,26 +1388,43 @@ export class Pipeline implements CapturePorts {
   private toKernelNat(i: number, inPort: number, ip: number, dst: number, total: number): number {
     // (a martian destination never gets here: route()'s DIRECT case dropped it)
     // The route's MTU passed it; the underlay's (the device the kernel checks) may be smaller.
-    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
-    this.setFrame(i, ip, total);
-    this.pool.addr[i] = dst;
     // Another node's address (IPPoolsOnly; a learned route may hold one): the table masquerades
     // only the flows the pod opens, so it is counted egress, as in the no-route case.
     const node = this.addr.knownNodes.has(dst);
+    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total, dst, false, node ? Event.EGRESS : Event.EGRESS_NAT);
+    this.setFrame(i, ip, total);
+    this.pool.addr[i] = dst;
     if (this.tr !== null) this.tr.stages.push(node ? 'natOutgoing: another node\'s address, through the node\'s routing: a TCP connection or ping the pod opens is masqueraded to the node\'s address by the kernel, table ip podway' : 'natOutgoing: through the node\'s routing, masqueraded to the node\'s address by the kernel, table ip podway');
     return this.count(node ? Event.EGRESS : Event.EGRESS_NAT, this.tx4Port);
   }
 
   /**
-   * A pod's packet for tx4 bigger than the underlay's MTU, which the kernel would refuse: with DF,
-   * ICMP fragmentation needed with that MTU (counted frag_needed); without DF, dropped counted
-   * too_big_no_df, as the tunnel routes treat it (podway does not fragment IPv4).
+   * A pod's packet for tx4 (to `dst`) bigger than the underlay's MTU, which the kernel would refuse
+   * (a raw IP_HDRINCL send is never fragmented): with DF, ICMP fragmentation needed with that MTU
+   * (counted frag_needed); without DF, cut into fragments for that MTU as the kernel's forwarding
+   * would (cutFragments; `decTtl`: its TTL is lowered first, as forwarding does), each handed to tx4
+   * and counted `ev` as the whole packet would be; one that cannot be cut is dropped too_big_no_df.
    */
-  private tooBigForTx4(i: number, inPort: number, ip: number, total: number): number {
+  private tooBigForTx4(i: number, inPort: number, ip: number, total: number, dst: number, decTtl: boolean, ev: number): number {
     const tr = this.tr;
     if ((this.b[ip + 6] & 0x40) === 0) {
-      if (tr !== null) tr.stages.push(`mtu: ${total} > underlay mtu ${this.tx4Mtu} (tx4) without DF: dropped, podway does not fragment`);
-      return this.drop(Reason.TOO_BIG_NO_DF);
+      if (decTtl) ipv4DecrementTtl(this.b, ip);
+      const count = this.cutFragments(i, ip, this.tx4Mtu, total);
+      if (count < 0) {
+        if (tr !== null) tr.stages.push(`mtu: ${total} > underlay mtu ${this.tx4Mtu} (tx4) without DF: cannot be fragmented`);
+        return this.drop(Reason.TOO_BIG_NO_DF);
+      }
+      const base = this.fragAt[i];
+      if (tr !== null) tr.stages.push(`mtu: ${total} > underlay mtu ${this.tx4Mtu} (tx4) without DF: fragmented into ${count}, each to the node's routing (tx4)`);
+      const pool = this.pool;
+      this.setFrame(i, ip, (this.b[ip + 2] << 8) | this.b[ip + 3]);
+      pool.addr[i] = dst;
+      for (let q = base; q < base + count - 1; q++) {
+        pool.addr[this.fragFirst + q] = dst;
+        this.fragVerdict(q, this.tx4Port);
+      }
+      this.counters[ev] += count;
+      return this.tx4Port;
     }
     this.counters[Reason.FRAG_NEEDED]++;
     if (tr !== null) tr.stages.push(`mtu: ${total} > underlay mtu ${this.tx4Mtu} (tx4) with DF: ICMP fragmentation needed`);
@@ -1681,6 +1861,10 @@ export class Pipeline implements CapturePorts {
 
   /** Group the batch by output port: one send call per port. */
   private flush(n: number): void {
+    if (this.fragUsed !== 0) {
+      this.flushFragmented(n);
+      return;
+    }
     const out = this.out;
     const tx = this.pool.txList;
     for (let j = 0; j < this.nOut; j++) {
@@ -1691,6 +1875,36 @@ export class Pipeline implements CapturePorts {
       this.sendList(p, 0, k);
     }
     this.nOut = 0;
+  }
+
+  /**
+   * flush() for a batch in which packets were fragmented (fragUsed): per port, the batch's
+   * descriptors in order, each fragmented one's other fragments right after it (those for that
+   * port), so a flow's packets keep their order; a send call per port, split at the I/O layer's
+   * MAX_BATCH (a batch and its fragments can hold more). The fragment area is empty after.
+   */
+  private flushFragmented(n: number): void {
+    const out = this.out;
+    const tx = this.pool.txList;
+    const fragOut = this.fragOut;
+    const first = this.fragFirst;
+    const max = this.io.MAX_BATCH;
+    for (let j = 0; j < this.nOut; j++) {
+      const p = this.outPorts[j];
+      this.outMark[p] = 0;
+      let k = 0;
+      for (let i = 0; i < n; i++) {
+        if (out[i] === p) tx[k++] = i;
+        const c = this.fragN[i];
+        if (c === 0) continue;
+        const at = this.fragAt[i];
+        for (let q = at; q < at + c; q++) if (fragOut[q] === p) tx[k++] = first + q;
+      }
+      for (let s = 0; s < k; s += max) this.sendList(p, s, Math.min(max, k - s));
+    }
+    this.nOut = 0;
+    for (let q = 0; q < this.fragUsed; q++) this.fragN[this.fragOwner[q]] = 0;
+    this.fragUsed = 0;
   }
 
   /** Send the k descriptors listed at pool.txList[first..] on port p (one send call), and count it. */

@@ -22,3 +22,4 @@ export * from './ndp';
 export * from './vxlan6';
 export * from './martian';
 export * from './ecn';
+export * from './fragment';

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { computeNodeModel, parseClusterYaml, NodeDataplaneModel } from '../../src/control';
 import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
 import { FramePool } from '../../src/dataplane/frame-pool';
-import { Pipeline, Role, tunnelsOf } from '../../src/dataplane/pipeline';
+import { Pipeline, Role, tunnelsOf, FRAG_DESCS } from '../../src/dataplane/pipeline';
 import { NeighborQueue } from '../../src/dataplane/neighbor-queue';
 import { buildNextHops, learnNeighbor, NextHops } from '../../src/dataplane/nexthops';
 import { underlayFilter } from '../../src/dataplane/host';
@@ -145,9 +145,11 @@ export function makeHarness(opts: HarnessOptions = {}): Harness {
   const model = opts.model ?? clusterModel();
   const io = new MemoryIO();
   const batch = opts.batch ?? 64;
-  const pool = new FramePool(batch + 8 + (opts.held?.total ?? 0));
+  const pool = new FramePool(batch + 8 + (opts.held?.total ?? 0) + FRAG_DESCS);
   io.setPool(pool);
   const pipe = new Pipeline(pool, batch, io);
+  // as the engine: the fragment area after the pending queue's
+  pipe.setFragArea(batch + 8 + (opts.held?.total ?? 0));
   if (opts.held) pipe.held = new NeighborQueue(pool, batch + 8, opts.held.total, opts.held.perNeighbor, opts.held.maxTicks);
   const nodeIp = model.node.ip;
   if (nodeIp === null) throw new Error('makeHarness: an IPv4 node model (this harness opens the IPv4 tunnel sockets)');

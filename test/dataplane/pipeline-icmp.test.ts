@@ -94,7 +94,7 @@ function rejectedRecord(f: Uint8Array): Uint8Array {
   return r;
 }
 
-test('underlay MTU lowered under podway: a pod\'s VXLAN frame the kernel refused as too big (EMSGSIZE) is routed again from the pod once the routes know 1350: fragmentation needed quoting the packet as the pod sent it (its TTL); without DF too_big_no_df; a copy that fits the device is not answered', () => {
+test('underlay MTU lowered under podway: a pod\'s VXLAN frame the kernel refused as too big (EMSGSIZE) is routed again from the pod once the routes know 1350: fragmentation needed quoting the packet as the pod sent it (its TTL); without DF fragmented for 1350; a copy that fits the device is not answered', () => {
   const h = makeHarness(RESOLVED);
   const a = h.port('caliA');
   const sentFrame = frame('a_max_df');
@@ -117,14 +117,18 @@ test('underlay MTU lowered under podway: a pod\'s VXLAN frame the kernel refused
   assertBytes(out.subarray(42, 42 + 28), sentFrame.subarray(14, 14 + 28), 'the quote: the packet as the pod sent it (TTL and checksum restored)');
   assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
   assert.is(h.pipe.counters[Event.TOO_BIG_ANSWERED], 1);
-  // without DF: dropped, podway does not fragment
+  // without DF: cut into fragments for the new path MTU, as the kernel's forwarding would
   const nodf = refused.slice();
   const inner = 14 + 20 + 8 + 8 + 14;
   nodf[inner + 6] &= ~0x40;
   fixIpChecksum(nodf, inner);
   assert.is(h.pipe.answerRefused(rejectedRecord(nodf), nodf.length + 4, Link.ETHERNET, 1400), 1);
-  nothingSent(h, 'no DF');
-  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 1);
+  const frags = h.io.take(h.infra.underlay);
+  // inner: 20 + 1328 bytes (1350 - 20 rounded down to 8), MF; then the other 102 at offset 1328 / 8
+  assert.equal(frags.map((f) => [u16(f.bytes, 16), u16(f.bytes, 64 + 2), u16(f.bytes, 64 + 6)]), [[1398, 1348, 0x2000], [172, 122, 166]], 'two VXLAN datagrams');
+  nothingSent(h, 'no DF: the fragments only');
+  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 0);
+  assert.is(h.pipe.counters[Event.FRAGMENTED], 1);
   // a copy cut short (a super-frame's first 2 KiB) or of no local pod: not answered
   const cut = rejectedRecord(refused);
   cut[0] = 0; cut[1] = 0x10;
@@ -136,11 +140,13 @@ test('underlay MTU lowered under podway: a pod\'s VXLAN frame the kernel refused
   nothingSent(h, 'cut or not a local pod\'s');
 });
 
-test('MTU: the same packet without DF is dropped (TOO_BIG_NO_DF); exactly 1450 bytes with DF goes out in a 1500-byte outer packet', () => {
+test('MTU: the same packet without DF is fragmented (fragmented, not too_big_no_df); exactly 1450 bytes with DF goes out in a 1500-byte outer packet', () => {
   const h = makeHarness(RESOLVED);
   h.receive(h.port('caliA'), frame('a_big_nodf'));
+  assert.is(h.io.take(h.infra.underlay).length, 2, 'no DF: two fragments, each in its VXLAN datagram');
   nothingSent(h, 'no DF');
-  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 1);
+  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 0);
+  assert.is(h.pipe.counters[Event.FRAGMENTED], 1);
   assert.is(h.pipe.counters[Event.ICMP_SENT], 0);
   h.receive(h.port('caliA'), frame('a_max_df'));
   const out = onlyFrame(h, h.infra.underlay, '1450 DF').bytes;
@@ -263,13 +269,19 @@ test('tx4: a pod\'s DF packet for the node\'s routing bigger than the underlay M
   assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
   assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
   assert.is(h.pipe.counters[Event.EGRESS], 0);
-  // without DF: podway does not fragment, a counted drop as on a tunnel route
+  // without DF: fragmented for the underlay's MTU, the fragments handed to the kernel
   const nodf = df.slice();
   nodf[20] &= ~0x40;
   fixIpChecksum(nodf, 14);
   h.receive(a, nodf);
-  nothingSent(h, 'no DF over the underlay MTU');
-  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 1);
+  const frags = h.io.take(h.infra.tx4);
+  assert.is(frags.length, 2, 'no DF over the underlay MTU: two fragments');
+  for (const f of frags) assert.ok(f.bytes.length <= total - 100);
+  nothingSent(h, 'the fragments only');
+  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 0);
+  assert.is(h.pipe.counters[Event.FRAGMENTED], 1);
+  assert.is(h.pipe.counters[Event.EGRESS], 2);
+  h.pipe.counters[Event.EGRESS] = 0;
   assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
   // at the MTU exactly it goes to the kernel
   h.pipe.tx4Mtu = total;

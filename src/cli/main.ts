@@ -148,7 +148,7 @@ export function felixStatusLines(f: FelixStatus | undefined): string[] {
   if (f.invalidSeen > 0) lines.push(`felix settings: ${f.invalidSeen} invalid FelixConfiguration field${f.invalidSeen === 1 ? '' : 's'} ignored since the start${f.invalid.length ? '' : ' (none now)'}`);
   // Felix's tunnel wire settings with a value podway does not use (its computed MTUs)
   for (const u of f.unhonoured ?? []) lines.push(`felix settings: ${unhonouredLine(u)}`);
-  // tunnel MTUs set above what the underlay takes (applied, but podway does not fragment)
+  // tunnel MTUs set above what the underlay takes (applied, but podway does not fragment the outer packet)
   for (const w of f.mtuWarnings ?? []) lines.push(`felix settings: WARNING ${w}`);
   for (const n of f.notApplied) lines.push(`felix settings: FelixConfiguration ${n} not applied (metrics settings: --metrics-port, --metrics-host or FELIX_PROMETHEUSMETRICSENABLED, ...PORT and ...HOST at start)`);
   return lines;

@@ -108,14 +108,14 @@ export function podMtuOf(underlay: number, mtus: TunnelMtus, inUse: TunnelsInUse
 }
 
 /** Tunnels in use whose MTU is set above what the underlay takes (its MTU less the overhead): a
- * packet bigger than that is answered with fragmentation needed (DF) or dropped (too_big_no_df) by
- * podway, which never fragments the outer packet. One sentence each, for the log and status. */
+ * packet bigger than that is answered with fragmentation needed (DF) or fragmented to that size (no
+ * DF) by podway, which never fragments the outer packet. One sentence each, for the log and status. */
 export function tunnelMtuWarnings(underlay: number, mtus: TunnelMtus, inUse: TunnelsInUse, ipv6Only = false): string[] {
   const out: string[] = [];
   for (const f of FELIX_MTU_FIELDS) {
     if (!inUse[f.tunnel] || (ipv6Only && f.tunnel !== 'vxlan6')) continue;
     const fits = underlay - TUNNEL_OVERHEAD[f.tunnel];
-    if (mtus[f.tunnel] > fits) out.push(`${f.field} ${mtus[f.tunnel]} is larger than the underlay takes (${underlay} - ${TUNNEL_OVERHEAD[f.tunnel]} = ${fits}): pods get MTU ${mtus[f.tunnel]} as Felix gives them, but podway does not fragment the tunnel's packets, so a packet through it bigger than ${fits} is answered with fragmentation needed (DF set) or dropped as too_big_no_df`);
+    if (mtus[f.tunnel] > fits) out.push(`${f.field} ${mtus[f.tunnel]} is larger than the underlay takes (${underlay} - ${TUNNEL_OVERHEAD[f.tunnel]} = ${fits}): pods get MTU ${mtus[f.tunnel]} as Felix gives them, but podway does not fragment the tunnel's outer packets, so a packet through it bigger than ${fits} is answered with fragmentation needed (DF set) or cut into fragments of ${fits} (no DF)`);
   }
   return out;
 }

@@ -17,7 +17,7 @@
 // IPv6 alike (bird6_ipam.cfg.template has the same filter): the node's IPv6 blocks and borrowed
 // /128s of its IPv6 pools, announced on its IPv6 sessions.
 import { formatIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from '../ipv4';
-import { parsePrefix, type Prefix } from './wire/prefix';
+import { parsePrefix, prefixWithin as within, type Prefix } from './wire/prefix';
 import type { ClusterSnapshot } from '../snapshot';
 import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
 
@@ -87,15 +87,6 @@ function prefix6(text: string): Prefix | null {
   } catch {
     return null;
   }
-}
-
-/** Whether `inner` lies inside (or equals) `outer` (both of one family). */
-function within(outer: Prefix, inner: Prefix): boolean {
-  if (inner.len < outer.len || inner.octets.length !== outer.octets.length) return false;
-  const whole = outer.len >> 3;
-  for (let i = 0; i < whole; i++) if (inner.octets[i] !== outer.octets[i]) return false;
-  const rest = outer.len & 7;
-  return rest === 0 || ((inner.octets[whole]! ^ outer.octets[whole]!) & (0xff << (8 - rest)) & 0xff) === 0;
 }
 
 /**

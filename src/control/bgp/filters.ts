@@ -32,7 +32,7 @@
 //   never matches here (`podway apply` and the plan say so); `operations` are not done (the route
 //   is accepted as it is).
 import { Afi } from './wire';
-import { parsePrefix, type Prefix } from './wire/prefix';
+import { parsePrefix, prefixWithin as within, type Prefix } from './wire/prefix';
 
 export type FilterAction = 'accept' | 'reject';
 
@@ -207,15 +207,6 @@ export function patternMatches(pattern: string, text: string): boolean {
   }
   while (p < pattern.length && pattern[p] === '*') p++;
   return p === pattern.length;
-}
-
-/** Whether `inner` lies inside (or equals) `outer` (both of one family). */
-function within(outer: Prefix, inner: Prefix): boolean {
-  if (inner.len < outer.len || inner.octets.length !== outer.octets.length) return false;
-  const whole = outer.len >> 3;
-  for (let i = 0; i < whole; i++) if (inner.octets[i] !== outer.octets[i]) return false;
-  const rest = outer.len & 7;
-  return rest === 0 || ((inner.octets[whole]! ^ outer.octets[whole]!) & (0xff << (8 - rest)) & 0xff) === 0;
 }
 
 const parsed = new Map<string, Prefix>();

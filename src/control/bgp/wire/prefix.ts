@@ -100,3 +100,12 @@ export function decodeNlri(afi: Afi, b: Buffer): string[] {
   }
   return out;
 }
+
+/** Whether `inner` lies inside (or equals) `outer` (both of one family). */
+export function prefixWithin(outer: Prefix, inner: Prefix): boolean {
+  if (inner.len < outer.len || inner.octets.length !== outer.octets.length) return false;
+  const whole = outer.len >> 3;
+  for (let i = 0; i < whole; i++) if (inner.octets[i] !== outer.octets[i]) return false;
+  const rest = outer.len & 7;
+  return rest === 0 || ((inner.octets[whole]! ^ outer.octets[whole]!) & (0xff << (8 - rest)) & 0xff) === 0;
+}

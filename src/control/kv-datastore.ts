@@ -480,7 +480,9 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     if (this.down && this.downKind === kind) return;
     this.down = true;
     this.downKind = kind;
-    this.emitError(new Error(kind === 'not-etcd' ? `datastore answers but is not etcd: ${detail} (keeping the last snapshot)` : `datastore unreachable: ${detail} (keeping the last snapshot)`));
+    // an https:// etcd given as http:// is etcd, answering in TLS (etcd-failover.ts notEtcdText)
+    const what = kind !== 'not-etcd' ? 'datastore unreachable' : / speaks TLS, not plain HTTP\/2/.test(detail) ? 'datastore speaks TLS at an http:// endpoint' : 'datastore answers but is not etcd';
+    this.emitError(new Error(`${what}: ${detail} (keeping the last snapshot)`));
   }
 
   private markUp(detail: string): void {

@@ -13,7 +13,11 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ETCD_BINARY } from '../helpers/etcd';
+import { ETCD_BINARY, freePort } from '../helpers/etcd';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { KvNotEtcdError } from '../../src/control/kv/kv';
+import { KvDatastore } from '../../src/control/kv-datastore';
+import { failure, until } from '../helpers/until';
 import { addNetns } from '../helpers/netns';
 
 const PODWAY = resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -107,6 +111,67 @@ setTimeout(() => process.exit(0), 30000);`;
     }
   } finally {
     if (peer.pid && peer.exitCode === null) process.kill(peer.pid, 'SIGKILL');
+  }
+});
+
+// Once past its start, podway run's own clients (EtcdKv over grpc-js: its watches, the address
+// store's calls) said "unreachable ...: Failed to connect" for the same etcd (grpc-js's words for a
+// connection closed before HTTP/2 was up), and the datastore called it an outage. They now ask the
+// TLS question too (grpc-connect-bound.ts). A real etcd on loopback, first plain (the watch up),
+// then started again on the same data and URL serving TLS: the watch goes down saying the endpoint
+// speaks TLS (as the datastore's error says it: KvDatastore, as podway run's model thread has it),
+// and a call fails the same way (KvNotEtcdError).
+test('an etcd that comes back serving TLS at the http:// URL podway run was given: its watch, its datastore error and its calls say it speaks TLS, not "Failed to connect"', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'podway-tls-later-'));
+  let etcd: ChildProcess | undefined;
+  let kv: EtcdKv | undefined;
+  let ds: KvDatastore | undefined;
+  const stop = async () => {
+    const p = etcd;
+    if (!p?.pid || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once('exit', r));
+    process.kill(p.pid, 'SIGKILL');
+    await gone;
+  };
+  try {
+    const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=tls-later-ca', '-keyout', 'ca.key', '-out', 'ca.pem']);
+    writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=server', '-keyout', 'server.key', '-out', 'server.csr']);
+    openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'server.ext', '-out', 'server.pem']);
+    const [cp, pp] = [await freePort(), await freePort()];
+    const endpoint = `http://127.0.0.1:${cp}`;
+    const start = (tls: boolean) => {
+      const url = `${tls ? 'https' : 'http'}://127.0.0.1:${cp}`;
+      etcd = spawn(ETCD_BINARY, ['--name', 'tls-later', '--data-dir', join(dir, 'data'), '--listen-client-urls', url, '--advertise-client-urls', url,
+        '--listen-peer-urls', `http://127.0.0.1:${pp}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${pp}`, '--initial-cluster', `tls-later=http://127.0.0.1:${pp}`,
+        ...(tls ? ['--cert-file', join(dir, 'server.pem'), '--key-file', join(dir, 'server.key')] : []), '--log-level', 'warn', '--logger', 'zap'], { stdio: 'ignore' });
+    };
+    start(false);
+    kv = new EtcdKv({ endpoints: [endpoint], timeoutMs: 3000 });
+    const store = kv;
+    assert.ok(await until(async () => { try { await store.get('/x'); return true; } catch { return false; } }, 20_000, 100), 'plain etcd answers');
+    ds = new KvDatastore(kv);
+    const errors: string[] = [];
+    ds.onError((e) => errors.push(e.message));
+    await ds.start();
+    const statuses: { s: string; d: string; k?: string }[] = [];
+    const w = kv.watch('/tls-later/', 1, { onEvents: () => undefined, onResync: () => undefined, onStatus: (s, d, k) => statuses.push({ s, d, k }) });
+    await stop();
+    start(true);
+    const says = `the endpoint ${endpoint} speaks TLS, not plain HTTP/2: an https:// etcd given as http:// (give it as ${endpoint.replace('http:', 'https:')}, with its CA in --etcd-ca-cert-file / ETCD_CA_CERT_FILE`;
+    assert.ok(await until(() => statuses.some((x) => x.s === 'down' && x.k === 'not-etcd' && x.d.includes(says)), 20_000, 100), `the watch says it: ${JSON.stringify(statuses)}`);
+    assert.ok(await until(() => errors.some((e) => e.startsWith(`datastore speaks TLS at an http:// endpoint: etcd ${endpoint} (watch /calico/`) && e.includes(says)), 20_000, 100), `the datastore says it: ${JSON.stringify(errors)}`);
+    const e = await failure(kv.get('/x'));
+    assert.instance(e, KvNotEtcdError, e.message);
+    assert.ok(e.message.includes(says), e.message);
+    assert.not.ok([...statuses.map((x) => x.d), ...errors, e.message].some((m) => /Failed to connect/.test(m)), 'no "Failed to connect"');
+    await w.close();
+  } finally {
+    await ds?.close().catch(() => undefined);
+    await kv?.close().catch(() => undefined);
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -4,8 +4,11 @@
  * port of its own (2379, 2389, 2399; peers 2380, 2390, 2400), where the lab's nodes reach it, and
  * on a unix socket in its own directory, where this process (in the root namespace) reaches it.
  * Members are killed, stopped and continued by PID; stop() kills every one and removes the data.
+ * openEtcdHaLab: a lab on such a cluster, with this process's client of it (what
+ * e2e/etcd-cluster-faults and e2e/etcd-quorum-conns both start from); memberConns: a node's
+ * connections to each member.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -13,6 +16,9 @@ import * as path from 'node:path';
 import { ETCD_BINARY, healthOver, requireEtcdBinary } from '../../src/lab/etcd';
 import { stopProcess } from '../helpers/etcd';
 import { atCleanup } from '../helpers/cleanup';
+import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { guard, teardown } from './e2e-kit';
 
 const HOST = '10.99.0.254';
 const SOCKET = 'etcd.sock:0';
@@ -183,4 +189,59 @@ export class LabEtcdCluster {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A lab on a three-member etcd cluster (openEtcdHaLab). */
+export interface EtcdHaLab {
+  readonly lab: Lab;
+  readonly cluster: LabEtcdCluster;
+  /** This process's client of the cluster (the members' sockets), the lab's datastore writer. */
+  readonly kv: EtcdKv;
+  /** Stops every podway and destroys the lab, then closes the client and stops the members (by PID). */
+  close(): Promise<void>;
+}
+
+/**
+ * A lab of `spec` (guarded: gone at exit whatever happens), a three-member cluster in its fabric,
+ * healthy, and the lab's datastore on it (useKvDatastore, spec "etcd:" + the members' fabric URLs)
+ * through a client of this process. No podway started. A failed open undoes what it made.
+ */
+export async function openEtcdHaLab(spec: LabNodeSpec[]): Promise<EtcdHaLab> {
+  const lab = guard(new Lab(spec));
+  let cluster: LabEtcdCluster | null = null;
+  let kv: EtcdKv | null = null;
+  const close = async (): Promise<void> => {
+    await teardown(lab);
+    await kv?.close().catch(() => undefined);
+    await cluster?.stop();
+  };
+  try {
+    lab.build();
+    cluster = new LabEtcdCluster(lab.fabric);
+    await cluster.start();
+    kv = new EtcdKv({ endpoints: cluster.localEndpoints, timeoutMs: 5000 });
+    await lab.useKvDatastore(kv, `etcd:${cluster.endpoints.join(',')}`);
+    return { lab, cluster, kv, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/** The client port of a member's URL (http://10.99.0.254:PORT). */
+export function memberPort(url: string): string {
+  return url.split(':')[2]!;
+}
+
+/**
+ * Established TCP connections from node n's namespace to each member, by member port: its
+ * podway's (nothing else in that namespace connects to the members).
+ */
+export function memberConns(n: LabNode): Record<string, number> {
+  const by: Record<string, number> = {};
+  for (const l of execFileSync('ip', ['netns', 'exec', n.ns, 'ss', '-tnH', 'state', 'established'], { encoding: 'utf8' }).split('\n')) {
+    const m = /10\.99\.0\.254:(\d+)/.exec(l); // HOST
+    if (m) by[m[1]!] = (by[m[1]!] ?? 0) + 1;
+  }
+  return by;
 }

@@ -112,7 +112,8 @@ async function healthy(endpoint: string, name: string, deadline: number, proc: C
   }
 }
 
-export async function startEtcd(): Promise<EtcdServer> {
+/** `extraArgs`: more etcd flags (e.g. a small --max-request-bytes). */
+export async function startEtcd(extraArgs: readonly string[] = []): Promise<EtcdServer> {
   requireEtcdBinary();
   const dataDir = mkdtempSync(join(tmpdir(), 'podway-etcd-'));
   dirs.add(dataDir);
@@ -127,7 +128,7 @@ export async function startEtcd(): Promise<EtcdServer> {
     const client = `http://127.0.0.1:${clientPort}`;
     const peer = `http://127.0.0.1:${peerPort}`;
     output = '';
-    const p = spawn(ETCD_BINARY, singleMemberArgs(name, dataDir, client, client, peer), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(ETCD_BINARY, [...singleMemberArgs(name, dataDir, client, client, peer), ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (b: Buffer) => { output = (output + b.toString()).slice(-4000); };
     p.stdout!.on('data', keep);
     p.stderr!.on('data', keep);
@@ -224,20 +225,20 @@ export interface EtcdCluster {
 
 /**
  * A real `size`-member etcd cluster on loopback (free ports, a data dir each, warnings only),
- * healthy (a leader elected) when it resolves; members stopped by PID.
+ * healthy (a leader elected) when it resolves; members stopped by PID. `extraArgs`: more flags for every member.
  */
-export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 3, extraArgs: readonly string[] = []): Promise<EtcdCluster> {
   // Ports can be taken between freePort() and the members' binds: new ones, a few times.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startEtcdClusterOnce(size);
+      return await startEtcdClusterOnce(size, extraArgs);
     } catch (e) {
       if (attempt >= 3 || !(e instanceof PortTaken || /address already in use/.test((e as Error).message))) throw e;
     }
   }
 }
 
-async function startEtcdClusterOnce(size: number): Promise<EtcdCluster> {
+async function startEtcdClusterOnce(size: number, extraArgs: readonly string[]): Promise<EtcdCluster> {
   requireEtcdBinary();
   const clients: number[] = [];
   const peers: number[] = [];
@@ -273,7 +274,7 @@ async function startEtcdClusterOnce(size: number): Promise<EtcdCluster> {
         '--listen-client-urls', url(clients[i]!), '--advertise-client-urls', url(clients[i]!),
         '--listen-peer-urls', url(peers[i]!), '--initial-advertise-peer-urls', url(peers[i]!),
         '--initial-cluster', initial, '--initial-cluster-token', `podway-test-${process.pid}-${clients[0]}`, '--initial-cluster-state', 'new',
-        '--log-level', 'warn', '--logger', 'zap',
+        '--log-level', 'warn', '--logger', 'zap', ...extraArgs,
       ], { stdio: ['ignore', 'pipe', 'pipe'] });
       logs[i] = '';
       const keep = (b: Buffer) => { logs[i] = (logs[i] + b.toString()).slice(-3000); };

@@ -222,18 +222,63 @@ export const LIST_RESTARTS = 5;
 /** An answer larger than the bound the client takes (MAX_RECEIVE_BYTES): not an outage. */
 export class EtcdAnswerTooLargeError extends Error {}
 
+/** etcd's --max-request-bytes when not given: 1.5 MiB. */
+export const ETCD_DEFAULT_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+/** What etcd's gRPC server takes above its --max-request-bytes (etcd's grpcOverheadBytes). */
+export const ETCD_GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+/** A write's largest value, for the words of a request etcd refused as too large. */
+export interface WrittenValue {
+  readonly key: string;
+  /** The value's length in bytes. */
+  readonly bytes: number;
+}
+
 /**
- * etcd's gRPC server refused a request larger than it takes (its --max-request-bytes and gRPC's
- * overhead: "grpc: received message larger than max (N vs. M)"): etcd answered, the request is
- * the matter, not an outage. The words for it, or null when `details` says something else.
+ * etcd refused a request larger than it takes: one above its --max-request-bytes (1.5 MiB by
+ * default; etcdserver's "request is too large") or above that and gRPC's 512 KiB over it, which
+ * its gRPC server refuses unread ("grpc: received message larger than max (N vs. M)", M the flag
+ * plus 512 KiB). etcd answered, the request is the matter, not an outage. The words for it, naming
+ * the key written and its value's size (`written`: a write's largest value) and etcd's limit (its
+ * value when etcd said it), or null when `details` says something else.
  */
-export function requestTooLargeText(details: string): string | null {
-  return /\bgrpc: received message larger than max\b/.test(details) ? `etcd refused the request as larger than it takes (its --max-request-bytes): ${details.replace(/^\d+ [A-Z_]+: /, '')}` : null;
+export function requestTooLargeText(details: string, written?: WrittenValue): string | null {
+  const grpc = /\bgrpc: received message larger than max \((\d+) vs\.? (\d+)\)/.exec(details);
+  if (!grpc && !/\bgrpc: received message larger than max\b|etcdserver: request is too large/.test(details)) return null;
+  const limit = grpc
+    ? `etcd's --max-request-bytes, ${Number(grpc[2]) - ETCD_GRPC_OVERHEAD_BYTES} bytes here (its gRPC server refused the ${grpc[1]}-byte request unread: above that and 512 KiB)`
+    : `etcd's --max-request-bytes (${ETCD_DEFAULT_MAX_REQUEST_BYTES} bytes, 1.5 MiB, unless etcd was given another)`;
+  const what = written ? `the value of ${written.key} is ${written.bytes} bytes` : 'the request';
+  return `etcd refused the request as larger than it takes: ${what}, over ${limit}: ${details.replace(/^\d+ [A-Z_]+: /, '')}`;
+}
+
+/** The size of the answer a client refused ("Received message larger than max (N vs M)"), or null. */
+export function answerBytes(details: string): number | null {
+  const m = /Received message larger than max \((\d+) vs/.exec(details);
+  return m ? Number(m[1]) : null;
 }
 
 /** Whether an etcd error says that the revision asked for is compacted (etcd's ErrCompacted). */
 export function compactedError(e: unknown): boolean {
   return e instanceof Error && /required revision has been compacted/.test(e.message);
+}
+
+/**
+ * A single key's answer was larger than the client takes (pagedList, at one key a page): the error
+ * names that key (read with its key only, `keyAt`), its size and the bound, not only the list. If
+ * the key cannot be read, the error as it was.
+ */
+async function tooLargeKey(e: EtcdAnswerTooLargeError, from: Buffer, revision: number | undefined, keyAt: (from: Buffer, revision: number | undefined) => Promise<Buffer | null>, what: string): Promise<Error> {
+  let key: Buffer | null;
+  try {
+    key = await keyAt(from, revision);
+  } catch {
+    return e;
+  }
+  if (!key) return e;
+  const bytes = answerBytes(e.message);
+  const max = /larger than the (\d+) bytes this client takes/.exec(e.message)?.[1];
+  return Object.assign(new EtcdAnswerTooLargeError(`${what}: the value of ${key.toString('utf8')} is ${bytes !== null ? `about ${bytes} bytes` : 'too large'}, larger than the ${max ?? MAX_RECEIVE_BYTES} bytes this client takes (etcd stores values up to its --max-request-bytes, which is above that)`), { cause: e });
 }
 
 /** One page of a prefix (pagedList): its entries in key order, whether more follow, and the header's revision. */
@@ -260,6 +305,7 @@ export async function pagedList<T>(
   page: (from: Buffer, revision: number | undefined, limit: number) => Promise<ListPage<T>>,
   what: string,
   pageKeys = LIST_PAGE_KEYS,
+  keyAt?: (from: Buffer, revision: number | undefined) => Promise<Buffer | null>,
 ): Promise<{ kvs: T[]; revision: number; pages: number; restarts: number }> {
   let limit = pageKeys;
   let pages = 0;
@@ -277,6 +323,7 @@ export async function pagedList<T>(
           limit = Math.max(1, Math.floor(limit / 4));
           continue;
         }
+        if (e instanceof EtcdAnswerTooLargeError && keyAt) throw await tooLargeKey(e, from, revision, keyAt, what);
         if (revision !== undefined && compactedError(e)) {
           if (restarts < LIST_RESTARTS) break;
           throw Object.assign(new Error(`${what}: etcd compacted the revision of the list ${restarts + 1} times while its pages were read (${(e as Error).message})`), { cause: e });

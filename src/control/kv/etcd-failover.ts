@@ -1,7 +1,7 @@
 // How a call goes from one etcd member to another, shared by both etcd clients (EtcdKv over
 // etcd3/grpc-js, EtcdLiteKv over node:http2), which differ only in how they send one attempt to
 // one endpoint and how their errors read (FailoverRules). Loads neither etcd3 nor gRPC.
-import { NO_LEADER_RETRY_MS } from './etcd-common';
+import { NO_LEADER_RETRY_MS, quorumHint } from './etcd-common';
 import { KvSlowError, KvUnavailableError } from './kv';
 import { monoNow } from '../../util/mono-clock';
 
@@ -296,6 +296,58 @@ export function deadlineError(
   }
   if (sent(err)) return new KvSlowError(`${store} too slow (${what}): no answer within ${timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)${unknown}`);
   return new KvUnavailableError(`${store} unreachable (${what}): did not connect within ${timeoutMs} ms`);
+}
+
+/**
+ * How long each member that took a call and gave no answer by its deadline is given, after it, to
+ * say whether it has a leader (leaderLostError).
+ */
+export const LEADER_PROBE_MS = 1000;
+
+/**
+ * etcd's own deadline for a call it could not commit or confirm with a quorum: "request timed out",
+ * or the call's deadline (passed down to etcd) ending a read that waited for its leader ("context
+ * deadline exceeded", etcd's words as its gRPC server sends them, code UNKNOWN).
+ */
+export function etcdTimedOut(e: unknown): boolean {
+  return e instanceof Error && /etcdserver: request timed out|\bcontext deadline exceeded\b/.test(e.message);
+}
+
+/**
+ * The members a call ran out its deadline on, on an open connection (deadlineError's "too slow":
+ * `sentOf` and `fallbackSent` as there), or that answered it with etcd's own deadline ("request
+ * timed out", which the call's deadline passed down to etcd can bring just before ours).
+ */
+export function slowMembers(call: FailoverCall, rules: Pick<FailoverRules, 'deadline'>, sentOf: (e: unknown) => boolean | undefined, fallbackSent: boolean): string[] {
+  const slow = (e: unknown): boolean => (rules.deadline(e) && (sentOf(e) ?? fallbackSent)) || etcdTimedOut(e);
+  return [...new Set(call.attempts.filter((a) => a.host !== undefined && slow(a.error)).map((a) => a.host!))];
+}
+
+/**
+ * A call that ran out its deadline on members that took it ("too slow"), or that etcd timed out
+ * itself, in the first seconds of a quorum loss: a member takes a call while it still follows a
+ * leader that is gone (or still leads with most of its followers gone), and the call waits for a
+ * quorum that is not coming; etcd says "no leader" only to calls made once the member noticed (an
+ * election timeout, 1 s by default, later), and its own timeout ("request timed out", or the
+ * call's deadline passed down to it) can come just before the client's. So each such member is
+ * asked then, within LEADER_PROBE_MS, a read that needs a leader (`probe`: a serializable range
+ * with "hasleader", which a member without one refuses at once, resolving to etcd's words; null
+ * for anything else: an answer, no answer, no connection). One that says "no leader": the call's
+ * error is etcd having no quorum (KvUnavailableError, as every "no leader" is), not "too slow";
+ * null when none says so (etcd busy or stopped, this host short of CPU: the error stands).
+ */
+export async function leaderLostError(
+  store: string, what: string, timeoutMs: number, call: FailoverCall, members: readonly string[], probe: (member: string) => Promise<string | null>,
+): Promise<KvUnavailableError | null> {
+  if (members.length === 0) return null;
+  const said = await Promise.all(members.map((m) => probe(m).catch(() => null)));
+  const i = said.findIndex((x) => x !== null);
+  if (i < 0) return null;
+  const how = members.length === 1
+    ? `member ${members[0]} had the call without answering for ${timeoutMs} ms, then said so`
+    : `members ${members.join(', ')} had the call without answering for ${timeoutMs} ms, then ${members[i]} said so`;
+  const write = call.kind === 'read' ? '' : '; the write, taken before the quorum was lost, may still be applied once it is back';
+  return new KvUnavailableError(`${store} unreachable (${what}): ${quorumHint(`${said[i]} (${how})`)}${write}${outcomeUnknownText(call)}`);
 }
 
 /** notEtcdAnswer's word for an http:// endpoint that speaks TLS (the light client asks: etcd-lite.ts). */

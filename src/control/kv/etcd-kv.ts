@@ -110,9 +110,9 @@ import {
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
 import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
-import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdAnswer, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { Attempt, CallKind, deadlineError, drawBest, etcdTimedOut, failover, FailoverCall, FailoverRules, HostState, hostRank, LEADER_PROBE_MS, leaderLostError, notEtcdAnswer, notEtcdText, outcomeUnknownText, overtakenUntil, slowMembers } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
-import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
+import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, WrittenValue, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
 import { CONNECT_ATTEMPT_OPTION, CONNECT_RETRY_OPTION, installGrpcConnectBound } from './grpc-connect-bound';
 import { CONNECT_RETRY_MS } from './tcp-dial';
 import { monoNow, MonoDeadline } from '../../util/mono-clock';
@@ -125,6 +125,7 @@ import {
   KvList,
   KvStore,
   KvNotEtcdError,
+  KvSlowError,
   KvTlsRejectedError,
   KvUnavailableError,
   KvWatch,
@@ -158,6 +159,7 @@ const grpc = createRequire(require.resolve('etcd3'))('@grpc/grpc-js') as {
   InterceptingCall: new (next: unknown, requester: { start(metadata: { set(k: string, v: string): void }, listener: unknown, next: (m: unknown, l: unknown) => void): void }) => {
     cancelWithStatus(status: number, details: string): void;
   };
+  Metadata: new () => unknown;
 };
 /** gRPC's status CANCELLED. */
 const CANCELLED = 1;
@@ -596,7 +598,7 @@ export class EtcdKv implements KvStore, KvLeases {
    * etcd errors that mean "not reachable" become KvUnavailableError; others pass unchanged. `call`:
    * the attempts of the call (which endpoints, how each failed), when it went through call().
    */
-  private mapError(e: unknown, what: string, sentConnected = false, call?: CallInfo): Error {
+  private mapError(e: unknown, what: string, sentConnected = false, call?: CallInfo, written?: WrittenValue): Error {
     const err = e instanceof Error ? e : new Error(String(e));
     const withCause = <X extends Error>(x: X): X => {
       (x as { cause?: unknown }).cause = err;
@@ -608,7 +610,7 @@ export class EtcdKv implements KvStore, KvLeases {
       const url = call?.attempts.find((a) => a.error === err)?.host ?? (this.endpoints.length === 1 ? this.endpoints[0]! : 'an endpoint');
       return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url, notEtcdAnswer(err.message)!)));
     }
-    const refused = requestTooLargeText(err.message);
+    const refused = requestTooLargeText(err.message, written);
     if (refused) return withCause(new Error(`${this.description} (${what}): ${refused}`));
     if (tooLarge(err)) {
       return withCause(new EtcdAnswerTooLargeError(`${this.description} (${what}): etcd's answer is larger than the ${this.maxReceiveBytes} bytes this client takes (${grpcReason(err.message)})`));
@@ -639,7 +641,7 @@ export class EtcdKv implements KvStore, KvLeases {
    * reconnect() while it waits: a read is sent once more, on the new client; anything else throws.
    * `attempts`, if given, gets the call's attempts when it ends (a create's fence).
    */
-  private async call<T>(what: string, fn: () => Promise<T>, kind: CallKind = 'write', applied?: (answer: T) => boolean, cancelOvertaken = false, attempts?: Attempt[]): Promise<T> {
+  private async call<T>(what: string, fn: () => Promise<T>, kind: CallKind = 'write', applied?: (answer: T) => boolean, cancelOvertaken = false, attempts?: Attempt[], written?: WrittenValue): Promise<T> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     for (let sent = 1; ; sent++) {
       let up = false;
@@ -650,12 +652,42 @@ export class EtcdKv implements KvStore, KvLeases {
         return await callContext.run(info, () => this.onThisClient(fn));
       } catch (e) {
         if (e instanceof CallMoved && kind === 'read' && sent === 1 && !this.closed) continue;
-        throw this.mapError(e, what, up, info);
+        const mapped = this.mapError(e, what, up, info, written);
+        // too slow, or etcd's own timeout: in the first seconds of a quorum loss, that is what etcd does (etcd-failover.ts)
+        if (mapped instanceof KvSlowError || etcdTimedOut(mapped)) throw (await leaderLostError(this.description, what, this.timeoutMs, info, slowMembers(info, RULES, deadlineSent, up), (url) => this.leaderProbe(url))) ?? mapped;
+        throw mapped;
       } finally {
         info.ended = true;
         attempts?.push(...info.attempts);
       }
     }
+  }
+
+  /**
+   * Whether the member at `url` refuses, within LEADER_PROBE_MS, a serializable read that needs a
+   * leader (requireLeader's "hasleader", on its KV channel): etcd's words then, else null
+   * (leaderLostError). Straight on that member's channel, past the failover: only its answer counts.
+   */
+  private leaderProbe(url: string): Promise<string | null> {
+    type KvClient = { range(req: object, md: unknown, opts: object, cb: (err: (Error & { details?: string }) | null) => void): void };
+    const hosts = (this.client as unknown as { pool?: { hosts?: { getServiceClient(name: string): unknown }[] } }).pool?.hosts ?? [];
+    const host = hosts[this.endpoints.indexOf(url)];
+    if (!host || this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      try {
+        (host.getServiceClient('KV') as KvClient).range(
+          { key: Buffer.from('/'), limit: 1, keys_only: true, serializable: true },
+          new grpc.Metadata(),
+          { deadline: new MonoDeadline(monoNow() + LEADER_PROBE_MS) },
+          (err) => {
+            const said = err ? (err.details ?? err.message) : '';
+            resolve(/etcdserver: no leader/.test(said) ? 'etcdserver: no leader' : null);
+          },
+        );
+      } catch {
+        resolve(null); // a closed client
+      }
+    });
   }
 
   /** `fn()`, or CallMoved as soon as reconnect() leaves the client it was sent on. */
@@ -695,7 +727,14 @@ export class EtcdKv implements KvStore, KvLeases {
    * per page (LIST_PAGE_KEYS; tests ask for fewer).
    */
   async list(prefix: string, pageKeys = LIST_PAGE_KEYS): Promise<KvList> {
-    const { kvs, revision } = await pagedList<IKeyValue>(Buffer.from(prefix), (kv) => kv.key, (from, rev, limit) => this.listPage(prefix, from, rev, limit), `${this.description} (list ${prefix})`, pageKeys);
+    const keyAt = async (from: Buffer, rev: number | undefined): Promise<Buffer | null> => {
+      const res = await this.call(`list ${prefix}`, () =>
+        this.client.kv.range({ key: from, range_end: prefixRangeEnd(Buffer.from(prefix)), limit: 1, keys_only: true, ...(rev !== undefined ? { revision: rev } : {}) }, this.callOptions()),
+        'read',
+      );
+      return res.kvs[0]?.key ?? null;
+    };
+    const { kvs, revision } = await pagedList<IKeyValue>(Buffer.from(prefix), (kv) => kv.key, (from, rev, limit) => this.listPage(prefix, from, rev, limit), `${this.description} (list ${prefix})`, pageKeys, keyAt);
     // etcd returns a range in key (byte) order unless asked otherwise.
     return { entries: kvs.map(toEntry), revision };
   }
@@ -750,6 +789,7 @@ export class EtcdKv implements KvStore, KvLeases {
           (res) => res.succeeded,
           true, // a copy left waiting is cancelled (etcd-failover.ts), and fenced
           attempts,
+          { key, bytes: v.length },
         );
         this.noteRevision(res.header);
         const range = res.responses[0]?.response_range;
@@ -800,6 +840,9 @@ export class EtcdKv implements KvStore, KvLeases {
       ),
       'guarded',
       (res) => res.succeeded,
+      false,
+      undefined,
+      { key, bytes: Buffer.byteLength(value) },
     );
     this.noteRevision(res.header);
     if (!res.succeeded) return null;
@@ -885,13 +928,16 @@ export class EtcdKv implements KvStore, KvLeases {
       ),
       'guarded',
       (r) => r.succeeded,
+      false,
+      undefined,
+      { key, bytes: Buffer.byteLength(value) },
     );
     this.noteRevision(res.header);
     return res.succeeded;
   }
 
   async putLeased(key: string, value: string, lease: string): Promise<void> {
-    const res = await this.call(`put ${key}`, () => this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease }, this.callOptions()));
+    const res = await this.call(`put ${key}`, () => this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease }, this.callOptions()), 'write', undefined, false, undefined, { key, bytes: Buffer.byteLength(value) });
     this.noteRevision(res.header);
   }
 

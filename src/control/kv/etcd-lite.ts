@@ -36,11 +36,11 @@ import { connect as tlsConnect } from 'node:tls';
 import { prefixRangeEnd } from './keys';
 import { afterPoll, LoopBudget, loopTimer } from '../../util/loop-time';
 import { monoNow } from '../../util/mono-clock';
-import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
-import { CONNECT_RETRY_MS, connectTimedOut, dialTcp, speaksTls } from './tcp-dial';
-import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdAnswer, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { EtcdAnswerTooLargeError, EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, WrittenValue, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, LIST_PAGE_KEYS, ListPage, pagedList, quorumHint, readEtcdTls, requestTooLargeText, tlsRejection } from './etcd-common';
+import { CONNECT_RETRY_MS, connectTimedOut, dialTcp, speaksTls, TLS_ON_HTTP, TLS_PROBE_MS } from './tcp-dial';
+import { Attempt, CallKind, deadlineError, drawBest, etcdTimedOut, failover, FailoverCall, FailoverRules, HostState, hostRank, LEADER_PROBE_MS, leaderLostError, notEtcdAnswer, notEtcdText, outcomeUnknownText, overtakenUntil, slowMembers } from './etcd-failover';
 import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
-import { checkBatch, KvBatchWrite, KvEntry, KvGuard, KvLeaseClaims, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
+import { checkBatch, KvBatchWrite, KvEntry, KvGuard, KvLeaseClaims, KvList, KvNotEtcdError, KvSlowError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
   Compare,
   decodeDeleteRangeResponse,
@@ -92,13 +92,11 @@ class GrpcError extends Error {
 /** The endpoint had no connection (refused, unreachable, TLS handshake failed): nothing was sent. */
 class NoConnection extends Error {}
 
-/** How long an http:// endpoint that closed before HTTP/2 was up is given to answer TLS (gone()). */
-const TLS_PROBE_MS = 2000;
-/** What such an endpoint that does answer TLS failed with (etcd-failover.ts notEtcdAnswer knows it). */
-const TLS_ON_HTTP = 'it closed the plain HTTP/2 connection before it was up, and it speaks TLS';
 
 const noLeader = (e: unknown): boolean => e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: no leader/.test(e.details);
 const isDeadline = (e: unknown): boolean => e instanceof GrpcError && e.code === DEADLINE_EXCEEDED;
+/** A deadline's: whether the call was written to a connection (undefined: not a deadline). */
+const deadlineSent = (e: unknown): boolean | undefined => (e instanceof GrpcError && e.code === DEADLINE_EXCEEDED ? e.sent : undefined);
 /**
  * An endpoint that answers, but not as etcd (etcd-failover.ts notEtcdAnswer): an HTTP status to
  * etcd's gRPC API (an HTTP/2 server), or no HTTP/2 at all (node:http2's "Protocol error": an HTTP/1
@@ -499,14 +497,16 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
     const res = decodeTxnResponse(await this.call(`put ${key}`, 'Txn', encodeTxn({
       compare: [{ key: k, target: 'mod', result: 'equal', value: modRevision }],
       success: [{ put: { key: k, value: Buffer.from(value), lease } }],
-    }), 'guarded'));
+    }), 'guarded', false, undefined, { key, bytes: Buffer.byteLength(value) }));
     this.noteRevision(res.header);
     return res.succeeded;
   }
 
   /** Every key of `prefix` at one revision, in pages, as EtcdKv's (etcd-common.ts pagedList). */
   async list(prefix: string, pageKeys = LIST_PAGE_KEYS): Promise<KvList> {
-    const { kvs, revision } = await pagedList<KeyValue>(Buffer.from(prefix), (kv) => kv.key, (from, rev, limit) => this.listPage(prefix, from, rev, limit), `${this.description} (list ${prefix})`, pageKeys);
+    const keyAt = async (from: Buffer, rev: number | undefined): Promise<Buffer | null> =>
+      decodeRangeResponse(await this.call(`list ${prefix}`, 'Range', encodeRange({ key: from, rangeEnd: prefixRangeEnd(Buffer.from(prefix)), limit: 1, revision: rev, keysOnly: true }), 'read')).kvs[0]?.key ?? null;
+    const { kvs, revision } = await pagedList<KeyValue>(Buffer.from(prefix), (kv) => kv.key, (from, rev, limit) => this.listPage(prefix, from, rev, limit), `${this.description} (list ${prefix})`, pageKeys, keyAt);
     // etcd returns a range in key (byte) order unless asked otherwise.
     return { entries: kvs.map(toEntry), revision };
   }
@@ -539,7 +539,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
           ],
           success: [{ put: { key: k, value: v } }],
           failure: [{ range: { key: f, keysOnly: true } }],
-        }), 'guarded', true, attempts)); // a copy left waiting is cancelled (etcd-failover.ts), and fenced
+        }), 'guarded', true, attempts, { key, bytes: v.length })); // a copy left waiting is cancelled (etcd-failover.ts), and fenced
         this.noteRevision(res.header);
         const op = res.responses[0];
         if (!res.succeeded && !(op && 'range' in op)) throw new Error(`etcd: create of ${key} failed without returning its fence ${fence}`);
@@ -573,7 +573,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
         ];
       }),
     ];
-    const res = decodeTxnResponse(await this.call(`update ${key}`, 'Txn', encodeTxn({ compare, success: [{ put: { key: k, value: Buffer.from(value), prevKv: true } }] }), 'guarded'));
+    const res = decodeTxnResponse(await this.call(`update ${key}`, 'Txn', encodeTxn({ compare, success: [{ put: { key: k, value: Buffer.from(value), prevKv: true } }] }), 'guarded', false, undefined, { key, bytes: Buffer.byteLength(value) }));
     this.noteRevision(res.header);
     if (!res.succeeded) return null;
     const op = res.responses[0];
@@ -632,10 +632,11 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
     const compare: Compare[] = writes.map((w) => w.modRevision === 0
       ? { key: Buffer.from(w.key), target: 'version', result: 'equal', value: 0 }
       : { key: Buffer.from(w.key), target: 'mod', result: 'equal', value: w.modRevision });
+    const largest = writes.reduce((a, w) => (Buffer.byteLength(w.value) > Buffer.byteLength(a.value) ? w : a));
     const res = decodeTxnResponse(await this.call(`write ${writes.length} keys from ${writes[0]!.key}`, 'Txn', encodeTxn({
       compare,
       success: writes.map((w) => ({ put: { key: Buffer.from(w.key), value: Buffer.from(w.value) } })),
-    }), 'write'));
+    }), 'write', false, undefined, { key: largest.key, bytes: Buffer.byteLength(largest.value) }));
     this.noteRevision(res.header);
     if (!res.succeeded) return null;
     return writes.map(() => res.header.revision);
@@ -658,7 +659,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
    * `kind`: what may be sent again (etcd-failover.ts); a guarded write is a Txn, applied when it
    * succeeded. `attempts`, if given, gets the call's attempts when it ends (a create's fence).
    */
-  private async call(what: string, method: string, request: Buffer, kind: CallKind = 'write', cancelOvertaken = false, attempts?: Attempt[]): Promise<Buffer> {
+  private async call(what: string, method: string, request: Buffer, kind: CallKind = 'write', cancelOvertaken = false, attempts?: Attempt[], written?: WrittenValue): Promise<Buffer> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     let up = false;
     const call: FailoverCall = { kind, applied: kind === 'guarded' ? (answer) => decodeTxnResponse(answer as Buffer).succeeded : undefined, attempts: [], cancelOvertaken };
@@ -668,9 +669,27 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
       const deadline = monoNow() + this.timeoutMs;
       return await failover<Buffer>(call, this.connections.length, this.timeoutMs, RULES, () => this.send(call, method, request, deadline));
     } catch (e) {
-      throw this.mapError(e, what, up, call);
+      const mapped = this.mapError(e, what, up, call, written);
+      // too slow, or etcd's own timeout: in the first seconds of a quorum loss, that is what etcd does (etcd-failover.ts)
+      if (mapped instanceof KvSlowError || etcdTimedOut(mapped)) throw (await leaderLostError(this.description, what, this.timeoutMs, call, slowMembers(call, RULES, deadlineSent, up), (url) => this.leaderProbe(url))) ?? mapped;
+      throw mapped;
     } finally {
       attempts?.push(...call.attempts);
+    }
+  }
+
+  /**
+   * Whether the member at `url` refuses, within LEADER_PROBE_MS, a serializable read that needs a
+   * leader ("hasleader", as every call asks): etcd's words then, else null (leaderLostError).
+   */
+  private async leaderProbe(url: string): Promise<string | null> {
+    const c = this.connections.find((x) => x.url === url);
+    if (!c || this.closed) return null;
+    try {
+      await this.unary(c, 'Range', encodeRange({ key: Buffer.from('/'), limit: 1, keysOnly: true, serializable: true }), monoNow() + LEADER_PROBE_MS);
+      return null;
+    } catch (e) {
+      return noLeader(e) ? (e as GrpcError).details : null;
     }
   }
 
@@ -854,7 +873,7 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
   }
 
   /** As EtcdKv.mapError: unreachable, too slow, refused for its TLS settings, not etcd; others as they are. */
-  private mapError(e: unknown, what: string, sentConnected: boolean, call: FailoverCall): Error {
+  private mapError(e: unknown, what: string, sentConnected: boolean, call: FailoverCall, written?: WrittenValue): Error {
     if (e instanceof KvUnavailableError) return e;
     const err = e instanceof Error ? e : new Error(String(e));
     const tls = err instanceof NoConnection ? tlsRejection(err.message) : null;
@@ -863,14 +882,13 @@ export class EtcdLiteKv implements KvStore, KvLeaseClaims {
       const url = call.attempts.find((a) => a.error === err)?.host ?? this.endpoints[0]!;
       return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url, notEtcdAnswer(err instanceof GrpcError ? err.details : err.message)!)), err);
     }
-    const refused = err instanceof GrpcError ? requestTooLargeText(err.details) : null;
+    const refused = err instanceof GrpcError ? requestTooLargeText(err.details, written) : null;
     if (refused) return withCause(new Error(`${this.description} (${what}): ${refused}`), err);
     if (tooLarge(err)) return withCause(new EtcdAnswerTooLargeError(`${this.description} (${what}): etcd's answer is larger than the ${this.maxReceiveBytes} bytes this client takes (${(err as GrpcError).details})`), err);
     const recoverable = err instanceof NoConnection || (err instanceof GrpcError && RECOVERABLE.has(err.code));
     if (!recoverable) return err instanceof GrpcError ? withCause(new Error(`${this.description} (${what}): ${err.message}`), err) : err;
     if (isDeadline(err)) {
-      const sentOf = (x: unknown): boolean | undefined => (x instanceof GrpcError && x.code === DEADLINE_EXCEEDED ? x.sent : undefined);
-      return withCause(deadlineError(this.description, this.endpoints.length, what, this.timeoutMs, call, err, RULES, sentOf, sentConnected), err);
+      return withCause(deadlineError(this.description, this.endpoints.length, what, this.timeoutMs, call, err, RULES, deadlineSent, sentConnected), err);
     }
     const reason = quorumHint(err instanceof GrpcError ? err.details : err.message, this.endpoints.every((u) => u.startsWith('https:')));
     return withCause(new KvUnavailableError(`${this.description} unreachable (${what}): ${reason}${outcomeUnknownText(call)}`), err);

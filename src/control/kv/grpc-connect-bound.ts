@@ -16,6 +16,12 @@
 //                                failed attempt.
 // A channel through an HTTP CONNECT proxy (grpc.http_connect_target) keeps grpc-js's own TCP
 // connection (to the proxy), with the bound on the whole attempt.
+// On those channels, a plain (http://) connection closed or reset by the server before HTTP/2 was
+// up (grpc-js: "Failed to connect", "read ECONNRESET": what an etcd serving TLS does with a plain
+// preface) asks the endpoint for a TLS handshake (tcp-dial.ts speaksTls, bounded), and one that
+// speaks TLS fails the attempt with TLS_ON_HTTP instead, as EtcdLiteKv's connection does: the
+// calls' errors and a watch's status then say "an https:// etcd given as http://" (etcd-failover.ts
+// notEtcdAnswer), not "Failed to connect" (podway run, once past its start, retried it as an outage).
 //
 // The two methods of the connector's prototype are wrapped once per thread (each loads its own
 // grpc-js), keeping grpc-js's own code for everything else; the shape relied on is checked when
@@ -23,7 +29,7 @@
 // for etcd3).
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { connectTimedOut, dialTcp } from './tcp-dial';
+import { connectTimedOut, dialTcp, speaksTls, TLS_ON_HTTP, TLS_PROBE_MS } from './tcp-dial';
 import { loopTimer } from '../../util/loop-time';
 
 export const CONNECT_RETRY_OPTION = 'podway.connect_retry_ms';
@@ -36,6 +42,7 @@ interface ConnectorShape {
   session?: { destroy(): void } | null;
   tcpConnect(address: Address, options: Options): Promise<Socket>;
   connect(address: Address, secureConnector: unknown, options: Options): Promise<{ shutdown(): void }>;
+  createSession(secureConnectResult: { secure?: unknown }, address: Address, options: Options): Promise<unknown>;
 }
 
 /** The attempt under way on a connector (one at a time per subchannel). */
@@ -59,11 +66,24 @@ export function installGrpcConnectBound(): void {
   if (installed) return;
   const transport = createRequire(require.resolve('etcd3'))('@grpc/grpc-js/build/src/transport') as { Http2SubchannelConnector?: { prototype: ConnectorShape } };
   const proto = transport.Http2SubchannelConnector?.prototype;
-  if (!proto || typeof proto.tcpConnect !== 'function' || typeof proto.connect !== 'function') {
-    throw new Error('@grpc/grpc-js changed: build/src/transport.js has no Http2SubchannelConnector.tcpConnect/connect (src/control/kv/grpc-connect-bound.ts needs review)');
+  if (!proto || typeof proto.tcpConnect !== 'function' || typeof proto.connect !== 'function' || typeof proto.createSession !== 'function') {
+    throw new Error('@grpc/grpc-js changed: build/src/transport.js has no Http2SubchannelConnector.tcpConnect/connect/createSession (src/control/kv/grpc-connect-bound.ts needs review)');
   }
   const tcpConnect = proto.tcpConnect;
   const connect = proto.connect;
+  const createSession = proto.createSession;
+
+  proto.createSession = function (this: ConnectorShape, secureConnectResult: { secure?: unknown }, address: Address, options: Options): Promise<unknown> {
+    const made = createSession.call(this, secureConnectResult, address, options);
+    const { host, port } = address;
+    if (!positive(options[CONNECT_ATTEMPT_OPTION]) || secureConnectResult?.secure !== false || typeof host !== 'string' || typeof port !== 'number') return made;
+    return made.catch(async (reason: unknown) => {
+      // grpc-js rejects with its words and a time: "Failed to connect (2026-...Z)"
+      if (!/^(Failed to connect|read ECONNRESET|Connection closed before starting HTTP\/2 handshake)\b/.test(String(reason))) throw reason;
+      if (await speaksTls(host, port, TLS_PROBE_MS)) throw `${TLS_ON_HTTP} (${new Date().toISOString()})`;
+      throw reason;
+    });
+  };
 
   proto.tcpConnect = function (this: ConnectorShape, address: Address, options: Options): Promise<Socket> {
     const retryMs = options[CONNECT_RETRY_OPTION];

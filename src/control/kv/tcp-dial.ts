@@ -96,6 +96,14 @@ export function dialTcp(host: string, port: number, retryMs: number, abort?: Abo
   });
 }
 
+/** How long an http:// endpoint that closed before HTTP/2 was up is given to answer TLS (speaksTls). */
+export const TLS_PROBE_MS = 2000;
+/**
+ * What such an endpoint that does answer TLS failed with, in both clients (etcd-failover.ts
+ * notEtcdAnswer knows it): EtcdLiteKv's connection, grpc-js's for EtcdKv (grpc-connect-bound.ts).
+ */
+export const TLS_ON_HTTP = 'it closed the plain HTTP/2 connection before it was up, and it speaks TLS';
+
 /**
  * Whether host:port answers a TLS handshake (its certificate not checked: nothing is sent over it),
  * within `ms`: for an http:// endpoint that closed the connection before HTTP/2 was up, which is

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { BgpAgent } from '../../src/control/bgp/agent';
 import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import type { LearnedRoute } from '../../src/control/route-calc';
-import { loopbackNet, startBird, waitFor, type Bird } from './bird';
+import { loopbackNet, startBird, torBirdConfig, waitFor, type Bird } from './bird';
 import { freePort } from '../helpers/etcd';
 import { node, snapshotOf } from '../control/fixtures';
 
@@ -34,17 +34,7 @@ test('filters: an export rule keeps a block from BIRD, an import rule keeps a BI
   const ip = loopbackNet();
   const [us, them] = [ip(5), ip(40)];
   const port = await freePort(them);
-  const bird = await startBird(`
-router id ${them};
-log stderr all;
-protocol device {}
-protocol static s4 { ipv4; route 10.88.1.0/24 unreachable; route 10.88.2.0/24 unreachable; }
-protocol bgp tor {
-  local ${them} port ${port} as 65000; neighbor ${us} as 64512; strict bind; passive on; multihop;
-  connect retry time 1; connect delay time 1; error wait time 1, 2;
-  ipv4 { import all; export where proto = "s4"; };
-}
-`);
+  const bird = await startBird(torBirdConfig({ address: them, port, as: 65000, neighbor: us, neighborAs: 64512, statics: ['10.88.1.0/24', '10.88.2.0/24'] }));
   const logs: string[] = [];
   let learned: readonly LearnedRoute[] = [];
   const agent = agentFor('node1', logs, (l) => { learned = l; });
@@ -158,17 +148,7 @@ test('filters: an export Accept (source RemotePeers) passes on a learned route p
   const ip = loopbackNet();
   const [us, torA, torB] = [ip(5), ip(40), ip(50)];
   const [portA, portB] = [await freePort(torA), await freePort(torB)];
-  const tor = (me: string, port: number, as: number, exp: string) => `
-router id ${me};
-log stderr all;
-protocol device {}
-protocol static s4 { ipv4; route 0.0.0.0/0 unreachable; }
-protocol bgp node1 {
-  local ${me} port ${port} as ${as}; neighbor ${us} as 64512; strict bind; passive on; multihop;
-  connect retry time 1; connect delay time 1; error wait time 1, 2;
-  ipv4 { import all; export ${exp}; };
-}
-`;
+  const tor = (me: string, port: number, as: number, exp: string) => torBirdConfig({ address: me, port, as, neighbor: us, neighborAs: 64512, protocol: 'node1', statics: ['0.0.0.0/0'], export: exp });
   const a = await startBird(tor(torA, portA, 65001, 'where proto = "s4"'));
   const b = await startBird(tor(torB, portB, 65002, 'none')).catch(async (e) => {
     await a.stop();
@@ -201,17 +181,7 @@ test('localASNumber: the session speaks as that AS (BIRD configured for it Estab
   const ip = loopbackNet();
   const [us, them] = [ip(5), ip(40)];
   const port = await freePort(them);
-  const bird: Bird = await startBird(`
-router id ${them};
-log stderr all;
-protocol device {}
-protocol static s4 { ipv4; route 10.88.1.0/24 unreachable; }
-protocol bgp tor {
-  local ${them} port ${port} as 65000; neighbor ${us} as 65010; strict bind; passive on; multihop;
-  connect retry time 1; connect delay time 1; error wait time 1, 2;
-  ipv4 { import all; export where proto = "s4"; };
-}
-`);
+  const bird: Bird = await startBird(torBirdConfig({ address: them, port, as: 65000, neighbor: us, neighborAs: 65010, statics: ['10.88.1.0/24'] }));
   const logs: string[] = [];
   let learned: readonly LearnedRoute[] = [];
   const agent = agentFor('node1', logs, (l) => { learned = l; });

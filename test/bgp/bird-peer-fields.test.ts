@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpAgent } from '../../src/control/bgp/agent';
 import { BgpSpeaker } from '../../src/control/bgp/speaker';
-import { loopbackNet, startBird, waitFor } from './bird';
+import { loopbackNet, startBird, torBirdConfig, waitFor } from './bird';
 import { freePort } from '../helpers/etcd';
 import { node, pool, snapshotOf } from '../control/fixtures';
 
@@ -29,16 +29,7 @@ test('keepaliveTime: KEEPALIVEs that often; maxRestartTime: the restart time BIR
   const [us, them] = [ip(5), ip(40)];
   const port = await freePort(them);
   // BIRD's default hold time (240 s) and ours (90 s): 30 s between our KEEPALIVEs unless told.
-  const bird = await startBird(`
-router id ${them};
-log stderr all;
-protocol device {}
-protocol bgp tor {
-  local ${them} port ${port} as 65000; neighbor ${us} as 64512; strict bind; passive on; multihop;
-  graceful restart aware; connect retry time 1; connect delay time 1; error wait time 1, 2;
-  ipv4 { import all; export none; };
-}
-`);
+  const bird = await startBird(torBirdConfig({ address: them, port, as: 65000, neighbor: us, neighborAs: 64512, extra: 'graceful restart aware;' }));
   const logs: string[] = [];
   const agent = agentFor(logs);
   try {
@@ -70,16 +61,7 @@ test('sourceAddress None: the session is not bound to the node\'s address (the k
   const port = await freePort(them);
   // To a 127/8 address the kernel picks 127.0.0.1 (the loopback route's src), not the node's
   // 127.a.b.5: BIRD knows the session only from there.
-  const bird = await startBird(`
-router id ${them};
-log stderr all;
-protocol device {}
-protocol bgp tor {
-  local ${them} port ${port} as 65000; neighbor 127.0.0.1 as 64512; strict bind; passive on; multihop;
-  connect retry time 1; connect delay time 1; error wait time 1, 2;
-  ipv4 { import all; export none; };
-}
-`);
+  const bird = await startBird(torBirdConfig({ address: them, port, as: 65000, neighbor: '127.0.0.1', neighborAs: 64512 }));
   const logs: string[] = [];
   const agent = agentFor(logs);
   try {
@@ -104,27 +86,8 @@ test('nextHopMode Self: a route learned from an eBGP peer reaches an iBGP BIRD w
   const portB = await freePort(ibgp);
   // ToR A (AS 65001) announces another rack's block, inside the pool (so podway passes it on),
   // with its own address as next hop; the iBGP BIRD (the node's AS) only listens.
-  const tor = await startBird(`
-router id ${torA};
-log stderr all;
-protocol device {}
-protocol static s4 { ipv4; route 10.244.9.0/26 unreachable; }
-protocol bgp node1 {
-  local ${torA} port ${portA} as 65001; neighbor ${us} as 64512; strict bind; passive on; multihop;
-  connect retry time 1; connect delay time 1; error wait time 1, 2;
-  ipv4 { import none; export where proto = "s4"; };
-}
-`);
-  const inner = await startBird(`
-router id ${ibgp};
-log stderr all;
-protocol device {}
-protocol bgp node1 {
-  local ${ibgp} port ${portB} as 64512; neighbor ${us} as 64512; strict bind; passive on;
-  connect retry time 1; connect delay time 1; error wait time 1, 2;
-  ipv4 { import all; export none; };
-}
-`).catch(async (e) => {
+  const tor = await startBird(torBirdConfig({ address: torA, port: portA, as: 65001, neighbor: us, neighborAs: 64512, protocol: 'node1', statics: ['10.244.9.0/26'], import: 'none' }));
+  const inner = await startBird(torBirdConfig({ address: ibgp, port: portB, as: 64512, neighbor: us, neighborAs: 64512, protocol: 'node1', multihop: false })).catch(async (e) => {
     await tor.stop(); // the first BIRD is not left running when the second cannot start
     throw e;
   });

@@ -195,3 +195,26 @@ ${opts.statics6 ? `protocol static s6 {\n  ipv6;\n${opts.statics6.map(p => `  ro
 ${protos}
 `;
 }
+
+/**
+ * A bird.conf for a ToR-like BIRD at `address`:`port` in AS `as` with one passive BGP protocol
+ * (`protocol`, default "tor") toward `neighbor` in AS `neighborAs`: strict bind, multihop (loopback
+ * peers share no subnet; `multihop: false` for an iBGP peer), 1 s retry timers, `extra` lines in the
+ * protocol block. `statics` are originated as unreachable routes from protocol s4 (none: no s4);
+ * its ipv4 channel imports `import` (default all) and exports `export` (default: the statics, or
+ * none without them).
+ */
+export function torBirdConfig(o: { address: string; port: number; as: number; neighbor: string; neighborAs: number; protocol?: string; statics?: string[]; multihop?: boolean; extra?: string; import?: string; export?: string }): string {
+  const statics = o.statics?.length ? `protocol static s4 { ipv4; ${o.statics.map((p) => `route ${p} unreachable;`).join(' ')} }` : '';
+  return `
+router id ${o.address};
+log stderr all;
+protocol device {}
+${statics}
+protocol bgp ${o.protocol ?? 'tor'} {
+  local ${o.address} port ${o.port} as ${o.as}; neighbor ${o.neighbor} as ${o.neighborAs}; strict bind; passive on;${o.multihop === false ? '' : ' multihop;'}
+  ${o.extra ?? ''} connect retry time 1; connect delay time 1; error wait time 1, 2;
+  ipv4 { import ${o.import ?? 'all'}; export ${o.export ?? (statics ? 'where proto = "s4"' : 'none')}; };
+}
+`;
+}

@@ -6,7 +6,7 @@
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { COUNTER_NAMES, Event, Event6 } from '../../src/dataplane/counters';
@@ -427,23 +427,36 @@ export function allowedGap(r: StreamResult, windows: { t0: number; t1: number }[
  * while a stream runs: /proc/PID/task/PID/schedstat's second field, the ns the thread spent
  * runnable but waiting for a CPU. A loaded host makes it grow; a podway that is stuck (stopped,
  * sleeping on a lock, waiting for a timer) does not gain any. Samples: per node, [epoch ms, wait ns].
+ * `allThreads`: every thread of each podway (/proc/PID/task/*: the main thread and each forwarding
+ * worker, where a worker carries the stream), per node/TID.
  */
-export function watchRunQueue(lab: Lab, everyMs = 20): { stop(): Map<string, [number, number][]> } {
+export function watchRunQueue(lab: Lab, everyMs = 20, allThreads = false): { stop(): Map<string, [number, number][]> } {
   const samples = new Map<string, [number, number][]>();
   const read = (): void => {
     for (const n of lab.nodes) {
       const pid = n.proc?.pid;
       if (pid === undefined || n.proc!.exitCode !== null) continue;
-      let wait: number;
-      try {
-        wait = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]);
-      } catch {
-        continue; // gone meanwhile
+      let tids = [String(pid)];
+      if (allThreads) {
+        try {
+          tids = readdirSync(`/proc/${pid}/task`);
+        } catch {
+          continue; // gone meanwhile
+        }
       }
-      if (!Number.isFinite(wait)) continue;
-      let xs = samples.get(n.name);
-      if (!xs) samples.set(n.name, (xs = []));
-      xs.push([Date.now(), wait]);
+      for (const tid of tids) {
+        let wait: number;
+        try {
+          wait = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+        } catch {
+          continue; // gone meanwhile
+        }
+        if (!Number.isFinite(wait)) continue;
+        const key = allThreads ? `${n.name}/${tid}` : n.name;
+        let xs = samples.get(key);
+        if (!xs) samples.set(key, (xs = []));
+        xs.push([Date.now(), wait]);
+      }
     }
   };
   read();

@@ -17,8 +17,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, isRoot, until, nsExec, logTail, logMessage, tcpTransfer } from './e2e-kit';
-import { tcpExt, underlayMtu, streamRunning, closeLab, watchPodwayThreads, longestStarve, TCP_RTO_MIN_MS } from './underlay-mtu-kit';
+import { guard, isRoot, until, nsExec, logTail, logMessage, tcpTransfer, watchRunQueue } from './e2e-kit';
+import { tcpExt, underlayMtu, streamRunning, closeLab, longestStarve, TCP_RTO_MIN_MS } from './underlay-mtu-kit';
 
 let lab: Lab | null = null;
 let ok = false;
@@ -50,7 +50,7 @@ test('the underlay MTU lowered 1500 -> 1400 mid-stream: the pod gets fragmentati
   const rto0 = tcpExt(src.ns, 'TCPTimeouts');
   const log0 = n1.log.length;
   const bytes = 96 << 20;
-  const threads = watchPodwayThreads(lab!);
+  const threads = watchRunQueue(lab!, 20, true); // every podway thread: a worker may carry the stream
   const transfer = tcpTransfer(lab!, 'src-1', 'dst-2', bytes, 5311);
   // mid-stream: once the stream runs (a few thousand segments sent)
   assert.ok(await streamRunning(src.ns), 'the stream started');

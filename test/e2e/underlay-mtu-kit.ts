@@ -2,7 +2,6 @@
  * What the underlay MTU end-to-end tests (e2e/underlay-mtu-drop, e2e/underlay-mtu-workers) share:
  * the sender's TCP counters, the lab's underlay MTU, and their teardown.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { Lab } from '../../src/lab/lab';
 import { nsExec, teardown, until, logTail } from './e2e-kit';
 
@@ -10,55 +9,9 @@ import { nsExec, teardown, until, logTail } from './e2e-kit';
 export const TCP_RTO_MIN_MS = 200;
 
 /**
- * The run-queue wait (ns spent runnable, waiting for a CPU: /proc/PID/task/TID/schedstat) of every
- * thread of the lab's running podways (the main thread and each forwarding worker), sampled every
- * `everyMs` while a stream runs, per node/TID: [epoch ms, wait ns]. A loaded host makes it grow; a
- * podway that holds the stream itself gains none (as e2e-kit's watchRunQueue, which reads the main
- * thread alone: here a worker carries the stream).
- */
-export function watchPodwayThreads(lab: Lab, everyMs = 20): { stop(): Map<string, [number, number][]> } {
-  const samples = new Map<string, [number, number][]>();
-  const read = (): void => {
-    for (const n of lab.nodes) {
-      const pid = n.proc?.pid;
-      if (pid === undefined || n.proc!.exitCode !== null) continue;
-      let tids: string[] = [];
-      try {
-        tids = readdirSync(`/proc/${pid}/task`);
-      } catch {
-        continue; // gone meanwhile
-      }
-      for (const tid of tids) {
-        let wait: number;
-        try {
-          wait = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
-        } catch {
-          continue;
-        }
-        if (!Number.isFinite(wait)) continue;
-        const key = `${n.name}/${tid}`;
-        let xs = samples.get(key);
-        if (!xs) samples.set(key, (xs = []));
-        xs.push([Date.now(), wait]);
-      }
-    }
-  };
-  read();
-  const timer = setInterval(read, everyMs);
-  timer.unref();
-  return {
-    stop: () => {
-      clearInterval(timer);
-      read();
-      return samples;
-    },
-  };
-}
-
-/**
- * The most run-queue wait (ms) one podway thread gathered within `spanMs` (watchPodwayThreads'
- * samples; over [from, to] when given): a thread kept off the CPUs that long holds the frames it
- * forwards, the ACKs of a TCP stream with them.
+ * The most run-queue wait (ms) one podway thread gathered within `spanMs` (samples of e2e-kit's
+ * watchRunQueue(lab, 20, true), every thread; over [from, to] when given): a thread kept off the
+ * CPUs that long holds the frames it forwards, the ACKs of a TCP stream with them.
  */
 export function longestStarve(samples: Map<string, [number, number][]>, spanMs: number, from = -Infinity, to = Infinity): number {
   let most = 0;

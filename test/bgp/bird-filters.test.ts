@@ -4,7 +4,8 @@
 // now rejected withdrawn, what is now accepted sent; the session stays up); ttlSecurity against
 // BIRD's `ttl security on; multihop 1` both ways (our dial and BIRD's), and GTSM refusing a peer
 // whose packets come with a lower TTL; localASNumber as the AS BIRD sees (OPEN and AS_PATH); an
-// export Accept passing on a learned default route podway would otherwise keep to itself.
+// export Accept passing on a learned default route podway would otherwise keep to itself; a
+// route reflector's peer in its session's localASNumber is an rr client (reflection both ways).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpAgent } from '../../src/control/bgp/agent';
@@ -12,7 +13,7 @@ import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import type { LearnedRoute } from '../../src/control/route-calc';
 import { loopbackNet, startBird, torBirdConfig, waitFor, type Bird } from './bird';
 import { freePort } from '../helpers/etcd';
-import { node, snapshotOf } from '../control/fixtures';
+import { node, pool, snapshotOf } from '../control/fixtures';
 
 const API = 'projectcalico.org/v3';
 const noMesh = { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false } };
@@ -197,6 +198,44 @@ test('localASNumber: the session speaks as that AS (BIRD configured for it Estab
   } finally {
     await agent.stop({ graceful: false });
     await bird.stop();
+  }
+});
+
+test('localASNumber on a route reflector: a peer in the session\'s AS is an rr client (confd\'s effective AS): a non-client\'s route reflected to it, its route to the non-client', async () => {
+  const ip = loopbackNet();
+  // A: iBGP in the session's AS 65010 (BGPPeer localASNumber). C: a second reflector of our cluster
+  // (a Node with our routeReflectorClusterID), iBGP in the node's AS: a non-client.
+  const [us, c, a] = [ip(5), ip(30), ip(40)];
+  const [portA, portC] = [await freePort(a), await freePort(c)];
+  const birdAt = (address: string, port: number, as: number, statics: string[]) => startBird(torBirdConfig({ address, port, as, neighbor: us, neighborAs: as, protocol: 'node1', statics }));
+  const birdA = await birdAt(a, portA, 65010, ['10.88.1.0/24']);
+  const birdC = await birdAt(c, portC, 64512, ['10.88.3.0/24']).catch(async (e) => {
+    await birdA.stop();
+    throw e;
+  });
+  const logs: string[] = [];
+  const agent = agentFor('node1', logs);
+  const cluster = '224.0.0.1';
+  const says = async () => `\n${JSON.stringify(agent.status().peers)}\n${await birdA.birdc('show', 'route', 'all')}\n${await birdC.birdc('show', 'route', 'all')}\n${logs.join('\n')}`;
+  try {
+    agent.update(snapshotOf(noMesh, pool('routes', '10.88.0.0/16'),
+      node('node1', `${us}/8`, undefined, { bgp: { ipv4Address: `${us}/8`, routeReflectorClusterID: cluster } }),
+      node('rr2', `${c}/8`, undefined, { bgp: { ipv4Address: `${c}/8`, routeReflectorClusterID: cluster } }),
+      { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor-a' }, spec: { node: 'node1', peerIP: `${a}:${portA}`, asNumber: 65010, localASNumber: 65010 } },
+      { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'rr2' }, spec: { node: 'node1', peerIP: `${c}:${portC}`, asNumber: 64512 } }));
+    const peers = () => agent.status().peers;
+    await waitFor('both Established, both routes learned', () => peers().length === 2 && peers().every((p) => p.bgpState === 'Established' && p.prefixesAccepted === 1), 15_000)
+      .catch(async (e) => { throw new Error(`${(e as Error).message}${await says()}`); });
+    // Reflected both ways only when A is a client (C is not: our cluster).
+    await waitFor('A\'s route at C and C\'s at A', async () => (await birdC.routes('node1')).includes('10.88.1.0/24') && (await birdA.routes('node1')).includes('10.88.3.0/24'), 10_000)
+      .catch(async (e) => { throw new Error(`${(e as Error).message}${await says()}`); });
+    const atC = await birdC.birdc('show', 'route', 'all', '10.88.1.0/24');
+    assert.match(atC, new RegExp(`BGP\\.originator_id: ${a.replace(/\./g, '\\.')}`));
+    assert.match(atC, /BGP\.cluster_list: 224\.0\.0\.1/);
+    assert.match(atC, /BGP\.as_path: \n/, 'iBGP on both sessions: no AS added');
+  } finally {
+    await agent.stop({ graceful: false });
+    await Promise.all([birdA.stop(), birdC.stop()]);
   }
 });
 

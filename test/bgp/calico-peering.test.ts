@@ -437,6 +437,24 @@ test('BGPPeer filters, ttlSecurity, localASNumber: applied where confd applies t
   assert.is(computeBgpPlan(same, 'node1').peers[0]!.localAs, undefined);
 });
 
+test('route reflector with localASNumber: rr client by the session\'s AS (confd\'s effective AS), not the node\'s', () => {
+  const rr = node('rr1', '10.99.0.100/24', undefined, { bgp: { ipv4Address: '10.99.0.100/24', routeReflectorClusterID: '224.0.0.1' } });
+  const snap = snapshotOf(ippool, rr, bgpConfig({ nodeToNodeMeshEnabled: false }),
+    // iBGP in the session's AS 65010: a client.
+    bgpPeer('in-local-as', { peerIP: '10.99.0.250', asNumber: 65010, localASNumber: 65010 }),
+    // The node's AS 64512 under local AS 65010: eBGP, no client (BIRD refuses `rr client` there).
+    bgpPeer('in-node-as', { peerIP: '10.99.0.251', asNumber: 64512, localASNumber: 65010 }),
+    // No localASNumber: the node's AS decides, as before.
+    bgpPeer('plain-ibgp', { peerIP: '10.99.0.252', asNumber: 64512 }),
+    bgpPeer('plain-ebgp', { peerIP: '10.99.0.253', asNumber: 65010 }));
+  assert.equal(computeBgpPlan(snap, 'rr1').peers.map((p) => [p.address, p.localAs, p.routeReflectorClient]), [
+    ['10.99.0.250', 65010, true],
+    ['10.99.0.251', 65010, undefined],
+    ['10.99.0.252', undefined, true],
+    ['10.99.0.253', undefined, undefined],
+  ]);
+});
+
 test('BGPConfiguration node.NAME (confd\'s nodeListenPorts): its listenPort for that node only, over default\'s: it listens there, and the other nodes dial it there (mesh, peerSelector, reverse peerings, a portless peerIP); the fields Calico reads from default only are ignored there, said', () => {
   const perNode = (name: string, spec: Obj): Obj => ({ apiVersion: API, kind: 'BGPConfiguration', metadata: { name: `node.${name}` }, spec });
   const snap = snapshotOf(ippool, ...nodes, bgpConfig({ listenPort: 1179 }), perNode('node3', { listenPort: 1180 }));

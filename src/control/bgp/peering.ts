@@ -16,8 +16,9 @@
 //   from `default`. podway applies listenPort (and from `default` asNumber,
 //   nodeToNodeMeshEnabled, bindMode); logSeverityScreen and prefixAdvertisements from neither.
 // - Route reflectors: a node with spec.bgp.routeReflectorClusterID skips the mesh, and mesh nodes
-//   do not mesh with it (its sessions come from BGPPeers). A reflector treats same-AS peers
-//   outside its cluster (confd: rr_cluster_id differs from ours) as `rr client`, with its cluster ID.
+//   do not mesh with it (its sessions come from BGPPeers). A reflector treats peers in the
+//   session's AS (a peerIP BGPPeer's localASNumber, else the node's: confd's effective AS) outside
+//   its cluster (confd: rr_cluster_id differs from ours) as `rr client`, with its cluster ID.
 // - BGPPeers: `node` (that node only) or `nodeSelector` (nodes whose labels match) make a peer
 //   "node specific"; neither makes it "global" (every node). `peerIP`[:port] + `asNumber` names
 //   one peer; `peerSelector` names the Calico nodes it selects (their address and AS), and between
@@ -386,8 +387,11 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   // A reflector reflects for same-AS peers outside its cluster (confd's template: `rr client`
   // when the AS is ours, we have a cluster ID and the peer's rr_cluster_id differs from it; BIRD
   // refuses `rr client` on eBGP sessions, and reflectors of one cluster peer as equals).
-  const rrClientOf = (asNumber: number, peerRr: string | null): boolean =>
-    self.rrClusterId !== null && peerRr !== self.rrClusterId && asNumber === self.asNumber;
+  // The AS compared is the session's: a peerIP BGPPeer's localASNumber when set, else the node's
+  // (confd's $effective_node_as_num, Calico v3.31 on: a peer in the session's local AS is iBGP and
+  // a client; one in the node's AS under another local AS is eBGP, never a client).
+  const rrClientOf = (asNumber: number, peerRr: string | null, sessionAs = self.asNumber): boolean =>
+    self.rrClusterId !== null && peerRr !== self.rrClusterId && asNumber === sessionAs;
 
   // Each Calico node listens on its own port (BGPConfiguration node.<name>, else default), as we
   // do: sessions to it dial there.
@@ -557,7 +561,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       // (confd: nodesWithIPPortAndAS, then nodeListenPorts or globalListenPort).
       ...(target.port !== undefined ? { port: target.port } : reversed ? nodePort(peerNode!) : {}),
       ...(reversed ? { passive: target.address > family.localAddress } : {}),
-      ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
+      ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null, localAs ?? self.asNumber) ? { routeReflectorClient: true } : {}),
     }, unbound));
   }
 

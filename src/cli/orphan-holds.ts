@@ -106,7 +106,7 @@ export class OrphanHolder {
       .then(() => {
         this.retries.reset();
       }, (e) => {
-        if (e instanceof IpamLockAbortedError) return;
+        if (e instanceof IpamLockAbortedError || this.stopped) return;
         // A failed pass (etcd slow or away, the IPAM lock held long) is tried again soon, not at
         // the next interval's pass: until held, another node can be given these addresses.
         const wait = this.retries.next();

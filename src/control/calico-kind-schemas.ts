@@ -130,6 +130,16 @@ function bgpFilterRule(family: 4 | 6) {
       if (hasCidr && !r.matchOperator) ctx.issues.push({ code: 'custom', path: ['matchOperator'], input: undefined, message: 'required with cidr (Equal, NotEqual, In or NotIn): cidr and matchOperator must both be set or both be empty' });
       if (!hasCidr && r.matchOperator) ctx.issues.push({ code: 'custom', path: ['cidr'], input: undefined, message: 'required with matchOperator: cidr and matchOperator must both be set or both be empty' });
       if (r.prefixLength !== undefined && !hasCidr) ctx.issues.push({ code: 'custom', path: ['prefixLength'], input: r.prefixLength, message: 'cidr is required when prefixLength is set' });
+      // The prefix set BIRD gets is CIDR{max(len, min), min(max, 32|128)}: an empty range is a
+      // filter that can never match (In) or always does (NotIn); BIRD refuses such a set.
+      if (r.prefixLength !== undefined && hasCidr) {
+        const len = Number(/\/(\d+)$/.exec(r.cidr!)?.[1] ?? NaN);
+        const lo = Math.max(len, r.prefixLength.min ?? 0);
+        const hi = Math.min(max, r.prefixLength.max ?? max);
+        if (Number.isInteger(len) && lo > hi) {
+          ctx.issues.push({ code: 'custom', path: ['prefixLength'], input: r.prefixLength, message: `an empty range: min ${lo} is above max ${hi} (min is at least the cidr's own length ${len}, max at most ${max}); no prefix length can match` });
+        }
+      }
       if (r.operations?.length && r.action !== 'Accept') ctx.issues.push({ code: 'custom', path: ['operations'], input: r.operations, message: 'operations may only be used with action Accept' });
     });
 }

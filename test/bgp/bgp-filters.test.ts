@@ -94,6 +94,9 @@ test('the BGPFilter resource: loaded into the snapshot; bad rules refused naming
   assert.match(errorOf(doc('{cidr: 10.0.0.0/8, matchOperator: In}')), /spec\.exportV4\[0\]\.action: expected one of Accept\|Reject, got nothing/);
   assert.match(errorOf(doc('{prefixLength: {min: 8}, action: Reject}')), /spec\.exportV4\[0\]\.prefixLength: cidr is required when prefixLength is set/);
   assert.match(errorOf(doc('{cidr: 10.0.0.0/8, matchOperator: In, prefixLength: {max: 33}, action: Reject}')), /spec\.exportV4\[0\]\.prefixLength\.max/);
+  // an empty prefix set (min above max, or max below the cidr's own length): named, not a rule that never matches
+  assert.match(errorOf(doc('{cidr: 10.0.0.0/8, matchOperator: In, prefixLength: {min: 30, max: 24}, action: Reject}')), /spec\.exportV4\[0\]\.prefixLength: an empty range: min 30 is above max 24/);
+  assert.match(errorOf(doc('{cidr: 10.0.0.0/16, matchOperator: NotIn, prefixLength: {max: 8}, action: Reject}')), /spec\.exportV4\[0\]\.prefixLength: an empty range: min 16 is above max 8 \(min is at least the cidr's own length 16/);
   assert.match(errorOf(doc('{interface: "eth 0", action: Reject}')), /spec\.exportV4\[0\]\.interface: expected an interface name or pattern/);
   assert.match(errorOf(doc('{source: Local, action: Reject}')), /spec\.exportV4\[0\]\.source/);
   assert.match(errorOf(doc('{action: Reject, operations: [{setPriority: {value: 1}}]}')), /spec\.exportV4\[0\]\.operations: operations may only be used with action Accept/);

@@ -73,13 +73,15 @@ test('node2 goes deaf: only the main thread probes it (ARP, NDP), and says once 
   const n1 = lab!.node('node1');
   const n2 = lab!.node('node2');
   // what reaches node2's eth0 from node1: ARP requests for node2 and Neighbor Solicitations (type 135)
+  // The main thread's probe counts before tcpdump listens: every probe tcpdump sees is counted after
+  // this (read after, a re-probe between "listening" and the read was seen but not counted).
+  const s0 = await status();
   let out = '';
   let err = '';
   dump = spawn('ip', ['netns', 'exec', n2.ns, 'tcpdump', '-i', 'eth0', '-n', '-l', '-p', 'arp or (icmp6 and ip6[40] == 135)'], { stdio: ['ignore', 'pipe', 'pipe'] });
   dump.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   dump.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   assert.ok(await until(() => /listening on/.test(err), 10_000, 20), `tcpdump listening: ${err}`);
-  const s0 = await status();
   const from = n1.log.length;
   ns2(['nft', 'add table netdev deadpeer; add chain netdev deadpeer in { type filter hook ingress device eth0 priority 0; policy drop; }']);
   deaf = true;

@@ -14,6 +14,7 @@ import { KvStore } from '../../src/control/kv/kv';
 import { createResource, deleteResource, identityOf } from '../../src/control/v3-store';
 import { ClusterSnapshot } from '../../src/control/snapshot';
 import { computeNodeModel } from '../../src/control/route-calc';
+import { computeBgpPlan } from '../../src/control/bgp/peering';
 import { Ipam } from '../../src/control/ipam/ipam';
 import { AllocationBlock } from '../../src/control/ipam/block';
 import { parseNet } from '../../src/control/ipam/net';
@@ -270,6 +271,48 @@ function commonSuite(backend: Backend) {
     await createResource(kv, node('node4', '10.99.0.4/24', '10.244.0.250'));
     await h.waitFor('node4', (s) => s.nodes.length === 3);
     assert.is(h.errors.length, errorCount, 'no bad value reported twice');
+  }));
+
+  test('a malformed BGPFilter written by another tool (bad cidr, unknown action) is skipped with its key and field named; the rest of the model, BGP included, applies; an edit that breaks a good one skips it, a fix brings it back', () => onFreshStore({}, async (kv, h) => {
+    await writeCluster(kv);
+    const filter = (name: string, spec: object) => ({ apiVersion: 'projectcalico.org/v3', kind: 'BGPFilter', metadata: { name }, spec });
+    const edge = filter('edge', { exportV4: [{ cidr: '10.244.0.0/26', matchOperator: 'Equal', action: 'Reject' }] });
+    await createResource(kv, edge);
+    await createResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false } });
+    await createResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { node: 'node1', peerIP: '10.99.0.254', asNumber: 65000, filters: ['edge', 'bad-cidr'] } });
+    // Written straight into etcd, past podway apply's checks.
+    const key = (name: string) => `/calico/resources/v3/projectcalico.org/bgpfilters/${name}`;
+    await kv.create(key('bad-cidr'), JSON.stringify(filter('bad-cidr', { exportV4: [{ cidr: '10.0.0.0/33', matchOperator: 'Equal', action: 'Reject' }] })));
+    await kv.create(key('bad-action'), JSON.stringify(filter('bad-action', { importV4: [{ cidr: '10.0.0.0/8', matchOperator: 'In', action: 'Drop' }] })));
+    const snap = await h.ds.start();
+    assert.equal(names(snap.bgpFilters ?? []), ['edge']);
+    assert.equal(names(snap.bgpPeers ?? []), ['tor']);
+    assert.equal(names(snap.nodes), ['node1', 'node2']);
+    assert.is(snap.workloadEndpoints.length, 2);
+    assert.is(h.errors.length, 2, JSON.stringify(h.errors));
+    assert.ok(h.errors.some((e) => e === `${key('bad-cidr')}: spec.exportV4[0].cidr: expected an IPv4 CIDR like 10.0.0.0/8, got "10.0.0.0/33" (skipped)`), JSON.stringify(h.errors));
+    assert.ok(h.errors.some((e) => e === `${key('bad-action')}: spec.importV4[0].action: expected one of Accept|Reject, got "Drop" (skipped)`), JSON.stringify(h.errors));
+    // The node's model and BGP plan compute: the peer keeps the good filter, the skipped one is
+    // named as missing (left out, as calico-node's confd does with a filter it does not have).
+    assert.ok(computeNodeModel(snap, 'node1').routes.some((r) => r.cidr === '10.244.0.64/26' && r.kind === 'vxlan'), 'node2\'s block routed');
+    const plan = computeBgpPlan(snap, 'node1');
+    assert.equal(plan.peers.map((p) => [p.address, (p.filters ?? []).map((f) => f.name)]), [['10.99.0.254', ['edge']]]);
+    assert.match(plan.warnings.join('\n'), /BGPPeer tor: spec\.filters: BGPFilter "bad-cidr" does not exist/);
+
+    // The good one edited into a bad one: skipped and said; everything else stays.
+    const e = (await kv.get(key('edge')))!;
+    const broken = JSON.parse(e.value);
+    broken.spec.exportV4[0].matchOperator = 'Like';
+    await kv.update(e.key, JSON.stringify(broken), e.modRevision);
+    await h.waitFor('edge skipped', (s) => (s.bgpFilters ?? []).length === 0);
+    const editErr = await h.waitError('the edge error', (x) => x.startsWith(key('edge')));
+    assert.match(editErr, /spec\.exportV4\[0\]\.matchOperator: /);
+    assert.equal(names(h.ds.current()!.bgpPeers ?? []), ['tor']);
+    assert.is(h.ds.current()!.nodes.length, 2);
+    // Fixed: back.
+    const e2 = (await kv.get(key('edge')))!;
+    await kv.update(e2.key, JSON.stringify(edge), e2.modRevision);
+    await h.waitFor('edge back', (s) => names(s.bgpFilters ?? []).join() === 'edge');
   }));
 
   test('after a quiet spell a change is emitted at once, not after the debounce; changes right after it wait for the debounce', () => onFreshStore({ debounceMs: 6000, maxDelayMs: 12_000 }, async (kv, h) => {

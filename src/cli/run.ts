@@ -1482,10 +1482,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // here too, every worker is told (onUnderlayMtu above)
             eng.underlayMtuNews(`worker ${index}: ${m.why}`);
           } else if (m.type === 'resolve') {
-            // its packets wait for an underlay neighbour: this thread probes it (one resolver for all)
-            eng.resolveShared(m.ip!);
+            // its packets wait for an underlay neighbour: this thread probes it (one resolver for all),
+            // or, known here already (shared before this worker started), tells it at once
+            const mac = eng.resolveShared(m.ip!);
+            if (mac) w.postMessage({ type: 'neighbor', ip: m.ip, mac: [...mac], announced: false });
           } else if (m.type === 'resolve6') {
-            eng.resolveShared6(m.ip6!);
+            const mac = eng.resolveShared6(m.ip6!);
+            if (mac) w.postMessage({ type: 'neighbor6', ip6: m.ip6, mac: [...mac], announced: false });
           } else if (m.type === 'too-big-answered') {
             eng.addTooBigAnswered(m.n!);
           } else if (m.type === 'last-counts' || m.type === 'counts') {

@@ -2765,13 +2765,19 @@ export class Engine {
   /** A forwarding worker has packets for underlay neighbour `ip` and no MAC (EngineOptions.onResolve):
    * probed now if this table says one is due (at most one per retransmit interval, none during a
    * hold-down); an address no next hop of ours wants is ignored. */
-  resolveShared(ip: number): void {
-    if (this.neighbors.mac(ip) === undefined) this.resolve(ip, Date.now());
+  resolveShared(ip: number): Uint8Array | undefined {
+    const mac = this.neighbors.mac(ip);
+    if (mac === undefined) this.resolve(ip, Date.now());
+    // Known here: the asking thread missed the answer (started after it was shared: a restarted
+    // worker), so the caller hands it this MAC rather than leaving it to wait for the next probe.
+    return mac;
   }
 
   /** The same for an IPv6 underlay neighbour (EngineOptions.onResolve6). */
-  resolveShared6(ip6: string): void {
-    this.neighbors6.requestText(ip6);
+  resolveShared6(ip6: string): Uint8Array | undefined {
+    const mac = this.neighbors6.neighbor6(ip6);
+    if (mac === undefined) this.neighbors6.requestText(ip6);
+    return mac;
   }
 
   /** When each pod port was last asked for its MAC (askPodMac), ms. */

@@ -6,7 +6,7 @@
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { COUNTER_NAMES, Event, Event6 } from '../../src/dataplane/counters';
@@ -16,6 +16,9 @@ import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
 import { steerIndex } from '../../src/dataplane/steer';
 import { parseIpv4 } from '../../src/packet/ipv4';
 import { exitedAndRead } from '../helpers/proc';
+import { execBounded } from './tools';
+import { parseMetrics, valueOf } from '../observe/prom-text';
+import { METRICS_RENDER_MS } from '../../src/observe/http';
 
 export { sleep };
 
@@ -637,4 +640,47 @@ export function sourcePortFor(proto: 'tcp' | 'udp', src: string, dst: string, dp
     if (steerIndex(f, workers) === worker) return p;
   }
   throw new Error(`no source port in 40000-40099 steers ${proto} ${src} -> ${dst}:${dport} to worker ${worker} of ${workers}`);
+}
+
+/**
+ * Writes `source` as DIR/NAME, a preload module for a test's `podway run` (the test's, written at
+ * run time; podway reads nothing for it), and returns the env that has node load it: the test's own
+ * NODE_OPTIONS and `--require` it.
+ */
+export function preloadEnv(dir: string, name: string, source: string): { NODE_OPTIONS: string } {
+  const file = path.join(dir, name);
+  writeFileSync(file, source);
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${file}`.trim() };
+}
+
+/** The forwarding-worker tests' lab (e2e/worker-death, worker-late), guarded, not yet built: node1
+ * with pod web-1 and node2 with web-2 on one subnet. */
+export function workersLab(): Lab {
+  return guard(new Lab([
+    { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
+    { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
+  ]));
+}
+
+/** Builds a workersLab and starts node1's podway with `--workers 2`, its metrics on `metricsPort`
+ * and `env` (a preload's: preloadEnv), and node2's plain. */
+export async function startWorkersLab(lab: Lab, metricsPort: number, env: Record<string, string>): Promise<void> {
+  lab.build();
+  await lab.startPodway('node1', 20_000, ['--workers', '2', '--metrics-port', String(metricsPort)], env);
+  await lab.startPodway('node2', 20_000);
+}
+
+/** node1's /metrics on `port` (GET from inside its namespace), parsed; first a render interval
+ * passes, so that the scrape renders afresh (src/observe/http.ts serves quick scrapes the last text). */
+export async function scrapeNode1(lab: Lab, port: number, timeoutMs: number): Promise<ReturnType<typeof parseMetrics>> {
+  await new Promise((r) => setTimeout(r, METRICS_RENDER_MS + 50));
+  const r = await execBounded('ip', ['netns', 'exec', lab.node('node1').ns, process.execPath, path.join(__dirname, 'http-get.js'), `http://127.0.0.1:${port}/metrics`], timeoutMs);
+  if (r.code !== 0) throw new Error(`http-get: exit ${r.code}: ${r.stderr}`);
+  return parseMetrics((JSON.parse(r.stdout.trim()) as { body: string }).body);
+}
+
+/** web-1's port's received frames and the receive batches counted on node1, summed over its threads. */
+export async function web1Sums(lab: Lab, port: number, timeoutMs: number): Promise<{ rx: number; batches: number }> {
+  const m = await scrapeNode1(lab, port, timeoutMs);
+  return { rx: valueOf(m, 'podway_port_rx_packets_total', { port: lab.pod('web-1').ifname }), batches: valueOf(m, 'podway_rx_batch_size') };
 }

@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, logTail, logMessage, until, waitLog } from './e2e-kit';
+import { guard, teardown, isRoot, logTail, logMessage, until, waitLog, preloadEnv } from './e2e-kit';
 import { execBounded } from './tools';
 import { parseMetrics, valueOf } from '../observe/prom-text';
 
@@ -108,15 +108,14 @@ test.before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), `podway-model-thread-${process.pid}-`));
   countFile = path.join(dir, 'kills');
   spinFile = path.join(dir, 'spins');
-  const inject = path.join(dir, 'kill-model-thread.js');
-  writeFileSync(inject, preload(countFile, spinFile));
+  const env = preloadEnv(dir, 'kill-model-thread.js', preload(countFile, spinFile));
   lab = guard(new Lab(SPEC, { podOffloads: false }));
   lab.build();
   lab.setMode('vxlan');
   store = await lab.openKvStore('etcd', 'podway-model-thread-');
   // web-1b's endpoint is written while no model thread runs, web-1c's after, web-1d's while it spins.
   await lab.useKvDatastore(store.kv, store.spec, { withoutEndpoints: ['web-1b', 'web-1c', 'web-1d'] });
-  await lab.startPodway('node1', 20_000, ['--metrics-port', String(PORT), '--model-thread-hang-after', `${HANG_AFTER_S}s`, '--model-thread-stable-after', `${STABLE_AFTER_S}s`], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${inject}`.trim() });
+  await lab.startPodway('node1', 20_000, ['--metrics-port', String(PORT), '--model-thread-hang-after', `${HANG_AFTER_S}s`, '--model-thread-stable-after', `${STABLE_AFTER_S}s`], env);
 });
 
 test.after(async () => {

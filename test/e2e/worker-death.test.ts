@@ -31,16 +31,13 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { METRICS_RENDER_MS } from '../../src/observe/http';
-import { guard, teardown, isRoot, logTail, udpStream, gapIn, allowedGap, nsExec, sourcePortFor } from './e2e-kit';
+import { teardown, isRoot, logTail, udpStream, gapIn, allowedGap, nsExec, sourcePortFor, preloadEnv, workersLab, startWorkersLab, scrapeNode1, web1Sums } from './e2e-kit';
 import { until } from '../helpers/until';
-import { execBounded } from './tools';
-import { parseMetrics, valueOf } from '../observe/prom-text';
+import { valueOf } from '../observe/prom-text';
 import { exitedAndRead } from '../helpers/proc';
 
 const PORT = 9091;
 const DST_PORT = 7811;
-const HTTP_GET = path.join(__dirname, 'http-get.js');
 const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
 let lab: Lab | null = null;
@@ -52,22 +49,11 @@ interface Threads { count: number; restarts: number; deathsInWindow: number; las
 interface Status { ready?: boolean; notReady?: string[]; forwardingThreads?: Threads | null }
 const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 5000)) as Status;
 
-async function scrape(): Promise<ReturnType<typeof parseMetrics>> {
-  await new Promise((r) => setTimeout(r, METRICS_RENDER_MS + 50));
-  const r = await execBounded('ip', ['netns', 'exec', lab!.node('node1').ns, process.execPath, HTTP_GET, `http://127.0.0.1:${PORT}/metrics`], 10_000);
-  if (r.code !== 0) throw new Error(`http-get: exit ${r.code}: ${r.stderr}`);
-  return parseMetrics((JSON.parse(r.stdout.trim()) as { body: string }).body);
-}
-
 async function metric(name: string): Promise<number | undefined> {
-  return valueOf(await scrape(), name);
+  return valueOf(await scrapeNode1(lab!, PORT, 10_000), name);
 }
 
-/** web-1's port's received frames and the receive batches counted, summed over the threads. */
-async function sums(): Promise<{ rx: number; batches: number }> {
-  const m = await scrape();
-  return { rx: valueOf(m, 'podway_port_rx_packets_total', { port: lab!.pod('web-1').ifname }), batches: valueOf(m, 'podway_rx_batch_size') };
-}
+const sums = () => web1Sums(lab!, PORT, 10_000);
 
 /** web-1's port's frames received by worker `w` of node1 (a dead worker's counts carried into its
  * new thread's row: observe/retired-counts.ts). */
@@ -109,15 +95,9 @@ test.before(async () => {
   if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
   dir = mkdtempSync(path.join(tmpdir(), `podway-worker-death-${process.pid}-`));
   killFile = path.join(dir, 'kills');
-  const inject = path.join(dir, 'kill-worker.js');
-  writeFileSync(inject, preload(killFile));
-  lab = guard(new Lab([
-    { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
-    { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
-  ]));
-  lab.build();
-  await lab.startPodway('node1', 20_000, ['--workers', '2', '--metrics-port', String(PORT)], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${inject}`.trim() });
-  await lab.startPodway('node2', 20_000);
+  const env = preloadEnv(dir, 'kill-worker.js', preload(killFile));
+  lab = workersLab();
+  await startWorkersLab(lab, PORT, env);
 });
 
 test.after(async () => {

@@ -20,15 +20,11 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { METRICS_RENDER_MS } from '../../src/observe/http';
-import { guard, teardown, isRoot, logTail, udpStream, sourcePortFor } from './e2e-kit';
+import { teardown, isRoot, logTail, udpStream, sourcePortFor, preloadEnv, workersLab, startWorkersLab, web1Sums } from './e2e-kit';
 import { until } from '../helpers/until';
-import { execBounded } from './tools';
-import { parseMetrics, valueOf } from '../observe/prom-text';
 
 const PORT = 9093;
 const DST_PORT = 7813;
-const HTTP_GET = path.join(__dirname, 'http-get.js');
 
 let lab: Lab | null = null;
 let ok = false;
@@ -37,18 +33,7 @@ let holdFile = '';
 let heldFile = '';
 let releaseFile = '';
 
-async function scrape(): Promise<ReturnType<typeof parseMetrics>> {
-  await new Promise((r) => setTimeout(r, METRICS_RENDER_MS + 50));
-  const r = await execBounded('ip', ['netns', 'exec', lab!.node('node1').ns, process.execPath, HTTP_GET, `http://127.0.0.1:${PORT}/metrics`], 15_000);
-  if (r.code !== 0) throw new Error(`http-get: exit ${r.code}: ${r.stderr}`);
-  return parseMetrics((JSON.parse(r.stdout.trim()) as { body: string }).body);
-}
-
-/** web-1's port's received frames and the receive batches counted, summed over the threads. */
-async function sums(): Promise<{ rx: number; batches: number }> {
-  const m = await scrape();
-  return { rx: valueOf(m, 'podway_port_rx_packets_total', { port: lab!.pod('web-1').ifname }), batches: valueOf(m, 'podway_rx_batch_size') };
-}
+const sums = () => web1Sums(lab!, PORT, 15_000);
 
 interface CountersAnswer { ports: { port: string; rx: number }[]; reasons: Record<string, number>; lateWorkers?: number[]; missingWorkers?: number[] }
 const counters = async (): Promise<CountersAnswer> => (await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 10_000)) as CountersAnswer;
@@ -84,15 +69,9 @@ test.before(async () => {
   holdFile = path.join(dir, 'hold');
   heldFile = path.join(dir, 'held');
   releaseFile = path.join(dir, 'release');
-  const inject = path.join(dir, 'hold-worker.js');
-  writeFileSync(inject, preload());
-  lab = guard(new Lab([
-    { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
-    { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
-  ]));
-  lab.build();
-  await lab.startPodway('node1', 20_000, ['--workers', '2', '--metrics-port', String(PORT)], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${inject}`.trim() });
-  await lab.startPodway('node2', 20_000);
+  const env = preloadEnv(dir, 'hold-worker.js', preload());
+  lab = workersLab();
+  await startWorkersLab(lab, PORT, env);
 });
 
 test.after(async () => {

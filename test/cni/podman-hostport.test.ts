@@ -11,14 +11,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import * as path from 'node:path';
-import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabNodeSpec } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { atCleanup, guard, teardown, isRoot, until, logTail } from '../e2e/e2e-kit';
-import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing } from './podman-kit';
+import { forgetCniCacheDirs, missingCniCacheDirs, podmanMissing, startPodmanNodes, type PodmanNodes } from './podman-kit';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const PODWAY = path.join(ROOT, 'bin', 'podway.js');
 const WEP_PREFIX = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
 const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [] },
@@ -30,24 +27,14 @@ test('podman run -p on a podway node: reached from a pod on another node, from t
   const missing = podmanMissing();
   if (missing) throw new Error(missing);
   const lab = guard(new Lab(SPEC));
-  const hosts: PodmanHost[] = [];
-  let opened: LabKvStore | null = null;
+  const made: PodmanNodes = { hosts: [], opened: null };
+  const hosts = made.hosts;
   const cacheDirs = missingCniCacheDirs();
   const forgetDirs = atCleanup(() => forgetCniCacheDirs(cacheDirs));
   const cleanupProblems: string[] = [];
   try {
-    lab.build();
-    opened = await lab.openKvStore('etcd', 'podway-podman-hp-store-');
-    const { kv, spec } = opened;
-    await lab.useKvDatastore(kv, spec);
-    for (const n of lab.nodes) await lab.startPodway(n.name, 30_000);
-    for (const n of lab.nodes) {
-      const h = new PodmanHost(n.ns, `${n.name}-${lab.tag}`);
-      hosts.push(h);
-      const inst = execFileSync('nsenter', [`--net=/run/netns/${n.ns}`, process.execPath, PODWAY, 'cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', spec, '--node', n.name, '--control', n.control,
-        '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')], { encoding: 'utf8', timeout: 30_000 });
-      assert.match(inst, 'host ports (`podman run -p`, hostPort; IPv4 and IPv6) are forwarded by podway run itself');
-    }
+    const { kv, installed } = await startPodmanNodes(lab, made, { datastore: 'etcd', storePrefix: 'podway-podman-hp-store-' });
+    for (const inst of installed) assert.match(inst, 'host ports (`podman run -p`, hostPort; IPv4 and IPv6) are forwarded by podway run itself');
     const [n1, n2] = lab.nodes;
     const [h1, h2] = hosts;
 
@@ -103,7 +90,7 @@ test('podman run -p on a podway node: reached from a pod on another node, from t
   } finally {
     for (const h of hosts) cleanupProblems.push(...h.destroy());
     await teardown(lab);
-    await opened?.close();
+    await made.opened?.close();
     forgetDirs();
     forgetCniCacheDirs(cacheDirs);
   }

@@ -18,6 +18,9 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSyn
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { atCleanup } from '../e2e/e2e-kit';
+import * as assert from 'uvu/assert';
+import type { Lab, LabKvStore } from '../../src/lab/lab';
+import type { KvStore } from '../../src/control/kv/kv';
 
 export const PODMAN = '/usr/bin/podman';
 export const BUSYBOX = '/bin/busybox';
@@ -37,6 +40,34 @@ export function podwayIn(n: { ns: string }, args: string[], timeoutMs = 30_000):
     const err = e as { status?: number; stdout?: string; stderr?: string };
     return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
   }
+}
+
+/** What startPodmanNodes made, for the test's finally to undo: each node's host (destroy()) and the datastore (close()). */
+export interface PodmanNodes { hosts: PodmanHost[]; opened: LabKvStore | null }
+
+/**
+ * The podman tests' set-up on a lab's nodes: the lab built, its datastore opened and used (the
+ * VXLAN IPPool), podway run on every node, then on each node a PodmanHost (`hostPrefix`NODE-TAG)
+ * with the plugin and conflist installed by `podway cni install` the way a user does it, into that
+ * host's own directories (its own IPAM lock and pending-DEL spool, not the machine's /run/podway
+ * and /var/lib/podway); an install that fails fails the test with its output. Hosts and the store
+ * go into `made` as soon as they exist. Returns the store and each node's install output.
+ */
+export async function startPodmanNodes(lab: Lab, made: PodmanNodes, o: { datastore: 'embedded' | 'etcd'; storePrefix: string; hostPrefix?: string; installTimeoutMs?: number }): Promise<{ kv: KvStore; spec: string; installed: string[] }> {
+  lab.build();
+  const opened = (made.opened = await lab.openKvStore(o.datastore, o.storePrefix));
+  await lab.useKvDatastore(opened.kv, opened.spec);
+  for (const n of lab.nodes) await lab.startPodway(n.name, 30_000);
+  const installed: string[] = [];
+  for (const n of lab.nodes) {
+    const h = new PodmanHost(n.ns, `${o.hostPrefix ?? ''}${n.name}-${lab.tag}`);
+    made.hosts.push(h);
+    const inst = podwayIn(n, ['cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', opened.spec, '--node', n.name, '--control', n.control,
+      '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')], o.installTimeoutMs);
+    assert.is(inst.code, 0, inst.out);
+    installed.push(inst.out);
+  }
+  return { kv: opened.kv, spec: opened.spec, installed };
 }
 
 /** Where libcni (inside podman) caches each attachment's result until its DEL; podman 4.3 has no setting for it. */

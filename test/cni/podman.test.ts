@@ -18,14 +18,14 @@ import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { Lab, LabKvStore, LabNode, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import type { KvStore } from '../../src/control/kv/kv';
 import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX, nodeAffinityPrefix, parseAffinityKey } from '../../src/control/ipam/keys';
 import { formatIp, netContains, parseIp } from '../../src/control/ipam/net';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { atCleanup, guard, teardown, isRoot, until, logTail } from '../e2e/e2e-kit';
-import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing, podwayIn } from './podman-kit';
+import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing, podwayIn, startPodmanNodes, type PodmanNodes } from './podman-kit';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PODWAY = path.join(ROOT, 'bin', 'podway.js');
@@ -105,29 +105,18 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
   const missing = podmanMissing();
   if (missing) throw new Error(missing);
   const lab = guard(new Lab(SPEC));
-  const hosts: PodmanHost[] = [];
-  let opened: LabKvStore | null = null;
+  const made: PodmanNodes = { hosts: [], opened: null };
+  const hosts = made.hosts;
   const cleanupProblems: string[] = [];
   const cacheDirs = missingCniCacheDirs();
   // also at a signal (the runner's timeout), after the hosts made below are destroyed
   const forgetDirs = atCleanup(() => forgetCniCacheDirs(cacheDirs));
   try {
-    lab.build();
-    opened = await lab.openKvStore(datastore, 'podway-podman-store-');
-    const { kv, spec } = opened;
-    await lab.useKvDatastore(kv, spec); // the VXLAN IPPool
-    for (const n of lab.nodes) await lab.startPodway(n.name, 30_000);
-
     // One podman host per node; the plugin and conflist installed the way a user does it.
-    for (const n of lab.nodes) {
-      const h = new PodmanHost(n.ns, `${n.name}-${lab.tag}`);
-      hosts.push(h);
-      const inst = podwayIn(n, ['cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', spec, '--node', n.name, '--control', n.control,
-        // this host's own lock and spool, not the machine's /run/podway and /var/lib/podway
-        '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')]);
-      assert.is(inst.code, 0, inst.out);
+    const { kv, spec } = await startPodmanNodes(lab, made, { datastore, storePrefix: 'podway-podman-store-' });
+    for (const [k, h] of hosts.entries()) {
       const nets = JSON.parse(h.podman(['network', 'ls', '--format', 'json'])) as { name: string }[];
-      assert.ok(nets.some((x) => x.name === 'podway'), `podman on ${n.name} sees the podway network: ${JSON.stringify(nets)}`);
+      assert.ok(nets.some((x) => x.name === 'podway'), `podman on ${lab.nodes[k].name} sees the podway network: ${JSON.stringify(nets)}`);
     }
 
     // A container on each node.
@@ -211,7 +200,7 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
   } finally {
     for (const h of hosts) cleanupProblems.push(...h.destroy());
     await teardown(lab); // podways, etcd, namespaces
-    await opened?.close();
+    await made.opened?.close();
     forgetDirs();
     forgetCniCacheDirs(cacheDirs);
   }

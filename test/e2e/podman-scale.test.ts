@@ -20,12 +20,12 @@ import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { Lab, LabKvStore, LabNode, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX } from '../../src/control/ipam/keys';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { atCleanup, guard, teardown, isRoot, until, logTail, routes } from './e2e-kit';
-import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing, podwayIn } from '../cni/podman-kit';
+import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing, podwayIn, startPodmanNodes, type PodmanNodes } from '../cni/podman-kit';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PODWAY = path.join(ROOT, 'bin', 'podway.js');
@@ -63,26 +63,15 @@ test(`podman at scale: ${CONTAINERS} containers on two podway nodes, started ${B
   const missing = podmanMissing();
   if (missing) throw new Error(missing);
   const lab = guard(new Lab(SPEC));
-  const hosts: PodmanHost[] = [];
-  let opened: LabKvStore | null = null;
+  const made: PodmanNodes = { hosts: [], opened: null };
+  const hosts = made.hosts;
   const cleanupProblems: string[] = [];
   const cacheDirs = missingCniCacheDirs();
   const forgetDirs = atCleanup(() => forgetCniCacheDirs(cacheDirs));
   // every name this test gives, removed by name in finally whatever happened
   const names: { host: PodmanHost; name: string }[] = [];
   try {
-    lab.build();
-    opened = await lab.openKvStore('embedded', 'podway-podman-scale-store-');
-    const { kv, spec } = opened;
-    await lab.useKvDatastore(kv, spec);
-    for (const n of lab.nodes) await lab.startPodway(n.name, 30_000);
-    for (const n of lab.nodes) {
-      const h = new PodmanHost(n.ns, `scale-${n.name}-${lab.tag}`);
-      hosts.push(h);
-      const inst = podwayIn(n, ['cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', spec, '--node', n.name, '--control', n.control,
-        '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')], 60_000);
-      assert.is(inst.code, 0, inst.out);
-    }
+    const { kv, spec } = await startPodmanNodes(lab, made, { datastore: 'embedded', storePrefix: 'podway-podman-scale-store-', hostPrefix: 'scale-', installTimeoutMs: 60_000 });
 
     // Container k on node k % 2: each batch of BATCH holds BATCH/2 on each node, pairs (2j, 2j+1) across them.
     const planned = Array.from({ length: CONTAINERS }, (_, k) => ({ k, host: hosts[k % 2], node: lab.nodes[k % 2], name: `scale-${process.pid}-${lab.tag}-${k}` }));
@@ -164,7 +153,7 @@ test(`podman at scale: ${CONTAINERS} containers on two podway nodes, started ${B
     await inBatches(names, BATCH, (x) => x.host.podmanAsync(['rm', '-f', '-t', '0', '--ignore', x.name], 120_000));
     for (const h of hosts) cleanupProblems.push(...h.destroy());
     await teardown(lab);
-    await opened?.close();
+    await made.opened?.close();
     forgetDirs();
     forgetCniCacheDirs(cacheDirs);
   }

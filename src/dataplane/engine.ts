@@ -52,6 +52,9 @@ import { LogLimiter } from '../util/log-limiter';
 import { covers6, mask32, networkOf6, parseIp6 } from '../lpm/cidr';
 import { podwayCommand } from '../util/invocation';
 
+/** How many interface names of deleted endpoints the engine remembers (orphan sources). */
+const ENDPOINT_DELETED_KEPT = 4096;
+
 export interface EngineOptions {
   /** Felix's natOutgoingExclusions: IPPoolsOnly (true, the default: a natOutgoing pod's egress to
    * another node's address goes to the kernel to be masqueraded) or IPPoolsAndHostIPs (false). */
@@ -2269,6 +2272,8 @@ export class Engine {
   }
 
   private orphanScan: 'pending' | 'complete' | 'partial' = 'pending';
+  /** Interfaces whose endpoint this run saw deleted (endpointsGone), newest last, at most ENDPOINT_DELETED_KEPT. */
+  private readonly endpointDeleted = new Set<string>();
   private readonly deferOrphanScan: boolean;
   private readonly orphanLooks: <T>(look: () => Promise<T>) => Promise<T>;
   /** The start's orphan scan is waiting for startOrphanScan() (deferOrphanScan). */
@@ -2367,7 +2372,9 @@ export class Engine {
     // an interface an endpoint names but not attached yet (its pod being made) is not looked at;
     // one no endpoint names holds no endpoint's address either
     const orphans = scan.found.filter((f) => !named.has(f.ifname));
-    this.addOrphans(orphans.map((f) => ({ ...f, source: 'pod' as const })));
+    // An interface whose endpoint this run saw deleted is that case, found here first (the scan ran
+    // between the model that dropped it and its own look, podDeviceGone): said as such.
+    this.addOrphans(orphans.map((f) => ({ ...f, source: this.endpointDeleted.has(f.ifname) ? 'deleted' as const : 'pod' as const })));
     this.log.info(`host: the pods' interfaces looked into for addresses no endpoint names: ${scan.found.length} address(es) on pod interfaces, ${orphans.length} no endpoint names`, { component: 'host', podAddresses: scan.found.length, orphanAddresses: orphans.length });
   }
 
@@ -2378,10 +2385,14 @@ export class Engine {
    */
   private endpointsGone(prev: NodeDataplaneModel, next: NodeDataplaneModel): void {
     const still = new Set(endpointInterfaces(next));
+    for (const ifname of still) this.endpointDeleted.delete(ifname);
     const gone: OrphanPodAddress[] = [];
     const devices = new Map(prev.endpoints.filter((e) => e.interfaceType !== 'veth' && e.interfaceNetns !== null).map((e) => [e.interfaceName, e.interfaceNetns!]));
     for (const [ifname, addrs] of endpointAddresses(prev)) {
       if (still.has(ifname)) continue;
+      this.endpointDeleted.add(ifname);
+      // bounded: the oldest names go first (a pod churn's names never come back)
+      if (this.endpointDeleted.size > ENDPOINT_DELETED_KEPT) this.endpointDeleted.delete(this.endpointDeleted.values().next().value!);
       const netns = devices.get(ifname);
       if (netns !== undefined) {
         // a tap/tun pod's device, in its pod's namespace: looked for there (off this path)

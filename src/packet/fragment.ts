@@ -16,7 +16,7 @@
  * after the header: the kernel's ip_do_fragment fails with -EINVAL) is the caller's to drop.
  * No allocation: fragments are written where the caller says (pool slots).
  */
-import { fold16, sum16 } from './checksum';
+import { ipv4FillChecksum } from './ipv4';
 
 /** IP option types (RFC 791): end of options, no operation. */
 const IPOPT_END = 0;
@@ -86,11 +86,7 @@ function setFragmentFields(b: Uint8Array, at: number, len: number, f6: number, f
   b[at + 3] = len & 255;
   b[at + 6] = flags | ((off >>> 8) & 0x1f);
   b[at + 7] = off & 255;
-  b[at + 10] = 0;
-  b[at + 11] = 0;
-  const c = ~fold16(sum16(b, at, (b[at] & 15) << 2, 0)) & 0xffff;
-  b[at + 10] = c >>> 8;
-  b[at + 11] = c & 255;
+  ipv4FillChecksum(b, at);
 }
 
 /** ip_options_fragment: every option in [o, end) whose copy flag is clear becomes NOOPs (END and
